@@ -1,0 +1,145 @@
+import SwiftASN1
+import X509
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Everything decided about a certificate before it is built: the one thing the signing step needs.
+public struct IssuancePlan: Sendable {
+    public let request: InspectedRequest
+    public let names: RequestedNames
+    public let subject: DistinguishedName
+    public let profile: CertificateProfile
+    public let lifetime: Duration
+}
+
+/// The rules that turn a request into a plan or a refusal. Pure: no clock, no I/O, no key.
+public enum IssuanceRules {
+    /// RFC 5280's upper bound for a commonName; longer names stay in the subjectAltName only.
+    static let commonNameLimit = 64
+
+    /// Checks `request` against the CSR rules, name syntax and `policy`, in that order, so that a malformed
+    /// request is told what is malformed before it is told what it may not have.
+    ///
+    /// - Parameter issuerNotAfter: the issuing CA's expiry; a certificate may not outlive it.
+    public static func plan(
+        _ request: IssuanceRequest,
+        policy: IssuancePolicy,
+        now: Date,
+        issuerNotAfter: Date
+    ) throws(IssuanceRefusal) -> IssuancePlan {
+        let inspected: InspectedRequest
+        do {
+            inspected = try InspectedRequest(pem: request.csrPEM)
+        } catch {
+            throw .request(error)
+        }
+        let names = try names(of: inspected, body: request)
+        if let commonName = inspected.commonName {
+            let canonical = commonName.lowercased()
+            let matchesIP = IPAddress(commonName).map { names.ipAddresses.contains($0) } ?? false
+            guard names.dnsNames.contains(canonical) || matchesIP else {
+                throw .commonNameNotAmongNames(commonName)
+            }
+        }
+
+        let profile = request.profile ?? .server
+        guard policy.allowedProfiles.contains(profile) else {
+            throw .policy(.profileNotAllowed(profile, allowed: CertificateProfile.allCases.filter(policy.allowedProfiles.contains)))
+        }
+
+        let lifetime: Duration
+        if let text = request.duration {
+            do {
+                lifetime = try Lifetime.parse(text)
+            } catch {
+                throw .lifetime(error)
+            }
+        } else {
+            lifetime = policy.defaultLifetime
+        }
+        guard lifetime <= policy.maximumLifetime else {
+            throw .policy(.lifetimeTooLong(requested: lifetime, maximum: policy.maximumLifetime))
+        }
+        guard lifetime >= IssuancePolicy.minimumLifetime else {
+            throw .policy(.lifetimeTooShort(requested: lifetime, minimum: IssuancePolicy.minimumLifetime))
+        }
+        guard now.addingTimeInterval(TimeInterval(lifetime.components.seconds)) <= issuerNotAfter else {
+            throw .policy(.lifetimeBeyondIssuer(issuerNotAfter.formatted(.iso8601)))
+        }
+
+        let outside = policy.namesOutsidePolicy(names)
+        guard outside.isEmpty else { throw .policy(.namesNotAllowed(outside)) }
+
+        return IssuancePlan(
+            request: inspected,
+            names: names,
+            subject: subject(commonName: inspected.commonName, names: names),
+            profile: profile,
+            lifetime: lifetime
+        )
+    }
+
+    /// The certificate's names: the CSR's and/or the body's, validated and canonical. When both are given they
+    /// must be the same set, so nobody is surprised by a certificate for names they did not list.
+    static func names(of request: InspectedRequest, body: IssuanceRequest) throws(IssuanceRefusal) -> RequestedNames {
+        var errors: [NameError] = []
+        func canonicalDNS(_ raw: [String]) -> [String] {
+            var result: [String] = []
+            for name in raw {
+                if IPAddress(name) != nil {
+                    errors.append(.ipAddressInDNSNames(name))
+                    continue
+                }
+                do {
+                    let canonical = try HostnameRules.validate(name)
+                    if !result.contains(canonical) { result.append(canonical) }
+                } catch {
+                    errors.append(error)
+                }
+            }
+            return result
+        }
+        let csrDNS = canonicalDNS(request.requestedDNSNames)
+        let bodyDNS = canonicalDNS(body.dnsNames ?? [])
+        var bodyIPs: [IPAddress] = []
+        for text in body.ipAddresses ?? [] {
+            guard let address = IPAddress(text) else {
+                errors.append(.invalidIPAddress(text))
+                continue
+            }
+            if !bodyIPs.contains(address) { bodyIPs.append(address) }
+        }
+        guard errors.isEmpty else { throw .invalidNames(errors) }
+
+        var csrIPs: [IPAddress] = []
+        for address in request.requestedIPAddresses where !csrIPs.contains(address) { csrIPs.append(address) }
+        let csrNames = RequestedNames(dnsNames: csrDNS, ipAddresses: csrIPs)
+        let bodyNames = RequestedNames(dnsNames: bodyDNS, ipAddresses: bodyIPs)
+
+        let chosen: RequestedNames
+        switch (csrNames.isEmpty, bodyNames.isEmpty) {
+        case (true, true):
+            throw .noNames
+        case (false, true):
+            chosen = csrNames
+        case (true, false):
+            chosen = bodyNames
+        case (false, false):
+            guard Set(csrNames.dnsNames) == Set(bodyNames.dnsNames), Set(csrIPs) == Set(bodyIPs) else {
+                throw .namesDisagree(csr: csrNames.all, body: bodyNames.all)
+            }
+            chosen = bodyNames
+        }
+        return chosen
+    }
+
+    static func subject(commonName: String?, names: RequestedNames) -> DistinguishedName {
+        let candidate = commonName?.lowercased() ?? names.dnsNames.first ?? names.ipAddresses.first?.description
+        guard let candidate, candidate.utf8.count <= commonNameLimit else { return DistinguishedName() }
+        return DistinguishedName([RelativeDistinguishedName(.init(type: .RDNAttributeType.commonName, utf8String: candidate))])
+    }
+}

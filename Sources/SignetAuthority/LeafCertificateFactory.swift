@@ -1,0 +1,71 @@
+import SwiftASN1
+import X509
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Builds and signs the end-entity certificate for a plan. The only place a leaf's contents are decided.
+public enum LeafCertificateFactory {
+    /// Clocks disagree; a certificate valid from a minute ago is not rejected by a client whose clock lags.
+    public static let backdating: TimeInterval = 60
+
+    public struct Validity: Sendable, Equatable {
+        public let notBefore: Date
+        public let notAfter: Date
+
+        /// Two thirds into the lifetime: when a client should renew (cert-manager's default).
+        public var renewAfter: Date {
+            notBefore.addingTimeInterval(notAfter.timeIntervalSince(notBefore) * 2 / 3)
+        }
+    }
+
+    public static func validity(for lifetime: Duration, now: Date) -> Validity {
+        // Whole seconds: X.509 times carry no fractions, and the ledger should match the certificate exactly.
+        let start = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
+        return Validity(
+            notBefore: start.addingTimeInterval(-backdating),
+            notAfter: start.addingTimeInterval(TimeInterval(lifetime.components.seconds))
+        )
+    }
+
+    public static func issue(
+        _ plan: IssuancePlan,
+        by ca: IssuingCA,
+        serial: Certificate.SerialNumber,
+        validity: Validity
+    ) async throws -> Certificate {
+        var alternativeNames: [GeneralName] = plan.names.dnsNames.map { .dnsName($0) }
+        alternativeNames += plan.names.ipAddresses.map { .ipAddress(ASN1OctetString(contentBytes: $0.bytes[...])) }
+        let sans = SubjectAlternativeNames(alternativeNames)
+        // With an empty subject the subjectAltName is the only identity and must be critical (RFC 5280 4.2.1.6).
+        let subjectIsEmpty = plan.subject.isEmpty
+
+        let extensions = try Certificate.Extensions {
+            Critical(BasicConstraints.notCertificateAuthority)
+            Critical(KeyUsage(digitalSignature: true, keyEncipherment: plan.request.key.isRSA))
+            try plan.profile.extendedKeyUsage()
+            SubjectKeyIdentifier(hash: plan.request.publicKey)
+            AuthorityKeyIdentifier(keyIdentifier: ca.keyIdentifier[...])
+            if subjectIsEmpty {
+                Critical(sans)
+            } else {
+                sans
+            }
+        }
+        return try await Certificate(
+            version: .v3,
+            serialNumber: serial,
+            publicKey: plan.request.publicKey,
+            notValidBefore: validity.notBefore,
+            notValidAfter: validity.notAfter,
+            issuer: ca.certificate.subject,
+            subject: plan.subject,
+            signatureAlgorithm: ca.signatureAlgorithm,
+            extensions: extensions,
+            issuerAsyncPrivateKey: ca.key
+        )
+    }
+}

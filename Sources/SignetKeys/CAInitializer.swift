@@ -1,0 +1,130 @@
+import SignetAuthority
+import SwiftASN1
+import X509
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Creates an offline root and an intermediate signed by it: the job the Istio tutorial gives to an openssl script.
+public struct CAInitializer: Sendable {
+    public var keyAlgorithm: KeyAlgorithm = .ecdsaP256
+    public var organization: String = "Signet"
+    public var rootLifetime: Duration = .seconds(10 * 365 * 86_400)
+    public var intermediateLifetime: Duration = .seconds(5 * 365 * 86_400)
+    /// Encrypts both private keys (PBES2, AES-256-CBC) when set.
+    public var passphrase: [UInt8]?
+
+    public init() {}
+
+    public struct Result: Sendable {
+        public let root: Certificate
+        public let intermediate: Certificate
+        public let intermediateKey: Certificate.PrivateKey
+    }
+
+    /// Writes root.crt, root.key, intermediate.crt and intermediate.key into `directory` (keys 0600).
+    /// Refuses to replace any existing file unless `overwrite`, and checks that before writing anything.
+    @discardableResult
+    public func create(in directory: CADirectory, overwrite: Bool, now: Date = Date()) async throws -> Result {
+        let paths = [directory.rootCertificate, directory.rootKey, directory.certificate, directory.key]
+        if !overwrite, let existing = paths.first(where: FileManager.default.fileExists(atPath:)) {
+            throw CAFileError.exists(existing)
+        }
+        guard intermediateLifetime <= rootLifetime else {
+            throw CAFileError.write(directory.certificate, "the intermediate's validity cannot exceed the root's")
+        }
+        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+
+        let (rootKey, rootKeyPEM) = try keyAlgorithm.generate()
+        let (intermediateKey, intermediateKeyPEM) = try keyAlgorithm.generate()
+        let start = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down) - LeafCertificateFactory.backdating)
+        let rootName = try DistinguishedName {
+            OrganizationName(organization)
+            CommonName("\(organization) Root CA")
+        }
+        let intermediateName = try DistinguishedName {
+            OrganizationName(organization)
+            CommonName("\(organization) Intermediate CA")
+        }
+        let rootKeyID = SubjectKeyIdentifier(hash: rootKey.publicKey)
+        let root = try await Certificate(
+            version: .v3,
+            serialNumber: SerialNumbers.random(),
+            publicKey: rootKey.publicKey,
+            notValidBefore: start,
+            notValidAfter: start.addingTimeInterval(TimeInterval(rootLifetime.components.seconds)),
+            issuer: rootName,
+            subject: rootName,
+            signatureAlgorithm: try IssuingCA.signatureAlgorithm(for: rootKey.publicKey),
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 1))
+                Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+                rootKeyID
+            },
+            issuerAsyncPrivateKey: rootKey
+        )
+        let intermediate = try await Certificate(
+            version: .v3,
+            serialNumber: SerialNumbers.random(),
+            publicKey: intermediateKey.publicKey,
+            notValidBefore: start,
+            notValidAfter: start.addingTimeInterval(TimeInterval(intermediateLifetime.components.seconds)),
+            issuer: rootName,
+            subject: intermediateName,
+            signatureAlgorithm: try IssuingCA.signatureAlgorithm(for: rootKey.publicKey),
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+                Critical(KeyUsage(digitalSignature: true, keyCertSign: true, cRLSign: true))
+                SubjectKeyIdentifier(hash: intermediateKey.publicKey)
+                AuthorityKeyIdentifier(keyIdentifier: rootKeyID.keyIdentifier)
+            },
+            issuerAsyncPrivateKey: rootKey
+        )
+
+        try PEMFiles.write(try encryptedIfAsked(rootKeyPEM), to: directory.rootKey, mode: 0o600, overwrite: overwrite)
+        try PEMFiles.write(try encryptedIfAsked(intermediateKeyPEM), to: directory.key, mode: 0o600, overwrite: overwrite)
+        try PEMFiles.write(try PEMFiles.pem([root]), to: directory.rootCertificate, mode: 0o644, overwrite: overwrite)
+        try PEMFiles.write(try PEMFiles.pem([intermediate]), to: directory.certificate, mode: 0o644, overwrite: overwrite)
+        return Result(root: root, intermediate: intermediate, intermediateKey: intermediateKey)
+    }
+
+    private func encryptedIfAsked(_ pkcs8PEM: String) throws -> String {
+        guard let passphrase else { return pkcs8PEM }
+        let der = try PEMDocument(pemString: pkcs8PEM).derBytes
+        let encrypted = try EncryptedPrivateKeyInfo.encrypt(der, passphrase: passphrase)
+        return PEMDocument(type: "ENCRYPTED PRIVATE KEY", derBytes: encrypted).pemString + "\n"
+    }
+}
+
+/// Adopts an existing intermediate: checks it (see `CAMaterialCheck`) and copies it into a CA directory.
+public enum CAImporter {
+    public static func importCA(
+        certificatePath: String,
+        keyPath: String,
+        rootPath: String,
+        chainPath: String?,
+        passphrase: [UInt8]?,
+        into directory: CADirectory,
+        overwrite: Bool,
+        now: Date = Date()
+    ) async throws {
+        let certificate = try CALoader.singleCertificate(at: certificatePath)
+        let root = try CALoader.singleCertificate(at: rootPath)
+        let intermediates = try chainPath.map(PEMFiles.certificates(at:)) ?? []
+        let signer = try FileKeySigner(path: keyPath, passphrase: passphrase)
+        try await CAMaterialCheck.validate(
+            certificate: certificate, key: signer.privateKey.publicKey, intermediates: intermediates, root: root, now: now
+        )
+        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        // The key is copied byte for byte: an encrypted key stays encrypted.
+        try PEMFiles.write(try String(contentsOfFile: keyPath, encoding: .utf8), to: directory.key, mode: 0o600, overwrite: overwrite)
+        try PEMFiles.write(try PEMFiles.pem([certificate]), to: directory.certificate, mode: 0o644, overwrite: overwrite)
+        try PEMFiles.write(try PEMFiles.pem([root]), to: directory.rootCertificate, mode: 0o644, overwrite: overwrite)
+        if !intermediates.isEmpty {
+            try PEMFiles.write(try PEMFiles.pem(intermediates), to: directory.chain, mode: 0o644, overwrite: overwrite)
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import SignetAuthority
+import SwiftASN1
+import X509
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Custody of the CA's private key: the seam between issuance and wherever the key lives.
+///
+/// Issuance, and later CRL and OCSP signing, use only `privateKey`, a swift-certificates `Certificate.PrivateKey`.
+/// A key held in memory is one of its built-in cases; a remote key (Azure Key Vault, a PKCS#11 token) is a
+/// `CustomPrivateKey` whose `signAsynchronously` makes the remote call. Nothing above this seam knows which.
+public protocol CASigner: Sendable {
+    var privateKey: Certificate.PrivateKey { get }
+    /// A short name for logs and metrics: "file", "azure-key-vault", "pkcs11".
+    var backend: String { get }
+    /// Proves the key can still sign (for /readyz). A file key always can; a remote one makes a cheap call.
+    func checkHealth() async throws
+}
+
+/// A CA key read from a PEM file into memory.
+public struct FileKeySigner: CASigner {
+    public let privateKey: Certificate.PrivateKey
+    public var backend: String { "file" }
+
+    public init(privateKey: Certificate.PrivateKey) {
+        self.privateKey = privateKey
+    }
+
+    public init(path: String, passphrase: [UInt8]?) throws {
+        let pem = try String(contentsOfFile: path, encoding: .utf8)
+        do {
+            self.init(privateKey: try PrivateKeyPEM.read(pem, passphrase: passphrase))
+        } catch {
+            throw CAFileError.key(path, error)
+        }
+    }
+
+    public func checkHealth() async throws {}
+}
+
+/// Wraps any CA key so that each signature is timed and reported, whatever backend makes it.
+public struct ObservedPrivateKey: CustomPrivateKey {
+    public typealias Observer = @Sendable (_ seconds: Double, _ succeeded: Bool) -> Void
+
+    let inner: Certificate.PrivateKey
+    let observer: Observer
+
+    public init(_ inner: Certificate.PrivateKey, observer: @escaping Observer) {
+        self.inner = inner
+        self.observer = observer
+    }
+
+    public var publicKey: Certificate.PublicKey { inner.publicKey }
+
+    public var defaultSignatureAlgorithm: Certificate.SignatureAlgorithm {
+        (try? IssuingCA.signatureAlgorithm(for: inner.publicKey)) ?? .ecdsaWithSHA256
+    }
+
+    public var supportedSignatureAlgorithms: [Certificate.SignatureAlgorithm] { [defaultSignatureAlgorithm] }
+
+    public func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws -> Certificate.Signature {
+        let start = ContinuousClock.now
+        do {
+            let signature = try inner.sign(bytes: bytes, signatureAlgorithm: signatureAlgorithm)
+            observer(Self.seconds(since: start), true)
+            return signature
+        } catch {
+            observer(Self.seconds(since: start), false)
+            throw error
+        }
+    }
+
+    public func signAsynchronously(bytes: some DataProtocol & Sendable, signatureAlgorithm: Certificate.SignatureAlgorithm) async throws -> Certificate.Signature {
+        let start = ContinuousClock.now
+        do {
+            let signature = try await inner.signAsynchronously(bytes: bytes, signatureAlgorithm: signatureAlgorithm)
+            observer(Self.seconds(since: start), true)
+            return signature
+        } catch {
+            observer(Self.seconds(since: start), false)
+            throw error
+        }
+    }
+
+    /// The private key itself never leaves custody through this wrapper.
+    public static var defaultPEMDiscriminator: String { "PRIVATE KEY" }
+
+    public func serialize(into coder: inout DER.Serializer) throws {
+        throw KeyError.unreadable("a CA signing key cannot be exported")
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.inner == rhs.inner }
+    public func hash(into hasher: inout Hasher) { hasher.combine(inner) }
+
+    private static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,287 @@
+import GRDB
+import SignetAuthority
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The record of everything the CA signed, the API tokens, and the audit trail, in one SQLite file (WAL).
+public final class CertificateLedger: Sendable {
+    /// SQLite's `synchronous` setting. `full` syncs the WAL on every commit, so a committed issuance survives
+    /// power loss; `normal` survives a crash of Signet (kill -9) but not of the machine.
+    public enum Durability: String, Sendable, CaseIterable {
+        case full, normal
+    }
+
+    public let path: String
+    public let durability: Durability
+    private let pool: DatabasePool
+    private let committer: GroupCommitter
+
+    public init(path: String, durability: Durability = .full) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.foreignKeysEnabled = true
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+        }
+        self.path = path
+        self.durability = durability
+        self.pool = try DatabasePool(path: path, configuration: configuration)
+        try LedgerSchema.migrator.migrate(pool)
+        self.committer = GroupCommitter(writer: pool)
+    }
+
+    // MARK: Writing
+
+    /// Records an issued certificate and its audit event in one transaction. Returns once that transaction is durable.
+    public func record(_ entry: CertificateEntry, event: AuditEvent) async throws {
+        let json = try Self.json
+        let dnsJSON = try json.encode(entry.dnsNames)
+        let ipJSON = try json.encode(entry.ipAddresses)
+        try await committer.commit { db in
+            try db.cachedStatement(sql: """
+                INSERT INTO certificates (serial, issuer_key_id, subject, dns_names, ip_addresses, public_key_sha256,
+                    csr_sha256, profile, not_before, not_after, requester, issued_at, der)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [
+                    entry.serial, entry.issuerKeyID, entry.subject, String(decoding: dnsJSON, as: UTF8.self),
+                    String(decoding: ipJSON, as: UTF8.self), entry.publicKeySHA256, entry.csrSHA256,
+                    entry.profile.rawValue, Int64(entry.notBefore.timeIntervalSince1970),
+                    Int64(entry.notAfter.timeIntervalSince1970), entry.requester, Self.milliseconds(entry.issuedAt),
+                    Data(entry.der),
+                ])
+            let id = db.lastInsertedRowID
+            let insertName = try db.cachedStatement(sql: "INSERT OR IGNORE INTO certificate_names (certificate_id, name) VALUES (?, ?)")
+            for name in entry.dnsNames + entry.ipAddresses {
+                try insertName.execute(arguments: [id, name])
+            }
+            try Self.insert(event, into: db)
+        }
+    }
+
+    /// Records an audit event on its own (a refused request, a token change).
+    public func record(_ event: AuditEvent) async throws {
+        try await committer.commit { db in try Self.insert(event, into: db) }
+    }
+
+    private static func insert(_ event: AuditEvent, into db: Database) throws {
+        let names = event.names.isEmpty ? nil : String(decoding: try json.encode(event.names), as: UTF8.self)
+        try db.cachedStatement(sql: """
+            INSERT INTO audit_events (at_ms, actor, action, outcome, subject, names, reason) VALUES (?, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [milliseconds(event.at), event.actor, event.action, event.outcome.rawValue, event.subject, names, event.reason])
+    }
+
+    // MARK: Reading certificates
+
+    public func certificate(serial: String) async throws -> CertificateEntry? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM certificates WHERE serial = ?", arguments: [serial.lowercased()])
+                .map(Self.entry(from:))
+        }
+    }
+
+    public func certificates(matching query: CertificateQuery, now: Date = Date()) async throws -> CertificatePage {
+        var clauses: [String] = []
+        var arguments: StatementArguments = []
+        if let cursor = query.cursor {
+            guard let position = Int64(cursor), position > 0 else { throw LedgerError.invalidCursor(cursor) }
+            clauses.append("id < ?")
+            arguments += [position]
+        }
+        if let host = query.dnsName?.lowercased() {
+            var names = [host]
+            if let wildcard = HostnameRules.coveringWildcard(of: host) { names.append(wildcard) }
+            clauses.append("id IN (SELECT certificate_id FROM certificate_names WHERE name IN (\(names.map { _ in "?" }.joined(separator: ", "))))")
+            arguments += StatementArguments(names)
+        }
+        let nowSeconds = Int64(now.timeIntervalSince1970)
+        switch query.status {
+        case .valid:
+            clauses.append("status = 'valid' AND not_after >= ?")
+            arguments += [nowSeconds]
+        case .expired:
+            clauses.append("status = 'valid' AND not_after < ?")
+            arguments += [nowSeconds]
+        case .revoked:
+            clauses.append("status = 'revoked'")
+        case nil:
+            break
+        }
+        if let date = query.expiringBefore {
+            clauses.append("not_after < ?")
+            arguments += [Int64(date.timeIntervalSince1970)]
+        }
+        if let date = query.issuedAfter {
+            clauses.append("issued_at > ?")
+            arguments += [Self.milliseconds(date)]
+        }
+        if let date = query.issuedBefore {
+            clauses.append("issued_at < ?")
+            arguments += [Self.milliseconds(date)]
+        }
+        if let requester = query.requester {
+            clauses.append("requester = ?")
+            arguments += [requester]
+        }
+        let limit = max(1, min(query.limit, CertificateQuery.maximumLimit))
+        let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        let sql = "SELECT * FROM certificates \(whereClause) ORDER BY id DESC LIMIT \(limit + 1)"
+        let finalArguments = arguments
+        return try await pool.read { db in
+            let rows = try Row.fetchAll(db, sql: sql, arguments: finalArguments)
+            let page = rows.prefix(limit)
+            let next: String? = rows.count > limit ? page.last.map { String($0["id"] as Int64) } : nil
+            return CertificatePage(entries: try page.map(Self.entry(from:)), nextCursor: next)
+        }
+    }
+
+    /// How many certificates are in each status now, and the earliest expiry among valid ones (for metrics).
+    public func summary(now: Date = Date()) async throws -> (counts: [CertificateStatus: Int], earliestExpiry: Date?) {
+        let nowSeconds = Int64(now.timeIntervalSince1970)
+        return try await pool.read { db in
+            let valid = try Int.fetchOne(db, sql: "SELECT count(*) FROM certificates WHERE status = 'valid' AND not_after >= ?", arguments: [nowSeconds]) ?? 0
+            let expired = try Int.fetchOne(db, sql: "SELECT count(*) FROM certificates WHERE status = 'valid' AND not_after < ?", arguments: [nowSeconds]) ?? 0
+            let revoked = try Int.fetchOne(db, sql: "SELECT count(*) FROM certificates WHERE status = 'revoked'") ?? 0
+            let earliest = try Int64.fetchOne(db, sql: "SELECT min(not_after) FROM certificates WHERE status = 'valid' AND not_after >= ?", arguments: [nowSeconds])
+            return ([.valid: valid, .expired: expired, .revoked: revoked], earliest.map { Date(timeIntervalSince1970: TimeInterval($0)) })
+        }
+    }
+
+    public func certificateCount() async throws -> Int {
+        try await pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM certificates") ?? 0 }
+    }
+
+    public func auditEvents(limit: Int = 100) async throws -> [AuditEvent] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit_events ORDER BY id DESC LIMIT ?", arguments: [limit]).map { row in
+                let names: String? = row["names"]
+                return AuditEvent(
+                    at: Date(timeIntervalSince1970: Double(row["at_ms"] as Int64) / 1000),
+                    actor: row["actor"], action: row["action"],
+                    outcome: AuditEvent.Outcome(rawValue: row["outcome"]) ?? .failed,
+                    subject: row["subject"],
+                    names: try names.map { try JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? [],
+                    reason: row["reason"]
+                )
+            }
+        }
+    }
+
+    /// A read and a no-op write transaction: proves the file is readable and the write lock can be taken.
+    public func checkHealth() async throws {
+        _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+        try await pool.write { db in try db.execute(sql: "SELECT 1") }
+    }
+
+    public func close() throws {
+        try pool.close()
+    }
+
+    // MARK: Tokens
+
+    public func createToken(_ token: TokenEntry) async throws {
+        let json = try Self.json
+        do {
+            try await pool.write { db in
+                try db.execute(sql: """
+                    INSERT INTO tokens (name, secret_sha256, allowed_names, allowed_profiles, max_lifetime_seconds, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """, arguments: [
+                        token.name, token.secretSHA256, String(decoding: try json.encode(token.allowedNames), as: UTF8.self),
+                        String(decoding: try json.encode(token.allowedProfiles.map(\.rawValue)), as: UTF8.self),
+                        token.maximumLifetime.components.seconds, Int64(token.createdAt.timeIntervalSince1970),
+                    ])
+                try Self.insert(AuditEvent(at: token.createdAt, actor: "cli", action: "token.create", outcome: .success, subject: token.name, names: token.allowedNames), into: db)
+            }
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+            throw LedgerError.tokenExists(token.name)
+        }
+    }
+
+    public func tokens() async throws -> [TokenEntry] {
+        try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM tokens ORDER BY name").map(Self.token(from:)) }
+    }
+
+    public func token(secretSHA256: String) async throws -> TokenEntry? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM tokens WHERE secret_sha256 = ?", arguments: [secretSHA256]).map(Self.token(from:))
+        }
+    }
+
+    /// Marks a token revoked. Its row stays, so the name cannot be reused to impersonate the old holder in the audit trail.
+    public func revokeToken(name: String, at date: Date = Date()) async throws {
+        let changed = try await pool.write { db in
+            try db.execute(sql: "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", arguments: [Int64(date.timeIntervalSince1970), name])
+            let changes = db.changesCount
+            if changes > 0 {
+                try Self.insert(AuditEvent(at: date, actor: "cli", action: "token.revoke", outcome: .success, subject: name), into: db)
+            }
+            return changes
+        }
+        guard changed > 0 else { throw LedgerError.noSuchToken(name) }
+    }
+
+    // MARK: Rows
+
+    private static var json: JSONEncoder {
+        get throws { JSONEncoder() }
+    }
+
+    static func milliseconds(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+    }
+
+    private static func decodeList(_ text: String) throws -> [String] {
+        try JSONDecoder().decode([String].self, from: Data(text.utf8))
+    }
+
+    private static func entry(from row: Row) throws -> CertificateEntry {
+        let profileText: String = row["profile"]
+        guard let profile = CertificateProfile(rawValue: profileText) else { throw LedgerError.corrupt("unknown profile \(profileText)") }
+        let der: Data = row["der"]
+        var entry = CertificateEntry(
+            serial: row["serial"], issuerKeyID: row["issuer_key_id"], subject: row["subject"],
+            dnsNames: try decodeList(row["dns_names"]), ipAddresses: try decodeList(row["ip_addresses"]),
+            publicKeySHA256: row["public_key_sha256"], csrSHA256: row["csr_sha256"], profile: profile,
+            notBefore: Date(timeIntervalSince1970: TimeInterval(row["not_before"] as Int64)),
+            notAfter: Date(timeIntervalSince1970: TimeInterval(row["not_after"] as Int64)),
+            requester: row["requester"],
+            issuedAt: Date(timeIntervalSince1970: Double(row["issued_at"] as Int64) / 1000),
+            der: Array(der)
+        )
+        entry.storedStatus = CertificateEntry.StoredStatus(rawValue: row["status"]) ?? .valid
+        entry.revokedAt = (row["revoked_at"] as Int64?).map { Date(timeIntervalSince1970: TimeInterval($0)) }
+        entry.revocationReason = row["revocation_reason"]
+        return entry
+    }
+
+    private static func token(from row: Row) throws -> TokenEntry {
+        TokenEntry(
+            name: row["name"], secretSHA256: row["secret_sha256"],
+            allowedNames: try decodeList(row["allowed_names"]),
+            allowedProfiles: try decodeList(row["allowed_profiles"]).compactMap(CertificateProfile.init(rawValue:)),
+            maximumLifetime: .seconds(row["max_lifetime_seconds"] as Int64),
+            createdAt: Date(timeIntervalSince1970: TimeInterval(row["created_at"] as Int64)),
+            revokedAt: (row["revoked_at"] as Int64?).map { Date(timeIntervalSince1970: TimeInterval($0)) }
+        )
+    }
+}
+
+public enum LedgerError: Error, Equatable, CustomStringConvertible {
+    case invalidCursor(String)
+    case tokenExists(String)
+    case noSuchToken(String)
+    case corrupt(String)
+
+    public var description: String {
+        switch self {
+        case .invalidCursor(let cursor): "cursor '\(cursor)' is not one this server handed out"
+        case .tokenExists(let name): "a token named '\(name)' already exists (names are never reused, even after revocation)"
+        case .noSuchToken(let name): "no active token named '\(name)'"
+        case .corrupt(let what): "the ledger holds an unreadable row: \(what)"
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import SignetAuthority
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// One issued certificate as the ledger keeps it.
+public struct CertificateEntry: Sendable, Equatable {
+    public enum StoredStatus: String, Sendable {
+        case valid, revoked
+    }
+
+    public var serial: String
+    public var issuerKeyID: String
+    public var subject: String
+    public var dnsNames: [String]
+    public var ipAddresses: [String]
+    public var publicKeySHA256: String
+    public var csrSHA256: String
+    public var profile: CertificateProfile
+    public var notBefore: Date
+    public var notAfter: Date
+    public var storedStatus: StoredStatus
+    public var revokedAt: Date?
+    public var revocationReason: String?
+    public var requester: String
+    public var issuedAt: Date
+    public var der: [UInt8]
+
+    public init(
+        serial: String, issuerKeyID: String, subject: String, dnsNames: [String], ipAddresses: [String],
+        publicKeySHA256: String, csrSHA256: String, profile: CertificateProfile, notBefore: Date, notAfter: Date,
+        requester: String, issuedAt: Date, der: [UInt8]
+    ) {
+        self.serial = serial
+        self.issuerKeyID = issuerKeyID
+        self.subject = subject
+        self.dnsNames = dnsNames
+        self.ipAddresses = ipAddresses
+        self.publicKeySHA256 = publicKeySHA256
+        self.csrSHA256 = csrSHA256
+        self.profile = profile
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.storedStatus = .valid
+        self.requester = requester
+        self.issuedAt = issuedAt
+        self.der = der
+    }
+
+    /// Expiry is not stored: it follows from the clock, so it can never be stale.
+    public func status(at now: Date) -> CertificateStatus {
+        if storedStatus == .revoked { return .revoked }
+        return notAfter < now ? .expired : .valid
+    }
+}
+
+public enum CertificateStatus: String, Sendable, CaseIterable {
+    case valid, expired, revoked
+}
+
+/// An API token as stored: never the token itself, only its SHA-256.
+public struct TokenEntry: Sendable, Equatable {
+    public var name: String
+    public var secretSHA256: String
+    public var allowedNames: [String]
+    public var allowedProfiles: [CertificateProfile]
+    public var maximumLifetime: Duration
+    public var createdAt: Date
+    public var revokedAt: Date?
+
+    public init(name: String, secretSHA256: String, allowedNames: [String], allowedProfiles: [CertificateProfile], maximumLifetime: Duration, createdAt: Date, revokedAt: Date? = nil) {
+        self.name = name
+        self.secretSHA256 = secretSHA256
+        self.allowedNames = allowedNames
+        self.allowedProfiles = allowedProfiles
+        self.maximumLifetime = maximumLifetime
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+    }
+}
+
+/// Who did what, and why it was refused if it was: one row per issuance and per refused request.
+public struct AuditEvent: Sendable, Equatable {
+    public enum Outcome: String, Sendable {
+        case success, refused, failed
+    }
+
+    public var at: Date
+    public var actor: String
+    public var action: String
+    public var outcome: Outcome
+    public var subject: String?
+    public var names: [String]
+    public var reason: String?
+
+    public init(at: Date, actor: String, action: String, outcome: Outcome, subject: String? = nil, names: [String] = [], reason: String? = nil) {
+        self.at = at
+        self.actor = actor
+        self.action = action
+        self.outcome = outcome
+        self.subject = subject
+        self.names = names
+        self.reason = reason
+    }
+}
+
+/// The auditor's query: every field narrows the result; all nil lists everything, newest first.
+public struct CertificateQuery: Sendable, Equatable {
+    public var dnsName: String?
+    public var status: CertificateStatus?
+    public var expiringBefore: Date?
+    public var issuedAfter: Date?
+    public var issuedBefore: Date?
+    public var requester: String?
+    public var limit: Int = 100
+    /// Opaque position from the previous page.
+    public var cursor: String?
+
+    public static let maximumLimit = 1000
+
+    public init() {}
+}
+
+public struct CertificatePage: Sendable {
+    public var entries: [CertificateEntry]
+    public var nextCursor: String?
+}

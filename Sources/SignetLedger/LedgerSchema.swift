@@ -1,0 +1,71 @@
+import GRDB
+
+/// The ledger's schema, one migration per released change. Never edit a shipped migration: add the next one.
+enum LedgerSchema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: certificates, names, tokens, audit events") { db in
+            // `id` orders issuance (newest first) and is the pagination cursor; `serial` is the public identity.
+            // Times are Unix seconds (certificate fields) or milliseconds (events), so comparisons are integer
+            // comparisons on indexes.
+            try db.execute(sql: """
+                CREATE TABLE certificates (
+                    id INTEGER PRIMARY KEY,
+                    serial TEXT NOT NULL UNIQUE,
+                    issuer_key_id TEXT NOT NULL,
+                    subject TEXT NOT NULL,
+                    dns_names TEXT NOT NULL,
+                    ip_addresses TEXT NOT NULL,
+                    public_key_sha256 TEXT NOT NULL,
+                    csr_sha256 TEXT NOT NULL,
+                    profile TEXT NOT NULL,
+                    not_before INTEGER NOT NULL,
+                    not_after INTEGER NOT NULL,
+                    status TEXT NOT NULL DEFAULT 'valid' CHECK (status IN ('valid', 'revoked')),
+                    revoked_at INTEGER,
+                    revocation_reason TEXT,
+                    requester TEXT NOT NULL,
+                    issued_at INTEGER NOT NULL,
+                    der BLOB NOT NULL,
+                    CHECK (not_before < not_after),
+                    CHECK ((status = 'revoked') = (revoked_at IS NOT NULL))
+                ) STRICT;
+                CREATE INDEX certificates_by_not_after ON certificates (not_after);
+                CREATE INDEX certificates_by_status_not_after ON certificates (status, not_after);
+                CREATE INDEX certificates_by_issued_at ON certificates (issued_at);
+                CREATE INDEX certificates_by_requester ON certificates (requester, id);
+
+                -- One row per name a certificate carries (DNS names and IP addresses as text), so "who holds a
+                -- certificate for this host" is an index lookup, wildcards included.
+                CREATE TABLE certificate_names (
+                    certificate_id INTEGER NOT NULL REFERENCES certificates (id) ON DELETE CASCADE,
+                    name TEXT NOT NULL,
+                    PRIMARY KEY (name, certificate_id)
+                ) STRICT, WITHOUT ROWID;
+
+                CREATE TABLE tokens (
+                    name TEXT PRIMARY KEY,
+                    secret_sha256 TEXT NOT NULL UNIQUE,
+                    allowed_names TEXT NOT NULL,
+                    allowed_profiles TEXT NOT NULL,
+                    max_lifetime_seconds INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    revoked_at INTEGER
+                ) STRICT;
+
+                CREATE TABLE audit_events (
+                    id INTEGER PRIMARY KEY,
+                    at_ms INTEGER NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    outcome TEXT NOT NULL,
+                    subject TEXT,
+                    names TEXT,
+                    reason TEXT
+                ) STRICT;
+                CREATE INDEX audit_events_by_time ON audit_events (at_ms);
+                """)
+        }
+        return migrator
+    }
+}
