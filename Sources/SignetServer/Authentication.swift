@@ -1,0 +1,123 @@
+import Crypto
+import SignetAuthority
+import SignetLedger
+import Synchronization
+import X509
+
+import Foundation
+
+/// Who is asking, and what they may be issued.
+public struct Caller: Sendable, Equatable {
+    /// How the requester is recorded in the ledger: `token:NAME` or `certificate:SUBJECT`.
+    public let identity: String
+    public let policy: IssuancePolicy
+
+    public var mayIssue: Bool { !policy.allowedNames.isEmpty }
+}
+
+/// What a request presented, captured by the HTTP layer before the OpenAPI handlers run (they cannot see headers
+/// or the TLS connection themselves).
+public struct PresentedCredentials: Sendable {
+    public var authorization: String?
+    /// The verified client certificate, when the connection used mutual TLS.
+    public var clientCertificate: Certificate?
+
+    @TaskLocal public static var current = PresentedCredentials()
+}
+
+/// API tokens: `sgt_` and 43 characters of base64url (32 random bytes). Only the SHA-256 is ever stored.
+public enum APITokens {
+    public static let prefix = "sgt_"
+
+    public static func mint() -> (token: String, sha256: String) {
+        let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+        let token = prefix + Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        return (token, digest(token))
+    }
+
+    public static func digest(_ token: String) -> String {
+        Array(SHA256.hash(data: Array(token.utf8))).hexString
+    }
+
+    public static func policy(of token: TokenEntry, defaultLifetime: Duration) throws -> IssuancePolicy {
+        IssuancePolicy(
+            allowedNames: try token.allowedNames.map { try NamePattern($0) },
+            allowedProfiles: Set(token.allowedProfiles),
+            maximumLifetime: token.maximumLifetime,
+            defaultLifetime: defaultLifetime
+        )
+    }
+}
+
+/// A client-certificate identity configured in `signet.yaml`: a subject commonName and the policy it gets.
+public struct ClientCertificatePolicy: Sendable, Equatable {
+    public var commonName: String
+    public var policy: IssuancePolicy
+}
+
+/// Turns presented credentials into a `Caller`. Token lookups are cached for `cacheLifetime` so that the hot
+/// issuance path does not read the token table on every request; a revoked token stops working within that time.
+public final class CallerAuthenticator: Sendable {
+    private let ledger: CertificateLedger
+    private let defaultLifetime: Duration
+    private let cacheLifetime: Duration
+    private let certificatePolicies: [String: IssuancePolicy]
+    private let cache = Mutex<[String: (caller: Result<Caller, AuthenticationError>, expires: ContinuousClock.Instant)]>([:])
+
+    public init(ledger: CertificateLedger, defaultLifetime: Duration, cacheLifetime: Duration = .seconds(1), certificatePolicies: [ClientCertificatePolicy] = []) {
+        self.ledger = ledger
+        self.defaultLifetime = defaultLifetime
+        self.cacheLifetime = cacheLifetime
+        self.certificatePolicies = Dictionary(certificatePolicies.map { ($0.commonName, $0.policy) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    public func authenticate(_ credentials: PresentedCredentials) async throws -> Caller {
+        if let header = credentials.authorization {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else { throw AuthenticationError.malformed }
+            return try await caller(forToken: String(parts[1]).trimmingCharacters(in: .whitespaces))
+        }
+        if let certificate = credentials.clientCertificate, let name = Self.commonName(of: certificate),
+           let policy = certificatePolicies[name] {
+            return Caller(identity: "certificate:\(name)", policy: policy)
+        }
+        throw AuthenticationError.missing
+    }
+
+    private func caller(forToken token: String) async throws -> Caller {
+        let digest = APITokens.digest(token)
+        let now = ContinuousClock.now
+        if let cached = cache.withLock({ $0[digest] }), cached.expires > now {
+            return try cached.caller.get()
+        }
+        let result: Result<Caller, AuthenticationError>
+        if let entry = try await ledger.token(secretSHA256: digest) {
+            if entry.revokedAt != nil {
+                result = .failure(.revokedToken(entry.name))
+            } else {
+                result = .success(Caller(identity: "token:\(entry.name)", policy: try APITokens.policy(of: entry, defaultLifetime: defaultLifetime)))
+            }
+        } else {
+            result = .failure(.unknownToken)
+        }
+        cache.withLock { cache in
+            // Unknown tokens are cached too, so a flood of guesses costs one lookup per distinct guess per period;
+            // the bound keeps that flood from growing the cache without limit.
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[digest] = (result, now + cacheLifetime)
+        }
+        return try result.get()
+    }
+
+    static func commonName(of certificate: Certificate) -> String? {
+        for relativeName in certificate.subject {
+            for attribute in relativeName where attribute.type == .RDNAttributeType.commonName {
+                return String(attribute.value)
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,94 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOSSL
+import SwiftASN1
+import X509
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The request context: Hummingbird's core storage plus the connection, from which the client certificate of
+/// a mutual-TLS connection is read.
+public struct SignetRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+
+    public var maxUploadSize: Int { ProblemMiddleware.maximumBodySize }
+
+    func clientCertificate() async -> Certificate? {
+        guard let peer = try? await channel.nioSSL_peerCertificate().get(), let der = try? peer.toDERBytes() else { return nil }
+        return try? Certificate(derEncoded: der)
+    }
+}
+
+/// The outermost middleware: bounds request bodies, captures credentials for the handlers, and turns every
+/// error, from any layer, into an `application/problem+json` answer.
+public struct ProblemMiddleware: RouterMiddleware {
+    public typealias Context = SignetRequestContext
+    /// No legitimate request is larger: a CSR for an RSA-4096 key with many names is a few kilobytes.
+    public static let maximumBodySize = 64 * 1024
+
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            var request = request
+            if let declared = request.headers[.contentLength].flatMap(Int.init), declared > Self.maximumBodySize {
+                throw Self.tooLarge
+            }
+            do {
+                _ = try await request.collectBody(upTo: Self.maximumBodySize)
+            } catch let error as HTTPError where error.status == .contentTooLarge {
+                throw Self.tooLarge
+            }
+            let credentials = PresentedCredentials(
+                authorization: request.headers[.authorization],
+                clientCertificate: await context.clientCertificate()
+            )
+            return try await PresentedCredentials.$current.withValue(credentials) {
+                try await next(request, context)
+            }
+        } catch {
+            let problem = Self.problem(for: error)
+            if problem.status >= 500 {
+                context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            }
+            return Self.response(problem)
+        }
+    }
+
+    static let tooLarge = Problem("body-too-large", "Request body too large", status: 413, detail: "request bodies are limited to \(maximumBodySize) bytes")
+
+    static func problem(for error: any Error) -> Problem {
+        if let httpError = error as? HTTPError {
+            let status = Int(httpError.status.code)
+            let slug = status == 404 ? "not-found" : status == 405 ? "method-not-allowed" : "http-error"
+            return Problem(slug, httpError.status.reasonPhrase, status: status, detail: httpError.body)
+        }
+        return Problem(error)
+    }
+
+    static func response(_ problem: Problem) -> Response {
+        var headers: HTTPFields = [.contentType: "application/problem+json"]
+        for (name, value) in problem.headers {
+            if let field = HTTPField.Name(name) { headers[field] = value }
+        }
+        let body = (try? JSONEncoder().encode(problem)) ?? Data(#"{"type":"about:blank","title":"Internal error","status":500}"#.utf8)
+        return Response(
+            status: .init(code: problem.status),
+            headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: body))
+        )
+    }
+}

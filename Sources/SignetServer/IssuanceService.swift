@@ -1,0 +1,120 @@
+import Crypto
+import Logging
+import SignetAuthority
+import SignetKeys
+import SignetLedger
+import SwiftASN1
+import X509
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// A certificate that has been signed and committed to the ledger: safe to hand out.
+public struct IssuedCertificate: Sendable {
+    public let entry: CertificateEntry
+    public let leafPEM: String
+    /// Leaf and intermediates: the `tls.crt` shape.
+    public let chainPEM: String
+    /// The root: the `ca.crt` shape.
+    public let rootPEM: String
+    public let renewAfter: Date
+}
+
+/// The issuance pipeline: policy and CSR rules, signing through the CA's signer, and the ledger, in that order.
+/// A certificate leaves `issue` only after its ledger row is durable; a refusal leaves an audit event and nothing else.
+public final class IssuanceService: Sendable {
+    public let ca: IssuingCA
+    private let ledger: CertificateLedger
+    private let metrics: SignetMetrics
+    private let logger: Logger
+    private let now: @Sendable () -> Date
+    /// The PEM of everything above the leaf, computed once: it is part of every answer.
+    public let intermediatesPEM: String
+    public let rootPEM: String
+
+    public init(ca: IssuingCA, ledger: CertificateLedger, metrics: SignetMetrics, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) throws {
+        self.ca = ca
+        self.ledger = ledger
+        self.metrics = metrics
+        self.logger = logger
+        self.now = now
+        self.intermediatesPEM = try PEMFiles.pem(ca.chainAboveLeaf)
+        self.rootPEM = try PEMFiles.pem([ca.root])
+    }
+
+    public func issue(_ request: IssuanceRequest, for caller: Caller) async throws -> IssuedCertificate {
+        let started = ContinuousClock.now
+        let issuedAt = now()
+        let plan: IssuancePlan
+        do {
+            plan = try IssuanceRules.plan(request, policy: caller.policy, now: issuedAt, issuerNotAfter: ca.certificate.notValidAfter)
+        } catch {
+            metrics.recordRefused()
+            let names = (request.dnsNames ?? []) + (request.ipAddresses ?? [])
+            try await ledger.record(AuditEvent(at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .refused, names: names, reason: error.description))
+            throw error
+        }
+
+        let serial = SerialNumbers.random()
+        let validity = LeafCertificateFactory.validity(for: plan.lifetime, now: issuedAt)
+        let certificate: Certificate
+        do {
+            certificate = try await LeafCertificateFactory.issue(plan, by: ca, serial: serial, validity: validity)
+        } catch {
+            metrics.recordFailed()
+            logger.error("signing failed", metadata: ["error": "\(error)", "requester": "\(caller.identity)"])
+            try? await ledger.record(AuditEvent(at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .failed, names: plan.names.all, reason: "signing failed: \(error)"))
+            throw SigningFailure(reason: String(describing: error))
+        }
+
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate)
+        var keySerializer = DER.Serializer()
+        try keySerializer.serialize(plan.request.publicKey)
+        let serialHex = SerialNumbers.hex(serial)
+        let entry = CertificateEntry(
+            serial: serialHex,
+            issuerKeyID: ca.keyIdentifier.hexString,
+            subject: plan.subject.description,
+            dnsNames: plan.names.dnsNames,
+            ipAddresses: plan.names.ipAddresses.map(\.description),
+            publicKeySHA256: Array(SHA256.hash(data: keySerializer.serializedBytes)).hexString,
+            csrSHA256: plan.request.sha256.hexString,
+            profile: plan.profile,
+            notBefore: validity.notBefore,
+            notAfter: validity.notAfter,
+            requester: caller.identity,
+            issuedAt: issuedAt,
+            der: serializer.serializedBytes
+        )
+        do {
+            try await ledger.record(entry, event: AuditEvent(at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .success, subject: serialHex, names: plan.names.all))
+        } catch {
+            metrics.recordFailed()
+            logger.error("could not record an issued certificate; it is discarded", metadata: ["error": "\(error)", "serial": "\(serialHex)"])
+            throw error
+        }
+        metrics.recordIssued(after: ContinuousClock.now - started)
+
+        let leafPEM = leafPEM(of: entry)
+        return IssuedCertificate(
+            entry: entry, leafPEM: leafPEM, chainPEM: leafPEM + intermediatesPEM, rootPEM: rootPEM, renewAfter: validity.renewAfter
+        )
+    }
+
+    public func certificate(serial: String) async throws -> CertificateEntry? {
+        try await ledger.certificate(serial: serial)
+    }
+
+    public func leafPEM(of entry: CertificateEntry) -> String {
+        PEMDocument(type: "CERTIFICATE", derBytes: entry.der).pemString + "\n"
+    }
+
+    /// Leaf and intermediates of a recorded certificate, as PEM.
+    public func chainPEM(of entry: CertificateEntry) -> String {
+        leafPEM(of: entry) + intermediatesPEM
+    }
+}

@@ -1,0 +1,184 @@
+import HTTPTypes
+import OpenAPIRuntime
+import SignetAuthority
+import SignetKeys
+import SignetLedger
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// An RFC 9457 problem: what every error answer of Signet's API carries, as `application/problem+json`.
+public struct Problem: Error, Codable, Sendable, Equatable {
+    public var type: String
+    public var title: String
+    public var status: Int
+    public var detail: String?
+    public var errors: [String]?
+    /// Headers the answer needs besides the body (WWW-Authenticate on 401, Retry-After on 503).
+    public var headers: [String: String] = [:]
+
+    enum CodingKeys: String, CodingKey {
+        case type, title, status, detail, errors
+    }
+
+    public static let typeBase = "https://signet.dev/problems/"
+
+    public init(_ slug: String, _ title: String, status: Int, detail: String? = nil, errors: [String]? = nil, headers: [String: String] = [:]) {
+        self.type = Self.typeBase + slug
+        self.title = title
+        self.status = status
+        self.detail = detail
+        self.errors = errors.flatMap { $0.isEmpty ? nil : $0 }
+        self.headers = headers
+    }
+}
+
+/// The single mapping from Signet's error values to problems. Only the HTTP edge knows about status codes.
+extension Problem {
+    public init(_ error: any Error) {
+        switch error {
+        case let problem as Problem:
+            self = problem
+        case let serverError as ServerError:
+            self = Problem(openAPIError: serverError)
+        case let refusal as IssuanceRefusal:
+            self = Problem(refusal)
+        case let error as AuthenticationError:
+            self = Problem(
+                "unauthorized", "Authentication required", status: 401, detail: error.description,
+                headers: ["WWW-Authenticate": #"Bearer realm="signet""#]
+            )
+        case let error as AuthorizationError:
+            self = Problem("forbidden", "Not allowed", status: 403, detail: error.description)
+        case let error as LedgerError:
+            switch error {
+            case .invalidCursor: self = Problem("invalid-query", "Invalid query", status: 400, detail: error.description)
+            default: self = Problem("ledger-error", "Ledger error", status: 500, detail: error.description)
+            }
+        case let error as SigningFailure:
+            self = Problem(
+                "signer-unavailable", "The CA key could not sign", status: 503, detail: error.description,
+                headers: ["Retry-After": "5"]
+            )
+        case let error as DecodingError:
+            self = Problem("malformed-body", "Malformed request body", status: 400, detail: Self.describe(error))
+        default:
+            self = Problem("internal", "Internal error", status: 500, detail: "the server failed while handling the request; see its log")
+        }
+    }
+
+    init(_ refusal: IssuanceRefusal) {
+        switch refusal {
+        case .request(let error):
+            let slug = switch error {
+            case .badSignature: "bad-csr-signature"
+            case .unacceptableKey: "unacceptable-key"
+            case .requestsCertificateAuthority: "ca-not-allowed"
+            default: "bad-csr"
+            }
+            self = Problem(slug, "Unacceptable CSR", status: 400, detail: refusal.description)
+        case .invalidNames:
+            self = Problem("invalid-name", "Invalid name", status: 400, detail: refusal.description, errors: refusal.offendingInputs)
+        case .namesDisagree, .noNames, .commonNameNotAmongNames:
+            self = Problem("names-mismatch", "Inconsistent names", status: 400, detail: refusal.description)
+        case .lifetime:
+            self = Problem("invalid-duration", "Invalid duration", status: 400, detail: refusal.description)
+        case .policy(let error):
+            switch error {
+            case .namesNotAllowed:
+                self = Problem("names-not-allowed", "Names outside policy", status: 403, detail: refusal.description, errors: refusal.offendingInputs)
+            case .profileNotAllowed:
+                self = Problem("profile-not-allowed", "Profile outside policy", status: 403, detail: refusal.description)
+            case .lifetimeTooLong, .lifetimeTooShort, .lifetimeBeyondIssuer:
+                self = Problem("invalid-duration", "Duration outside policy", status: 400, detail: refusal.description)
+            case .invalidPattern:
+                self = Problem("internal", "Invalid policy", status: 500, detail: refusal.description)
+            }
+        }
+    }
+
+    /// Errors raised by the generated server code before a handler runs: undecodable JSON, unknown fields,
+    /// wrong content types, bad parameters. A handler's own error arrives wrapped here too.
+    init(openAPIError error: ServerError) {
+        if let decoding = error.underlyingError as? DecodingError {
+            self = Problem("malformed-body", "Malformed request", status: 400, detail: Self.describe(decoding))
+            return
+        }
+        if !(error.underlyingError is ServerError), Self.isOurs(error.underlyingError) {
+            self = Problem(error.underlyingError)
+            return
+        }
+        let status = error.httpStatus.code
+        if status == 415 || error.causeDescription.lowercased().contains("content type") {
+            self = Problem("unsupported-media-type", "Unsupported media type", status: 415, detail: error.causeDescription)
+        } else if (400..<500).contains(status) {
+            self = Problem("malformed-request", "Malformed request", status: status, detail: error.causeDescription)
+        } else {
+            self = Problem("internal", "Internal error", status: 500, detail: "the server failed while handling the request; see its log")
+        }
+    }
+
+    private static func isOurs(_ error: any Error) -> Bool {
+        error is Problem || error is IssuanceRefusal || error is AuthenticationError || error is AuthorizationError
+            || error is LedgerError || error is SigningFailure
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, _):
+            return "the required field '\(key.stringValue)' is missing"
+        case .typeMismatch(let type, let context):
+            return "field '\(path(context))' has the wrong type (expected \(type))"
+        case .valueNotFound(_, let context):
+            return "field '\(path(context))' is null"
+        case .dataCorrupted(let context):
+            if context.debugDescription.hasPrefix("Additional properties are disabled") {
+                return "unknown field '\(path(context))'"
+            }
+            if context.codingPath.isEmpty {
+                return "the body is not valid JSON"
+            }
+            return "field '\(path(context))' is invalid: \(context.debugDescription)"
+        @unknown default:
+            return "the body could not be decoded"
+        }
+    }
+}
+
+public enum AuthenticationError: Error, Equatable, CustomStringConvertible {
+    case missing
+    case malformed
+    case unknownToken
+    case revokedToken(String)
+
+    public var description: String {
+        switch self {
+        case .missing: "no credentials: send 'Authorization: Bearer <token>' (tokens come from 'signet token create')"
+        case .malformed: "the Authorization header is not 'Bearer <token>'"
+        case .unknownToken: "the bearer token is not known to this server"
+        case .revokedToken(let name): "the token '\(name)' has been revoked"
+        }
+    }
+}
+
+public enum AuthorizationError: Error, Equatable, CustomStringConvertible {
+    case readOnly(String)
+
+    public var description: String {
+        switch self {
+        case .readOnly(let name): "'\(name)' may read the ledger but has no names it may be issued"
+        }
+    }
+}
+
+/// The CA key failed to sign (a remote signer unreachable, a token removed). Nothing was recorded.
+public struct SigningFailure: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { "the CA key could not sign: \(reason); nothing was issued" }
+}

@@ -1,0 +1,239 @@
+import SignetAuthority
+import SignetLedger
+import Yams
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// `signet serve`'s settings: a YAML file (all keys optional), then `SIGNET_*` environment variables on top.
+/// With neither, Signet keeps its data in `./signet-data`, creates a development CA there on first start, and
+/// listens for HTTPS on 127.0.0.1:8443.
+public struct ServerConfiguration: Sendable, Equatable {
+    public enum Transport: String, Sendable, Codable { case https, http }
+    public enum ClientAuthentication: String, Sendable, Codable { case none, optional, require }
+
+    public var host = "127.0.0.1"
+    public var port = 8443
+    public var dataDirectory = "./signet-data"
+    public var databasePath: String?
+    public var durability: CertificateLedger.Durability = .full
+    public var caDirectory: String?
+    public var caPassphraseFile: String?
+    public var caPassphrase: String?
+    public var transport: Transport = .https
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    public var tlsHostnames = ["localhost", "127.0.0.1", "::1"]
+    public var clientAuthentication: ClientAuthentication = .none
+    public var clientCA: String?
+    public var defaultLifetime: Duration = IssuancePolicy.standardDefaultLifetime
+    public var maximumLifetime: Duration = IssuancePolicy.standardDefaultLifetime
+    public var tokenCacheLifetime: Duration = .seconds(1)
+    public var clientCertificatePolicies: [ClientCertificatePolicy] = []
+
+    public init() {}
+
+    public var resolvedDatabasePath: String { databasePath ?? dataDirectory + "/ledger.sqlite" }
+    public var resolvedCADirectory: String { caDirectory ?? dataDirectory + "/ca" }
+    /// Only the embedded default CA location may be filled with a development CA; a configured one must exist.
+    public var mayCreateDevelopmentCA: Bool { caDirectory == nil }
+
+    /// Reads `path` (if given) and applies the environment.
+    public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServerConfiguration {
+        var configuration = ServerConfiguration()
+        if let path {
+            let text: String
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw ConfigurationError("cannot read \(path): \(error)")
+            }
+            try configuration.apply(yaml: text, source: path)
+        }
+        try configuration.apply(environment: environment)
+        return configuration
+    }
+
+    mutating func apply(yaml text: String, source: String) throws {
+        let file: ConfigurationFile
+        do {
+            file = try YAMLDecoder().decode(ConfigurationFile.self, from: text)
+        } catch {
+            throw ConfigurationError("\(source): \(error)")
+        }
+        if let listen = file.listen { try setListen(listen) }
+        if let value = file.dataDirectory { dataDirectory = value }
+        if let value = file.database { databasePath = value }
+        if let value = file.durability { durability = try parse(value, "durability") }
+        if let ca = file.ca {
+            caDirectory = ca.directory ?? caDirectory
+            caPassphraseFile = ca.passphraseFile ?? caPassphraseFile
+        }
+        if let tls = file.tls {
+            if let value = tls.mode { transport = value }
+            tlsCertificate = tls.certificate ?? tlsCertificate
+            tlsKey = tls.key ?? tlsKey
+            tlsHostnames = tls.hostnames ?? tlsHostnames
+            if let value = tls.clientAuth { clientAuthentication = value }
+            clientCA = tls.clientCA ?? clientCA
+        }
+        if let issuance = file.issuance {
+            if let value = issuance.defaultDuration { defaultLifetime = try lifetime(value, "issuance.defaultDuration") }
+            if let value = issuance.maxDuration { maximumLifetime = try lifetime(value, "issuance.maxDuration") }
+        }
+        if let value = file.tokenCacheSeconds { tokenCacheLifetime = .milliseconds(Int64(value * 1000)) }
+        for entry in file.clientCertificates ?? [] {
+            let policy = IssuancePolicy(
+                allowedNames: try entry.allow.map { try NamePattern($0) },
+                allowedProfiles: Set(try (entry.profiles ?? CertificateProfile.allCases.map(\.rawValue)).map { try parse($0, "clientCertificates.profiles") }),
+                maximumLifetime: try entry.maxDuration.map { try lifetime($0, "clientCertificates.maxDuration") } ?? maximumLifetime,
+                defaultLifetime: defaultLifetime
+            )
+            clientCertificatePolicies.append(ClientCertificatePolicy(commonName: entry.commonName, policy: policy))
+        }
+    }
+
+    mutating func apply(environment: [String: String]) throws {
+        if let value = environment["SIGNET_LISTEN"] { try setListen(value) }
+        if let value = environment["SIGNET_DATA_DIR"] { dataDirectory = value }
+        if let value = environment["SIGNET_DATABASE"] { databasePath = value }
+        if let value = environment["SIGNET_DURABILITY"] { durability = try parse(value, "SIGNET_DURABILITY") }
+        if let value = environment["SIGNET_CA_DIR"] { caDirectory = value }
+        if let value = environment["SIGNET_CA_PASSPHRASE_FILE"] { caPassphraseFile = value }
+        if let value = environment["SIGNET_CA_PASSPHRASE"] { caPassphrase = value }
+        if let value = environment["SIGNET_TLS"] { transport = try parse(value, "SIGNET_TLS") }
+        if let value = environment["SIGNET_TLS_HOSTNAMES"] { tlsHostnames = value.split(separator: ",").map(String.init) }
+        if let value = environment["SIGNET_DEFAULT_DURATION"] { defaultLifetime = try lifetime(value, "SIGNET_DEFAULT_DURATION") }
+        if let value = environment["SIGNET_MAX_DURATION"] { maximumLifetime = try lifetime(value, "SIGNET_MAX_DURATION") }
+        guard defaultLifetime <= maximumLifetime else {
+            throw ConfigurationError("the default duration \(Lifetime.format(defaultLifetime)) exceeds the maximum \(Lifetime.format(maximumLifetime))")
+        }
+    }
+
+    private mutating func setListen(_ value: String) throws {
+        // "host:port", "[v6]:port" or ":port".
+        guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ConfigurationError("listen '\(value)' is not host:port")
+        }
+        var host = String(value[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.host = host.isEmpty ? "0.0.0.0" : host
+        self.port = port
+    }
+
+    private func parse<T: RawRepresentable>(_ value: String, _ key: String) throws -> T where T.RawValue == String {
+        guard let parsed = T(rawValue: value.lowercased()) else { throw ConfigurationError("\(key): '\(value)' is not a valid value") }
+        return parsed
+    }
+
+    private func lifetime(_ value: String, _ key: String) throws -> Duration {
+        do {
+            return try Lifetime.parse(value)
+        } catch {
+            throw ConfigurationError("\(key): \(error)")
+        }
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The YAML shape. Unknown keys are errors, so a misspelt setting is never silently ignored.
+private struct ConfigurationFile: Decodable {
+    struct CA: Decodable {
+        var directory: String?
+        var passphraseFile: String?
+        enum CodingKeys: String, CodingKey, CaseIterable { case directory, passphraseFile }
+        init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            directory = try c.decodeIfPresent(String.self, forKey: .directory)
+            passphraseFile = try c.decodeIfPresent(String.self, forKey: .passphraseFile)
+        }
+    }
+    struct TLS: Decodable {
+        var mode: ServerConfiguration.Transport?
+        var certificate: String?
+        var key: String?
+        var hostnames: [String]?
+        var clientAuth: ServerConfiguration.ClientAuthentication?
+        var clientCA: String?
+        enum CodingKeys: String, CodingKey, CaseIterable { case mode, certificate, key, hostnames, clientAuth, clientCA }
+        init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            mode = try c.decodeIfPresent(ServerConfiguration.Transport.self, forKey: .mode)
+            certificate = try c.decodeIfPresent(String.self, forKey: .certificate)
+            key = try c.decodeIfPresent(String.self, forKey: .key)
+            hostnames = try c.decodeIfPresent([String].self, forKey: .hostnames)
+            clientAuth = try c.decodeIfPresent(ServerConfiguration.ClientAuthentication.self, forKey: .clientAuth)
+            clientCA = try c.decodeIfPresent(String.self, forKey: .clientCA)
+        }
+    }
+    struct Issuance: Decodable {
+        var defaultDuration: String?
+        var maxDuration: String?
+        enum CodingKeys: String, CodingKey, CaseIterable { case defaultDuration, maxDuration }
+        init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            defaultDuration = try c.decodeIfPresent(String.self, forKey: .defaultDuration)
+            maxDuration = try c.decodeIfPresent(String.self, forKey: .maxDuration)
+        }
+    }
+    struct ClientCertificate: Decodable {
+        var commonName: String
+        var allow: [String]
+        var maxDuration: String?
+        var profiles: [String]?
+    }
+
+    var listen: String?
+    var dataDirectory: String?
+    var database: String?
+    var durability: String?
+    var ca: CA?
+    var tls: TLS?
+    var issuance: Issuance?
+    var tokenCacheSeconds: Double?
+    var clientCertificates: [ClientCertificate]?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case listen, dataDirectory, database, durability, ca, tls, issuance, tokenCacheSeconds, clientCertificates
+    }
+
+    init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        listen = try c.decodeIfPresent(String.self, forKey: .listen)
+        dataDirectory = try c.decodeIfPresent(String.self, forKey: .dataDirectory)
+        database = try c.decodeIfPresent(String.self, forKey: .database)
+        durability = try c.decodeIfPresent(String.self, forKey: .durability)
+        ca = try c.decodeIfPresent(CA.self, forKey: .ca)
+        tls = try c.decodeIfPresent(TLS.self, forKey: .tls)
+        issuance = try c.decodeIfPresent(Issuance.self, forKey: .issuance)
+        tokenCacheSeconds = try c.decodeIfPresent(Double.self, forKey: .tokenCacheSeconds)
+        clientCertificates = try c.decodeIfPresent([ClientCertificate].self, forKey: .clientCertificates)
+    }
+}
+
+private struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+private func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: Keys.Type) throws {
+    let known = Set(Keys.allCases.map(\.stringValue))
+    let present = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
+    if let unknown = present.first(where: { !known.contains($0) }) {
+        let path = (decoder.codingPath.map(\.stringValue) + [unknown]).joined(separator: ".")
+        throw ConfigurationError("unknown setting '\(path)'; known here: \(known.sorted().joined(separator: ", "))")
+    }
+}

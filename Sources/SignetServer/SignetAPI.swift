@@ -1,0 +1,146 @@
+import OpenAPIRuntime
+import SignetAuthority
+import SignetKeys
+import SignetLedger
+import SignetOpenAPI
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The REST handlers: each decodes its generated input, calls the issuer or the ledger, and encodes the answer.
+/// Errors are thrown as values and turned into problems once, by `ProblemMiddleware`.
+public struct SignetAPI: APIProtocol {
+    let issuance: IssuanceService
+    let ledger: CertificateLedger
+    let authenticator: CallerAuthenticator
+    let metrics: SignetMetrics
+    let signer: any CASigner
+
+    public init(issuance: IssuanceService, ledger: CertificateLedger, authenticator: CallerAuthenticator, metrics: SignetMetrics, signer: any CASigner) {
+        self.issuance = issuance
+        self.ledger = ledger
+        self.authenticator = authenticator
+        self.metrics = metrics
+        self.signer = signer
+    }
+
+    public func issueCertificate(_ input: Operations.IssueCertificate.Input) async throws -> Operations.IssueCertificate.Output {
+        let caller = try await authenticator.authenticate(PresentedCredentials.current)
+        guard caller.mayIssue else { throw AuthorizationError.readOnly(caller.identity) }
+        guard case .json(let body) = input.body else { throw Problem("unsupported-media-type", "Unsupported media type", status: 415) }
+        let request = IssuanceRequest(
+            csrPEM: body.csr,
+            dnsNames: body.dnsNames,
+            ipAddresses: body.ipAddresses,
+            duration: body.duration,
+            profile: body.profile.map { CertificateProfile(rawValue: $0.rawValue) ?? .server }
+        )
+        let issued = try await issuance.issue(request, for: caller)
+        return .created(.init(
+            headers: .init(location: "/v1/certificates/\(issued.entry.serial)"),
+            body: .json(.init(
+                serial: issued.entry.serial,
+                certificate: issued.leafPEM,
+                chain: issued.chainPEM,
+                ca: issued.rootPEM,
+                notBefore: issued.entry.notBefore,
+                notAfter: issued.entry.notAfter,
+                renewAfter: issued.renewAfter
+            ))
+        ))
+    }
+
+    public func listCertificates(_ input: Operations.ListCertificates.Input) async throws -> Operations.ListCertificates.Output {
+        _ = try await authenticator.authenticate(PresentedCredentials.current)
+        var query = CertificateQuery()
+        let parameters = input.query
+        if let name = parameters.dnsName {
+            query.dnsName = try validHost(name)
+        }
+        query.status = parameters.status.flatMap { CertificateStatus(rawValue: $0.rawValue) }
+        query.expiringBefore = parameters.expiringBefore
+        query.issuedAfter = parameters.issuedAfter
+        query.issuedBefore = parameters.issuedBefore
+        query.requester = parameters.requester
+        if let limit = parameters.limit {
+            guard (1...CertificateQuery.maximumLimit).contains(limit) else {
+                throw Problem("invalid-query", "Invalid query", status: 400, detail: "limit must be between 1 and \(CertificateQuery.maximumLimit)")
+            }
+            query.limit = limit
+        }
+        query.cursor = parameters.cursor
+        let page = try await ledger.certificates(matching: query)
+        let now = Date()
+        return .ok(.init(body: .json(.init(items: page.entries.map { record($0, now: now) }, nextCursor: page.nextCursor))))
+    }
+
+    public func getCertificate(_ input: Operations.GetCertificate.Input) async throws -> Operations.GetCertificate.Output {
+        _ = try await authenticator.authenticate(PresentedCredentials.current)
+        let serial = input.path.serial.lowercased()
+        guard !serial.isEmpty, serial.count <= 42, serial.allSatisfy(\.isHexDigit) else {
+            throw Problem("invalid-serial", "Invalid serial", status: 400, detail: "serial '\(input.path.serial)' is not a hexadecimal serial number")
+        }
+        guard let entry = try await ledger.certificate(serial: serial) else {
+            throw Problem("not-found", "No such certificate", status: 404, detail: "no certificate with serial \(serial) was issued by this CA")
+        }
+        let wantsPEM = input.headers.accept.sortedByQuality().first?.contentType == .applicationPemCertificateChain
+        if wantsPEM {
+            return .ok(.init(body: .applicationPemCertificateChain(HTTPBody(issuance.chainPEM(of: entry)))))
+        }
+        return .ok(.init(body: .json(record(entry, now: Date()))))
+    }
+
+    public func getCAChain(_ input: Operations.GetCAChain.Input) async throws -> Operations.GetCAChain.Output {
+        .ok(.init(body: .applicationPemCertificateChain(HTTPBody(issuance.intermediatesPEM + issuance.rootPEM))))
+    }
+
+    public func health(_ input: Operations.Health.Input) async throws -> Operations.Health.Output {
+        .ok(.init(body: .plainText("ok\n")))
+    }
+
+    public func ready(_ input: Operations.Ready.Input) async throws -> Operations.Ready.Output {
+        var ledgerState = "ok"
+        var signerState = "ok"
+        do { try await ledger.checkHealth() } catch { ledgerState = "failing: \(error)" }
+        do { try await signer.checkHealth() } catch { signerState = "failing: \(error)" }
+        let readiness = Components.Schemas.Readiness(ready: ledgerState == "ok" && signerState == "ok", ledger: ledgerState, signer: signerState)
+        return readiness.ready ? .ok(.init(body: .json(readiness))) : .serviceUnavailable(.init(body: .json(readiness)))
+    }
+
+    public func metrics(_ input: Operations.Metrics.Input) async throws -> Operations.Metrics.Output {
+        .ok(.init(body: .plainText(HTTPBody(try await metrics.render(from: ledger)))))
+    }
+
+    private func validHost(_ name: String) throws -> String {
+        do {
+            return try HostnameRules.validate(name)
+        } catch {
+            if let address = IPAddress(name) { return address.description }
+            throw Problem("invalid-query", "Invalid query", status: 400, detail: error.description)
+        }
+    }
+
+    private func record(_ entry: CertificateEntry, now: Date) -> Components.Schemas.CertificateRecord {
+        .init(
+            serial: entry.serial,
+            issuerKeyId: entry.issuerKeyID,
+            subject: entry.subject,
+            dnsNames: entry.dnsNames,
+            ipAddresses: entry.ipAddresses,
+            profile: Components.Schemas.Profile(rawValue: entry.profile.rawValue) ?? .server,
+            notBefore: entry.notBefore,
+            notAfter: entry.notAfter,
+            status: Components.Schemas.CertificateStatus(rawValue: entry.status(at: now).rawValue) ?? .valid,
+            revokedAt: entry.revokedAt,
+            revocationReason: entry.revocationReason,
+            requester: entry.requester,
+            issuedAt: entry.issuedAt,
+            publicKeySHA256: entry.publicKeySHA256,
+            csrSHA256: entry.csrSHA256,
+            certificate: issuance.leafPEM(of: entry)
+        )
+    }
+}

@@ -1,0 +1,86 @@
+import Prometheus
+import SignetLedger
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Signet's Prometheus metrics. Counters and histograms are updated on the request path; the ledger-derived
+/// gauges (certificates by status, earliest expiry) are refreshed from SQLite when /metrics is scraped.
+public final class SignetMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let issued: Counter
+    private let refused: Counter
+    private let failed: Counter
+    private let issuanceLatency: DurationHistogram
+    private let signerLatency: DurationHistogram
+    private let signerErrors: Counter
+    private let certificatesByStatus: [CertificateStatus: Gauge]
+    private let earliestExpiry: Gauge
+
+    private static let latencyBuckets: [Duration] = [
+        .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+        .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5),
+    ]
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), signerBackend: String) {
+        self.registry = registry
+        let issuances = MetricNameDescriptor(
+            namespace: "signet", metricName: "issuances", unitName: "total",
+            helpText: "Certificate requests by outcome: issued, refused (bad input or policy), failed (server side)."
+        )
+        issued = registry.makeCounter(descriptor: issuances, labels: [("outcome", "issued")])
+        refused = registry.makeCounter(descriptor: issuances, labels: [("outcome", "refused")])
+        failed = registry.makeCounter(descriptor: issuances, labels: [("outcome", "failed")])
+        issuanceLatency = registry.makeDurationHistogram(
+            descriptor: .init(namespace: "signet", metricName: "issuance_duration", unitName: "seconds", helpText: "Time from a request's arrival at the issuer to its committed certificate."),
+            buckets: Self.latencyBuckets
+        )
+        signerLatency = registry.makeDurationHistogram(
+            descriptor: .init(namespace: "signet", metricName: "signer_duration", unitName: "seconds", helpText: "Time the CA key took to make one signature."),
+            labels: [("backend", signerBackend)],
+            buckets: Self.latencyBuckets
+        )
+        signerErrors = registry.makeCounter(
+            descriptor: .init(namespace: "signet", metricName: "signer_errors", unitName: "total", helpText: "Signatures the CA key failed to make."),
+            labels: [("backend", signerBackend)]
+        )
+        var byStatus: [CertificateStatus: Gauge] = [:]
+        for status in CertificateStatus.allCases {
+            byStatus[status] = registry.makeGauge(
+                descriptor: .init(namespace: "signet", metricName: "certificates", unitName: "", helpText: "Certificates in the ledger by status."),
+                labels: [("status", status.rawValue)]
+            )
+        }
+        certificatesByStatus = byStatus
+        earliestExpiry = registry.makeGauge(
+            descriptor: .init(namespace: "signet", metricName: "earliest_expiry_timestamp", unitName: "seconds", helpText: "notAfter of the valid certificate that expires first (Unix time); 0 when there is none.")
+        )
+    }
+
+    func recordIssued(after duration: Duration) {
+        issued.increment()
+        issuanceLatency.record(duration)
+    }
+
+    func recordRefused() { refused.increment() }
+    func recordFailed() { failed.increment() }
+
+    public func recordSignature(seconds: Double, succeeded: Bool) {
+        signerLatency.record(.nanoseconds(Int64(seconds * 1e9)))
+        if !succeeded { signerErrors.increment() }
+    }
+
+    /// Refreshes the ledger gauges and renders the exposition text.
+    public func render(from ledger: CertificateLedger, now: Date = Date()) async throws -> String {
+        let summary = try await ledger.summary(now: now)
+        for (status, gauge) in certificatesByStatus {
+            gauge.set(Double(summary.counts[status] ?? 0))
+        }
+        earliestExpiry.set(summary.earliestExpiry?.timeIntervalSince1970 ?? 0)
+        return registry.emitToString()
+    }
+}

@@ -1,0 +1,169 @@
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import NIOCore
+import NIOSSL
+import OpenAPIHummingbird
+import SignetAuthority
+import SignetKeys
+import SignetLedger
+import SignetOpenAPI
+import SwiftASN1
+import UnixSignals
+import X509
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Composes the service from its configuration: CA, signer, ledger, issuer, HTTP application. The one place
+/// where parts are wired together.
+public struct SignetServer: Sendable {
+    public let configuration: ServerConfiguration
+    public let ledger: CertificateLedger
+    public let issuance: IssuanceService
+    public let metrics: SignetMetrics
+    public let authenticator: CallerAuthenticator
+    let signer: any CASigner
+    let logger: Logger
+
+    /// Opens the ledger and loads (or, on the embedded default, creates) the CA. Refuses to start on any CA check failure.
+    public static func prepare(_ configuration: ServerConfiguration, logger: Logger) async throws -> SignetServer {
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let directory = CADirectory(path: configuration.resolvedCADirectory)
+        if !directory.exists {
+            guard configuration.mayCreateDevelopmentCA else {
+                throw ConfigurationError("no CA in \(directory.path): run 'signet ca init --dir \(directory.path)' or 'signet ca import'")
+            }
+            logger.warning("""
+                ********************************************************************************
+                DEVELOPMENT CA: no CA was configured, so a new root and intermediate were created
+                in \(directory.path). Certificates it issues are trusted by nothing but its own
+                root (\(directory.rootCertificate)). Do not use it in production: create or import
+                a CA with 'signet ca init' / 'signet ca import' and set ca.directory.
+                ********************************************************************************
+                """)
+            var initializer = CAInitializer()
+            initializer.organization = "Signet Development"
+            try await initializer.create(in: directory, overwrite: false)
+        }
+        let passphrase = try configuration.caPassphrase.map { Array($0.utf8) }
+            ?? configuration.caPassphraseFile.map { try PassphraseFile.read($0) }
+        let fileSigner = try FileKeySigner(path: directory.key, passphrase: passphrase)
+        let ledger = try CertificateLedger(path: configuration.resolvedDatabasePath, durability: configuration.durability)
+        let metrics = SignetMetrics(signerBackend: fileSigner.backend)
+        let observed = Certificate.PrivateKey(ObservedPrivateKey(fileSigner.privateKey) { seconds, succeeded in
+            metrics.recordSignature(seconds: seconds, succeeded: succeeded)
+        })
+        let ca = try await CALoader.load(from: directory, signer: FileKeySigner(privateKey: observed))
+        logger.info("CA loaded", metadata: [
+            "subject": "\(ca.certificate.subject)", "keyID": "\(ca.keyIdentifier.hexString)",
+            "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(configuration.resolvedDatabasePath)",
+            "durability": "\(configuration.durability.rawValue)",
+        ])
+        let issuance = try IssuanceService(ca: ca, ledger: ledger, metrics: metrics, logger: logger)
+        let authenticator = CallerAuthenticator(
+            ledger: ledger, defaultLifetime: configuration.defaultLifetime,
+            cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: configuration.clientCertificatePolicies
+        )
+        return SignetServer(configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator, signer: fileSigner, logger: logger)
+    }
+
+    public func makeRouter() throws -> Router<SignetRequestContext> {
+        let router = Router(context: SignetRequestContext.self)
+        router.add(middleware: ProblemMiddleware())
+        let api = SignetAPI(issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer)
+        try api.registerHandlers(on: router)
+        return router
+    }
+
+    /// The HTTP application. `onServerRunning` receives the listening channel (tests bind port 0 and read it).
+    public func makeApplication(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) async throws -> some ApplicationProtocol {
+        let server: HTTPServerBuilder
+        switch configuration.transport {
+        case .http:
+            logger.warning("serving plain HTTP: tokens and keys cross the network unencrypted")
+            server = .http1()
+        case .https:
+            server = try .tls(.http1(), tlsConfiguration: try await tlsConfiguration())
+        }
+        return Application(
+            router: try makeRouter(),
+            server: server,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "signet"),
+            onServerRunning: onServerRunning,
+            logger: logger
+        )
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops accepting, finishes in-flight requests and closes the ledger.
+    public func run() async throws {
+        let app = try await makeApplication { channel in
+            logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "transport": "\(configuration.transport.rawValue)"])
+        }
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        try ledger.close()
+        logger.info("stopped; ledger closed")
+    }
+
+    /// The server's own TLS identity: the configured pair, or a certificate Signet issues to itself for the
+    /// configured host names at every start (recorded in the ledger like any other).
+    func tlsConfiguration() async throws -> TLSConfiguration {
+        var tls: TLSConfiguration
+        if let certificatePath = configuration.tlsCertificate, let keyPath = configuration.tlsKey {
+            tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(certificatePath).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem))
+            )
+        } else {
+            let (chainPEM, keyPEM) = try await issueServerCertificate()
+            tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(chainPEM.utf8)).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
+            )
+        }
+        switch configuration.clientAuthentication {
+        case .none:
+            tls.certificateVerification = .none
+        case .optional, .require:
+            let bundle = try configuration.clientCA.map { try NIOSSLCertificate.fromPEMFile($0) }
+                ?? NIOSSLCertificate.fromPEMBytes(Array(issuance.rootPEM.utf8))
+            tls.trustRoots = .certificates(bundle)
+            tls.certificateVerification = configuration.clientAuthentication == .require ? .noHostnameVerification : .optionalVerification
+        }
+        return tls
+    }
+
+    private func issueServerCertificate() async throws -> (chain: String, key: String) {
+        let (key, keyPEM) = try KeyAlgorithm.ecdsaP256.generate()
+        let names = configuration.tlsHostnames
+        let dnsNames = names.filter { IPAddress($0) == nil }
+        let ipAddresses = names.filter { IPAddress($0) != nil }
+        let csr = try CertificateSigningRequest(
+            version: .v1, subject: DistinguishedName(), privateKey: key,
+            attributes: CertificateSigningRequest.Attributes(), signatureAlgorithm: .ecdsaWithSHA256
+        )
+        let lifetime = min(configuration.maximumLifetime, .seconds(30 * 86_400))
+        let selfCaller = Caller(
+            identity: "signet:server",
+            policy: IssuancePolicy(allowedNames: try names.map { try NamePattern($0) }, maximumLifetime: lifetime, defaultLifetime: lifetime)
+        )
+        let issued = try await issuance.issue(
+            IssuanceRequest(csrPEM: try csr.serializeAsPEM().pemString, dnsNames: dnsNames, ipAddresses: ipAddresses, profile: .server),
+            for: selfCaller
+        )
+        logger.info("issued the server's own TLS certificate", metadata: ["serial": "\(issued.entry.serial)", "names": "\(names)"])
+        return (issued.chainPEM, keyPEM)
+    }
+}
+
+public enum PassphraseFile {
+    /// The passphrase is the file's first line (a trailing newline is not part of it).
+    public static func read(_ path: String) throws -> [UInt8] {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        return Array((text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "").utf8)
+    }
+}

@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import NIOHTTP1
+import SignetKeys
+import SignetOpenAPI
+import SwiftASN1
+import X509
+
+struct IssueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "issue",
+        abstract: "Ask a Signet server for a certificate and write tls.crt, ca.crt (and tls.key).",
+        discussion: """
+            tls.crt is the leaf followed by the intermediates (what a kubernetes.io/tls Secret and nginx expect), \
+            ca.crt the root (what curl --cacert and an Istio MUTUAL gateway expect). With --generate-key the key is \
+            made here and written to tls.key (PKCS#8, 0600); it never leaves this machine.
+            """
+    )
+
+    @OptionGroup var server: ServerOptions
+
+    @Option(help: "A CSR (PEM) to send.")
+    var csr: String?
+
+    @Option(help: "Generate a key here instead: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519.")
+    var generateKey: String?
+
+    @Option(help: "A DNS name for the certificate (repeatable).")
+    var dns: [String] = []
+
+    @Option(help: "An IP address for the certificate (repeatable).")
+    var ip: [String] = []
+
+    @Option(help: "server, client or server-client.")
+    var profile: String = "server"
+
+    @Option(help: "Lifetime, e.g. 2160h or P30D (default: the server's).")
+    var duration: String?
+
+    @Option(help: "Directory to write tls.crt, ca.crt and tls.key to.")
+    var out: String
+
+    @Flag(help: "Replace existing files in --out.")
+    var force = false
+
+    func validate() throws {
+        guard (csr == nil) != (generateKey == nil) else { throw ValidationError("give exactly one of --csr and --generate-key") }
+        guard Components.Schemas.Profile(rawValue: profile) != nil else { throw ValidationError("--profile must be server, client or server-client") }
+    }
+
+    func run() async throws {
+        var keyPEM: String?
+        let csrPEM: String
+        if let csr {
+            csrPEM = try String(contentsOfFile: csr, encoding: .utf8)
+        } else {
+            guard let algorithm = generateKey.flatMap(KeyAlgorithm.init(rawValue:)) else {
+                throw ValidationError("--generate-key must be one of \(KeyAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            let (key, pem) = try algorithm.generate()
+            keyPEM = pem
+            let signatureAlgorithm: Certificate.SignatureAlgorithm = switch algorithm {
+            case .ecdsaP256: .ecdsaWithSHA256
+            case .ecdsaP384: .ecdsaWithSHA384
+            case .ed25519: .ed25519
+            default: .sha256WithRSAEncryption
+            }
+            let request = try CertificateSigningRequest(
+                version: .v1, subject: DistinguishedName(), privateKey: key,
+                attributes: CertificateSigningRequest.Attributes(), signatureAlgorithm: signatureAlgorithm
+            )
+            csrPEM = try request.serializeAsPEM().pemString
+        }
+        let body = Components.Schemas.IssueRequest(
+            csr: csrPEM, dnsNames: dns.isEmpty ? nil : dns, ipAddresses: ip.isEmpty ? nil : ip,
+            duration: duration, profile: Components.Schemas.Profile(rawValue: profile)
+        )
+        let issued = try await APIClient.with(server) { client in
+            try client.decode(Components.Schemas.IssuedCertificate.self, from: try await client.send(.POST, "/v1/certificates", json: try JSONEncoder().encode(body)))
+        }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try PEMFiles.write(issued.chain, to: out + "/tls.crt", mode: 0o644, overwrite: force)
+        try PEMFiles.write(issued.ca, to: out + "/ca.crt", mode: 0o644, overwrite: force)
+        if let keyPEM {
+            try PEMFiles.write(keyPEM, to: out + "/tls.key", mode: 0o600, overwrite: force)
+        }
+        print("serial     \(issued.serial)")
+        print("notAfter   \(issued.notAfter.formatted(.iso8601))")
+        print("renewAfter \(issued.renewAfter.formatted(.iso8601))")
+        print("wrote      \(out)/tls.crt, \(out)/ca.crt" + (keyPEM == nil ? "" : ", \(out)/tls.key"))
+    }
+}

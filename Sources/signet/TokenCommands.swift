@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import SignetAuthority
+import SignetLedger
+import SignetServer
+
+struct TokenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token",
+        abstract: "Manage API tokens (run on the server: they are written to its ledger).",
+        subcommands: [Create.self, List.self, Revoke.self]
+    )
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a token and print it once; only its SHA-256 is stored.",
+            discussion: """
+                Name patterns: 'bookinfo.com' (exactly), '*.example.com' (one label below, and the wildcard name \
+                itself), '**.example.com' (any depth below), '10.0.0.5' or '10.0.0.0/24' (IP addresses). A token \
+                with no --allow may read the ledger but not issue (an auditor's token).
+                """
+        )
+
+        @OptionGroup var location: LedgerLocation
+
+        @Option(help: "A unique name; it is recorded as the requester of every certificate issued with the token.")
+        var name: String
+
+        @Option(help: "A name pattern the token may be issued (repeatable).")
+        var allow: [String] = []
+
+        @Option(help: "The longest certificate lifetime the token may ask for.")
+        var maxDuration: String = "90d"
+
+        @Option(help: "Comma-separated profiles: server, client, server-client.")
+        var profiles: String = "server,client,server-client"
+
+        func run() async throws {
+            guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.@".contains($0) }) else {
+                throw ValidationError("--name may contain letters, digits and - _ . @ only")
+            }
+            for pattern in allow {
+                do { _ = try NamePattern(pattern) } catch { throw ValidationError("--allow: \(error)") }
+            }
+            var chosen: [CertificateProfile] = []
+            for text in profiles.split(separator: ",") {
+                guard let profile = CertificateProfile(rawValue: text.trimmingCharacters(in: .whitespaces)) else {
+                    throw ValidationError("--profiles: '\(text)' is not one of server, client, server-client")
+                }
+                chosen.append(profile)
+            }
+            let ledger = try location.open()
+            let (token, digest) = APITokens.mint()
+            try await ledger.createToken(TokenEntry(
+                name: name, secretSHA256: digest, allowedNames: allow, allowedProfiles: chosen,
+                maximumLifetime: try lifetime(maxDuration, "--max-duration"), createdAt: Date()
+            ))
+            print(token)
+            FileHandle.standardError.write(Data("token '\(name)' created; it is shown only this once\n".utf8))
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tokens (never their secrets).")
+        @OptionGroup var location: LedgerLocation
+        @Flag(help: "JSON output.") var json = false
+
+        func run() async throws {
+            let tokens = try await location.open().tokens()
+            if json {
+                let rows: [[String: String]] = tokens.map { token in
+                    [
+                        "name": token.name, "allow": token.allowedNames.joined(separator: ","),
+                        "profiles": token.allowedProfiles.map(\.rawValue).joined(separator: ","),
+                        "maxDuration": Lifetime.format(token.maximumLifetime),
+                        "created": token.createdAt.formatted(.iso8601),
+                        "state": token.revokedAt == nil ? "active" : "revoked",
+                    ]
+                }
+                print(String(decoding: try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+                return
+            }
+            Table.print(
+                header: ["NAME", "STATE", "ALLOW", "PROFILES", "MAX", "CREATED"],
+                rows: tokens.map { token in
+                    [
+                        token.name, token.revokedAt == nil ? "active" : "revoked",
+                        token.allowedNames.isEmpty ? "(read-only)" : token.allowedNames.joined(separator: ","),
+                        token.allowedProfiles.map(\.rawValue).joined(separator: ","),
+                        Lifetime.format(token.maximumLifetime), token.createdAt.formatted(.iso8601),
+                    ]
+                }
+            )
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a token; a running server refuses it within its token cache time (1 s by default).")
+        @OptionGroup var location: LedgerLocation
+        @Argument(help: "The token's name.") var name: String
+
+        func run() async throws {
+            do {
+                try await location.open().revokeToken(name: name)
+            } catch let error as LedgerError {
+                throw CommandFailure(error.description)
+            }
+            print("revoked '\(name)'")
+        }
+    }
+}
+
+extension LedgerLocation {
+    func open() throws -> CertificateLedger {
+        let configuration = try ServerConfiguration.load(path: configPath)
+        let path = database ?? configuration.resolvedDatabasePath
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        return try CertificateLedger(path: path, durability: configuration.durability)
+    }
+}
+
+enum Table {
+    static func print(header: [String], rows: [[String]]) {
+        let all = [header] + rows
+        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+        for row in all {
+            let cells = row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }
+            Swift.print(cells.joined(separator: "  "))
+        }
+    }
+}
