@@ -35,6 +35,9 @@ public enum NamePattern: Hashable, Sendable, CustomStringConvertible {
     }
 
     private static func validDomain(_ domain: String, pattern: String) throws(PolicyError) -> String {
+        guard !domain.contains("*") else {
+            throw .invalidPattern(pattern, "may have a wildcard only as its first label ('*.' or '**.')")
+        }
         do {
             return try HostnameRules.validate(domain)
         } catch {

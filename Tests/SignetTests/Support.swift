@@ -1,0 +1,136 @@
+import Crypto
+import Foundation
+import SignetAuthority
+import SignetKeys
+import SwiftASN1
+import X509
+import _CryptoExtras
+
+/// Builders and tools the tests share. Fixtures are made in code (or by openssl, a real peer), never checked in.
+enum Fixtures {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    /// The `signet` binary built alongside the tests (`swift build --build-tests` builds every product).
+    static var signetBinary: String {
+        if let path = ProcessInfo.processInfo.environment["SIGNET_BINARY"] { return path }
+        for configuration in ["debug", "release"] {
+            let path = packageRoot + "/.build/\(configuration)/signet"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return packageRoot + "/.build/debug/signet"
+    }
+
+    static func temporaryDirectory(_ label: String = "signet-test") throws -> String {
+        let path = NSTemporaryDirectory() + "\(label)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    static func csr(
+        key: Certificate.PrivateKey = Certificate.PrivateKey(P256.Signing.PrivateKey()),
+        commonName: String? = nil,
+        dnsNames: [String] = [],
+        ipAddresses: [String] = [],
+        extraExtensions: [Certificate.Extension] = []
+    ) throws -> String {
+        var extensions = Certificate.Extensions()
+        var names: [GeneralName] = dnsNames.map { .dnsName($0) }
+        names += ipAddresses.map { .ipAddress(ASN1OctetString(contentBytes: IPAddress($0)!.bytes[...])) }
+        if !names.isEmpty { try extensions.append(Certificate.Extension(SubjectAlternativeNames(names), critical: false)) }
+        for ext in extraExtensions { try extensions.append(ext) }
+        var attributes = CertificateSigningRequest.Attributes()
+        if !extensions.isEmpty { attributes.insert(try .init(ExtensionRequest(extensions: extensions))) }
+        let subject = try commonName.map { name in try DistinguishedName { CommonName(name) } } ?? DistinguishedName()
+        let request = try CertificateSigningRequest(
+            version: .v1, subject: subject, privateKey: key, attributes: attributes,
+            signatureAlgorithm: try IssuingCA.signatureAlgorithm(for: key.publicKey)
+        )
+        return try request.serializeAsPEM().pemString
+    }
+
+    /// A CA in memory: a root and an intermediate, both P-256 unless asked otherwise.
+    static func issuingCA(keyAlgorithm: KeyAlgorithm = .ecdsaP256, directory: String? = nil) async throws -> (IssuingCA, CADirectory) {
+        let path = try directory ?? temporaryDirectory("signet-ca")
+        var initializer = CAInitializer()
+        initializer.keyAlgorithm = keyAlgorithm
+        initializer.organization = "Signet Test"
+        let ca = CADirectory(path: path)
+        try await initializer.create(in: ca, overwrite: false)
+        let signer = try FileKeySigner(path: ca.key, passphrase: nil)
+        return (try await CALoader.load(from: ca, signer: signer), ca)
+    }
+
+    static func policy(_ patterns: String..., maximum: Duration = .seconds(90 * 86_400)) throws -> IssuancePolicy {
+        IssuancePolicy(allowedNames: try patterns.map { try NamePattern($0) }, maximumLifetime: maximum, defaultLifetime: maximum)
+    }
+}
+
+/// Runs a real program (openssl, nginx, curl) and captures its output.
+struct Tool {
+    struct Result {
+        let status: Int32
+        let output: String
+        let error: String
+        var succeeded: Bool { status == 0 }
+    }
+
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String]? = nil, directory: String? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : try which(executable))
+        process.arguments = arguments
+        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let stdout = Pipe(), stderr = Pipe(), stdin = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        process.standardInput = stdin
+        try process.run()
+        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+        try stdin.fileHandleForWriting.close()
+        // Read both pipes before waiting, so a chatty program never blocks on a full pipe.
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        let err = stderr.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, output: String(decoding: out, as: UTF8.self), error: String(decoding: err, as: UTF8.self))
+    }
+
+    static func which(_ name: String) throws -> String {
+        for directory in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+            let path = directory + "/" + name
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        throw ToolMissing(name: name)
+    }
+
+    static func isInstalled(_ name: String) -> Bool { (try? which(name)) != nil }
+
+    struct ToolMissing: Error, CustomStringConvertible {
+        let name: String
+        var description: String { "\(name) is not installed; run the README's test command, which installs it" }
+    }
+}
+
+extension String {
+    func write(to path: String) throws {
+        try write(toFile: path, atomically: true, encoding: .utf8)
+    }
+}
+
+/// A free TCP port on loopback, found by binding port 0.
+func freePort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(descriptor, pointer, length) == 0 && getsockname(descriptor, pointer, &length) == 0
+        }
+    }
+    guard bound else { throw POSIXError(.EADDRINUSE) }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
