@@ -135,7 +135,7 @@ enum EncryptedPrivateKeyInfo {
                         if node.identifier == .integer {
                             declaredLength = try Int(derEncoded: node)
                         } else {
-                            let (prfOID, _) = try DER.sequence(node, identifier: .sequence) { try algorithmIdentifier(&$0) }
+                            let (prfOID, _) = try algorithmIdentifier(node)
                             guard let known = pseudoRandomFunctions[prfOID] else {
                                 throw KeyError.unsupportedEncryption("the PBKDF2 function \(prfOID)")
                             }
@@ -159,7 +159,11 @@ enum EncryptedPrivateKeyInfo {
     /// AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }
     private static func algorithmIdentifier(_ nodes: inout ASN1NodeCollection.Iterator) throws -> (ASN1ObjectIdentifier, ASN1Node?) {
         guard let node = nodes.next() else { throw ASN1Error.invalidASN1Object(reason: "missing AlgorithmIdentifier") }
-        return try DER.sequence(node, identifier: .sequence) { inner in
+        return try algorithmIdentifier(node)
+    }
+
+    private static func algorithmIdentifier(_ node: ASN1Node) throws -> (ASN1ObjectIdentifier, ASN1Node?) {
+        try DER.sequence(node, identifier: .sequence) { inner in
             let oid = try ASN1ObjectIdentifier(derEncoded: &inner)
             return (oid, inner.next())
         }
