@@ -184,8 +184,10 @@ public final class CertificateLedger: Sendable {
 
     public func createToken(_ token: TokenEntry) async throws {
         let json = try Self.json
-        do {
-            try await pool.write { db in
+        try await pool.write { db in
+                guard try Row.fetchOne(db, sql: "SELECT 1 FROM tokens WHERE name = ?", arguments: [token.name]) == nil else {
+                    throw LedgerError.tokenExists(token.name)
+                }
                 try db.execute(sql: """
                     INSERT INTO tokens (name, secret_sha256, allowed_names, allowed_profiles, max_lifetime_seconds, created_at)
                     VALUES (?, ?, ?, ?, ?, ?)
@@ -195,9 +197,6 @@ public final class CertificateLedger: Sendable {
                         token.maximumLifetime.components.seconds, Int64(token.createdAt.timeIntervalSince1970),
                     ])
                 try Self.insert(AuditEvent(at: token.createdAt, actor: "cli", action: "token.create", outcome: .success, subject: token.name, names: token.allowedNames), into: db)
-            }
-        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
-            throw LedgerError.tokenExists(token.name)
         }
     }
 

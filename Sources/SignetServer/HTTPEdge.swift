@@ -5,13 +5,9 @@ import Logging
 import NIOCore
 import NIOSSL
 import SwiftASN1
+import Foundation
 import X509
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 
 /// The request context: Hummingbird's core storage plus the connection, from which the client certificate of
 /// a mutual-TLS connection is read.
@@ -56,9 +52,15 @@ public struct ProblemMiddleware: RouterMiddleware {
                 authorization: request.headers[.authorization],
                 clientCertificate: await context.clientCertificate()
             )
-            return try await PresentedCredentials.$current.withValue(credentials) {
+            var response = try await PresentedCredentials.$current.withValue(credentials) {
                 try await next(request, context)
             }
+            // The OpenAPI runtime percent-encodes header values as URI components; a Location is a URI reference
+            // and must keep its slashes.
+            if let location = response.headers[.location], let decoded = location.removingPercentEncoding {
+                response.headers[.location] = decoded
+            }
+            return response
         } catch {
             let problem = Self.problem(for: error)
             if problem.status >= 500 {

@@ -1,0 +1,351 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import SignetAuthority
+import SignetLedger
+import SignetServer
+import Testing
+import X509
+import _CryptoExtras
+import SwiftASN1
+
+/// A Signet server on a temporary data directory, with one issuing token and one read-only token.
+struct TestService {
+    let server: SignetServer
+    let directory: String
+    let token: String
+    let auditorToken: String
+
+    static func make(configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestService {
+        let directory = try Fixtures.temporaryDirectory("signet-api")
+        var configuration = ServerConfiguration()
+        configuration.dataDirectory = directory
+        configuration.transport = .http
+        configuration.port = 0
+        configuration.tokenCacheLifetime = .zero
+        configure(&configuration)
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let server = try await SignetServer.prepare(configuration, logger: logger)
+        let (token, digest) = APITokens.mint()
+        try await server.ledger.createToken(TokenEntry(
+            name: "ci", secretSHA256: digest, allowedNames: ["*.example.com", "bookinfo.com", "127.0.0.1"],
+            allowedProfiles: CertificateProfile.allCases, maximumLifetime: .seconds(90 * 86_400), createdAt: Date()
+        ))
+        let (auditor, auditorDigest) = APITokens.mint()
+        try await server.ledger.createToken(TokenEntry(
+            name: "auditor", secretSHA256: auditorDigest, allowedNames: [], allowedProfiles: [], maximumLifetime: .seconds(3600), createdAt: Date()
+        ))
+        return TestService(server: server, directory: directory, token: token, auditorToken: auditor)
+    }
+
+    func withClient(_ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        let app = Application(router: try server.makeRouter())
+        try await app.test(.router, body)
+    }
+}
+
+struct Answer {
+    let status: Int
+    let headers: HTTPFields
+    let json: [String: Any]
+    let text: String
+}
+
+extension TestClientProtocol {
+    func call(_ method: HTTPRequest.Method, _ uri: String, token: String? = nil, json: Any? = nil, raw: String? = nil, headers: HTTPFields = [:]) async throws -> Answer {
+        var fields = headers
+        if let token { fields[.authorization] = "Bearer \(token)" }
+        var body: ByteBuffer?
+        if let json {
+            fields[.contentType] = "application/json"
+            body = ByteBuffer(bytes: Array(try JSONSerialization.data(withJSONObject: json)))
+        } else if let raw {
+            fields[.contentType] = fields[.contentType] ?? "application/json"
+            body = ByteBuffer(string: raw)
+        }
+        return try await execute(uri: uri, method: method, headers: fields, body: body) { response in
+            let text = String(buffer: response.body)
+            let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+            return Answer(status: Int(response.status.code), headers: response.headers, json: object, text: text)
+        }
+    }
+}
+
+@Suite("REST API")
+struct APITests {
+    @Test("issues a chain that openssl verifies, with the promised extensions, and records it")
+    func issues() async throws {
+        let service = try await TestService.make()
+        let csr = try Fixtures.csr(dnsNames: ["httpbin.example.com"])
+        try await service.withClient { client in
+            let answer = try await client.call(.post, "/v1/certificates", token: service.token, json: ["csr": csr, "duration": "720h"])
+            #expect(answer.status == 201, "\(answer.text)")
+            let serial = try #require(answer.json["serial"] as? String)
+            #expect(answer.headers[.location] == "/v1/certificates/\(serial)")
+            let chain = try #require(answer.json["chain"] as? String)
+            let root = try #require(answer.json["ca"] as? String)
+            #expect(chain.components(separatedBy: "BEGIN CERTIFICATE").count == 3, "leaf + intermediate")
+
+            let files = try Fixtures.temporaryDirectory()
+            try chain.write(to: files + "/tls.crt")
+            try root.write(to: files + "/ca.crt")
+            let verify = try Tool.run("openssl", ["verify", "-CAfile", files + "/ca.crt", "-untrusted", service.directory + "/ca/intermediate.crt", files + "/tls.crt"])
+            #expect(verify.succeeded, "\(verify.output)\(verify.error)")
+
+            let leaf = try Certificate(pemEncoded: try #require(answer.json["certificate"] as? String))
+            #expect(leaf.serialNumber.bytes.count == 20)
+            #expect(try leaf.extensions.basicConstraints == .notCertificateAuthority)
+            #expect(try leaf.extensions.keyUsage == KeyUsage(digitalSignature: true))
+            #expect(try leaf.extensions.extendedKeyUsage == ExtendedKeyUsage([.serverAuth]))
+            #expect(try leaf.extensions.subjectKeyIdentifier != nil)
+            #expect(try leaf.extensions.authorityKeyIdentifier?.keyIdentifier.map(Array.init) == service.server.issuance.ca.keyIdentifier)
+            #expect(try leaf.extensions.subjectAlternativeNames == SubjectAlternativeNames([.dnsName("httpbin.example.com")]))
+            #expect(leaf.notValidAfter.timeIntervalSince(leaf.notValidBefore) == 720 * 3600 + 60)
+            #expect(leaf.extensions.first { $0.oid == .X509ExtensionID.basicConstraints }?.critical == true)
+
+            let stored = try #require(try await service.server.ledger.certificate(serial: serial))
+            #expect(stored.requester == "token:ci")
+            #expect(stored.dnsNames == ["httpbin.example.com"])
+            var serializer = DER.Serializer()
+            try serializer.serialize(leaf)
+            #expect(stored.der == serializer.serializedBytes)
+            #expect(stored.csrSHA256 == Array(SHA256.hash(data: try PEMDocumentBytes(csr))).hexString)
+
+            let fetched = try await client.call(.get, "/v1/certificates/\(serial)", token: service.auditorToken)
+            #expect(fetched.status == 200)
+            #expect(fetched.json["requester"] as? String == "token:ci")
+            #expect(fetched.json["status"] as? String == "valid")
+            let pem = try await client.call(.get, "/v1/certificates/\(serial)", token: service.auditorToken, headers: [.accept: "application/pem-certificate-chain"])
+            #expect(pem.text == chain)
+        }
+    }
+
+    @Test("RSA keys get keyEncipherment; profiles set the extended key usage")
+    func rsaAndProfiles() async throws {
+        let service = try await TestService.make()
+        let rsa = Certificate.PrivateKey(try _RSA.Signing.PrivateKey(keySize: .bits2048))
+        try await service.withClient { client in
+            let answer = try await client.call(.post, "/v1/certificates", token: service.token, json: ["csr": try Fixtures.csr(key: rsa, dnsNames: ["a.example.com"]), "profile": "server-client"])
+            #expect(answer.status == 201, "\(answer.text)")
+            let leaf = try Certificate(pemEncoded: try #require(answer.json["certificate"] as? String))
+            #expect(try leaf.extensions.keyUsage == KeyUsage(digitalSignature: true, keyEncipherment: true))
+            #expect(try leaf.extensions.extendedKeyUsage == ExtendedKeyUsage([.serverAuth, .clientAuth]))
+        }
+    }
+
+    @Test("every bad request gets its problem+json and leaves the certificates table unchanged", arguments: BadRequest.all)
+    func badRequests(_ bad: BadRequest) async throws {
+        let service = try await TestService.make()
+        var tokenToUse: String?
+        switch bad.credentials {
+        case .valid: tokenToUse = service.token
+        case .none: tokenToUse = nil
+        case .unknown: tokenToUse = "sgt_not-a-real-token"
+        case .revoked:
+            try await service.server.ledger.revokeToken(name: "ci")
+            tokenToUse = service.token
+        case .auditor: tokenToUse = service.auditorToken
+        }
+        let token = tokenToUse
+        try await service.withClient { client in
+            let answer = try await client.call(.post, "/v1/certificates", token: token, json: try bad.json(), raw: bad.raw)
+            #expect(answer.status == bad.status, "\(bad.name): \(answer.text)")
+            #expect(answer.headers[.contentType] == "application/problem+json")
+            #expect(answer.json["type"] as? String != nil && answer.json["title"] as? String != nil && answer.json["status"] as? Int == bad.status)
+            let detail = answer.json["detail"] as? String ?? ""
+            #expect(detail.contains(bad.detail), "\(bad.name): \(detail)")
+            #expect(try await service.server.ledger.certificateCount() == 0)
+            // The service keeps serving: a good request right after succeeds.
+            let good = try await client.call(.post, "/v1/certificates", token: service.token, json: ["csr": try Fixtures.csr(dnsNames: ["ok.example.com"])])
+            #expect(good.status == (bad.credentials == .revoked ? 401 : 201))
+        }
+    }
+
+    @Test("a refused request leaves an audit event saying who and why")
+    func refusalsAreAudited() async throws {
+        let service = try await TestService.make()
+        try await service.withClient { client in
+            let answer = try await client.call(.post, "/v1/certificates", token: service.token, json: ["csr": try Fixtures.csr(), "dnsNames": ["evil.com"]])
+            #expect(answer.status == 403)
+            #expect(answer.json["errors"] as? [String] == ["evil.com"])
+        }
+        let event = try #require(try await service.server.ledger.auditEvents().first)
+        #expect(event.outcome == .refused)
+        #expect(event.actor == "token:ci")
+        #expect(event.names == ["evil.com"])
+        #expect(event.reason?.contains("evil.com") == true)
+    }
+
+    @Test("the auditor's listing filters and pages, newest first")
+    func listing() async throws {
+        let service = try await TestService.make()
+        try await service.withClient { client in
+            for name in ["a.example.com", "b.example.com", "bookinfo.com"] {
+                let answer = try await client.call(.post, "/v1/certificates", token: service.token, json: ["csr": try Fixtures.csr(), "dnsNames": [name]])
+                #expect(answer.status == 201)
+            }
+            let wildcard = try await client.call(.post, "/v1/certificates", token: service.token, json: ["csr": try Fixtures.csr(), "dnsNames": ["*.example.com"]])
+            #expect(wildcard.status == 201)
+
+            let all = try await client.call(.get, "/v1/certificates?limit=2", token: service.auditorToken)
+            #expect(all.status == 200)
+            let items = try #require(all.json["items"] as? [[String: Any]])
+            #expect(items.compactMap { ($0["dnsNames"] as? [String])?.first } == ["*.example.com", "bookinfo.com"])
+            let cursor = try #require(all.json["nextCursor"] as? String)
+            let next = try await client.call(.get, "/v1/certificates?limit=2&cursor=\(cursor)", token: service.auditorToken)
+            #expect((next.json["items"] as? [[String: Any]])?.compactMap { ($0["dnsNames"] as? [String])?.first } == ["b.example.com", "a.example.com"])
+
+            let covering = try await client.call(.get, "/v1/certificates?dnsName=a.example.com", token: service.auditorToken)
+            #expect((covering.json["items"] as? [[String: Any]])?.count == 2)
+            let byRequester = try await client.call(.get, "/v1/certificates?requester=token:ci&status=valid", token: service.auditorToken)
+            #expect((byRequester.json["items"] as? [[String: Any]])?.count == 4)
+
+            #expect(try await client.call(.get, "/v1/certificates?limit=1001", token: service.auditorToken).status == 400)
+            #expect(try await client.call(.get, "/v1/certificates?status=bogus", token: service.auditorToken).status == 400)
+            #expect(try await client.call(.get, "/v1/certificates?cursor=zzz", token: service.auditorToken).status == 400)
+            #expect(try await client.call(.get, "/v1/certificates").status == 401)
+            #expect(try await client.call(.get, "/v1/certificates/00ff", token: service.auditorToken).status == 404)
+            #expect(try await client.call(.get, "/v1/certificates/not-hex", token: service.auditorToken).status == 400)
+        }
+    }
+
+    @Test("CA chain, health, readiness and metrics")
+    func operations() async throws {
+        let service = try await TestService.make()
+        try await service.withClient { client in
+            let ca = try await client.call(.get, "/v1/ca")
+            #expect(ca.status == 200)
+            #expect(ca.text.components(separatedBy: "BEGIN CERTIFICATE").count == 3)
+            #expect(try await client.call(.get, "/healthz").status == 200)
+            let ready = try await client.call(.get, "/readyz")
+            #expect(ready.status == 200 && ready.json["ready"] as? Bool == true)
+
+            _ = try await client.call(.post, "/v1/certificates", token: service.token, json: ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"]])
+            _ = try await client.call(.post, "/v1/certificates", token: service.token, json: ["csr": "nope"])
+            let metrics = try await client.call(.get, "/metrics")
+            #expect(metrics.text.contains(#"signet_issuances_total{outcome="issued"} 1"#))
+            #expect(metrics.text.contains(#"signet_issuances_total{outcome="refused"} 1"#))
+            #expect(metrics.text.contains("signet_issuance_duration_seconds_bucket"))
+            #expect(metrics.text.contains(#"signet_signer_duration_seconds_count{backend="file"} 1"#))
+            #expect(metrics.text.contains(#"signet_certificates{status="valid"} 1"#))
+            #expect(metrics.text.contains("signet_earliest_expiry_timestamp_seconds"))
+        }
+    }
+
+    @Test("readiness fails when the ledger cannot be written")
+    func notReady() async throws {
+        let service = try await TestService.make()
+        try service.server.ledger.close()
+        try await service.withClient { client in
+            let ready = try await client.call(.get, "/readyz")
+            #expect(ready.status == 503)
+            #expect((ready.json["ledger"] as? String)?.hasPrefix("failing") == true)
+        }
+    }
+}
+
+/// The catalogue of malformed requests the issue lists, each with the status and the words its problem must carry.
+struct BadRequest: Sendable, CustomTestStringConvertible {
+    enum Credentials: Sendable { case valid, none, unknown, revoked, auditor }
+
+    let name: String
+    let status: Int
+    let detail: String
+    var credentials: Credentials = .valid
+    var body: Body = { [:] }
+    var raw: String?
+
+    typealias Body = @Sendable () throws -> [String: any Sendable]
+
+    var testDescription: String { name }
+
+    func json() throws -> [String: Any]? {
+        guard raw == nil else { return nil }
+        let fields: [String: any Sendable] = try body()
+        return fields.mapValues { $0 as Any }
+    }
+
+    static let longName: String = String(repeating: "a.", count: 121) + "examples.com"
+    static let oversized: String = #"{"csr":""# + String(repeating: "A", count: 70_000) + #""}"#
+
+    static let all: [BadRequest] = csrProblems + nameProblems + otherProblems
+
+    static let csrProblems: [BadRequest] = [
+        BadRequest(name: "garbage PEM", status: 400, detail: "not PEM", body: { () throws -> [String: any Sendable] in ["csr": "-----BEGIN CERTIFICATE REQUEST-----\nnot base64!!\n-----END CERTIFICATE REQUEST-----"] }),
+        BadRequest(name: "a certificate where a CSR belongs", status: 400, detail: "CERTIFICATE where a CERTIFICATE REQUEST belongs", body: { () throws -> [String: any Sendable] in
+            ["csr": try Broken.certificatePEM()]
+        }),
+        BadRequest(name: "broken CSR signature", status: 400, detail: "does not verify", body: { () throws -> [String: any Sendable] in ["csr": try Broken.signature(try Fixtures.csr(dnsNames: ["a.example.com"]))] }),
+        BadRequest(name: "RSA-1024", status: 400, detail: "RSA-1024", body: { () throws -> [String: any Sendable] in ["csr": try Broken.opensslCSR(["-newkey", "rsa:1024"])] }),
+        BadRequest(name: "P-224", status: 400, detail: "P-224", body: { () throws -> [String: any Sendable] in ["csr": try Broken.opensslCSR(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-224"])] }),
+    ]
+
+    static let nameProblems: [BadRequest] = [
+        BadRequest(name: "name with a space", status: 400, detail: "contains a space", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a b.example.com"]] }),
+        BadRequest(name: "underscore", status: 400, detail: "underscore", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a_b.example.com"]] }),
+        BadRequest(name: "empty label", status: 400, detail: "empty label", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a..example.com"]] }),
+        BadRequest(name: "254 characters", status: 400, detail: "254 characters long", body: { () throws -> [String: any Sendable] in
+            ["csr": try Fixtures.csr(), "dnsNames": [longName]]
+        }),
+        BadRequest(name: "wildcard not left-most", status: 400, detail: "wildcard that is not the whole left-most label", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a.*.example.com"]] }),
+        BadRequest(name: "CA:true requested", status: 400, detail: "certificate-authority rights", body: { () throws -> [String: any Sendable] in
+            ["csr": try Fixtures.csr(dnsNames: ["a.example.com"], extraExtensions: [try Certificate.Extension(BasicConstraints.isCertificateAuthority(maxPathLength: 0), critical: true)])]
+        }),
+    ]
+
+    static let otherProblems: [BadRequest] = [
+        BadRequest(name: "duration zero", status: 400, detail: "must be positive", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"], "duration": "0s"] }),
+        BadRequest(name: "duration negative", status: 400, detail: "must be positive", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"], "duration": "-24h"] }),
+        BadRequest(name: "duration too long", status: 400, detail: "exceeds the maximum", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"], "duration": "P91D"] }),
+        BadRequest(name: "duration malformed", status: 400, detail: "unknown unit", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"], "duration": "3 weeks"] }),
+        BadRequest(name: "missing token", status: 401, detail: "no credentials", credentials: .none, body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"]] }),
+        BadRequest(name: "unknown token", status: 401, detail: "not known", credentials: .unknown, body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"]] }),
+        BadRequest(name: "revoked token", status: 401, detail: "revoked", credentials: .revoked, body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"]] }),
+        BadRequest(name: "read-only token", status: 403, detail: "may read the ledger", credentials: .auditor, body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"]] }),
+        BadRequest(name: "names outside policy", status: 403, detail: "'evil.example.org', 'a.b.example.com'", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["evil.example.org", "ok.example.com", "a.b.example.com"]] }),
+        BadRequest(name: "oversized body", status: 413, detail: "limited to 65536 bytes", raw: oversized),
+        BadRequest(name: "unknown JSON field", status: 400, detail: "unknown field 'dnsname'", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsname": ["a.example.com"]] }),
+        BadRequest(name: "not JSON", status: 400, detail: "not valid JSON", raw: "{csr:"),
+        BadRequest(name: "missing csr", status: 400, detail: "'csr' is missing", body: { () throws -> [String: any Sendable] in ["dnsNames": ["a.example.com"]] }),
+        BadRequest(name: "wrong type", status: 400, detail: "wrong type", body: { () throws -> [String: any Sendable] in ["csr": 42] }),
+        BadRequest(name: "unknown profile", status: 400, detail: "profile", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"], "profile": "ca"] }),
+    ]
+}
+
+func PEMDocumentBytes(_ pem: String) throws -> [UInt8] {
+    try PEMDocument(pemString: pem).derBytes
+}
+
+/// Inputs that are wrong in one precise way.
+enum Broken {
+    /// A CSR whose signature no longer matches its contents.
+    static func signature(_ pem: String) throws -> String {
+        var der = try PEMDocumentBytes(pem)
+        der[der.count - 5] ^= 0x01
+        return PEMDocument(type: "CERTIFICATE REQUEST", derBytes: der).pemString
+    }
+
+    /// A CSR made by openssl with a key Signet must refuse.
+    static func opensslCSR(_ keyArguments: [String]) throws -> String {
+        let made = try Tool.run("openssl", ["req", "-new"] + keyArguments + ["-nodes", "-keyout", "/dev/null", "-subj", "/CN=a.example.com"])
+        guard made.succeeded else { throw Tool.ToolMissing(name: "openssl (\(made.error))") }
+        return made.output
+    }
+
+    /// A self-signed certificate, sent where a CSR belongs.
+    static func certificatePEM() throws -> String {
+        let key = P256.Signing.PrivateKey()
+        let name = try DistinguishedName { CommonName("a.example.com") }
+        let certificate = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey), notValidBefore: Date(),
+            notValidAfter: Date().addingTimeInterval(3600), issuer: name, subject: name,
+            signatureAlgorithm: .ecdsaWithSHA256, extensions: Certificate.Extensions(), issuerPrivateKey: .init(key)
+        )
+        return try certificate.serializeAsPEM().pemString
+    }
+}

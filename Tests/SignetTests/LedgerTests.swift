@@ -1,0 +1,136 @@
+import Foundation
+import GRDB
+import SignetAuthority
+import SignetLedger
+import Testing
+
+@Suite("the ledger")
+struct LedgerTests {
+    func entry(serial: String, names: [String], notAfter: Date, requester: String = "token:ci", issuedAt: Date = Date()) -> CertificateEntry {
+        CertificateEntry(
+            serial: serial, issuerKeyID: "ab", subject: "CN=\(names[0])", dnsNames: names, ipAddresses: [],
+            publicKeySHA256: "pk", csrSHA256: "csr", profile: .server, notBefore: notAfter.addingTimeInterval(-3600),
+            notAfter: notAfter, requester: requester, issuedAt: issuedAt, der: [0x30, 0x00]
+        )
+    }
+
+    func event(_ subject: String) -> AuditEvent {
+        AuditEvent(at: Date(), actor: "token:ci", action: "certificate.issue", outcome: .success, subject: subject)
+    }
+
+    @Test("filters by host (wildcards included), status, expiry, requester and issue time; newest first")
+    func filters() async throws {
+        let ledger = try CertificateLedger(path: try Fixtures.temporaryDirectory() + "/ledger.sqlite")
+        let now = Date()
+        try await ledger.record(entry(serial: "01", names: ["a.example.com"], notAfter: now.addingTimeInterval(86_400), issuedAt: now.addingTimeInterval(-30)), event: event("01"))
+        try await ledger.record(entry(serial: "02", names: ["*.example.com"], notAfter: now.addingTimeInterval(10 * 86_400), requester: "token:other", issuedAt: now.addingTimeInterval(-20)), event: event("02"))
+        try await ledger.record(entry(serial: "03", names: ["bookinfo.com"], notAfter: now.addingTimeInterval(-60), issuedAt: now.addingTimeInterval(-10)), event: event("03"))
+
+        func serials(_ configure: (inout CertificateQuery) -> Void) async throws -> [String] {
+            var query = CertificateQuery()
+            configure(&query)
+            return try await ledger.certificates(matching: query, now: now).entries.map(\.serial)
+        }
+        #expect(try await serials { _ in } == ["03", "02", "01"])
+        #expect(try await serials { $0.dnsName = "a.example.com" } == ["02", "01"])
+        #expect(try await serials { $0.dnsName = "b.example.com" } == ["02"])
+        #expect(try await serials { $0.dnsName = "x.a.example.com" } == [])
+        #expect(try await serials { $0.status = .expired } == ["03"])
+        #expect(try await serials { $0.status = .valid } == ["02", "01"])
+        #expect(try await serials { $0.status = .revoked } == [])
+        #expect(try await serials { $0.expiringBefore = now.addingTimeInterval(2 * 86_400) } == ["03", "01"])
+        #expect(try await serials { $0.requester = "token:other" } == ["02"])
+        #expect(try await serials { $0.issuedAfter = now.addingTimeInterval(-25) } == ["03", "02"])
+        #expect(try await serials { $0.issuedBefore = now.addingTimeInterval(-15) } == ["02", "01"])
+    }
+
+    @Test("pages with a cursor until the end, and refuses a forged cursor")
+    func pagination() async throws {
+        let ledger = try CertificateLedger(path: try Fixtures.temporaryDirectory() + "/ledger.sqlite")
+        for index in 0..<25 {
+            try await ledger.record(entry(serial: String(format: "%02x", index), names: ["a.example.com"], notAfter: Date().addingTimeInterval(3600)), event: event("x"))
+        }
+        var query = CertificateQuery()
+        query.limit = 10
+        var seen: [String] = []
+        var pages = 0
+        repeat {
+            let page = try await ledger.certificates(matching: query)
+            seen += page.entries.map(\.serial)
+            query.cursor = page.nextCursor
+            pages += 1
+        } while query.cursor != nil
+        #expect(pages == 3)
+        #expect(seen == (0..<25).reversed().map { String(format: "%02x", $0) })
+        query.cursor = "not-a-cursor"
+        await #expect(throws: LedgerError.invalidCursor("not-a-cursor")) { try await ledger.certificates(matching: query) }
+    }
+
+    @Test("concurrent records are grouped into few transactions and every one is durable")
+    func groupCommit() async throws {
+        let path = try Fixtures.temporaryDirectory() + "/ledger.sqlite"
+        let ledger = try CertificateLedger(path: path)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<400 {
+                group.addTask {
+                    try await ledger.record(self.entry(serial: String(format: "%04x", index), names: ["a.example.com"], notAfter: Date().addingTimeInterval(3600)), event: self.event("x"))
+                }
+            }
+            try await group.waitForAll()
+        }
+        try ledger.close()
+        // A fresh connection, as after a restart, sees every row and its audit event.
+        let reopened = try CertificateLedger(path: path)
+        #expect(try await reopened.certificateCount() == 400)
+        #expect(try await reopened.auditEvents(limit: 1000).count == 400)
+    }
+
+    @Test("a failing write in a batch fails only its own caller and leaves nothing half-written")
+    func isolatedFailure() async throws {
+        let ledger = try CertificateLedger(path: try Fixtures.temporaryDirectory() + "/ledger.sqlite")
+        try await ledger.record(entry(serial: "dup", names: ["a.example.com"], notAfter: Date().addingTimeInterval(3600)), event: event("dup"))
+        let outcomes = await withTaskGroup(of: Bool.self, returning: [Bool].self) { group in
+            for index in 0..<50 {
+                group.addTask {
+                    // One of them reuses a serial: the UNIQUE constraint must refuse it, and only it.
+                    let serial = index == 25 ? "dup" : "s\(index)"
+                    do {
+                        try await ledger.record(self.entry(serial: serial, names: ["a.example.com"], notAfter: Date().addingTimeInterval(3600)), event: self.event(serial))
+                        return true
+                    } catch {
+                        return false
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(outcomes.filter { !$0 }.count == 1)
+        #expect(try await ledger.certificateCount() == 50)
+        // The refused write's audit event went with it: 1 + 49 events, no orphan.
+        #expect(try await ledger.auditEvents(limit: 1000).count == 50)
+    }
+
+    @Test("tokens: stored by digest, names never reused, revocation recorded")
+    func tokens() async throws {
+        let ledger = try CertificateLedger(path: try Fixtures.temporaryDirectory() + "/ledger.sqlite")
+        let token = TokenEntry(name: "ci", secretSHA256: "digest", allowedNames: ["*.example.com"], allowedProfiles: [.server], maximumLifetime: .seconds(3600), createdAt: Date())
+        try await ledger.createToken(token)
+        await #expect(throws: LedgerError.tokenExists("ci")) { try await ledger.createToken(token) }
+        #expect(try await ledger.token(secretSHA256: "digest")?.name == "ci")
+        try await ledger.revokeToken(name: "ci")
+        #expect(try await ledger.token(secretSHA256: "digest")?.revokedAt != nil)
+        await #expect(throws: LedgerError.noSuchToken("ci")) { try await ledger.revokeToken(name: "ci") }
+        #expect(try await ledger.auditEvents().map(\.action) == ["token.revoke", "token.create"])
+    }
+
+    @Test("the schema is migrated, WAL, with the durability asked for")
+    func pragmas() async throws {
+        let path = try Fixtures.temporaryDirectory() + "/ledger.sqlite"
+        let ledger = try CertificateLedger(path: path, durability: .full)
+        try ledger.close()
+        let queue = try DatabaseQueue(path: path)
+        #expect(try await queue.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
+        let tables = try await queue.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") }
+        #expect(tables.contains("certificates") && tables.contains("tokens") && tables.contains("audit_events"))
+    }
+}
