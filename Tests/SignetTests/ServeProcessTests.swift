@@ -1,0 +1,124 @@
+import Foundation
+import GRDB
+import Testing
+
+/// The `signet` binary as users run it: serve with no configuration, the CLI as a client, signals.
+@Suite("signet serve and the CLI", .serialized)
+struct ServeProcessTests {
+    @Test("zero configuration: a development CA, HTTPS, tokens from the CLI, issue writes tls.crt/ca.crt/tls.key")
+    func zeroConfiguration() throws {
+        let server = try ServerProcess()
+        defer { server.stop() }
+        #expect(server.logText.contains("DEVELOPMENT CA"))
+        let token = try server.createToken(name: "team-a", allow: ["*.example.com", "bookinfo.com"])
+        #expect(token.hasPrefix("sgt_"))
+
+        let out = server.dataDirectory + "/out"
+        let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                        "--generate-key", "ecdsa-p256", "--dns", "httpbin.example.com", "--out", out])
+        #expect(issued.succeeded, "\(issued.error)")
+        let keyMode = try FileManager.default.attributesOfItem(atPath: out + "/tls.key")[.posixPermissions] as? Int
+        #expect(keyMode == 0o600)
+        #expect(try String(contentsOfFile: out + "/tls.key", encoding: .utf8).contains("BEGIN PRIVATE KEY"))
+        let verify = try Tool.run("openssl", ["verify", "-CAfile", out + "/ca.crt", "-untrusted", server.intermediateCertificate, out + "/tls.crt"])
+        #expect(verify.succeeded, "\(verify.output)\(verify.error)")
+        let matches = try Tool.run("openssl", ["x509", "-in", out + "/tls.crt", "-noout", "-pubkey"]).output
+            == Tool.run("openssl", ["pkey", "-in", out + "/tls.key", "-pubout"]).output
+        #expect(matches, "tls.key belongs to tls.crt")
+
+        let refused = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                         "--generate-key", "ecdsa-p256", "--dns", "evil.com", "--out", server.dataDirectory + "/refused"])
+        #expect(!refused.succeeded)
+        #expect(refused.error.contains("403") && refused.error.contains("evil.com"))
+
+        let listed = try server.signet(["certs", "list", "--server", server.url, "--token", token, "--cacert", server.rootCertificate])
+        #expect(listed.succeeded, "\(listed.error)")
+        #expect(listed.output.contains("httpbin.example.com") && listed.output.contains("token:team-a"))
+        let serial = try #require(issued.output.split(separator: "\n").first?.split(separator: " ").last.map(String.init))
+        let shown = try server.signet(["certs", "show", serial, "--server", server.url, "--token", token, "--cacert", server.rootCertificate])
+        #expect(shown.output.contains("httpbin.example.com") && shown.output.contains("valid"))
+
+        let tokens = try server.signet(["token", "list"])
+        #expect(tokens.output.contains("team-a") && tokens.output.contains("active") && !tokens.output.contains(token))
+        #expect(try server.signet(["token", "revoke", "team-a"]).succeeded)
+        Thread.sleep(forTimeInterval: 1.2) // the server's token cache lives one second
+        let afterRevoke = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                             "--generate-key", "ecdsa-p256", "--dns", "a.example.com", "--out", server.dataDirectory + "/late"])
+        #expect(afterRevoke.error.contains("401") && afterRevoke.error.contains("revoked"))
+    }
+
+    @Test("SIGTERM finishes cleanly and closes the ledger; a restart keeps the CA and the ledger")
+    func gracefulShutdown() throws {
+        let server = try ServerProcess()
+        let token = try server.createToken(name: "ci", allow: ["*.example.com"])
+        let first = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                       "--generate-key", "ecdsa-p256", "--dns", "a.example.com", "--out", server.dataDirectory + "/one"])
+        #expect(first.succeeded)
+        server.kill(signal: SIGTERM)
+        server.process.waitUntilExit()
+        #expect(server.process.terminationStatus == 0, "\(server.logText)")
+        #expect(server.logText.contains("ledger closed"))
+
+        let again = try ServerProcess(dataDirectory: server.dataDirectory)
+        defer { again.stop() }
+        #expect(!again.logText.contains("DEVELOPMENT CA"), "the CA is reused, not recreated")
+        let listed = try again.signet(["certs", "list", "--server", again.url, "--token", token, "--cacert", again.rootCertificate, "--json"])
+        #expect(listed.output.contains("a.example.com"))
+    }
+
+    @Test("kill -9 during a burst of issuance loses no certificate a client received and leaves no partial row")
+    func crashDurability() async throws {
+        let server = try ServerProcess()
+        let token = try server.createToken(name: "burst", allow: ["*.example.com"])
+        let csr = try Fixtures.csr(dnsNames: ["burst.example.com"])
+        let body = try JSONSerialization.data(withJSONObject: ["csr": csr])
+        try body.write(to: URL(fileURLWithPath: server.dataDirectory + "/body.json"))
+
+        // Eight clients issue in a loop on their own threads; the server is killed while they run.
+        let received = LockedSerials()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1.5) { server.kill(signal: SIGKILL) }
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            for _ in 0..<500 {
+                guard let result = try? Tool.run("curl", [
+                    "-s", "--max-time", "5", "--cacert", server.rootCertificate, "-H", "Authorization: Bearer \(token)",
+                    "-H", "Content-Type: application/json", "--data-binary", "@" + server.dataDirectory + "/body.json",
+                    "-w", "\n%{http_code}", server.url + "/v1/certificates",
+                ]) else { return }
+                let lines = result.output.split(separator: "\n")
+                guard lines.last == "201",
+                      let object = try? JSONSerialization.jsonObject(with: Data(lines.dropLast().joined(separator: "\n").utf8)) as? [String: Any],
+                      let serial = object["serial"] as? String
+                else { return }
+                received.add(serial)
+            }
+        }
+        server.process.waitUntilExit()
+        #expect(server.process.terminationReason == .uncaughtSignal)
+        #expect(received.count > 0, "some issuances completed before the kill")
+
+        let queue = try DatabaseQueue(path: server.dataDirectory + "/ledger.sqlite")
+        try await queue.read { db in
+            #expect(try String.fetchOne(db, sql: "PRAGMA integrity_check") == "ok")
+            let stored = Set(try String.fetchAll(db, sql: "SELECT serial FROM certificates WHERE requester = 'token:burst'"))
+            let lost = received.all.subtracting(stored)
+            #expect(lost.isEmpty, "certificates handed out but not in the ledger: \(lost)")
+            // Every certificate row has its names and its audit event: no half-written issuance.
+            let orphans = try Int.fetchOne(db, sql: """
+                SELECT count(*) FROM certificates c WHERE c.requester = 'token:burst' AND (
+                    NOT EXISTS (SELECT 1 FROM certificate_names n WHERE n.certificate_id = c.id)
+                    OR NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.subject = c.serial AND e.outcome = 'success'))
+                """)
+            #expect(orphans == 0)
+        }
+    }
+}
+
+final class LockedSerials: @unchecked Sendable {
+    // @unchecked: every access goes through `lock`.
+    private let lock = NSLock()
+    private var serials = Set<String>()
+
+    func add(_ serial: String) { lock.withLock { _ = serials.insert(serial) } }
+    var all: Set<String> { lock.withLock { serials } }
+    var count: Int { lock.withLock { serials.count } }
+}
