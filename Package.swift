@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "signet", targets: ["signet"]),
+        .executable(name: "signet-bench", targets: ["signet-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
@@ -112,6 +113,18 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictness
+        ),
+        // The in-process half of the benchmark (bench/run.sh): request generation, the crypto ceiling, ledger queries.
+        .executableTarget(
+            name: "signet-bench",
+            dependencies: [
+                "SignetAuthority", "SignetKeys", "SignetLedger",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            path: "bench/signet-bench",
             swiftSettings: strictness
         ),
         .testTarget(

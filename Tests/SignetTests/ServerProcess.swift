@@ -12,14 +12,14 @@ final class ServerProcess: @unchecked Sendable {
     var rootCertificate: String { dataDirectory + "/ca/root.crt" }
     var intermediateCertificate: String { dataDirectory + "/ca/intermediate.crt" }
 
-    init(dataDirectory: String? = nil, environment: [String: String] = [:]) throws {
+    init(dataDirectory: String? = nil, arguments: [String] = [], environment: [String: String] = [:]) throws {
         self.dataDirectory = try dataDirectory ?? Fixtures.temporaryDirectory("signet-serve")
         self.port = try freePort()
         self.log = self.dataDirectory + "/serve.log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process = Process()
         process.executableURL = URL(fileURLWithPath: Fixtures.signetBinary)
-        process.arguments = ["serve"]
+        process.arguments = ["serve"] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging([
             "SIGNET_DATA_DIR": self.dataDirectory,
             "SIGNET_LISTEN": "127.0.0.1:\(port)",

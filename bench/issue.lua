@@ -1,0 +1,29 @@
+-- wrk script: POST one pre-generated request body after another (one body a line in the file given as the
+-- first script argument), with an optional bearer token (second argument); prints a machine-readable summary.
+local bodies = {}
+local next_body = 0
+
+function init(args)
+    for line in io.lines(args[1]) do
+        bodies[#bodies + 1] = line
+    end
+    wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/json"
+    if args[2] ~= nil and args[2] ~= "" then
+        wrk.headers["Authorization"] = "Bearer " .. args[2]
+    end
+    -- Threads start at different offsets so they do not send the same CSR at the same moment.
+    next_body = math.random(#bodies)
+end
+
+function request()
+    next_body = next_body % #bodies + 1
+    return wrk.format(nil, nil, nil, bodies[next_body])
+end
+
+function done(summary, latency, requests)
+    local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+    io.write(string.format("RESULT requests=%d duration_us=%d socket_errors=%d non2xx=%d p50_us=%d p99_us=%d\n",
+        summary.requests, summary.duration, errors, summary.errors.status,
+        latency:percentile(50), latency:percentile(99)))
+end
