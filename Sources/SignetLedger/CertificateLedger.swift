@@ -19,6 +19,8 @@ public final class CertificateLedger: Sendable {
     public let durability: Durability
     private let pool: DatabasePool
     private let committer: GroupCommitter
+    /// A connection of its own for checkpoints, so they never queue behind (or block) issuance writes.
+    private let maintenance: DatabaseQueue
 
     public init(path: String, durability: Durability = .full) throws {
         var configuration = Configuration()
@@ -26,29 +28,47 @@ public final class CertificateLedger: Sendable {
         configuration.foreignKeysEnabled = true
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+            // Checkpoints are run by `checkpoint()` on a separate connection, off the issuance path; this larger
+            // automatic threshold only bounds the WAL when nobody calls it (CLI commands, tests).
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 16384")
         }
         self.path = path
         self.durability = durability
         self.pool = try DatabasePool(path: path, configuration: configuration)
         try LedgerSchema.migrator.migrate(pool)
+        // Fresh statistics let the planner choose between the status, expiry and id indexes; the limit keeps
+        // this to milliseconds even with millions of rows.
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA analysis_limit = 1000; ANALYZE") }
         self.committer = GroupCommitter(writer: pool)
+        var maintenanceConfiguration = Configuration()
+        maintenanceConfiguration.busyMode = .timeout(10)
+        self.maintenance = try DatabaseQueue(path: path, configuration: maintenanceConfiguration)
+    }
+
+    /// Copies committed WAL content into the database file without taking the write lock (a passive checkpoint),
+    /// so issuance never waits for it. `signet serve` calls it every second.
+    public func checkpoint() async throws {
+        try await maintenance.writeWithoutTransaction { db in
+            _ = try db.checkpoint(.passive)
+        }
     }
 
     // MARK: Writing
 
     /// Records an issued certificate and its audit event in one transaction. Returns once that transaction is durable.
+    ///
+    /// `issued_at` is kept non-decreasing in insertion order (a clock step backwards records the previous time),
+    /// which lets issue-time filters become ranges of `id`, the listing order.
     public func record(_ entry: CertificateEntry, event: AuditEvent) async throws {
-        let json = try Self.json
-        let dnsJSON = try json.encode(entry.dnsNames)
-        let ipJSON = try json.encode(entry.ipAddresses)
+        let dnsJSON = JSONList.encode(entry.dnsNames)
+        let ipJSON = JSONList.encode(entry.ipAddresses)
         try await committer.commit { db in
             try db.cachedStatement(sql: """
                 INSERT INTO certificates (serial, issuer_key_id, subject, dns_names, ip_addresses, public_key_sha256,
                     csr_sha256, profile, not_before, not_after, requester, issued_at, der)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT max(issued_at) FROM certificates), 0)), ?)
                 """).execute(arguments: [
-                    entry.serial, entry.issuerKeyID, entry.subject, String(decoding: dnsJSON, as: UTF8.self),
-                    String(decoding: ipJSON, as: UTF8.self), entry.publicKeySHA256, entry.csrSHA256,
+                    entry.serial, entry.issuerKeyID, entry.subject, dnsJSON, ipJSON, entry.publicKeySHA256, entry.csrSHA256,
                     entry.profile.rawValue, Int64(entry.notBefore.timeIntervalSince1970),
                     Int64(entry.notAfter.timeIntervalSince1970), entry.requester, Self.milliseconds(entry.issuedAt),
                     Data(entry.der),
@@ -68,7 +88,7 @@ public final class CertificateLedger: Sendable {
     }
 
     private static func insert(_ event: AuditEvent, into db: Database) throws {
-        let names = event.names.isEmpty ? nil : String(decoding: try json.encode(event.names), as: UTF8.self)
+        let names = event.names.isEmpty ? nil : JSONList.encode(event.names)
         try db.cachedStatement(sql: """
             INSERT INTO audit_events (at_ms, actor, action, outcome, subject, names, reason) VALUES (?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [milliseconds(event.at), event.actor, event.action, event.outcome.rawValue, event.subject, names, event.reason])
@@ -114,12 +134,15 @@ public final class CertificateLedger: Sendable {
             clauses.append("not_after < ?")
             arguments += [Int64(date.timeIntervalSince1970)]
         }
+        // Issue times are non-decreasing in id order, so each bound becomes an id bound found with one index
+        // lookup, and the listing walks the primary key instead of sorting a time range.
         if let date = query.issuedAfter {
+            clauses.append("id > coalesce((SELECT id FROM certificates WHERE issued_at <= ? ORDER BY issued_at DESC, id DESC LIMIT 1), 0)")
             clauses.append("issued_at > ?")
-            arguments += [Self.milliseconds(date)]
+            arguments += [Self.milliseconds(date), Self.milliseconds(date)]
         }
         if let date = query.issuedBefore {
-            clauses.append("issued_at < ?")
+            clauses.append("id <= (SELECT id FROM certificates WHERE issued_at < ? ORDER BY issued_at DESC, id DESC LIMIT 1)")
             arguments += [Self.milliseconds(date)]
         }
         if let requester = query.requester {
@@ -163,7 +186,7 @@ public final class CertificateLedger: Sendable {
                     actor: row["actor"], action: row["action"],
                     outcome: AuditEvent.Outcome(rawValue: row["outcome"]) ?? .failed,
                     subject: row["subject"],
-                    names: try names.map { try JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? [],
+                    names: try names.map(JSONList.decode) ?? [],
                     reason: row["reason"]
                 )
             }
@@ -177,13 +200,13 @@ public final class CertificateLedger: Sendable {
     }
 
     public func close() throws {
+        try maintenance.close()
         try pool.close()
     }
 
     // MARK: Tokens
 
     public func createToken(_ token: TokenEntry) async throws {
-        let json = try Self.json
         try await pool.write { db in
                 guard try Row.fetchOne(db, sql: "SELECT 1 FROM tokens WHERE name = ?", arguments: [token.name]) == nil else {
                     throw LedgerError.tokenExists(token.name)
@@ -192,8 +215,8 @@ public final class CertificateLedger: Sendable {
                     INSERT INTO tokens (name, secret_sha256, allowed_names, allowed_profiles, max_lifetime_seconds, created_at)
                     VALUES (?, ?, ?, ?, ?, ?)
                     """, arguments: [
-                        token.name, token.secretSHA256, String(decoding: try json.encode(token.allowedNames), as: UTF8.self),
-                        String(decoding: try json.encode(token.allowedProfiles.map(\.rawValue)), as: UTF8.self),
+                        token.name, token.secretSHA256, JSONList.encode(token.allowedNames),
+                        JSONList.encode(token.allowedProfiles.map(\.rawValue)),
                         token.maximumLifetime.components.seconds, Int64(token.createdAt.timeIntervalSince1970),
                     ])
                 try Self.insert(AuditEvent(at: token.createdAt, actor: "cli", action: "token.create", outcome: .success, subject: token.name, names: token.allowedNames), into: db)
@@ -225,16 +248,12 @@ public final class CertificateLedger: Sendable {
 
     // MARK: Rows
 
-    private static var json: JSONEncoder {
-        get throws { JSONEncoder() }
-    }
-
     static func milliseconds(_ date: Date) -> Int64 {
         Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
     }
 
     private static func decodeList(_ text: String) throws -> [String] {
-        try JSONDecoder().decode([String].self, from: Data(text.utf8))
+        try JSONList.decode(text)
     }
 
     private static func entry(from row: Row) throws -> CertificateEntry {
@@ -282,5 +301,34 @@ public enum LedgerError: Error, Equatable, CustomStringConvertible {
         case .noSuchToken(let name): "no active token named '\(name)'"
         case .corrupt(let what): "the ledger holds an unreadable row: \(what)"
         }
+    }
+}
+
+/// Lists of strings stored as JSON arrays (names, patterns), so SQLite's JSON functions can read them too.
+/// Encoding is hand-written because it runs for every issuance and Foundation's JSONEncoder showed in profiles.
+enum JSONList {
+    static func encode(_ items: [String]) -> String {
+        var out = "["
+        for (index, item) in items.enumerated() {
+            if index > 0 { out += "," }
+            out += "\""
+            for scalar in item.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                case _ where scalar.value < 0x20: out += (scalar.value < 0x10 ? "\\u000" : "\\u00") + String(scalar.value, radix: 16)
+                default: out.unicodeScalars.append(scalar)
+                }
+            }
+            out += "\""
+        }
+        return out + "]"
+    }
+
+    static func decode(_ text: String) throws -> [String] {
+        try JSONDecoder().decode([String].self, from: Data(text.utf8))
     }
 }

@@ -6,6 +6,7 @@ enum LedgerSchema {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: certificates, names, tokens, audit events") { db in
             // `id` orders issuance (newest first) and is the pagination cursor; `serial` is the public identity.
+            // `issued_at` never decreases in `id` order (see CertificateLedger.record), so time ranges map to id ranges.
             // Times are Unix seconds (certificate fields) or milliseconds (events), so comparisons are integer
             // comparisons on indexes.
             try db.execute(sql: """
@@ -32,6 +33,8 @@ enum LedgerSchema {
                 ) STRICT;
                 CREATE INDEX certificates_by_not_after ON certificates (not_after);
                 CREATE INDEX certificates_by_status_not_after ON certificates (status, not_after);
+                -- Newest-first listings by status scan this index alone (it covers not_after), never the table.
+                CREATE INDEX certificates_by_status_id ON certificates (status, id, not_after);
                 CREATE INDEX certificates_by_issued_at ON certificates (issued_at);
                 CREATE INDEX certificates_by_requester ON certificates (requester, id);
 

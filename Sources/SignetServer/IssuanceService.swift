@@ -110,7 +110,7 @@ public final class IssuanceService: Sendable {
     }
 
     public func leafPEM(of entry: CertificateEntry) -> String {
-        PEMDocument(type: "CERTIFICATE", derBytes: entry.der).pemString + "\n"
+        PEM.encode(entry.der, type: "CERTIFICATE")
     }
 
     /// Leaf and intermediates of a recorded certificate, as PEM.

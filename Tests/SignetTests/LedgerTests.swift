@@ -44,6 +44,25 @@ struct LedgerTests {
         #expect(try await serials { $0.issuedBefore = now.addingTimeInterval(-15) } == ["02", "01"])
     }
 
+    @Test("a clock stepping backwards does not break issue-time filters: recorded times never decrease")
+    func clockStepsBack() async throws {
+        let ledger = try CertificateLedger(path: try Fixtures.temporaryDirectory() + "/ledger.sqlite")
+        let now = Date()
+        try await ledger.record(entry(serial: "01", names: ["a.example.com"], notAfter: now.addingTimeInterval(3600), issuedAt: now), event: event("01"))
+        try await ledger.record(entry(serial: "02", names: ["a.example.com"], notAfter: now.addingTimeInterval(3600), issuedAt: now.addingTimeInterval(-60)), event: event("02"))
+        try await ledger.record(entry(serial: "03", names: ["a.example.com"], notAfter: now.addingTimeInterval(3600), issuedAt: now.addingTimeInterval(10)), event: event("03"))
+        let second = try #require(try await ledger.certificate(serial: "02"))
+        #expect(second.issuedAt >= now.addingTimeInterval(-0.001), "recorded at the previous time, not before it")
+        var after = CertificateQuery()
+        after.issuedAfter = now.addingTimeInterval(5)
+        #expect(try await ledger.certificates(matching: after).entries.map(\.serial) == ["03"])
+        var before = CertificateQuery()
+        before.issuedBefore = now.addingTimeInterval(5)
+        #expect(try await ledger.certificates(matching: before).entries.map(\.serial) == ["02", "01"])
+        before.issuedBefore = now.addingTimeInterval(-3600)
+        #expect(try await ledger.certificates(matching: before).entries.isEmpty)
+    }
+
     @Test("pages with a cursor until the end, and refuses a forged cursor")
     func pagination() async throws {
         let ledger = try CertificateLedger(path: try Fixtures.temporaryDirectory() + "/ledger.sqlite")
