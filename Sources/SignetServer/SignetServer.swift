@@ -6,7 +6,6 @@ import NIOCore
 import NIOSSL
 import OpenAPIHummingbird
 import OpenAPIRuntime
-import ServiceLifecycle
 import SignetAuthority
 import SignetKeys
 import SignetLedger
@@ -84,7 +83,7 @@ public struct SignetServer: Sendable {
     }
 
     /// The HTTP application. `onServerRunning` receives the listening channel (tests bind port 0 and read it).
-    public func makeApplication(services: [any Service] = [], onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) async throws -> some ApplicationProtocol {
+    public func makeApplication(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) async throws -> some ApplicationProtocol {
         let server: HTTPServerBuilder
         switch configuration.transport {
         case .http:
@@ -97,7 +96,6 @@ public struct SignetServer: Sendable {
             router: try makeRouter(),
             server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "signet"),
-            services: services,
             onServerRunning: onServerRunning,
             logger: logger
         )
@@ -105,7 +103,7 @@ public struct SignetServer: Sendable {
 
     /// Serves until SIGTERM or SIGINT, then stops accepting, finishes in-flight requests and closes the ledger.
     public func run() async throws {
-        let app = try await makeApplication(services: [LedgerCheckpoints(ledger: ledger, logger: logger)]) { channel in
+        let app = try await makeApplication { channel in
             logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "transport": "\(configuration.transport.rawValue)"])
         }
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
