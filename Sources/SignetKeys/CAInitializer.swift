@@ -118,6 +118,10 @@ public enum CAImporter {
         try await CAMaterialCheck.validate(
             certificate: certificate, key: signer.privateKey.publicKey, intermediates: intermediates, root: root, now: now
         )
+        let destinations = [directory.key, directory.certificate, directory.rootCertificate] + (intermediates.isEmpty ? [] : [directory.chain])
+        if !overwrite, let existing = destinations.first(where: FileManager.default.fileExists(atPath:)) {
+            throw CAFileError.exists(existing)
+        }
         try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         // The key is copied byte for byte: an encrypted key stays encrypted.
         try PEMFiles.write(try String(contentsOfFile: keyPath, encoding: .utf8), to: directory.key, mode: 0o600, overwrite: overwrite)
