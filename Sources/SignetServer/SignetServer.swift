@@ -6,6 +6,7 @@ import NIOCore
 import NIOSSL
 import OpenAPIHummingbird
 import OpenAPIRuntime
+import ServiceLifecycle
 import SignetAuthority
 import SignetKeys
 import SignetLedger
@@ -82,20 +83,25 @@ public struct SignetServer: Sendable {
         return router
     }
 
-    /// The HTTP application. `onServerRunning` receives the listening channel (tests bind port 0 and read it).
+    /// The HTTP application, and the services that must run beside it. `onServerRunning` receives the listening
+    /// channel (tests bind port 0 and read it).
     public func makeApplication(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) async throws -> some ApplicationProtocol {
         let server: HTTPServerBuilder
+        var services: [any Service] = []
         switch configuration.transport {
         case .http:
             logger.warning("serving plain HTTP: tokens and keys cross the network unencrypted")
             server = .http1()
         case .https:
-            server = try .tls(.http1(), tlsConfiguration: try await tlsConfiguration())
+            let (tls, identity) = try await tlsConfiguration()
+            if let identity { services.append(ServerIdentity.Renewal(identity: identity, logger: logger)) }
+            server = try .tls(.http1(), tlsConfiguration: tls)
         }
         return Application(
             router: try makeRouter(),
             server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "signet"),
+            services: services,
             onServerRunning: onServerRunning,
             logger: logger
         )
@@ -111,21 +117,22 @@ public struct SignetServer: Sendable {
         logger.info("stopped; ledger closed")
     }
 
-    /// The server's own TLS identity: the configured pair, or a certificate Signet issues to itself for the
-    /// configured host names at every start (recorded in the ledger like any other).
-    func tlsConfiguration() async throws -> TLSConfiguration {
+    /// The server's TLS configuration: the configured certificate and key, or a certificate Signet issues to
+    /// itself for the configured host names (recorded in the ledger like any other) and renews while it runs.
+    func tlsConfiguration() async throws -> (TLSConfiguration, ServerIdentity?) {
         var tls: TLSConfiguration
+        var identity: ServerIdentity?
         if let certificatePath = configuration.tlsCertificate, let keyPath = configuration.tlsKey {
             tls = TLSConfiguration.makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMFile(certificatePath).map { .certificate($0) },
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem))
             )
         } else {
-            let (chainPEM, keyPEM) = try await issueServerCertificate()
-            tls = TLSConfiguration.makeServerConfiguration(
-                certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(chainPEM.utf8)).map { .certificate($0) },
-                privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
-            )
+            let own = try await ServerIdentity { try await self.issueServerCertificate() }
+            let initial = own.credentials
+            tls = TLSConfiguration.makeServerConfiguration(certificateChain: initial.chain, privateKey: initial.key)
+            tls.sslContextCallback = { _, promise in promise.succeed(own.handshakeOverride) }
+            identity = own
         }
         switch configuration.clientAuthentication {
         case .none:
@@ -136,10 +143,10 @@ public struct SignetServer: Sendable {
             tls.trustRoots = .certificates(bundle)
             tls.certificateVerification = configuration.clientAuthentication == .require ? .noHostnameVerification : .optionalVerification
         }
-        return tls
+        return (tls, identity)
     }
 
-    private func issueServerCertificate() async throws -> (chain: String, key: String) {
+    private func issueServerCertificate() async throws -> ServerIdentity.Credentials {
         let (key, keyPEM) = try KeyAlgorithm.ecdsaP256.generate()
         let names = configuration.tlsHostnames
         let dnsNames = names.filter { IPAddress($0) == nil }
@@ -157,8 +164,15 @@ public struct SignetServer: Sendable {
             IssuanceRequest(csrPEM: try csr.serializeAsPEM().pemString, dnsNames: dnsNames, ipAddresses: ipAddresses, profile: .server),
             for: selfCaller
         )
-        logger.info("issued the server's own TLS certificate", metadata: ["serial": "\(issued.entry.serial)", "names": "\(names)"])
-        return (issued.chainPEM, keyPEM)
+        logger.info("issued the server's own TLS certificate", metadata: [
+            "serial": "\(issued.entry.serial)", "names": "\(names)", "renewAfter": "\(issued.renewAfter)",
+        ])
+        return ServerIdentity.Credentials(
+            chain: try NIOSSLCertificate.fromPEMBytes(Array(issued.chainPEM.utf8)).map { .certificate($0) },
+            key: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)),
+            serial: issued.entry.serial,
+            renewAfter: issued.renewAfter
+        )
     }
 }
 

@@ -47,6 +47,29 @@ struct ServeProcessTests {
         #expect(afterRevoke.error.contains("401") && afterRevoke.error.contains("revoked"))
     }
 
+    @Test("the server's own TLS certificate is renewed while it runs, without a restart", .timeLimit(.minutes(1)))
+    func ownCertificateRenewal() throws {
+        // A 60-second certificate, backdated a minute, is due for renewal about 20 seconds after it is issued.
+        let server = try ServerProcess(environment: ["SIGNET_MAX_DURATION": "60s", "SIGNET_DEFAULT_DURATION": "60s"])
+        defer { server.stop() }
+        func servedSerial() throws -> String {
+            let handshake = try Tool.run("openssl", ["s_client", "-connect", "127.0.0.1:\(server.port)", "-servername", "localhost",
+                                                     "-CAfile", server.rootCertificate, "-verify_return_error"], input: "")
+            let certificate = try Tool.run("openssl", ["x509", "-noout", "-serial"], input: handshake.output)
+            return certificate.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let first = try servedSerial()
+        #expect(first.hasPrefix("serial="))
+        var renewed = first
+        let deadline = Date().addingTimeInterval(45)
+        while renewed == first && Date() < deadline {
+            Thread.sleep(forTimeInterval: 1)
+            renewed = try servedSerial()
+        }
+        #expect(renewed != first && renewed.hasPrefix("serial="), "\(server.logText)")
+        #expect(server.logText.contains("renewed the server's own TLS certificate"))
+    }
+
     @Test("SIGTERM finishes cleanly and closes the ledger; a restart keeps the CA and the ledger")
     func gracefulShutdown() throws {
         let server = try ServerProcess()
