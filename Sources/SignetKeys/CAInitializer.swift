@@ -50,38 +50,22 @@ public struct CAInitializer: Sendable {
             CommonName("\(organization) Intermediate CA")
         }
         let rootKeyID = SubjectKeyIdentifier(hash: rootKey.publicKey)
-        let root = try await Certificate(
-            version: .v3,
-            serialNumber: SerialNumbers.random(),
-            publicKey: rootKey.publicKey,
-            notValidBefore: start,
-            notValidAfter: start.addingTimeInterval(TimeInterval(rootLifetime.components.seconds)),
-            issuer: rootName,
-            subject: rootName,
-            signatureAlgorithm: try IssuingCA.signatureAlgorithm(for: rootKey.publicKey),
+        let root = try await certificate(
+            subject: rootName, key: rootKey.publicKey, issuer: rootName, issuerKey: rootKey, start: start, lifetime: rootLifetime,
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 1))
                 Critical(KeyUsage(keyCertSign: true, cRLSign: true))
                 rootKeyID
-            },
-            issuerAsyncPrivateKey: rootKey
+            }
         )
-        let intermediate = try await Certificate(
-            version: .v3,
-            serialNumber: SerialNumbers.random(),
-            publicKey: intermediateKey.publicKey,
-            notValidBefore: start,
-            notValidAfter: start.addingTimeInterval(TimeInterval(intermediateLifetime.components.seconds)),
-            issuer: rootName,
-            subject: intermediateName,
-            signatureAlgorithm: try IssuingCA.signatureAlgorithm(for: rootKey.publicKey),
+        let intermediate = try await certificate(
+            subject: intermediateName, key: intermediateKey.publicKey, issuer: rootName, issuerKey: rootKey, start: start, lifetime: intermediateLifetime,
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
                 Critical(KeyUsage(digitalSignature: true, keyCertSign: true, cRLSign: true))
                 SubjectKeyIdentifier(hash: intermediateKey.publicKey)
                 AuthorityKeyIdentifier(keyIdentifier: rootKeyID.keyIdentifier)
-            },
-            issuerAsyncPrivateKey: rootKey
+            }
         )
 
         try PEMFiles.write(try encryptedIfAsked(rootKeyPEM), to: directory.rootKey, mode: 0o600, overwrite: overwrite)
@@ -89,6 +73,24 @@ public struct CAInitializer: Sendable {
         try PEMFiles.write(try PEMFiles.pem([root]), to: directory.rootCertificate, mode: 0o644, overwrite: overwrite)
         try PEMFiles.write(try PEMFiles.pem([intermediate]), to: directory.certificate, mode: 0o644, overwrite: overwrite)
         return Result(root: root, intermediate: intermediate, intermediateKey: intermediateKey)
+    }
+
+    private func certificate(
+        subject: DistinguishedName, key: Certificate.PublicKey, issuer: DistinguishedName, issuerKey: Certificate.PrivateKey,
+        start: Date, lifetime: Duration, extensions: Certificate.Extensions
+    ) async throws -> Certificate {
+        try await Certificate(
+            version: .v3,
+            serialNumber: SerialNumbers.random(),
+            publicKey: key,
+            notValidBefore: start,
+            notValidAfter: start.addingTimeInterval(TimeInterval(lifetime.components.seconds)),
+            issuer: issuer,
+            subject: subject,
+            signatureAlgorithm: try IssuingCA.signatureAlgorithm(for: issuerKey.publicKey),
+            extensions: extensions,
+            issuerAsyncPrivateKey: issuerKey
+        )
     }
 
     private func encryptedIfAsked(_ pkcs8PEM: String) throws -> String {

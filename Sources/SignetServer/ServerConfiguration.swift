@@ -60,7 +60,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     mutating func apply(yaml text: String, source: String) throws {
         let file: ConfigurationFile
         do {
+            try ConfigurationFile.rejectUnknownKeys(in: text)
             file = try YAMLDecoder().decode(ConfigurationFile.self, from: text)
+        } catch let error as ConfigurationError {
+            throw ConfigurationError("\(source): \(error)")
         } catch {
             throw ConfigurationError("\(source): \(error)")
         }
@@ -143,18 +146,11 @@ public struct ConfigurationError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// The YAML shape. Unknown keys are errors, so a misspelt setting is never silently ignored.
+/// The YAML shape, all keys optional.
 private struct ConfigurationFile: Decodable {
     struct CA: Decodable {
         var directory: String?
         var passphraseFile: String?
-        enum CodingKeys: String, CodingKey, CaseIterable { case directory, passphraseFile }
-        init(from decoder: any Decoder) throws {
-            try rejectUnknownKeys(decoder, CodingKeys.self)
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            directory = try c.decodeIfPresent(String.self, forKey: .directory)
-            passphraseFile = try c.decodeIfPresent(String.self, forKey: .passphraseFile)
-        }
     }
     struct TLS: Decodable {
         var mode: ServerConfiguration.Transport?
@@ -163,28 +159,10 @@ private struct ConfigurationFile: Decodable {
         var hostnames: [String]?
         var clientAuth: ServerConfiguration.ClientAuthentication?
         var clientCA: String?
-        enum CodingKeys: String, CodingKey, CaseIterable { case mode, certificate, key, hostnames, clientAuth, clientCA }
-        init(from decoder: any Decoder) throws {
-            try rejectUnknownKeys(decoder, CodingKeys.self)
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            mode = try c.decodeIfPresent(ServerConfiguration.Transport.self, forKey: .mode)
-            certificate = try c.decodeIfPresent(String.self, forKey: .certificate)
-            key = try c.decodeIfPresent(String.self, forKey: .key)
-            hostnames = try c.decodeIfPresent([String].self, forKey: .hostnames)
-            clientAuth = try c.decodeIfPresent(ServerConfiguration.ClientAuthentication.self, forKey: .clientAuth)
-            clientCA = try c.decodeIfPresent(String.self, forKey: .clientCA)
-        }
     }
     struct Issuance: Decodable {
         var defaultDuration: String?
         var maxDuration: String?
-        enum CodingKeys: String, CodingKey, CaseIterable { case defaultDuration, maxDuration }
-        init(from decoder: any Decoder) throws {
-            try rejectUnknownKeys(decoder, CodingKeys.self)
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            defaultDuration = try c.decodeIfPresent(String.self, forKey: .defaultDuration)
-            maxDuration = try c.decodeIfPresent(String.self, forKey: .maxDuration)
-        }
     }
     struct ClientCertificate: Decodable {
         var commonName: String
@@ -203,37 +181,31 @@ private struct ConfigurationFile: Decodable {
     var tokenCacheSeconds: Double?
     var clientCertificates: [ClientCertificate]?
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case listen, dataDirectory, database, durability, ca, tls, issuance, tokenCacheSeconds, clientCertificates
+    /// The keys each section may have. Decoding ignores unknown keys, so they are checked here: a misspelt
+    /// setting is an error, never silently the default.
+    static let knownKeys: [String: Set<String>] = [
+        "": ["listen", "dataDirectory", "database", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates"],
+        "ca": ["directory", "passphraseFile"],
+        "tls": ["mode", "certificate", "key", "hostnames", "clientAuth", "clientCA"],
+        "issuance": ["defaultDuration", "maxDuration"],
+        "clientCertificates": ["commonName", "allow", "maxDuration", "profiles"],
+    ]
+
+    static func rejectUnknownKeys(in yaml: String) throws {
+        guard let root = try Yams.load(yaml: yaml) as? [String: Any] else { return }
+        try check(root, section: "", path: [])
+        for (section, value) in root where knownKeys[section] != nil {
+            let entries = (value as? [Any]) ?? [value]
+            for case let entry as [String: Any] in entries {
+                try check(entry, section: section, path: [section])
+            }
+        }
     }
 
-    init(from decoder: any Decoder) throws {
-        try rejectUnknownKeys(decoder, CodingKeys.self)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        listen = try c.decodeIfPresent(String.self, forKey: .listen)
-        dataDirectory = try c.decodeIfPresent(String.self, forKey: .dataDirectory)
-        database = try c.decodeIfPresent(String.self, forKey: .database)
-        durability = try c.decodeIfPresent(String.self, forKey: .durability)
-        ca = try c.decodeIfPresent(CA.self, forKey: .ca)
-        tls = try c.decodeIfPresent(TLS.self, forKey: .tls)
-        issuance = try c.decodeIfPresent(Issuance.self, forKey: .issuance)
-        tokenCacheSeconds = try c.decodeIfPresent(Double.self, forKey: .tokenCacheSeconds)
-        clientCertificates = try c.decodeIfPresent([ClientCertificate].self, forKey: .clientCertificates)
-    }
-}
-
-private struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
-}
-
-private func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: Keys.Type) throws {
-    let known = Set(Keys.allCases.map(\.stringValue))
-    let present = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
-    if let unknown = present.first(where: { !known.contains($0) }) {
-        let path = (decoder.codingPath.map(\.stringValue) + [unknown]).joined(separator: ".")
-        throw ConfigurationError("unknown setting '\(path)'; known here: \(known.sorted().joined(separator: ", "))")
+    private static func check(_ mapping: [String: Any], section: String, path: [String]) throws {
+        let known = knownKeys[section] ?? []
+        if let unknown = mapping.keys.sorted().first(where: { !known.contains($0) }) {
+            throw ConfigurationError("unknown setting '\((path + [unknown]).joined(separator: "."))'; known here: \(known.sorted().joined(separator: ", "))")
+        }
     }
 }
