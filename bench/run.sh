@@ -9,15 +9,7 @@ root=$(pwd)
 seconds=${1:-10}
 rows=${SIGNET_BENCH_ROWS:-1000000}
 
-needed=(wrk golang-cfssl sqlite3 libsqlite3-dev openssl curl)
-missing=()
-for package in "${needed[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-    $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+bash scripts/ensure-packages.sh wrk golang-cfssl sqlite3 libsqlite3-dev openssl curl
 
 echo "building release..." >&2
 swift build -c release --product signet >&2
