@@ -70,6 +70,42 @@ struct ServeProcessTests {
         #expect(server.logText.contains("renewed the server's own TLS certificate"))
     }
 
+    @Test("ca init with an encrypted key, served with the passphrase from the environment; ca import refuses a mismatched key by name")
+    func caCommands() throws {
+        let directory = try Fixtures.temporaryDirectory("signet-ca-cli")
+        try "correct horse\n".write(to: directory + "/passphrase")
+        let created = try Tool.run(Fixtures.signetBinary, ["ca", "init", "--dir", directory + "/ca", "--key-type", "ecdsa-p384", "--org", "Example Corp", "--passphrase-file", directory + "/passphrase"])
+        #expect(created.succeeded, "\(created.error)")
+        #expect(try String(contentsOfFile: directory + "/ca/intermediate.key", encoding: .utf8).contains("ENCRYPTED PRIVATE KEY"))
+        let again = try Tool.run(Fixtures.signetBinary, ["ca", "init", "--dir", directory + "/ca"])
+        #expect(!again.succeeded && again.error.contains("already exists; pass --force"))
+
+        let withoutPassphrase = try Tool.run(Fixtures.signetBinary, ["serve"], environment: [
+            "SIGNET_DATA_DIR": directory + "/data", "SIGNET_CA_DIR": directory + "/ca", "SIGNET_LISTEN": "127.0.0.1:0",
+        ])
+        #expect(!withoutPassphrase.succeeded && withoutPassphrase.error.contains("encrypted"))
+        let server = try ServerProcess(dataDirectory: directory + "/data", environment: [
+            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_CA_PASSPHRASE": "correct horse",
+        ])
+        defer { server.stop() }
+        #expect(server.logText.contains("Example Corp Intermediate CA"))
+
+        let other = try Tool.run(Fixtures.signetBinary, ["ca", "init", "--dir", directory + "/other"])
+        #expect(other.succeeded)
+        let refused = try Tool.run(Fixtures.signetBinary, [
+            "ca", "import", "--cert", directory + "/ca/intermediate.crt", "--key", directory + "/other/intermediate.key",
+            "--root", directory + "/ca/root.crt", "--dir", directory + "/imported",
+        ])
+        #expect(!refused.succeeded)
+        #expect(refused.error.contains("key check failed"))
+        #expect(!FileManager.default.fileExists(atPath: directory + "/imported/intermediate.key"), "nothing is copied when a check fails")
+        let imported = try Tool.run(Fixtures.signetBinary, [
+            "ca", "import", "--cert", directory + "/ca/intermediate.crt", "--key", directory + "/ca/intermediate.key",
+            "--root", directory + "/ca/root.crt", "--dir", directory + "/imported", "--passphrase-file", directory + "/passphrase",
+        ])
+        #expect(imported.succeeded, "\(imported.error)")
+    }
+
     @Test("SIGTERM finishes cleanly and closes the ledger; a restart keeps the CA and the ledger")
     func gracefulShutdown() throws {
         let server = try ServerProcess()

@@ -9,12 +9,14 @@ final class ServerProcess: @unchecked Sendable {
     let log: String
 
     var url: String { "https://127.0.0.1:\(port)" }
-    var rootCertificate: String { dataDirectory + "/ca/root.crt" }
-    var intermediateCertificate: String { dataDirectory + "/ca/intermediate.crt" }
+    let caDirectory: String
+    var rootCertificate: String { caDirectory + "/root.crt" }
+    var intermediateCertificate: String { caDirectory + "/intermediate.crt" }
 
     init(dataDirectory: String? = nil, arguments: [String] = [], environment: [String: String] = [:]) throws {
         self.dataDirectory = try dataDirectory ?? Fixtures.temporaryDirectory("signet-serve")
         self.port = try freePort()
+        self.caDirectory = environment["SIGNET_CA_DIR"] ?? self.dataDirectory + "/ca"
         self.log = self.dataDirectory + "/serve.log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process = Process()
