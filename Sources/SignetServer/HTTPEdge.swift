@@ -20,7 +20,7 @@ public struct SignetRequestContext: RequestContext {
         channel = source.channel
     }
 
-    public var maxUploadSize: Int { ProblemMiddleware.maximumBodySize }
+    public var maxUploadSize: Int { APIEdgeMiddleware.maximumBodySize }
 
     func clientCertificate() async -> Certificate? {
         guard let peer = try? await channel.nioSSL_peerCertificate().get(), let der = try? peer.toDERBytes() else { return nil }
@@ -30,7 +30,7 @@ public struct SignetRequestContext: RequestContext {
 
 /// The outermost middleware: bounds request bodies, captures credentials for the handlers, and turns every
 /// error, from any layer, into an `application/problem+json` answer.
-public struct ProblemMiddleware: RouterMiddleware {
+public struct APIEdgeMiddleware: RouterMiddleware {
     public typealias Context = SignetRequestContext
     /// No legitimate request is larger: a CSR for an RSA-4096 key with many names is a few kilobytes.
     public static let maximumBodySize = 64 * 1024

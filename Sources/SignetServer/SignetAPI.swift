@@ -11,7 +11,7 @@ import Foundation
 #endif
 
 /// The REST handlers: each decodes its generated input, calls the issuer or the ledger, and encodes the answer.
-/// Errors are thrown as values and turned into problems once, by `ProblemMiddleware`.
+/// Errors are thrown as values and turned into problems once, by `APIEdgeMiddleware`.
 public struct SignetAPI: APIProtocol {
     let issuance: IssuanceService
     let ledger: CertificateLedger
@@ -30,7 +30,10 @@ public struct SignetAPI: APIProtocol {
     public func issueCertificate(_ input: Operations.IssueCertificate.Input) async throws -> Operations.IssueCertificate.Output {
         let caller = try await authenticator.authenticate(PresentedCredentials.current)
         guard caller.mayIssue else { throw AuthorizationError.readOnly(caller.identity) }
-        guard case .json(let body) = input.body else { throw Problem("unsupported-media-type", "Unsupported media type", status: 415) }
+        let body: Components.Schemas.IssueRequest
+        switch input.body {
+        case .json(let decoded): body = decoded
+        }
         let request = IssuanceRequest(
             csrPEM: body.csr,
             dnsNames: body.dnsNames,

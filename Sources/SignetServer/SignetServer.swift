@@ -76,7 +76,7 @@ public struct SignetServer: Sendable {
 
     public func makeRouter() throws -> Router<SignetRequestContext> {
         let router = Router(context: SignetRequestContext.self)
-        router.add(middleware: ProblemMiddleware())
+        router.add(middleware: APIEdgeMiddleware())
         let api = SignetAPI(issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer)
         // Compact JSON: the default pretty-printed, key-sorted output costs measurable time at thousands of answers a second.
         try api.registerHandlers(on: router, configuration: .init(jsonEncodingOptions: []))

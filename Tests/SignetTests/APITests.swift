@@ -166,6 +166,16 @@ struct APITests {
         }
     }
 
+    @Test("a body that is not JSON by its content type gets 415")
+    func wrongMediaType() async throws {
+        let service = try await TestService.make()
+        try await service.withClient { client in
+            let answer = try await client.call(.post, "/v1/certificates", token: service.token, raw: "csr=abc", headers: [.contentType: "application/x-www-form-urlencoded"])
+            #expect(answer.status == 415, "\(answer.text)")
+            #expect(answer.headers[.contentType] == "application/problem+json")
+        }
+    }
+
     @Test("a refused request leaves an audit event saying who and why")
     func refusalsAreAudited() async throws {
         let service = try await TestService.make()
