@@ -26,6 +26,10 @@ public final class CertificateLedger: Sendable {
         configuration.foreignKeysEnabled = true
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
+            // Small, frequent checkpoints: each one runs inside the commit that crosses the threshold, so its size
+            // is what a request occasionally waits for. At SQLite's default of 1,000 pages the p99 at concurrency 8
+            // was 15-18 ms; at 128 pages it is under 7 ms with the same throughput (bench/run.sh).
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 128")
         }
         self.path = path
         self.durability = durability

@@ -78,8 +78,9 @@ public struct SignetServer: Sendable {
         let router = Router(context: SignetRequestContext.self)
         router.add(middleware: APIEdgeMiddleware())
         let api = SignetAPI(issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer)
-        // Compact JSON: the default pretty-printed, key-sorted output costs measurable time at thousands of answers a second.
-        try api.registerHandlers(on: router, configuration: .init(jsonEncodingOptions: []))
+        // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output
+        // costs measurable time at thousands of answers a second.
+        try api.registerHandlers(on: router, configuration: .init(jsonEncodingOptions: [.withoutEscapingSlashes]))
         return router
     }
 
