@@ -62,7 +62,7 @@ public struct APIEdgeMiddleware: RouterMiddleware {
             }
             return response
         } catch {
-            let problem = Self.problem(for: error)
+            let problem = Self.problem(for: error, method: request.method.rawValue, path: request.uri.path)
             if problem.status >= 500 {
                 context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             }
@@ -72,11 +72,12 @@ public struct APIEdgeMiddleware: RouterMiddleware {
 
     static let tooLarge = Problem("body-too-large", "Request body too large", status: 413, detail: "request bodies are limited to \(maximumBodySize) bytes")
 
-    static func problem(for error: any Error) -> Problem {
+    static func problem(for error: any Error, method: String, path: String) -> Problem {
         if let httpError = error as? HTTPError {
             let status = Int(httpError.status.code)
             let slug = status == 404 ? "not-found" : status == 405 ? "method-not-allowed" : "http-error"
-            return Problem(slug, httpError.status.reasonPhrase, status: status, detail: httpError.body)
+            let detail = httpError.body ?? (status == 404 ? "no resource at \(method) \(path)" : "\(method) \(path): \(httpError.status.reasonPhrase)")
+            return Problem(slug, httpError.status.reasonPhrase, status: status, detail: detail)
         }
         return Problem(error)
     }

@@ -232,6 +232,9 @@ struct APITests {
             #expect(ca.status == 200)
             #expect(ca.text.components(separatedBy: "BEGIN CERTIFICATE").count == 3)
             #expect(try await client.call(.get, "/healthz").status == 200)
+            let missing = try await client.call(.get, "/v2/nothing")
+            #expect(missing.status == 404 && missing.headers[.contentType] == "application/problem+json")
+            #expect(missing.json["detail"] as? String == "no resource at GET /v2/nothing")
             let ready = try await client.call(.get, "/readyz")
             #expect(ready.status == 200 && ready.json["ready"] as? Bool == true)
 
