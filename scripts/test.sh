@@ -5,7 +5,10 @@ cd "$(dirname "$0")/.."
 
 # SQLite headers (GRDB), openssl (chain checks, weak-key CSRs), nginx (the TLS gateway stand-in) and curl (the
 # client the Istio tutorial uses).
-bash scripts/ensure-packages.sh libsqlite3-dev openssl nginx curl
+bash scripts/ensure-packages.sh libsqlite3-dev openssl nginx curl python3-pip
+# The Key Vault test double is Python (cryptography); Microsoft's SDK proves its fidelity.
+python3 -c 'import cryptography, azure.identity, azure.keyvault.keys' 2>/dev/null ||
+    python3 -m pip install -q cryptography azure-identity azure-keyvault-keys
 
 # Building tests and products in one step, then running without rebuilding, avoids a second link of the graph.
 swift build --build-tests

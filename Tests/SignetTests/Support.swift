@@ -95,8 +95,11 @@ struct Tool {
         return Result(status: process.terminationStatus, output: String(decoding: out, as: UTF8.self), error: String(decoding: err, as: UTF8.self))
     }
 
+    /// Resolves a program as the shell would (PATH first), so tests run the same python3 the test script
+    /// installed packages for; sbin directories are searched too, for nginx.
     static func which(_ name: String) throws -> String {
-        for directory in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        for directory in path + ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
             let path = directory + "/" + name
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }

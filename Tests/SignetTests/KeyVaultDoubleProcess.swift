@@ -1,0 +1,56 @@
+import Foundation
+
+/// The Key Vault and Entra ID test double (Tests/KeyVaultDouble/keyvault_double.py) as a process on a free port.
+final class KeyVaultDoubleProcess: @unchecked Sendable {
+    // @unchecked: the Process is only touched from the test that owns this value.
+    static let tenant = "00000000-0000-0000-0000-000000000001"
+    static let clientSecret = "test-secret"
+
+    let directory: String
+    let port: Int
+    let process: Process
+
+    var url: String { "https://127.0.0.1:\(port)" }
+    /// The CA that signed the double's HTTPS certificate.
+    var caFile: String { directory + "/ca.crt" }
+
+    init() throws {
+        directory = try Fixtures.temporaryDirectory("keyvault-double")
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
+        process.arguments = [Fixtures.packageRoot + "/Tests/KeyVaultDouble/keyvault_double.py", "--dir", directory,
+                             "--tenant", Self.tenant, "--client-secret", Self.clientSecret]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        // The double prints "READY <port>" once it listens.
+        let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+        guard let port = line.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+            process.terminate()
+            throw Tool.ToolMissing(name: "the Key Vault double (it printed '\(line)')")
+        }
+        self.port = port
+    }
+
+    /// Sets faults: latency_ms, throttle_every, retry_after, error_rate, drop_rate, down.
+    func setFaults(_ faults: [String: Any]) throws {
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: faults), as: UTF8.self)
+        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/faults"], input: body)
+        guard result.succeeded else { throw Tool.ToolMissing(name: "the double's admin endpoint (\(result.error))") }
+    }
+
+    func stats() throws -> [String: Any] {
+        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, url + "/_admin/stats"])
+        return (try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL) // a test double: nothing to shut down gracefully
+            process.waitUntilExit()
+        }
+    }
+
+    deinit { stop() }
+}
