@@ -57,6 +57,23 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // The CA key in Azure Key Vault: Entra ID tokens, the keys REST API with retries, the signer.
+        .target(
+            name: "SignetKeyVault",
+            dependencies: [
+                "SignetAuthority", "SignetKeys",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictness
+        ),
         // The issuance ledger and API tokens in SQLite.
         .target(
             name: "SignetLedger",
