@@ -95,7 +95,8 @@ let package = Package(
         .target(
             name: "SignetServer",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetLedger", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetLedger", "SignetOpenAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -147,7 +148,7 @@ let package = Package(
         .testTarget(
             name: "SignetTests",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetLedger", "SignetServer", "SignetOpenAPI",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),

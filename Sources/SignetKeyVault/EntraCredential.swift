@@ -29,7 +29,7 @@ public actor EntraCredential {
     /// Refresh when less than this is left (azure-identity's default).
     static let refreshMargin: TimeInterval = 300
 
-    public let flow: Flow
+    public nonisolated let flow: Flow
     let authorityHost: String
     let imdsEndpoint: String
     let http: HTTPClient

@@ -22,14 +22,16 @@ public struct CAInitializer: Sendable {
     public struct Result: Sendable {
         public let root: Certificate
         public let intermediate: Certificate
-        public let intermediateKey: Certificate.PrivateKey
     }
 
     /// Writes root.crt, root.key, intermediate.crt and intermediate.key into `directory` (keys 0600).
     /// Refuses to replace any existing file unless `overwrite`, and checks that before writing anything.
+    ///
+    /// With `externalIntermediateKey` (a key held in Key Vault or an HSM), the intermediate is issued for that
+    /// public key and no intermediate.key is written: the key stays where it is.
     @discardableResult
-    public func create(in directory: CADirectory, overwrite: Bool, now: Date = Date()) async throws -> Result {
-        let paths = [directory.rootCertificate, directory.rootKey, directory.certificate, directory.key]
+    public func create(in directory: CADirectory, overwrite: Bool, externalIntermediateKey: Certificate.PublicKey? = nil, now: Date = Date()) async throws -> Result {
+        let paths = [directory.rootCertificate, directory.rootKey, directory.certificate] + (externalIntermediateKey == nil ? [directory.key] : [])
         if !overwrite, let existing = paths.first(where: FileManager.default.fileExists(atPath:)) {
             throw CAFileError.exists(existing)
         }
@@ -39,7 +41,8 @@ public struct CAInitializer: Sendable {
         try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
 
         let (rootKey, rootKeyPEM) = try keyAlgorithm.generate()
-        let (intermediateKey, intermediateKeyPEM) = try keyAlgorithm.generate()
+        let generated = externalIntermediateKey == nil ? try keyAlgorithm.generate() : nil
+        let intermediatePublicKey = externalIntermediateKey ?? generated!.key.publicKey
         let start = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down) - LeafCertificateFactory.backdating)
         let rootName = try DistinguishedName {
             OrganizationName(organization)
@@ -59,20 +62,22 @@ public struct CAInitializer: Sendable {
             }
         )
         let intermediate = try await certificate(
-            subject: intermediateName, key: intermediateKey.publicKey, issuer: rootName, issuerKey: rootKey, start: start, lifetime: intermediateLifetime,
+            subject: intermediateName, key: intermediatePublicKey, issuer: rootName, issuerKey: rootKey, start: start, lifetime: intermediateLifetime,
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
                 Critical(KeyUsage(digitalSignature: true, keyCertSign: true, cRLSign: true))
-                SubjectKeyIdentifier(hash: intermediateKey.publicKey)
+                SubjectKeyIdentifier(hash: intermediatePublicKey)
                 AuthorityKeyIdentifier(keyIdentifier: rootKeyID.keyIdentifier)
             }
         )
 
         try PEMFiles.write(try encryptedIfAsked(rootKeyPEM), to: directory.rootKey, mode: 0o600, overwrite: overwrite)
-        try PEMFiles.write(try encryptedIfAsked(intermediateKeyPEM), to: directory.key, mode: 0o600, overwrite: overwrite)
+        if let generated {
+            try PEMFiles.write(try encryptedIfAsked(generated.pkcs8PEM), to: directory.key, mode: 0o600, overwrite: overwrite)
+        }
         try PEMFiles.write(try PEMFiles.pem([root]), to: directory.rootCertificate, mode: 0o644, overwrite: overwrite)
         try PEMFiles.write(try PEMFiles.pem([intermediate]), to: directory.certificate, mode: 0o644, overwrite: overwrite)
-        return Result(root: root, intermediate: intermediate, intermediateKey: intermediateKey)
+        return Result(root: root, intermediate: intermediate)
     }
 
     private func certificate(

@@ -1,3 +1,4 @@
+import Crypto
 import SignetAuthority
 import SwiftASN1
 import X509
@@ -12,7 +13,7 @@ import Foundation
 /// Run by `signet ca import` before anything is copied, and by `signet serve` before it starts.
 public enum CAMaterialCheck {
     public enum Failure: Error, Equatable, CustomStringConvertible {
-        case keyDoesNotMatch
+        case keyDoesNotMatch(key: String, certificate: String)
         case notACertificateAuthority(String)
         case notYetValid(String, Date)
         case expired(String, Date)
@@ -21,8 +22,8 @@ public enum CAMaterialCheck {
 
         public var description: String {
             switch self {
-            case .keyDoesNotMatch:
-                "key check failed: the private key does not match the intermediate certificate's public key"
+            case let .keyDoesNotMatch(key, certificate):
+                "key check failed: the private key (public key SHA-256 \(key)) does not match the intermediate certificate's public key (SHA-256 \(certificate))"
             case .notACertificateAuthority(let reason):
                 "CA check failed: the intermediate certificate \(reason)"
             case let .notYetValid(which, date):
@@ -44,7 +45,9 @@ public enum CAMaterialCheck {
         root: Certificate,
         now: Date = Date()
     ) async throws(Failure) {
-        guard key == certificate.publicKey else { throw .keyDoesNotMatch }
+        guard key == certificate.publicKey else {
+            throw .keyDoesNotMatch(key: fingerprint(key), certificate: fingerprint(certificate.publicKey))
+        }
 
         switch try? certificate.extensions.basicConstraints {
         case .isCertificateAuthority:
@@ -79,6 +82,13 @@ public enum CAMaterialCheck {
             throw .chainDoesNotVerify(reasons.first ?? "no path to the root")
         }
     }
+}
+
+/// SHA-256 of a public key's SubjectPublicKeyInfo, as `openssl pkey -pubin -outform DER | sha256sum` prints it.
+func fingerprint(_ key: Certificate.PublicKey) -> String {
+    var serializer = DER.Serializer()
+    guard (try? serializer.serialize(key)) != nil else { return "?" }
+    return Array(SHA256.hash(data: serializer.serializedBytes)).hexString
 }
 
 /// The issuing CA as found in a CA directory, checked and ready to sign through a signer.

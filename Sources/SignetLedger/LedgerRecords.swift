@@ -28,6 +28,9 @@ public struct CertificateEntry: Sendable, Equatable {
     public var requester: String
     public var issuedAt: Date
     public var der: [UInt8]
+    /// The remote signer's key version and request id for this signature (nil for file keys).
+    public var signerKeyVersion: String?
+    public var signerRequestID: String?
 
     public init(
         serial: String, issuerKeyID: String, subject: String, dnsNames: [String], ipAddresses: [String],

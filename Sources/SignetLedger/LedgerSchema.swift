@@ -69,6 +69,14 @@ enum LedgerSchema {
                 CREATE INDEX audit_events_by_time ON audit_events (at_ms);
                 """)
         }
+        migrator.registerMigration("v2: signer receipts") { db in
+            // For a remote signer, the key version and the signer's request id of the signature: an auditor joins
+            // these with the signer's own logs (Key Vault's x-ms-request-id). NULL for file keys.
+            try db.execute(sql: """
+                ALTER TABLE certificates ADD COLUMN signer_key_version TEXT;
+                ALTER TABLE certificates ADD COLUMN signer_request_id TEXT;
+                """)
+        }
         return migrator
     }
 }

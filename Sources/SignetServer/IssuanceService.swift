@@ -61,8 +61,11 @@ public final class IssuanceService: Sendable {
         let serial = SerialNumbers.random()
         let validity = LeafCertificateFactory.validity(for: plan.lifetime, now: issuedAt)
         let certificate: Certificate
+        let receipt = SignatureReceipt()
         do {
-            certificate = try await LeafCertificateFactory.issue(plan, by: ca, serial: serial, validity: validity)
+            certificate = try await SignatureReceipt.$current.withValue(receipt) {
+                try await LeafCertificateFactory.issue(plan, by: ca, serial: serial, validity: validity)
+            }
         } catch {
             metrics.recordFailed()
             logger.error("signing failed", metadata: ["error": "\(error)", "requester": "\(caller.identity)"])
@@ -75,7 +78,7 @@ public final class IssuanceService: Sendable {
         var keySerializer = DER.Serializer()
         try keySerializer.serialize(plan.request.publicKey)
         let serialHex = SerialNumbers.hex(serial)
-        let entry = CertificateEntry(
+        var entry = CertificateEntry(
             serial: serialHex,
             issuerKeyID: ca.keyIdentifier.hexString,
             subject: plan.subject.description,
@@ -90,6 +93,8 @@ public final class IssuanceService: Sendable {
             issuedAt: issuedAt,
             der: serializer.serializedBytes
         )
+        entry.signerKeyVersion = receipt.recorded.keyVersion
+        entry.signerRequestID = receipt.recorded.requestID
         do {
             try await ledger.record(entry, event: AuditEvent(at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .success, subject: serialHex, names: plan.names.all))
         } catch {

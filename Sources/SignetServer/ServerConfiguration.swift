@@ -23,6 +23,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var caDirectory: String?
     public var caPassphraseFile: String?
     public var caPassphrase: String?
+    /// The intermediate's key in Azure Key Vault instead of a file (ca.keyVault / SIGNET_KEYVAULT_*).
+    public var keyVault: KeyVaultSettings?
     public var transport: Transport = .https
     public var tlsCertificate: String?
     public var tlsKey: String?
@@ -74,6 +76,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let ca = file.ca {
             caDirectory = ca.directory ?? caDirectory
             caPassphraseFile = ca.passphraseFile ?? caPassphraseFile
+            if let vault = ca.keyVault {
+                keyVault = KeyVaultSettings(url: vault.url, keyName: vault.keyName, keyVersion: vault.keyVersion, apiVersion: vault.apiVersion ?? "7.6", caFile: vault.caFile)
+            }
         }
         if let tls = file.tls {
             if let value = tls.mode { transport = value }
@@ -107,6 +112,14 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let value = environment["SIGNET_CA_DIR"] { caDirectory = value }
         if let value = environment["SIGNET_CA_PASSPHRASE_FILE"] { caPassphraseFile = value }
         if let value = environment["SIGNET_CA_PASSPHRASE"] { caPassphrase = value }
+        if let url = environment["SIGNET_KEYVAULT_URL"] {
+            guard let name = environment["SIGNET_KEYVAULT_KEY"] ?? keyVault?.keyName else {
+                throw ConfigurationError("SIGNET_KEYVAULT_URL needs SIGNET_KEYVAULT_KEY (the key's name)")
+            }
+            keyVault = KeyVaultSettings(url: url, keyName: name, keyVersion: environment["SIGNET_KEYVAULT_KEY_VERSION"] ?? keyVault?.keyVersion,
+                                        apiVersion: environment["SIGNET_KEYVAULT_API_VERSION"] ?? keyVault?.apiVersion ?? "7.6",
+                                        caFile: environment["SIGNET_KEYVAULT_CA_FILE"] ?? keyVault?.caFile)
+        }
         if let value = environment["SIGNET_TLS"] { transport = try parse(value, "SIGNET_TLS") }
         if let value = environment["SIGNET_TLS_HOSTNAMES"] { tlsHostnames = value.split(separator: ",").map(String.init) }
         if let value = environment["SIGNET_DEFAULT_DURATION"] { defaultLifetime = try lifetime(value, "SIGNET_DEFAULT_DURATION") }
@@ -141,6 +154,16 @@ public struct ServerConfiguration: Sendable, Equatable {
     }
 }
 
+public struct KeyVaultSettings: Sendable, Equatable {
+    public var url: String
+    public var keyName: String
+    /// Pinned, or nil for the key's current version (resolved and logged at start).
+    public var keyVersion: String?
+    public var apiVersion: String
+    /// Extra CA bundle for the vault's TLS certificate (private endpoints behind a corporate CA; tests).
+    public var caFile: String?
+}
+
 public struct ConfigurationError: Error, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }
@@ -151,6 +174,14 @@ private struct ConfigurationFile: Decodable {
     struct CA: Decodable {
         var directory: String?
         var passphraseFile: String?
+        var keyVault: KeyVault?
+    }
+    struct KeyVault: Decodable {
+        var url: String
+        var keyName: String
+        var keyVersion: String?
+        var apiVersion: String?
+        var caFile: String?
     }
     struct TLS: Decodable {
         var mode: ServerConfiguration.Transport?
@@ -185,7 +216,8 @@ private struct ConfigurationFile: Decodable {
     /// setting is an error, never silently the default.
     static let knownKeys: [String: Set<String>] = [
         "": ["listen", "dataDirectory", "database", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates"],
-        "ca": ["directory", "passphraseFile"],
+        "ca": ["directory", "passphraseFile", "keyVault"],
+        "ca.keyVault": ["url", "keyName", "keyVersion", "apiVersion", "caFile"],
         "tls": ["mode", "certificate", "key", "hostnames", "clientAuth", "clientCA"],
         "issuance": ["defaultDuration", "maxDuration"],
         "clientCertificates": ["commonName", "allow", "maxDuration", "profiles"],
@@ -198,6 +230,11 @@ private struct ConfigurationFile: Decodable {
             let entries = (value as? [Any]) ?? [value]
             for case let entry as [String: Any] in entries {
                 try check(entry, section: section, path: [section])
+                for (inner, innerValue) in entry {
+                    if let mapping = innerValue as? [String: Any], knownKeys["\(section).\(inner)"] != nil {
+                        try check(mapping, section: "\(section).\(inner)", path: [section, inner])
+                    }
+                }
             }
         }
     }

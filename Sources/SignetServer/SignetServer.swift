@@ -1,5 +1,6 @@
 import Hummingbird
 import HummingbirdCore
+import AsyncHTTPClient
 import HummingbirdTLS
 import Logging
 import NIOCore
@@ -8,6 +9,7 @@ import OpenAPIHummingbird
 import OpenAPIRuntime
 import ServiceLifecycle
 import SignetAuthority
+import SignetKeyVault
 import SignetKeys
 import SignetLedger
 import SignetOpenAPI
@@ -30,6 +32,8 @@ public struct SignetServer: Sendable {
     public let metrics: SignetMetrics
     public let authenticator: CallerAuthenticator
     let signer: any CASigner
+    /// The client a remote signer talks through; shut down with the server.
+    let http: HTTPClient?
     let logger: Logger
 
     /// Opens the ledger and loads (or, on the embedded default, creates) the CA. Refuses to start on any CA check failure.
@@ -52,12 +56,10 @@ public struct SignetServer: Sendable {
             initializer.organization = "Signet Development"
             try await initializer.create(in: directory, overwrite: false)
         }
-        let passphrase = try configuration.caPassphrase.map { Array($0.utf8) }
-            ?? configuration.caPassphraseFile.map { try PassphraseFile.read($0) }
-        let fileSigner = try FileKeySigner(path: directory.key, passphrase: passphrase)
+        let (signer, http) = try await makeSigner(configuration, directory: directory, logger: logger)
         let ledger = try CertificateLedger(path: configuration.resolvedDatabasePath, durability: configuration.durability)
-        let metrics = SignetMetrics(signerBackend: fileSigner.backend)
-        let observed = Certificate.PrivateKey(ObservedPrivateKey(fileSigner.privateKey) { seconds, succeeded in
+        let metrics = SignetMetrics(signerBackend: signer.backend)
+        let observed = Certificate.PrivateKey(ObservedPrivateKey(signer.privateKey) { seconds, succeeded in
             metrics.recordSignature(seconds: seconds, succeeded: succeeded)
         })
         let ca = try await CALoader.load(from: directory, signer: FileKeySigner(privateKey: observed))
@@ -71,7 +73,31 @@ public struct SignetServer: Sendable {
             ledger: ledger, defaultLifetime: configuration.defaultLifetime,
             cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: configuration.clientCertificatePolicies
         )
-        return SignetServer(configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator, signer: fileSigner, logger: logger)
+        return SignetServer(configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator, signer: signer, http: http, logger: logger)
+    }
+
+    /// The CA key's custody: Key Vault when configured, otherwise the key file of the CA directory.
+    private static func makeSigner(_ configuration: ServerConfiguration, directory: CADirectory, logger: Logger) async throws -> (any CASigner, HTTPClient?) {
+        guard let vault = configuration.keyVault else {
+            let passphrase = try configuration.caPassphrase.map { Array($0.utf8) }
+                ?? configuration.caPassphraseFile.map { try PassphraseFile.read($0) }
+            return (try FileKeySigner(path: directory.key, passphrase: passphrase), nil)
+        }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let caFile = vault.caFile {
+            tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))]
+        }
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        do {
+            let credential = try EntraCredential.fromEnvironment(ProcessInfo.processInfo.environment, http: http)
+            let client = KeyVaultClient(vaultURL: vault.url, apiVersion: vault.apiVersion, credential: credential, http: http, logger: logger)
+            let signer = try await KeyVaultSigner.connect(client: client, keyName: vault.keyName, keyVersion: vault.keyVersion)
+            logger.info("CA key in Azure Key Vault", metadata: ["kid": "\(signer.keyID)", "auth": "\(credential.flow)", "pinned": "\(vault.keyVersion != nil)"])
+            return (signer, http)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
     }
 
     public func makeRouter() throws -> Router<SignetRequestContext> {
@@ -114,6 +140,7 @@ public struct SignetServer: Sendable {
             logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "transport": "\(configuration.transport.rawValue)"])
         }
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        try await http?.shutdown()
         try ledger.close()
         logger.info("stopped; ledger closed")
     }

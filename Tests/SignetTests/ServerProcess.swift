@@ -17,6 +17,7 @@ final class ServerProcess: @unchecked Sendable {
         self.dataDirectory = try dataDirectory ?? Fixtures.temporaryDirectory("signet-serve")
         self.port = try freePort()
         self.caDirectory = environment["SIGNET_CA_DIR"] ?? self.dataDirectory + "/ca"
+        try FileManager.default.createDirectory(atPath: self.dataDirectory, withIntermediateDirectories: true)
         self.log = self.dataDirectory + "/serve.log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process = Process()

@@ -1,0 +1,110 @@
+import AsyncHTTPClient
+import Foundation
+import GRDB
+import Logging
+import NIOSSL
+import SignetKeyVault
+import SignetKeys
+import Testing
+import X509
+
+/// Signet with its intermediate key in (the double of) Azure Key Vault.
+@Suite("issuing with the CA key in Key Vault", .serialized)
+struct KeyVaultIssuanceTests {
+    /// Entra ID by client secret, pointed at the double.
+    static func environment(_ double: KeyVaultDoubleProcess) -> [String: String] {
+        ["AZURE_TENANT_ID": KeyVaultDoubleProcess.tenant, "AZURE_CLIENT_ID": "signet", "AZURE_CLIENT_SECRET": KeyVaultDoubleProcess.clientSecret,
+         "AZURE_AUTHORITY_HOST": double.url]
+    }
+
+    /// Creates a P-256 key in the vault and a CA directory whose intermediate certificate is for that key.
+    static func vaultBackedCA(_ double: KeyVaultDoubleProcess, keyName: String, directory: String) async throws -> String {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(double.caFile))
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        do {
+            let credential = try EntraCredential.fromEnvironment(environment(double), http: http)
+            let client = KeyVaultClient(vaultURL: double.url, credential: credential, http: http, logger: Logger(label: "test"))
+            _ = try await client.createKey(name: keyName, parameters: ["kty": "EC", "crv": "P-256", "key_ops": ["sign", "verify"]])
+            let signer = try await KeyVaultSigner.connect(client: client, keyName: keyName, keyVersion: nil)
+            try await CAInitializer().create(in: CADirectory(path: directory), overwrite: false, externalIntermediateKey: signer.privateKey.publicKey)
+            try await http.shutdown()
+            return signer.keyID
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+    }
+
+    @Test("issues through Key Vault: chains verify, each ledger row names the key version and the vault's request id; throttling and 5xx are retried")
+    func issuesThroughTheVault() async throws {
+        let double = try KeyVaultDoubleProcess()
+        defer { double.stop() }
+        let directory = try Fixtures.temporaryDirectory("signet-kv")
+        let kid = try await Self.vaultBackedCA(double, keyName: "signet-intermediate", directory: directory + "/ca")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/ca/intermediate.key"), "the key stays in the vault")
+
+        let server = try ServerProcess(dataDirectory: directory + "/data", environment: Self.environment(double).merging([
+            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_KEYVAULT_URL": double.url, "SIGNET_KEYVAULT_KEY": "signet-intermediate",
+            "SIGNET_KEYVAULT_CA_FILE": double.caFile,
+        ]) { $1 })
+        defer { server.stop() }
+        #expect(server.logText.contains("CA key in Azure Key Vault"))
+        let token = try server.createToken(name: "kv", allow: ["*.example.com"])
+
+        // Every third sign call is throttled (Retry-After: 0) and one in five fails with 503: all must still succeed.
+        try double.setFaults(["throttle_every": 3, "retry_after": 0, "error_rate": 0.2])
+        var serials: [String] = []
+        for index in 0..<6 {
+            let out = directory + "/out\(index)"
+            let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                            "--generate-key", "ecdsa-p256", "--dns", "kv\(index).example.com", "--out", out])
+            #expect(issued.succeeded, "\(issued.error)\n\(server.logText)")
+            let verify = try Tool.run("openssl", ["verify", "-CAfile", out + "/ca.crt", "-untrusted", server.intermediateCertificate, out + "/tls.crt"])
+            #expect(verify.succeeded, "\(verify.output)\(verify.error)")
+            if let serial = issued.output.split(separator: "\n").first?.split(separator: " ").last { serials.append(String(serial)) }
+        }
+        let stats = try double.stats()
+        #expect((stats["throttled"] as? Int ?? 0) >= 1, "throttling was exercised: \(stats)")
+        #expect(Set(serials).count == 6)
+
+        let ledger = try DatabaseQueue(path: directory + "/data/ledger.sqlite")
+        let rows = try ledger.read { db in
+            try Row.fetchAll(db, sql: "SELECT serial, signer_key_version, signer_request_id FROM certificates WHERE requester = 'token:kv'")
+        }
+        #expect(rows.count == 6)
+        for row in rows {
+            #expect(row["signer_key_version"] as String? == kid)
+            #expect((row["signer_request_id"] as String?)?.count == 36, "an x-ms-request-id (a UUID)")
+        }
+    }
+
+    @Test("while the vault is down, issuance fails fast with a clear problem and nothing reaches the ledger; it resumes when the vault returns")
+    func vaultDown() async throws {
+        let double = try KeyVaultDoubleProcess()
+        defer { double.stop() }
+        let directory = try Fixtures.temporaryDirectory("signet-kv-down")
+        _ = try await Self.vaultBackedCA(double, keyName: "ca", directory: directory + "/ca")
+        let server = try ServerProcess(dataDirectory: directory + "/data", environment: Self.environment(double).merging([
+            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_KEYVAULT_URL": double.url, "SIGNET_KEYVAULT_KEY": "ca",
+            "SIGNET_KEYVAULT_CA_FILE": double.caFile,
+        ]) { $1 })
+        defer { server.stop() }
+        let token = try server.createToken(name: "kv", allow: ["*.example.com"])
+        try double.setFaults(["down": true])
+        let started = Date()
+        let refused = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                         "--generate-key", "ecdsa-p256", "--dns", "down.example.com", "--out", directory + "/down"])
+        #expect(!refused.succeeded)
+        #expect(refused.error.contains("503") && refused.error.contains("Key Vault"), "\(refused.error)")
+        #expect(Date().timeIntervalSince(started) < 20, "bounded retries, not a hang")
+
+        try double.setFaults(["down": false])
+        let resumed = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                         "--generate-key", "ecdsa-p256", "--dns", "up.example.com", "--out", directory + "/up"])
+        #expect(resumed.succeeded, "\(resumed.error)")
+        let ledger = try DatabaseQueue(path: directory + "/data/ledger.sqlite")
+        let names = try await ledger.read { db in try String.fetchAll(db, sql: "SELECT dns_names FROM certificates WHERE requester = 'token:kv'") }
+        #expect(names == [#"["up.example.com"]"#])
+    }
+}
