@@ -38,6 +38,11 @@ public struct KeyVaultClient: Sendable {
         self.logger = logger
     }
 
+    /// The same client with another retry policy (readiness probes want one quick attempt).
+    public func with(retry: RetryPolicy) -> KeyVaultClient {
+        KeyVaultClient(vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, retry: retry, logger: logger)
+    }
+
     public func getKey(name: String, version: String?) async throws -> Answer {
         try await call(.GET, "/keys/\(name)" + (version.map { "/\($0)" } ?? ""), body: nil)
     }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOCore
 import SignetAuthority
 import SignetKeys
 import SwiftASN1
@@ -25,8 +26,12 @@ public struct KeyVaultSigner: CASigner {
 
     public var keyID: String { key.kid }
 
+    /// One quick attempt: /readyz must answer promptly while the vault is away.
     public func checkHealth() async throws {
-        _ = try await key.client.getKey(name: key.name, version: key.version)
+        var quick = KeyVaultClient.RetryPolicy()
+        quick.attempts = 1
+        quick.timeout = .seconds(3)
+        _ = try await key.client.with(retry: quick).getKey(name: key.name, version: key.version)
     }
 }
 

@@ -267,6 +267,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def keys(self, method, parts, query):
         self.body_bytes = self.body()  # read before any early answer so the connection stays usable
+        with self.vault.lock:
+            down = self.vault.faults["down"]
+            if down:
+                self.vault.stats["dropped"] += 1
+        if down:  # the vault is unreachable: every keys call loses its connection
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
         if not self.authorized():
             return
         if not (query.get("api-version") or [""])[0]:
@@ -299,12 +307,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             vault.stats["sign"] += 1
             vault.sign_counter += 1
             count = vault.sign_counter
-        if faults["down"]:
-            self.close_connection = True
-            with vault.lock:
-                vault.stats["dropped"] += 1
-            self.connection.shutdown(2)
-            return
         if faults["latency_ms"]:
             time.sleep(faults["latency_ms"] / 1000)
         if faults["drop_rate"] and random.random() < faults["drop_rate"]:

@@ -98,6 +98,8 @@ struct KeyVaultIssuanceTests {
         #expect(!refused.succeeded)
         #expect(refused.error.contains("503") && refused.error.contains("Key Vault"), "\(refused.error)")
         #expect(Date().timeIntervalSince(started) < 20, "bounded retries, not a hang")
+        let ready = try Tool.run("curl", ["-s", "--max-time", "10", "--cacert", server.rootCertificate, "-w", "\n%{http_code}", server.url + "/readyz"])
+        #expect(ready.output.hasSuffix("503") && ready.output.contains("Key Vault"), "/readyz says the vault is failing: \(ready.output)")
 
         try double.setFaults(["down": false])
         let resumed = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
