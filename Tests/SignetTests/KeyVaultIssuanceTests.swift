@@ -79,6 +79,37 @@ struct KeyVaultIssuanceTests {
         }
     }
 
+    @Test("each Entra ID flow gets a token from the environment it is given", arguments: ["client_secret", "client_assertion", "managed_identity"])
+    func authenticationFlows(_ flow: String) async throws {
+        let double = try KeyVaultDoubleProcess()
+        defer { double.stop() }
+        let directory = try Fixtures.temporaryDirectory("signet-kv-auth")
+        _ = try await Self.vaultBackedCA(double, keyName: "ca", directory: directory + "/ca")
+        var environment = ["AZURE_AUTHORITY_HOST": double.url]
+        switch flow {
+        case "client_secret":
+            environment = Self.environment(double)
+        case "client_assertion":
+            // A projected service-account token as AKS writes it: a JWT in a file.
+            try "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6c2lnbmV0OnNpZ25ldCJ9.c2lnbmF0dXJl".write(to: directory + "/token")
+            environment.merge(["AZURE_TENANT_ID": KeyVaultDoubleProcess.tenant, "AZURE_CLIENT_ID": "signet",
+                               "AZURE_FEDERATED_TOKEN_FILE": directory + "/token"]) { $1 }
+        default:
+            environment["AZURE_IMDS_ENDPOINT"] = double.url + "/metadata/identity/oauth2/token"
+        }
+        let server = try ServerProcess(dataDirectory: directory + "/data", environment: environment.merging([
+            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_KEYVAULT_URL": double.url, "SIGNET_KEYVAULT_KEY": "ca",
+            "SIGNET_KEYVAULT_CA_FILE": double.caFile,
+        ]) { $1 })
+        defer { server.stop() }
+        let token = try server.createToken(name: "kv", allow: ["*.example.com"])
+        let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                        "--generate-key", "ecdsa-p256", "--dns", "\(flow.replacingOccurrences(of: "_", with: "-")).example.com", "--out", directory + "/out"])
+        #expect(issued.succeeded, "\(issued.error)\n\(server.logText)")
+        let requests = try double.stats()["token_requests"] as? [String: Int] ?? [:]
+        #expect((requests[flow] ?? 0) >= 1, "\(requests)")
+    }
+
     @Test("while the vault is down, issuance fails fast with a clear problem and nothing reaches the ledger; it resumes when the vault returns")
     func vaultDown() async throws {
         let double = try KeyVaultDoubleProcess()
