@@ -143,7 +143,9 @@ public struct SignetAPI: APIProtocol {
             issuedAt: entry.issuedAt,
             publicKeySHA256: entry.publicKeySHA256,
             csrSHA256: entry.csrSHA256,
-            certificate: issuance.leafPEM(of: entry)
+            certificate: issuance.leafPEM(of: entry),
+            signerKeyVersion: entry.signerKeyVersion,
+            signerRequestId: entry.signerRequestID
         )
     }
 }

@@ -77,6 +77,8 @@ struct KeyVaultIssuanceTests {
             #expect(row["signer_key_version"] as String? == kid)
             #expect((row["signer_request_id"] as String?)?.count == 36, "an x-ms-request-id (a UUID)")
         }
+        let shown = try server.signet(["certs", "show", try #require(serials.first), "--json", "--server", server.url, "--token", token, "--cacert", server.rootCertificate])
+        #expect(shown.output.contains(#""signerKeyVersion":"\#(kid)""#) && shown.output.contains("signerRequestId"), "\(shown.output)")
     }
 
     @Test("each Entra ID flow gets a token from the environment it is given", arguments: ["client_secret", "client_assertion", "managed_identity"])

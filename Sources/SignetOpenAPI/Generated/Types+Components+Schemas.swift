@@ -204,6 +204,14 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/CertificateRecord/certificate`.
             public var certificate: Swift.String
+            /// For a CA key in Azure Key Vault, the key version (kid) that signed the certificate.
+            ///
+            /// - Remark: Generated from `#/components/schemas/CertificateRecord/signerKeyVersion`.
+            public var signerKeyVersion: Swift.String?
+            /// For a CA key in Azure Key Vault, the x-ms-request-id of the sign call, to find it in the vault's logs.
+            ///
+            /// - Remark: Generated from `#/components/schemas/CertificateRecord/signerRequestId`.
+            public var signerRequestId: Swift.String?
             /// Creates a new `CertificateRecord`.
             ///
             /// - Parameters:
@@ -223,6 +231,8 @@ extension Components {
             ///   - publicKeySHA256:
             ///   - csrSHA256:
             ///   - certificate: The leaf certificate in PEM.
+            ///   - signerKeyVersion: For a CA key in Azure Key Vault, the key version (kid) that signed the certificate.
+            ///   - signerRequestId: For a CA key in Azure Key Vault, the x-ms-request-id of the sign call, to find it in the vault's logs.
             public init(
                 serial: Swift.String,
                 issuerKeyId: Swift.String,
@@ -239,7 +249,9 @@ extension Components {
                 issuedAt: Foundation.Date,
                 publicKeySHA256: Swift.String,
                 csrSHA256: Swift.String,
-                certificate: Swift.String
+                certificate: Swift.String,
+                signerKeyVersion: Swift.String? = nil,
+                signerRequestId: Swift.String? = nil
             ) {
                 self.serial = serial
                 self.issuerKeyId = issuerKeyId
@@ -257,6 +269,8 @@ extension Components {
                 self.publicKeySHA256 = publicKeySHA256
                 self.csrSHA256 = csrSHA256
                 self.certificate = certificate
+                self.signerKeyVersion = signerKeyVersion
+                self.signerRequestId = signerRequestId
             }
             public enum CodingKeys: String, CodingKey {
                 case serial
@@ -275,6 +289,8 @@ extension Components {
                 case publicKeySHA256
                 case csrSHA256
                 case certificate
+                case signerKeyVersion
+                case signerRequestId
             }
         }
         /// - Remark: Generated from `#/components/schemas/CertificatePage`.
