@@ -120,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "signet",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetLedger", "SignetServer", "SignetOpenAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

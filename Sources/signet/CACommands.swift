@@ -1,13 +1,19 @@
 import ArgumentParser
 import SignetAuthority
+import SignetKeyVault
+import SwiftASN1
 import SignetKeys
+import X509
 import X509
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
+import AsyncHTTPClient
 import Foundation
+import Logging
+import NIOSSL
 
 struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -46,7 +52,26 @@ struct CACommand: AsyncParsableCommand {
         @Flag(help: "Replace existing files.")
         var force = false
 
+        @Option(help: "Keep the intermediate's key in this Azure Key Vault (https://NAME.vault.azure.net); Entra ID credentials come from AZURE_* variables.")
+        var keyVault: String?
+
+        @Option(help: "The Key Vault key's name (with --key-vault).")
+        var keyName: String?
+
+        @Option(help: "Create a new key (or key version) in the vault first: ec-p256, ec-p384 or rsa-3072.")
+        var createKey: String?
+
+        @Option(help: "CA bundle for the vault's TLS certificate, if it is not publicly trusted.")
+        var vaultCAFile: String?
+
+        @Flag(help: "With --key-vault: write the intermediate's CSR (signed in the vault) for an external root, and stop.")
+        var csrOnly = false
+
         func run() async throws {
+            if let keyVault {
+                try await initWithKeyVault(url: keyVault)
+                return
+            }
             guard let algorithm = KeyAlgorithm(rawValue: keyType), algorithm != .ed25519 else {
                 throw ValidationError("--key-type must be one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096")
             }
@@ -60,6 +85,54 @@ struct CACommand: AsyncParsableCommand {
             print("root:         \(dir)/root.crt  (\(result.root.subject), until \(result.root.notValidAfter.formatted(.iso8601)))")
             print("intermediate: \(dir)/intermediate.crt  (\(result.intermediate.subject), until \(result.intermediate.notValidAfter.formatted(.iso8601)))")
             print("keys:         \(dir)/root.key, \(dir)/intermediate.key (0600). Keep root.key offline.")
+        }
+
+        /// The intermediate's key stays in Key Vault: the CSR is signed there (which proves the vault holds the
+        /// key), then the local offline root signs the certificate, or the CSR is written out for another root.
+        func initWithKeyVault(url: String) async throws {
+            guard let keyName else { throw ValidationError("--key-vault needs --key-name") }
+            let parameters: [String: any Sendable]? = switch createKey {
+            case nil: nil
+            case "ec-p256": ["kty": "EC", "crv": "P-256", "key_ops": ["sign", "verify"]]
+            case "ec-p384": ["kty": "EC", "crv": "P-384", "key_ops": ["sign", "verify"]]
+            case "rsa-3072": ["kty": "RSA", "key_size": 3072, "key_ops": ["sign", "verify"]]
+            default: throw ValidationError("--create-key must be ec-p256, ec-p384 or rsa-3072")
+            }
+            try await KeyVaultSession.with(vaultURL: url, caFile: vaultCAFile) { client in
+                if let parameters {
+                    _ = try await client.createKey(name: keyName, parameters: parameters)
+                }
+                let signer = try await KeyVaultSigner.connect(client: client, keyName: keyName, keyVersion: nil)
+                let subject = try DistinguishedName {
+                    OrganizationName(org)
+                    CommonName("\(org) Intermediate CA")
+                }
+                let csr = try await CertificateSigningRequest(
+                    version: .v1, subject: subject, asyncPrivateKey: signer.privateKey,
+                    attributes: CertificateSigningRequest.Attributes(),
+                    signatureAlgorithm: try IssuingCA.signatureAlgorithm(for: signer.privateKey.publicKey)
+                )
+                guard csr.publicKey.isValidSignature(csr.signature, for: csr) else {
+                    throw CommandFailure("the CSR signed in Key Vault does not verify; nothing was written")
+                }
+                let directory = CADirectory(path: dir)
+                if csrOnly {
+                    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                    try PEMFiles.write(try csr.serializeAsPEM().pemString + "\n", to: dir + "/intermediate.csr", mode: 0o644, overwrite: force)
+                    print("csr:          \(dir)/intermediate.csr (signed by \(signer.keyID))")
+                    print("next:         have your root sign it, then 'signet ca import --cert <intermediate.crt> --root <root.crt> --key-vault \(url) --key-name \(keyName)'")
+                    return
+                }
+                var initializer = CAInitializer()
+                initializer.organization = org
+                initializer.rootLifetime = try lifetime(rootValidity, "--root-validity")
+                initializer.intermediateLifetime = try lifetime(intermediateValidity, "--intermediate-validity")
+                initializer.passphrase = try passphraseFile.map(PassphraseInput.read(file:))
+                let result = try await initializer.create(in: directory, overwrite: force, externalIntermediateKey: csr.publicKey)
+                print("root:         \(dir)/root.crt  (\(result.root.subject), until \(result.root.notValidAfter.formatted(.iso8601)))")
+                print("intermediate: \(dir)/intermediate.crt  (key \(signer.keyID))")
+                print("serve with:   SIGNET_CA_DIR=\(dir) SIGNET_KEYVAULT_URL=\(url) SIGNET_KEYVAULT_KEY=\(keyName) SIGNET_KEYVAULT_KEY_VERSION=\(URL(string: signer.keyID)?.lastPathComponent ?? "")")
+            }
         }
     }
 
@@ -146,4 +219,26 @@ func lifetime(_ text: String, _ option: String) throws -> Duration {
 struct CommandFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A Key Vault client for one command: Entra ID credentials from the environment, closed when the command ends.
+enum KeyVaultSession {
+    static func with<T>(vaultURL: String, caFile: String?, _ body: (KeyVaultClient) async throws -> T) async throws -> T {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        let bundle = caFile ?? ProcessInfo.processInfo.environment["SIGNET_KEYVAULT_CA_FILE"]
+        if let bundle {
+            tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(bundle))]
+        }
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        do {
+            let credential = try EntraCredential.fromEnvironment(ProcessInfo.processInfo.environment, http: http)
+            let client = KeyVaultClient(vaultURL: vaultURL, credential: credential, http: http, logger: Logger(label: "signet"))
+            let result = try await body(client)
+            try await http.shutdown()
+            return result
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+    }
 }

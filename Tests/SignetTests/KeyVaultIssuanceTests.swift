@@ -81,6 +81,38 @@ struct KeyVaultIssuanceTests {
         #expect(shown.output.contains(#""signerKeyVersion":"\#(kid)""#) && shown.output.contains("signerRequestId"), "\(shown.output)")
     }
 
+    @Test("signet ca init --key-vault creates the key, has the CSR signed in the vault, and the CA serves; --csr-only writes the CSR")
+    func caInitWithKeyVault() throws {
+        let double = try KeyVaultDoubleProcess()
+        defer { double.stop() }
+        let directory = try Fixtures.temporaryDirectory("signet-kv-init")
+        let environment = Self.environment(double).merging(["SIGNET_KEYVAULT_CA_FILE": double.caFile]) { $1 }
+        let created = try Tool.run(Fixtures.signetBinary, ["ca", "init", "--dir", directory + "/ca", "--org", "Vault Corp",
+                                                           "--key-vault", double.url, "--key-name", "vault-ca", "--create-key", "ec-p384"], environment: environment)
+        #expect(created.succeeded, "\(created.error)")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/ca/intermediate.key"))
+        let text = try Tool.run("openssl", ["x509", "-in", directory + "/ca/intermediate.crt", "-noout", "-text"]).output
+        #expect(text.contains("NIST CURVE: P-384") && text.contains("Vault Corp Intermediate CA"))
+
+        let server = try ServerProcess(dataDirectory: directory + "/data", environment: environment.merging([
+            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_KEYVAULT_URL": double.url, "SIGNET_KEYVAULT_KEY": "vault-ca",
+        ]) { $1 })
+        defer { server.stop() }
+        let token = try server.createToken(name: "kv", allow: ["*.example.com"])
+        let out = directory + "/out"
+        let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                        "--generate-key", "ecdsa-p256", "--dns", "p384.example.com", "--out", out])
+        #expect(issued.succeeded, "\(issued.error)")
+        let verify = try Tool.run("openssl", ["verify", "-CAfile", out + "/ca.crt", "-untrusted", server.intermediateCertificate, out + "/tls.crt"])
+        #expect(verify.succeeded, "\(verify.output)\(verify.error)")
+
+        let csrOnly = try Tool.run(Fixtures.signetBinary, ["ca", "init", "--dir", directory + "/external", "--key-vault", double.url,
+                                                           "--key-name", "external-ca", "--create-key", "rsa-3072", "--csr-only"], environment: environment)
+        #expect(csrOnly.succeeded, "\(csrOnly.error)")
+        let checked = try Tool.run("openssl", ["req", "-in", directory + "/external/intermediate.csr", "-verify", "-noout"])
+        #expect(checked.succeeded && (checked.output + checked.error).contains("verify OK"), "\(checked.output)\(checked.error)")
+    }
+
     @Test("each Entra ID flow gets a token from the environment it is given", arguments: ["client_secret", "client_assertion", "managed_identity"])
     func authenticationFlows(_ flow: String) async throws {
         let double = try KeyVaultDoubleProcess()
