@@ -108,12 +108,18 @@ public struct CAInitializer: Sendable {
 
 /// Adopts an existing intermediate: checks it (see `CAMaterialCheck`) and copies it into a CA directory.
 public enum CAImporter {
+    /// Where the intermediate's key is: a file to copy into the CA directory, or a key that stays elsewhere
+    /// (Key Vault, an HSM) of which only the public key is needed for the checks.
+    public enum KeySource: Sendable {
+        case file(path: String, passphrase: [UInt8]?)
+        case external(Certificate.PublicKey)
+    }
+
     public static func importCA(
         certificatePath: String,
-        keyPath: String,
+        key: KeySource,
         rootPath: String,
         chainPath: String?,
-        passphrase: [UInt8]?,
         into directory: CADirectory,
         overwrite: Bool,
         now: Date = Date()
@@ -121,17 +127,26 @@ public enum CAImporter {
         let certificate = try CALoader.singleCertificate(at: certificatePath)
         let root = try CALoader.singleCertificate(at: rootPath)
         let intermediates = try chainPath.map(PEMFiles.certificates(at:)) ?? []
-        let signer = try FileKeySigner(path: keyPath, passphrase: passphrase)
-        try await CAMaterialCheck.validate(
-            certificate: certificate, key: signer.privateKey.publicKey, intermediates: intermediates, root: root, now: now
-        )
-        let destinations = [directory.key, directory.certificate, directory.rootCertificate] + (intermediates.isEmpty ? [] : [directory.chain])
+        let publicKey: Certificate.PublicKey
+        var keyFile: String?
+        switch key {
+        case let .file(path, passphrase):
+            publicKey = try FileKeySigner(path: path, passphrase: passphrase).privateKey.publicKey
+            keyFile = path
+        case .external(let external):
+            publicKey = external
+        }
+        try await CAMaterialCheck.validate(certificate: certificate, key: publicKey, intermediates: intermediates, root: root, now: now)
+        let destinations = (keyFile == nil ? [] : [directory.key]) + [directory.certificate, directory.rootCertificate]
+            + (intermediates.isEmpty ? [] : [directory.chain])
         if !overwrite, let existing = destinations.first(where: FileManager.default.fileExists(atPath:)) {
             throw CAFileError.exists(existing)
         }
         try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        // The key is copied byte for byte: an encrypted key stays encrypted.
-        try PEMFiles.write(try String(contentsOfFile: keyPath, encoding: .utf8), to: directory.key, mode: 0o600, overwrite: overwrite)
+        if let keyFile {
+            // The key is copied byte for byte: an encrypted key stays encrypted.
+            try PEMFiles.write(try String(contentsOfFile: keyFile, encoding: .utf8), to: directory.key, mode: 0o600, overwrite: overwrite)
+        }
         try PEMFiles.write(try PEMFiles.pem([certificate]), to: directory.certificate, mode: 0o644, overwrite: overwrite)
         try PEMFiles.write(try PEMFiles.pem([root]), to: directory.rootCertificate, mode: 0o644, overwrite: overwrite)
         if !intermediates.isEmpty {

@@ -150,7 +150,19 @@ struct CACommand: AsyncParsableCommand {
         var cert: String
 
         @Option(help: "The intermediate's private key: PKCS#8, SEC1, PKCS#1 or encrypted PKCS#8 PEM.")
-        var key: String
+        var key: String?
+
+        @Option(help: "Instead of --key: the Azure Key Vault holding the intermediate's key (with --key-name).")
+        var keyVault: String?
+
+        @Option(help: "The Key Vault key's name.")
+        var keyName: String?
+
+        @Option(help: "The Key Vault key's version (default: the current one).")
+        var keyVersion: String?
+
+        @Option(help: "CA bundle for the vault's TLS certificate, if it is not publicly trusted.")
+        var vaultCAFile: String?
 
         @Option(help: "The root certificate (PEM).")
         var root: String
@@ -171,11 +183,22 @@ struct CACommand: AsyncParsableCommand {
         var force = false
 
         func run() async throws {
-            let passphrase = try PassphraseInput.resolve(file: passphraseFile, environment: passphraseEnv)
+            let source: CAImporter.KeySource
+            switch (key, keyVault) {
+            case let (path?, nil):
+                source = .file(path: path, passphrase: try PassphraseInput.resolve(file: passphraseFile, environment: passphraseEnv))
+            case let (nil, vault?):
+                guard let keyName else { throw ValidationError("--key-vault needs --key-name") }
+                let publicKey = try await KeyVaultSession.with(vaultURL: vault, caFile: vaultCAFile) { client in
+                    try await KeyVaultSigner.connect(client: client, keyName: keyName, keyVersion: keyVersion).privateKey.publicKey
+                }
+                source = .external(publicKey)
+            default:
+                throw ValidationError("give exactly one of --key and --key-vault")
+            }
             do {
                 try await CAImporter.importCA(
-                    certificatePath: cert, keyPath: key, rootPath: root, chainPath: chain,
-                    passphrase: passphrase, into: CADirectory(path: dir), overwrite: force
+                    certificatePath: cert, key: source, rootPath: root, chainPath: chain, into: CADirectory(path: dir), overwrite: force
                 )
             } catch let failure as CAMaterialCheck.Failure {
                 throw CommandFailure("refused: \(failure)")

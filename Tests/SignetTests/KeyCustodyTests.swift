@@ -90,7 +90,7 @@ struct KeyCustodyTests {
 
         func attempt(cert: String, key: String, root: String) async -> String? {
             do {
-                try await CAImporter.importCA(certificatePath: cert, keyPath: key, rootPath: root, chainPath: nil, passphrase: nil, into: target, overwrite: true)
+                try await CAImporter.importCA(certificatePath: cert, key: .file(path: key, passphrase: nil), rootPath: root, chainPath: nil, into: target, overwrite: true)
                 return nil
             } catch {
                 return String(describing: error)
