@@ -66,6 +66,9 @@ public final class IssuanceService: Sendable {
             certificate = try await SignatureReceipt.$current.withValue(receipt) {
                 try await LeafCertificateFactory.issue(plan, by: ca, serial: serial, validity: validity)
             }
+        } catch let busy as AdmissionRefused {
+            metrics.recordFailed()
+            throw busy
         } catch {
             metrics.recordFailed()
             logger.error("signing failed", metadata: ["error": "\(error)", "requester": "\(caller.identity)"])

@@ -63,6 +63,11 @@ extension Problem {
                 "signer-unavailable", "The CA key could not sign", status: 503, detail: error.description,
                 headers: ["Retry-After": "5"]
             )
+        case let busy as AdmissionRefused:
+            self = Problem(
+                "signer-busy", "The CA signer is at its limit", status: 503, detail: busy.description,
+                headers: ["Retry-After": String(busy.retryAfterSeconds)]
+            )
         case let error as DecodingError:
             self = Problem("malformed-body", "Malformed request body", status: 400, detail: Self.describe(error))
         default:
@@ -123,7 +128,7 @@ extension Problem {
 
     private static func isOurs(_ error: any Error) -> Bool {
         error is Problem || error is IssuanceRefusal || error is AuthenticationError || error is AuthorizationError
-            || error is LedgerError || error is SigningFailure
+            || error is LedgerError || error is SigningFailure || error is AdmissionRefused
     }
 
     static func describe(_ error: DecodingError) -> String {

@@ -78,6 +78,9 @@ public struct ServerConfiguration: Sendable, Equatable {
             caPassphraseFile = ca.passphraseFile ?? caPassphraseFile
             if let vault = ca.keyVault {
                 keyVault = KeyVaultSettings(url: vault.url, keyName: vault.keyName, keyVersion: vault.keyVersion, apiVersion: vault.apiVersion ?? "7.6", caFile: vault.caFile)
+                keyVault?.maximumSignsPerSecond = vault.maxSignsPerSecond ?? 200
+                keyVault?.maximumConcurrentSigns = vault.maxConcurrentSigns ?? 32
+                keyVault?.maximumQueuedSigns = vault.maxQueuedSigns ?? 512
             }
         }
         if let tls = file.tls {
@@ -120,6 +123,9 @@ public struct ServerConfiguration: Sendable, Equatable {
                                         apiVersion: environment["SIGNET_KEYVAULT_API_VERSION"] ?? keyVault?.apiVersion ?? "7.6",
                                         caFile: environment["SIGNET_KEYVAULT_CA_FILE"] ?? keyVault?.caFile)
         }
+        if let value = environment["SIGNET_KEYVAULT_MAX_SIGNS_PER_SECOND"].flatMap(Double.init) { keyVault?.maximumSignsPerSecond = value }
+        if let value = environment["SIGNET_KEYVAULT_MAX_CONCURRENT_SIGNS"].flatMap(Int.init) { keyVault?.maximumConcurrentSigns = value }
+        if let value = environment["SIGNET_KEYVAULT_MAX_QUEUED_SIGNS"].flatMap(Int.init) { keyVault?.maximumQueuedSigns = value }
         if let value = environment["SIGNET_TLS"] { transport = try parse(value, "SIGNET_TLS") }
         if let value = environment["SIGNET_TLS_HOSTNAMES"] { tlsHostnames = value.split(separator: ",").map(String.init) }
         if let value = environment["SIGNET_DEFAULT_DURATION"] { defaultLifetime = try lifetime(value, "SIGNET_DEFAULT_DURATION") }
@@ -162,6 +168,11 @@ public struct KeyVaultSettings: Sendable, Equatable {
     public var apiVersion: String
     /// Extra CA bundle for the vault's TLS certificate (private endpoints behind a corporate CA; tests).
     public var caFile: String?
+    /// Admission control, so Signet stays inside the vault's quota (software EC keys: 4,000 operations per 10 s
+    /// per vault, shared with everything else using it).
+    public var maximumSignsPerSecond: Double = 200
+    public var maximumConcurrentSigns = 32
+    public var maximumQueuedSigns = 512
 }
 
 public struct ConfigurationError: Error, CustomStringConvertible {
@@ -182,6 +193,9 @@ private struct ConfigurationFile: Decodable {
         var keyVersion: String?
         var apiVersion: String?
         var caFile: String?
+        var maxSignsPerSecond: Double?
+        var maxConcurrentSigns: Int?
+        var maxQueuedSigns: Int?
     }
     struct TLS: Decodable {
         var mode: ServerConfiguration.Transport?
@@ -217,7 +231,7 @@ private struct ConfigurationFile: Decodable {
     static let knownKeys: [String: Set<String>] = [
         "": ["listen", "dataDirectory", "database", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates"],
         "ca": ["directory", "passphraseFile", "keyVault"],
-        "ca.keyVault": ["url", "keyName", "keyVersion", "apiVersion", "caFile"],
+        "ca.keyVault": ["url", "keyName", "keyVersion", "apiVersion", "caFile", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
         "tls": ["mode", "certificate", "key", "hostnames", "clientAuth", "clientCA"],
         "issuance": ["defaultDuration", "maxDuration"],
         "clientCertificates": ["commonName", "allow", "maxDuration", "profiles"],

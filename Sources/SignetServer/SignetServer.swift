@@ -59,7 +59,15 @@ public struct SignetServer: Sendable {
         let (signer, http) = try await makeSigner(configuration, directory: directory, logger: logger)
         let ledger = try CertificateLedger(path: configuration.resolvedDatabasePath, durability: configuration.durability)
         let metrics = SignetMetrics(signerBackend: signer.backend)
-        let observed = Certificate.PrivateKey(ObservedPrivateKey(signer.privateKey) { seconds, succeeded in
+        var custodyKey = signer.privateKey
+        if let vault = configuration.keyVault {
+            // Admission wraps the vault key; the observer outside it times the vault call plus the wait for a turn.
+            let admission = SignAdmission(limits: .init(
+                ratePerSecond: vault.maximumSignsPerSecond, maximumConcurrent: vault.maximumConcurrentSigns, maximumQueued: vault.maximumQueuedSigns
+            ))
+            custodyKey = Certificate.PrivateKey(AdmittedPrivateKey(custodyKey, admission: admission))
+        }
+        let observed = Certificate.PrivateKey(ObservedPrivateKey(custodyKey) { seconds, succeeded in
             metrics.recordSignature(seconds: seconds, succeeded: succeeded)
         })
         let ca = try await CALoader.load(from: directory, signer: FileKeySigner(privateKey: observed))

@@ -123,6 +123,53 @@ struct KeyVaultIssuanceTests {
         #expect(!mismatched.succeeded && mismatched.error.contains("key check failed"), "\(mismatched.error)")
     }
 
+    @Test("admission control: the sign rate stays within the configured limit, and a full queue answers 503 with Retry-After")
+    func admissionControl() async throws {
+        let double = try KeyVaultDoubleProcess()
+        defer { double.stop() }
+        let directory = try Fixtures.temporaryDirectory("signet-kv-admission")
+        _ = try await Self.vaultBackedCA(double, keyName: "ca", directory: directory + "/ca")
+        let server = try ServerProcess(dataDirectory: directory + "/data", environment: Self.environment(double).merging([
+            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_KEYVAULT_URL": double.url, "SIGNET_KEYVAULT_KEY": "ca",
+            "SIGNET_KEYVAULT_CA_FILE": double.caFile, "SIGNET_KEYVAULT_MAX_SIGNS_PER_SECOND": "20",
+            "SIGNET_KEYVAULT_MAX_CONCURRENT_SIGNS": "2", "SIGNET_KEYVAULT_MAX_QUEUED_SIGNS": "6",
+        ]) { $1 })
+        defer { server.stop() }
+        let token = try server.createToken(name: "kv", allow: ["*.example.com"])
+        try JSONSerialization.data(withJSONObject: ["csr": try Fixtures.csr(dnsNames: ["rate.example.com"])])
+            .write(to: URL(fileURLWithPath: directory + "/body.json"))
+        let signsBefore = try double.stats()["sign_ok"] as? Int ?? 0
+        try double.setFaults(["latency_ms": 300])
+
+        // 16 requests at once, as 16 curl processes: 2 signing, 6 waiting, the rest refused at once.
+        let started = Date()
+        let clients = try (0..<16).map { index in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try Tool.which("curl"))
+            process.arguments = ["-s", "-i", "--max-time", "20", "--cacert", server.rootCertificate, "-o", directory + "/answer-\(index)",
+                                 "-H", "Authorization: Bearer \(token)", "-H", "Content-Type: application/json",
+                                 "--data-binary", "@" + directory + "/body.json", server.url + "/v1/certificates"]
+            try process.run()
+            return process
+        }
+        for client in clients { client.waitUntilExit() }
+        let elapsed = Date().timeIntervalSince(started)
+        let answers = try (0..<16).map { try String(contentsOfFile: directory + "/answer-\($0)", encoding: .utf8) }
+        let issued = answers.filter { $0.hasPrefix("HTTP/1.1 201") }
+        let busy = answers.filter { $0.hasPrefix("HTTP/1.1 503") }
+        #expect(issued.count + busy.count == 16, "\(answers.map { $0.prefix(40) })")
+        #expect(issued.count >= 8 && !busy.isEmpty, "issued \(issued.count), refused \(busy.count)")
+        #expect(busy.allSatisfy { $0.contains("Retry-After:") && $0.contains("signer-busy") })
+        let signs = (try double.stats()["sign_ok"] as? Int ?? 0) - signsBefore
+        #expect(signs == issued.count, "every answer with a certificate is one signature; refused requests never reached the vault")
+        // The first two start at once (the burst), the rest at no more than 20 per second.
+        #expect(elapsed >= Double(signs - 2) / 20 * 0.9, "\(signs) signatures in \(elapsed) s")
+
+        let ledger = try DatabaseQueue(path: directory + "/data/ledger.sqlite")
+        let recorded = try await ledger.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM certificates WHERE requester = 'token:kv'") }
+        #expect(recorded == issued.count)
+    }
+
     @Test("each Entra ID flow gets a token from the environment it is given", arguments: ["client_secret", "client_assertion", "managed_identity"])
     func authenticationFlows(_ flow: String) async throws {
         let double = try KeyVaultDoubleProcess()
