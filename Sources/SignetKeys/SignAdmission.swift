@@ -1,3 +1,4 @@
+import SignetAuthority
 import SwiftASN1
 import X509
 
@@ -91,7 +92,9 @@ public actor SignAdmission {
         if !queue.isEmpty, inFlight < limits.maximumConcurrent, !pumpScheduled {
             pumpScheduled = true
             let wait = (1 - tokens) / limits.ratePerSecond
-            // One timer at a time; the waiters themselves stay suspended in the queue.
+            // One timer at a time, for the moment the next token exists; the waiters stay suspended in the queue.
+            // An unstructured task because nothing else would wake the queue when the rate (not a release) is
+            // what holds it; it holds the actor weakly and ends after one sleep.
             Task { [weak self] in
                 try? await Task.sleep(for: .milliseconds(Int64(max(1, wait * 1000))))
                 await self?.timerFired()
@@ -134,7 +137,9 @@ public struct AdmittedPrivateKey: CustomPrivateKey {
     }
 
     public var publicKey: Certificate.PublicKey { inner.publicKey }
-    public var defaultSignatureAlgorithm: Certificate.SignatureAlgorithm { ObservedPrivateKey(inner) { _, _ in }.defaultSignatureAlgorithm }
+    public var defaultSignatureAlgorithm: Certificate.SignatureAlgorithm {
+        (try? IssuingCA.signatureAlgorithm(for: inner.publicKey)) ?? .ecdsaWithSHA256
+    }
     public var supportedSignatureAlgorithms: [Certificate.SignatureAlgorithm] { [defaultSignatureAlgorithm] }
 
     public func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws -> Certificate.Signature {
