@@ -76,6 +76,16 @@ public enum SerialNumbers {
     }
 }
 
+extension Certificate.PublicKey {
+    /// SHA-256 of the SubjectPublicKeyInfo, as `openssl pkey -pubin -outform DER | sha256sum` prints it: how the
+    /// ledger and error messages name a key.
+    public var sha256Fingerprint: String {
+        var serializer = DER.Serializer()
+        guard (try? serializer.serialize(self)) != nil else { return "?" }
+        return Array(SHA256.hash(data: serializer.serializedBytes)).hexString
+    }
+}
+
 extension Collection<UInt8> {
     /// Lower-case hexadecimal, two digits a byte: how Signet writes serials, key ids and digests.
     public var hexString: String {

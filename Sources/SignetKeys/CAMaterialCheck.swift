@@ -1,4 +1,3 @@
-import Crypto
 import SignetAuthority
 import SwiftASN1
 import X509
@@ -46,7 +45,7 @@ public enum CAMaterialCheck {
         now: Date = Date()
     ) async throws(Failure) {
         guard key == certificate.publicKey else {
-            throw .keyDoesNotMatch(key: fingerprint(key), certificate: fingerprint(certificate.publicKey))
+            throw .keyDoesNotMatch(key: key.sha256Fingerprint, certificate: certificate.publicKey.sha256Fingerprint)
         }
 
         switch try? certificate.extensions.basicConstraints {
@@ -82,13 +81,6 @@ public enum CAMaterialCheck {
             throw .chainDoesNotVerify(reasons.first ?? "no path to the root")
         }
     }
-}
-
-/// SHA-256 of a public key's SubjectPublicKeyInfo, as `openssl pkey -pubin -outform DER | sha256sum` prints it.
-func fingerprint(_ key: Certificate.PublicKey) -> String {
-    var serializer = DER.Serializer()
-    guard (try? serializer.serialize(key)) != nil else { return "?" }
-    return Array(SHA256.hash(data: serializer.serializedBytes)).hexString
 }
 
 /// The issuing CA as found in a CA directory, checked and ready to sign through a signer.

@@ -78,8 +78,6 @@ public final class IssuanceService: Sendable {
 
         var serializer = DER.Serializer()
         try serializer.serialize(certificate)
-        var keySerializer = DER.Serializer()
-        try keySerializer.serialize(plan.request.publicKey)
         let serialHex = SerialNumbers.hex(serial)
         var entry = CertificateEntry(
             serial: serialHex,
@@ -87,7 +85,7 @@ public final class IssuanceService: Sendable {
             subject: plan.subject.description,
             dnsNames: plan.names.dnsNames,
             ipAddresses: plan.names.ipAddresses.map(\.description),
-            publicKeySHA256: Array(SHA256.hash(data: keySerializer.serializedBytes)).hexString,
+            publicKeySHA256: plan.request.publicKey.sha256Fingerprint,
             csrSHA256: plan.request.sha256.hexString,
             profile: plan.profile,
             notBefore: validity.notBefore,
