@@ -24,7 +24,7 @@ public struct KeyVaultClient: Sendable {
 
     public let vaultURL: String
     public let apiVersion: String
-    let credential: EntraCredential
+    public let credential: EntraCredential
     let http: HTTPClient
     let retry: RetryPolicy
     let logger: Logger

@@ -91,16 +91,10 @@ public struct SignetServer: Sendable {
                 ?? configuration.caPassphraseFile.map { try PassphraseFile.read($0) }
             return (try FileKeySigner(path: directory.key, passphrase: passphrase), nil)
         }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        if let caFile = vault.caFile {
-            tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))]
-        }
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        let (client, http) = try KeyVaultConnection.open(vaultURL: vault.url, apiVersion: vault.apiVersion, caFile: vault.caFile, logger: logger)
         do {
-            let credential = try EntraCredential.fromEnvironment(ProcessInfo.processInfo.environment, http: http)
-            let client = KeyVaultClient(vaultURL: vault.url, apiVersion: vault.apiVersion, credential: credential, http: http, logger: logger)
             let signer = try await KeyVaultSigner.connect(client: client, keyName: vault.keyName, keyVersion: vault.keyVersion)
-            logger.info("CA key in Azure Key Vault", metadata: ["kid": "\(signer.keyID)", "auth": "\(credential.flow)", "pinned": "\(vault.keyVersion != nil)"])
+            logger.info("CA key in Azure Key Vault", metadata: ["kid": "\(signer.keyID)", "auth": "\(client.credential.flow)", "pinned": "\(vault.keyVersion != nil)"])
             return (signer, http)
         } catch {
             try? await http.shutdown()

@@ -10,10 +10,8 @@ import X509
 import Glibc
 #endif
 
-import AsyncHTTPClient
 import Foundation
 import Logging
-import NIOSSL
 
 struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -244,24 +242,12 @@ struct CommandFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A Key Vault client for one command: Entra ID credentials from the environment, closed when the command ends.
+/// A Key Vault client for one command: the vault's extra CA bundle from the option or SIGNET_KEYVAULT_CA_FILE.
 enum KeyVaultSession {
     static func with<T>(vaultURL: String, caFile: String?, _ body: (KeyVaultClient) async throws -> T) async throws -> T {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        let bundle = caFile ?? ProcessInfo.processInfo.environment["SIGNET_KEYVAULT_CA_FILE"]
-        if let bundle {
-            tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(bundle))]
-        }
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
-        do {
-            let credential = try EntraCredential.fromEnvironment(ProcessInfo.processInfo.environment, http: http)
-            let client = KeyVaultClient(vaultURL: vaultURL, credential: credential, http: http, logger: Logger(label: "signet"))
-            let result = try await body(client)
-            try await http.shutdown()
-            return result
-        } catch {
-            try? await http.shutdown()
-            throw error
-        }
+        try await KeyVaultConnection.with(
+            vaultURL: vaultURL, caFile: caFile ?? ProcessInfo.processInfo.environment["SIGNET_KEYVAULT_CA_FILE"],
+            logger: Logger(label: "signet"), body
+        )
     }
 }

@@ -9,7 +9,8 @@ It speaks the real wire protocol, as far as Signet and Microsoft's SDK use it:
 - `POST /keys/{name}/create`, `GET /keys/{name}[/{version}]`, `POST /keys/{name}/{version}/sign` with real keys
   and real signatures (ES256/ES384 as raw r||s, RS256, PS256 with salt = digest length);
 - Key Vault's error JSON, `x-ms-request-id` on every answer;
-- faults set at run time through `POST /_admin/faults`: latency, 429 with Retry-After, 5xx, dropped connections.
+- faults set at run time through `POST /_admin/faults`: latency, 429 with Retry-After (every Nth sign), 5xx (at a
+  rate or every Nth sign), dropped connections, an outage.
 `GET /_admin/stats` reports what it served. Everything is in memory; one process per test run.
 
 Usage: keyvault_double.py --dir DIR [--port 0] [--client-secret S] [--tenant T]
@@ -59,7 +60,7 @@ class Vault:
         self.tokens = {}  # access token -> expiry (epoch seconds)
         self.client_secret = client_secret
         self.tenant = tenant
-        self.faults = {"latency_ms": 0, "throttle_every": 0, "retry_after": 1, "error_rate": 0.0, "drop_rate": 0.0,
+        self.faults = {"latency_ms": 0, "throttle_every": 0, "retry_after": 1, "error_rate": 0.0, "error_every": 0, "drop_rate": 0.0,
                        "down": False, "token_lifetime": 3600}
         self.stats = {"sign": 0, "sign_ok": 0, "throttled": 0, "errors_5xx": 0, "dropped": 0, "tokens": 0,
                       "challenges": 0, "token_requests": {}}
@@ -320,7 +321,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 vault.stats["throttled"] += 1
             return self.error(429, "Throttled", "Request was not processed because too many requests were received.",
                               headers={"Retry-After": str(faults["retry_after"])})
-        if faults["error_rate"] and random.random() < faults["error_rate"]:
+        if (faults["error_rate"] and random.random() < faults["error_rate"]) or \
+                (faults["error_every"] and count % int(faults["error_every"]) == 0):
             with vault.lock:
                 vault.stats["errors_5xx"] += 1
             return self.error(503, "ServiceUnavailable", "The service is temporarily unavailable.")

@@ -1,8 +1,6 @@
-import AsyncHTTPClient
 import Foundation
 import GRDB
 import Logging
-import NIOSSL
 import SignetKeyVault
 import SignetKeys
 import Testing
@@ -19,20 +17,11 @@ struct KeyVaultIssuanceTests {
 
     /// Creates a P-256 key in the vault and a CA directory whose intermediate certificate is for that key.
     static func vaultBackedCA(_ double: KeyVaultDoubleProcess, keyName: String, directory: String) async throws -> String {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(double.caFile))
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
-        do {
-            let credential = try EntraCredential.fromEnvironment(environment(double), http: http)
-            let client = KeyVaultClient(vaultURL: double.url, credential: credential, http: http, logger: Logger(label: "test"))
+        try await KeyVaultConnection.with(vaultURL: double.url, caFile: double.caFile, environment: environment(double), logger: Logger(label: "test")) { client in
             _ = try await client.createKey(name: keyName, parameters: ["kty": "EC", "crv": "P-256", "key_ops": ["sign", "verify"]])
             let signer = try await KeyVaultSigner.connect(client: client, keyName: keyName, keyVersion: nil)
             try await CAInitializer().create(in: CADirectory(path: directory), overwrite: false, externalIntermediateKey: signer.privateKey.publicKey)
-            try await http.shutdown()
             return signer.keyID
-        } catch {
-            try? await http.shutdown()
-            throw error
         }
     }
 
@@ -52,8 +41,9 @@ struct KeyVaultIssuanceTests {
         #expect(server.logText.contains("CA key in Azure Key Vault"))
         let token = try server.createToken(name: "kv", allow: ["*.example.com"])
 
-        // Every third sign call is throttled (Retry-After: 0) and one in five fails with 503: all must still succeed.
-        try double.setFaults(["throttle_every": 3, "retry_after": 0, "error_rate": 0.2])
+        // Every third sign call is throttled (Retry-After: 0) and every fifth fails with 503 (never more than two
+        // failures in a row, within the retry budget): all must still succeed.
+        try double.setFaults(["throttle_every": 3, "retry_after": 0, "error_every": 5])
         var serials: [String] = []
         for index in 0..<6 {
             let out = directory + "/out\(index)"
@@ -65,7 +55,7 @@ struct KeyVaultIssuanceTests {
             if let serial = issued.output.split(separator: "\n").first?.split(separator: " ").last { serials.append(String(serial)) }
         }
         let stats = try double.stats()
-        #expect((stats["throttled"] as? Int ?? 0) >= 1, "throttling was exercised: \(stats)")
+        #expect((stats["throttled"] as? Int ?? 0) >= 1 && (stats["errors_5xx"] as? Int ?? 0) >= 1, "throttling and 5xx were exercised: \(stats)")
         #expect(Set(serials).count == 6)
 
         let ledger = try DatabaseQueue(path: directory + "/data/ledger.sqlite")

@@ -1,0 +1,48 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOSSL
+
+/// Opens a Key Vault client the way every part of Signet needs it: HTTPS trusting the system roots plus an optional
+/// extra bundle, and Entra ID credentials chosen from the environment. The caller owns `http` and shuts it down.
+public enum KeyVaultConnection {
+    public static func open(
+        vaultURL: String,
+        apiVersion: String = "7.6",
+        caFile: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger
+    ) throws -> (client: KeyVaultClient, http: HTTPClient) {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let caFile {
+            tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))]
+        }
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        do {
+            let credential = try EntraCredential.fromEnvironment(environment, http: http)
+            return (KeyVaultClient(vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, logger: logger), http)
+        } catch {
+            try? http.syncShutdown()
+            throw error
+        }
+    }
+
+    /// Runs `body` with a client opened for it, and shuts the client down afterwards, whatever happens.
+    public static func with<T>(
+        vaultURL: String,
+        caFile: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger,
+        _ body: (KeyVaultClient) async throws -> T
+    ) async throws -> T {
+        let (client, http) = try open(vaultURL: vaultURL, caFile: caFile, environment: environment, logger: logger)
+        do {
+            let result = try await body(client)
+            try await http.shutdown()
+            return result
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+    }
+}
