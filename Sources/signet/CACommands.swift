@@ -50,24 +50,17 @@ struct CACommand: AsyncParsableCommand {
         @Flag(help: "Replace existing files.")
         var force = false
 
-        @Option(help: "Keep the intermediate's key in this Azure Key Vault (https://NAME.vault.azure.net); Entra ID credentials come from AZURE_* variables.")
-        var keyVault: String?
-
-        @Option(help: "The Key Vault key's name (with --key-vault).")
-        var keyName: String?
+        @OptionGroup var vault: KeyVaultOptions
 
         @Option(help: "Create a new key (or key version) in the vault first: ec-p256, ec-p384 or rsa-3072.")
         var createKey: String?
-
-        @Option(help: "CA bundle for the vault's TLS certificate, if it is not publicly trusted.")
-        var vaultCAFile: String?
 
         @Flag(help: "With --key-vault: write the intermediate's CSR (signed in the vault) for an external root, and stop.")
         var csrOnly = false
 
         func run() async throws {
-            if let keyVault {
-                try await initWithKeyVault(url: keyVault)
+            if let url = vault.keyVault {
+                try await initWithKeyVault(url: url)
                 return
             }
             guard let algorithm = KeyAlgorithm(rawValue: keyType), algorithm != .ed25519 else {
@@ -88,7 +81,7 @@ struct CACommand: AsyncParsableCommand {
         /// The intermediate's key stays in Key Vault: the CSR is signed there (which proves the vault holds the
         /// key), then the local offline root signs the certificate, or the CSR is written out for another root.
         func initWithKeyVault(url: String) async throws {
-            guard let keyName else { throw ValidationError("--key-vault needs --key-name") }
+            let keyName = try vault.requiredKeyName()
             let parameters: [String: any Sendable]? = switch createKey {
             case nil: nil
             case "ec-p256": ["kty": "EC", "crv": "P-256", "key_ops": ["sign", "verify"]]
@@ -96,7 +89,7 @@ struct CACommand: AsyncParsableCommand {
             case "rsa-3072": ["kty": "RSA", "key_size": 3072, "key_ops": ["sign", "verify"]]
             default: throw ValidationError("--create-key must be ec-p256, ec-p384 or rsa-3072")
             }
-            try await KeyVaultSession.with(vaultURL: url, caFile: vaultCAFile) { client in
+            try await vault.session(url: url) { client in
                 if let parameters {
                     _ = try await client.createKey(name: keyName, parameters: parameters)
                 }
@@ -150,17 +143,10 @@ struct CACommand: AsyncParsableCommand {
         @Option(help: "The intermediate's private key: PKCS#8, SEC1, PKCS#1 or encrypted PKCS#8 PEM.")
         var key: String?
 
-        @Option(help: "Instead of --key: the Azure Key Vault holding the intermediate's key (with --key-name).")
-        var keyVault: String?
-
-        @Option(help: "The Key Vault key's name.")
-        var keyName: String?
+        @OptionGroup var vault: KeyVaultOptions
 
         @Option(help: "The Key Vault key's version (default: the current one).")
         var keyVersion: String?
-
-        @Option(help: "CA bundle for the vault's TLS certificate, if it is not publicly trusted.")
-        var vaultCAFile: String?
 
         @Option(help: "The root certificate (PEM).")
         var root: String
@@ -182,12 +168,12 @@ struct CACommand: AsyncParsableCommand {
 
         func run() async throws {
             let source: CAImporter.KeySource
-            switch (key, keyVault) {
+            switch (key, vault.keyVault) {
             case let (path?, nil):
                 source = .file(path: path, passphrase: try PassphraseInput.resolve(file: passphraseFile, environment: passphraseEnv))
-            case let (nil, vault?):
-                guard let keyName else { throw ValidationError("--key-vault needs --key-name") }
-                let publicKey = try await KeyVaultSession.with(vaultURL: vault, caFile: vaultCAFile) { client in
+            case let (nil, url?):
+                let keyName = try vault.requiredKeyName()
+                let publicKey = try await vault.session(url: url) { client in
                     try await KeyVaultSigner.connect(client: client, keyName: keyName, keyVersion: keyVersion).privateKey.publicKey
                 }
                 source = .external(publicKey)
@@ -242,11 +228,27 @@ struct CommandFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A Key Vault client for one command: the vault's extra CA bundle from the option or SIGNET_KEYVAULT_CA_FILE.
-enum KeyVaultSession {
-    static func with<T>(vaultURL: String, caFile: String?, _ body: (KeyVaultClient) async throws -> T) async throws -> T {
+/// Where a CA key in Azure Key Vault is, for `ca init` and `ca import`. Entra ID credentials come from the
+/// AZURE_* environment variables.
+struct KeyVaultOptions: ParsableArguments {
+    @Option(help: "The Azure Key Vault holding (or to hold) the intermediate's key, https://NAME.vault.azure.net.")
+    var keyVault: String?
+
+    @Option(help: "The Key Vault key's name (with --key-vault).")
+    var keyName: String?
+
+    @Option(help: "CA bundle for the vault's TLS certificate, if it is not publicly trusted (or SIGNET_KEYVAULT_CA_FILE).")
+    var vaultCAFile: String?
+
+    func requiredKeyName() throws -> String {
+        guard let keyName else { throw ValidationError("--key-vault needs --key-name") }
+        return keyName
+    }
+
+    /// Runs `body` with a client for the vault, closed afterwards.
+    func session<T>(url: String, _ body: (KeyVaultClient) async throws -> T) async throws -> T {
         try await KeyVaultConnection.with(
-            vaultURL: vaultURL, caFile: caFile ?? ProcessInfo.processInfo.environment["SIGNET_KEYVAULT_CA_FILE"],
+            vaultURL: url, caFile: vaultCAFile ?? ProcessInfo.processInfo.environment["SIGNET_KEYVAULT_CA_FILE"],
             logger: Logger(label: "signet"), body
         )
     }
