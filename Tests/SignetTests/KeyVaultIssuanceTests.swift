@@ -25,6 +25,16 @@ struct KeyVaultIssuanceTests {
         }
     }
 
+    /// `signet serve` with the CA of `directory/ca`, its key `keyName` in the double; `authentication` is the
+    /// Entra ID environment (client secret unless given), `extra` any further settings.
+    static func vaultServer(_ double: KeyVaultDoubleProcess, directory: String, keyName: String,
+                            authentication: [String: String]? = nil, extra: [String: String] = [:]) throws -> ServerProcess {
+        try ServerProcess(dataDirectory: directory + "/data", environment: (authentication ?? environment(double)).merging([
+            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_KEYVAULT_URL": double.url, "SIGNET_KEYVAULT_KEY": keyName,
+            "SIGNET_KEYVAULT_CA_FILE": double.caFile,
+        ].merging(extra) { $1 }) { $1 })
+    }
+
     @Test("issues through Key Vault: chains verify, each ledger row names the key version and the vault's request id; throttling and 5xx are retried")
     func issuesThroughTheVault() async throws {
         let double = try KeyVaultDoubleProcess()
@@ -33,10 +43,7 @@ struct KeyVaultIssuanceTests {
         let kid = try await Self.vaultBackedCA(double, keyName: "signet-intermediate", directory: directory + "/ca")
         #expect(!FileManager.default.fileExists(atPath: directory + "/ca/intermediate.key"), "the key stays in the vault")
 
-        let server = try ServerProcess(dataDirectory: directory + "/data", environment: Self.environment(double).merging([
-            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_KEYVAULT_URL": double.url, "SIGNET_KEYVAULT_KEY": "signet-intermediate",
-            "SIGNET_KEYVAULT_CA_FILE": double.caFile,
-        ]) { $1 })
+        let server = try Self.vaultServer(double, directory: directory, keyName: "signet-intermediate")
         defer { server.stop() }
         #expect(server.logText.contains("CA key in Azure Key Vault"))
         let token = try server.createToken(name: "kv", allow: ["*.example.com"])
@@ -84,9 +91,7 @@ struct KeyVaultIssuanceTests {
         let text = try Tool.run("openssl", ["x509", "-in", directory + "/ca/intermediate.crt", "-noout", "-text"]).output
         #expect(text.contains("NIST CURVE: P-384") && text.contains("Vault Corp Intermediate CA"))
 
-        let server = try ServerProcess(dataDirectory: directory + "/data", environment: environment.merging([
-            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_KEYVAULT_URL": double.url, "SIGNET_KEYVAULT_KEY": "vault-ca",
-        ]) { $1 })
+        let server = try Self.vaultServer(double, directory: directory, keyName: "vault-ca")
         defer { server.stop() }
         let token = try server.createToken(name: "kv", allow: ["*.example.com"])
         let out = directory + "/out"
@@ -119,11 +124,9 @@ struct KeyVaultIssuanceTests {
         defer { double.stop() }
         let directory = try Fixtures.temporaryDirectory("signet-kv-admission")
         _ = try await Self.vaultBackedCA(double, keyName: "ca", directory: directory + "/ca")
-        let server = try ServerProcess(dataDirectory: directory + "/data", environment: Self.environment(double).merging([
-            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_KEYVAULT_URL": double.url, "SIGNET_KEYVAULT_KEY": "ca",
-            "SIGNET_KEYVAULT_CA_FILE": double.caFile, "SIGNET_KEYVAULT_MAX_SIGNS_PER_SECOND": "20",
-            "SIGNET_KEYVAULT_MAX_CONCURRENT_SIGNS": "2", "SIGNET_KEYVAULT_MAX_QUEUED_SIGNS": "6",
-        ]) { $1 })
+        let server = try Self.vaultServer(double, directory: directory, keyName: "ca", extra: [
+            "SIGNET_KEYVAULT_MAX_SIGNS_PER_SECOND": "20", "SIGNET_KEYVAULT_MAX_CONCURRENT_SIGNS": "2", "SIGNET_KEYVAULT_MAX_QUEUED_SIGNS": "6",
+        ])
         defer { server.stop() }
         let token = try server.createToken(name: "kv", allow: ["*.example.com"])
         try JSONSerialization.data(withJSONObject: ["csr": try Fixtures.csr(dnsNames: ["rate.example.com"])])
@@ -178,10 +181,7 @@ struct KeyVaultIssuanceTests {
         default:
             environment["AZURE_IMDS_ENDPOINT"] = double.url + "/metadata/identity/oauth2/token"
         }
-        let server = try ServerProcess(dataDirectory: directory + "/data", environment: environment.merging([
-            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_KEYVAULT_URL": double.url, "SIGNET_KEYVAULT_KEY": "ca",
-            "SIGNET_KEYVAULT_CA_FILE": double.caFile,
-        ]) { $1 })
+        let server = try Self.vaultServer(double, directory: directory, keyName: "ca", authentication: environment)
         defer { server.stop() }
         let token = try server.createToken(name: "kv", allow: ["*.example.com"])
         let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
@@ -197,10 +197,7 @@ struct KeyVaultIssuanceTests {
         defer { double.stop() }
         let directory = try Fixtures.temporaryDirectory("signet-kv-down")
         _ = try await Self.vaultBackedCA(double, keyName: "ca", directory: directory + "/ca")
-        let server = try ServerProcess(dataDirectory: directory + "/data", environment: Self.environment(double).merging([
-            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_KEYVAULT_URL": double.url, "SIGNET_KEYVAULT_KEY": "ca",
-            "SIGNET_KEYVAULT_CA_FILE": double.caFile,
-        ]) { $1 })
+        let server = try Self.vaultServer(double, directory: directory, keyName: "ca")
         defer { server.stop() }
         let token = try server.createToken(name: "kv", allow: ["*.example.com"])
         try double.setFaults(["down": true])
