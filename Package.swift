@@ -75,6 +75,25 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // The PKCS#11 declarations (p11-kit's header; Debian libp11-kit-dev). Modules are dlopen'ed, nothing is linked.
+        .systemLibrary(
+            name: "CPKCS11",
+            pkgConfig: "p11-kit-1",
+            providers: [.apt(["libp11-kit-dev"]), .brew(["p11-kit"])]
+        ),
+        // The CA key on a PKCS#11 token (HSMs, SoftHSM2): module loading, sessions, signing.
+        .target(
+            name: "SignetPKCS11",
+            dependencies: [
+                "CPKCS11", "SignetAuthority", "SignetKeys",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictness
+        ),
         // The issuance ledger and API tokens in SQLite.
         .target(
             name: "SignetLedger",
@@ -96,7 +115,7 @@ let package = Package(
         .target(
             name: "SignetServer",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetLedger", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetLedger", "SignetOpenAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -121,7 +140,7 @@ let package = Package(
         .executableTarget(
             name: "signet",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetLedger", "SignetServer", "SignetOpenAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -149,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "SignetTests",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetLedger", "SignetServer", "SignetOpenAPI",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import SignetKeys
 
 /// Microsoft Entra ID access tokens for Key Vault, by one of three flows, cached and refreshed before expiry.
 ///
@@ -137,10 +138,13 @@ public actor EntraCredential {
     }
 }
 
-public enum EntraError: Error, Equatable, CustomStringConvertible {
+public enum EntraError: SignerFailure, Equatable, CustomStringConvertible {
     case configuration(String)
     case unreachable(String)
     case refused(String)
+
+    /// Every token failure is an authentication failure to whoever watches the signer.
+    public var failureKind: String { "authentication" }
 
     public var description: String {
         switch self {

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import SignetKeys
 
 /// The few Key Vault keys operations Signet uses, with the retry rules Microsoft documents: exponential backoff
 /// with jitter on 5xx, timeouts and dropped connections; `Retry-After` honoured on 429; one fresh token on 401.
@@ -13,6 +14,14 @@ public struct KeyVaultClient: Sendable {
         /// Key Vault's id for the call, to join Signet's ledger with the vault's own logs.
         public let requestID: String?
     }
+
+    /// What the client went through on the way to an answer, for metrics: every 429 it received, and every retry
+    /// with its reason ("throttled", "server_error", "transport").
+    public enum Event: Sendable, Equatable {
+        case throttled
+        case retried(reason: String)
+    }
+    public typealias Observer = @Sendable (Event) -> Void
 
     public struct RetryPolicy: Sendable {
         public var attempts = 5
@@ -27,20 +36,25 @@ public struct KeyVaultClient: Sendable {
     public let credential: EntraCredential
     let http: HTTPClient
     let retry: RetryPolicy
+    let observer: Observer?
     let logger: Logger
 
-    public init(vaultURL: String, apiVersion: String = "7.6", credential: EntraCredential, http: HTTPClient, retry: RetryPolicy = .init(), logger: Logger) {
+    public init(
+        vaultURL: String, apiVersion: String = "7.6", credential: EntraCredential, http: HTTPClient,
+        retry: RetryPolicy = .init(), observer: Observer? = nil, logger: Logger
+    ) {
         self.vaultURL = vaultURL.hasSuffix("/") ? String(vaultURL.dropLast()) : vaultURL
         self.apiVersion = apiVersion
         self.credential = credential
         self.http = http
         self.retry = retry
+        self.observer = observer
         self.logger = logger
     }
 
     /// The same client with another retry policy (readiness probes want one quick attempt).
     public func with(retry: RetryPolicy) -> KeyVaultClient {
-        KeyVaultClient(vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, retry: retry, logger: logger)
+        KeyVaultClient(vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, retry: retry, observer: observer, logger: logger)
     }
 
     public func getKey(name: String, version: String?) async throws -> Answer {
@@ -75,6 +89,7 @@ public struct KeyVaultClient: Sendable {
             } catch {
                 // Timeouts, refused and dropped connections: transient until the attempts run out.
                 guard attempt < retry.attempts else { throw KeyVaultError.unreachable("\(method) \(path): \(error)") }
+                observer?(.retried(reason: "transport"))
                 try await Task.sleep(for: backoff(attempt))
                 continue
             }
@@ -93,10 +108,12 @@ public struct KeyVaultClient: Sendable {
                 attempt -= 1
                 continue
             case 408, 429, 500, 502, 503, 504, 506...599:
+                if status.code == 429 { observer?(.throttled) }
                 guard attempt < retry.attempts else {
                     throw status.code == 429 ? KeyVaultError.throttled(Self.describe(object, status)) : KeyVaultError.unavailable(Self.describe(object, status))
                 }
                 let delay = status.code == 429 ? retryAfter(headers) ?? backoff(attempt) : backoff(attempt)
+                observer?(.retried(reason: status.code == 429 ? "throttled" : "server_error"))
                 logger.debug("Key Vault asked to retry", metadata: ["status": "\(status.code)", "delay": "\(delay)", "path": "\(path)"])
                 try await Task.sleep(for: delay)
             default:
@@ -138,13 +155,24 @@ public struct KeyVaultClient: Sendable {
     }
 }
 
-public enum KeyVaultError: Error, Equatable, CustomStringConvertible {
+public enum KeyVaultError: SignerFailure, Equatable, CustomStringConvertible {
     case unreachable(String)
     case throttled(String)
     case unavailable(String)
     case refused(status: Int, String)
     case invalidAnswer(String)
     case wrongSignature(String)
+
+    public var failureKind: String {
+        switch self {
+        case .unreachable: "unreachable"
+        case .throttled: "throttled"
+        case .unavailable: "unavailable"
+        case .refused: "refused"
+        case .invalidAnswer: "invalid_answer"
+        case .wrongSignature: "wrong_signature"
+        }
+    }
 
     public var description: String {
         switch self {

@@ -11,6 +11,7 @@ public enum KeyVaultConnection {
         apiVersion: String = "7.6",
         caFile: String?,
         environment: [String: String] = ProcessInfo.processInfo.environment,
+        observer: KeyVaultClient.Observer? = nil,
         logger: Logger
     ) throws -> (client: KeyVaultClient, http: HTTPClient) {
         var tls = TLSConfiguration.makeClientConfiguration()
@@ -20,7 +21,8 @@ public enum KeyVaultConnection {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
         do {
             let credential = try EntraCredential.fromEnvironment(environment, http: http)
-            return (KeyVaultClient(vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, logger: logger), http)
+            let client = KeyVaultClient(vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, observer: observer, logger: logger)
+            return (client, http)
         } catch {
             try? http.syncShutdown()
             throw error

@@ -42,9 +42,23 @@ public struct FileKeySigner: CASigner {
     public func checkHealth() async throws {}
 }
 
+/// A signer's error that knows which kind of failure it is, so that metrics and alerts can tell a throttled
+/// vault from an unreachable one or from a wrong signature. Kinds are short snake_case words.
+public protocol SignerFailure: Error {
+    var failureKind: String { get }
+}
+
+public enum SignerFailureKind {
+    /// The kind of any error a signer throws: its own word when it has one, "other" when not.
+    public static func of(_ error: any Error) -> String {
+        (error as? any SignerFailure)?.failureKind ?? "other"
+    }
+}
+
 /// Wraps any CA key so that each signature is timed and reported, whatever backend makes it.
 public struct ObservedPrivateKey: CustomPrivateKey {
-    public typealias Observer = @Sendable (_ seconds: Double, _ succeeded: Bool) -> Void
+    /// Receives each signature's duration and, when it failed, the error.
+    public typealias Observer = @Sendable (_ seconds: Double, _ failure: (any Error)?) -> Void
 
     let inner: Certificate.PrivateKey
     let observer: Observer
@@ -66,10 +80,10 @@ public struct ObservedPrivateKey: CustomPrivateKey {
         let start = ContinuousClock.now
         do {
             let signature = try inner.sign(bytes: bytes, signatureAlgorithm: signatureAlgorithm)
-            observer(Self.seconds(since: start), true)
+            observer(Self.seconds(since: start), nil)
             return signature
         } catch {
-            observer(Self.seconds(since: start), false)
+            observer(Self.seconds(since: start), error)
             throw error
         }
     }
@@ -78,10 +92,10 @@ public struct ObservedPrivateKey: CustomPrivateKey {
         let start = ContinuousClock.now
         do {
             let signature = try await inner.signAsynchronously(bytes: bytes, signatureAlgorithm: signatureAlgorithm)
-            observer(Self.seconds(since: start), true)
+            observer(Self.seconds(since: start), nil)
             return signature
         } catch {
-            observer(Self.seconds(since: start), false)
+            observer(Self.seconds(since: start), error)
             throw error
         }
     }

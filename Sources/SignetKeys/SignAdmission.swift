@@ -32,15 +32,20 @@ public actor SignAdmission {
     /// a renewal sets the certificate's remaining lifetime in seconds.
     @TaskLocal public static var urgency: Double = .greatestFiniteMagnitude
 
+    /// Told the number of waiting and running signatures whenever either changes (the queue-depth gauges).
+    public typealias Observer = @Sendable (_ queued: Int, _ running: Int) -> Void
+
     public let limits: Limits
+    private let observer: Observer?
     private var tokens: Double
     private var lastRefill = ContinuousClock.now
     private var inFlight = 0
     private var queue: [(urgency: Double, order: Int, continuation: CheckedContinuation<Void, Never>)] = []
     private var nextOrder = 0
 
-    public init(limits: Limits) {
+    public init(limits: Limits, observer: Observer? = nil) {
         self.limits = limits
+        self.observer = observer
         self.tokens = limits.burst
     }
 
@@ -63,6 +68,7 @@ public actor SignAdmission {
     private func acquire() async throws {
         if queue.isEmpty, inFlight < limits.maximumConcurrent, takeToken() {
             inFlight += 1
+            observer?(queue.count, inFlight)
             return
         }
         guard queue.count < limits.maximumQueued else {
@@ -75,12 +81,14 @@ public actor SignAdmission {
             let position = queue.firstIndex { ($0.urgency, $0.order) > (urgency, order) } ?? queue.endIndex
             queue.insert((urgency, order, continuation), at: position)
             pump()
+            observer?(queue.count, inFlight)
         }
     }
 
     private func release() {
         inFlight -= 1
         pump()
+        observer?(queue.count, inFlight)
     }
 
     /// Admits waiters while both limits allow; when only the rate stops it, sleeps until the next token and retries.
@@ -107,6 +115,7 @@ public actor SignAdmission {
     private func timerFired() {
         pumpScheduled = false
         pump()
+        observer?(queue.count, inFlight)
     }
 
     private func takeToken() -> Bool {
@@ -121,8 +130,9 @@ public actor SignAdmission {
 }
 
 /// The signer's queue is full: the request was not started and may be retried after `retryAfterSeconds`.
-public struct AdmissionRefused: Error, Equatable, CustomStringConvertible {
+public struct AdmissionRefused: SignerFailure, Equatable, CustomStringConvertible {
     public let retryAfterSeconds: Int
+    public var failureKind: String { "queue_full" }
     public var description: String { "the CA signer is at its rate limit and its queue is full; retry after \(retryAfterSeconds) s" }
 }
 

@@ -1,4 +1,5 @@
 import SignetAuthority
+import SignetKeys
 import SignetLedger
 import Yams
 
@@ -25,6 +26,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var caPassphrase: String?
     /// The intermediate's key in Azure Key Vault instead of a file (ca.keyVault / SIGNET_KEYVAULT_*).
     public var keyVault: KeyVaultSettings?
+    /// The intermediate's key on a PKCS#11 token (an HSM) instead of a file (ca.pkcs11 / SIGNET_PKCS11_*).
+    public var pkcs11: PKCS11Settings?
     public var transport: Transport = .https
     public var tlsCertificate: String?
     public var tlsKey: String?
@@ -41,7 +44,17 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var resolvedDatabasePath: String { databasePath ?? dataDirectory + "/ledger.sqlite" }
     public var resolvedCADirectory: String { caDirectory ?? dataDirectory + "/ca" }
     /// Only the embedded default CA location may be filled with a development CA; a configured one must exist.
-    public var mayCreateDevelopmentCA: Bool { caDirectory == nil }
+    public var mayCreateDevelopmentCA: Bool { caDirectory == nil && keyVault == nil && pkcs11 == nil }
+
+    /// Where the CA key lives, as named in logs and metrics.
+    public var signerBackend: String {
+        keyVault != nil ? "azure-key-vault" : pkcs11 != nil ? "pkcs11" : "file"
+    }
+
+    /// Admission control for a remote key (a vault's quota, an HSM's sessions); a key in memory needs none.
+    public var signerLimits: SignAdmission.Limits? {
+        keyVault?.limits ?? pkcs11?.limits
+    }
 
     /// Reads `path` (if given) and applies the environment.
     public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServerConfiguration {
@@ -78,9 +91,13 @@ public struct ServerConfiguration: Sendable, Equatable {
             caPassphraseFile = ca.passphraseFile ?? caPassphraseFile
             if let vault = ca.keyVault {
                 keyVault = KeyVaultSettings(url: vault.url, keyName: vault.keyName, keyVersion: vault.keyVersion, apiVersion: vault.apiVersion ?? "7.6", caFile: vault.caFile)
-                keyVault?.maximumSignsPerSecond = vault.maxSignsPerSecond ?? 200
-                keyVault?.maximumConcurrentSigns = vault.maxConcurrentSigns ?? 32
-                keyVault?.maximumQueuedSigns = vault.maxQueuedSigns ?? 512
+                keyVault?.limits.apply(vault.maxSignsPerSecond, vault.maxConcurrentSigns, vault.maxQueuedSigns)
+            }
+            if let token = ca.pkcs11 {
+                pkcs11 = PKCS11Settings(module: token.module, tokenLabel: token.tokenLabel, keyLabel: token.keyLabel, keyID: token.keyId)
+                pkcs11?.pinFile = token.pinFile
+                pkcs11?.pinEnvironmentVariable = token.pinEnv
+                pkcs11?.limits.apply(token.maxSignsPerSecond, token.maxConcurrentSigns, token.maxQueuedSigns)
             }
         }
         if let tls = file.tls {
@@ -123,9 +140,35 @@ public struct ServerConfiguration: Sendable, Equatable {
                                         apiVersion: environment["SIGNET_KEYVAULT_API_VERSION"] ?? keyVault?.apiVersion ?? "7.6",
                                         caFile: environment["SIGNET_KEYVAULT_CA_FILE"] ?? keyVault?.caFile)
         }
-        if let value = environment["SIGNET_KEYVAULT_MAX_SIGNS_PER_SECOND"].flatMap(Double.init) { keyVault?.maximumSignsPerSecond = value }
-        if let value = environment["SIGNET_KEYVAULT_MAX_CONCURRENT_SIGNS"].flatMap(Int.init) { keyVault?.maximumConcurrentSigns = value }
-        if let value = environment["SIGNET_KEYVAULT_MAX_QUEUED_SIGNS"].flatMap(Int.init) { keyVault?.maximumQueuedSigns = value }
+        keyVault?.limits.apply(
+            try Self.number(environment, "SIGNET_KEYVAULT_MAX_SIGNS_PER_SECOND"),
+            try Self.number(environment, "SIGNET_KEYVAULT_MAX_CONCURRENT_SIGNS"),
+            try Self.number(environment, "SIGNET_KEYVAULT_MAX_QUEUED_SIGNS")
+        )
+        if let module = environment["SIGNET_PKCS11_MODULE"] {
+            pkcs11 = pkcs11 ?? PKCS11Settings(module: module, tokenLabel: "", keyLabel: nil, keyID: nil)
+            pkcs11?.module = module
+        }
+        if let value = environment["SIGNET_PKCS11_TOKEN"] { pkcs11?.tokenLabel = value }
+        if let value = environment["SIGNET_PKCS11_KEY_LABEL"] {
+            pkcs11?.keyLabel = value
+            pkcs11?.keyID = nil
+        }
+        if let value = environment["SIGNET_PKCS11_KEY_ID"] {
+            pkcs11?.keyID = value
+            pkcs11?.keyLabel = nil
+        }
+        if let value = environment["SIGNET_PKCS11_PIN_FILE"] { pkcs11?.pinFile = value }
+        if let value = environment["SIGNET_PKCS11_PIN_ENV"] { pkcs11?.pinEnvironmentVariable = value }
+        pkcs11?.limits.apply(
+            try Self.number(environment, "SIGNET_PKCS11_MAX_SIGNS_PER_SECOND"),
+            try Self.number(environment, "SIGNET_PKCS11_MAX_CONCURRENT_SIGNS"),
+            try Self.number(environment, "SIGNET_PKCS11_MAX_QUEUED_SIGNS")
+        )
+        guard keyVault == nil || pkcs11 == nil else {
+            throw ConfigurationError("the CA key is either in Key Vault or on a PKCS#11 token, not both")
+        }
+        try pkcs11?.validate()
         if let value = environment["SIGNET_TLS"] { transport = try parse(value, "SIGNET_TLS") }
         if let value = environment["SIGNET_TLS_HOSTNAMES"] { tlsHostnames = value.split(separator: ",").map(String.init) }
         if let value = environment["SIGNET_DEFAULT_DURATION"] { defaultLifetime = try lifetime(value, "SIGNET_DEFAULT_DURATION") }
@@ -144,6 +187,12 @@ public struct ServerConfiguration: Sendable, Equatable {
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         self.host = host.isEmpty ? "0.0.0.0" : host
         self.port = port
+    }
+
+    private static func number<T: LosslessStringConvertible>(_ environment: [String: String], _ key: String) throws -> T? {
+        guard let text = environment[key] else { return nil }
+        guard let value = T(text) else { throw ConfigurationError("\(key): '\(text)' is not a number") }
+        return value
     }
 
     private func parse<T: RawRepresentable>(_ value: String, _ key: String) throws -> T where T.RawValue == String {
@@ -170,9 +219,68 @@ public struct KeyVaultSettings: Sendable, Equatable {
     public var caFile: String?
     /// Admission control, so Signet stays inside the vault's quota (software EC keys: 4,000 operations per 10 s
     /// per vault, shared with everything else using it).
-    public var maximumSignsPerSecond: Double = 200
-    public var maximumConcurrentSigns = 32
-    public var maximumQueuedSigns = 512
+    public var limits = SignAdmission.Limits(ratePerSecond: 200, maximumConcurrent: 32, maximumQueued: 512)
+}
+
+public struct PKCS11Settings: Sendable, Equatable {
+    /// The vendor's PKCS#11 library, loaded at start (e.g. /usr/lib/softhsm/libsofthsm2.so).
+    public var module: String
+    public var tokenLabel: String
+    /// The key pair is found by its CKA_LABEL or by its CKA_ID (hex); exactly one is set.
+    public var keyLabel: String?
+    public var keyID: String?
+    /// The user PIN: the first line of a file, or the value of an environment variable.
+    public var pinFile: String?
+    public var pinEnvironmentVariable: String?
+    /// The concurrency limit is also the number of sessions opened on the token.
+    public var limits = SignAdmission.Limits(ratePerSecond: 10_000, burst: 1_000, maximumConcurrent: 4, maximumQueued: 1_024)
+
+    public init(module: String, tokenLabel: String, keyLabel: String?, keyID: String?) {
+        self.module = module
+        self.tokenLabel = tokenLabel
+        self.keyLabel = keyLabel
+        self.keyID = keyID
+    }
+
+    /// The user PIN, read when the signer starts (never kept in the configuration).
+    public func readPIN(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [UInt8] {
+        if let pinFile {
+            do {
+                return try PassphraseFile.read(pinFile)
+            } catch {
+                throw ConfigurationError("cannot read the PKCS#11 PIN file \(pinFile)")
+            }
+        }
+        guard let name = pinEnvironmentVariable, let value = environment[name] else {
+            throw ConfigurationError("the PKCS#11 PIN variable \(pinEnvironmentVariable ?? "") is not set")
+        }
+        return Array(value.utf8)
+    }
+
+    func validate() throws {
+        guard !tokenLabel.isEmpty else { throw ConfigurationError("the PKCS#11 token needs its label: ca.pkcs11.tokenLabel or SIGNET_PKCS11_TOKEN") }
+        guard (keyLabel != nil) != (keyID != nil) else {
+            throw ConfigurationError("the PKCS#11 key needs exactly one of keyLabel and keyId (SIGNET_PKCS11_KEY_LABEL, SIGNET_PKCS11_KEY_ID)")
+        }
+        if let keyID, keyID.isEmpty || keyID.count % 2 != 0 || !keyID.allSatisfy(\.isHexDigit) {
+            throw ConfigurationError("the PKCS#11 key id '\(keyID)' is not hex (e.g. 01 or a1b2)")
+        }
+        guard pinFile != nil || pinEnvironmentVariable != nil else {
+            throw ConfigurationError("the PKCS#11 token needs a PIN: ca.pkcs11.pinFile or pinEnv (SIGNET_PKCS11_PIN_FILE, SIGNET_PKCS11_PIN_ENV)")
+        }
+    }
+}
+
+extension SignAdmission.Limits {
+    /// Overrides whichever of the three limits are given.
+    mutating func apply(_ perSecond: Double?, _ concurrent: Int?, _ queued: Int?) {
+        if let perSecond {
+            ratePerSecond = perSecond
+            burst = max(1, perSecond / 10)
+        }
+        if let concurrent { maximumConcurrent = max(1, concurrent) }
+        if let queued { maximumQueued = max(0, queued) }
+    }
 }
 
 public struct ConfigurationError: Error, CustomStringConvertible {
@@ -186,6 +294,18 @@ private struct ConfigurationFile: Decodable {
         var directory: String?
         var passphraseFile: String?
         var keyVault: KeyVault?
+        var pkcs11: PKCS11?
+    }
+    struct PKCS11: Decodable {
+        var module: String
+        var tokenLabel: String
+        var keyLabel: String?
+        var keyId: String?
+        var pinFile: String?
+        var pinEnv: String?
+        var maxSignsPerSecond: Double?
+        var maxConcurrentSigns: Int?
+        var maxQueuedSigns: Int?
     }
     struct KeyVault: Decodable {
         var url: String
@@ -230,7 +350,8 @@ private struct ConfigurationFile: Decodable {
     /// setting is an error, never silently the default.
     static let knownKeys: [String: Set<String>] = [
         "": ["listen", "dataDirectory", "database", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates"],
-        "ca": ["directory", "passphraseFile", "keyVault"],
+        "ca": ["directory", "passphraseFile", "keyVault", "pkcs11"],
+        "ca.pkcs11": ["module", "tokenLabel", "keyLabel", "keyId", "pinFile", "pinEnv", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
         "ca.keyVault": ["url", "keyName", "keyVersion", "apiVersion", "caFile", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
         "tls": ["mode", "certificate", "key", "hostnames", "clientAuth", "clientCA"],
         "issuance": ["defaultDuration", "maxDuration"],

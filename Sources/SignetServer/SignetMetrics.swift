@@ -1,4 +1,5 @@
 import Prometheus
+import SignetKeys
 import SignetLedger
 
 #if canImport(FoundationEssentials)
@@ -15,8 +16,11 @@ public final class SignetMetrics: Sendable {
     private let refused: Counter
     private let failed: Counter
     private let issuanceLatency: DurationHistogram
+    private let signerBackend: String
     private let signerLatency: DurationHistogram
-    private let signerErrors: Counter
+    private let signerThrottled: Counter
+    private let signerQueued: Gauge
+    private let signerRunning: Gauge
     private let certificatesByStatus: [CertificateStatus: Gauge]
     private let earliestExpiry: Gauge
 
@@ -44,8 +48,17 @@ public final class SignetMetrics: Sendable {
             labels: [("backend", signerBackend)],
             buckets: Self.latencyBuckets
         )
-        signerErrors = registry.makeCounter(
-            descriptor: .init(namespace: "signet", metricName: "signer_errors", unitName: "total", helpText: "Signatures the CA key failed to make."),
+        self.signerBackend = signerBackend
+        signerThrottled = registry.makeCounter(
+            descriptor: .init(namespace: "signet", metricName: "signer_throttled_responses", unitName: "total", helpText: "429 answers from the remote signer (each one, retried or not)."),
+            labels: [("backend", signerBackend)]
+        )
+        signerQueued = registry.makeGauge(
+            descriptor: .init(namespace: "signet", metricName: "signer_queue_depth", unitName: "", helpText: "Signatures waiting for admission to the signer's rate and concurrency limits."),
+            labels: [("backend", signerBackend)]
+        )
+        signerRunning = registry.makeGauge(
+            descriptor: .init(namespace: "signet", metricName: "signer_in_flight", unitName: "", helpText: "Signatures admitted and not yet answered."),
             labels: [("backend", signerBackend)]
         )
         var byStatus: [CertificateStatus: Gauge] = [:]
@@ -69,9 +82,37 @@ public final class SignetMetrics: Sendable {
     func recordRefused() { refused.increment() }
     func recordFailed() { failed.increment() }
 
-    public func recordSignature(seconds: Double, succeeded: Bool) {
+    /// One signature's duration; a failure is also counted by its kind (throttled, unreachable, queue_full, …).
+    public func recordSignature(seconds: Double, failure: (any Error)?) {
         signerLatency.record(.nanoseconds(Int64(seconds * 1e9)))
-        if !succeeded { signerErrors.increment() }
+        if let failure {
+            // The registry hands back the same counter for the same labels; failures are rare, so the lookup is cheap.
+            registry.makeCounter(
+                descriptor: Self.signerErrors, labels: [("backend", signerBackend), ("kind", SignerFailureKind.of(failure))]
+            ).increment()
+        }
+    }
+
+    public func recordThrottledResponse() { signerThrottled.increment() }
+
+    public func recordRetry(reason: String) {
+        registry.makeCounter(descriptor: Self.signerRetries, labels: [("backend", signerBackend), ("reason", reason)]).increment()
+    }
+
+    public func recordAdmission(queued: Int, running: Int) {
+        signerQueued.set(Double(queued))
+        signerRunning.set(Double(running))
+    }
+
+    private static var signerErrors: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "signet", metricName: "signer_errors", unitName: "total", helpText: "Signatures the CA key failed to make, by kind of failure."
+        )
+    }
+    private static var signerRetries: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "signet", metricName: "signer_retries", unitName: "total", helpText: "Calls to the remote signer retried, by reason: throttled, server_error, transport."
+        )
     }
 
     /// Refreshes the ledger gauges and renders the exposition text.

@@ -11,6 +11,7 @@ import ServiceLifecycle
 import SignetAuthority
 import SignetKeyVault
 import SignetKeys
+import SignetPKCS11
 import SignetLedger
 import SignetOpenAPI
 import SwiftASN1
@@ -56,42 +57,69 @@ public struct SignetServer: Sendable {
             initializer.organization = "Signet Development"
             try await initializer.create(in: directory, overwrite: false)
         }
-        let (signer, http) = try await makeSigner(configuration, directory: directory, logger: logger)
-        let ledger = try CertificateLedger(path: configuration.resolvedDatabasePath, durability: configuration.durability)
-        let metrics = SignetMetrics(signerBackend: signer.backend)
-        var custodyKey = signer.privateKey
-        if let vault = configuration.keyVault {
-            // Admission wraps the vault key; the observer outside it times the vault call plus the wait for a turn.
-            let admission = SignAdmission(limits: .init(
-                ratePerSecond: vault.maximumSignsPerSecond, maximumConcurrent: vault.maximumConcurrentSigns, maximumQueued: vault.maximumQueuedSigns
-            ))
-            custodyKey = Certificate.PrivateKey(AdmittedPrivateKey(custodyKey, admission: admission))
+        let metrics = SignetMetrics(signerBackend: configuration.signerBackend)
+        let (signer, http) = try await makeSigner(configuration, directory: directory, metrics: metrics, logger: logger)
+        do {
+            var custodyKey = signer.privateKey
+            if let limits = configuration.signerLimits {
+                // Admission wraps the remote key; the observer outside it times the remote call plus the wait for a turn.
+                let admission = SignAdmission(limits: limits) { queued, running in
+                    metrics.recordAdmission(queued: queued, running: running)
+                }
+                custodyKey = Certificate.PrivateKey(AdmittedPrivateKey(custodyKey, admission: admission))
+            }
+            let observed = Certificate.PrivateKey(ObservedPrivateKey(custodyKey) { seconds, failure in
+                metrics.recordSignature(seconds: seconds, failure: failure)
+            })
+            let ca = try await CALoader.load(from: directory, signer: FileKeySigner(privateKey: observed))
+            let ledger = try CertificateLedger(path: configuration.resolvedDatabasePath, durability: configuration.durability)
+            logger.info("CA loaded", metadata: [
+                "subject": "\(ca.certificate.subject)", "keyID": "\(ca.keyIdentifier.hexString)",
+                "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(configuration.resolvedDatabasePath)",
+                "durability": "\(configuration.durability.rawValue)",
+            ])
+            let issuance = try IssuanceService(ca: ca, ledger: ledger, metrics: metrics, logger: logger)
+            let authenticator = CallerAuthenticator(
+                ledger: ledger, defaultLifetime: configuration.defaultLifetime,
+                cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: configuration.clientCertificatePolicies
+            )
+            return SignetServer(configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator, signer: signer, http: http, logger: logger)
+        } catch {
+            // A CA that fails its checks stops the start; the remote signer's client is closed first.
+            try? await http?.shutdown()
+            throw error
         }
-        let observed = Certificate.PrivateKey(ObservedPrivateKey(custodyKey) { seconds, succeeded in
-            metrics.recordSignature(seconds: seconds, succeeded: succeeded)
-        })
-        let ca = try await CALoader.load(from: directory, signer: FileKeySigner(privateKey: observed))
-        logger.info("CA loaded", metadata: [
-            "subject": "\(ca.certificate.subject)", "keyID": "\(ca.keyIdentifier.hexString)",
-            "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(configuration.resolvedDatabasePath)",
-            "durability": "\(configuration.durability.rawValue)",
-        ])
-        let issuance = try IssuanceService(ca: ca, ledger: ledger, metrics: metrics, logger: logger)
-        let authenticator = CallerAuthenticator(
-            ledger: ledger, defaultLifetime: configuration.defaultLifetime,
-            cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: configuration.clientCertificatePolicies
-        )
-        return SignetServer(configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator, signer: signer, http: http, logger: logger)
     }
 
-    /// The CA key's custody: Key Vault when configured, otherwise the key file of the CA directory.
-    private static func makeSigner(_ configuration: ServerConfiguration, directory: CADirectory, logger: Logger) async throws -> (any CASigner, HTTPClient?) {
+    /// The CA key's custody: Key Vault or a PKCS#11 token when configured, otherwise the key file of the CA directory.
+    private static func makeSigner(
+        _ configuration: ServerConfiguration, directory: CADirectory, metrics: SignetMetrics, logger: Logger
+    ) async throws -> (any CASigner, HTTPClient?) {
+        if let token = configuration.pkcs11 {
+            let signer = try await PKCS11Signer.connect(
+                module: token.module,
+                key: PKCS11KeyReference(tokenLabel: token.tokenLabel, keyLabel: token.keyLabel, keyID: token.keyID.flatMap(PKCS11KeyReference.keyID(hex:))),
+                pin: try token.readPIN(),
+                sessions: token.limits.maximumConcurrent
+            )
+            logger.info("CA key on a PKCS#11 token", metadata: ["key": "\(signer.reference.uri)", "module": "\(token.module)"])
+            return (signer, nil)
+        }
         guard let vault = configuration.keyVault else {
             let passphrase = try configuration.caPassphrase.map { Array($0.utf8) }
                 ?? configuration.caPassphraseFile.map { try PassphraseFile.read($0) }
             return (try FileKeySigner(path: directory.key, passphrase: passphrase), nil)
         }
-        let (client, http) = try KeyVaultConnection.open(vaultURL: vault.url, apiVersion: vault.apiVersion, caFile: vault.caFile, logger: logger)
+        let (client, http) = try KeyVaultConnection.open(
+            vaultURL: vault.url, apiVersion: vault.apiVersion, caFile: vault.caFile,
+            observer: { event in
+                switch event {
+                case .throttled: metrics.recordThrottledResponse()
+                case .retried(let reason): metrics.recordRetry(reason: reason)
+                }
+            },
+            logger: logger
+        )
         do {
             let signer = try await KeyVaultSigner.connect(client: client, keyName: vault.keyName, keyVersion: vault.keyVersion)
             logger.info("CA key in Azure Key Vault", metadata: ["kid": "\(signer.keyID)", "auth": "\(client.credential.flow)", "pinned": "\(vault.keyVersion != nil)"])

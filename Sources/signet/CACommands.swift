@@ -3,7 +3,7 @@ import SignetAuthority
 import SignetKeyVault
 import SwiftASN1
 import SignetKeys
-import X509
+import SignetPKCS11
 import X509
 
 #if canImport(Glibc)
@@ -55,14 +55,28 @@ struct CACommand: AsyncParsableCommand {
         @Option(help: "Create a new key (or key version) in the vault first: ec-p256, ec-p384 or rsa-3072.")
         var createKey: String?
 
-        @Flag(help: "With --key-vault: write the intermediate's CSR (signed in the vault) for an external root, and stop.")
+        @OptionGroup var token: PKCS11Options
+
+        @Flag(help: "With --key-vault or --pkcs11-module: write the intermediate's CSR (signed by that key) for an external root, and stop.")
         var csrOnly = false
 
         func run() async throws {
+            if vault.keyVault != nil, token.pkcs11Module != nil {
+                throw ValidationError("give at most one of --key-vault and --pkcs11-module")
+            }
             if let url = vault.keyVault {
                 try await initWithKeyVault(url: url)
                 return
             }
+            if token.pkcs11Module != nil {
+                let signer = try await token.connect()
+                try await initWithExternalKey(
+                    signer, keyDescription: signer.reference.uri,
+                    serveHint: token.serveHint, importHint: token.importHint
+                )
+                return
+            }
+            guard !csrOnly else { throw ValidationError("--csr-only needs --key-vault or --pkcs11-module") }
             guard let algorithm = KeyAlgorithm(rawValue: keyType), algorithm != .ed25519 else {
                 throw ValidationError("--key-type must be one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096")
             }
@@ -78,8 +92,7 @@ struct CACommand: AsyncParsableCommand {
             print("keys:         \(dir)/root.key, \(dir)/intermediate.key (0600). Keep root.key offline.")
         }
 
-        /// The intermediate's key stays in Key Vault: the CSR is signed there (which proves the vault holds the
-        /// key), then the local offline root signs the certificate, or the CSR is written out for another root.
+        /// Uses (or first creates) the Key Vault key as the intermediate's key.
         func initWithKeyVault(url: String) async throws {
             let keyName = try vault.requiredKeyName()
             let parameters: [String: any Sendable]? = switch createKey {
@@ -94,36 +107,46 @@ struct CACommand: AsyncParsableCommand {
                     _ = try await client.createKey(name: keyName, parameters: parameters)
                 }
                 let signer = try await KeyVaultSigner.connect(client: client, keyName: keyName, keyVersion: nil)
-                let subject = try DistinguishedName {
-                    OrganizationName(org)
-                    CommonName("\(org) Intermediate CA")
-                }
-                let csr = try await CertificateSigningRequest(
-                    version: .v1, subject: subject, asyncPrivateKey: signer.privateKey,
-                    attributes: CertificateSigningRequest.Attributes(),
-                    signatureAlgorithm: try IssuingCA.signatureAlgorithm(for: signer.privateKey.publicKey)
+                let version = URL(string: signer.keyID)?.lastPathComponent ?? ""
+                try await initWithExternalKey(
+                    signer, keyDescription: signer.keyID,
+                    serveHint: "SIGNET_KEYVAULT_URL=\(url) SIGNET_KEYVAULT_KEY=\(keyName) SIGNET_KEYVAULT_KEY_VERSION=\(version)",
+                    importHint: "--key-vault \(url) --key-name \(keyName)"
                 )
-                guard csr.publicKey.isValidSignature(csr.signature, for: csr) else {
-                    throw CommandFailure("the CSR signed in Key Vault does not verify; nothing was written")
-                }
-                let directory = CADirectory(path: dir)
-                if csrOnly {
-                    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                    try PEMFiles.write(try csr.serializeAsPEM().pemString + "\n", to: dir + "/intermediate.csr", mode: 0o644, overwrite: force)
-                    print("csr:          \(dir)/intermediate.csr (signed by \(signer.keyID))")
-                    print("next:         have your root sign it, then 'signet ca import --cert <intermediate.crt> --root <root.crt> --key-vault \(url) --key-name \(keyName)'")
-                    return
-                }
-                var initializer = CAInitializer()
-                initializer.organization = org
-                initializer.rootLifetime = try lifetime(rootValidity, "--root-validity")
-                initializer.intermediateLifetime = try lifetime(intermediateValidity, "--intermediate-validity")
-                initializer.passphrase = try passphraseFile.map(PassphraseInput.read(file:))
-                let result = try await initializer.create(in: directory, overwrite: force, externalIntermediateKey: csr.publicKey)
-                print("root:         \(dir)/root.crt  (\(result.root.subject), until \(result.root.notValidAfter.formatted(.iso8601)))")
-                print("intermediate: \(dir)/intermediate.crt  (key \(signer.keyID))")
-                print("serve with:   SIGNET_CA_DIR=\(dir) SIGNET_KEYVAULT_URL=\(url) SIGNET_KEYVAULT_KEY=\(keyName) SIGNET_KEYVAULT_KEY_VERSION=\(URL(string: signer.keyID)?.lastPathComponent ?? "")")
             }
+        }
+
+        /// The intermediate's key stays where it is (a vault, a token): the CSR is signed there, which proves the key
+        /// is usable, then the local offline root signs the certificate, or the CSR is written out for another root.
+        func initWithExternalKey(_ signer: some CASigner, keyDescription: String, serveHint: String, importHint: String) async throws {
+            let subject = try DistinguishedName {
+                OrganizationName(org)
+                CommonName("\(org) Intermediate CA")
+            }
+            let csr = try await CertificateSigningRequest(
+                version: .v1, subject: subject, asyncPrivateKey: signer.privateKey,
+                attributes: CertificateSigningRequest.Attributes(),
+                signatureAlgorithm: try IssuingCA.signatureAlgorithm(for: signer.privateKey.publicKey)
+            )
+            guard csr.publicKey.isValidSignature(csr.signature, for: csr) else {
+                throw CommandFailure("the CSR signed by \(keyDescription) does not verify; nothing was written")
+            }
+            if csrOnly {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try PEMFiles.write(try csr.serializeAsPEM().pemString + "\n", to: dir + "/intermediate.csr", mode: 0o644, overwrite: force)
+                print("csr:          \(dir)/intermediate.csr (signed by \(keyDescription))")
+                print("next:         have your root sign it, then 'signet ca import --cert <intermediate.crt> --root <root.crt> \(importHint)'")
+                return
+            }
+            var initializer = CAInitializer()
+            initializer.organization = org
+            initializer.rootLifetime = try lifetime(rootValidity, "--root-validity")
+            initializer.intermediateLifetime = try lifetime(intermediateValidity, "--intermediate-validity")
+            initializer.passphrase = try passphraseFile.map(PassphraseInput.read(file:))
+            let result = try await initializer.create(in: CADirectory(path: dir), overwrite: force, externalIntermediateKey: csr.publicKey)
+            print("root:         \(dir)/root.crt  (\(result.root.subject), until \(result.root.notValidAfter.formatted(.iso8601)))")
+            print("intermediate: \(dir)/intermediate.crt  (key \(keyDescription))")
+            print("serve with:   SIGNET_CA_DIR=\(dir) \(serveHint)")
         }
     }
 
@@ -148,6 +171,8 @@ struct CACommand: AsyncParsableCommand {
         @Option(help: "The Key Vault key's version (default: the current one).")
         var keyVersion: String?
 
+        @OptionGroup var token: PKCS11Options
+
         @Option(help: "The root certificate (PEM).")
         var root: String
 
@@ -168,17 +193,19 @@ struct CACommand: AsyncParsableCommand {
 
         func run() async throws {
             let source: CAImporter.KeySource
-            switch (key, vault.keyVault) {
-            case let (path?, nil):
+            switch (key, vault.keyVault, token.pkcs11Module) {
+            case let (path?, nil, nil):
                 source = .file(path: path, passphrase: try PassphraseInput.resolve(file: passphraseFile, environment: passphraseEnv))
-            case let (nil, url?):
+            case let (nil, url?, nil):
                 let keyName = try vault.requiredKeyName()
                 let publicKey = try await vault.session(url: url) { client in
                     try await KeyVaultSigner.connect(client: client, keyName: keyName, keyVersion: keyVersion).privateKey.publicKey
                 }
                 source = .external(publicKey)
+            case (nil, nil, _?):
+                source = .external(try await token.connect().privateKey.publicKey)
             default:
-                throw ValidationError("give exactly one of --key and --key-vault")
+                throw ValidationError("give exactly one of --key, --key-vault and --pkcs11-module")
             }
             do {
                 try await CAImporter.importCA(
@@ -251,5 +278,59 @@ struct KeyVaultOptions: ParsableArguments {
             vaultURL: url, caFile: vaultCAFile ?? ProcessInfo.processInfo.environment["SIGNET_KEYVAULT_CA_FILE"],
             logger: Logger(label: "signet"), body
         )
+    }
+}
+
+/// Where a CA key on a PKCS#11 token is, for `ca init` and `ca import`.
+struct PKCS11Options: ParsableArguments {
+    @Option(help: "The HSM vendor's PKCS#11 library holding the intermediate's key (e.g. /usr/lib/softhsm/libsofthsm2.so).")
+    var pkcs11Module: String?
+
+    @Option(help: "The token's label (with --pkcs11-module).")
+    var tokenLabel: String?
+
+    @Option(help: "The key pair's CKA_LABEL on the token.")
+    var keyLabel: String?
+
+    @Option(help: "The key pair's CKA_ID on the token, in hex (instead of --key-label).")
+    var keyID: String?
+
+    @Option(help: "A file whose first line is the token's user PIN.")
+    var pinFile: String?
+
+    @Option(help: "An environment variable holding the token's user PIN.")
+    var pinEnv: String?
+
+    func connect() async throws -> PKCS11Signer {
+        guard let module = pkcs11Module, let tokenLabel else { throw ValidationError("--pkcs11-module needs --token-label") }
+        guard (keyLabel != nil) != (keyID != nil) else { throw ValidationError("--pkcs11-module needs exactly one of --key-label and --key-id") }
+        let id = try keyID.map { hex in
+            guard let bytes = PKCS11KeyReference.keyID(hex: hex) else { throw ValidationError("--key-id '\(hex)' is not hex") }
+            return bytes
+        }
+        guard let pin = try PassphraseInput.resolve(file: pinFile, environment: pinEnv) else {
+            throw ValidationError("--pkcs11-module needs --pin-file or --pin-env")
+        }
+        return try await PKCS11Signer.connect(
+            module: module, key: PKCS11KeyReference(tokenLabel: tokenLabel, keyLabel: keyLabel, keyID: id), pin: pin, sessions: 1
+        )
+    }
+
+    /// How `signet serve` finds the same key (the PIN by the same route).
+    var serveHint: String {
+        var settings = ["SIGNET_PKCS11_MODULE=\(pkcs11Module ?? "")", "SIGNET_PKCS11_TOKEN=\(tokenLabel ?? "")"]
+        if let keyLabel { settings.append("SIGNET_PKCS11_KEY_LABEL=\(keyLabel)") }
+        if let keyID { settings.append("SIGNET_PKCS11_KEY_ID=\(keyID)") }
+        if let pinFile { settings.append("SIGNET_PKCS11_PIN_FILE=\(pinFile)") }
+        if let pinEnv { settings.append("SIGNET_PKCS11_PIN_ENV=\(pinEnv)") }
+        return settings.joined(separator: " ")
+    }
+
+    var importHint: String {
+        var options = ["--pkcs11-module \(pkcs11Module ?? "")", "--token-label \(tokenLabel ?? "")"]
+        if let keyLabel { options.append("--key-label \(keyLabel)") }
+        if let keyID { options.append("--key-id \(keyID)") }
+        options.append(pinFile.map { "--pin-file \($0)" } ?? "--pin-env \(pinEnv ?? "")")
+        return options.joined(separator: " ")
     }
 }

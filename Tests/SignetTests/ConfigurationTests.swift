@@ -1,5 +1,6 @@
 import Foundation
 import SignetAuthority
+import SignetKeys
 import SignetLedger
 import SignetServer
 import Testing
@@ -38,6 +39,36 @@ struct ConfigurationTests {
         #expect(configuration.clientCertificatePolicies.first?.policy.allowedProfiles == [.server])
     }
 
+    @Test("the CA key on a PKCS#11 token: YAML, environment overrides, admission limits")
+    func pkcs11Settings() throws {
+        let path = try Fixtures.temporaryDirectory() + "/signet.yaml"
+        try """
+            ca:
+              directory: /etc/signet/ca
+              pkcs11:
+                module: /usr/lib/softhsm/libsofthsm2.so
+                tokenLabel: ca-token
+                keyLabel: intermediate
+                pinFile: /run/secrets/pin
+                maxConcurrentSigns: 8
+            """.write(to: path)
+        let configuration = try ServerConfiguration.load(path: path, environment: ["SIGNET_PKCS11_KEY_ID": "a1b2", "SIGNET_PKCS11_MAX_SIGNS_PER_SECOND": "500"])
+        let token = try #require(configuration.pkcs11)
+        #expect(token.module == "/usr/lib/softhsm/libsofthsm2.so" && token.tokenLabel == "ca-token")
+        #expect(token.keyID == "a1b2" && token.keyLabel == nil, "the environment's key id replaces the file's label")
+        #expect(token.pinFile == "/run/secrets/pin")
+        #expect(configuration.signerBackend == "pkcs11")
+        #expect(configuration.signerLimits == .init(ratePerSecond: 500, burst: 50, maximumConcurrent: 8, maximumQueued: 1_024))
+
+        let fromEnvironment = try ServerConfiguration.load(path: nil, environment: [
+            "SIGNET_PKCS11_MODULE": "/lib/hsm.so", "SIGNET_PKCS11_TOKEN": "t", "SIGNET_PKCS11_KEY_LABEL": "k", "SIGNET_PKCS11_PIN_ENV": "HSM_PIN",
+        ])
+        #expect(fromEnvironment.pkcs11?.pinEnvironmentVariable == "HSM_PIN" && !fromEnvironment.mayCreateDevelopmentCA)
+        #expect(throws: ConfigurationError.self) {
+            try ServerConfiguration.load(path: nil, environment: ["SIGNET_KEYVAULT_URL": "https://v", "SIGNET_KEYVAULT_KEY": "k", "SIGNET_KEYVAULT_MAX_QUEUED_SIGNS": "many"])
+        }
+    }
+
     @Test("a misspelt key, a bad value or a default beyond the maximum is an error that names it", arguments: [
         ("listen: 127.0.0.1:8443\ndurabilty: full\n", "unknown setting 'durabilty'"),
         ("tls:\n  clientAuht: optional\n", "unknown setting 'tls.clientAuht'"),
@@ -45,6 +76,11 @@ struct ConfigurationTests {
         ("durability: sometimes\n", "durability: 'sometimes' is not a valid value"),
         ("issuance:\n  defaultDuration: 100d\n  maxDuration: 90d\n", "exceeds the maximum"),
         ("issuance:\n  maxDuration: forever\n", "issuance.maxDuration"),
+        ("ca:\n  pkcs11:\n    module: /m.so\n    tokenLabel: t\n    pinFile: /p\n", "exactly one of keyLabel and keyId"),
+        ("ca:\n  pkcs11:\n    module: /m.so\n    tokenLabel: t\n    keyId: 0x1\n    pinFile: /p\n", "key id '0x1' is not hex"),
+        ("ca:\n  pkcs11:\n    module: /m.so\n    tokenLabel: t\n    keyLabel: k\n", "needs a PIN"),
+        ("ca:\n  pkcs11:\n    module: /m.so\n    tokenLabel: t\n    keyLabel: k\n    pin: '1234'\n", "unknown setting 'ca.pkcs11.pin'"),
+        ("ca:\n  keyVault:\n    url: https://v\n    keyName: k\n  pkcs11:\n    module: /m.so\n    tokenLabel: t\n    keyLabel: k\n    pinFile: /p\n", "not both"),
     ])
     func errors(_ yaml: String, _ message: String) throws {
         let path = try Fixtures.temporaryDirectory() + "/signet.yaml"

@@ -15,10 +15,12 @@ struct KeyVaultIssuanceTests {
          "AZURE_AUTHORITY_HOST": double.url]
     }
 
-    /// Creates a P-256 key in the vault and a CA directory whose intermediate certificate is for that key.
-    static func vaultBackedCA(_ double: KeyVaultDoubleProcess, keyName: String, directory: String) async throws -> String {
+    static let p256: [String: any Sendable] = ["kty": "EC", "crv": "P-256", "key_ops": ["sign", "verify"]]
+
+    /// Creates a key in the vault (P-256 unless told) and a CA directory whose intermediate certificate is for it.
+    static func vaultBackedCA(_ double: KeyVaultDoubleProcess, keyName: String, directory: String, key: [String: any Sendable] = p256) async throws -> String {
         try await KeyVaultConnection.with(vaultURL: double.url, caFile: double.caFile, environment: environment(double), logger: Logger(label: "test")) { client in
-            _ = try await client.createKey(name: keyName, parameters: ["kty": "EC", "crv": "P-256", "key_ops": ["sign", "verify"]])
+            _ = try await client.createKey(name: keyName, parameters: key)
             let signer = try await KeyVaultSigner.connect(client: client, keyName: keyName, keyVersion: nil)
             try await CAInitializer().create(in: CADirectory(path: directory), overwrite: false, externalIntermediateKey: signer.privateKey.publicKey)
             return signer.keyID
@@ -64,6 +66,11 @@ struct KeyVaultIssuanceTests {
         let stats = try double.stats()
         #expect((stats["throttled"] as? Int ?? 0) >= 1 && (stats["errors_5xx"] as? Int ?? 0) >= 1, "throttling and 5xx were exercised: \(stats)")
         #expect(Set(serials).count == 6)
+        let metrics = try server.metrics()
+        #expect(metrics.contains(#"signet_signer_throttled_responses_total{backend="azure-key-vault"} \#(stats["throttled"] as? Int ?? -1)"#), "\(metrics)")
+        #expect(metrics.contains(#"signet_signer_retries_total{backend="azure-key-vault",reason="throttled"}"#))
+        #expect(metrics.contains(#"signet_signer_retries_total{backend="azure-key-vault",reason="server_error"}"#))
+        #expect(!metrics.contains("signet_signer_errors_total"), "every retry succeeded, so no signature failed")
 
         let ledger = try DatabaseQueue(path: directory + "/data/ledger.sqlite")
         let rows = try ledger.read { db in
@@ -76,6 +83,41 @@ struct KeyVaultIssuanceTests {
         }
         let shown = try server.signet(["certs", "show", try #require(serials.first), "--json", "--server", server.url, "--token", token, "--cacert", server.rootCertificate])
         #expect(shown.output.contains(#""signerKeyVersion":"\#(kid)""#) && shown.output.contains("signerRequestId"), "\(shown.output)")
+    }
+
+    @Test("serving: an RSA vault key signs RS256 certificates; a pinned key version keeps signing after the key rotates; a current version that does not match the intermediate stops the start")
+    func servingKeyVersions() async throws {
+        let double = try KeyVaultDoubleProcess()
+        defer { double.stop() }
+        let directory = try Fixtures.temporaryDirectory("signet-kv-versions")
+        let kid = try await Self.vaultBackedCA(double, keyName: "rsa-ca", directory: directory + "/ca", key: ["kty": "RSA", "key_size": 3072, "key_ops": ["sign", "verify"]])
+        let pinned = try #require(kid.split(separator: "/").last.map(String.init))
+
+        // A new version of the key: the intermediate certificate is still for the old one.
+        try await KeyVaultConnection.with(vaultURL: double.url, caFile: double.caFile, environment: Self.environment(double), logger: Logger(label: "test")) { client in
+            _ = try await client.createKey(name: "rsa-ca", parameters: ["kty": "RSA", "key_size": 3072, "key_ops": ["sign", "verify"]])
+        }
+        #expect(throws: ServerProcess.ServerFailed.self) {
+            let unpinned = try Self.vaultServer(double, directory: directory + "/unpinned", keyName: "rsa-ca", extra: ["SIGNET_CA_DIR": directory + "/ca"])
+            unpinned.stop()
+        }
+        let refusal = (try? String(contentsOfFile: directory + "/unpinned/data/serve.log", encoding: .utf8)) ?? ""
+        #expect(refusal.contains("key check failed") && refusal.components(separatedBy: "SHA-256 ").count == 3, "both fingerprints: \(refusal)")
+
+        let server = try Self.vaultServer(double, directory: directory, keyName: "rsa-ca", extra: ["SIGNET_KEYVAULT_KEY_VERSION": pinned])
+        defer { server.stop() }
+        let token = try server.createToken(name: "kv", allow: ["*.example.com"])
+        let out = directory + "/out"
+        let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                        "--generate-key", "ecdsa-p256", "--dns", "rsa.example.com", "--out", out])
+        #expect(issued.succeeded, "\(issued.error)\n\(server.logText)")
+        let verify = try Tool.run("openssl", ["verify", "-CAfile", out + "/ca.crt", "-untrusted", server.intermediateCertificate, out + "/tls.crt"])
+        #expect(verify.succeeded, "\(verify.output)\(verify.error)")
+        let text = try Tool.run("openssl", ["x509", "-in", out + "/tls.crt", "-noout", "-text"]).output
+        #expect(text.contains("Signature Algorithm: sha256WithRSAEncryption"), "\(text)")
+        let ledger = try DatabaseQueue(path: directory + "/data/ledger.sqlite")
+        let versions = try await ledger.read { db in try String.fetchAll(db, sql: "SELECT signer_key_version FROM certificates WHERE requester = 'token:kv'") }
+        #expect(versions == [kid], "signed by the pinned version, not the newer one")
     }
 
     @Test("signet ca init --key-vault creates the key, has the CSR signed in the vault, and the CA serves; --csr-only writes the CSR")
@@ -153,6 +195,9 @@ struct KeyVaultIssuanceTests {
         #expect(issued.count + busy.count == 16, "\(answers.map { $0.prefix(40) })")
         #expect(issued.count >= 8 && !busy.isEmpty, "issued \(issued.count), refused \(busy.count)")
         #expect(busy.allSatisfy { $0.contains("Retry-After:") && $0.contains("signer-busy") })
+        let metrics = try server.metrics()
+        #expect(metrics.contains(#"signet_signer_errors_total{backend="azure-key-vault",kind="queue_full"} \#(busy.count)"#), "\(metrics)")
+        #expect(metrics.contains(#"signet_signer_queue_depth{backend="azure-key-vault"} 0"#) && metrics.contains(#"signet_signer_in_flight{backend="azure-key-vault"} 0"#))
         let signs = (try double.stats()["sign_ok"] as? Int ?? 0) - signsBefore
         #expect(signs == issued.count, "every answer with a certificate is one signature; refused requests never reached the vault")
         // The first two start at once (the burst), the rest at no more than 20 per second.
@@ -209,6 +254,9 @@ struct KeyVaultIssuanceTests {
         #expect(Date().timeIntervalSince(started) < 20, "bounded retries, not a hang")
         let ready = try Tool.run("curl", ["-s", "--max-time", "10", "--cacert", server.rootCertificate, "-w", "\n%{http_code}", server.url + "/readyz"])
         #expect(ready.output.hasSuffix("503") && ready.output.contains("Key Vault"), "/readyz says the vault is failing: \(ready.output)")
+        let metrics = try server.metrics()
+        #expect(metrics.contains(#"signet_signer_errors_total{backend="azure-key-vault",kind="unreachable"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"signet_signer_retries_total{backend="azure-key-vault",reason="transport"}"#))
 
         try double.setFaults(["down": false])
         let resumed = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,

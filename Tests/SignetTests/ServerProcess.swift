@@ -48,6 +48,11 @@ final class ServerProcess: @unchecked Sendable {
         throw ServerFailed(log: "not healthy after 30 s\n" + logText)
     }
 
+    /// The Prometheus exposition text of /metrics.
+    func metrics() throws -> String {
+        try Tool.run("curl", ["-sf", "--max-time", "10", "--cacert", rootCertificate, url + "/metrics"]).output
+    }
+
     var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
     func signet(_ arguments: [String], input: String? = nil) throws -> Tool.Result {
