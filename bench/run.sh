@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Signet against cfssl on loopback, same machine, same P-256 CA, same pre-generated P-256 CSRs.
-# Usage: bash bench/run.sh [seconds per point, default 10]
-# Prints issuances/s, p50, p99 and peak RSS for each concurrency, the in-process crypto ceiling, and the
-# 1M-row ledger query times. Everything it starts is stopped when it exits.
+# Signet against cfssl on loopback, same machine, same P-256 CA, same pre-generated P-256 CSRs; then Signet with
+# its CA key in (the double of) Azure Key Vault and on a SoftHSM2 token, against the key file.
+# Usage: bash bench/run.sh [seconds per point, default 10] [all|cfssl|signers|vault|hsm, default all]
+# Prints issuances/s, p50, p99 and peak RSS for each concurrency, the in-process crypto ceiling, the 1M-row
+# ledger query times, and the remote-signer table. Everything it starts is stopped when it exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=${1:-10}
+mode=${2:-all}
 rows=${SIGNET_BENCH_ROWS:-1000000}
 
-bash scripts/ensure-packages.sh wrk golang-cfssl sqlite3 libsqlite3-dev openssl curl
+bash scripts/ensure-packages.sh wrk golang-cfssl sqlite3 libsqlite3-dev libp11-kit-dev pkg-config openssl curl \
+    python3-pip softhsm2 opensc
+python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install -q cryptography
 
 echo "building release..." >&2
 swift build -c release --product signet >&2
@@ -25,42 +29,6 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
-# One CA for both: Signet's `ca init` (P-256), the intermediate handed to cfssl as a SEC1 key.
-"$bin/signet" ca init --dir "$work/ca" --org "Bench" >/dev/null
-openssl ec -in "$work/ca/intermediate.key" -out "$work/ca/intermediate-sec1.key" 2>/dev/null
-"$bin/signet-bench" csrs 4000 "$work"
-
-# cfssl: `cfssl serve` with a SQLite certdb in WAL mode (synchronous=NORMAL, as measured in shared/baselines.md).
-sqlite3 "$work/cfssl.db" <<'SQL' >/dev/null
-PRAGMA journal_mode = WAL;
-CREATE TABLE certificates (
-  serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, ca_label blob, status blob NOT NULL,
-  reason int, expiry timestamp, revoked_at timestamp, pem blob NOT NULL,
-  PRIMARY KEY(serial_number, authority_key_identifier));
-CREATE TABLE ocsp_responses (
-  serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, body blob NOT NULL, expiry timestamp,
-  PRIMARY KEY(serial_number, authority_key_identifier));
-SQL
-cat > "$work/cfssl-db.json" <<JSON
-{"driver": "sqlite3", "data_source": "file:$work/cfssl.db?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000"}
-JSON
-cat > "$work/cfssl-config.json" <<'JSON'
-{"signing": {"default": {"expiry": "2160h", "usages": ["digital signature", "server auth"]}}}
-JSON
-cfssl_port=$(free_port)
-cfssl serve -address 127.0.0.1 -port "$cfssl_port" -ca "$work/ca/intermediate.crt" -ca-key "$work/ca/intermediate-sec1.key" \
-    -config "$work/cfssl-config.json" -db-config "$work/cfssl-db.json" -loglevel 5 >"$work/cfssl.log" 2>&1 &
-cfssl_pid=$!; pids+=("$cfssl_pid")
-wait_http "http://127.0.0.1:$cfssl_port/api/v1/cfssl/info" || { cat "$work/cfssl.log"; exit 1; }
-
-# Signet: plain HTTP like cfssl (TLS is not what is compared), ledger synchronous=FULL (stronger than cfssl's NORMAL).
-signet_port=$(free_port)
-SIGNET_DATA_DIR="$work/signet" SIGNET_CA_DIR="$work/ca" SIGNET_TLS=http SIGNET_LISTEN="127.0.0.1:$signet_port" \
-    SIGNET_DURABILITY=full "$bin/signet" serve --log-level warning >"$work/signet.log" 2>&1 &
-signet_pid=$!; pids+=("$signet_pid")
-wait_http "http://127.0.0.1:$signet_port/healthz" || { cat "$work/signet.log"; exit 1; }
-token=$(SIGNET_DATA_DIR="$work/signet" "$bin/signet" token create --name bench --allow '*.example.com' 2>/dev/null)
-
 run_point() { # service url bodies token concurrency -> "rate p50_ms p99_ms errors"
     local threads=$(( $5 < 2 ? 1 : 2 ))
     local line
@@ -73,27 +41,149 @@ print(f'{rate:.0f} {int(fields["p50_us"])/1000:.2f} {int(fields["p99_us"])/1000:
 PY
 }
 
-# Warm both up (JIT-free, but page cache, connection pools and SQLite caches).
-run_point cfssl "http://127.0.0.1:$cfssl_port/api/v1/cfssl/sign" "$work/cfssl-bodies.txt" "" 8 >/dev/null
-run_point signet "http://127.0.0.1:$signet_port/v1/certificates" "$work/signet-bodies.txt" "$token" 8 >/dev/null
+# `signet serve` NAME on a free port over plain HTTP (TLS is not what is compared), ledger synchronous=FULL,
+# with the extra environment given. Sets $signet_pid, $signet_url and $token (allowed *.example.com).
+start_signet() {
+    local name=$1; shift
+    local port
+    port=$(free_port)
+    env SIGNET_DATA_DIR="$work/$name" SIGNET_TLS=http SIGNET_LISTEN="127.0.0.1:$port" SIGNET_DURABILITY=full "$@" \
+        "$bin/signet" serve --log-level warning >"$work/$name.log" 2>&1 &
+    signet_pid=$!; pids+=("$signet_pid")
+    signet_url="http://127.0.0.1:$port/v1/certificates"
+    wait_http "http://127.0.0.1:$port/healthz" || { cat "$work/$name.log"; exit 1; }
+    token=$(SIGNET_DATA_DIR="$work/$name" "$bin/signet" token create --name bench --allow '*.example.com' 2>/dev/null)
+}
 
-printf '\n%-6s | %-34s | %-34s | %s\n' "conc." "cfssl 1.2 (SQLite WAL, sync=NORMAL)" "Signet (SQLite WAL, sync=FULL)" "Signet/cfssl"
-printf '%-6s | %-34s | %-34s | %s\n' "" "issued/s   p50 ms   p99 ms  errors" "issued/s   p50 ms   p99 ms  errors" "issued/s"
-for concurrency in 1 8 64; do
-    read -r c_rate c_p50 c_p99 c_err < <(run_point cfssl "http://127.0.0.1:$cfssl_port/api/v1/cfssl/sign" "$work/cfssl-bodies.txt" "" "$concurrency")
-    read -r s_rate s_p50 s_p99 s_err < <(run_point signet "http://127.0.0.1:$signet_port/v1/certificates" "$work/signet-bodies.txt" "$token" "$concurrency")
-    ratio=$(python3 -c "print(f'{$s_rate / max($c_rate, 1):.2f}x')")
-    printf '%-6s | %8s %8s %8s %7s | %8s %8s %8s %7s | %s\n' "$concurrency" "$c_rate" "$c_p50" "$c_p99" "$c_err" "$s_rate" "$s_p50" "$s_p99" "$s_err" "$ratio"
-done
-printf 'peak RSS: cfssl %s MB, Signet %s MB\n' "$(peak_rss_mb "$cfssl_pid")" "$(peak_rss_mb "$signet_pid")"
-printf 'rows recorded: cfssl %s, Signet %s (every 201 is a committed row)\n' \
-    "$(sqlite3 "$work/cfssl.db" 'select count(*) from certificates')" \
-    "$(sqlite3 "$work/signet/ledger.sqlite" "select count(*) from certificates where requester = 'token:bench'")"
-kill "$cfssl_pid" "$signet_pid"
+# One CA for all: Signet's `ca init` (P-256), the intermediate handed to cfssl as a SEC1 key.
+"$bin/signet" ca init --dir "$work/ca" --org "Bench" >/dev/null
+openssl ec -in "$work/ca/intermediate.key" -out "$work/ca/intermediate-sec1.key" 2>/dev/null
+"$bin/signet-bench" csrs 4000 "$work"
 
-echo
-"$bin/signet-bench" ceiling 5 | sed 's/^CEILING /in-process ceiling (parse + verify CSR, build + sign, no HTTP, no SQLite): /'
+bench_cfssl() {
+    # cfssl: `cfssl serve` with a SQLite certdb in WAL mode (synchronous=NORMAL, as measured in shared/baselines.md).
+    sqlite3 "$work/cfssl.db" <<'SQL' >/dev/null
+PRAGMA journal_mode = WAL;
+CREATE TABLE certificates (
+  serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, ca_label blob, status blob NOT NULL,
+  reason int, expiry timestamp, revoked_at timestamp, pem blob NOT NULL,
+  PRIMARY KEY(serial_number, authority_key_identifier));
+CREATE TABLE ocsp_responses (
+  serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, body blob NOT NULL, expiry timestamp,
+  PRIMARY KEY(serial_number, authority_key_identifier));
+SQL
+    cat > "$work/cfssl-db.json" <<JSON
+{"driver": "sqlite3", "data_source": "file:$work/cfssl.db?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000"}
+JSON
+    cat > "$work/cfssl-config.json" <<'JSON'
+{"signing": {"default": {"expiry": "2160h", "usages": ["digital signature", "server auth"]}}}
+JSON
+    cfssl_port=$(free_port)
+    cfssl serve -address 127.0.0.1 -port "$cfssl_port" -ca "$work/ca/intermediate.crt" -ca-key "$work/ca/intermediate-sec1.key" \
+        -config "$work/cfssl-config.json" -db-config "$work/cfssl-db.json" -loglevel 5 >"$work/cfssl.log" 2>&1 &
+    cfssl_pid=$!; pids+=("$cfssl_pid")
+    wait_http "http://127.0.0.1:$cfssl_port/api/v1/cfssl/info" || { cat "$work/cfssl.log"; exit 1; }
 
-echo
-echo "ledger queries with $rows rows (first run fills the file; SIGNET_BENCH_ROWS to change):"
-"$bin/signet-bench" ledger "$rows" "${SIGNET_BENCH_LEDGER:-$work/ledger-1m.sqlite}" | sed 's/^QUERY /  /; s/^LEDGER /  /'
+    # Signet: plain HTTP like cfssl, ledger synchronous=FULL (stronger than cfssl's NORMAL).
+    start_signet signet SIGNET_CA_DIR="$work/ca"
+
+    # Warm both up (JIT-free, but page cache, connection pools and SQLite caches).
+    run_point cfssl "http://127.0.0.1:$cfssl_port/api/v1/cfssl/sign" "$work/cfssl-bodies.txt" "" 8 >/dev/null
+    run_point signet "$signet_url" "$work/signet-bodies.txt" "$token" 8 >/dev/null
+
+    printf '\n%-6s | %-34s | %-34s | %s\n' "conc." "cfssl 1.2 (SQLite WAL, sync=NORMAL)" "Signet (SQLite WAL, sync=FULL)" "Signet/cfssl"
+    printf '%-6s | %-34s | %-34s | %s\n' "" "issued/s   p50 ms   p99 ms  errors" "issued/s   p50 ms   p99 ms  errors" "issued/s"
+    for concurrency in 1 8 64; do
+        read -r c_rate c_p50 c_p99 c_err < <(run_point cfssl "http://127.0.0.1:$cfssl_port/api/v1/cfssl/sign" "$work/cfssl-bodies.txt" "" "$concurrency")
+        read -r s_rate s_p50 s_p99 s_err < <(run_point signet "$signet_url" "$work/signet-bodies.txt" "$token" "$concurrency")
+        ratio=$(python3 -c "print(f'{$s_rate / max($c_rate, 1):.2f}x')")
+        printf '%-6s | %8s %8s %8s %7s | %8s %8s %8s %7s | %s\n' "$concurrency" "$c_rate" "$c_p50" "$c_p99" "$c_err" "$s_rate" "$s_p50" "$s_p99" "$s_err" "$ratio"
+    done
+    printf 'peak RSS: cfssl %s MB, Signet %s MB\n' "$(peak_rss_mb "$cfssl_pid")" "$(peak_rss_mb "$signet_pid")"
+    printf 'rows recorded: cfssl %s, Signet %s (every 201 is a committed row)\n' \
+        "$(sqlite3 "$work/cfssl.db" 'select count(*) from certificates')" \
+        "$(sqlite3 "$work/signet/ledger.sqlite" "select count(*) from certificates where requester = 'token:bench'")"
+    kill "$cfssl_pid" "$signet_pid"
+}
+
+bench_ceiling_and_ledger() {
+    echo
+    "$bin/signet-bench" ceiling 5 | sed 's/^CEILING /in-process ceiling (parse + verify CSR, build + sign, no HTTP, no SQLite): /'
+
+    echo
+    echo "ledger queries with $rows rows (first run fills the file; SIGNET_BENCH_ROWS to change):"
+    "$bin/signet-bench" ledger "$rows" "${SIGNET_BENCH_LEDGER:-$work/ledger-1m.sqlite}" | sed 's/^QUERY /  /; s/^LEDGER /  /'
+}
+
+# The CA key in Key Vault: the double (HTTPS + Entra ID) holds every sign call for 20 ms and Signet is told the vault
+# allows 200 signs/s (SIGNET_BENCH_VAULT_LATENCY_MS, SIGNET_BENCH_VAULT_LIMIT): throughput should sit at the limit,
+# far above the 50/s of waiting for each answer, with the wait for a turn bounded by the queue.
+bench_vault() {
+    local latency=${SIGNET_BENCH_VAULT_LATENCY_MS:-20} limit=${SIGNET_BENCH_VAULT_LIMIT:-200} tenant=00000000-0000-0000-0000-000000000001
+    local vault="$work/vault"
+    mkdir -p "$vault"
+    python3 Tests/KeyVaultDouble/keyvault_double.py --dir "$vault" --tenant "$tenant" --client-secret bench >"$vault/out" 2>"$vault/err" &
+    pids+=($!)
+    for _ in $(seq 1 100); do grep -q READY "$vault/out" 2>/dev/null && break; sleep 0.1; done
+    local vault_url
+    vault_url="https://127.0.0.1:$(awk '/READY/ {print $2}' "$vault/out")"
+    local azure=(AZURE_TENANT_ID="$tenant" AZURE_CLIENT_ID=signet AZURE_CLIENT_SECRET=bench AZURE_AUTHORITY_HOST="$vault_url"
+                 SIGNET_KEYVAULT_CA_FILE="$vault/ca.crt")
+    vault_admin() { curl -sf --cacert "$vault/ca.crt" -X POST --data-binary "$2" "$vault_url/_admin/$1" >/dev/null; }
+    vault_stat() { curl -sf --cacert "$vault/ca.crt" "$vault_url/_admin/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+    env "${azure[@]}" "$bin/signet" ca init --dir "$work/vault-ca" --org Bench --key-vault "$vault_url" --key-name bench --create-key ec-p256 >/dev/null
+    vault_admin faults "{\"latency_ms\": $latency}"
+    start_signet vault "${azure[@]}" SIGNET_CA_DIR="$work/vault-ca" SIGNET_KEYVAULT_URL="$vault_url" SIGNET_KEYVAULT_KEY=bench \
+        SIGNET_KEYVAULT_MAX_SIGNS_PER_SECOND="$limit"
+    run_point vault "$signet_url" "$work/signet-bodies.txt" "$token" 8 >/dev/null
+
+    printf '\nCA key in Key Vault (double): %s ms a sign call, limit %s signs/s; waiting for each answer would give %s/s\n' \
+        "$latency" "$limit" "$((1000 / latency))"
+    printf '%-6s | %-34s | %s\n' "conc." "issued/s   p50 ms   p99 ms  errors" "vault: signs/s in its busiest second, most in flight"
+    for concurrency in 8 64; do
+        vault_admin stats/reset '{}'
+        read -r rate p50 p99 errors < <(run_point vault "$signet_url" "$work/signet-bodies.txt" "$token" "$concurrency")
+        printf '%-6s | %8s %8s %8s %7s | %s, %s\n' "$concurrency" "$rate" "$p50" "$p99" "$errors" \
+            "$(vault_stat sign_per_second_max)" "$(vault_stat sign_in_flight_max)"
+    done
+    printf 'peak RSS: Signet %s MB\n' "$(peak_rss_mb "$signet_pid")"
+    kill "$signet_pid"
+}
+
+# SoftHSM2 against the key file: a token of its own, the key pair generated on it.
+bench_hsm() {
+    local hsm="$work/softhsm" module=/usr/lib/softhsm/libsofthsm2.so
+    mkdir -p "$hsm/tokens"
+    printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' "$hsm" >"$hsm/softhsm2.conf"
+    export SOFTHSM2_CONF="$hsm/softhsm2.conf" BENCH_PIN=1234
+    softhsm2-util --init-token --free --label bench --pin "$BENCH_PIN" --so-pin 12345678 >/dev/null
+    pkcs11-tool --module "$module" --token-label bench --login --pin "$BENCH_PIN" --keypairgen --key-type EC:prime256v1 --label ca --id 01 >/dev/null 2>&1
+    "$bin/signet" ca init --dir "$work/hsm-ca" --org Bench --pkcs11-module "$module" --token-label bench --key-label ca --pin-env BENCH_PIN >/dev/null
+    start_signet hsm SIGNET_CA_DIR="$work/hsm-ca" SIGNET_PKCS11_MODULE="$module" SIGNET_PKCS11_TOKEN=bench SIGNET_PKCS11_KEY_LABEL=ca \
+        SIGNET_PKCS11_PIN_ENV=BENCH_PIN
+    local hsm_pid=$signet_pid hsm_url=$signet_url hsm_token=$token
+    start_signet file SIGNET_CA_DIR="$work/ca"
+    run_point hsm "$hsm_url" "$work/signet-bodies.txt" "$hsm_token" 8 >/dev/null
+    run_point file "$signet_url" "$work/signet-bodies.txt" "$token" 8 >/dev/null
+
+    printf '\n%-6s | %-34s | %-34s | %s\n' "conc." "key file (P-256)" "SoftHSM2 2.6 token (P-256, 4 sessions)" "token/file"
+    printf '%-6s | %-34s | %-34s | %s\n' "" "issued/s   p50 ms   p99 ms  errors" "issued/s   p50 ms   p99 ms  errors" "issued/s"
+    for concurrency in 1 8 64; do
+        read -r f_rate f_p50 f_p99 f_err < <(run_point file "$signet_url" "$work/signet-bodies.txt" "$token" "$concurrency")
+        read -r h_rate h_p50 h_p99 h_err < <(run_point hsm "$hsm_url" "$work/signet-bodies.txt" "$hsm_token" "$concurrency")
+        ratio=$(python3 -c "print(f'{$h_rate / max($f_rate, 1):.2f}x')")
+        printf '%-6s | %8s %8s %8s %7s | %8s %8s %8s %7s | %s\n' "$concurrency" "$f_rate" "$f_p50" "$f_p99" "$f_err" "$h_rate" "$h_p50" "$h_p99" "$h_err" "$ratio"
+    done
+    printf 'peak RSS: key file %s MB, SoftHSM2 %s MB\n' "$(peak_rss_mb "$signet_pid")" "$(peak_rss_mb "$hsm_pid")"
+    kill "$signet_pid" "$hsm_pid"
+}
+
+case "$mode" in
+    cfssl) bench_cfssl; bench_ceiling_and_ledger ;;
+    signers) bench_vault; bench_hsm ;;
+    vault) bench_vault ;;
+    hsm) bench_hsm ;;
+    all) bench_cfssl; bench_ceiling_and_ledger; bench_vault; bench_hsm ;;
+    *) echo "mode must be all, cfssl, signers, vault or hsm" >&2; exit 2 ;;
+esac

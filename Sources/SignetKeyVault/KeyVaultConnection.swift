@@ -11,6 +11,7 @@ public enum KeyVaultConnection {
         apiVersion: String = "7.6",
         caFile: String?,
         environment: [String: String] = ProcessInfo.processInfo.environment,
+        maximumConnections: Int = 8,
         observer: KeyVaultClient.Observer? = nil,
         logger: Logger
     ) throws -> (client: KeyVaultClient, http: HTTPClient) {
@@ -18,7 +19,10 @@ public enum KeyVaultConnection {
         if let caFile {
             tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))]
         }
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        // As many connections as signatures may be in flight, or the pool, not the admission limit, caps concurrency.
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, maximumConnections)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
             let credential = try EntraCredential.fromEnvironment(environment, http: http)
             let client = KeyVaultClient(vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, observer: observer, logger: logger)

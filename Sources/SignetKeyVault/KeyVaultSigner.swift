@@ -37,18 +37,12 @@ public struct KeyVaultSigner: CASigner {
 
 /// A Key Vault key as swift-certificates sees it: signing hashes the bytes here, sends the digest, converts the
 /// answer to what X.509 carries, and verifies it against the public key before anyone can use it.
-struct KeyVaultKey: CustomPrivateKey {
+struct KeyVaultKey: CustodyKey {
     let client: KeyVaultClient
     let name: String
     let version: String
     let kid: String
     let publicKey: Certificate.PublicKey
-
-    var defaultSignatureAlgorithm: Certificate.SignatureAlgorithm {
-        (try? IssuingCA.signatureAlgorithm(for: publicKey)) ?? .ecdsaWithSHA256
-    }
-
-    var supportedSignatureAlgorithms: [Certificate.SignatureAlgorithm] { [defaultSignatureAlgorithm] }
 
     func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws -> Certificate.Signature {
         throw KeyVaultError.invalidAnswer("a Key Vault key signs only asynchronously")
@@ -68,28 +62,15 @@ struct KeyVaultKey: CustomPrivateKey {
             throw KeyVaultError.invalidAnswer("the sign answer has no value")
         }
         // X.509 carries ECDSA signatures as DER SEQUENCE { r, s }; Key Vault returns JOSE's raw r||s.
-        let signatureBytes = alg.hasPrefix("ES") ? try Self.derECDSA(fromRaw: raw) : raw
+        guard let signatureBytes = alg.hasPrefix("ES") ? RawECDSASignature.der(raw) : raw else {
+            throw KeyVaultError.invalidAnswer("an ECDSA signature of \(raw.count) bytes")
+        }
         let signature = try Certificate.Signature(signatureAlgorithm: signatureAlgorithm, signatureBytes: ASN1BitString(bytes: signatureBytes[...]))
         guard publicKey.isValidSignature(signatureBytes, for: bytes, signatureAlgorithm: signatureAlgorithm) else {
             throw KeyVaultError.wrongSignature("request \(answer.requestID ?? "?")")
         }
         SignatureReceipt.current?.record(.init(keyVersion: (answer.json["kid"] as? String) ?? kid, requestID: answer.requestID))
         return signature
-    }
-
-    static func derECDSA(fromRaw raw: [UInt8]) throws -> [UInt8] {
-        switch raw.count {
-        case 64: return Array(try P256.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
-        case 96: return Array(try P384.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
-        case 132: return Array(try P521.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
-        default: throw KeyVaultError.invalidAnswer("an ECDSA signature of \(raw.count) bytes")
-        }
-    }
-
-    static var defaultPEMDiscriminator: String { "PRIVATE KEY" }
-
-    func serialize(into coder: inout DER.Serializer) throws {
-        throw KeyVaultError.invalidAnswer("a Key Vault key cannot be exported")
     }
 
     static func == (lhs: Self, rhs: Self) -> Bool { lhs.kid == rhs.kid }

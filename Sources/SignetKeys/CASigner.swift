@@ -56,7 +56,7 @@ public enum SignerFailureKind {
 }
 
 /// Wraps any CA key so that each signature is timed and reported, whatever backend makes it.
-public struct ObservedPrivateKey: CustomPrivateKey {
+public struct ObservedPrivateKey: CustodyKey {
     /// Receives each signature's duration and, when it failed, the error.
     public typealias Observer = @Sendable (_ seconds: Double, _ failure: (any Error)?) -> Void
 
@@ -69,12 +69,6 @@ public struct ObservedPrivateKey: CustomPrivateKey {
     }
 
     public var publicKey: Certificate.PublicKey { inner.publicKey }
-
-    public var defaultSignatureAlgorithm: Certificate.SignatureAlgorithm {
-        (try? IssuingCA.signatureAlgorithm(for: inner.publicKey)) ?? .ecdsaWithSHA256
-    }
-
-    public var supportedSignatureAlgorithms: [Certificate.SignatureAlgorithm] { [defaultSignatureAlgorithm] }
 
     public func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws -> Certificate.Signature {
         let start = ContinuousClock.now
@@ -98,13 +92,6 @@ public struct ObservedPrivateKey: CustomPrivateKey {
             observer(Self.seconds(since: start), error)
             throw error
         }
-    }
-
-    /// The private key itself never leaves custody through this wrapper.
-    public static var defaultPEMDiscriminator: String { "PRIVATE KEY" }
-
-    public func serialize(into coder: inout DER.Serializer) throws {
-        throw KeyError.unreadable("a CA signing key cannot be exported")
     }
 
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.inner == rhs.inner }

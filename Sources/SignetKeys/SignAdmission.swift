@@ -55,6 +55,11 @@ public actor SignAdmission {
     /// Runs `work` once admitted. Throws `AdmissionRefused` without waiting when the queue is full.
     public func run<T: Sendable>(_ work: @Sendable () async throws -> T) async throws -> T {
         try await acquire()
+        if Task.isCancelled {
+            // The caller gave up while waiting: its turn passes on without spending a signature.
+            release()
+            throw CancellationError()
+        }
         do {
             let result = try await work()
             release()
@@ -137,7 +142,7 @@ public struct AdmissionRefused: SignerFailure, Equatable, CustomStringConvertibl
 }
 
 /// A CA key behind admission control: every signature waits for its turn.
-public struct AdmittedPrivateKey: CustomPrivateKey {
+public struct AdmittedPrivateKey: CustodyKey {
     let inner: Certificate.PrivateKey
     let admission: SignAdmission
 
@@ -147,10 +152,6 @@ public struct AdmittedPrivateKey: CustomPrivateKey {
     }
 
     public var publicKey: Certificate.PublicKey { inner.publicKey }
-    public var defaultSignatureAlgorithm: Certificate.SignatureAlgorithm {
-        (try? IssuingCA.signatureAlgorithm(for: inner.publicKey)) ?? .ecdsaWithSHA256
-    }
-    public var supportedSignatureAlgorithms: [Certificate.SignatureAlgorithm] { [defaultSignatureAlgorithm] }
 
     public func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws -> Certificate.Signature {
         try inner.sign(bytes: bytes, signatureAlgorithm: signatureAlgorithm)
@@ -163,8 +164,6 @@ public struct AdmittedPrivateKey: CustomPrivateKey {
         }
     }
 
-    public static var defaultPEMDiscriminator: String { "PRIVATE KEY" }
-    public func serialize(into coder: inout DER.Serializer) throws { throw KeyError.unreadable("a CA signing key cannot be exported") }
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.inner == rhs.inner }
     public func hash(into hasher: inout Hasher) { hasher.combine(inner) }
 }

@@ -200,17 +200,11 @@ actor SessionPool {
 }
 
 /// The private key on the token as swift-certificates sees it.
-struct PKCS11Key: CustomPrivateKey {
+struct PKCS11Key: CustodyKey {
     let token: PKCS11Token
     let handle: CK_OBJECT_HANDLE
     let publicKey: Certificate.PublicKey
     let uri: String
-
-    var defaultSignatureAlgorithm: Certificate.SignatureAlgorithm {
-        (try? IssuingCA.signatureAlgorithm(for: publicKey)) ?? .ecdsaWithSHA256
-    }
-
-    var supportedSignatureAlgorithms: [Certificate.SignatureAlgorithm] { [defaultSignatureAlgorithm] }
 
     func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws -> Certificate.Signature {
         throw PKCS11Error.unusable("a token key signs only asynchronously")
@@ -230,26 +224,14 @@ struct PKCS11Key: CustomPrivateKey {
             try module.sign(session: session, key: handle, mechanism: mechanism, parameter: nil, data: input)
         }
         // CKM_ECDSA answers r||s; X.509 carries DER SEQUENCE { r, s }.
-        let signatureBytes = ecdsa ? try Self.derECDSA(fromRaw: raw) : raw
+        guard let signatureBytes = ecdsa ? RawECDSASignature.der(raw) : raw else {
+            throw PKCS11Error.unusable("an ECDSA signature of \(raw.count) bytes")
+        }
         guard publicKey.isValidSignature(signatureBytes, for: bytes, signatureAlgorithm: signatureAlgorithm) else {
             throw PKCS11Error.wrongSignature(uri)
         }
         SignatureReceipt.current?.record(.init(keyVersion: uri, requestID: nil))
         return try Certificate.Signature(signatureAlgorithm: signatureAlgorithm, signatureBytes: ASN1BitString(bytes: signatureBytes[...]))
-    }
-
-    static func derECDSA(fromRaw raw: [UInt8]) throws -> [UInt8] {
-        switch raw.count {
-        case 64: return Array(try P256.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
-        case 96: return Array(try P384.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
-        default: throw PKCS11Error.unusable("an ECDSA signature of \(raw.count) bytes")
-        }
-    }
-
-    static var defaultPEMDiscriminator: String { "PRIVATE KEY" }
-
-    func serialize(into coder: inout DER.Serializer) throws {
-        throw PKCS11Error.unusable("a token key cannot be exported")
     }
 
     static func == (lhs: Self, rhs: Self) -> Bool { lhs.uri == rhs.uri && lhs.handle == rhs.handle }

@@ -111,7 +111,7 @@ public struct SignetServer: Sendable {
             return (try FileKeySigner(path: directory.key, passphrase: passphrase), nil)
         }
         let (client, http) = try KeyVaultConnection.open(
-            vaultURL: vault.url, apiVersion: vault.apiVersion, caFile: vault.caFile,
+            vaultURL: vault.url, apiVersion: vault.apiVersion, caFile: vault.caFile, maximumConnections: vault.limits.maximumConcurrent,
             observer: { event in
                 switch event {
                 case .throttled: metrics.recordThrottledResponse()

@@ -11,7 +11,8 @@ It speaks the real wire protocol, as far as Signet and Microsoft's SDK use it:
 - Key Vault's error JSON, `x-ms-request-id` on every answer;
 - faults set at run time through `POST /_admin/faults`: latency, 429 with Retry-After (every Nth sign), 5xx (at a
   rate or every Nth sign), dropped connections, an outage.
-`GET /_admin/stats` reports what it served. Everything is in memory; one process per test run.
+`GET /_admin/stats` reports what it served (`POST /_admin/stats/reset` zeroes it). Everything is in memory; one
+process per test run.
 
 Usage: keyvault_double.py --dir DIR [--port 0] [--client-secret S] [--tenant T]
 It prints `READY <port>` on stdout once it listens.
@@ -62,9 +63,13 @@ class Vault:
         self.tenant = tenant
         self.faults = {"latency_ms": 0, "throttle_every": 0, "retry_after": 1, "error_rate": 0.0, "error_every": 0, "drop_rate": 0.0,
                        "down": False, "token_lifetime": 3600}
+        # sign_in_flight_max: most sign calls inside the vault at once; sign_per_second_max: most sign calls that
+        # arrived within one whole second (what a quota would count).
         self.stats = {"sign": 0, "sign_ok": 0, "throttled": 0, "errors_5xx": 0, "dropped": 0, "tokens": 0,
-                      "challenges": 0, "token_requests": {}}
+                      "challenges": 0, "token_requests": {}, "sign_in_flight_max": 0, "sign_per_second_max": 0}
         self.sign_counter = 0
+        self.sign_in_flight = 0
+        self.sign_second = (0, 0)  # (whole second, calls that arrived in it)
 
     def create_key(self, name: str, params: dict):
         kty = params.get("kty", "EC")
@@ -141,6 +146,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     vault: Vault = None  # set by main
     base_url = ""
 
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm holds the body back until
+    # the client's delayed ACK (about 40 ms), a stall real Key Vault does not have.
+    disable_nagle_algorithm = True
+
     def log_message(self, format, *args):  # quiet: tests read stats instead
         pass
 
@@ -200,6 +209,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.answer(200, vault.faults)
         if parts == ["stats"]:
             with vault.lock:
+                return self.answer(200, vault.stats)
+        if parts == ["stats", "reset"] and method == "POST":
+            with vault.lock:
+                for name, value in vault.stats.items():
+                    vault.stats[name] = {} if isinstance(value, dict) else 0
                 return self.answer(200, vault.stats)
         self.error(404, "NotFound", "unknown admin route")
 
@@ -308,6 +322,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             vault.stats["sign"] += 1
             vault.sign_counter += 1
             count = vault.sign_counter
+            vault.sign_in_flight += 1
+            vault.stats["sign_in_flight_max"] = max(vault.stats["sign_in_flight_max"], vault.sign_in_flight)
+            second = int(time.time())
+            arrived = vault.sign_second[1] + 1 if vault.sign_second[0] == second else 1
+            vault.sign_second = (second, arrived)
+            vault.stats["sign_per_second_max"] = max(vault.stats["sign_per_second_max"], arrived)
+        try:
+            return self.sign_admitted(name, version, faults, count)
+        finally:
+            with vault.lock:
+                vault.sign_in_flight -= 1
+
+    def sign_admitted(self, name, version, faults, count):
+        vault = self.vault
         if faults["latency_ms"]:
             time.sleep(faults["latency_ms"] / 1000)
         if faults["drop_rate"] and random.random() < faults["drop_rate"]:

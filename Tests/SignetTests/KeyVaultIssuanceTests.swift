@@ -198,7 +198,9 @@ struct KeyVaultIssuanceTests {
         let metrics = try server.metrics()
         #expect(metrics.contains(#"signet_signer_errors_total{backend="azure-key-vault",kind="queue_full"} \#(busy.count)"#), "\(metrics)")
         #expect(metrics.contains(#"signet_signer_queue_depth{backend="azure-key-vault"} 0"#) && metrics.contains(#"signet_signer_in_flight{backend="azure-key-vault"} 0"#))
-        let signs = (try double.stats()["sign_ok"] as? Int ?? 0) - signsBefore
+        let stats = try double.stats()
+        #expect(stats["sign_in_flight_max"] as? Int == 2, "never more than the concurrency limit inside the vault: \(stats)")
+        let signs = (stats["sign_ok"] as? Int ?? 0) - signsBefore
         #expect(signs == issued.count, "every answer with a certificate is one signature; refused requests never reached the vault")
         // The first two start at once (the burst), the rest at no more than 20 per second.
         #expect(elapsed >= Double(signs - 2) / 20 * 0.9, "\(signs) signatures in \(elapsed) s")

@@ -80,6 +80,28 @@ struct SignAdmissionTests {
         }
         #expect(order.value == [10, 20, 300, 500])
     }
+
+    @Test("a caller that gives up while waiting never spends a signature, and its turn passes on")
+    func cancelledWaiter() async throws {
+        let admission = SignAdmission(limits: .init(ratePerSecond: 1000, burst: 1000, maximumConcurrent: 1, maximumQueued: 10))
+        let ran = Shared<[String]>([])
+        let (gate, open) = AsyncStream<Void>.makeStream()
+        let holder = Task { try await admission.run { for await _ in gate { break } } }
+        while await admission.running < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        let abandoned = Task { try await admission.run { ran.withLock { $0.append("abandoned") } } }
+        while await admission.queued < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        let patient = Task { try await admission.run { ran.withLock { $0.append("patient") } } }
+        while await admission.queued < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        abandoned.cancel()
+        open.yield()
+        open.finish()
+        try await holder.value
+        await #expect(throws: CancellationError.self) { try await abandoned.value }
+        try await patient.value
+        #expect(ran.value == ["patient"])
+        let running = await admission.running
+        #expect(running == 0)
+    }
 }
 
 /// A value several tasks update, behind a lock.
