@@ -64,6 +64,9 @@ public struct PKCS11Signer: CASigner {
     public let privateKey: Certificate.PrivateKey
     public var backend: String { "pkcs11" }
     public let reference: PKCS11KeyReference
+    /// Whether the token would let the private key out (CKA_EXTRACTABLE true or CKA_SENSITIVE false). A CA key should
+    /// not be; the server warns when it is.
+    public let keyIsExportable: Bool
     let token: PKCS11Token
 
     /// Loads the module, finds the token and the key pair, and logs in. `sessions` sessions at most are opened;
@@ -72,7 +75,7 @@ public struct PKCS11Signer: CASigner {
         let module = try PKCS11Module(path: path)
         let slot = try module.slot(tokenLabel: reference.tokenLabel)
         let token = PKCS11Token(module: module, slot: slot, pin: pin, sessions: max(1, sessions))
-        let (handle, publicKey) = try await token.withSession { session in
+        let (handle, publicKey, exportable) = try await token.withSession { session in
             let privateKeys = try module.findObjects(session: session, objectClass: CK_OBJECT_CLASS(CKO_PRIVATE_KEY), label: reference.keyLabel, id: reference.keyID)
             guard privateKeys.count == 1 else {
                 throw privateKeys.isEmpty
@@ -83,10 +86,14 @@ public struct PKCS11Signer: CASigner {
             guard let publicObject = publicKeys.first else {
                 throw PKCS11Error.notFound("no public key object \(reference.uri) beside the private key; Signet needs it to verify signatures")
             }
-            return (privateKeys[0], try PKCS11PublicKey.read(publicObject, module: module, session: session))
+            let flag = { (attribute: UInt) in
+                (try? module.attribute(CK_ATTRIBUTE_TYPE(attribute), of: privateKeys[0], session: session)).map { $0.first.map { $0 == CK_TRUE } ?? false }
+            }
+            let exportable = flag(UInt(CKA_EXTRACTABLE)) == true || flag(UInt(CKA_SENSITIVE)) == false
+            return (privateKeys[0], try PKCS11PublicKey.read(publicObject, module: module, session: session), exportable)
         }
         let key = PKCS11Key(token: token, handle: handle, publicKey: publicKey, uri: reference.uri)
-        return PKCS11Signer(privateKey: Certificate.PrivateKey(key), reference: reference, token: token)
+        return PKCS11Signer(privateKey: Certificate.PrivateKey(key), reference: reference, keyIsExportable: exportable, token: token)
     }
 
     public func checkHealth() async throws {

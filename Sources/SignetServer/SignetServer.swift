@@ -103,6 +103,9 @@ public struct SignetServer: Sendable {
                 sessions: token.limits.maximumConcurrent
             )
             logger.info("CA key on a PKCS#11 token", metadata: ["key": "\(signer.reference.uri)", "module": "\(token.module)"])
+            if signer.keyIsExportable {
+                logger.warning("the CA key on the token can be exported (CKA_EXTRACTABLE or not CKA_SENSITIVE); generate CA keys non-extractable")
+            }
             return (signer, nil)
         }
         guard let vault = configuration.keyVault else {

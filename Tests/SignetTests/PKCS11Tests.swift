@@ -38,6 +38,7 @@ struct PKCS11Tests {
         }
         #expect(receipt.recorded.keyVersion == signer.reference.uri)
         #expect(signer.reference.uri.hasPrefix("pkcs11:token=signet-test;"))
+        #expect(!signer.keyIsExportable, "pkcs11-tool generates sensitive, non-extractable keys")
         let path = directory.path + "/leaf.crt"
         try PEMFiles.pem([leaf]).write(to: path)
         let verify = try Tool.run("openssl", ["verify", "-CAfile", directory.rootCertificate, "-untrusted", directory.certificate, "-purpose", "sslserver", path])
