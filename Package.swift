@@ -94,6 +94,23 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // Kubernetes: configuration (in-cluster, kubeconfig), the REST client for Secrets, watches and Events, and
+        // the Istio-ready TLS Secret.
+        .target(
+            name: "SignetKubernetes",
+            dependencies: [
+                "SignetAuthority", "SignetKeys",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictness
+        ),
         // The issuance ledger and API tokens in SQLite.
         .target(
             name: "SignetLedger",
@@ -140,7 +157,7 @@ let package = Package(
         .executableTarget(
             name: "signet",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetServer", "SignetOpenAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -168,7 +185,7 @@ let package = Package(
         .testTarget(
             name: "SignetTests",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetServer", "SignetOpenAPI",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 # Build: SQLite headers (GRDB), the PKCS#11 header (p11-kit). Tests: openssl (chain checks, weak-key CSRs), nginx
 # (the TLS gateway stand-in), curl (the client the Istio tutorial uses), SoftHSM2 and pkcs11-tool (a PKCS#11 token).
 bash scripts/ensure-packages.sh libsqlite3-dev libp11-kit-dev pkg-config openssl nginx curl python3-pip softhsm2 opensc
+# kubectl drives the Kubernetes API double (this image has gcloud's kubectl; Debian's kubernetes-client otherwise).
+command -v kubectl >/dev/null || bash scripts/ensure-packages.sh kubernetes-client
 # The Key Vault test double is Python (cryptography); Microsoft's SDK proves its fidelity.
 python3 -c 'import cryptography, azure.identity, azure.keyvault.keys' 2>/dev/null ||
     python3 -m pip install -q cryptography azure-identity azure-keyvault-keys

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import Logging
+import SignetKubernetes
 import NIOHTTP1
 import SignetKeys
 import SignetOpenAPI
@@ -38,13 +40,30 @@ struct IssueCommand: AsyncParsableCommand {
     var duration: String?
 
     @Option(help: "Directory to write tls.crt, ca.crt and tls.key to.")
-    var out: String
+    var out: String?
 
     @Flag(help: "Replace existing files in --out.")
     var force = false
 
+    @Option(help: "Also (or instead) write a kubernetes.io/tls Secret NAMESPACE/NAME for an Istio gateway's credentialName (needs --generate-key).")
+    var secret: String?
+
+    @Option(help: "The kubeconfig for --secret (default: $KUBECONFIG, in-cluster, ~/.kube/config).")
+    var kubeconfig: String?
+
+    @Option(help: "The kubeconfig context for --secret (default: its current context).")
+    var context: String?
+
+    @Flag(help: "With --secret: take over an existing kubernetes.io/tls Secret that Signet did not write.")
+    var adopt = false
+
     func validate() throws {
         guard (csr == nil) != (generateKey == nil) else { throw ValidationError("give exactly one of --csr and --generate-key") }
+        guard out != nil || secret != nil else { throw ValidationError("give --out DIR, --secret NAMESPACE/NAME, or both") }
+        if let secret {
+            guard generateKey != nil else { throw ValidationError("--secret needs --generate-key: the Secret holds the key") }
+            guard secret.split(separator: "/").count == 2 else { throw ValidationError("--secret must be NAMESPACE/NAME") }
+        }
         guard Components.Schemas.Profile(rawValue: profile) != nil else { throw ValidationError("--profile must be server, client or server-client") }
     }
 
@@ -78,15 +97,40 @@ struct IssueCommand: AsyncParsableCommand {
         let issued = try await APIClient.with(server) { client in
             try client.decode(Components.Schemas.IssuedCertificate.self, from: try await client.send(.POST, "/v1/certificates", json: try JSONEncoder().encode(body)))
         }
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        try PEMFiles.write(issued.chain, to: out + "/tls.crt", mode: 0o644, overwrite: force)
-        try PEMFiles.write(issued.ca, to: out + "/ca.crt", mode: 0o644, overwrite: force)
-        if let keyPEM {
-            try PEMFiles.write(keyPEM, to: out + "/tls.key", mode: 0o600, overwrite: force)
-        }
         print("serial     \(issued.serial)")
         print("notAfter   \(issued.notAfter.formatted(.iso8601))")
         print("renewAfter \(issued.renewAfter.formatted(.iso8601))")
-        print("wrote      \(out)/tls.crt, \(out)/ca.crt" + (keyPEM == nil ? "" : ", \(out)/tls.key"))
+        if let out {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try PEMFiles.write(issued.chain, to: out + "/tls.crt", mode: 0o644, overwrite: force)
+            try PEMFiles.write(issued.ca, to: out + "/ca.crt", mode: 0o644, overwrite: force)
+            if let keyPEM {
+                try PEMFiles.write(keyPEM, to: out + "/tls.key", mode: 0o600, overwrite: force)
+            }
+            print("wrote      \(out)/tls.crt, \(out)/ca.crt" + (keyPEM == nil ? "" : ", \(out)/tls.key"))
+        }
+        if let secret, let keyPEM {
+            try await writeSecret(secret, issued: issued, keyPEM: keyPEM)
+        }
+    }
+
+    private func writeSecret(_ target: String, issued: Components.Schemas.IssuedCertificate, keyPEM: String) async throws {
+        let parts = target.split(separator: "/").map(String.init)
+        let chain = try PEMFiles.certificates(in: issued.chain, source: "the chain")
+        guard let root = try PEMFiles.certificates(in: issued.ca, source: "the root").first else { throw CommandFailure("the answer has no root certificate") }
+        let contents = TLSSecretContents(
+            chain: chain, privateKeyPEM: keyPEM, root: root, issuer: chain.dropFirst().first.map { "\($0.subject)" } ?? "\(root.subject)",
+            renewAfter: issued.renewAfter
+        )
+        let logger = Logger(label: "signet")
+        let client = try KubernetesClient(configuration: try KubernetesConfiguration.resolve(kubeconfig: kubeconfig, context: context), logger: logger)
+        do {
+            let written = try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: parts[0], name: parts[1], adopt: adopt)
+            try await client.shutdown()
+            print("secret     \(parts[0])/\(parts[1]) (resourceVersion \(written.resourceVersion ?? "?"))")
+        } catch {
+            try? await client.shutdown()
+            throw CommandFailure("the certificate \(issued.serial) was issued, but the Secret was not written: \(error)")
+        }
     }
 }

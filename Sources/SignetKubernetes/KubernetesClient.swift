@@ -1,0 +1,335 @@
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import NIOSSL
+import Synchronization
+
+import Foundation
+
+public enum KubernetesError: Error, Equatable, CustomStringConvertible {
+    case configuration(String)
+    /// The API server's `v1.Status` refusal.
+    case status(code: Int, reason: String, message: String)
+    case unreachable(String)
+    case invalidAnswer(String)
+
+    public var description: String {
+        switch self {
+        case .configuration(let what): "Kubernetes configuration: \(what)"
+        case let .status(code, reason, message): "Kubernetes API \(code) \(reason): \(message)"
+        case .unreachable(let what): "Kubernetes API unreachable: \(what)"
+        case .invalidAnswer(let what): "Kubernetes API answered something unexpected: \(what)"
+        }
+    }
+
+    public var code: Int? {
+        guard case .status(let code, _, _) = self else { return nil }
+        return code
+    }
+
+    public var reason: String? {
+        guard case .status(_, let reason, _) = self else { return nil }
+        return reason
+    }
+}
+
+/// The few calls Signet makes to a Kubernetes API server: Secrets (get, list, create, replace, watch) and Events.
+/// Transient failures (429 with its Retry-After, 5xx, timeouts, refused connections) are retried a bounded number
+/// of times with exponential backoff and jitter; a 401 re-reads a rotating token file once.
+public final class KubernetesClient: Sendable {
+    public struct RetryPolicy: Sendable {
+        public var attempts = 4
+        public var baseDelay: Duration = .milliseconds(200)
+        public var maximumDelay: Duration = .seconds(5)
+        public var timeout: TimeAmount = .seconds(10)
+        public init() {}
+    }
+
+    public let configuration: KubernetesConfiguration
+    let http: HTTPClient
+    let retry: RetryPolicy
+    let logger: Logger
+    /// The token file's contents and when they were read; re-read every minute, as client-go does.
+    private let cachedToken = Mutex<(token: String, read: ContinuousClock.Instant)?>(nil)
+
+    public init(configuration: KubernetesConfiguration, retry: RetryPolicy = .init(), logger: Logger) throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let pem = configuration.certificateAuthorityPEM {
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)))
+        }
+        if configuration.insecureSkipTLSVerify { tls.certificateVerification = .none }
+        if case let .clientCertificate(certificatePEM, keyPEM) = configuration.credential {
+            tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map { .certificate($0) }
+            tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
+        }
+        self.configuration = configuration
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        self.retry = retry
+        self.logger = logger
+    }
+
+    public func shutdown() async throws {
+        try await http.shutdown()
+    }
+
+    // MARK: Secrets
+
+    static func secretsPath(_ namespace: String) -> String {
+        "/api/v1/namespaces/\(escape(namespace))/secrets"
+    }
+
+    /// The Secret, or nil when there is none.
+    public func getSecret(namespace: String, name: String) async throws -> KubernetesObject? {
+        do {
+            return try await call(.GET, Self.secretsPath(namespace) + "/" + Self.escape(name))
+        } catch let error as KubernetesError where error.code == 404 {
+            return nil
+        }
+    }
+
+    public func createSecret(_ secret: KubernetesObject) async throws -> KubernetesObject {
+        try await call(.POST, Self.secretsPath(secret.namespace ?? configuration.namespace), body: secret)
+    }
+
+    /// PUT with the object's resourceVersion: a stale one is answered 409 Conflict.
+    public func replaceSecret(_ secret: KubernetesObject) async throws -> KubernetesObject {
+        try await call(.PUT, Self.secretsPath(secret.namespace ?? configuration.namespace) + "/" + Self.escape(secret.name), body: secret)
+    }
+
+    public func deleteSecret(namespace: String, name: String) async throws {
+        let _: JSONValue = try await call(.DELETE, Self.secretsPath(namespace) + "/" + Self.escape(name))
+    }
+
+    /// The Secrets matching `labelSelector`, and the list's resourceVersion to watch from.
+    public func listSecrets(namespace: String, labelSelector: String? = nil) async throws -> (items: [KubernetesObject], resourceVersion: String) {
+        var query = ""
+        if let labelSelector { query = "?labelSelector=" + Self.escape(labelSelector) }
+        let list: JSONValue = try await call(.GET, Self.secretsPath(namespace) + query)
+        guard case .array(let items)? = list["items"], let version = list["metadata"]?["resourceVersion"]?.string else {
+            throw KubernetesError.invalidAnswer("a SecretList without items or resourceVersion")
+        }
+        return (items.map(KubernetesObject.init), version)
+    }
+
+    // MARK: Events
+
+    /// An events.k8s.io/v1 Event about `object` (best effort: callers log a failure and go on).
+    public func recordEvent(regarding object: KubernetesObject, type: String, reason: String, action: String, note: String, controller: String = "signet.dev/signet") async throws {
+        let namespace = object.namespace ?? configuration.namespace
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let event: JSONValue = .object([
+            "apiVersion": .string("events.k8s.io/v1"), "kind": .string("Event"),
+            "metadata": .object(["generateName": .string("signet-"), "namespace": .string(namespace)]),
+            "eventTime": .string(formatter.string(from: Date()).replacingOccurrences(of: "Z", with: "000Z")),
+            "reportingController": .string(controller),
+            "reportingInstance": .string(ProcessInfo.processInfo.hostName.prefix(128).description),
+            "action": .string(action), "reason": .string(reason), "type": .string(type),
+            "note": .string(String(note.prefix(1024))),
+            "regarding": .object([
+                "apiVersion": .string("v1"), "kind": .string(object.kind ?? "Secret"), "namespace": .string(namespace),
+                "name": .string(object.name), "uid": object.json["metadata"]?["uid"] ?? .null,
+            ]),
+        ])
+        let _: JSONValue = try await call(.POST, "/apis/events.k8s.io/v1/namespaces/\(Self.escape(namespace))/events", body: event)
+    }
+
+    // MARK: Watch
+
+    public enum WatchEvent: Sendable, Equatable {
+        case added(KubernetesObject)
+        case modified(KubernetesObject)
+        case deleted(KubernetesObject)
+        case bookmark(resourceVersion: String)
+        /// The resourceVersion is too old (410 Gone/Expired): list again and watch from there.
+        case expired
+    }
+
+    /// One watch request from `resourceVersion`: its events until the server ends the stream (or `timeoutSeconds`).
+    public func watchSecrets(namespace: String, labelSelector: String? = nil, resourceVersion: String, timeoutSeconds: Int = 300) -> AsyncThrowingStream<WatchEvent, any Error> {
+        var query = "?watch=1&allowWatchBookmarks=true&resourceVersion=\(Self.escape(resourceVersion))&timeoutSeconds=\(timeoutSeconds)"
+        if let labelSelector { query += "&labelSelector=" + Self.escape(labelSelector) }
+        let url = configuration.server + Self.secretsPath(namespace) + query
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    var request = HTTPClientRequest(url: url)
+                    try await authorize(&request)
+                    let response = try await http.execute(request, timeout: .seconds(Int64(timeoutSeconds) + 30))
+                    if response.status.code == 410 {
+                        continuation.yield(.expired)
+                        continuation.finish()
+                        return
+                    }
+                    guard response.status == .ok else {
+                        let body = try await response.body.collect(upTo: 1 << 20)
+                        throw Self.error(status: response.status, body: Data(buffer: body))
+                    }
+                    var pending = Data()
+                    for try await chunk in response.body {
+                        pending.append(contentsOf: chunk.readableBytesView)
+                        while let newline = pending.firstIndex(of: 0x0A) {
+                            let line = pending[pending.startIndex..<newline]
+                            pending = Data(pending[(newline + 1)...])
+                            guard !line.isEmpty, let event = try Self.watchEvent(line) else { continue }
+                            continuation.yield(event)
+                            if event == .expired { break }
+                        }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    static func watchEvent(_ line: Data) throws -> WatchEvent? {
+        let event = try JSONDecoder().decode(JSONValue.self, from: line)
+        guard let type = event["type"]?.string, let object = event["object"] else {
+            throw KubernetesError.invalidAnswer("a watch event without type or object")
+        }
+        switch type {
+        case "ADDED": return .added(KubernetesObject(object))
+        case "MODIFIED": return .modified(KubernetesObject(object))
+        case "DELETED": return .deleted(KubernetesObject(object))
+        case "BOOKMARK": return object["metadata"]?["resourceVersion"]?.string.map { .bookmark(resourceVersion: $0) }
+        case "ERROR":
+            let code = Int(object["code"]?.number ?? 0)
+            if code == 410 { return .expired }
+            throw KubernetesError.status(code: code, reason: object["reason"]?.string ?? "", message: object["message"]?.string ?? "watch error")
+        default: return nil
+        }
+    }
+
+    // MARK: Requests
+
+    func call<Body: Encodable, Answer: Decodable>(_ method: HTTPMethod, _ path: String, body: Body) async throws -> Answer {
+        try await call(method, path, payload: try JSONEncoder().encode(body))
+    }
+
+    func call<Answer: Decodable>(_ method: HTTPMethod, _ path: String) async throws -> Answer {
+        try await call(method, path, payload: nil)
+    }
+
+    private func call<Answer: Decodable>(_ method: HTTPMethod, _ path: String, payload: Data?) async throws -> Answer {
+        var attempt = 0
+        var reloadedToken = false
+        while true {
+            attempt += 1
+            var request = HTTPClientRequest(url: configuration.server + path)
+            request.method = method
+            request.headers.add(name: "Accept", value: "application/json")
+            request.headers.add(name: "User-Agent", value: "signet")
+            try await authorize(&request)
+            if let payload {
+                request.headers.add(name: "Content-Type", value: "application/json")
+                request.body = .bytes(ByteBuffer(data: payload))
+            }
+            let status: HTTPResponseStatus, headers: HTTPHeaders, data: Data
+            do {
+                let response = try await http.execute(request, timeout: retry.timeout)
+                (status, headers, data) = (response.status, response.headers, Data(buffer: try await response.body.collect(upTo: 8 << 20)))
+            } catch {
+                guard attempt < retry.attempts else { throw KubernetesError.unreachable("\(method) \(path): \(error)") }
+                try await Task.sleep(for: backoff(attempt))
+                continue
+            }
+            switch status.code {
+            case 200..<300:
+                do {
+                    return try JSONDecoder().decode(Answer.self, from: data)
+                } catch {
+                    throw KubernetesError.invalidAnswer("\(method) \(path): \(error)")
+                }
+            case 401 where !reloadedToken:
+                // A rotated service-account token: read the file again, once.
+                cachedToken.withLock { $0 = nil }
+                reloadedToken = true
+                attempt -= 1
+            case 429, 500, 502, 503, 504:
+                guard attempt < retry.attempts else { throw Self.error(status: status, body: data) }
+                let retryAfter = headers.first(name: "Retry-After").flatMap(Double.init).map { Duration.milliseconds(Int64(min($0, 30) * 1000)) }
+                logger.debug("Kubernetes API asked to retry", metadata: ["status": "\(status.code)", "path": "\(path)"])
+                try await Task.sleep(for: retryAfter ?? backoff(attempt))
+            default:
+                throw Self.error(status: status, body: data)
+            }
+        }
+    }
+
+    private func authorize(_ request: inout HTTPClientRequest) async throws {
+        switch configuration.credential {
+        case .token(let token):
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        case .tokenFile(let path):
+            let now = ContinuousClock.now
+            let token = try cachedToken.withLock { cached -> String in
+                if let cached, now - cached.read < .seconds(60) { return cached.token }
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                    throw KubernetesError.configuration("cannot read the token file \(path)")
+                }
+                let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                cached = (token, now)
+                return token
+            }
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        case .clientCertificate, .none:
+            break
+        }
+    }
+
+    private func backoff(_ attempt: Int) -> Duration {
+        let ceiling = min(retry.maximumDelay, retry.baseDelay * (1 << min(attempt - 1, 10)))
+        let milliseconds = Double(ceiling.components.seconds) * 1000 + Double(ceiling.components.attoseconds) / 1e15
+        return .milliseconds(Int64(milliseconds * Double.random(in: 0.5...1)))
+    }
+
+    static func error(status: HTTPResponseStatus, body: Data) -> KubernetesError {
+        let object = try? JSONDecoder().decode(JSONValue.self, from: body)
+        return .status(
+            code: Int(status.code),
+            reason: object?["reason"]?.string ?? status.reasonPhrase,
+            message: object?["message"]?.string ?? String(decoding: body.prefix(200), as: UTF8.self)
+        )
+    }
+
+    static func escape(_ component: String) -> String {
+        component.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? component
+    }
+}
+
+/// A Kubernetes object as JSON, with accessors for what Signet reads and writes.
+public struct KubernetesObject: Sendable, Equatable, Codable {
+    public var json: JSONValue
+
+    public init(_ json: JSONValue) { self.json = json }
+
+    public init(from decoder: any Decoder) throws { json = try JSONValue(from: decoder) }
+    public func encode(to encoder: any Encoder) throws { try json.encode(to: encoder) }
+
+    public var kind: String? { json["kind"]?.string }
+    public var name: String { json["metadata"]?["name"]?.string ?? "" }
+    public var namespace: String? { json["metadata"]?["namespace"]?.string }
+    public var resourceVersion: String? { json["metadata"]?["resourceVersion"]?.string }
+    public var type: String? { json["type"]?.string }
+
+    public var labels: [String: String] {
+        get { json["metadata"]?["labels"]?.stringMap ?? [:] }
+        set { json["metadata"]?["labels"] = newValue.isEmpty ? nil : .strings(newValue) }
+    }
+
+    public var annotations: [String: String] {
+        get { json["metadata"]?["annotations"]?.stringMap ?? [:] }
+        set { json["metadata"]?["annotations"] = newValue.isEmpty ? nil : .strings(newValue) }
+    }
+
+    /// A Secret's data, decoded from base64.
+    public var data: [String: [UInt8]] {
+        get { (json["data"]?.stringMap ?? [:]).compactMapValues { Data(base64Encoded: $0).map(Array.init) } }
+        set { json["data"] = .strings(newValue.mapValues { Data($0).base64EncodedString() }) }
+    }
+}

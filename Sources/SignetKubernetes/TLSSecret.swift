@@ -1,0 +1,118 @@
+import SignetAuthority
+import SignetKeys
+import X509
+
+import Foundation
+
+/// What goes into a `kubernetes.io/tls` Secret for an Istio gateway's `credentialName`.
+public struct TLSSecretContents: Sendable {
+    /// The leaf, then the intermediates (never the root): `tls.crt`.
+    public var chain: [Certificate]
+    /// PKCS#8 PEM: `tls.key`.
+    public var privateKeyPEM: String
+    /// `ca.crt`: what a MUTUAL gateway verifies clients with, and what clients of the gateway trust.
+    public var root: Certificate
+    /// Who issued it, for the `signet.dev/issuer` annotation (the CA's subject).
+    public var issuer: String
+    public var renewAfter: Date
+    /// The user's own labels and annotations for the Secret (a secretTemplate).
+    public var templateLabels: [String: String] = [:]
+    public var templateAnnotations: [String: String] = [:]
+
+    public init(chain: [Certificate], privateKeyPEM: String, root: Certificate, issuer: String, renewAfter: Date) {
+        self.chain = chain
+        self.privateKeyPEM = privateKeyPEM
+        self.root = root
+        self.issuer = issuer
+        self.renewAfter = renewAfter
+    }
+}
+
+public enum SecretRefusal: Error, Equatable, CustomStringConvertible {
+    /// The Secret exists with another type; a Secret's type is immutable and Signet never changes it.
+    case wrongType(namespace: String, name: String, type: String)
+    /// The Secret exists and Signet did not write it; it is only taken over when asked to adopt it.
+    case notManaged(namespace: String, name: String)
+    /// The contents fail their own checks; a broken Secret is never written.
+    case brokenContents(String)
+
+    public var description: String {
+        switch self {
+        case let .wrongType(namespace, name, type):
+            "Secret \(namespace)/\(name) has type \(type), not kubernetes.io/tls; Signet does not change a Secret's type (delete it, or pick another name)"
+        case let .notManaged(namespace, name):
+            "Secret \(namespace)/\(name) exists and is not managed by Signet; adopt it explicitly to let Signet overwrite its certificate"
+        case .brokenContents(let what):
+            "refusing to write a broken Secret: \(what)"
+        }
+    }
+}
+
+/// The pure part of delivery: checks the contents, and computes the Secret to write given the one that exists.
+public enum TLSSecret {
+    public static let managedByLabel = "app.kubernetes.io/managed-by"
+    public static let managedByValue = "signet"
+    public static let serialAnnotation = "signet.dev/serial"
+    public static let notAfterAnnotation = "signet.dev/not-after"
+    public static let renewAfterAnnotation = "signet.dev/renew-after"
+    public static let issuerAnnotation = "signet.dev/issuer"
+    /// Istio reads these generic keys in preference to tls.crt/tls.key/ca.crt; left behind, they would shadow every
+    /// renewal, so Signet removes them from a Secret it writes.
+    public static let shadowingKeys = ["cert", "key", "cacert"]
+
+    /// The key matches the leaf, each certificate is signed by the next (the last by the root), and the leaf is
+    /// currently valid.
+    public static func verify(_ contents: TLSSecretContents, now: Date = Date()) throws(SecretRefusal) {
+        guard let leaf = contents.chain.first else { throw .brokenContents("no certificate") }
+        let key: Certificate.PrivateKey
+        do {
+            key = try PrivateKeyPEM.read(contents.privateKeyPEM)
+        } catch {
+            throw .brokenContents("the private key cannot be read (\(error))")
+        }
+        guard key.publicKey == leaf.publicKey else { throw .brokenContents("the private key does not match the certificate") }
+        for (index, certificate) in contents.chain.enumerated() {
+            let issuer = index + 1 < contents.chain.count ? contents.chain[index + 1] : contents.root
+            guard certificate.issuer == issuer.subject, issuer.publicKey.isValidSignature(certificate.signature, for: certificate) else {
+                throw .brokenContents("certificate \(index) of tls.crt (\(certificate.subject)) is not signed by \(issuer.subject)")
+            }
+        }
+        guard leaf.notValidBefore <= now.addingTimeInterval(300), now < leaf.notValidAfter else {
+            throw .brokenContents("the certificate is not currently valid (\(leaf.notValidBefore) – \(leaf.notValidAfter))")
+        }
+    }
+
+    /// The Secret to create (when `existing` is nil) or to replace it with: tls.crt, tls.key, ca.crt and the
+    /// annotations replaced; the existing object's other keys, labels, annotations and fields kept.
+    public static func desired(
+        existing: KubernetesObject?, namespace: String, name: String, contents: TLSSecretContents, adopt: Bool
+    ) throws(SecretRefusal) -> KubernetesObject {
+        try verify(contents)
+        var secret = existing ?? KubernetesObject(.object([
+            "apiVersion": .string("v1"), "kind": .string("Secret"), "type": .string("kubernetes.io/tls"),
+            "metadata": .object(["name": .string(name), "namespace": .string(namespace)]),
+        ]))
+        if let existing {
+            let type = existing.type ?? "Opaque"
+            guard type == "kubernetes.io/tls" else { throw .wrongType(namespace: namespace, name: name, type: type) }
+            guard adopt || existing.labels[managedByLabel] == managedByValue else { throw .notManaged(namespace: namespace, name: name) }
+        }
+        let leaf = contents.chain[0]
+        let pem: (([Certificate]) -> String) = { certificates in (try? PEMFiles.pem(certificates)) ?? "" }
+        var data = secret.data
+        for key in shadowingKeys { data[key] = nil }
+        data["tls.crt"] = Array(pem(contents.chain).utf8)
+        data["tls.key"] = Array(contents.privateKeyPEM.utf8)
+        data["ca.crt"] = Array(pem([contents.root]).utf8)
+        secret.data = data
+        secret.labels = secret.labels.merging(contents.templateLabels) { $1 }.merging([managedByLabel: managedByValue]) { $1 }
+        let iso = ISO8601DateFormatter()
+        secret.annotations = secret.annotations.merging(contents.templateAnnotations) { $1 }.merging([
+            serialAnnotation: SerialNumbers.hex(leaf.serialNumber),
+            notAfterAnnotation: iso.string(from: leaf.notValidAfter),
+            renewAfterAnnotation: iso.string(from: contents.renewAfter),
+            issuerAnnotation: contents.issuer,
+        ]) { $1 }
+        return secret
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+
+/// The Kubernetes API test double (Tests/KubernetesDouble/kube_double.py) as a process on a free port, with a
+/// kubeconfig for each of its tokens: `admin` may do anything, `gateway` only in namespace istio-system.
+final class KubernetesDoubleProcess: @unchecked Sendable {
+    // @unchecked: the Process is only touched from the test that owns this value.
+    let directory: String
+    let port: Int
+    let process: Process
+
+    var url: String { "https://127.0.0.1:\(port)" }
+    var caFile: String { directory + "/ca.crt" }
+
+    init() throws {
+        directory = try Fixtures.temporaryDirectory("kube-double")
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
+        process.arguments = [Fixtures.packageRoot + "/Tests/KubernetesDouble/kube_double.py", "--dir", directory,
+                             "--token", "admin=*", "--token", "gateway=istio-system"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+        guard let port = line.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+            process.terminate()
+            throw Tool.ToolMissing(name: "the Kubernetes double (it printed '\(line)')")
+        }
+        self.port = port
+        for user in ["admin", "gateway"] {
+            try kubeconfigText(token: user).write(to: kubeconfig(user))
+        }
+    }
+
+    func kubeconfig(_ user: String = "admin") -> String { directory + "/kubeconfig-\(user)" }
+
+    func kubeconfigText(token: String, namespace: String = "istio-system") -> String {
+        """
+        apiVersion: v1
+        kind: Config
+        clusters:
+        - name: double
+          cluster:
+            server: \(url)
+            certificate-authority: \(caFile)
+        users:
+        - name: user
+          user:
+            token: \(token)
+        contexts:
+        - name: double
+          context: {cluster: double, user: user, namespace: \(namespace)}
+        current-context: double
+
+        """
+    }
+
+    /// Real kubectl against the double, with a discovery cache of its own.
+    func kubectl(_ arguments: [String], user: String = "admin", input: String? = nil) throws -> Tool.Result {
+        try Tool.run("kubectl", ["--kubeconfig", kubeconfig(user), "--cache-dir", directory + "/kubectl-cache"] + arguments, input: input)
+    }
+
+    /// A Secret as JSON, read with kubectl.
+    func secret(_ namespace: String, _ name: String) throws -> [String: Any]? {
+        let result = try kubectl(["get", "secret", name, "-n", namespace, "-o", "json"])
+        guard result.succeeded else { return nil }
+        return try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+    }
+
+    func admin(_ path: String, _ body: [String: Any] = [:]) throws {
+        let text = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
+        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/" + path], input: text)
+        guard result.succeeded else { throw Tool.ToolMissing(name: "the double's admin endpoint (\(result.error))") }
+    }
+
+    /// events.k8s.io/v1 Events in a namespace, as the API returns them.
+    func events(_ namespace: String) throws -> [[String: Any]] {
+        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-H", "Authorization: Bearer admin",
+                                           url + "/apis/events.k8s.io/v1/namespaces/\(namespace)/events"])
+        let list = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+        return list?["items"] as? [[String: Any]] ?? []
+    }
+
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    deinit { stop() }
+}
