@@ -128,11 +128,12 @@ let package = Package(
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             ]
         ),
-        // The HTTP service: configuration, the issuance pipeline, handlers, problem+json, metrics, TLS, lifecycle.
+        // The HTTP service: configuration, the issuance pipeline, managed certificates and their renewal, handlers,
+        // problem+json, metrics, TLS, lifecycle.
         .target(
             name: "SignetServer",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetLedger", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetOpenAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -140,6 +141,7 @@ let package = Package(
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -4,6 +4,8 @@ public struct IssuancePolicy: Hashable, Sendable {
     public var allowedProfiles: Set<CertificateProfile>
     public var maximumLifetime: Duration
     public var defaultLifetime: Duration
+    /// Where this caller may have managed certificates delivered; empty means nowhere.
+    public var allowedTargets: [TargetPattern]
 
     public static let standardDefaultLifetime: Duration = .seconds(90 * 86_400)
     /// Shorter certificates than this are refused: clocks drift, and renewal needs room to work.
@@ -13,12 +15,18 @@ public struct IssuancePolicy: Hashable, Sendable {
         allowedNames: [NamePattern],
         allowedProfiles: Set<CertificateProfile> = Set(CertificateProfile.allCases),
         maximumLifetime: Duration = standardDefaultLifetime,
-        defaultLifetime: Duration = standardDefaultLifetime
+        defaultLifetime: Duration = standardDefaultLifetime,
+        allowedTargets: [TargetPattern] = []
     ) {
+        self.allowedTargets = allowedTargets
         self.allowedNames = allowedNames
         self.allowedProfiles = allowedProfiles
         self.maximumLifetime = maximumLifetime
         self.defaultLifetime = min(defaultLifetime, maximumLifetime)
+    }
+
+    public func allows(_ target: DeliveryTarget) -> Bool {
+        allowedTargets.contains { $0.allows(target) }
     }
 
     /// Every requested name no pattern allows, in request order.

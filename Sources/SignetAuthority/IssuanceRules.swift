@@ -61,15 +61,7 @@ public enum IssuanceRules {
         } else {
             lifetime = policy.defaultLifetime
         }
-        guard lifetime <= policy.maximumLifetime else {
-            throw .policy(.lifetimeTooLong(requested: lifetime, maximum: policy.maximumLifetime))
-        }
-        guard lifetime >= IssuancePolicy.minimumLifetime else {
-            throw .policy(.lifetimeTooShort(requested: lifetime, minimum: IssuancePolicy.minimumLifetime))
-        }
-        guard now.addingTimeInterval(TimeInterval(lifetime.components.seconds)) <= issuerNotAfter else {
-            throw .policy(.lifetimeBeyondIssuer(issuerNotAfter.formatted(.iso8601)))
-        }
+        try check(lifetime, policy: policy, now: now, issuerNotAfter: issuerNotAfter)
 
         let outside = policy.namesOutsidePolicy(names)
         guard outside.isEmpty else { throw .policy(.namesNotAllowed(outside)) }
@@ -87,38 +79,14 @@ public enum IssuanceRules {
     /// must be the same set, so nobody is surprised by a certificate for names they did not list.
     static func names(of request: InspectedRequest, body: IssuanceRequest) throws(IssuanceRefusal) -> RequestedNames {
         var errors: [NameError] = []
-        func canonicalDNS(_ raw: [String]) -> [String] {
-            var result: [String] = []
-            for name in raw {
-                if IPAddress(name) != nil {
-                    errors.append(.ipAddressInDNSNames(name))
-                    continue
-                }
-                do {
-                    let canonical = try HostnameRules.validate(name)
-                    if !result.contains(canonical) { result.append(canonical) }
-                } catch {
-                    errors.append(error)
-                }
-            }
-            return result
-        }
-        let csrDNS = canonicalDNS(request.requestedDNSNames)
-        let bodyDNS = canonicalDNS(body.dnsNames ?? [])
-        var bodyIPs: [IPAddress] = []
-        for text in body.ipAddresses ?? [] {
-            guard let address = IPAddress(text) else {
-                errors.append(.invalidIPAddress(text))
-                continue
-            }
-            if !bodyIPs.contains(address) { bodyIPs.append(address) }
-        }
+        let csrDNS = canonical(dnsNames: request.requestedDNSNames, ipAddresses: [], errors: &errors).dnsNames
+        let bodyNames = canonical(dnsNames: body.dnsNames ?? [], ipAddresses: body.ipAddresses ?? [], errors: &errors)
+        let bodyIPs = bodyNames.ipAddresses
         guard errors.isEmpty else { throw .invalidNames(errors) }
 
         var csrIPs: [IPAddress] = []
         for address in request.requestedIPAddresses where !csrIPs.contains(address) { csrIPs.append(address) }
         let csrNames = RequestedNames(dnsNames: csrDNS, ipAddresses: csrIPs)
-        let bodyNames = RequestedNames(dnsNames: bodyDNS, ipAddresses: bodyIPs)
 
         let chosen: RequestedNames
         switch (csrNames.isEmpty, bodyNames.isEmpty) {
@@ -135,6 +103,54 @@ public enum IssuanceRules {
             chosen = bodyNames
         }
         return chosen
+    }
+
+    /// Within the policy's bounds and the issuer's own validity.
+    public static func check(_ lifetime: Duration, policy: IssuancePolicy, now: Date, issuerNotAfter: Date) throws(IssuanceRefusal) {
+        guard lifetime <= policy.maximumLifetime else {
+            throw .policy(.lifetimeTooLong(requested: lifetime, maximum: policy.maximumLifetime))
+        }
+        guard lifetime >= IssuancePolicy.minimumLifetime else {
+            throw .policy(.lifetimeTooShort(requested: lifetime, minimum: IssuancePolicy.minimumLifetime))
+        }
+        guard now.addingTimeInterval(TimeInterval(lifetime.components.seconds)) <= issuerNotAfter else {
+            throw .policy(.lifetimeBeyondIssuer(issuerNotAfter.formatted(.iso8601)))
+        }
+    }
+
+    /// Names given as lists (no CSR), validated and canonical, duplicates dropped: a managed certificate's names.
+    public static func names(dnsNames: [String], ipAddresses: [String]) throws(IssuanceRefusal) -> RequestedNames {
+        var errors: [NameError] = []
+        let names = canonical(dnsNames: dnsNames, ipAddresses: ipAddresses, errors: &errors)
+        guard errors.isEmpty else { throw .invalidNames(errors) }
+        guard !names.isEmpty else { throw .noNames }
+        return names
+    }
+
+    /// Lower-cased, validated DNS names and parsed addresses, in order, without duplicates; every bad entry is
+    /// added to `errors` so that one answer names them all.
+    private static func canonical(dnsNames: [String], ipAddresses: [String], errors: inout [NameError]) -> RequestedNames {
+        var result = RequestedNames()
+        for name in dnsNames {
+            if IPAddress(name) != nil {
+                errors.append(.ipAddressInDNSNames(name))
+                continue
+            }
+            do {
+                let canonical = try HostnameRules.validate(name)
+                if !result.dnsNames.contains(canonical) { result.dnsNames.append(canonical) }
+            } catch {
+                errors.append(error)
+            }
+        }
+        for text in ipAddresses {
+            guard let address = IPAddress(text) else {
+                errors.append(.invalidIPAddress(text))
+                continue
+            }
+            if !result.ipAddresses.contains(address) { result.ipAddresses.append(address) }
+        }
+        return result
     }
 
     static func subject(commonName: String?, names: RequestedNames) -> DistinguishedName {

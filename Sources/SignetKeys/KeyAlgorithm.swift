@@ -34,4 +34,29 @@ public enum KeyAlgorithm: String, CaseIterable, Sendable {
             return (Certificate.PrivateKey(key), try Certificate.PrivateKey(key).serializeAsPEM().pemString)
         }
     }
+
+    /// The signature algorithm a CSR made with this key uses.
+    public var requestSignatureAlgorithm: Certificate.SignatureAlgorithm {
+        switch self {
+        case .ecdsaP256: .ecdsaWithSHA256
+        case .ecdsaP384: .ecdsaWithSHA384
+        case .ed25519: .ed25519
+        case .rsa2048, .rsa3072, .rsa4096: .sha256WithRSAEncryption
+        }
+    }
+
+    /// A fresh key and a CSR for it with an empty subject: the names go in the request body, not the CSR.
+    public func generateWithRequest() throws -> (key: Certificate.PrivateKey, pkcs8PEM: String, csrPEM: String) {
+        let (key, pem) = try generate()
+        return (key, pem, try signingRequest(for: key))
+    }
+
+    /// A CSR (PEM) for `key`, which must be of this algorithm, with an empty subject.
+    public func signingRequest(for key: Certificate.PrivateKey) throws -> String {
+        let request = try CertificateSigningRequest(
+            version: .v1, subject: DistinguishedName(), privateKey: key,
+            attributes: CertificateSigningRequest.Attributes(), signatureAlgorithm: requestSignatureAlgorithm
+        )
+        return try request.serializeAsPEM().pemString
+    }
 }

@@ -17,7 +17,7 @@ public final class CertificateLedger: Sendable {
 
     public let path: String
     public let durability: Durability
-    private let pool: DatabasePool
+    let pool: DatabasePool
     private let committer: GroupCommitter
 
     public init(path: String, durability: Durability = .full) throws {
@@ -72,7 +72,7 @@ public final class CertificateLedger: Sendable {
         try await committer.commit { db in try Self.insert(event, into: db) }
     }
 
-    private static func insert(_ event: AuditEvent, into db: Database) throws {
+    static func insert(_ event: AuditEvent, into db: Database) throws {
         let names = event.names.isEmpty ? nil : JSONList.encode(event.names)
         try db.cachedStatement(sql: """
             INSERT INTO audit_events (at_ms, actor, action, outcome, subject, names, reason) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -199,12 +199,13 @@ public final class CertificateLedger: Sendable {
                     throw LedgerError.tokenExists(token.name)
                 }
                 try db.execute(sql: """
-                    INSERT INTO tokens (name, secret_sha256, allowed_names, allowed_profiles, max_lifetime_seconds, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?)
+                    INSERT INTO tokens (name, secret_sha256, allowed_names, allowed_profiles, max_lifetime_seconds, created_at, allowed_targets)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [
                         token.name, token.secretSHA256, JSONList.encode(token.allowedNames),
                         JSONList.encode(token.allowedProfiles.map(\.rawValue)),
                         token.maximumLifetime.components.seconds, Int64(token.createdAt.timeIntervalSince1970),
+                        JSONList.encode(token.allowedTargets),
                     ])
                 try Self.insert(AuditEvent(at: token.createdAt, actor: "cli", action: "token.create", outcome: .success, subject: token.name, names: token.allowedNames), into: db)
         }
@@ -243,7 +244,7 @@ public final class CertificateLedger: Sendable {
         try JSONList.decode(text)
     }
 
-    private static func entry(from row: Row) throws -> CertificateEntry {
+    static func entry(from row: Row) throws -> CertificateEntry {
         let profileText: String = row["profile"]
         guard let profile = CertificateProfile(rawValue: profileText) else { throw LedgerError.corrupt("unknown profile \(profileText)") }
         let der: Data = row["der"]
@@ -272,7 +273,8 @@ public final class CertificateLedger: Sendable {
             allowedProfiles: try decodeList(row["allowed_profiles"]).compactMap(CertificateProfile.init(rawValue:)),
             maximumLifetime: .seconds(row["max_lifetime_seconds"] as Int64),
             createdAt: Date(timeIntervalSince1970: TimeInterval(row["created_at"] as Int64)),
-            revokedAt: (row["revoked_at"] as Int64?).map { Date(timeIntervalSince1970: TimeInterval($0)) }
+            revokedAt: (row["revoked_at"] as Int64?).map { Date(timeIntervalSince1970: TimeInterval($0)) },
+            allowedTargets: try decodeList(row["allowed_targets"])
         )
     }
 }
@@ -282,6 +284,8 @@ public enum LedgerError: Error, Equatable, CustomStringConvertible {
     case tokenExists(String)
     case noSuchToken(String)
     case corrupt(String)
+    case managedCertificateExists(String)
+    case noSuchManagedCertificate(String)
 
     public var description: String {
         switch self {
@@ -289,6 +293,8 @@ public enum LedgerError: Error, Equatable, CustomStringConvertible {
         case .tokenExists(let name): "a token named '\(name)' already exists (names are never reused, even after revocation)"
         case .noSuchToken(let name): "no active token named '\(name)'"
         case .corrupt(let what): "the ledger holds an unreadable row: \(what)"
+        case .managedCertificateExists(let name): "a managed certificate named '\(name)' already exists; PATCH it to change it"
+        case .noSuchManagedCertificate(let name): "no managed certificate named '\(name)'"
         }
     }
 }

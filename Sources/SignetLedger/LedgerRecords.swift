@@ -73,8 +73,14 @@ public struct TokenEntry: Sendable, Equatable {
     public var maximumLifetime: Duration
     public var createdAt: Date
     public var revokedAt: Date?
+    /// `cluster/namespace/secret` patterns this token may deliver managed certificates to.
+    public var allowedTargets: [String]
 
-    public init(name: String, secretSHA256: String, allowedNames: [String], allowedProfiles: [CertificateProfile], maximumLifetime: Duration, createdAt: Date, revokedAt: Date? = nil) {
+    public init(
+        name: String, secretSHA256: String, allowedNames: [String], allowedProfiles: [CertificateProfile], maximumLifetime: Duration,
+        createdAt: Date, revokedAt: Date? = nil, allowedTargets: [String] = []
+    ) {
+        self.allowedTargets = allowedTargets
         self.name = name
         self.secretSHA256 = secretSHA256
         self.allowedNames = allowedNames

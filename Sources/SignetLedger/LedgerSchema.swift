@@ -77,6 +77,45 @@ enum LedgerSchema {
                 ALTER TABLE certificates ADD COLUMN signer_request_id TEXT;
                 """)
         }
+        migrator.registerMigration("v3: managed certificates, delivery targets of tokens") { db in
+            // A managed certificate is its spec (JSON, bumped `generation` on every change) and its renewal state.
+            // `next_attempt_ms` is the one thing the scheduler reads: due rows are an index range.
+            // `pending_key` holds the key of a renewal in progress from before its certificate is signed until the
+            // Secret is written. After a crash the renewal resumes with it: the ledger is searched for a certificate
+            // with that public key before a new one is signed, so one renewal never yields two certificates.
+            try db.execute(sql: """
+                ALTER TABLE tokens ADD COLUMN allowed_targets TEXT NOT NULL DEFAULT '[]';
+
+                CREATE TABLE managed_certificates (
+                    name TEXT PRIMARY KEY,
+                    owner TEXT NOT NULL,
+                    spec TEXT NOT NULL,
+                    generation INTEGER NOT NULL,
+                    created_ms INTEGER NOT NULL,
+                    updated_ms INTEGER NOT NULL,
+                    next_attempt_ms INTEGER NOT NULL,
+                    serial TEXT,
+                    not_before INTEGER,
+                    not_after INTEGER,
+                    renewal_ms INTEGER,
+                    issued_generation INTEGER,
+                    delivered_ms INTEGER,
+                    secret_resource_version TEXT,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    last_error TEXT,
+                    last_attempt_ms INTEGER,
+                    pending_key TEXT,
+                    pending_key_sha256 TEXT,
+                    pending_generation INTEGER,
+                    probe_ms INTEGER,
+                    probe_serial TEXT,
+                    probe_error TEXT,
+                    CHECK ((pending_key IS NULL) = (pending_key_sha256 IS NULL))
+                ) STRICT;
+                CREATE INDEX managed_certificates_by_next_attempt ON managed_certificates (next_attempt_ms);
+                CREATE INDEX certificates_by_public_key ON certificates (public_key_sha256);
+                """)
+        }
         return migrator
     }
 }

@@ -47,7 +47,8 @@ public enum APITokens {
             allowedNames: try token.allowedNames.map { try NamePattern($0) },
             allowedProfiles: Set(token.allowedProfiles),
             maximumLifetime: token.maximumLifetime,
-            defaultLifetime: defaultLifetime
+            defaultLifetime: defaultLifetime,
+            allowedTargets: try token.allowedTargets.map { try TargetPattern($0) }
         )
     }
 }

@@ -56,6 +56,8 @@ extension Problem {
         case let error as LedgerError:
             switch error {
             case .invalidCursor: self = Problem("invalid-query", "Invalid query", status: 400, detail: error.description)
+            case .managedCertificateExists: self = Problem("already-exists", "Already exists", status: 409, detail: error.description)
+            case .noSuchManagedCertificate: self = Problem("not-found", "No such managed certificate", status: 404, detail: error.description)
             default: self = Problem("ledger-error", "Ledger error", status: 500, detail: error.description)
             }
         case let error as SigningFailure:
@@ -68,6 +70,12 @@ extension Problem {
                 "signer-busy", "The CA signer is at its limit", status: 503, detail: busy.description,
                 headers: ["Retry-After": String(busy.retryAfterSeconds)]
             )
+        case let refusal as ManagedCertificateRefusal:
+            switch refusal {
+            case .issuance(let inner): self = Problem(inner)
+            case .invalid: self = Problem("invalid-managed-certificate", "Invalid managed certificate", status: 400, detail: refusal.description)
+            case .targetNotAllowed: self = Problem("target-not-allowed", "Target outside policy", status: 403, detail: refusal.description)
+            }
         case let error as DecodingError:
             self = Problem("malformed-body", "Malformed request body", status: 400, detail: Self.describe(error))
         default:
@@ -128,7 +136,7 @@ extension Problem {
 
     private static func isOurs(_ error: any Error) -> Bool {
         error is Problem || error is IssuanceRefusal || error is AuthenticationError || error is AuthorizationError
-            || error is LedgerError || error is SigningFailure || error is AdmissionRefused
+            || error is LedgerError || error is SigningFailure || error is AdmissionRefused || error is ManagedCertificateRefusal
     }
 
     static func describe(_ error: DecodingError) -> String {
@@ -174,10 +182,12 @@ public enum AuthenticationError: Error, Equatable, CustomStringConvertible {
 
 public enum AuthorizationError: Error, Equatable, CustomStringConvertible {
     case readOnly(String)
+    case managedCertificate(String, String)
 
     public var description: String {
         switch self {
         case .readOnly(let name): "'\(name)' may read the ledger but has no names it may be issued"
+        case let .managedCertificate(name, reason): "managed certificate '\(name)': \(reason)"
         }
     }
 }

@@ -38,6 +38,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maximumLifetime: Duration = IssuancePolicy.standardDefaultLifetime
     public var tokenCacheLifetime: Duration = .seconds(1)
     public var clientCertificatePolicies: [ClientCertificatePolicy] = []
+    /// The Kubernetes clusters managed certificates are delivered to, by name.
+    public var clusters: [ClusterSettings] = []
+    /// How many managed certificates are renewed at the same time.
+    public var renewalConcurrency = 8
 
     public init() {}
 
@@ -113,12 +117,30 @@ public struct ServerConfiguration: Sendable, Equatable {
             if let value = issuance.maxDuration { maximumLifetime = try lifetime(value, "issuance.maxDuration") }
         }
         if let value = file.tokenCacheSeconds { tokenCacheLifetime = .milliseconds(Int64(value * 1000)) }
+        for entry in file.clusters ?? [] {
+            guard KubernetesNames.isLabel(entry.name) else {
+                throw ConfigurationError("clusters: '\(entry.name)' is not a valid cluster name (lower-case letters, digits and '-')")
+            }
+            guard !clusters.contains(where: { $0.name == entry.name }) else { throw ConfigurationError("clusters: '\(entry.name)' is configured twice") }
+            guard (entry.kubeconfig != nil) != (entry.inCluster ?? false) else {
+                throw ConfigurationError("clusters.\(entry.name): give exactly one of kubeconfig (a path) and inCluster: true")
+            }
+            if let gateway = entry.gateway { try HostPort.validate(gateway, "clusters.\(entry.name).gateway") }
+            clusters.append(ClusterSettings(name: entry.name, kubeconfig: entry.kubeconfig, context: entry.context, gateway: entry.gateway))
+        }
+        if let value = file.renewalConcurrency {
+            guard value >= 1 else { throw ConfigurationError("renewalConcurrency must be at least 1") }
+            renewalConcurrency = value
+        }
         for entry in file.clientCertificates ?? [] {
             let policy = IssuancePolicy(
                 allowedNames: try entry.allow.map { try NamePattern($0) },
                 allowedProfiles: Set(try (entry.profiles ?? CertificateProfile.allCases.map(\.rawValue)).map { try parse($0, "clientCertificates.profiles") }),
                 maximumLifetime: try entry.maxDuration.map { try lifetime($0, "clientCertificates.maxDuration") } ?? maximumLifetime,
-                defaultLifetime: defaultLifetime
+                defaultLifetime: defaultLifetime,
+                allowedTargets: try (entry.targets ?? []).map { text in
+                    do { return try TargetPattern(text) } catch { throw ConfigurationError("clientCertificates.targets: \(error)") }
+                }
             )
             clientCertificatePolicies.append(ClientCertificatePolicy(commonName: entry.commonName, policy: policy))
         }
@@ -206,6 +228,38 @@ public struct ServerConfiguration: Sendable, Equatable {
         } catch {
             throw ConfigurationError("\(key): \(error)")
         }
+    }
+}
+
+/// A cluster managed certificates are delivered to: a kubeconfig (and context), or the cluster Signet runs in.
+public struct ClusterSettings: Sendable, Equatable {
+    public var name: String
+    /// nil: in-cluster (service-account token and CA).
+    public var kubeconfig: String?
+    public var context: String?
+    /// `host:port` of the cluster's ingress gateway: after each delivery Signet connects there with SNI set to the
+    /// certificate's first name and records whether the new serial is served.
+    public var gateway: String?
+
+    public init(name: String, kubeconfig: String?, context: String? = nil, gateway: String? = nil) {
+        self.name = name
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.gateway = gateway
+    }
+}
+
+enum HostPort {
+    /// `host:port` or `[v6]:port`.
+    static func split(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host.isEmpty ? nil : (host, port)
+    }
+
+    static func validate(_ text: String, _ key: String) throws {
+        guard split(text) != nil else { throw ConfigurationError("\(key): '\(text)' is not host:port") }
     }
 }
 
@@ -334,6 +388,14 @@ private struct ConfigurationFile: Decodable {
         var allow: [String]
         var maxDuration: String?
         var profiles: [String]?
+        var targets: [String]?
+    }
+    struct Cluster: Decodable {
+        var name: String
+        var kubeconfig: String?
+        var context: String?
+        var inCluster: Bool?
+        var gateway: String?
     }
 
     var listen: String?
@@ -345,17 +407,20 @@ private struct ConfigurationFile: Decodable {
     var issuance: Issuance?
     var tokenCacheSeconds: Double?
     var clientCertificates: [ClientCertificate]?
+    var clusters: [Cluster]?
+    var renewalConcurrency: Int?
 
     /// The keys each section may have. Decoding ignores unknown keys, so they are checked here: a misspelt
     /// setting is an error, never silently the default.
     static let knownKeys: [String: Set<String>] = [
-        "": ["listen", "dataDirectory", "database", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates"],
+        "": ["listen", "dataDirectory", "database", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency"],
         "ca": ["directory", "passphraseFile", "keyVault", "pkcs11"],
         "ca.pkcs11": ["module", "tokenLabel", "keyLabel", "keyId", "pinFile", "pinEnv", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
         "ca.keyVault": ["url", "keyName", "keyVersion", "apiVersion", "caFile", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
         "tls": ["mode", "certificate", "key", "hostnames", "clientAuth", "clientCA"],
         "issuance": ["defaultDuration", "maxDuration"],
-        "clientCertificates": ["commonName", "allow", "maxDuration", "profiles"],
+        "clientCertificates": ["commonName", "allow", "maxDuration", "profiles", "targets"],
+        "clusters": ["name", "kubeconfig", "context", "inCluster", "gateway"],
     ]
 
     static func rejectUnknownKeys(in yaml: String) throws {

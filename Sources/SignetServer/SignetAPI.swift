@@ -18,8 +18,13 @@ public struct SignetAPI: APIProtocol {
     let authenticator: CallerAuthenticator
     let metrics: SignetMetrics
     let signer: any CASigner
+    let managed: ManagedCertificates
 
-    public init(issuance: IssuanceService, ledger: CertificateLedger, authenticator: CallerAuthenticator, metrics: SignetMetrics, signer: any CASigner) {
+    public init(
+        issuance: IssuanceService, ledger: CertificateLedger, authenticator: CallerAuthenticator, metrics: SignetMetrics, signer: any CASigner,
+        managed: ManagedCertificates
+    ) {
+        self.managed = managed
         self.issuance = issuance
         self.ledger = ledger
         self.authenticator = authenticator

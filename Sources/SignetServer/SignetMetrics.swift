@@ -1,4 +1,5 @@
 import Prometheus
+import SignetAuthority
 import SignetKeys
 import SignetLedger
 
@@ -23,6 +24,8 @@ public final class SignetMetrics: Sendable {
     private let signerRunning: Gauge
     private let certificatesByStatus: [CertificateStatus: Gauge]
     private let earliestExpiry: Gauge
+    private let renewals: [Bool: Counter]
+    private let probes: [Bool: Counter]
 
     private static let latencyBuckets: [Duration] = [
         .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
@@ -72,7 +75,26 @@ public final class SignetMetrics: Sendable {
         earliestExpiry = registry.makeGauge(
             descriptor: .init(namespace: "signet", metricName: "earliest_expiry_timestamp", unitName: "seconds", helpText: "notAfter of the valid certificate that expires first (Unix time); 0 when there is none.")
         )
+        let renewalDescriptor = MetricNameDescriptor(
+            namespace: "signet", metricName: "managed_renewals", unitName: "total",
+            helpText: "Managed-certificate renewal attempts (issue and deliver) by outcome: delivered, failed."
+        )
+        renewals = [
+            true: registry.makeCounter(descriptor: renewalDescriptor, labels: [("outcome", "delivered")]),
+            false: registry.makeCounter(descriptor: renewalDescriptor, labels: [("outcome", "failed")]),
+        ]
+        let probeDescriptor = MetricNameDescriptor(
+            namespace: "signet", metricName: "delivery_probes", unitName: "total",
+            helpText: "Gateway probes after a delivery by outcome: served (the new serial), stale (anything else, or no answer)."
+        )
+        probes = [
+            true: registry.makeCounter(descriptor: probeDescriptor, labels: [("outcome", "served")]),
+            false: registry.makeCounter(descriptor: probeDescriptor, labels: [("outcome", "stale")]),
+        ]
     }
+
+    func recordRenewal(succeeded: Bool) { renewals[succeeded]?.increment() }
+    func recordProbe(matched: Bool) { probes[matched]?.increment() }
 
     func recordIssued(after duration: Duration) {
         issued.increment()
@@ -115,13 +137,45 @@ public final class SignetMetrics: Sendable {
         )
     }
 
-    /// Refreshes the ledger gauges and renders the exposition text.
+    /// Refreshes the ledger gauges and renders the exposition text, with the managed-certificate families
+    /// computed from the ledger at this moment (so a deleted one disappears at once).
     public func render(from ledger: CertificateLedger, now: Date = Date()) async throws -> String {
         let summary = try await ledger.summary(now: now)
         for (status, gauge) in certificatesByStatus {
             gauge.set(Double(summary.counts[status] ?? 0))
         }
         earliestExpiry.set(summary.earliestExpiry?.timeIntervalSince1970 ?? 0)
-        return registry.emitToString()
+        let managed = try await ledger.managedCertificates()
+        return registry.emitToString() + ManagedCertificateMetrics.render(managed, now: now)
+    }
+}
+
+/// cert-manager's certificate metrics under Signet's prefix, one series per managed certificate, so existing
+/// dashboards and alerts (`expiration - time() < …`, `ready_status{condition="False"} == 1`) carry over.
+enum ManagedCertificateMetrics {
+    static func render(_ records: [ManagedCertificateRecord], now: Date) -> String {
+        var expiration = family("signet_certificate_expiration_timestamp_seconds", "The notAfter of the certificate in the managed certificate's Secret (Unix time).")
+        var renewal = family("signet_certificate_renewal_timestamp_seconds", "When the managed certificate is next renewed (Unix time).")
+        var ready = family("signet_certificate_ready_status", "1 for the managed certificate's readiness condition (True, False, Unknown), 0 for the others.")
+        var failing = family("signet_certificate_failed_attempts", "Failed renewal attempts of the managed certificate since its last success.")
+        for record in records {
+            let labels = "name=\"\(escape(record.name))\",cluster=\"\(escape(record.spec.target.cluster))\",namespace=\"\(escape(record.spec.target.namespace))\",secret=\"\(escape(record.spec.target.secretName))\""
+            expiration += "signet_certificate_expiration_timestamp_seconds{\(labels)} \(record.delivered.map { Int64($0.notAfter.timeIntervalSince1970) } ?? 0)\n"
+            renewal += "signet_certificate_renewal_timestamp_seconds{\(labels)} \(Int64(record.nextAttemptAt.timeIntervalSince1970))\n"
+            let condition = ManagedCertificateStatus(record, now: now).ready ? "True" : (record.delivered == nil && record.lastError == nil ? "Unknown" : "False")
+            for value in ["True", "False", "Unknown"] {
+                ready += "signet_certificate_ready_status{\(labels),condition=\"\(value)\"} \(value == condition ? 1 : 0)\n"
+            }
+            failing += "signet_certificate_failed_attempts{\(labels)} \(record.attempts)\n"
+        }
+        return expiration + renewal + ready + failing
+    }
+
+    private static func family(_ name: String, _ help: String) -> String {
+        "# HELP \(name) \(help)\n# TYPE \(name) gauge\n"
+    }
+
+    private static func escape(_ value: String) -> String {
+        value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n")
     }
 }

@@ -32,6 +32,8 @@ public struct SignetServer: Sendable {
     public let issuance: IssuanceService
     public let metrics: SignetMetrics
     public let authenticator: CallerAuthenticator
+    public let managed: ManagedCertificates
+    let clusters: ClusterConnections
     let signer: any CASigner
     /// The client a remote signer talks through; shut down with the server.
     let http: HTTPClient?
@@ -83,7 +85,12 @@ public struct SignetServer: Sendable {
                 ledger: ledger, defaultLifetime: configuration.defaultLifetime,
                 cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: configuration.clientCertificatePolicies
             )
-            return SignetServer(configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator, signer: signer, http: http, logger: logger)
+            let clusters = try await ClusterConnections.open(configuration.clusters, logger: logger)
+            let managed = ManagedCertificates(ledger: ledger, issuance: issuance, clusters: clusters, metrics: metrics, logger: logger)
+            return SignetServer(
+                configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator,
+                managed: managed, clusters: clusters, signer: signer, http: http, logger: logger
+            )
         } catch {
             // A CA that fails its checks stops the start; the remote signer's client is closed first.
             try? await http?.shutdown()
@@ -136,7 +143,7 @@ public struct SignetServer: Sendable {
     public func makeRouter() throws -> Router<SignetRequestContext> {
         let router = Router(context: SignetRequestContext.self)
         router.add(middleware: APIEdgeMiddleware())
-        let api = SignetAPI(issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer)
+        let api = SignetAPI(issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer, managed: managed)
         // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output
         // costs measurable time at thousands of answers a second.
         try api.registerHandlers(on: router, configuration: .init(jsonEncodingOptions: [.withoutEscapingSlashes]))
@@ -147,7 +154,7 @@ public struct SignetServer: Sendable {
     /// channel (tests bind port 0 and read it).
     public func makeApplication(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) async throws -> some ApplicationProtocol {
         let server: HTTPServerBuilder
-        var services: [any Service] = []
+        var services: [any Service] = [RenewalScheduler(managed: managed, concurrency: configuration.renewalConcurrency, logger: logger)]
         switch configuration.transport {
         case .http:
             logger.warning("serving plain HTTP: tokens and keys cross the network unencrypted")
@@ -173,6 +180,7 @@ public struct SignetServer: Sendable {
             logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "transport": "\(configuration.transport.rawValue)"])
         }
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        await clusters.shutdown()
         try await http?.shutdown()
         try ledger.close()
         logger.info("stopped; ledger closed")
@@ -208,21 +216,17 @@ public struct SignetServer: Sendable {
     }
 
     private func issueServerCertificate() async throws -> ServerIdentity.Credentials {
-        let (key, keyPEM) = try KeyAlgorithm.ecdsaP256.generate()
+        let (_, keyPEM, csrPEM) = try KeyAlgorithm.ecdsaP256.generateWithRequest()
         let names = configuration.tlsHostnames
         let dnsNames = names.filter { IPAddress($0) == nil }
         let ipAddresses = names.filter { IPAddress($0) != nil }
-        let csr = try CertificateSigningRequest(
-            version: .v1, subject: DistinguishedName(), privateKey: key,
-            attributes: CertificateSigningRequest.Attributes(), signatureAlgorithm: .ecdsaWithSHA256
-        )
         let lifetime = min(configuration.maximumLifetime, .seconds(30 * 86_400))
         let selfCaller = Caller(
             identity: "signet:server",
             policy: IssuancePolicy(allowedNames: try names.map { try NamePattern($0) }, maximumLifetime: lifetime, defaultLifetime: lifetime)
         )
         let issued = try await issuance.issue(
-            IssuanceRequest(csrPEM: try csr.serializeAsPEM().pemString, dnsNames: dnsNames, ipAddresses: ipAddresses, profile: .server),
+            IssuanceRequest(csrPEM: csrPEM, dnsNames: dnsNames, ipAddresses: ipAddresses, profile: .server),
             for: selfCaller
         )
         logger.info("issued the server's own TLS certificate", metadata: [

@@ -76,19 +76,9 @@ struct IssueCommand: AsyncParsableCommand {
             guard let algorithm = generateKey.flatMap(KeyAlgorithm.init(rawValue:)) else {
                 throw ValidationError("--generate-key must be one of \(KeyAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            let (key, pem) = try algorithm.generate()
-            keyPEM = pem
-            let signatureAlgorithm: Certificate.SignatureAlgorithm = switch algorithm {
-            case .ecdsaP256: .ecdsaWithSHA256
-            case .ecdsaP384: .ecdsaWithSHA384
-            case .ed25519: .ed25519
-            default: .sha256WithRSAEncryption
-            }
-            let request = try CertificateSigningRequest(
-                version: .v1, subject: DistinguishedName(), privateKey: key,
-                attributes: CertificateSigningRequest.Attributes(), signatureAlgorithm: signatureAlgorithm
-            )
-            csrPEM = try request.serializeAsPEM().pemString
+            let generated = try algorithm.generateWithRequest()
+            keyPEM = generated.pkcs8PEM
+            csrPEM = generated.csrPEM
         }
         let body = Components.Schemas.IssueRequest(
             csr: csrPEM, dnsNames: dns.isEmpty ? nil : dns, ipAddresses: ip.isEmpty ? nil : ip,

@@ -17,7 +17,9 @@ struct TokenCommand: AsyncParsableCommand {
             discussion: """
                 Name patterns: 'bookinfo.com' (exactly), '*.example.com' (one label below, and the wildcard name \
                 itself), '**.example.com' (any depth below), '10.0.0.5' or '10.0.0.0/24' (IP addresses). A token \
-                with no --allow may read the ledger but not issue (an auditor's token).
+                with no --allow may read the ledger but not issue (an auditor's token). Targets, for managed \
+                certificates: 'cluster/namespace/secret', each part a name, '*', or a name with one '*' \
+                ('aks-prod/istio-system/*-tls').
                 """
         )
 
@@ -28,6 +30,9 @@ struct TokenCommand: AsyncParsableCommand {
 
         @Option(help: "A name pattern the token may be issued (repeatable).")
         var allow: [String] = []
+
+        @Option(help: "A cluster/namespace/secret pattern the token may deliver managed certificates to (repeatable).")
+        var target: [String] = []
 
         @Option(help: "The longest certificate lifetime the token may ask for.")
         var maxDuration: String = "90d"
@@ -42,6 +47,9 @@ struct TokenCommand: AsyncParsableCommand {
             for pattern in allow {
                 do { _ = try NamePattern(pattern) } catch { throw ValidationError("--allow: \(error)") }
             }
+            for pattern in target {
+                do { _ = try TargetPattern(pattern) } catch { throw ValidationError("--target: \(error)") }
+            }
             var chosen: [CertificateProfile] = []
             for text in profiles.split(separator: ",") {
                 guard let profile = CertificateProfile(rawValue: text.trimmingCharacters(in: .whitespaces)) else {
@@ -53,7 +61,7 @@ struct TokenCommand: AsyncParsableCommand {
             let (token, digest) = APITokens.mint()
             try await ledger.createToken(TokenEntry(
                 name: name, secretSHA256: digest, allowedNames: allow, allowedProfiles: chosen,
-                maximumLifetime: try lifetime(maxDuration, "--max-duration"), createdAt: Date()
+                maximumLifetime: try lifetime(maxDuration, "--max-duration"), createdAt: Date(), allowedTargets: target
             ))
             print(token)
             FileHandle.standardError.write(Data("token '\(name)' created; it is shown only this once\n".utf8))
@@ -72,6 +80,7 @@ struct TokenCommand: AsyncParsableCommand {
                     [
                         "name": token.name, "allow": token.allowedNames.joined(separator: ","),
                         "profiles": token.allowedProfiles.map(\.rawValue).joined(separator: ","),
+                        "targets": token.allowedTargets.joined(separator: ","),
                         "maxDuration": Lifetime.format(token.maximumLifetime),
                         "created": token.createdAt.formatted(.iso8601),
                         "state": token.revokedAt == nil ? "active" : "revoked",
@@ -81,11 +90,12 @@ struct TokenCommand: AsyncParsableCommand {
                 return
             }
             Table.print(
-                header: ["NAME", "STATE", "ALLOW", "PROFILES", "MAX", "CREATED"],
+                header: ["NAME", "STATE", "ALLOW", "TARGETS", "PROFILES", "MAX", "CREATED"],
                 rows: tokens.map { token in
                     [
                         token.name, token.revokedAt == nil ? "active" : "revoked",
                         token.allowedNames.isEmpty ? "(read-only)" : token.allowedNames.joined(separator: ","),
+                        token.allowedTargets.isEmpty ? "-" : token.allowedTargets.joined(separator: ","),
                         token.allowedProfiles.map(\.rawValue).joined(separator: ","),
                         Lifetime.format(token.maximumLifetime), token.createdAt.formatted(.iso8601),
                     ]

@@ -318,6 +318,724 @@ extension Components {
                 case nextCursor
             }
         }
+        /// - Remark: Generated from `#/components/schemas/PrivateKeySpec`.
+        public struct PrivateKeySpec: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/PrivateKeySpec/algorithm`.
+            @frozen public enum AlgorithmPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case ecdsa = "ECDSA"
+                case rsa = "RSA"
+                case ed25519 = "Ed25519"
+            }
+            /// - Remark: Generated from `#/components/schemas/PrivateKeySpec/algorithm`.
+            public var algorithm: Components.Schemas.PrivateKeySpec.AlgorithmPayload?
+            /// ECDSA 256 (default) or 384; RSA 2048 (default), 3072 or 4096; none for Ed25519.
+            ///
+            /// - Remark: Generated from `#/components/schemas/PrivateKeySpec/size`.
+            public var size: Swift.Int?
+            /// Creates a new `PrivateKeySpec`.
+            ///
+            /// - Parameters:
+            ///   - algorithm:
+            ///   - size: ECDSA 256 (default) or 384; RSA 2048 (default), 3072 or 4096; none for Ed25519.
+            public init(
+                algorithm: Components.Schemas.PrivateKeySpec.AlgorithmPayload? = nil,
+                size: Swift.Int? = nil
+            ) {
+                self.algorithm = algorithm
+                self.size = size
+            }
+            public enum CodingKeys: String, CodingKey {
+                case algorithm
+                case size
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.algorithm = try container.decodeIfPresent(
+                    Components.Schemas.PrivateKeySpec.AlgorithmPayload.self,
+                    forKey: .algorithm
+                )
+                self.size = try container.decodeIfPresent(
+                    Swift.Int.self,
+                    forKey: .size
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "algorithm",
+                    "size"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/DeliveryTarget`.
+        public struct DeliveryTarget: Codable, Hashable, Sendable {
+            /// A cluster configured in the server's `clusters` setting.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeliveryTarget/cluster`.
+            public var cluster: Swift.String
+            /// - Remark: Generated from `#/components/schemas/DeliveryTarget/namespace`.
+            public var namespace: Swift.String
+            /// The `credentialName` an Istio Gateway names.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeliveryTarget/secretName`.
+            public var secretName: Swift.String
+            /// Creates a new `DeliveryTarget`.
+            ///
+            /// - Parameters:
+            ///   - cluster: A cluster configured in the server's `clusters` setting.
+            ///   - namespace:
+            ///   - secretName: The `credentialName` an Istio Gateway names.
+            public init(
+                cluster: Swift.String,
+                namespace: Swift.String,
+                secretName: Swift.String
+            ) {
+                self.cluster = cluster
+                self.namespace = namespace
+                self.secretName = secretName
+            }
+            public enum CodingKeys: String, CodingKey {
+                case cluster
+                case namespace
+                case secretName
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.cluster = try container.decode(
+                    Swift.String.self,
+                    forKey: .cluster
+                )
+                self.namespace = try container.decode(
+                    Swift.String.self,
+                    forKey: .namespace
+                )
+                self.secretName = try container.decode(
+                    Swift.String.self,
+                    forKey: .secretName
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "cluster",
+                    "namespace",
+                    "secretName"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SecretTemplate`.
+        public struct SecretTemplate: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SecretTemplate/labels`.
+            public struct LabelsPayload: Codable, Hashable, Sendable {
+                /// A container of undocumented properties.
+                public var additionalProperties: [String: Swift.String]
+                /// Creates a new `LabelsPayload`.
+                ///
+                /// - Parameters:
+                ///   - additionalProperties: A container of undocumented properties.
+                public init(additionalProperties: [String: Swift.String] = .init()) {
+                    self.additionalProperties = additionalProperties
+                }
+                public init(from decoder: any Swift.Decoder) throws {
+                    additionalProperties = try decoder.decodeAdditionalProperties(knownKeys: [])
+                }
+                public func encode(to encoder: any Swift.Encoder) throws {
+                    try encoder.encodeAdditionalProperties(additionalProperties)
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/SecretTemplate/labels`.
+            public var labels: Components.Schemas.SecretTemplate.LabelsPayload?
+            /// - Remark: Generated from `#/components/schemas/SecretTemplate/annotations`.
+            public struct AnnotationsPayload: Codable, Hashable, Sendable {
+                /// A container of undocumented properties.
+                public var additionalProperties: [String: Swift.String]
+                /// Creates a new `AnnotationsPayload`.
+                ///
+                /// - Parameters:
+                ///   - additionalProperties: A container of undocumented properties.
+                public init(additionalProperties: [String: Swift.String] = .init()) {
+                    self.additionalProperties = additionalProperties
+                }
+                public init(from decoder: any Swift.Decoder) throws {
+                    additionalProperties = try decoder.decodeAdditionalProperties(knownKeys: [])
+                }
+                public func encode(to encoder: any Swift.Encoder) throws {
+                    try encoder.encodeAdditionalProperties(additionalProperties)
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/SecretTemplate/annotations`.
+            public var annotations: Components.Schemas.SecretTemplate.AnnotationsPayload?
+            /// Creates a new `SecretTemplate`.
+            ///
+            /// - Parameters:
+            ///   - labels:
+            ///   - annotations:
+            public init(
+                labels: Components.Schemas.SecretTemplate.LabelsPayload? = nil,
+                annotations: Components.Schemas.SecretTemplate.AnnotationsPayload? = nil
+            ) {
+                self.labels = labels
+                self.annotations = annotations
+            }
+            public enum CodingKeys: String, CodingKey {
+                case labels
+                case annotations
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.labels = try container.decodeIfPresent(
+                    Components.Schemas.SecretTemplate.LabelsPayload.self,
+                    forKey: .labels
+                )
+                self.annotations = try container.decodeIfPresent(
+                    Components.Schemas.SecretTemplate.AnnotationsPayload.self,
+                    forKey: .annotations
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "labels",
+                    "annotations"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest`.
+        public struct ManagedCertificateRequest: Codable, Hashable, Sendable {
+            /// Unique; lower-case letters, digits, '-' and '.'.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/name`.
+            public var name: Swift.String
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/dnsNames`.
+            public var dnsNames: [Swift.String]?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/ipAddresses`.
+            public var ipAddresses: [Swift.String]?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/profile`.
+            public var profile: Components.Schemas.Profile?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/privateKey`.
+            public var privateKey: Components.Schemas.PrivateKeySpec?
+            /// Lifetime of each certificate (`2160h`, `P90D`). Defaults to the caller's default.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/duration`.
+            public var duration: Swift.String?
+            /// Renew this long before expiry. Default a third of the lifetime.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/renewBefore`.
+            public var renewBefore: Swift.String?
+            /// Renew when this percentage of the lifetime is left. Exclusive with renewBefore.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/renewBeforePercentage`.
+            public var renewBeforePercentage: Swift.Int?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/target`.
+            public var target: Components.Schemas.DeliveryTarget
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/secretTemplate`.
+            public var secretTemplate: Components.Schemas.SecretTemplate?
+            /// Take over an existing kubernetes.io/tls Secret that Signet did not write.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/adopt`.
+            public var adopt: Swift.Bool?
+            /// Creates a new `ManagedCertificateRequest`.
+            ///
+            /// - Parameters:
+            ///   - name: Unique; lower-case letters, digits, '-' and '.'.
+            ///   - dnsNames:
+            ///   - ipAddresses:
+            ///   - profile:
+            ///   - privateKey:
+            ///   - duration: Lifetime of each certificate (`2160h`, `P90D`). Defaults to the caller's default.
+            ///   - renewBefore: Renew this long before expiry. Default a third of the lifetime.
+            ///   - renewBeforePercentage: Renew when this percentage of the lifetime is left. Exclusive with renewBefore.
+            ///   - target:
+            ///   - secretTemplate:
+            ///   - adopt: Take over an existing kubernetes.io/tls Secret that Signet did not write.
+            public init(
+                name: Swift.String,
+                dnsNames: [Swift.String]? = nil,
+                ipAddresses: [Swift.String]? = nil,
+                profile: Components.Schemas.Profile? = nil,
+                privateKey: Components.Schemas.PrivateKeySpec? = nil,
+                duration: Swift.String? = nil,
+                renewBefore: Swift.String? = nil,
+                renewBeforePercentage: Swift.Int? = nil,
+                target: Components.Schemas.DeliveryTarget,
+                secretTemplate: Components.Schemas.SecretTemplate? = nil,
+                adopt: Swift.Bool? = nil
+            ) {
+                self.name = name
+                self.dnsNames = dnsNames
+                self.ipAddresses = ipAddresses
+                self.profile = profile
+                self.privateKey = privateKey
+                self.duration = duration
+                self.renewBefore = renewBefore
+                self.renewBeforePercentage = renewBeforePercentage
+                self.target = target
+                self.secretTemplate = secretTemplate
+                self.adopt = adopt
+            }
+            public enum CodingKeys: String, CodingKey {
+                case name
+                case dnsNames
+                case ipAddresses
+                case profile
+                case privateKey
+                case duration
+                case renewBefore
+                case renewBeforePercentage
+                case target
+                case secretTemplate
+                case adopt
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.name = try container.decode(
+                    Swift.String.self,
+                    forKey: .name
+                )
+                self.dnsNames = try container.decodeIfPresent(
+                    [Swift.String].self,
+                    forKey: .dnsNames
+                )
+                self.ipAddresses = try container.decodeIfPresent(
+                    [Swift.String].self,
+                    forKey: .ipAddresses
+                )
+                self.profile = try container.decodeIfPresent(
+                    Components.Schemas.Profile.self,
+                    forKey: .profile
+                )
+                self.privateKey = try container.decodeIfPresent(
+                    Components.Schemas.PrivateKeySpec.self,
+                    forKey: .privateKey
+                )
+                self.duration = try container.decodeIfPresent(
+                    Swift.String.self,
+                    forKey: .duration
+                )
+                self.renewBefore = try container.decodeIfPresent(
+                    Swift.String.self,
+                    forKey: .renewBefore
+                )
+                self.renewBeforePercentage = try container.decodeIfPresent(
+                    Swift.Int.self,
+                    forKey: .renewBeforePercentage
+                )
+                self.target = try container.decode(
+                    Components.Schemas.DeliveryTarget.self,
+                    forKey: .target
+                )
+                self.secretTemplate = try container.decodeIfPresent(
+                    Components.Schemas.SecretTemplate.self,
+                    forKey: .secretTemplate
+                )
+                self.adopt = try container.decodeIfPresent(
+                    Swift.Bool.self,
+                    forKey: .adopt
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "name",
+                    "dnsNames",
+                    "ipAddresses",
+                    "profile",
+                    "privateKey",
+                    "duration",
+                    "renewBefore",
+                    "renewBeforePercentage",
+                    "target",
+                    "secretTemplate",
+                    "adopt"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch`.
+        public struct ManagedCertificatePatch: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/dnsNames`.
+            public var dnsNames: [Swift.String]?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/ipAddresses`.
+            public var ipAddresses: [Swift.String]?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/profile`.
+            public var profile: Components.Schemas.Profile?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/privateKey`.
+            public var privateKey: Components.Schemas.PrivateKeySpec?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/duration`.
+            public var duration: Swift.String?
+            /// Setting it clears renewBeforePercentage.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/renewBefore`.
+            public var renewBefore: Swift.String?
+            /// Setting it clears renewBefore.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/renewBeforePercentage`.
+            public var renewBeforePercentage: Swift.Int?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/target`.
+            public var target: Components.Schemas.DeliveryTarget?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/secretTemplate`.
+            public var secretTemplate: Components.Schemas.SecretTemplate?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/adopt`.
+            public var adopt: Swift.Bool?
+            /// Creates a new `ManagedCertificatePatch`.
+            ///
+            /// - Parameters:
+            ///   - dnsNames:
+            ///   - ipAddresses:
+            ///   - profile:
+            ///   - privateKey:
+            ///   - duration:
+            ///   - renewBefore: Setting it clears renewBeforePercentage.
+            ///   - renewBeforePercentage: Setting it clears renewBefore.
+            ///   - target:
+            ///   - secretTemplate:
+            ///   - adopt:
+            public init(
+                dnsNames: [Swift.String]? = nil,
+                ipAddresses: [Swift.String]? = nil,
+                profile: Components.Schemas.Profile? = nil,
+                privateKey: Components.Schemas.PrivateKeySpec? = nil,
+                duration: Swift.String? = nil,
+                renewBefore: Swift.String? = nil,
+                renewBeforePercentage: Swift.Int? = nil,
+                target: Components.Schemas.DeliveryTarget? = nil,
+                secretTemplate: Components.Schemas.SecretTemplate? = nil,
+                adopt: Swift.Bool? = nil
+            ) {
+                self.dnsNames = dnsNames
+                self.ipAddresses = ipAddresses
+                self.profile = profile
+                self.privateKey = privateKey
+                self.duration = duration
+                self.renewBefore = renewBefore
+                self.renewBeforePercentage = renewBeforePercentage
+                self.target = target
+                self.secretTemplate = secretTemplate
+                self.adopt = adopt
+            }
+            public enum CodingKeys: String, CodingKey {
+                case dnsNames
+                case ipAddresses
+                case profile
+                case privateKey
+                case duration
+                case renewBefore
+                case renewBeforePercentage
+                case target
+                case secretTemplate
+                case adopt
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.dnsNames = try container.decodeIfPresent(
+                    [Swift.String].self,
+                    forKey: .dnsNames
+                )
+                self.ipAddresses = try container.decodeIfPresent(
+                    [Swift.String].self,
+                    forKey: .ipAddresses
+                )
+                self.profile = try container.decodeIfPresent(
+                    Components.Schemas.Profile.self,
+                    forKey: .profile
+                )
+                self.privateKey = try container.decodeIfPresent(
+                    Components.Schemas.PrivateKeySpec.self,
+                    forKey: .privateKey
+                )
+                self.duration = try container.decodeIfPresent(
+                    Swift.String.self,
+                    forKey: .duration
+                )
+                self.renewBefore = try container.decodeIfPresent(
+                    Swift.String.self,
+                    forKey: .renewBefore
+                )
+                self.renewBeforePercentage = try container.decodeIfPresent(
+                    Swift.Int.self,
+                    forKey: .renewBeforePercentage
+                )
+                self.target = try container.decodeIfPresent(
+                    Components.Schemas.DeliveryTarget.self,
+                    forKey: .target
+                )
+                self.secretTemplate = try container.decodeIfPresent(
+                    Components.Schemas.SecretTemplate.self,
+                    forKey: .secretTemplate
+                )
+                self.adopt = try container.decodeIfPresent(
+                    Swift.Bool.self,
+                    forKey: .adopt
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "dnsNames",
+                    "ipAddresses",
+                    "profile",
+                    "privateKey",
+                    "duration",
+                    "renewBefore",
+                    "renewBeforePercentage",
+                    "target",
+                    "secretTemplate",
+                    "adopt"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus`.
+        public struct ManagedCertificateStatus: Codable, Hashable, Sendable {
+            /// The Secret holds a valid certificate for the current spec.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/ready`.
+            public var ready: Swift.Bool
+            /// Issued, Pending (never delivered yet), Changed (the spec changed since), Failing, Expired.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/reason`.
+            public var reason: Swift.String
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/serial`.
+            public var serial: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/notBefore`.
+            public var notBefore: Foundation.Date?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/notAfter`.
+            public var notAfter: Foundation.Date?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/renewalTime`.
+            public var renewalTime: Foundation.Date?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/nextAttemptTime`.
+            public var nextAttemptTime: Foundation.Date
+            /// Failed attempts since the last success.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/attempts`.
+            public var attempts: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/lastError`.
+            public var lastError: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/lastAttemptTime`.
+            public var lastAttemptTime: Foundation.Date?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/deliveredAt`.
+            public var deliveredAt: Foundation.Date?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/secretResourceVersion`.
+            public var secretResourceVersion: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/observedGeneration`.
+            public var observedGeneration: Swift.Int64?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/probe`.
+            public var probe: Components.Schemas.DeliveryProbe?
+            /// Creates a new `ManagedCertificateStatus`.
+            ///
+            /// - Parameters:
+            ///   - ready: The Secret holds a valid certificate for the current spec.
+            ///   - reason: Issued, Pending (never delivered yet), Changed (the spec changed since), Failing, Expired.
+            ///   - serial:
+            ///   - notBefore:
+            ///   - notAfter:
+            ///   - renewalTime:
+            ///   - nextAttemptTime:
+            ///   - attempts: Failed attempts since the last success.
+            ///   - lastError:
+            ///   - lastAttemptTime:
+            ///   - deliveredAt:
+            ///   - secretResourceVersion:
+            ///   - observedGeneration:
+            ///   - probe:
+            public init(
+                ready: Swift.Bool,
+                reason: Swift.String,
+                serial: Swift.String? = nil,
+                notBefore: Foundation.Date? = nil,
+                notAfter: Foundation.Date? = nil,
+                renewalTime: Foundation.Date? = nil,
+                nextAttemptTime: Foundation.Date,
+                attempts: Swift.Int,
+                lastError: Swift.String? = nil,
+                lastAttemptTime: Foundation.Date? = nil,
+                deliveredAt: Foundation.Date? = nil,
+                secretResourceVersion: Swift.String? = nil,
+                observedGeneration: Swift.Int64? = nil,
+                probe: Components.Schemas.DeliveryProbe? = nil
+            ) {
+                self.ready = ready
+                self.reason = reason
+                self.serial = serial
+                self.notBefore = notBefore
+                self.notAfter = notAfter
+                self.renewalTime = renewalTime
+                self.nextAttemptTime = nextAttemptTime
+                self.attempts = attempts
+                self.lastError = lastError
+                self.lastAttemptTime = lastAttemptTime
+                self.deliveredAt = deliveredAt
+                self.secretResourceVersion = secretResourceVersion
+                self.observedGeneration = observedGeneration
+                self.probe = probe
+            }
+            public enum CodingKeys: String, CodingKey {
+                case ready
+                case reason
+                case serial
+                case notBefore
+                case notAfter
+                case renewalTime
+                case nextAttemptTime
+                case attempts
+                case lastError
+                case lastAttemptTime
+                case deliveredAt
+                case secretResourceVersion
+                case observedGeneration
+                case probe
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/DeliveryProbe`.
+        public struct DeliveryProbe: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/DeliveryProbe/time`.
+            public var time: Foundation.Date
+            /// - Remark: Generated from `#/components/schemas/DeliveryProbe/servedSerial`.
+            public var servedSerial: Swift.String?
+            /// The gateway serves the delivered certificate.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeliveryProbe/matches`.
+            public var matches: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/DeliveryProbe/error`.
+            public var error: Swift.String?
+            /// Creates a new `DeliveryProbe`.
+            ///
+            /// - Parameters:
+            ///   - time:
+            ///   - servedSerial:
+            ///   - matches: The gateway serves the delivered certificate.
+            ///   - error:
+            public init(
+                time: Foundation.Date,
+                servedSerial: Swift.String? = nil,
+                matches: Swift.Bool,
+                error: Swift.String? = nil
+            ) {
+                self.time = time
+                self.servedSerial = servedSerial
+                self.matches = matches
+                self.error = error
+            }
+            public enum CodingKeys: String, CodingKey {
+                case time
+                case servedSerial
+                case matches
+                case error
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/ManagedCertificate`.
+        public struct ManagedCertificate: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/name`.
+            public var name: Swift.String
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/owner`.
+            public var owner: Swift.String
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/generation`.
+            public var generation: Swift.Int64
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/createdAt`.
+            public var createdAt: Foundation.Date
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/updatedAt`.
+            public var updatedAt: Foundation.Date
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/dnsNames`.
+            public var dnsNames: [Swift.String]
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/ipAddresses`.
+            public var ipAddresses: [Swift.String]
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/profile`.
+            public var profile: Components.Schemas.Profile
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/privateKey`.
+            public var privateKey: Components.Schemas.PrivateKeySpec
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/duration`.
+            public var duration: Swift.String
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/renewBefore`.
+            public var renewBefore: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/renewBeforePercentage`.
+            public var renewBeforePercentage: Swift.Int?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/target`.
+            public var target: Components.Schemas.DeliveryTarget
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/secretTemplate`.
+            public var secretTemplate: Components.Schemas.SecretTemplate?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/adopt`.
+            public var adopt: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/status`.
+            public var status: Components.Schemas.ManagedCertificateStatus
+            /// Creates a new `ManagedCertificate`.
+            ///
+            /// - Parameters:
+            ///   - name:
+            ///   - owner:
+            ///   - generation:
+            ///   - createdAt:
+            ///   - updatedAt:
+            ///   - dnsNames:
+            ///   - ipAddresses:
+            ///   - profile:
+            ///   - privateKey:
+            ///   - duration:
+            ///   - renewBefore:
+            ///   - renewBeforePercentage:
+            ///   - target:
+            ///   - secretTemplate:
+            ///   - adopt:
+            ///   - status:
+            public init(
+                name: Swift.String,
+                owner: Swift.String,
+                generation: Swift.Int64,
+                createdAt: Foundation.Date,
+                updatedAt: Foundation.Date,
+                dnsNames: [Swift.String],
+                ipAddresses: [Swift.String],
+                profile: Components.Schemas.Profile,
+                privateKey: Components.Schemas.PrivateKeySpec,
+                duration: Swift.String,
+                renewBefore: Swift.String? = nil,
+                renewBeforePercentage: Swift.Int? = nil,
+                target: Components.Schemas.DeliveryTarget,
+                secretTemplate: Components.Schemas.SecretTemplate? = nil,
+                adopt: Swift.Bool,
+                status: Components.Schemas.ManagedCertificateStatus
+            ) {
+                self.name = name
+                self.owner = owner
+                self.generation = generation
+                self.createdAt = createdAt
+                self.updatedAt = updatedAt
+                self.dnsNames = dnsNames
+                self.ipAddresses = ipAddresses
+                self.profile = profile
+                self.privateKey = privateKey
+                self.duration = duration
+                self.renewBefore = renewBefore
+                self.renewBeforePercentage = renewBeforePercentage
+                self.target = target
+                self.secretTemplate = secretTemplate
+                self.adopt = adopt
+                self.status = status
+            }
+            public enum CodingKeys: String, CodingKey {
+                case name
+                case owner
+                case generation
+                case createdAt
+                case updatedAt
+                case dnsNames
+                case ipAddresses
+                case profile
+                case privateKey
+                case duration
+                case renewBefore
+                case renewBeforePercentage
+                case target
+                case secretTemplate
+                case adopt
+                case status
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/ManagedCertificatePage`.
+        public struct ManagedCertificatePage: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePage/items`.
+            public var items: [Components.Schemas.ManagedCertificate]
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePage/nextCursor`.
+            public var nextCursor: Swift.String?
+            /// Creates a new `ManagedCertificatePage`.
+            ///
+            /// - Parameters:
+            ///   - items:
+            ///   - nextCursor:
+            public init(
+                items: [Components.Schemas.ManagedCertificate],
+                nextCursor: Swift.String? = nil
+            ) {
+                self.items = items
+                self.nextCursor = nextCursor
+            }
+            public enum CodingKeys: String, CodingKey {
+                case items
+                case nextCursor
+            }
+        }
         /// - Remark: Generated from `#/components/schemas/Readiness`.
         public struct Readiness: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/Readiness/ready`.

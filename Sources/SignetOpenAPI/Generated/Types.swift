@@ -38,6 +38,43 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `GET /v1/certificates/{serial}`.
     /// - Remark: Generated from `#/paths//v1/certificates/{serial}/get(getCertificate)`.
     func getCertificate(_ input: Operations.GetCertificate.Input) async throws -> Operations.GetCertificate.Output
+    /// Managed certificates in name order, with their status.
+    ///
+    /// - Remark: HTTP `GET /v1/managed-certificates`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/get(listManagedCertificates)`.
+    func listManagedCertificates(_ input: Operations.ListManagedCertificates.Input) async throws -> Operations.ListManagedCertificates.Output
+    /// Register a certificate that Signet issues, delivers into a Kubernetes Secret, and renews.
+    ///
+    /// The caller must be allowed every name and the target (`cluster/namespace/secret`). The first certificate is
+    /// issued and delivered by the renewal scheduler within seconds; poll `GET` for its status.
+    ///
+    ///
+    /// - Remark: HTTP `POST /v1/managed-certificates`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/post(createManagedCertificate)`.
+    func createManagedCertificate(_ input: Operations.CreateManagedCertificate.Input) async throws -> Operations.CreateManagedCertificate.Output
+    /// One managed certificate and its status.
+    ///
+    /// - Remark: HTTP `GET /v1/managed-certificates/{name}`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/{name}/get(getManagedCertificate)`.
+    func getManagedCertificate(_ input: Operations.GetManagedCertificate.Input) async throws -> Operations.GetManagedCertificate.Output
+    /// Change fields of the spec (JSON merge patch); a new certificate is issued and delivered at once.
+    ///
+    /// The caller must be allowed the names and target both before and after the change.
+    ///
+    ///
+    /// - Remark: HTTP `PATCH /v1/managed-certificates/{name}`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/{name}/patch(updateManagedCertificate)`.
+    func updateManagedCertificate(_ input: Operations.UpdateManagedCertificate.Input) async throws -> Operations.UpdateManagedCertificate.Output
+    /// Stop renewing. The Secret and the certificates issued stay; revoke or delete them separately.
+    ///
+    /// - Remark: HTTP `DELETE /v1/managed-certificates/{name}`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/{name}/delete(deleteManagedCertificate)`.
+    func deleteManagedCertificate(_ input: Operations.DeleteManagedCertificate.Input) async throws -> Operations.DeleteManagedCertificate.Output
+    /// Renew now (a new key and certificate), like `cmctl renew`.
+    ///
+    /// - Remark: HTTP `POST /v1/managed-certificates/{name}/renew`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/{name}/renew/post(renewManagedCertificate)`.
+    func renewManagedCertificate(_ input: Operations.RenewManagedCertificate.Input) async throws -> Operations.RenewManagedCertificate.Output
     /// The CA chain (intermediates, then the root) as PEM.
     ///
     /// - Remark: HTTP `GET /v1/ca`.
@@ -103,6 +140,93 @@ extension APIProtocol {
         headers: Operations.GetCertificate.Input.Headers = .init()
     ) async throws -> Operations.GetCertificate.Output {
         try await getCertificate(Operations.GetCertificate.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Managed certificates in name order, with their status.
+    ///
+    /// - Remark: HTTP `GET /v1/managed-certificates`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/get(listManagedCertificates)`.
+    public func listManagedCertificates(
+        query: Operations.ListManagedCertificates.Input.Query = .init(),
+        headers: Operations.ListManagedCertificates.Input.Headers = .init()
+    ) async throws -> Operations.ListManagedCertificates.Output {
+        try await listManagedCertificates(Operations.ListManagedCertificates.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// Register a certificate that Signet issues, delivers into a Kubernetes Secret, and renews.
+    ///
+    /// The caller must be allowed every name and the target (`cluster/namespace/secret`). The first certificate is
+    /// issued and delivered by the renewal scheduler within seconds; poll `GET` for its status.
+    ///
+    ///
+    /// - Remark: HTTP `POST /v1/managed-certificates`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/post(createManagedCertificate)`.
+    public func createManagedCertificate(
+        headers: Operations.CreateManagedCertificate.Input.Headers = .init(),
+        body: Operations.CreateManagedCertificate.Input.Body
+    ) async throws -> Operations.CreateManagedCertificate.Output {
+        try await createManagedCertificate(Operations.CreateManagedCertificate.Input(
+            headers: headers,
+            body: body
+        ))
+    }
+    /// One managed certificate and its status.
+    ///
+    /// - Remark: HTTP `GET /v1/managed-certificates/{name}`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/{name}/get(getManagedCertificate)`.
+    public func getManagedCertificate(
+        path: Operations.GetManagedCertificate.Input.Path,
+        headers: Operations.GetManagedCertificate.Input.Headers = .init()
+    ) async throws -> Operations.GetManagedCertificate.Output {
+        try await getManagedCertificate(Operations.GetManagedCertificate.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Change fields of the spec (JSON merge patch); a new certificate is issued and delivered at once.
+    ///
+    /// The caller must be allowed the names and target both before and after the change.
+    ///
+    ///
+    /// - Remark: HTTP `PATCH /v1/managed-certificates/{name}`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/{name}/patch(updateManagedCertificate)`.
+    public func updateManagedCertificate(
+        path: Operations.UpdateManagedCertificate.Input.Path,
+        headers: Operations.UpdateManagedCertificate.Input.Headers = .init(),
+        body: Operations.UpdateManagedCertificate.Input.Body
+    ) async throws -> Operations.UpdateManagedCertificate.Output {
+        try await updateManagedCertificate(Operations.UpdateManagedCertificate.Input(
+            path: path,
+            headers: headers,
+            body: body
+        ))
+    }
+    /// Stop renewing. The Secret and the certificates issued stay; revoke or delete them separately.
+    ///
+    /// - Remark: HTTP `DELETE /v1/managed-certificates/{name}`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/{name}/delete(deleteManagedCertificate)`.
+    public func deleteManagedCertificate(
+        path: Operations.DeleteManagedCertificate.Input.Path,
+        headers: Operations.DeleteManagedCertificate.Input.Headers = .init()
+    ) async throws -> Operations.DeleteManagedCertificate.Output {
+        try await deleteManagedCertificate(Operations.DeleteManagedCertificate.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Renew now (a new key and certificate), like `cmctl renew`.
+    ///
+    /// - Remark: HTTP `POST /v1/managed-certificates/{name}/renew`.
+    /// - Remark: Generated from `#/paths//v1/managed-certificates/{name}/renew/post(renewManagedCertificate)`.
+    public func renewManagedCertificate(
+        path: Operations.RenewManagedCertificate.Input.Path,
+        headers: Operations.RenewManagedCertificate.Input.Headers = .init()
+    ) async throws -> Operations.RenewManagedCertificate.Output {
+        try await renewManagedCertificate(Operations.RenewManagedCertificate.Input(
             path: path,
             headers: headers
         ))

@@ -1,0 +1,157 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// What a managed certificate should be, in canonical form: the names, key and lifetime of every certificate Signet
+/// issues for it, when to renew, and the Secret it is delivered to. Stored as JSON in the ledger.
+public struct ManagedCertificateSpec: Codable, Hashable, Sendable {
+    public var dnsNames: [String]
+    public var ipAddresses: [String]
+    public var profile: CertificateProfile
+    /// A `KeyAlgorithm` raw value (`ecdsa-p256`, `rsa-2048`, …): a fresh key of this kind for every certificate.
+    public var keyAlgorithm: String
+    public var durationSeconds: Int64
+    /// At most one of the two; neither means the default, a third of the lifetime.
+    public var renewBeforeSeconds: Int64?
+    public var renewBeforePercentage: Int?
+    public var target: DeliveryTarget
+    public var secretLabels: [String: String]
+    public var secretAnnotations: [String: String]
+    /// Take over an existing kubernetes.io/tls Secret that Signet did not write.
+    public var adopt: Bool
+
+    public init(
+        dnsNames: [String], ipAddresses: [String] = [], profile: CertificateProfile = .server, keyAlgorithm: String = "ecdsa-p256",
+        durationSeconds: Int64, renewBeforeSeconds: Int64? = nil, renewBeforePercentage: Int? = nil, target: DeliveryTarget,
+        secretLabels: [String: String] = [:], secretAnnotations: [String: String] = [:], adopt: Bool = false
+    ) {
+        self.dnsNames = dnsNames
+        self.ipAddresses = ipAddresses
+        self.profile = profile
+        self.keyAlgorithm = keyAlgorithm
+        self.durationSeconds = durationSeconds
+        self.renewBeforeSeconds = renewBeforeSeconds
+        self.renewBeforePercentage = renewBeforePercentage
+        self.target = target
+        self.secretLabels = secretLabels
+        self.secretAnnotations = secretAnnotations
+        self.adopt = adopt
+    }
+
+    public var lifetime: Duration { .seconds(durationSeconds) }
+    public var renewBefore: Duration { RenewalSchedule.renewBefore(lifetime: lifetime, seconds: renewBeforeSeconds, percentage: renewBeforePercentage) }
+
+    /// The policy a renewal is issued under: exactly these names, this profile, this lifetime. The caller's own
+    /// policy was checked when the spec was accepted.
+    public var renewalPolicy: IssuancePolicy {
+        IssuancePolicy(
+            allowedNames: dnsNames.compactMap { try? NamePattern($0) } + ipAddresses.compactMap { try? NamePattern($0) },
+            allowedProfiles: [profile], maximumLifetime: lifetime, defaultLifetime: lifetime
+        )
+    }
+}
+
+/// Why a managed certificate is not accepted.
+public enum ManagedCertificateRefusal: Error, Equatable, Sendable, CustomStringConvertible {
+    /// Names, profile or lifetime: the same refusals as a CSR's.
+    case issuance(IssuanceRefusal)
+    case invalid(String)
+    case targetNotAllowed(DeliveryTarget)
+
+    public var description: String {
+        switch self {
+        case .issuance(let refusal): refusal.description
+        case .invalid(let what): what
+        case .targetNotAllowed(let target): "delivering to \(target) (cluster/namespace/secret) is not allowed for this caller"
+        }
+    }
+}
+
+public enum ManagedCertificateRules {
+    /// Label and annotation keys Signet writes itself; a template may not set them.
+    public static let reservedKeyPrefixes = ["signet.dev/", "app.kubernetes.io/managed-by"]
+
+    /// Checks a spec against the caller's policy and Signet's rules, and returns it canonical (names lower-cased,
+    /// deduplicated). Names, target and timing are all checked before anything is stored.
+    public static func validate(
+        name: String, _ spec: ManagedCertificateSpec, policy: IssuancePolicy, now: Date, issuerNotAfter: Date
+    ) throws(ManagedCertificateRefusal) -> ManagedCertificateSpec {
+        guard KubernetesNames.isSubdomain(name) else {
+            throw .invalid("name '\(name)' is not valid: lower-case letters, digits, '-' and '.', at most 253")
+        }
+        var canonical = spec
+        let names: RequestedNames
+        do {
+            names = try IssuanceRules.names(dnsNames: spec.dnsNames, ipAddresses: spec.ipAddresses)
+        } catch {
+            throw .issuance(error)
+        }
+        canonical.dnsNames = names.dnsNames
+        canonical.ipAddresses = names.ipAddresses.map(\.description)
+        let outside = policy.namesOutsidePolicy(names)
+        guard outside.isEmpty else { throw .issuance(.policy(.namesNotAllowed(outside))) }
+        guard policy.allowedProfiles.contains(spec.profile) else {
+            throw .issuance(.policy(.profileNotAllowed(spec.profile, allowed: CertificateProfile.allCases.filter(policy.allowedProfiles.contains))))
+        }
+        do {
+            try IssuanceRules.check(spec.lifetime, policy: policy, now: now, issuerNotAfter: issuerNotAfter)
+        } catch {
+            throw .issuance(error)
+        }
+        try checkRenewal(spec)
+        do {
+            try spec.target.validate()
+        } catch {
+            throw .invalid(error.description)
+        }
+        guard policy.allows(spec.target) else { throw .targetNotAllowed(spec.target) }
+        try checkTemplate(labels: spec.secretLabels, annotations: spec.secretAnnotations)
+        return canonical
+    }
+
+    static func checkRenewal(_ spec: ManagedCertificateSpec) throws(ManagedCertificateRefusal) {
+        switch (spec.renewBeforeSeconds, spec.renewBeforePercentage) {
+        case (.some, .some):
+            throw .invalid("give renewBefore or renewBeforePercentage, not both")
+        case (.some(let seconds), nil):
+            guard seconds >= RenewalSchedule.minimumRenewBefore, seconds < spec.durationSeconds else {
+                throw .invalid("renewBefore \(Lifetime.format(.seconds(seconds))) must be at least \(RenewalSchedule.minimumRenewBefore) seconds and shorter than the duration \(Lifetime.format(spec.lifetime))")
+            }
+        case (nil, .some(let percentage)):
+            guard (1...99).contains(percentage) else { throw .invalid("renewBeforePercentage \(percentage) must be between 1 and 99") }
+        case (nil, nil):
+            break
+        }
+    }
+
+    static func checkTemplate(labels: [String: String], annotations: [String: String]) throws(ManagedCertificateRefusal) {
+        for key in Array(labels.keys) + Array(annotations.keys) {
+            guard isQualifiedName(key) else { throw .invalid("secretTemplate key '\(key)' is not a valid Kubernetes label/annotation key") }
+            guard !reservedKeyPrefixes.contains(where: { key.hasPrefix($0) }) else {
+                throw .invalid("secretTemplate key '\(key)' is Signet's own; it cannot be set by a template")
+            }
+        }
+        for (key, value) in labels {
+            let valid = value.isEmpty || (value.utf8.count <= 63 && isNamePart(value))
+            guard valid else { throw .invalid("secretTemplate label '\(key)': value '\(value)' is not a valid label value") }
+        }
+    }
+
+    /// `[prefix/]name`: a DNS subdomain prefix, a name of at most 63 of `[A-Za-z0-9._-]`, alphanumeric at both ends.
+    static func isQualifiedName(_ key: String) -> Bool {
+        let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+        switch parts.count {
+        case 1: return isNamePart(String(parts[0])) && parts[0].utf8.count <= 63
+        case 2: return KubernetesNames.isSubdomain(String(parts[0])) && isNamePart(String(parts[1])) && parts[1].utf8.count <= 63
+        default: return false
+        }
+    }
+
+    private static func isNamePart(_ text: String) -> Bool {
+        guard let first = text.first, let last = text.last, first.isASCII, last.isASCII,
+              first.isLetter || first.isNumber, last.isLetter || last.isNumber else { return false }
+        return text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+    }
+}
