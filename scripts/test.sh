@@ -4,8 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build: SQLite headers (GRDB), the PKCS#11 header (p11-kit). Tests: openssl (chain checks, weak-key CSRs), nginx
-# (the TLS gateway stand-in), curl (the client the Istio tutorial uses), SoftHSM2 and pkcs11-tool (a PKCS#11 token).
-bash scripts/ensure-packages.sh libsqlite3-dev libp11-kit-dev pkg-config openssl nginx curl python3-pip softhsm2 opensc
+# and haproxy (TLS gateway stand-ins; haproxy's runtime API swaps certificates like Istio's SDS), curl (the client
+# the Istio tutorial uses), SoftHSM2 and pkcs11-tool (a PKCS#11 token).
+bash scripts/ensure-packages.sh libsqlite3-dev libp11-kit-dev pkg-config openssl nginx haproxy curl python3-pip softhsm2 opensc
 # kubectl drives the Kubernetes API double (this image has gcloud's kubectl; Debian's kubernetes-client otherwise).
 command -v kubectl >/dev/null || bash scripts/ensure-packages.sh kubernetes-client
 # The Key Vault test double is Python (cryptography); Microsoft's SDK proves its fidelity.

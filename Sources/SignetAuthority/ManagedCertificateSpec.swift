@@ -74,9 +74,10 @@ public enum ManagedCertificateRules {
     public static let reservedKeyPrefixes = ["signet.dev/", "app.kubernetes.io/managed-by"]
 
     /// Checks a spec against the caller's policy and Signet's rules, and returns it canonical (names lower-cased,
-    /// deduplicated). Names, target and timing are all checked before anything is stored.
+    /// deduplicated). Names, target and timing are all checked before anything is stored; `clusters` are the
+    /// cluster names configured on the server.
     public static func validate(
-        name: String, _ spec: ManagedCertificateSpec, policy: IssuancePolicy, now: Date, issuerNotAfter: Date
+        name: String, _ spec: ManagedCertificateSpec, policy: IssuancePolicy, clusters: [String], now: Date, issuerNotAfter: Date
     ) throws(ManagedCertificateRefusal) -> ManagedCertificateSpec {
         guard KubernetesNames.isSubdomain(name) else {
             throw .invalid("name '\(name)' is not valid: lower-case letters, digits, '-' and '.', at most 253")
@@ -105,6 +106,10 @@ public enum ManagedCertificateRules {
             try spec.target.validate()
         } catch {
             throw .invalid(error.description)
+        }
+        guard clusters.contains(spec.target.cluster) else {
+            let known = clusters.isEmpty ? "none are configured (clusters in signet.yaml)" : "configured: " + clusters.joined(separator: ", ")
+            throw .invalid("unknown cluster '\(spec.target.cluster)'; \(known)")
         }
         guard policy.allows(spec.target) else { throw .targetNotAllowed(spec.target) }
         try checkTemplate(labels: spec.secretLabels, annotations: spec.secretAnnotations)

@@ -126,12 +126,8 @@ public final class ManagedCertificates: Sendable {
         do {
             guard KeyAlgorithm(rawValue: spec.keyAlgorithm) != nil else { throw ManagedCertificateRefusal.invalid("unknown key algorithm '\(spec.keyAlgorithm)'") }
             let accepted = try ManagedCertificateRules.validate(
-                name: name, spec, policy: caller.policy, now: at, issuerNotAfter: issuance.ca.certificate.notValidAfter
+                name: name, spec, policy: caller.policy, clusters: clusters.names, now: at, issuerNotAfter: issuance.ca.certificate.notValidAfter
             )
-            guard clusters[accepted.target.cluster] != nil else {
-                let known = clusters.names.isEmpty ? "none are configured (clusters in signet.yaml)" : "configured: " + clusters.names.joined(separator: ", ")
-                throw ManagedCertificateRefusal.invalid("unknown cluster '\(accepted.target.cluster)'; \(known)")
-            }
             return accepted
         } catch {
             try await ledger.record(AuditEvent(at: at, actor: caller.identity, action: action, outcome: .refused, subject: name,

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""The gateway side of a test: feeds haproxy from a kubernetes.io/tls Secret, as Istio's SDS feeds Envoy.
+
+Polls the Secret through the Kubernetes API (bearer token, the double's CA). When its serial annotation changes,
+hands the new leaf+chain+key to haproxy through the runtime API (`set ssl cert` then `commit ssl cert`), which
+swaps the certificate for new handshakes and keeps established connections. Prints one line per push.
+"""
+import argparse
+import base64
+import json
+import socket
+import ssl
+import sys
+import time
+import urllib.request
+
+
+def runtime_api(sock_path, command):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(sock_path)
+        sock.sendall(command.encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer.decode()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--api", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--cafile", required=True)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--secret", required=True)
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--cert-file", required=True, help="the path haproxy loaded the certificate from")
+    options = parser.parse_args()
+
+    context = ssl.create_default_context(cafile=options.cafile)
+    url = f"{options.api}/api/v1/namespaces/{options.namespace}/secrets/{options.secret}"
+    served = None
+    while True:
+        try:
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {options.token}"})
+            with urllib.request.urlopen(request, context=context, timeout=5) as answer:
+                secret = json.load(answer)
+        except Exception as error:  # the API server may be down in a fault test; keep serving what we have
+            print(f"read failed: {error}", flush=True)
+            time.sleep(0.5)
+            continue
+        serial = secret["metadata"].get("annotations", {}).get("signet.dev/serial")
+        if serial and serial != served:
+            pem = base64.b64decode(secret["data"]["tls.crt"]).decode() + base64.b64decode(secret["data"]["tls.key"]).decode()
+            began = runtime_api(options.socket, f"set ssl cert {options.cert_file} <<\n{pem.strip()}\n\n")
+            committed = runtime_api(options.socket, f"commit ssl cert {options.cert_file}\n")
+            if "Success" in committed:
+                served = serial
+                print(f"pushed {serial}", flush=True)
+            else:
+                print(f"push failed: {began.strip()} / {committed.strip()}", flush=True)
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+import Foundation
+import Testing
+
+/// Managed certificates end to end: `signet serve` with a cluster (the Kubernetes API double), the REST API, the
+/// renewal scheduler, faults, a crash mid-renewal, and haproxy as the gateway fed from the Secret.
+@Suite("Managed certificates: registered over REST, delivered into Secrets, renewed before expiry", .serialized)
+struct ManagedDeliveryTests {
+    /// A double, a server configured for it (cluster `double`), and a token allowed *.example.com into
+    /// double/istio-system/*.
+    final class Rig: @unchecked Sendable {
+        let cluster: KubernetesDoubleProcess
+        var server: ServerProcess
+        let token: String
+        let configPath: String
+
+        init(gateway: String? = nil) throws {
+            cluster = try KubernetesDoubleProcess()
+            let data = try Fixtures.temporaryDirectory("signet-managed")
+            configPath = data + "-signet.yaml"
+            try """
+                clusters:
+                  - name: double
+                    kubeconfig: \(cluster.kubeconfig("admin"))
+                \(gateway.map { "    gateway: \($0)" } ?? "")
+                """.write(to: configPath)
+            server = try ServerProcess(dataDirectory: data, arguments: ["--config", configPath])
+            token = try server.createToken(name: "platform", allow: ["*.example.com"], extra: ["--target", "double/istio-system/*", "--max-duration", "1d"])
+        }
+
+        /// Restarts the server on the same data directory (after a kill).
+        func restart() throws {
+            server = try ServerProcess(dataDirectory: server.dataDirectory, arguments: ["--config", configPath])
+        }
+
+        func api(_ method: String, _ path: String, _ body: [String: Any]? = nil, token: String? = nil) throws -> (status: Int, json: [String: Any]) {
+            var arguments = ["-s", "--max-time", "20", "--cacert", server.rootCertificate, "-X", method, "-w", "\n%{http_code}",
+                             "-H", "Authorization: Bearer \(token ?? self.token)"]
+            var input: String?
+            if let body {
+                arguments += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
+                input = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
+            }
+            let result = try Tool.run("curl", arguments + [server.url + path], input: input)
+            let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+            let status = Int(lines.last ?? "") ?? 0
+            let text = lines.dropLast().joined(separator: "\n")
+            let json = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+            return (status, json)
+        }
+
+        func register(_ name: String, _ fields: [String: Any]) throws -> (status: Int, json: [String: Any]) {
+            try api("POST", "/v1/managed-certificates", ["name": name, "target": ["cluster": "double", "namespace": "istio-system", "secretName": name + "-tls"]]
+                .merging(fields) { $1 })
+        }
+
+        func status(_ name: String) throws -> [String: Any] {
+            try api("GET", "/v1/managed-certificates/\(name)").json["status"] as? [String: Any] ?? [:]
+        }
+
+        /// Polls the managed certificate's status until `condition` holds, for at most `seconds`.
+        @discardableResult
+        func waitForStatus(_ name: String, seconds: Double, _ condition: ([String: Any]) -> Bool) throws -> [String: Any] {
+            let deadline = Date().addingTimeInterval(seconds)
+            var last: [String: Any] = [:]
+            while Date() < deadline {
+                last = try status(name)
+                if condition(last) { return last }
+                Thread.sleep(forTimeInterval: 0.25)
+            }
+            throw Timeout(what: "status of \(name)", last: "\(last)\n" + server.logText.suffix(3000))
+        }
+
+        /// Serials of the certificates the ledger holds for a managed certificate.
+        func issuedSerials(_ name: String) throws -> [String] {
+            let page = try api("GET", "/v1/certificates?requester=managed:\(name)").json
+            return (page["items"] as? [[String: Any]] ?? []).compactMap { $0["serial"] as? String }
+        }
+
+        func stop() {
+            server.stop()
+            cluster.stop()
+        }
+    }
+
+    struct Timeout: Error, CustomStringConvertible {
+        let what: String
+        let last: String
+        var description: String { "timed out waiting for \(what); last seen: \(last)" }
+    }
+
+    static func decoded(_ secret: [String: Any]?, _ key: String) -> String {
+        guard let data = secret?["data"] as? [String: String], let value = data[key], let bytes = Data(base64Encoded: value) else { return "" }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func annotations(_ secret: [String: Any]?) -> [String: String] {
+        (secret?["metadata"] as? [String: Any])?["annotations"] as? [String: String] ?? [:]
+    }
+
+    @Test("register → an Istio-ready Secret → status, metrics; refusals by policy; PATCH and renew issue anew; DELETE stops")
+    func lifecycle() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+
+        // Refusals: each precise, none stored.
+        let outside = try rig.register("web", ["dnsNames": ["web.example.com"], "target": ["cluster": "double", "namespace": "default", "secretName": "web-tls"]])
+        #expect(outside.status == 403 && (outside.json["type"] as? String ?? "").hasSuffix("target-not-allowed"), "\(outside)")
+        let names = try rig.register("web", ["dnsNames": ["web.other.org"]])
+        #expect(names.status == 403 && (names.json["type"] as? String ?? "").hasSuffix("names-not-allowed"), "\(names)")
+        let cluster = try rig.register("web", ["dnsNames": ["web.example.com"], "target": ["cluster": "elsewhere", "namespace": "istio-system", "secretName": "web-tls"]])
+        #expect(cluster.status == 400 && (cluster.json["detail"] as? String ?? "").contains("unknown cluster 'elsewhere'; configured: double"), "\(cluster)")
+        let key = try rig.register("web", ["dnsNames": ["web.example.com"], "privateKey": ["algorithm": "RSA", "size": 1024]])
+        #expect(key.status == 400 && (key.json["detail"] as? String ?? "").contains("RSA size 1024 is not offered"), "\(key)")
+        let unknown = try rig.register("web", ["dnsNames": ["web.example.com"], "colour": "blue"])
+        #expect(unknown.status == 400 && (unknown.json["detail"] as? String ?? "").contains("colour"), "\(unknown)")
+        let auditor = try rig.server.createToken(name: "auditor", allow: [])
+        #expect(try rig.api("POST", "/v1/managed-certificates", ["name": "x", "dnsNames": ["x.example.com"],
+                                                                 "target": ["cluster": "double", "namespace": "istio-system", "secretName": "x"]], token: auditor).status == 403)
+        #expect(try rig.api("GET", "/v1/managed-certificates").json["items"] as? [Any] != nil)
+
+        // The first certificate, delivered within seconds.
+        let created = try rig.register("web", ["dnsNames": ["web.example.com"], "duration": "1h",
+                                               "secretTemplate": ["labels": ["team": "edge"], "annotations": ["example.com/owner": "platform"]]])
+        #expect(created.status == 201, "\(created)")
+        #expect(try rig.register("web", ["dnsNames": ["web.example.com"]]).status == 409)
+        let ready = try rig.waitForStatus("web", seconds: 20) { $0["ready"] as? Bool == true }
+        let serial = try #require(ready["serial"] as? String)
+        #expect(ready["reason"] as? String == "Issued" && ready["attempts"] as? Int == 0)
+
+        let secret = try #require(try rig.cluster.secret("istio-system", "web-tls"))
+        #expect(secret["type"] as? String == "kubernetes.io/tls")
+        #expect(Self.annotations(secret)["signet.dev/serial"] == serial && Self.annotations(secret)["example.com/owner"] == "platform")
+        let labels = (secret["metadata"] as? [String: Any])?["labels"] as? [String: String] ?? [:]
+        #expect(labels["team"] == "edge" && labels["app.kubernetes.io/managed-by"] == "signet")
+        let work = try Fixtures.temporaryDirectory("managed-web")
+        try Self.decoded(secret, "tls.crt").write(to: work + "/tls.crt")
+        try Self.decoded(secret, "ca.crt").write(to: work + "/ca.crt")
+        let verified = try Tool.run("openssl", ["verify", "-CAfile", work + "/ca.crt", "-untrusted", work + "/tls.crt", work + "/tls.crt"])
+        #expect(verified.succeeded, "\(verified.output) \(verified.error)")
+        #expect(try rig.issuedSerials("web") == [serial])
+
+        let metrics = try rig.server.metrics()
+        #expect(metrics.contains(#"signet_certificate_ready_status{name="web",cluster="double",namespace="istio-system",secret="web-tls",condition="True"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"signet_certificate_expiration_timestamp_seconds{name="web",cluster="double",namespace="istio-system",secret="web-tls"}"#))
+
+        // A changed spec is issued and delivered at once, with a new key.
+        let patched = try rig.api("PATCH", "/v1/managed-certificates/web", ["dnsNames": ["web.example.com", "api.example.com"]])
+        #expect(patched.status == 200 && patched.json["generation"] as? Int == 2, "\(patched)")
+        #expect(try rig.api("PATCH", "/v1/managed-certificates/web", ["dnsNames": ["web.other.org"]]).status == 403)
+        let changed = try rig.waitForStatus("web", seconds: 20) { $0["observedGeneration"] as? Int == 2 && $0["ready"] as? Bool == true }
+        let second = try #require(changed["serial"] as? String)
+        #expect(second != serial)
+        let renamed = try #require(try rig.cluster.secret("istio-system", "web-tls"))
+        try Self.decoded(renamed, "tls.crt").write(to: work + "/tls2.crt")
+        let text = try Tool.run("openssl", ["x509", "-in", work + "/tls2.crt", "-noout", "-ext", "subjectAltName"]).output
+        #expect(text.contains("DNS:api.example.com") && text.contains("DNS:web.example.com"), "\(text)")
+        #expect(Self.decoded(renamed, "tls.key") != Self.decoded(secret, "tls.key"))
+
+        // Renew now, like cmctl renew.
+        #expect(try rig.api("POST", "/v1/managed-certificates/web/renew").status == 202)
+        let renewed = try rig.waitForStatus("web", seconds: 20) { ($0["serial"] as? String).map { $0 != second } ?? false }
+        #expect(Set(try rig.issuedSerials("web")) == [serial, second, renewed["serial"] as? String ?? "?"])
+
+        // Delete stops renewal; the Secret stays; the metrics forget it.
+        #expect(try rig.api("DELETE", "/v1/managed-certificates/web").status == 204)
+        #expect(try rig.api("GET", "/v1/managed-certificates/web").status == 404)
+        #expect(try rig.cluster.secret("istio-system", "web-tls") != nil)
+        #expect(!(try rig.server.metrics()).contains(#"name="web""#))
+    }
+
+    @Test("a short-lived certificate is renewed before expiry with a new key; API-server faults delay it, never duplicate it")
+    func renewalUnderFaults() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        // Two minutes of life, renewed 100 s before expiry: due 10-20 s after issuance (jitter brings it forward).
+        #expect(try rig.register("short", ["dnsNames": ["short.example.com"], "duration": "2m", "renewBefore": "100s"]).status == 201)
+        let first = try rig.waitForStatus("short", seconds: 20) { $0["ready"] as? Bool == true }
+        let firstSerial = try #require(first["serial"] as? String)
+        let firstKey = Self.decoded(try rig.cluster.secret("istio-system", "short-tls"), "tls.key")
+
+        // Conflicts and 500s on every other write: the renewal still lands, once.
+        try rig.cluster.admin("faults", ["conflict_every": 2, "error_every": 3])
+        let second = try rig.waitForStatus("short", seconds: 40) { ($0["serial"] as? String).map { $0 != firstSerial } ?? false }
+        let secondSerial = try #require(second["serial"] as? String)
+        let notAfter = ISO8601DateFormatter().date(from: first["notAfter"] as? String ?? "") ?? .distantPast
+        #expect(Date() < notAfter, "renewed before the first certificate expired")
+        #expect(Self.decoded(try rig.cluster.secret("istio-system", "short-tls"), "tls.key") != firstKey)
+        #expect(Set(try rig.issuedSerials("short")) == [firstSerial, secondSerial])
+
+        // The API server down: the attempt fails, is counted and explained; the valid certificate stays ready.
+        try rig.cluster.admin("faults", ["conflict_every": 0, "error_every": 0, "down": true])
+        #expect(try rig.api("POST", "/v1/managed-certificates/short/renew").status == 202)
+        let failing = try rig.waitForStatus("short", seconds: 40) { ($0["attempts"] as? Int ?? 0) >= 1 }
+        #expect(failing["reason"] as? String == "Failing" && failing["ready"] as? Bool == true, "\(failing)")
+        #expect((failing["lastError"] as? String ?? "").contains("503"), "\(failing)")
+        #expect(try rig.server.metrics().contains(#"signet_certificate_failed_attempts{name="short",cluster="double",namespace="istio-system",secret="short-tls"} "#))
+
+        // Back up: the retry (seconds, not hours) delivers the certificate the failed attempt already signed.
+        try rig.cluster.admin("faults", ["down": false])
+        let recovered = try rig.waitForStatus("short", seconds: 40) { ($0["serial"] as? String).map { $0 != secondSerial } ?? false && $0["attempts"] as? Int == 0 }
+        let issued = try rig.issuedSerials("short")
+        #expect(issued.count == 3 && issued.contains(recovered["serial"] as? String ?? "?"), "one renewal, one certificate: \(issued)")
+    }
+
+    @Test("killed mid-renewal (signed, not yet delivered) and restarted: the same certificate is delivered, none is issued twice")
+    func killedMidRenewal() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        // Every API call takes 8 s, so the renewal is stuck writing the Secret after its certificate is signed.
+        try rig.cluster.admin("faults", ["latency_ms": 8000])
+        #expect(try rig.register("crash", ["dnsNames": ["crash.example.com"], "duration": "1h"]).status == 201)
+        var signed: [String] = []
+        let deadline = Date().addingTimeInterval(20)
+        while signed.isEmpty && Date() < deadline {
+            signed = try rig.issuedSerials("crash")
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let serial = try #require(signed.first)
+        rig.server.kill(signal: SIGKILL)
+        rig.server.process.waitUntilExit()
+        try rig.cluster.admin("faults", ["latency_ms": 0])
+        #expect(try rig.cluster.secret("istio-system", "crash-tls") == nil, "the crash came before the Secret was written")
+
+        try rig.restart()
+        let ready = try rig.waitForStatus("crash", seconds: 30) { $0["ready"] as? Bool == true }
+        #expect(ready["serial"] as? String == serial)
+        #expect(try rig.issuedSerials("crash") == [serial])
+        #expect(Self.annotations(try rig.cluster.secret("istio-system", "crash-tls"))["signet.dev/serial"] == serial)
+        #expect(rig.server.logText.contains("resuming an interrupted renewal"))
+    }
+
+    @Test("haproxy fed from the Secret serves the renewed certificate to curl --resolve; a connection opened before stays up; the probe sees the new serial")
+    func gatewayEndToEnd() throws {
+        let haproxyPort = try freePort()
+        let rig = try Rig(gateway: "127.0.0.1:\(haproxyPort)")
+        defer { rig.stop() }
+        let work = try Fixtures.temporaryDirectory("gateway")
+        #expect(try rig.register("edge", ["dnsNames": ["edge.example.com"], "duration": "2m", "renewBefore": "100s"]).status == 201)
+        let first = try rig.waitForStatus("edge", seconds: 20) { $0["ready"] as? Bool == true }
+        let firstSerial = try #require(first["serial"] as? String)
+
+        // The gateway starts from the Secret as it is, then follows it (as Istio's SDS would).
+        let secret = try #require(try rig.cluster.secret("istio-system", "edge-tls"))
+        try (Self.decoded(secret, "tls.crt") + Self.decoded(secret, "tls.key")).write(to: work + "/edge.pem")
+        try Self.decoded(secret, "ca.crt").write(to: work + "/ca.crt")
+        try """
+            global
+                stats socket \(work)/admin.sock level admin
+            defaults
+                mode http
+                timeout connect 5s
+                timeout client 120s
+                timeout server 120s
+                timeout http-keep-alive 120s
+            frontend gateway
+                bind 127.0.0.1:\(haproxyPort) ssl crt \(work)/edge.pem
+                http-request return status 200 content-type text/plain string "ok"
+
+            """.write(to: work + "/haproxy.cfg")
+        let haproxy = Process()
+        haproxy.executableURL = URL(fileURLWithPath: try Tool.which("haproxy"))
+        haproxy.arguments = ["-f", work + "/haproxy.cfg", "-db"]
+        haproxy.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        haproxy.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try haproxy.run()
+        defer { haproxy.terminate(); haproxy.waitUntilExit() }
+        let sync = Process()
+        sync.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
+        sync.arguments = [Fixtures.packageRoot + "/Tests/Gateway/haproxy_sync.py", "--api", rig.cluster.url, "--token", "admin", "--cafile", rig.cluster.caFile,
+                          "--namespace", "istio-system", "--secret", "edge-tls", "--socket", work + "/admin.sock", "--cert-file", work + "/edge.pem"]
+        let syncLog = work + "/sync.log"
+        _ = FileManager.default.createFile(atPath: syncLog, contents: nil)
+        sync.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: syncLog))
+        try sync.run()
+        defer { kill(sync.processIdentifier, SIGKILL); sync.waitUntilExit() }
+
+        func servedSerial() throws -> String? {
+            let answer = try Tool.run("curl", ["-s", "--max-time", "5", "--resolve", "edge.example.com:\(haproxyPort):127.0.0.1", "--cacert", work + "/ca.crt",
+                                               "-w", "%{certs}", "-o", "/dev/null", "https://edge.example.com:\(haproxyPort)/"])
+            guard answer.succeeded else { return nil }
+            try answer.output.write(to: work + "/served.pem")
+            let serial = try Tool.run("openssl", ["x509", "-in", work + "/served.pem", "-noout", "-serial"]).output
+            return serial.split(separator: "=").last.map { Self.normalized(String($0)) }
+        }
+        var deadline = Date().addingTimeInterval(10)
+        while try servedSerial() != Self.normalized(firstSerial), Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(try servedSerial() == Self.normalized(firstSerial))
+
+        // A client connects before the renewal and keeps its connection.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
+        holder.arguments = [Fixtures.packageRoot + "/Tests/Gateway/hold_connection.py", "--host", "127.0.0.1", "--port", "\(haproxyPort)",
+                            "--name", "edge.example.com", "--cafile", work + "/ca.crt"]
+        let holderIn = Pipe(), holderOut = Pipe()
+        holder.standardInput = holderIn
+        holder.standardOutput = holderOut
+        try holder.run()
+        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
+        let lines = LineReader(holderOut.fileHandleForReading)
+        #expect(lines.next() == "status 200 serial \(Self.normalized(firstSerial))")
+
+        // The renewal: a new serial in the Secret, pushed into haproxy, served to new handshakes.
+        let renewed = try rig.waitForStatus("edge", seconds: 40) { ($0["serial"] as? String).map { $0 != firstSerial } ?? false }
+        let secondSerial = Self.normalized(try #require(renewed["serial"] as? String))
+        deadline = Date().addingTimeInterval(15)
+        while try servedSerial() != secondSerial, Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(try servedSerial() == secondSerial, "sync log: \((try? String(contentsOfFile: syncLog, encoding: .utf8)) ?? "")")
+
+        // The connection from before is still up, still on the certificate it shook hands with.
+        holderIn.fileHandleForWriting.write(Data("again\n".utf8))
+        #expect(lines.next() == "status 200 serial \(Self.normalized(firstSerial))")
+
+        // Signet's own probe saw the gateway serve the new serial.
+        let probed = try rig.waitForStatus("edge", seconds: 30) { (($0["probe"] as? [String: Any])?["matches"] as? Bool) == true }
+        let probe = try #require(probed["probe"] as? [String: Any])
+        #expect(Self.normalized(probe["servedSerial"] as? String ?? "") == secondSerial)
+        #expect(try rig.server.metrics().contains(#"signet_delivery_probes_total{outcome="served"}"#))
+    }
+
+    /// Serials compared as numbers: openssl and Python print them with or without leading zeros, in either case.
+    static func normalized(_ serial: String) -> String {
+        let lower = serial.lowercased().trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = lower.drop { $0 == "0" }
+        return trimmed.isEmpty ? "0" : String(trimmed)
+    }
+}
+
+/// Lines from a pipe, one at a time, waiting at most ten seconds for each.
+final class LineReader: @unchecked Sendable {
+    // @unchecked: used from the one test that owns it.
+    private let handle: FileHandle
+    private var buffer = Data()
+
+    init(_ handle: FileHandle) { self.handle = handle }
+
+    func next() -> String? {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
+                buffer.removeSubrange(buffer.startIndex...newline)
+                return line
+            }
+            let chunk = handle.availableData
+            if chunk.isEmpty { return nil }
+            buffer.append(chunk)
+        }
+        return nil
+    }
+}
