@@ -121,6 +121,28 @@ extension CertificateLedger {
         }
     }
 
+    /// Those delivering into one Secret (normally one).
+    public func managedCertificates(cluster: String, namespace: String, secretName: String? = nil) async throws -> [ManagedCertificateRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM managed_certificates WHERE json_extract(spec, '$.target.cluster') = ?
+                    AND json_extract(spec, '$.target.namespace') = ? AND (? IS NULL OR json_extract(spec, '$.target.secretName') = ?)
+                """, arguments: [cluster, namespace, secretName, secretName])
+                .map(Self.managed(from:))
+        }
+    }
+
+    /// The (cluster, namespace) pairs that managed certificates deliver into.
+    public func managedTargetNamespaces() async throws -> [(cluster: String, namespace: String)] {
+        try await pool.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT DISTINCT json_extract(spec, '$.target.cluster') AS cluster, json_extract(spec, '$.target.namespace') AS namespace
+                FROM managed_certificates
+                """)
+            return rows.map { (cluster: $0["cluster"] as String, namespace: $0["namespace"] as String) }
+        }
+    }
+
     /// Those whose next attempt is due, earliest first.
     public func dueManagedCertificates(at now: Date, limit: Int) async throws -> [ManagedCertificateRecord] {
         try await pool.read { db in

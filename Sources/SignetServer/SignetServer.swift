@@ -154,7 +154,10 @@ public struct SignetServer: Sendable {
     /// channel (tests bind port 0 and read it).
     public func makeApplication(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) async throws -> some ApplicationProtocol {
         let server: HTTPServerBuilder
-        var services: [any Service] = [RenewalScheduler(managed: managed, concurrency: configuration.renewalConcurrency, logger: logger)]
+        var services: [any Service] = [
+            RenewalScheduler(managed: managed, concurrency: configuration.renewalConcurrency, logger: logger),
+            DeliveredSecretWatch(ledger: ledger, clusters: clusters, logger: logger),
+        ]
         switch configuration.transport {
         case .http:
             logger.warning("serving plain HTTP: tokens and keys cross the network unencrypted")

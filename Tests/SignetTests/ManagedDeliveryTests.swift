@@ -168,6 +168,34 @@ struct ManagedDeliveryTests {
         #expect(!(try rig.server.metrics()).contains(#"name="web""#))
     }
 
+    @Test("a delivered Secret that is deleted or overwritten is delivered again, across closed and expired watches")
+    func redelivery() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        #expect(try rig.register("watched", ["dnsNames": ["watched.example.com"], "duration": "1h"]).status == 201)
+        var serial = try #require(try rig.waitForStatus("watched", seconds: 20) { $0["ready"] as? Bool == true }["serial"] as? String)
+        Thread.sleep(forTimeInterval: 6)  // the watch on istio-system starts within its refresh period
+
+        // Someone deletes the Secret: it is back within seconds, with a new certificate.
+        #expect(try rig.cluster.kubectl(["delete", "secret", "watched-tls", "-n", "istio-system"]).succeeded)
+        var status = try rig.waitForStatus("watched", seconds: 20) { ($0["serial"] as? String).map { $0 != serial } ?? false && $0["ready"] as? Bool == true }
+        serial = try #require(status["serial"] as? String)
+        #expect(Self.annotations(try rig.cluster.secret("istio-system", "watched-tls"))["signet.dev/serial"] == serial)
+
+        // The watch is closed by the server, then its resourceVersion compacted away (410 on resume): Signet relists.
+        try rig.cluster.admin("close-watches")
+        try rig.cluster.admin("compact")
+        Thread.sleep(forTimeInterval: 3)
+
+        // Someone overwrites what Signet delivered: it is replaced with a certificate Signet issued.
+        #expect(try rig.cluster.kubectl(["annotate", "secret", "watched-tls", "-n", "istio-system", "signet.dev/serial=0bad", "--overwrite"]).succeeded)
+        status = try rig.waitForStatus("watched", seconds: 30) { ($0["serial"] as? String).map { $0 != serial } ?? false && $0["ready"] as? Bool == true }
+        serial = try #require(status["serial"] as? String)
+        #expect(Self.annotations(try rig.cluster.secret("istio-system", "watched-tls"))["signet.dev/serial"] == serial)
+        #expect(try rig.issuedSerials("watched").count == 3, "one new certificate per disturbance, none for Signet's own writes")
+        #expect(rig.server.logText.contains("a delivered Secret changed; delivering again"))
+    }
+
     @Test("a short-lived certificate is renewed before expiry with a new key; API-server faults delay it, never duplicate it")
     func renewalUnderFaults() throws {
         let rig = try Rig()

@@ -1,0 +1,123 @@
+import Logging
+import ServiceLifecycle
+import SignetAuthority
+import SignetKubernetes
+import SignetLedger
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Watches the Secrets Signet delivers, one watch per (cluster, namespace) that managed certificates target. A
+/// Secret deleted, or found holding a certificate Signet did not deliver, makes its managed certificate due at once,
+/// so a gateway is never left without its certificate until the next scheduled renewal.
+public struct DeliveredSecretWatch: Service {
+    struct Scope: Hashable {
+        let cluster: String
+        let namespace: String
+    }
+
+    let ledger: CertificateLedger
+    let clusters: ClusterConnections
+    let logger: Logger
+    /// How often the set of watched namespaces is brought up to date with the registered certificates.
+    let refresh: Duration
+
+    public init(ledger: CertificateLedger, clusters: ClusterConnections, logger: Logger, refresh: Duration = .seconds(5)) {
+        self.ledger = ledger
+        self.clusters = clusters
+        self.logger = logger
+        self.refresh = refresh
+    }
+
+    public func run() async {
+        var watches: [Scope: Task<Void, Never>] = [:]
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                let wanted = Set(try await ledger.managedTargetNamespaces().map { Scope(cluster: $0.cluster, namespace: $0.namespace) })
+                for scope in wanted where watches[scope] == nil {
+                    guard let client = clusters[scope.cluster]?.client else { continue }
+                    watches[scope] = Task { await watch(scope, client: client) }
+                }
+                for (scope, task) in watches where !wanted.contains(scope) {
+                    task.cancel()
+                    watches[scope] = nil
+                }
+            } catch {
+                logger.error("cannot read managed certificates' targets", metadata: ["error": "\(error)"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: refresh) }
+        }
+        for task in watches.values { task.cancel() }
+    }
+
+    /// List, then watch from the list's resourceVersion; a watch that ends is resumed from the last version seen
+    /// (bookmarks keep it fresh), an expired one (410) and any error start over with a list, after a backoff.
+    private func watch(_ scope: Scope, client: KubernetesClient) async {
+        let selector = "\(TLSSecret.managedByLabel)=\(TLSSecret.managedByValue)"
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let (items, listed) = try await client.listSecrets(namespace: scope.namespace, labelSelector: selector)
+                try await reconcile(scope, present: items)
+                failures = 0
+                var resourceVersion = listed
+                relist: while !Task.isCancelled {
+                    for try await event in client.watchSecrets(namespace: scope.namespace, labelSelector: selector, resourceVersion: resourceVersion) {
+                        switch event {
+                        case .added(let secret), .modified(let secret):
+                            resourceVersion = secret.resourceVersion ?? resourceVersion
+                            try await inspect(scope, secret: secret, deleted: false)
+                        case .deleted(let secret):
+                            resourceVersion = secret.resourceVersion ?? resourceVersion
+                            try await inspect(scope, secret: secret, deleted: true)
+                        case .bookmark(let version):
+                            resourceVersion = version
+                        case .expired:
+                            break relist
+                        }
+                    }
+                }
+            } catch {
+                failures += 1
+                let delay = min(Double(1 << min(failures, 6)), 60) * Double.random(in: 0.5...1)
+                logger.warning("watching delivered Secrets failed; retrying", metadata: [
+                    "cluster": "\(scope.cluster)", "namespace": "\(scope.namespace)", "error": "\(error)", "retryIn": "\(Int(delay)) s",
+                ])
+                try? await Task.sleep(for: .seconds(delay))
+            }
+        }
+    }
+
+    /// After a (re)list: every delivered Secret of the scope must be present and hold what was delivered.
+    private func reconcile(_ scope: Scope, present: [KubernetesObject]) async throws {
+        let byName = Dictionary(present.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for record in try await ledger.managedCertificates(cluster: scope.cluster, namespace: scope.namespace) {
+            try await check(record, secret: byName[record.spec.target.secretName])
+        }
+    }
+
+    private func inspect(_ scope: Scope, secret: KubernetesObject, deleted: Bool) async throws {
+        let records = try await ledger.managedCertificates(cluster: scope.cluster, namespace: scope.namespace, secretName: secret.name)
+        for record in records {
+            try await check(record, secret: deleted ? nil : secret)
+        }
+    }
+
+    /// Schedules a re-delivery when the Secret is gone or holds another serial. A renewal in progress (a pending
+    /// key) is left alone: the Secret it is writing is newer than the ledger's record until it completes.
+    private func check(_ record: ManagedCertificateRecord, secret: KubernetesObject?) async throws {
+        guard let delivered = record.delivered, record.pendingKey == nil, record.nextAttemptAt > Date() else { return }
+        let found = secret?.annotations[TLSSecret.serialAnnotation]
+        guard found != delivered.serial else { return }
+        let reason = secret == nil
+            ? "Secret \(record.spec.target) is gone"
+            : "Secret \(record.spec.target) holds serial \(found ?? "none"), not the delivered \(delivered.serial)"
+        logger.warning("a delivered Secret changed; delivering again", metadata: ["name": "\(record.name)", "reason": "\(reason)"])
+        try await ledger.scheduleManagedCertificate(name: record.name, at: Date(), event: AuditEvent(
+            at: Date(), actor: "signet", action: "managed.redeliver", outcome: .success, subject: record.name, reason: reason
+        ))
+    }
+}
