@@ -21,6 +21,10 @@ public struct ManagedCertificateSpec: Codable, Hashable, Sendable {
     public var secretAnnotations: [String: String]
     /// Take over an existing kubernetes.io/tls Secret that Signet did not write.
     public var adopt: Bool
+    /// Extra keys in the Secret, as cert-manager's additionalOutputFormats (nil: none).
+    public var additionalOutputFormats: [OutputFormat]?
+    /// Also write `keystore.p12` and `truststore.p12`, encrypted with the password in this Secret of the same namespace.
+    public var pkcs12Password: SecretKeyReference?
 
     public init(
         dnsNames: [String], ipAddresses: [String] = [], profile: CertificateProfile = .server, keyAlgorithm: String = "ecdsa-p256",
@@ -50,6 +54,24 @@ public struct ManagedCertificateSpec: Codable, Hashable, Sendable {
             allowedNames: dnsNames.compactMap { try? NamePattern($0) } + ipAddresses.compactMap { try? NamePattern($0) },
             allowedProfiles: [profile], maximumLifetime: lifetime, defaultLifetime: lifetime
         )
+    }
+}
+
+public enum OutputFormat: String, Codable, Hashable, Sendable, CaseIterable {
+    /// `tls-combined.pem`: the private key, then the chain (for proxies that want one file).
+    case combinedPEM = "CombinedPEM"
+    /// `key.der`: the private key as PKCS#8 DER.
+    case der = "DER"
+}
+
+/// A key of a Secret in the managed certificate's namespace.
+public struct SecretKeyReference: Codable, Hashable, Sendable {
+    public var name: String
+    public var key: String
+
+    public init(name: String, key: String) {
+        self.name = name
+        self.key = key
     }
 }
 
@@ -113,6 +135,11 @@ public enum ManagedCertificateRules {
         }
         guard policy.allows(spec.target) else { throw .targetNotAllowed(spec.target) }
         try checkTemplate(labels: spec.secretLabels, annotations: spec.secretAnnotations)
+        if let reference = spec.pkcs12Password {
+            guard KubernetesNames.isSubdomain(reference.name) else { throw .invalid("pkcs12 passwordSecretRef name '\(reference.name)' is not a valid Secret name") }
+            guard isDataKey(reference.key) else { throw .invalid("pkcs12 passwordSecretRef key '\(reference.key)' is not a valid Secret data key") }
+            guard reference.name != spec.target.secretName else { throw .invalid("the PKCS#12 password must live in another Secret than the one delivered") }
+        }
         return canonical
     }
 
@@ -142,6 +169,11 @@ public enum ManagedCertificateRules {
             let valid = value.isEmpty || (value.utf8.count <= 63 && isNamePart(value))
             guard valid else { throw .invalid("secretTemplate label '\(key)': value '\(value)' is not a valid label value") }
         }
+    }
+
+    /// A Secret's data key: `[-._a-zA-Z0-9]+`, at most 253.
+    static func isDataKey(_ key: String) -> Bool {
+        !key.isEmpty && key.utf8.count <= 253 && key.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-._".contains($0)) }
     }
 
     /// `[prefix/]name`: a DNS subdomain prefix, a name of at most 63 of `[A-Za-z0-9._-]`, alphanumeric at both ends.

@@ -169,12 +169,12 @@ enum EncryptedPrivateKeyInfo {
         }
     }
 
-    /// Encrypts a PKCS#8 PrivateKeyInfo with PBES2 (PBKDF2-HMAC-SHA256, 600,000 rounds, AES-256-CBC).
-    static func encrypt(_ privateKeyInfo: [UInt8], passphrase: [UInt8]) throws -> [UInt8] {
+    /// Encrypts a PKCS#8 PrivateKeyInfo with PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC): an EncryptedPrivateKeyInfo.
+    /// 600,000 rounds by default (OWASP's figure for PBKDF2-HMAC-SHA256) for CA keys at rest.
+    static func encrypt(_ privateKeyInfo: [UInt8], passphrase: [UInt8], rounds: Int = 600_000) throws -> [UInt8] {
         let salt = (0..<16).map { _ in UInt8.random(in: 0...255) }
         let iv = AES._CBC.IV()
         let ivBytes = Array(iv)
-        let rounds = 600_000
         let key = try KDF.Insecure.PBKDF2.deriveKey(from: passphrase, salt: salt, using: .sha256, outputByteCount: 32, rounds: rounds)
         let ciphertext = try AES._CBC.encrypt(privateKeyInfo, using: key, iv: iv)
         var serializer = DER.Serializer()

@@ -1,5 +1,6 @@
 import SignetAuthority
 import SignetKeys
+import SwiftASN1
 import X509
 
 import Foundation
@@ -18,6 +19,8 @@ public struct TLSSecretContents: Sendable {
     /// The user's own labels and annotations for the Secret (a secretTemplate).
     public var templateLabels: [String: String] = [:]
     public var templateAnnotations: [String: String] = [:]
+    /// Optional outputs by Secret key (`TLSSecret.optionalOutputKeys`), made by `addOutputs`.
+    public var outputs: [String: [UInt8]] = [:]
 
     public init(chain: [Certificate], privateKeyPEM: String, root: Certificate, issuer: String, renewAfter: Date) {
         self.chain = chain
@@ -25,6 +28,25 @@ public struct TLSSecretContents: Sendable {
         self.root = root
         self.issuer = issuer
         self.renewAfter = renewAfter
+    }
+}
+
+extension TLSSecretContents {
+    /// cert-manager's extra outputs: `tls-combined.pem` (key, then chain), `key.der` (PKCS#8 DER), and with a
+    /// password, `keystore.p12` (key and chain) and `truststore.p12` (the root).
+    public mutating func addOutputs(_ formats: [OutputFormat], pkcs12Password: String?) throws {
+        let chainPEM = try PEMFiles.pem(chain)
+        let keyDER = try PEMDocument(pemString: privateKeyPEM).derBytes
+        for format in formats {
+            switch format {
+            case .combinedPEM: outputs["tls-combined.pem"] = Array((privateKeyPEM + chainPEM).utf8)
+            case .der: outputs["key.der"] = keyDER
+            }
+        }
+        if let password = pkcs12Password {
+            outputs["keystore.p12"] = try PKCS12.keystore(privateKeyInfo: keyDER, chain: chain, password: password)
+            outputs["truststore.p12"] = try PKCS12.truststore([root], password: password)
+        }
     }
 }
 
@@ -59,6 +81,8 @@ public enum TLSSecret {
     /// Istio reads these generic keys in preference to tls.crt/tls.key/ca.crt; left behind, they would shadow every
     /// renewal, so Signet removes them from a Secret it writes.
     public static let shadowingKeys = ["cert", "key", "cacert"]
+    /// Keys Signet writes only when asked; removed when no longer asked for, so they never go stale.
+    public static let optionalOutputKeys = ["tls-combined.pem", "key.der", "keystore.p12", "truststore.p12"]
 
     /// The key matches the leaf, each certificate is signed by the next (the last by the root), and the leaf is
     /// currently valid.
@@ -100,7 +124,8 @@ public enum TLSSecret {
         let leaf = contents.chain[0]
         let pem: (([Certificate]) -> String) = { certificates in (try? PEMFiles.pem(certificates)) ?? "" }
         var data = secret.data
-        for key in shadowingKeys { data[key] = nil }
+        for key in shadowingKeys + optionalOutputKeys { data[key] = nil }
+        data.merge(contents.outputs) { $1 }
         data["tls.crt"] = Array(pem(contents.chain).utf8)
         data["tls.key"] = Array(contents.privateKeyPEM.utf8)
         data["ca.crt"] = Array(pem([contents.root]).utf8)

@@ -244,6 +244,11 @@ public final class ManagedCertificates: Sendable {
         )
         contents.templateLabels = spec.secretLabels
         contents.templateAnnotations = spec.secretAnnotations
+        var password: String?
+        if let reference = spec.pkcs12Password {
+            password = try await readPassword(reference, namespace: spec.target.namespace, client: cluster.client)
+        }
+        try contents.addOutputs(spec.additionalOutputFormats ?? [], pkcs12Password: password)
         let written = try await SecretDelivery(client: cluster.client, logger: logger)
             .deliver(contents, namespace: spec.target.namespace, name: spec.target.secretName, adopt: spec.adopt)
 
@@ -257,6 +262,17 @@ public final class ManagedCertificates: Sendable {
             names: spec.dnsNames + spec.ipAddresses, reason: "Secret \(spec.target) (resourceVersion \(written.resourceVersion ?? "?"))"
         ))
         return delivered
+    }
+
+    /// The keystore password: the bytes of one key of a Secret beside the target, as cert-manager reads it.
+    private func readPassword(_ reference: SecretKeyReference, namespace: String, client: KubernetesClient) async throws -> String {
+        guard let secret = try await client.getSecret(namespace: namespace, name: reference.name) else {
+            throw RenewalFailure("the PKCS#12 password Secret \(namespace)/\(reference.name) does not exist")
+        }
+        guard let bytes = secret.data[reference.key], let password = String(bytes: bytes, encoding: .utf8), !password.isEmpty else {
+            throw RenewalFailure("the PKCS#12 password Secret \(namespace)/\(reference.name) has no non-empty key '\(reference.key)'")
+        }
+        return password
     }
 
     /// Watches the gateway for the delivered serial: gateways pick Secrets up within seconds (Istio's SDS), so it is

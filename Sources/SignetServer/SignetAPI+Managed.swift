@@ -16,7 +16,7 @@ extension SignetAPI {
         let caller = try await authenticator.authenticate(PresentedCredentials.current)
         guard caller.mayIssue else { throw AuthorizationError.readOnly(caller.identity) }
         guard case .json(let body) = input.body else { throw Problem("unsupported-media-type", "Unsupported media type", status: 415) }
-        let spec = ManagedCertificateSpec(
+        var spec = ManagedCertificateSpec(
             dnsNames: body.dnsNames ?? [], ipAddresses: body.ipAddresses ?? [],
             profile: body.profile.flatMap { CertificateProfile(rawValue: $0.rawValue) } ?? .server,
             keyAlgorithm: try Self.keyAlgorithm(body.privateKey).rawValue,
@@ -28,6 +28,8 @@ extension SignetAPI {
             secretAnnotations: body.secretTemplate?.annotations?.additionalProperties ?? [:],
             adopt: body.adopt ?? false
         )
+        spec.additionalOutputFormats = body.additionalOutputFormats.map { $0.compactMap { OutputFormat(rawValue: $0.rawValue) } }
+        spec.pkcs12Password = Self.reference(body.keystores)
         let record = try await managed.register(name: body.name, spec: spec, by: caller)
         return .created(.init(headers: .init(location: "/v1/managed-certificates/\(record.name)"), body: .json(Self.wire(record, now: Date()))))
     }
@@ -84,6 +86,8 @@ extension SignetAPI {
                 spec.secretAnnotations = template.annotations?.additionalProperties ?? [:]
             }
             if let adopt = patch.adopt { spec.adopt = adopt }
+            if let formats = patch.additionalOutputFormats { spec.additionalOutputFormats = formats.compactMap { OutputFormat(rawValue: $0.rawValue) } }
+            if let keystores = patch.keystores { spec.pkcs12Password = Self.reference(keystores) }
         }
         return .ok(.init(body: .json(Self.wire(record, now: Date()))))
     }
@@ -122,6 +126,10 @@ extension SignetAPI {
         return chosen
     }
 
+    static func reference(_ keystores: Components.Schemas.Keystores?) -> SecretKeyReference? {
+        keystores?.pkcs12.map { SecretKeyReference(name: $0.passwordSecretRef.name, key: $0.passwordSecretRef.key) }
+    }
+
     static func privateKeySpec(_ raw: String) -> Components.Schemas.PrivateKeySpec {
         switch KeyAlgorithm(rawValue: raw) {
         case .ecdsaP384: .init(algorithm: .ecdsa, size: 384)
@@ -158,6 +166,8 @@ extension SignetAPI {
             target: .init(cluster: spec.target.cluster, namespace: spec.target.namespace, secretName: spec.target.secretName),
             secretTemplate: template,
             adopt: spec.adopt,
+            additionalOutputFormats: spec.additionalOutputFormats.map { $0.compactMap { .init(rawValue: $0.rawValue) } },
+            keystores: spec.pkcs12Password.map { .init(pkcs12: .init(passwordSecretRef: .init(name: $0.name, key: $0.key))) },
             status: .init(
                 ready: state.ready, reason: state.reason, serial: record.delivered?.serial,
                 notBefore: record.delivered?.notBefore, notAfter: record.delivered?.notAfter, renewalTime: record.delivered?.renewalTime,

@@ -491,6 +491,100 @@ extension Components {
                 ])
             }
         }
+        /// - Remark: Generated from `#/components/schemas/Keystores`.
+        public struct Keystores: Codable, Hashable, Sendable {
+            /// Also write `keystore.p12` (key and chain) and `truststore.p12` (the root), PBES2/AES-256 with an HMAC-SHA256 MAC.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Keystores/pkcs12`.
+            public struct Pkcs12Payload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/Keystores/pkcs12/passwordSecretRef`.
+                public var passwordSecretRef: Components.Schemas.SecretKeySelector
+                /// Creates a new `Pkcs12Payload`.
+                ///
+                /// - Parameters:
+                ///   - passwordSecretRef:
+                public init(passwordSecretRef: Components.Schemas.SecretKeySelector) {
+                    self.passwordSecretRef = passwordSecretRef
+                }
+                public enum CodingKeys: String, CodingKey {
+                    case passwordSecretRef
+                }
+                public init(from decoder: any Swift.Decoder) throws {
+                    let container = try decoder.container(keyedBy: CodingKeys.self)
+                    self.passwordSecretRef = try container.decode(
+                        Components.Schemas.SecretKeySelector.self,
+                        forKey: .passwordSecretRef
+                    )
+                    try decoder.ensureNoAdditionalProperties(knownKeys: [
+                        "passwordSecretRef"
+                    ])
+                }
+            }
+            /// Also write `keystore.p12` (key and chain) and `truststore.p12` (the root), PBES2/AES-256 with an HMAC-SHA256 MAC.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Keystores/pkcs12`.
+            public var pkcs12: Components.Schemas.Keystores.Pkcs12Payload?
+            /// Creates a new `Keystores`.
+            ///
+            /// - Parameters:
+            ///   - pkcs12: Also write `keystore.p12` (key and chain) and `truststore.p12` (the root), PBES2/AES-256 with an HMAC-SHA256 MAC.
+            public init(pkcs12: Components.Schemas.Keystores.Pkcs12Payload? = nil) {
+                self.pkcs12 = pkcs12
+            }
+            public enum CodingKeys: String, CodingKey {
+                case pkcs12
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.pkcs12 = try container.decodeIfPresent(
+                    Components.Schemas.Keystores.Pkcs12Payload.self,
+                    forKey: .pkcs12
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "pkcs12"
+                ])
+            }
+        }
+        /// A key of a Secret in the target namespace.
+        ///
+        /// - Remark: Generated from `#/components/schemas/SecretKeySelector`.
+        public struct SecretKeySelector: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SecretKeySelector/name`.
+            public var name: Swift.String
+            /// - Remark: Generated from `#/components/schemas/SecretKeySelector/key`.
+            public var key: Swift.String
+            /// Creates a new `SecretKeySelector`.
+            ///
+            /// - Parameters:
+            ///   - name:
+            ///   - key:
+            public init(
+                name: Swift.String,
+                key: Swift.String
+            ) {
+                self.name = name
+                self.key = key
+            }
+            public enum CodingKeys: String, CodingKey {
+                case name
+                case key
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.name = try container.decode(
+                    Swift.String.self,
+                    forKey: .name
+                )
+                self.key = try container.decode(
+                    Swift.String.self,
+                    forKey: .key
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "name",
+                    "key"
+                ])
+            }
+        }
         /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest`.
         public struct ManagedCertificateRequest: Codable, Hashable, Sendable {
             /// Unique; lower-case letters, digits, '-' and '.'.
@@ -525,6 +619,21 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/adopt`.
             public var adopt: Swift.Bool?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/AdditionalOutputFormatsPayload`.
+            @frozen public enum AdditionalOutputFormatsPayloadPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case combinedPEM = "CombinedPEM"
+                case der = "DER"
+            }
+            /// Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/additionalOutputFormats`.
+            public typealias AdditionalOutputFormatsPayload = [Components.Schemas.ManagedCertificateRequest.AdditionalOutputFormatsPayloadPayload]
+            /// Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/additionalOutputFormats`.
+            public var additionalOutputFormats: Components.Schemas.ManagedCertificateRequest.AdditionalOutputFormatsPayload?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/keystores`.
+            public var keystores: Components.Schemas.Keystores?
             /// Creates a new `ManagedCertificateRequest`.
             ///
             /// - Parameters:
@@ -539,6 +648,8 @@ extension Components {
             ///   - target:
             ///   - secretTemplate:
             ///   - adopt: Take over an existing kubernetes.io/tls Secret that Signet did not write.
+            ///   - additionalOutputFormats: Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
+            ///   - keystores:
             public init(
                 name: Swift.String,
                 dnsNames: [Swift.String]? = nil,
@@ -550,7 +661,9 @@ extension Components {
                 renewBeforePercentage: Swift.Int? = nil,
                 target: Components.Schemas.DeliveryTarget,
                 secretTemplate: Components.Schemas.SecretTemplate? = nil,
-                adopt: Swift.Bool? = nil
+                adopt: Swift.Bool? = nil,
+                additionalOutputFormats: Components.Schemas.ManagedCertificateRequest.AdditionalOutputFormatsPayload? = nil,
+                keystores: Components.Schemas.Keystores? = nil
             ) {
                 self.name = name
                 self.dnsNames = dnsNames
@@ -563,6 +676,8 @@ extension Components {
                 self.target = target
                 self.secretTemplate = secretTemplate
                 self.adopt = adopt
+                self.additionalOutputFormats = additionalOutputFormats
+                self.keystores = keystores
             }
             public enum CodingKeys: String, CodingKey {
                 case name
@@ -576,6 +691,8 @@ extension Components {
                 case target
                 case secretTemplate
                 case adopt
+                case additionalOutputFormats
+                case keystores
             }
             public init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -623,6 +740,14 @@ extension Components {
                     Swift.Bool.self,
                     forKey: .adopt
                 )
+                self.additionalOutputFormats = try container.decodeIfPresent(
+                    Components.Schemas.ManagedCertificateRequest.AdditionalOutputFormatsPayload.self,
+                    forKey: .additionalOutputFormats
+                )
+                self.keystores = try container.decodeIfPresent(
+                    Components.Schemas.Keystores.self,
+                    forKey: .keystores
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "name",
                     "dnsNames",
@@ -634,7 +759,9 @@ extension Components {
                     "renewBeforePercentage",
                     "target",
                     "secretTemplate",
-                    "adopt"
+                    "adopt",
+                    "additionalOutputFormats",
+                    "keystores"
                 ])
             }
         }
@@ -664,6 +791,21 @@ extension Components {
             public var secretTemplate: Components.Schemas.SecretTemplate?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/adopt`.
             public var adopt: Swift.Bool?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/AdditionalOutputFormatsPayload`.
+            @frozen public enum AdditionalOutputFormatsPayloadPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case combinedPEM = "CombinedPEM"
+                case der = "DER"
+            }
+            /// Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/additionalOutputFormats`.
+            public typealias AdditionalOutputFormatsPayload = [Components.Schemas.ManagedCertificatePatch.AdditionalOutputFormatsPayloadPayload]
+            /// Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/additionalOutputFormats`.
+            public var additionalOutputFormats: Components.Schemas.ManagedCertificatePatch.AdditionalOutputFormatsPayload?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/keystores`.
+            public var keystores: Components.Schemas.Keystores?
             /// Creates a new `ManagedCertificatePatch`.
             ///
             /// - Parameters:
@@ -677,6 +819,8 @@ extension Components {
             ///   - target:
             ///   - secretTemplate:
             ///   - adopt:
+            ///   - additionalOutputFormats: Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
+            ///   - keystores:
             public init(
                 dnsNames: [Swift.String]? = nil,
                 ipAddresses: [Swift.String]? = nil,
@@ -687,7 +831,9 @@ extension Components {
                 renewBeforePercentage: Swift.Int? = nil,
                 target: Components.Schemas.DeliveryTarget? = nil,
                 secretTemplate: Components.Schemas.SecretTemplate? = nil,
-                adopt: Swift.Bool? = nil
+                adopt: Swift.Bool? = nil,
+                additionalOutputFormats: Components.Schemas.ManagedCertificatePatch.AdditionalOutputFormatsPayload? = nil,
+                keystores: Components.Schemas.Keystores? = nil
             ) {
                 self.dnsNames = dnsNames
                 self.ipAddresses = ipAddresses
@@ -699,6 +845,8 @@ extension Components {
                 self.target = target
                 self.secretTemplate = secretTemplate
                 self.adopt = adopt
+                self.additionalOutputFormats = additionalOutputFormats
+                self.keystores = keystores
             }
             public enum CodingKeys: String, CodingKey {
                 case dnsNames
@@ -711,6 +859,8 @@ extension Components {
                 case target
                 case secretTemplate
                 case adopt
+                case additionalOutputFormats
+                case keystores
             }
             public init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -754,6 +904,14 @@ extension Components {
                     Swift.Bool.self,
                     forKey: .adopt
                 )
+                self.additionalOutputFormats = try container.decodeIfPresent(
+                    Components.Schemas.ManagedCertificatePatch.AdditionalOutputFormatsPayload.self,
+                    forKey: .additionalOutputFormats
+                )
+                self.keystores = try container.decodeIfPresent(
+                    Components.Schemas.Keystores.self,
+                    forKey: .keystores
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "dnsNames",
                     "ipAddresses",
@@ -764,7 +922,9 @@ extension Components {
                     "renewBeforePercentage",
                     "target",
                     "secretTemplate",
-                    "adopt"
+                    "adopt",
+                    "additionalOutputFormats",
+                    "keystores"
                 ])
             }
         }
@@ -938,6 +1098,21 @@ extension Components {
             public var secretTemplate: Components.Schemas.SecretTemplate?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificate/adopt`.
             public var adopt: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/AdditionalOutputFormatsPayload`.
+            @frozen public enum AdditionalOutputFormatsPayloadPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case combinedPEM = "CombinedPEM"
+                case der = "DER"
+            }
+            /// Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/additionalOutputFormats`.
+            public typealias AdditionalOutputFormatsPayload = [Components.Schemas.ManagedCertificate.AdditionalOutputFormatsPayloadPayload]
+            /// Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/additionalOutputFormats`.
+            public var additionalOutputFormats: Components.Schemas.ManagedCertificate.AdditionalOutputFormatsPayload?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/keystores`.
+            public var keystores: Components.Schemas.Keystores?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificate/status`.
             public var status: Components.Schemas.ManagedCertificateStatus
             /// Creates a new `ManagedCertificate`.
@@ -958,6 +1133,8 @@ extension Components {
             ///   - target:
             ///   - secretTemplate:
             ///   - adopt:
+            ///   - additionalOutputFormats: Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
+            ///   - keystores:
             ///   - status:
             public init(
                 name: Swift.String,
@@ -975,6 +1152,8 @@ extension Components {
                 target: Components.Schemas.DeliveryTarget,
                 secretTemplate: Components.Schemas.SecretTemplate? = nil,
                 adopt: Swift.Bool,
+                additionalOutputFormats: Components.Schemas.ManagedCertificate.AdditionalOutputFormatsPayload? = nil,
+                keystores: Components.Schemas.Keystores? = nil,
                 status: Components.Schemas.ManagedCertificateStatus
             ) {
                 self.name = name
@@ -992,6 +1171,8 @@ extension Components {
                 self.target = target
                 self.secretTemplate = secretTemplate
                 self.adopt = adopt
+                self.additionalOutputFormats = additionalOutputFormats
+                self.keystores = keystores
                 self.status = status
             }
             public enum CodingKeys: String, CodingKey {
@@ -1010,6 +1191,8 @@ extension Components {
                 case target
                 case secretTemplate
                 case adopt
+                case additionalOutputFormats
+                case keystores
                 case status
             }
         }
