@@ -196,6 +196,35 @@ struct ManagedDeliveryTests {
         #expect(rig.server.logText.contains("a delivered Secret changed; delivering again"))
     }
 
+    @Test("extra outputs: tls-combined.pem, key.der, and PKCS#12 keystores with the password from another Secret")
+    func extraOutputs() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        #expect(try rig.register("store", ["dnsNames": ["store.example.com"], "duration": "1h", "additionalOutputFormats": ["CombinedPEM", "DER"],
+                                           "keystores": ["pkcs12": ["passwordSecretRef": ["name": "store-password", "key": "password"]]]]).status == 201)
+        // The password Secret does not exist yet: a clear, retried failure.
+        let failing = try rig.waitForStatus("store", seconds: 20) { ($0["attempts"] as? Int ?? 0) >= 1 }
+        #expect((failing["lastError"] as? String ?? "").contains("the PKCS#12 password Secret istio-system/store-password does not exist"), "\(failing)")
+        #expect(try rig.cluster.kubectl(["create", "secret", "generic", "store-password", "-n", "istio-system", "--from-literal=password=changeit"]).succeeded)
+        let ready = try rig.waitForStatus("store", seconds: 30) { $0["ready"] as? Bool == true }
+        #expect(ready["attempts"] as? Int == 0)
+
+        let secret = try #require(try rig.cluster.secret("istio-system", "store-tls"))
+        let data = secret["data"] as? [String: String] ?? [:]
+        #expect(Set(data.keys) == ["tls.crt", "tls.key", "ca.crt", "tls-combined.pem", "key.der", "keystore.p12", "truststore.p12"])
+        #expect(Self.decoded(secret, "tls-combined.pem") == Self.decoded(secret, "tls.key") + Self.decoded(secret, "tls.crt"))
+        let work = try Fixtures.temporaryDirectory("store")
+        try Data(base64Encoded: data["keystore.p12"] ?? "")?.write(to: URL(fileURLWithPath: work + "/keystore.p12"))
+        let read = try Tool.run("openssl", ["pkcs12", "-in", work + "/keystore.p12", "-passin", "pass:changeit", "-nokeys"])
+        #expect(read.succeeded && read.output.contains("subject=CN = store.example.com"), "\(read.output) \(read.error)")
+
+        // Asked no more, the extra keys go; nothing stale is left behind.
+        #expect(try rig.api("PATCH", "/v1/managed-certificates/store", ["additionalOutputFormats": [String]()]).status == 200)
+        _ = try rig.waitForStatus("store", seconds: 20) { $0["observedGeneration"] as? Int == 2 && $0["ready"] as? Bool == true }
+        let after = (try rig.cluster.secret("istio-system", "store-tls"))?["data"] as? [String: String] ?? [:]
+        #expect(after["tls-combined.pem"] == nil && after["key.der"] == nil && after["keystore.p12"] != nil)
+    }
+
     @Test("a short-lived certificate is renewed before expiry with a new key; API-server faults delay it, never duplicate it")
     func renewalUnderFaults() throws {
         let rig = try Rig()
