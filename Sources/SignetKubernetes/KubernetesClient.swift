@@ -74,43 +74,82 @@ public final class KubernetesClient: Sendable {
         try await http.shutdown()
     }
 
-    // MARK: Secrets
+    // MARK: Objects of any kind
 
-    static func secretsPath(_ namespace: String) -> String {
-        "/api/v1/namespaces/\(escape(namespace))/secrets"
-    }
-
-    /// The Secret, or nil when there is none.
-    public func getSecret(namespace: String, name: String) async throws -> KubernetesObject? {
+    /// The object, or nil when there is none.
+    public func get(_ kind: ResourceKind, namespace: String?, name: String) async throws -> KubernetesObject? {
         do {
-            return try await call(.GET, Self.secretsPath(namespace) + "/" + Self.escape(name))
+            return try await call(.GET, kind.path(namespace: namespace, name: name))
         } catch let error as KubernetesError where error.code == 404 {
             return nil
         }
     }
 
-    public func createSecret(_ secret: KubernetesObject) async throws -> KubernetesObject {
-        try await call(.POST, Self.secretsPath(secret.namespace ?? configuration.namespace), body: secret)
+    public func create(_ kind: ResourceKind, _ object: KubernetesObject) async throws -> KubernetesObject {
+        try await call(.POST, kind.path(namespace: object.namespace ?? configuration.namespace), body: object)
     }
 
     /// PUT with the object's resourceVersion: a stale one is answered 409 Conflict.
+    public func replace(_ kind: ResourceKind, _ object: KubernetesObject) async throws -> KubernetesObject {
+        try await call(.PUT, kind.path(namespace: object.namespace ?? configuration.namespace, name: object.name), body: object)
+    }
+
+    /// PUT to the status subresource: only `.status` is written, guarded by the resourceVersion like any replace.
+    public func replaceStatus(_ kind: ResourceKind, _ object: KubernetesObject) async throws -> KubernetesObject {
+        try await call(.PUT, kind.path(namespace: object.namespace ?? configuration.namespace, name: object.name, subresource: "status"), body: object)
+    }
+
+    public func delete(_ kind: ResourceKind, namespace: String?, name: String) async throws {
+        let _: JSONValue = try await call(.DELETE, kind.path(namespace: namespace, name: name))
+    }
+
+    /// The objects matching `labelSelector` (in all namespaces when `namespace` is nil), and the list's
+    /// resourceVersion to watch from.
+    public func list(_ kind: ResourceKind, namespace: String?, labelSelector: String? = nil) async throws -> (items: [KubernetesObject], resourceVersion: String) {
+        var query = ""
+        if let labelSelector { query = "?labelSelector=" + Self.escape(labelSelector) }
+        let list: JSONValue = try await call(.GET, kind.path(namespace: namespace) + query)
+        guard case .array(let items)? = list["items"], let version = list["metadata"]?["resourceVersion"]?.string else {
+            throw KubernetesError.invalidAnswer("a \(kind.plural) list without items or resourceVersion")
+        }
+        return (items.map(KubernetesObject.init), version)
+    }
+
+    /// Any JSON document of the API server (discovery, the OIDC documents).
+    public func document(_ path: String) async throws -> JSONValue {
+        try await call(.GET, path)
+    }
+
+    /// A TokenReview: who the API server says the bearer of `token` is, for one of `audiences`.
+    public func reviewToken(_ token: String, audiences: [String]) async throws -> JSONValue {
+        let review: JSONValue = .object([
+            "apiVersion": .string("authentication.k8s.io/v1"), "kind": .string("TokenReview"),
+            "spec": .object(["token": .string(token), "audiences": .array(audiences.map(JSONValue.string))]),
+        ])
+        let answer: JSONValue = try await call(.POST, "/apis/authentication.k8s.io/v1/tokenreviews", body: review)
+        return answer["status"] ?? .null
+    }
+
+    // MARK: Secrets
+
+    public func getSecret(namespace: String, name: String) async throws -> KubernetesObject? {
+        try await get(.secrets, namespace: namespace, name: name)
+    }
+
+    public func createSecret(_ secret: KubernetesObject) async throws -> KubernetesObject {
+        try await create(.secrets, secret)
+    }
+
     public func replaceSecret(_ secret: KubernetesObject) async throws -> KubernetesObject {
-        try await call(.PUT, Self.secretsPath(secret.namespace ?? configuration.namespace) + "/" + Self.escape(secret.name), body: secret)
+        try await replace(.secrets, secret)
     }
 
     public func deleteSecret(namespace: String, name: String) async throws {
-        let _: JSONValue = try await call(.DELETE, Self.secretsPath(namespace) + "/" + Self.escape(name))
+        try await delete(.secrets, namespace: namespace, name: name)
     }
 
-    /// The Secrets matching `labelSelector`, and the list's resourceVersion to watch from.
     public func listSecrets(namespace: String, labelSelector: String? = nil) async throws -> (items: [KubernetesObject], resourceVersion: String) {
-        var query = ""
-        if let labelSelector { query = "?labelSelector=" + Self.escape(labelSelector) }
-        let list: JSONValue = try await call(.GET, Self.secretsPath(namespace) + query)
-        guard case .array(let items)? = list["items"], let version = list["metadata"]?["resourceVersion"]?.string else {
-            throw KubernetesError.invalidAnswer("a SecretList without items or resourceVersion")
-        }
-        return (items.map(KubernetesObject.init), version)
+        try await list(.secrets, namespace: namespace, labelSelector: labelSelector)
     }
 
     // MARK: Events
@@ -149,9 +188,15 @@ public final class KubernetesClient: Sendable {
 
     /// One watch request from `resourceVersion`: its events until the server ends the stream (or `timeoutSeconds`).
     public func watchSecrets(namespace: String, labelSelector: String? = nil, resourceVersion: String, timeoutSeconds: Int = 300) -> AsyncThrowingStream<WatchEvent, any Error> {
+        watch(.secrets, namespace: namespace, labelSelector: labelSelector, resourceVersion: resourceVersion, timeoutSeconds: timeoutSeconds)
+    }
+
+    /// One watch request from `resourceVersion` (all namespaces when `namespace` is nil): its events until the server
+    /// ends the stream (or `timeoutSeconds`).
+    public func watch(_ kind: ResourceKind, namespace: String?, labelSelector: String? = nil, resourceVersion: String, timeoutSeconds: Int = 300) -> AsyncThrowingStream<WatchEvent, any Error> {
         var query = "?watch=1&allowWatchBookmarks=true&resourceVersion=\(Self.escape(resourceVersion))&timeoutSeconds=\(timeoutSeconds)"
         if let labelSelector { query += "&labelSelector=" + Self.escape(labelSelector) }
-        let url = configuration.server + Self.secretsPath(namespace) + query
+        let url = configuration.server + kind.path(namespace: namespace) + query
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
@@ -299,6 +344,40 @@ public final class KubernetesClient: Sendable {
 
     static func escape(_ component: String) -> String {
         component.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? component
+    }
+}
+
+/// Where a kind of object lives in the REST tree.
+public struct ResourceKind: Sendable, Hashable {
+    public var group: String
+    public var version: String
+    public var plural: String
+    public var kind: String
+    public var namespaced: Bool
+
+    public init(group: String, version: String, plural: String, kind: String, namespaced: Bool = true) {
+        self.group = group
+        self.version = version
+        self.plural = plural
+        self.kind = kind
+        self.namespaced = namespaced
+    }
+
+    public static let secrets = ResourceKind(group: "", version: "v1", plural: "secrets", kind: "Secret")
+    public static let leases = ResourceKind(group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease")
+    public static let gateways = ResourceKind(group: "networking.istio.io", version: "v1", plural: "gateways", kind: "Gateway")
+    public static let certificates = ResourceKind(group: "signet.dev", version: "v1alpha1", plural: "certificates", kind: "Certificate")
+
+    public var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
+
+    /// `/api/v1/namespaces/ns/secrets/name/status` and the like; without a namespace, the cluster-wide collection.
+    public func path(namespace: String?, name: String? = nil, subresource: String? = nil) -> String {
+        var path = group.isEmpty ? "/api/\(version)" : "/apis/\(group)/\(version)"
+        if namespaced, let namespace { path += "/namespaces/" + KubernetesClient.escape(namespace) }
+        path += "/" + plural
+        if let name { path += "/" + KubernetesClient.escape(name) }
+        if let subresource { path += "/" + subresource }
+        return path
     }
 }
 

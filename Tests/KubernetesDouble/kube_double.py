@@ -12,7 +12,14 @@ It speaks the real REST protocol:
   Invalid with causes); resourceVersion, uid, creationTimestamp, generation;
 - watches (`?watch=1&resourceVersion=&allowWatchBookmarks=true&timeoutSeconds=`) as chunked JSON lines, with
   BOOKMARK events and, for a resourceVersion older than the kept history, a single ERROR event (410 Expired);
-- Events (events.k8s.io/v1 with its validation, and core/v1).
+- Events (events.k8s.io/v1 with its validation, and core/v1);
+- the same CRUD, watches and conflicts for Leases (coordination.k8s.io/v1), Istio Gateways (networking.istio.io/v1)
+  and custom resources: applying a CustomResourceDefinition (apiextensions.k8s.io/v1) serves its resources, with
+  the status subresource (`/status` writes only status, the main endpoint ignores it, generation counts spec
+  changes) and server-side printing of its additionalPrinterColumns (the Table kubectl asks for);
+- service-account tokens: `POST /_admin/token` mints an RS256 JWT as the API server would (projected, audience-bound,
+  with the kubernetes.io claims), usable as a bearer token here; TokenReview (authentication.k8s.io/v1) checks
+  them; `/.well-known/openid-configuration` and `/openid/v1/jwks` publish the key for offline validation.
 Faults through `POST /_admin/faults`: latency_ms, conflict_every (a 409 for every Nth write), error_every (500),
 hang_every (no answer), down (503 for everything), and `POST /_admin/close-watches`, `POST /_admin/compact`.
 `GET /_admin/stats` counts requests by verb and answer.
@@ -38,10 +45,44 @@ import uuid
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 HISTORY = 1000  # watch events kept; older resourceVersions get 410 Expired
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+
+
+class Resource:
+    """One kind of object the double serves: where it lives in the REST tree and how it behaves."""
+
+    def __init__(self, group, version, plural, kind, namespaced=True, singular=None, short_names=(), status=False,
+                 columns=(), verbs=("create", "delete", "get", "list", "patch", "update", "watch"), categories=()):
+        self.group, self.version, self.plural, self.kind = group, version, plural, kind
+        self.namespaced, self.status, self.columns, self.verbs = namespaced, status, list(columns), list(verbs)
+        self.singular = singular or kind.lower()
+        self.short_names, self.categories = list(short_names), list(categories)
+
+    @property
+    def api_version(self):
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def discovery(self):
+        entry = {"name": self.plural, "singularName": self.singular, "namespaced": self.namespaced, "kind": self.kind,
+                 "verbs": self.verbs}
+        if self.short_names:
+            entry["shortNames"] = self.short_names
+        if self.categories:
+            entry["categories"] = self.categories
+        return entry
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def now_rfc3339() -> str:
@@ -59,7 +100,16 @@ class Cluster:
     def __init__(self, tokens):
         self.lock = threading.Condition()
         self.tokens = tokens  # token -> set of namespaces, or {"*"}
-        self.secrets = {}  # (namespace, name) -> object
+        self.objects = {}  # (group, plural, namespace, name) -> object
+        self.resources = {(r.group, r.plural): r for r in [
+            Resource("", "v1", "secrets", "Secret"),
+            Resource("coordination.k8s.io", "v1", "leases", "Lease"),
+            Resource("networking.istio.io", "v1", "gateways", "Gateway", short_names=["gw"], categories=["istio-io", "networking-istio-io"]),
+            Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False,
+                     short_names=["crd", "crds"]),
+        ]}
+        self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key_id = uuid.uuid4().hex[:16]
         self.events = []  # Event objects
         self.version = 100
         self.history = []  # (resourceVersion int, type, namespace, object)
@@ -68,13 +118,14 @@ class Cluster:
         self.write_counter = 0
         self.stats = {"requests": {}, "conflicts_injected": 0, "errors_injected": 0, "watches": 0}
         self.watch_generation = 0  # bumped to close every open watch
+        self.revoked = set()  # jti of tokens minted as already invalidated (a deleted pod's)
 
     def next_version(self) -> int:
         self.version += 1
         return self.version
 
-    def record(self, kind, namespace, obj):
-        self.history.append((int(obj["metadata"]["resourceVersion"]), kind, namespace, copy.deepcopy(obj)))
+    def record(self, kind, namespace, obj, resource=("", "secrets")):
+        self.history.append((int(obj["metadata"]["resourceVersion"]), kind, namespace, copy.deepcopy(obj), resource))
         if len(self.history) > HISTORY:
             dropped = self.history.pop(0)
             self.compacted_before = dropped[0] + 1
@@ -136,6 +187,24 @@ def selected(obj, label_selector, field_selector):
         if key == "metadata.namespace" and obj["metadata"].get("namespace") != value:
             return False
     return True
+
+
+def json_path(obj, path):
+    """The subset of kubectl's JSONPath that printer columns use: `.a.b`, `.list[0]`, `.list[?(@.k=="v")].f`."""
+    import re
+    current = [obj]
+    for token in re.findall(r'\.([A-Za-z0-9_-]+)|\[(\d+)\]|\[\?\(@\.([A-Za-z0-9_]+)==["\']([^"\']*)["\']\)\]', path):
+        field, index, key, value = token
+        following = []
+        for item in current:
+            if field and isinstance(item, dict) and field in item:
+                following.append(item[field])
+            elif index and isinstance(item, list) and int(index) < len(item):
+                following.append(item[int(index)])
+            elif key and isinstance(item, list):
+                following.extend(e for e in item if isinstance(e, dict) and str(e.get(key)) == value)
+        current = following
+    return current[0] if current else None
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -200,6 +269,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise HTTPProblem(503, "ServiceUnavailable", "the server is currently unable to handle the request")
             if faults["latency_ms"]:
                 time.sleep(faults["latency_ms"] / 1000)
+            if parts == [".well-known", "openid-configuration"]:
+                return self.answer(200, {"issuer": ISSUER, "jwks_uri": f"https://127.0.0.1:{self.server.server_address[1]}/openid/v1/jwks",
+                                         "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
+                                         "id_token_signing_alg_values_supported": ["RS256"]})
+            if parts == ["openid", "v1", "jwks"]:
+                return self.answer(200, {"keys": [self.jwk()]})
             namespace = self.authorize(parts)
             if parts in (["version"], ["version", ""]):
                 return self.answer(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.4", "platform": "linux/amd64"})
@@ -207,9 +282,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.answer(200, {"kind": "APIVersions", "versions": ["v1"],
                                          "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
             if parts == ["apis"]:
-                return self.answer(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                    {"name": "events.k8s.io", "versions": [{"groupVersion": "events.k8s.io/v1", "version": "v1"}],
-                     "preferredVersion": {"groupVersion": "events.k8s.io/v1", "version": "v1"}}]})
+                return self.answer(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": self.groups()})
             if parts == ["api", "v1"]:
                 verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
                 return self.answer(200, {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
@@ -220,27 +293,80 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if parts == ["apis", "events.k8s.io", "v1"]:
                 return self.answer(200, {"kind": "APIResourceList", "groupVersion": "events.k8s.io/v1", "resources": [
                     {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event", "verbs": ["create", "get", "list"], "shortNames": ["ev"]}]})
+            if parts == ["apis", "authentication.k8s.io", "v1"]:
+                return self.answer(200, {"kind": "APIResourceList", "groupVersion": "authentication.k8s.io/v1", "resources": [
+                    {"name": "tokenreviews", "singularName": "tokenreview", "namespaced": False, "kind": "TokenReview", "verbs": ["create"]}]})
+            if parts == ["apis", "authentication.k8s.io", "v1", "tokenreviews"] and method == "POST":
+                return self.token_review()
+            if len(parts) == 3 and parts[0] == "apis":
+                with cluster.lock:
+                    resources = [r.discovery() for r in cluster.resources.values() if r.group == parts[1] and r.version == parts[2]]
+                if resources:
+                    return self.answer(200, {"kind": "APIResourceList", "groupVersion": f"{parts[1]}/{parts[2]}", "resources": resources})
             if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 4 and method == "GET":
                 return self.answer(200, {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": parts[3]}, "status": {"phase": "Active"}})
-            if parts == ["api", "v1", "secrets"] and method == "GET":
-                return self.secrets_collection(None, query)
-            if parts[:3] == ["api", "v1", "namespaces"] and len(parts) >= 5 and parts[4] == "secrets":
-                if len(parts) == 5:
-                    return self.secrets_collection(namespace, query) if method == "GET" else self.create_secret(namespace, faults)
-                return self.secret(method, namespace, parts[5], query, faults)
             if (parts[:3] == ["apis", "events.k8s.io", "v1"] and parts[3:4] == ["namespaces"] and parts[5:] == ["events"]) or \
                     (parts[:3] == ["api", "v1", "namespaces"] and parts[4:] == ["events"]):
                 return self.events(method, namespace, parts[0] == "apis", query)
+            located = self.locate(parts)
+            if located is not None:
+                resource, namespace, name, subresource = located
+                if name is None:
+                    if method == "GET":
+                        return self.collection(resource, namespace, query)
+                    if method == "POST":
+                        return self.create(resource, namespace, faults)
+                    raise HTTPProblem(405, "MethodNotAllowed", f"{method} is not supported")
+                return self.item(resource, method, namespace, name, subresource, faults)
             raise HTTPProblem(404, "NotFound", "the server could not find the requested resource")
         except HTTPProblem as problem:
             self.answer(problem.code, status(problem.code, problem.reason, problem.message, problem.details))
         except (BrokenPipeError, ConnectionResetError):
             pass
 
+    def groups(self):
+        versions = {"events.k8s.io": ["v1"], "authentication.k8s.io": ["v1"]}
+        with self.cluster.lock:
+            for resource in self.cluster.resources.values():
+                if resource.group and resource.version not in versions.setdefault(resource.group, []):
+                    versions[resource.group].append(resource.version)
+        return [{"name": group, "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in found],
+                 "preferredVersion": {"groupVersion": f"{group}/{found[0]}", "version": found[0]}}
+                for group, found in sorted(versions.items())]
+
+    def locate(self, parts):
+        """(resource, namespace, name, subresource) for a resource path, or None."""
+        if parts[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 4:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return None
+        namespace = None
+        if rest[:1] == ["namespaces"] and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 3:
+            return None
+        with self.cluster.lock:
+            resource = self.cluster.resources.get((group, rest[0]))
+        if resource is None or resource.version != version:
+            return None
+        name = rest[1] if len(rest) >= 2 else None
+        subresource = rest[2] if len(rest) == 3 else None
+        if subresource is not None and (subresource != "status" or not resource.status):
+            return None
+        if resource.namespaced and namespace is None and name is not None:
+            return None
+        return resource, namespace, name, subresource
+
     def authorize(self, parts):
         header = self.headers.get("Authorization") or ""
         token = header[len("Bearer "):] if header.startswith("Bearer ") else None
         grants = self.cluster.tokens.get(token)
+        if grants is None and token and token.count(".") == 2:
+            claims = self.verify_jwt(token, None)
+            if claims is not None:
+                grants = self.cluster.tokens.get(claims.get("jti"))
         if grants is None:
             raise HTTPProblem(401, "Unauthorized", "Unauthorized")
         namespace = parts[parts.index("namespaces") + 1] if "namespaces" in parts[:4] and len(parts) > parts.index("namespaces") + 1 else None
@@ -255,16 +381,76 @@ class Handler(http.server.BaseHTTPRequestHandler):
                               {"kind": resource})
         return namespace
 
+    # -- service-account tokens ---------------------------------------------------------------------------------
+    def jwk(self):
+        numbers = self.cluster.signing_key.public_key().public_numbers()
+        def integer(value):
+            return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+        return {"use": "sig", "kty": "RSA", "kid": self.cluster.key_id, "alg": "RS256", "n": integer(numbers.n), "e": integer(numbers.e)}
+
+    def mint(self, request):
+        now = int(time.time())
+        namespace, account = request["namespace"], request["serviceAccount"]
+        claims = {"iss": request.get("issuer", ISSUER), "aud": request.get("audiences") or [API_AUDIENCE],
+                  "sub": f"system:serviceaccount:{namespace}:{account}", "iat": now, "nbf": now,
+                  "exp": now + int(request.get("expirationSeconds", 3600)), "jti": str(uuid.uuid4()),
+                  "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": account, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{namespace}/{account}"))},
+                                    "pod": {"name": f"{account}-pod", "uid": str(uuid.uuid4())}}}
+        header = {"alg": "RS256", "kid": self.cluster.key_id}
+        signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+        signature = self.cluster.signing_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        token = signing_input + "." + b64url(signature)
+        with self.cluster.lock:
+            self.cluster.tokens[claims["jti"]] = set(request.get("grants") or [namespace])
+            if request.get("revoked"):
+                self.cluster.revoked.add(claims["jti"])
+        return token
+
+    def verify_jwt(self, token, audiences):
+        """The claims of a token this double minted, if its signature, time and audience hold; else None."""
+        try:
+            header_text, claims_text, signature_text = token.split(".")
+            self.cluster.signing_key.public_key().verify(b64url_decode(signature_text), f"{header_text}.{claims_text}".encode(),
+                                                         padding.PKCS1v15(), hashes.SHA256())
+            claims = json.loads(b64url_decode(claims_text))
+        except Exception:
+            return None
+        if claims.get("exp", 0) < time.time() or claims.get("jti") in self.cluster.revoked:
+            return None
+        if audiences is not None and not set(audiences) & set(claims.get("aud") or []):
+            return None
+        return claims
+
+    def token_review(self):
+        review = self.read_body() or {}
+        spec = review.get("spec") or {}
+        audiences = spec.get("audiences") or [API_AUDIENCE]
+        claims = self.verify_jwt(spec.get("token") or "", audiences)
+        review["apiVersion"], review["kind"] = "authentication.k8s.io/v1", "TokenReview"
+        review.setdefault("metadata", {})["creationTimestamp"] = None
+        if claims is None:
+            review["status"] = {"authenticated": False, "error": "[invalid bearer token, service account token has been invalidated]", "user": {}}
+        else:
+            info = claims["kubernetes.io"]
+            namespace, account = info["namespace"], info["serviceaccount"]["name"]
+            review["status"] = {"authenticated": True, "audiences": sorted(set(audiences) & set(claims["aud"])), "user": {
+                "username": f"system:serviceaccount:{namespace}:{account}", "uid": info["serviceaccount"]["uid"],
+                "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
+                "extra": {"authentication.kubernetes.io/pod-name": [info["pod"]["name"]],
+                          "authentication.kubernetes.io/pod-uid": [info["pod"]["uid"]],
+                          "authentication.kubernetes.io/credential-id": [f"JTI={claims['jti']}"]}}}
+        self.answer(201, review)
+
     # -- faults on writes -------------------------------------------------------------------------------------
-    def write_fault(self, faults, name):
+    def write_fault(self, faults, name, plural="secrets"):
         with self.cluster.lock:
             self.cluster.write_counter += 1
             count = self.cluster.write_counter
             if faults["conflict_every"] and count % int(faults["conflict_every"]) == 0:
                 self.cluster.stats["conflicts_injected"] += 1
-                raise HTTPProblem(409, "Conflict", f'Operation cannot be fulfilled on secrets "{name}": the object has been modified; '
+                raise HTTPProblem(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified; '
                                                    "please apply your changes to the latest version and try again",
-                                  {"name": name, "kind": "secrets"})
+                                  {"name": name, "kind": plural})
             if faults["error_every"] and count % int(faults["error_every"]) == 0:
                 self.cluster.stats["errors_injected"] += 1
                 raise HTTPProblem(500, "InternalError", "Internal error occurred: etcdserver: request timed out")
@@ -273,101 +459,171 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(60)
             raise HTTPProblem(504, "Timeout", "Timeout: request did not complete within requested timeout")
 
-    # -- secrets ----------------------------------------------------------------------------------------------
-    def secrets_collection(self, namespace, query):
+    # -- objects ----------------------------------------------------------------------------------------------
+    def collection(self, resource, namespace, query):
         if query.get("watch") in ("1", "true"):
-            return self.watch(namespace, query)
+            return self.watch(resource, namespace, query)
         with self.cluster.lock:
-            items = [copy.deepcopy(o) for (ns, _), o in sorted(self.cluster.secrets.items())
-                     if (namespace is None or ns == namespace) and selected(o, query.get("labelSelector"), query.get("fieldSelector"))]
+            items = [copy.deepcopy(o) for (g, p, ns, _), o in sorted(self.cluster.objects.items())
+                     if (g, p) == (resource.group, resource.plural) and (namespace is None or ns == namespace)
+                     and selected(o, query.get("labelSelector"), query.get("fieldSelector"))]
             version = str(self.cluster.version)
-        self.answer(200, {"kind": "SecretList", "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": items})
+        if resource.columns and "as=Table" in (self.headers.get("Accept") or ""):
+            return self.answer(200, self.table(resource, items, version))
+        self.answer(200, {"kind": resource.kind + "List", "apiVersion": resource.api_version, "metadata": {"resourceVersion": version}, "items": items})
 
-    def create_secret(self, namespace, faults):
+    def table(self, resource, items, version):
+        """meta.k8s.io/v1 Table: server-side printing with the CRD's additionalPrinterColumns."""
+        columns = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}] + [
+            {"name": c["name"], "type": c.get("type", "string"), "format": c.get("format", ""), "description": c.get("description", ""),
+             "priority": c.get("priority", 0)} for c in resource.columns]
+        rows = [{"cells": [o["metadata"]["name"]] + [json_path(o, c["jsonPath"]) for c in resource.columns],
+                 "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}} for o in items]
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": version}, "columnDefinitions": columns, "rows": rows}
+
+    def create(self, resource, namespace, faults):
         body = self.read_body() or {}
-        name = (body.get("metadata") or {}).get("name")
+        metadata = body.get("metadata") or {}
+        name = metadata.get("name") or (metadata.get("generateName") + uuid.uuid4().hex[:5] if metadata.get("generateName") else None)
         if not name:
-            raise HTTPProblem(422, "Invalid", 'Secret "" is invalid: metadata.name: Required value',
-                              {"kind": "Secret", "causes": [{"reason": "FieldValueRequired", "message": "Required value", "field": "metadata.name"}]})
-        self.write_fault(faults, name)
-        secret = self.normalise(body, namespace, name)
-        validate_secret(secret, name)
+            raise HTTPProblem(422, "Invalid", f'{resource.kind} "" is invalid: metadata.name: Required value',
+                              {"kind": resource.kind, "causes": [{"reason": "FieldValueRequired", "message": "Required value", "field": "metadata.name"}]})
+        self.write_fault(faults, name, resource.plural)
+        obj = self.normalise(resource, body, namespace, name)
+        self.validate(resource, obj, name)
+        if resource.status:
+            obj.pop("status", None)
+        key = (resource.group, resource.plural, namespace, name)
         with self.cluster.lock:
-            if (namespace, name) in self.cluster.secrets:
-                raise HTTPProblem(409, "AlreadyExists", f'secrets "{name}" already exists', {"name": name, "kind": "secrets"})
-            secret["metadata"].update({"uid": str(uuid.uuid4()), "creationTimestamp": now_rfc3339(), "generation": 1,
-                                       "resourceVersion": str(self.cluster.next_version())})
-            self.cluster.secrets[(namespace, name)] = secret
-            self.cluster.record("ADDED", namespace, secret)
-        self.answer(201, secret)
+            if key in self.cluster.objects:
+                raise HTTPProblem(409, "AlreadyExists", f'{resource.plural}{"." + resource.group if resource.group else ""} "{name}" already exists',
+                                  {"name": name, "group": resource.group, "kind": resource.plural})
+            obj["metadata"].update({"uid": str(uuid.uuid4()), "creationTimestamp": now_rfc3339(), "generation": 1,
+                                    "resourceVersion": str(self.cluster.next_version())})
+            self.cluster.objects[key] = obj
+            self.cluster.record("ADDED", namespace, obj, (resource.group, resource.plural))
+            if resource.plural == "customresourcedefinitions":
+                self.install(obj)
+        self.answer(201, obj)
 
-    def normalise(self, body, namespace, name):
-        secret = copy.deepcopy(body)
-        secret["apiVersion"], secret["kind"] = "v1", "Secret"
-        secret.setdefault("type", "Opaque")
-        metadata = secret.setdefault("metadata", {})
-        metadata["name"], metadata["namespace"] = name, namespace
+    def normalise(self, resource, body, namespace, name):
+        obj = copy.deepcopy(body)
+        obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
+        metadata = obj.setdefault("metadata", {})
+        metadata["name"] = name
+        if resource.namespaced:
+            metadata["namespace"] = namespace
+        else:
+            metadata.pop("namespace", None)
         for field in ("uid", "creationTimestamp", "generation", "managedFields"):
             metadata.pop(field, None)
-        string_data = secret.pop("stringData", None) or {}
-        data = secret.get("data") or {}
-        for key, value in string_data.items():
-            data[key] = base64.b64encode(value.encode()).decode()
-        if data:
-            secret["data"] = data
-        return secret
+        if resource.plural == "secrets":
+            obj.setdefault("type", "Opaque")
+            string_data = obj.pop("stringData", None) or {}
+            data = obj.get("data") or {}
+            for key, value in string_data.items():
+                data[key] = base64.b64encode(value.encode()).decode()
+            if data:
+                obj["data"] = data
+        return obj
 
-    def secret(self, method, namespace, name, query, faults):
+    def validate(self, resource, obj, name):
+        if resource.plural == "secrets":
+            validate_secret(obj, name)
+        if resource.plural == "customresourcedefinitions":
+            spec = obj.get("spec") or {}
+            names = spec.get("names") or {}
+            if name != f'{names.get("plural")}.{spec.get("group")}':
+                raise HTTPProblem(422, "Invalid", f'CustomResourceDefinition "{name}" is invalid: metadata.name: Invalid value: must be spec.names.plural+"."+spec.group',
+                                  {"kind": "CustomResourceDefinition", "name": name})
+            if sum(1 for v in spec.get("versions") or [] if v.get("storage")) != 1:
+                raise HTTPProblem(422, "Invalid", f'CustomResourceDefinition "{name}" is invalid: spec.versions: Invalid value: must have exactly one version marked as storage version',
+                                  {"kind": "CustomResourceDefinition", "name": name})
+
+    def install(self, crd):
+        """Serves the custom resource a CRD defines (its served storage version)."""
+        spec = crd["spec"]
+        names = spec["names"]
+        version = next(v for v in spec["versions"] if v.get("storage"))
+        self.cluster.resources[(spec["group"], names["plural"])] = Resource(
+            spec["group"], version["name"], names["plural"], names["kind"], namespaced=spec.get("scope") == "Namespaced",
+            singular=names.get("singular"), short_names=names.get("shortNames", []), categories=names.get("categories", []),
+            status="status" in (version.get("subresources") or {}), columns=version.get("additionalPrinterColumns") or [])
+
+    def item(self, resource, method, namespace, name, subresource, faults):
         cluster = self.cluster
+        key = (resource.group, resource.plural, namespace, name)
+        not_found = HTTPProblem(404, "NotFound", f'{resource.plural}{"." + resource.group if resource.group else ""} "{name}" not found',
+                                {"name": name, "group": resource.group, "kind": resource.plural})
         if method == "GET":
             with cluster.lock:
-                found = cluster.secrets.get((namespace, name))
+                found = cluster.objects.get(key)
                 if found is None:
-                    raise HTTPProblem(404, "NotFound", f'secrets "{name}" not found', {"name": name, "kind": "secrets"})
+                    raise not_found
                 return self.answer(200, copy.deepcopy(found))
         if method == "DELETE":
-            self.write_fault(faults, name)
+            self.write_fault(faults, name, resource.plural)
             with cluster.lock:
-                found = cluster.secrets.pop((namespace, name), None)
+                found = cluster.objects.pop(key, None)
                 if found is None:
-                    raise HTTPProblem(404, "NotFound", f'secrets "{name}" not found', {"name": name, "kind": "secrets"})
+                    raise not_found
                 found["metadata"]["resourceVersion"] = str(cluster.next_version())
-                cluster.record("DELETED", namespace, found)
-            body = status(200, "", "", {"name": name, "kind": "secrets", "uid": found["metadata"]["uid"]})
+                cluster.record("DELETED", namespace, found, (resource.group, resource.plural))
+            body = status(200, "", "", {"name": name, "kind": resource.plural, "uid": found["metadata"]["uid"]})
             body["status"] = "Success"
             return self.answer(200, body)
         if method not in ("PUT", "PATCH"):
             raise HTTPProblem(405, "MethodNotAllowed", f"{method} is not supported")
         body = self.read_body() or {}
         content_type = (self.headers.get("Content-Type") or "").split(";")[0]
-        if method == "PATCH" and content_type not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
-            raise HTTPProblem(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: "
-                                                             "application/merge-patch+json, application/strategic-merge-patch+json")
-        self.write_fault(faults, name)
+        accepted = ["application/merge-patch+json"] + (["application/strategic-merge-patch+json"] if not resource.group or resource.group in (
+            "coordination.k8s.io",) else [])
+        if method == "PATCH" and content_type not in accepted:
+            raise HTTPProblem(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: "
+                              + ", ".join(accepted))
+        self.write_fault(faults, name, resource.plural)
         with cluster.lock:
-            current = cluster.secrets.get((namespace, name))
+            current = cluster.objects.get(key)
             if current is None:
-                raise HTTPProblem(404, "NotFound", f'secrets "{name}" not found', {"name": name, "kind": "secrets"})
+                raise not_found
             wanted = merge(current, body) if method == "PATCH" else body
             expected = (wanted.get("metadata") or {}).get("resourceVersion")
             if method == "PUT" and expected and expected != current["metadata"]["resourceVersion"]:
-                raise HTTPProblem(409, "Conflict", f'Operation cannot be fulfilled on secrets "{name}": the object has been modified; '
-                                                   "please apply your changes to the latest version and try again", {"name": name, "kind": "secrets"})
-            updated = self.normalise(wanted, namespace, name)
-            if updated.get("type") != current.get("type"):
+                raise HTTPProblem(409, "Conflict", f'Operation cannot be fulfilled on {resource.plural}{"." + resource.group if resource.group else ""} "{name}": '
+                                  "the object has been modified; please apply your changes to the latest version and try again",
+                                  {"name": name, "group": resource.group, "kind": resource.plural})
+            updated = self.normalise(resource, wanted, namespace, name)
+            if resource.status:
+                # The status subresource splits the object: /status writes only status, the main endpoint all but it.
+                if subresource == "status":
+                    kept = copy.deepcopy(current)
+                    kept["status"] = updated.get("status")
+                    kept["metadata"]["resourceVersion"] = updated["metadata"].get("resourceVersion")
+                    updated = self.normalise(resource, kept, namespace, name)
+                elif "status" in current:
+                    updated["status"] = current["status"]
+                else:
+                    updated.pop("status", None)
+            if resource.plural == "secrets" and updated.get("type") != current.get("type"):
                 raise HTTPProblem(422, "Invalid", f'Secret "{name}" is invalid: type: Invalid value: "{updated.get("type")}": field is immutable',
                                   {"name": name, "kind": "Secret", "causes": [{"reason": "FieldValueInvalid", "message": "field is immutable", "field": "type"}]})
-            validate_secret(updated, name)
+            self.validate(resource, updated, name)
             for field in ("uid", "creationTimestamp"):
                 updated["metadata"][field] = current["metadata"][field]
-            updated["metadata"]["generation"] = current["metadata"]["generation"]
+            generation = current["metadata"].get("generation", 1)
+            if resource.status and subresource is None and updated.get("spec") != current.get("spec"):
+                generation += 1
+            updated["metadata"]["generation"] = generation
             updated["metadata"]["resourceVersion"] = str(cluster.next_version())
-            cluster.secrets[(namespace, name)] = updated
-            cluster.record("MODIFIED", namespace, updated)
+            cluster.objects[key] = updated
+            cluster.record("MODIFIED", namespace, updated, (resource.group, resource.plural))
+            if resource.plural == "customresourcedefinitions":
+                self.install(updated)
         self.answer(200, updated)
 
-    def watch(self, namespace, query):
+    def watch(self, resource, namespace, query):
         cluster = self.cluster
+        kind = (resource.group, resource.plural)
         since = int(query.get("resourceVersion") or 0)
         bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
         deadline = time.time() + float(query.get("timeoutSeconds") or 1800)
@@ -396,18 +652,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 with cluster.lock:
                     if cluster.watch_generation != generation:
                         return
-                    pending = [(v, k, o) for v, k, ns, o in cluster.history
-                               if v > since and (namespace is None or ns == namespace)
+                    pending = [(v, k, o) for v, k, ns, o, r in cluster.history
+                               if v > since and r == kind and (namespace is None or ns == namespace)
                                and selected(o, query.get("labelSelector"), query.get("fieldSelector"))]
                     if not pending:
                         cluster.lock.wait(timeout=0.2)
                     current = cluster.version
-                for version, kind, obj in pending:
-                    send({"type": kind, "object": obj})
+                for version, event_type, obj in pending:
+                    send({"type": event_type, "object": obj})
                     since = version
                 if bookmarks and time.time() - last_bookmark >= 1:
                     since = max(since, current)
-                    send({"type": "BOOKMARK", "object": {"kind": "Secret", "apiVersion": "v1", "metadata": {"resourceVersion": str(since)}}})
+                    send({"type": "BOOKMARK", "object": {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": {"resourceVersion": str(since)}}})
                     last_bookmark = time.time()
         finally:
             try:
@@ -463,6 +719,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.answer(200, {"compactedBefore": cluster.compacted_before})
             if parts == ["stats"]:
                 return self.answer(200, cluster.stats)
+        if parts == ["token"] and method == "POST":
+            return self.answer(200, {"token": self.mint(self.read_body() or {})})
         raise HTTPProblem(404, "NotFound", "unknown admin route")
 
 
