@@ -235,9 +235,9 @@ struct ManagedDeliveryTests {
         let firstSerial = try #require(first["serial"] as? String)
         let firstKey = Self.decoded(try rig.cluster.secret("istio-system", "short-tls"), "tls.key")
 
-        // Conflicts and 500s on every other write: the renewal still lands, once.
-        try rig.cluster.admin("faults", ["conflict_every": 2, "error_every": 3])
-        let second = try rig.waitForStatus("short", seconds: 40) { ($0["serial"] as? String).map { $0 != firstSerial } ?? false }
+        // Conflicts, 500s and a write that never answers (the client times out after 10 s): the renewal still lands, once.
+        try rig.cluster.admin("faults", ["conflict_every": 2, "error_every": 3, "hang_every": 5])
+        let second = try rig.waitForStatus("short", seconds: 60) { ($0["serial"] as? String).map { $0 != firstSerial } ?? false }
         let secondSerial = try #require(second["serial"] as? String)
         let notAfter = ISO8601DateFormatter().date(from: first["notAfter"] as? String ?? "") ?? .distantPast
         #expect(Date() < notAfter, "renewed before the first certificate expired")
@@ -245,7 +245,7 @@ struct ManagedDeliveryTests {
         #expect(Set(try rig.issuedSerials("short")) == [firstSerial, secondSerial])
 
         // The API server down: the attempt fails, is counted and explained; the valid certificate stays ready.
-        try rig.cluster.admin("faults", ["conflict_every": 0, "error_every": 0, "down": true])
+        try rig.cluster.admin("faults", ["conflict_every": 0, "error_every": 0, "hang_every": 0, "down": true])
         #expect(try rig.api("POST", "/v1/managed-certificates/short/renew").status == 202)
         let failing = try rig.waitForStatus("short", seconds: 40) { ($0["attempts"] as? Int ?? 0) >= 1 }
         #expect(failing["reason"] as? String == "Failing" && failing["ready"] as? Bool == true, "\(failing)")
