@@ -58,6 +58,11 @@ public enum JSONValue: Sendable, Equatable, Codable {
         return value
     }
 
+    public var bool: Bool? {
+        guard case .bool(let value) = self else { return nil }
+        return value
+    }
+
     public var number: Double? {
         guard case .number(let value) = self else { return nil }
         return value

@@ -1,5 +1,6 @@
 import Crypto
 import SignetAuthority
+import SignetKubernetes
 import SignetLedger
 import Synchronization
 import X509
@@ -21,6 +22,8 @@ public struct PresentedCredentials: Sendable {
     public var authorization: String?
     /// The verified client certificate, when the connection used mutual TLS.
     public var clientCertificate: Certificate?
+    /// `Signet-On-Behalf-Of`: the namespace a controller's service account asks for.
+    public var onBehalfOf: String?
 
     @TaskLocal public static var current = PresentedCredentials()
 }
@@ -66,9 +69,14 @@ public final class CallerAuthenticator: Sendable {
     private let defaultLifetime: Duration
     private let cacheLifetime: Duration
     private let certificatePolicies: [String: IssuancePolicy]
+    private let serviceAccounts: ServiceAccountVerifier?
     private let cache = Mutex<[String: (caller: Result<Caller, AuthenticationError>, expires: ContinuousClock.Instant)]>([:])
 
-    public init(ledger: CertificateLedger, defaultLifetime: Duration, cacheLifetime: Duration = .seconds(1), certificatePolicies: [ClientCertificatePolicy] = []) {
+    public init(
+        ledger: CertificateLedger, defaultLifetime: Duration, cacheLifetime: Duration = .seconds(1), certificatePolicies: [ClientCertificatePolicy] = [],
+        serviceAccounts: ServiceAccountVerifier? = nil
+    ) {
+        self.serviceAccounts = serviceAccounts
         self.ledger = ledger
         self.defaultLifetime = defaultLifetime
         self.cacheLifetime = cacheLifetime
@@ -79,13 +87,42 @@ public final class CallerAuthenticator: Sendable {
         if let header = credentials.authorization {
             let parts = header.split(separator: " ", maxSplits: 1)
             guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else { throw AuthenticationError.malformed }
-            return try await caller(forToken: String(parts[1]).trimmingCharacters(in: .whitespaces))
+            let token = String(parts[1]).trimmingCharacters(in: .whitespaces)
+            if !token.hasPrefix(APITokens.prefix), let serviceAccounts, ServiceAccountToken.looksLikeJWT(token) {
+                return try await caller(forServiceAccountToken: token, verifier: serviceAccounts, onBehalfOf: credentials.onBehalfOf)
+            }
+            return try await caller(forToken: token)
         }
         if let certificate = credentials.clientCertificate, let name = Self.commonName(of: certificate),
            let policy = certificatePolicies[name] {
             return Caller(identity: "certificate:\(name)", policy: policy)
         }
         throw AuthenticationError.missing
+    }
+
+    /// A service account's caller: its namespace's policy, or, for a controller asking on behalf of a namespace,
+    /// that namespace's. The identity records both, so the ledger says who asked for whom.
+    private func caller(forServiceAccountToken token: String, verifier: ServiceAccountVerifier, onBehalfOf: String?) async throws -> Caller {
+        let account: ServiceAccountIdentity
+        do {
+            account = try await verifier.identity(of: token)
+        } catch let refusal as ServiceAccountTokenError {
+            throw AuthenticationError.serviceAccount(refusal.description)
+        } catch {
+            throw AuthenticationError.serviceAccount("the cluster could not check the token: \(error)")
+        }
+        let identity = "serviceaccount:\(account.namespace):\(account.name)"
+        var namespace = account.namespace
+        if let onBehalfOf, onBehalfOf != account.namespace {
+            guard verifier.settings.controllers.contains(account) else {
+                throw AuthorizationError.notAController(identity, onBehalfOf)
+            }
+            namespace = onBehalfOf
+        }
+        guard let policy = verifier.settings.namespaces[namespace] else {
+            throw AuthorizationError.noNamespacePolicy(identity, namespace)
+        }
+        return Caller(identity: namespace == account.namespace ? identity : "\(identity) for \(namespace)", policy: policy)
     }
 
     private func caller(forToken token: String) async throws -> Caller {

@@ -50,7 +50,8 @@ public struct APIEdgeMiddleware: RouterMiddleware {
             }
             let credentials = PresentedCredentials(
                 authorization: request.headers[.authorization],
-                clientCertificate: await context.clientCertificate()
+                clientCertificate: await context.clientCertificate(),
+                onBehalfOf: request.headers[HTTPField.Name("Signet-On-Behalf-Of")!]
             )
             var response = try await PresentedCredentials.$current.withValue(credentials) {
                 try await next(request, context)

@@ -169,9 +169,11 @@ public enum AuthenticationError: Error, Equatable, CustomStringConvertible {
     case malformed
     case unknownToken
     case revokedToken(String)
+    case serviceAccount(String)
 
     public var description: String {
         switch self {
+        case .serviceAccount(let why): why
         case .missing: "no credentials: send 'Authorization: Bearer <token>' (tokens come from 'signet token create')"
         case .malformed: "the Authorization header is not 'Bearer <token>'"
         case .unknownToken: "the bearer token is not known to this server"
@@ -183,11 +185,15 @@ public enum AuthenticationError: Error, Equatable, CustomStringConvertible {
 public enum AuthorizationError: Error, Equatable, CustomStringConvertible {
     case readOnly(String)
     case managedCertificate(String, String)
+    case notAController(String, String)
+    case noNamespacePolicy(String, String)
 
     public var description: String {
         switch self {
         case .readOnly(let name): "'\(name)' may read the ledger but has no names it may be issued"
         case let .managedCertificate(name, reason): "managed certificate '\(name)': \(reason)"
+        case let .notAController(identity, namespace): "'\(identity)' may not ask on behalf of namespace '\(namespace)' (it is not among serviceAccounts.controllers)"
+        case let .noNamespacePolicy(identity, namespace): "'\(identity)': namespace '\(namespace)' has no policy (serviceAccounts.namespaces), so nothing may be issued for it"
         }
     }
 }

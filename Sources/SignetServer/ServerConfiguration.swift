@@ -1,5 +1,6 @@
 import SignetAuthority
 import SignetKeys
+import SignetKubernetes
 import SignetLedger
 import Yams
 
@@ -42,6 +43,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var clusters: [ClusterSettings] = []
     /// How many managed certificates are renewed at the same time.
     public var renewalConcurrency = 8
+    /// Kubernetes service-account tokens as API credentials (the in-cluster controller's, workloads').
+    public var serviceAccounts: ServiceAccountSettings?
 
     public init() {}
 
@@ -127,6 +130,29 @@ public struct ServerConfiguration: Sendable, Equatable {
             }
             if let gateway = entry.gateway { try HostPort.validate(gateway, "clusters.\(entry.name).gateway") }
             clusters.append(ClusterSettings(name: entry.name, kubeconfig: entry.kubeconfig, context: entry.context, gateway: entry.gateway))
+        }
+        if let accounts = file.serviceAccounts {
+            guard clusters.contains(where: { $0.name == accounts.cluster }) else {
+                throw ConfigurationError("serviceAccounts.cluster: '\(accounts.cluster)' is not among clusters")
+            }
+            var settings = ServiceAccountSettings(cluster: accounts.cluster)
+            settings.audience = accounts.audience ?? settings.audience
+            if let validation = accounts.validation { settings.validation = try parse(validation, "serviceAccounts.validation") }
+            settings.issuer = accounts.issuer ?? settings.issuer
+            for controller in accounts.controllers ?? [] {
+                let parts = controller.split(separator: "/").map(String.init)
+                guard parts.count == 2 else { throw ConfigurationError("serviceAccounts.controllers: '\(controller)' is not namespace/name") }
+                settings.controllers.insert(ServiceAccountIdentity(namespace: parts[0], name: parts[1]))
+            }
+            for entry in accounts.namespaces ?? [] {
+                settings.namespaces[entry.namespace] = IssuancePolicy(
+                    allowedNames: try entry.allow.map { try NamePattern($0) },
+                    allowedProfiles: Set(try (entry.profiles ?? CertificateProfile.allCases.map(\.rawValue)).map { try parse($0, "serviceAccounts.namespaces.profiles") }),
+                    maximumLifetime: try entry.maxDuration.map { try lifetime($0, "serviceAccounts.namespaces.maxDuration") } ?? maximumLifetime,
+                    defaultLifetime: defaultLifetime
+                )
+            }
+            serviceAccounts = settings
         }
         if let value = file.renewalConcurrency {
             guard value >= 1 else { throw ConfigurationError("renewalConcurrency must be at least 1") }
@@ -228,6 +254,33 @@ public struct ServerConfiguration: Sendable, Equatable {
         } catch {
             throw ConfigurationError("\(key): \(error)")
         }
+    }
+}
+
+/// Which service-account tokens Signet accepts, how it checks them, and what each namespace may be issued.
+public struct ServiceAccountSettings: Sendable, Equatable {
+    public enum Validation: String, Sendable, Equatable {
+        /// Ask the API server (TokenReview): also catches tokens of deleted pods. Needs `create` on tokenreviews.
+        case tokenReview = "tokenreview"
+        /// Check the JWT against the cluster's published keys (/openid/v1/jwks), without a call per token.
+        case jwks
+    }
+
+    /// The configured cluster whose tokens these are.
+    public var cluster: String
+    /// The audience the tokens must be projected for.
+    public var audience = "signet"
+    public var validation: Validation = .tokenReview
+    /// The `iss` of the cluster's tokens, for offline validation.
+    public var issuer = "https://kubernetes.default.svc.cluster.local"
+    /// Service accounts that may ask on behalf of another namespace (the renewal controller): the
+    /// `Signet-On-Behalf-Of` header names the namespace whose policy applies.
+    public var controllers: Set<ServiceAccountIdentity> = []
+    /// What a namespace's service accounts (or a controller acting for it) may be issued.
+    public var namespaces: [String: IssuancePolicy] = [:]
+
+    public init(cluster: String) {
+        self.cluster = cluster
     }
 }
 
@@ -409,11 +462,26 @@ private struct ConfigurationFile: Decodable {
     var clientCertificates: [ClientCertificate]?
     var clusters: [Cluster]?
     var renewalConcurrency: Int?
+    var serviceAccounts: ServiceAccounts?
+    struct ServiceAccounts: Decodable {
+        struct Namespace: Decodable {
+            var namespace: String
+            var allow: [String]
+            var maxDuration: String?
+            var profiles: [String]?
+        }
+        var cluster: String
+        var audience: String?
+        var validation: String?
+        var issuer: String?
+        var controllers: [String]?
+        var namespaces: [Namespace]?
+    }
 
     /// The keys each section may have. Decoding ignores unknown keys, so they are checked here: a misspelt
     /// setting is an error, never silently the default.
     static let knownKeys: [String: Set<String>] = [
-        "": ["listen", "dataDirectory", "database", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency"],
+        "": ["listen", "dataDirectory", "database", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts"],
         "ca": ["directory", "passphraseFile", "keyVault", "pkcs11"],
         "ca.pkcs11": ["module", "tokenLabel", "keyLabel", "keyId", "pinFile", "pinEnv", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
         "ca.keyVault": ["url", "keyName", "keyVersion", "apiVersion", "caFile", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
@@ -421,6 +489,8 @@ private struct ConfigurationFile: Decodable {
         "issuance": ["defaultDuration", "maxDuration"],
         "clientCertificates": ["commonName", "allow", "maxDuration", "profiles", "targets"],
         "clusters": ["name", "kubeconfig", "context", "inCluster", "gateway"],
+        "serviceAccounts": ["cluster", "audience", "validation", "issuer", "controllers", "namespaces"],
+        "serviceAccounts.namespaces": ["namespace", "allow", "maxDuration", "profiles"],
     ]
 
     static func rejectUnknownKeys(in yaml: String) throws {
@@ -430,8 +500,8 @@ private struct ConfigurationFile: Decodable {
             let entries = (value as? [Any]) ?? [value]
             for case let entry as [String: Any] in entries {
                 try check(entry, section: section, path: [section])
-                for (inner, innerValue) in entry {
-                    if let mapping = innerValue as? [String: Any], knownKeys["\(section).\(inner)"] != nil {
+                for (inner, innerValue) in entry where knownKeys["\(section).\(inner)"] != nil {
+                    for case let mapping as [String: Any] in (innerValue as? [Any]) ?? [innerValue] {
                         try check(mapping, section: "\(section).\(inner)", path: [section, inner])
                     }
                 }

@@ -81,11 +81,15 @@ public struct SignetServer: Sendable {
                 "durability": "\(configuration.durability.rawValue)",
             ])
             let issuance = try IssuanceService(ca: ca, ledger: ledger, metrics: metrics, logger: logger)
+            let clusters = try await ClusterConnections.open(configuration.clusters, logger: logger)
+            let serviceAccounts = configuration.serviceAccounts.flatMap { settings in
+                clusters[settings.cluster].map { ServiceAccountVerifier(settings: settings, client: $0.client, logger: logger) }
+            }
             let authenticator = CallerAuthenticator(
                 ledger: ledger, defaultLifetime: configuration.defaultLifetime,
-                cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: configuration.clientCertificatePolicies
+                cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: configuration.clientCertificatePolicies,
+                serviceAccounts: serviceAccounts
             )
-            let clusters = try await ClusterConnections.open(configuration.clusters, logger: logger)
             let managed = ManagedCertificates(ledger: ledger, issuance: issuance, clusters: clusters, metrics: metrics, logger: logger)
             return SignetServer(
                 configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator,
