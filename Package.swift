@@ -159,10 +159,31 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // The in-cluster renewal controller: Certificate resources, reconciliation, leader election, the Gateway shim.
+        .target(
+            name: "SignetController",
+            dependencies: [
+                "SignetAuthority", "SignetKeys", "SignetKubernetes", "SignetOpenAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: strictness
+        ),
         .executableTarget(
             name: "signet",
             dependencies: [
                 "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetController",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -191,6 +212,7 @@ let package = Package(
             name: "SignetTests",
             dependencies: [
                 "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetController",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),

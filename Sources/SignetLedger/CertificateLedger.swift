@@ -137,6 +137,10 @@ public final class CertificateLedger: Sendable {
             clauses.append("requester = ?")
             arguments += [requester]
         }
+        if let fingerprint = query.publicKeySHA256 {
+            clauses.append("public_key_sha256 = ?")
+            arguments += [fingerprint.lowercased()]
+        }
         let limit = max(1, min(query.limit, CertificateQuery.maximumLimit))
         let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         let sql = "SELECT * FROM certificates \(whereClause) ORDER BY id DESC LIMIT \(limit + 1)"

@@ -124,6 +124,9 @@ public struct CertificateQuery: Sendable, Equatable {
     public var issuedAfter: Date?
     public var issuedBefore: Date?
     public var requester: String?
+    /// Certificates for one public key (SHA-256 of its SubjectPublicKeyInfo, hex): how a client that lost an
+    /// answer finds the certificate it was issued.
+    public var publicKeySHA256: String?
     public var limit: Int = 100
     /// Opaque position from the previous page.
     public var cursor: String?

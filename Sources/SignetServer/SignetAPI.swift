@@ -73,6 +73,12 @@ public struct SignetAPI: APIProtocol {
         query.issuedAfter = parameters.issuedAfter
         query.issuedBefore = parameters.issuedBefore
         query.requester = parameters.requester
+        if let fingerprint = parameters.publicKeySHA256 {
+            guard fingerprint.count == 64, fingerprint.allSatisfy(\.isHexDigit) else {
+                throw Problem("invalid-query", "Invalid query", status: 400, detail: "publicKeySHA256 must be 64 hexadecimal characters")
+            }
+            query.publicKeySHA256 = fingerprint
+        }
         if let limit = parameters.limit {
             guard (1...CertificateQuery.maximumLimit).contains(limit) else {
                 throw Problem("invalid-query", "Invalid query", status: 400, detail: "limit must be between 1 and \(CertificateQuery.maximumLimit)")

@@ -244,6 +244,13 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         name: "requester",
                         as: Swift.String.self
                     ),
+                    publicKeySHA256: try converter.getOptionalQueryItemAsURI(
+                        in: request.soar_query,
+                        style: .form,
+                        explode: true,
+                        name: "publicKeySHA256",
+                        as: Swift.String.self
+                    ),
                     limit: try converter.getOptionalQueryItemAsURI(
                         in: request.soar_query,
                         style: .form,

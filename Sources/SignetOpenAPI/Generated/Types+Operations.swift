@@ -40,6 +40,10 @@ public enum Operations {
                 public var issuedBefore: Foundation.Date?
                 /// - Remark: Generated from `#/paths/v1/certificates/GET/query/requester`.
                 public var requester: Swift.String?
+                /// Certificates for this public key (SHA-256 of the SubjectPublicKeyInfo DER, hexadecimal).
+                ///
+                /// - Remark: Generated from `#/paths/v1/certificates/GET/query/publicKeySHA256`.
+                public var publicKeySHA256: Swift.String?
                 /// - Remark: Generated from `#/paths/v1/certificates/GET/query/limit`.
                 public var limit: Swift.Int?
                 /// The `nextCursor` of the previous page.
@@ -55,6 +59,7 @@ public enum Operations {
                 ///   - issuedAfter:
                 ///   - issuedBefore:
                 ///   - requester:
+                ///   - publicKeySHA256: Certificates for this public key (SHA-256 of the SubjectPublicKeyInfo DER, hexadecimal).
                 ///   - limit:
                 ///   - cursor: The `nextCursor` of the previous page.
                 public init(
@@ -64,6 +69,7 @@ public enum Operations {
                     issuedAfter: Foundation.Date? = nil,
                     issuedBefore: Foundation.Date? = nil,
                     requester: Swift.String? = nil,
+                    publicKeySHA256: Swift.String? = nil,
                     limit: Swift.Int? = nil,
                     cursor: Swift.String? = nil
                 ) {
@@ -73,6 +79,7 @@ public enum Operations {
                     self.issuedAfter = issuedAfter
                     self.issuedBefore = issuedBefore
                     self.requester = requester
+                    self.publicKeySHA256 = publicKeySHA256
                     self.limit = limit
                     self.cursor = cursor
                 }

@@ -1,0 +1,125 @@
+import Crypto
+import SignetAuthority
+import SignetKeys
+import SignetKubernetes
+import X509
+
+import Foundation
+
+/// What the controller has recorded about a Certificate's issuances (its status, as far as decisions need it).
+public struct IssuanceRecord: Sendable, Equatable {
+    public var failedAttempts = 0
+    public var lastFailure: Date?
+
+    public init(failedAttempts: Int = 0, lastFailure: Date? = nil) {
+        self.failedAttempts = failedAttempts
+        self.lastFailure = lastFailure
+    }
+
+    public init(status: JSONValue?) {
+        failedAttempts = Int(status?["failedIssuanceAttempts"]?.number ?? 0)
+        lastFailure = status?["lastFailureTime"]?.string.flatMap { ISO8601DateFormatter().date(from: $0) }
+    }
+}
+
+/// The certificate a Secret holds, once checked.
+public struct HeldCertificate: Sendable, Equatable {
+    public var serial: String
+    public var notBefore: Date
+    public var notAfter: Date
+    public var renewalTime: Date
+}
+
+/// The controller's decision for one Certificate: the pure core of reconciliation, from the spec, the Secret as
+/// found, the issuance record and the clock. It re-issues exactly when the Secret is missing, broken (tampered, wrong
+/// key, not from this CA), expired, due for renewal, or issued for another spec; never otherwise.
+public enum Reconciler {
+    public enum Decision: Sendable, Equatable {
+        /// A new certificate is needed; `reason` is cert-manager's word for why.
+        case issue(reason: String, message: String)
+        /// The certificate is good, but the Secret lacks the template's labels or annotations.
+        case refreshMetadata(HeldCertificate)
+        /// Nothing to do until the renewal time.
+        case upToDate(HeldCertificate)
+        /// A failed issuance is waiting out its backoff.
+        case backingOff(until: Date)
+    }
+
+    public static let specHashAnnotation = "signet.dev/spec-hash"
+
+    public static func decide(spec: CertificateSpec, secret: KubernetesObject?, record: IssuanceRecord, trustedRoots: [Certificate], now: Date) -> Decision {
+        if record.failedAttempts > 0, let failure = record.lastFailure {
+            let retryAt = failure.addingTimeInterval(seconds(RenewalSchedule.retryDelay(afterFailures: record.failedAttempts, jitter: 0.5)))
+            if now < retryAt { return .backingOff(until: retryAt) }
+        }
+        guard let secret else {
+            return .issue(reason: "DoesNotExist", message: "Issuing certificate as Secret does not exist")
+        }
+        let held: (certificate: Certificate, chain: [Certificate])
+        switch inspect(secret, trustedRoots: trustedRoots, now: now) {
+        case .failure(let problem):
+            return .issue(reason: "InvalidContents", message: "Issuing certificate as Secret contents are invalid: \(problem)")
+        case .success(let found):
+            held = found
+        }
+        guard secret.annotations[specHashAnnotation] == spec.issuanceHash else {
+            return .issue(reason: "SpecChanged", message: "Issuing certificate as the Certificate's names, key, profile or duration changed")
+        }
+        let leaf = held.certificate
+        guard now < leaf.notValidAfter else { return .issue(reason: "Expired", message: "Issuing certificate as the certificate expired at \(leaf.notValidAfter)") }
+        let info = HeldCertificate(
+            serial: SerialNumbers.hex(leaf.serialNumber), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
+            renewalTime: renewalTime(of: leaf, spec: spec)
+        )
+        if now >= info.renewalTime {
+            return .issue(reason: "Renewing", message: "Renewing certificate as renewal was scheduled at \(info.renewalTime.formatted(.iso8601))")
+        }
+        let labels = secret.labels, annotations = secret.annotations
+        if spec.labels.contains(where: { labels[$0.key] != $0.value }) || spec.annotations.contains(where: { annotations[$0.key] != $0.value }) {
+            return .refreshMetadata(info)
+        }
+        return .upToDate(info)
+    }
+
+    /// The renewal time for a held certificate. The jitter comes from the serial, so every replica and every restart
+    /// computes the same time while certificates issued together still spread out.
+    public static func renewalTime(of leaf: Certificate, spec: CertificateSpec) -> Date {
+        let lifetime = Duration.seconds(leaf.notValidAfter.timeIntervalSince(leaf.notValidBefore))
+        let before = RenewalSchedule.renewBefore(
+            lifetime: lifetime, seconds: spec.renewBefore.map { $0.components.seconds }, percentage: spec.renewBeforePercentage
+        )
+        let digest = Array(SHA256.hash(data: leaf.serialNumber.bytes))
+        let fraction = Double(digest.prefix(6).reduce(0) { $0 << 8 | UInt64($1) }) / Double(1 << 48)
+        return RenewalSchedule.renewalTime(notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter, renewBefore: before, jitter: fraction)
+    }
+
+    /// The Secret's certificate, if the key matches it and its chain leads to one of `trustedRoots`.
+    static func inspect(_ secret: KubernetesObject, trustedRoots: [Certificate], now: Date) -> Result<(certificate: Certificate, chain: [Certificate]), ContentProblem> {
+        let data = secret.data
+        guard let crt = data["tls.crt"].flatMap({ String(bytes: $0, encoding: .utf8) }),
+              let chain = try? PEMFiles.certificates(in: crt, source: "tls.crt"), let leaf = chain.first else {
+            return .failure(ContentProblem("tls.crt holds no certificate"))
+        }
+        guard let keyText = data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }), let key = try? PrivateKeyPEM.read(keyText) else {
+            return .failure(ContentProblem("tls.key holds no readable private key"))
+        }
+        guard key.publicKey == leaf.publicKey else { return .failure(ContentProblem("tls.key does not match the certificate in tls.crt")) }
+        guard !trustedRoots.isEmpty else { return .success((leaf, chain)) }
+        var current = leaf
+        for issuer in chain.dropFirst() + trustedRoots {
+            guard current.issuer == issuer.subject, issuer.publicKey.isValidSignature(current.signature, for: current) else { continue }
+            if trustedRoots.contains(issuer) { return .success((leaf, chain)) }
+            current = issuer
+        }
+        return .failure(ContentProblem("the certificate in tls.crt was not issued by this Signet CA"))
+    }
+
+    struct ContentProblem: Error, Equatable, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    static func seconds(_ duration: Duration) -> TimeInterval {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
