@@ -59,4 +59,18 @@ public enum KeyAlgorithm: String, CaseIterable, Sendable {
         )
         return try request.serializeAsPEM().pemString
     }
+
+    /// The algorithm of an existing key, or nil for kinds Signet does not generate.
+    public static func of(_ key: Certificate.PublicKey) -> KeyAlgorithm? {
+        if P256.Signing.PublicKey(key) != nil { return .ecdsaP256 }
+        if P384.Signing.PublicKey(key) != nil { return .ecdsaP384 }
+        if Curve25519.Signing.PublicKey(key) != nil { return .ed25519 }
+        guard let rsa = _RSA.Signing.PublicKey(key) else { return nil }
+        return switch rsa.keySizeInBits {
+        case 2048: .rsa2048
+        case 3072: .rsa3072
+        case 4096: .rsa4096
+        default: nil
+        }
+    }
 }

@@ -1,0 +1,450 @@
+import Logging
+import SignetAuthority
+import SignetKeys
+import SignetKubernetes
+import SignetOpenAPI
+import X509
+
+import Foundation
+
+public struct ControllerSettings: Sendable {
+    /// Only this namespace, or all of them.
+    public var namespace: String?
+    /// Certificates whose `issuerRef.name` is this are served; others are left to other controllers.
+    public var issuerName = "signet"
+    public var concurrency = 4
+    /// Every Certificate is looked at again this often, whatever the watches said.
+    public var resync: Duration = .seconds(300)
+
+    public init() {}
+}
+
+/// Reconciles `certificates.signet.dev` objects: watches them and the Secrets it writes, decides with `Reconciler`,
+/// and issues through Signet. Keys are made here, in the cluster, and never leave it.
+public final class CertificateController: Sendable {
+    struct Key: Hashable, Sendable, CustomStringConvertible {
+        let namespace: String
+        let name: String
+        var description: String { "\(namespace)/\(name)" }
+    }
+
+    let client: KubernetesClient
+    let issuer: SignetIssuer
+    let settings: ControllerSettings
+    let metrics: ControllerMetrics
+    let logger: Logger
+    let queue = WorkQueue<Key>()
+    let now: @Sendable () -> Date
+
+    public init(client: KubernetesClient, issuer: SignetIssuer, settings: ControllerSettings, metrics: ControllerMetrics, logger: Logger,
+                now: @escaping @Sendable () -> Date = Date.init) {
+        self.client = client
+        self.issuer = issuer
+        self.settings = settings
+        self.metrics = metrics
+        self.logger = logger
+        self.now = now
+    }
+
+    /// Watches and workers until cancelled (when leadership is lost, or at shutdown).
+    public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.follow(.certificates, labelSelector: nil) { object, _ in
+                Key(namespace: object.namespace ?? "", name: object.name)
+            } }
+            group.addTask { await self.follow(.secrets, labelSelector: "\(TLSSecret.managedByLabel)=\(TLSSecret.managedByValue)") { object, _ in
+                object.annotations[Self.certificateAnnotation].map { Key(namespace: object.namespace ?? "", name: $0) }
+            } }
+            group.addTask { await self.resyncPeriodically() }
+            for _ in 0..<max(1, settings.concurrency) {
+                group.addTask { await self.work() }
+            }
+        }
+    }
+
+    static let certificateAnnotation = "signet.dev/certificate-name"
+    static let nextKeyAnnotation = "signet.dev/next-key-for"
+
+    // MARK: Watching
+
+    /// List, then watch from the list's version; each object (and each deleted one) enqueues the Certificate it
+    /// belongs to. A watch that ends resumes from the last version seen; 410 and errors relist after a backoff.
+    private func follow(_ kind: ResourceKind, labelSelector: String?, key: @escaping @Sendable (KubernetesObject, Bool) -> Key?) async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let (items, listed) = try await client.list(kind, namespace: settings.namespace, labelSelector: labelSelector)
+                for item in items { if let key = key(item, false) { await queue.add(key) } }
+                failures = 0
+                var version = listed
+                relist: while !Task.isCancelled {
+                    for try await event in client.watch(kind, namespace: settings.namespace, labelSelector: labelSelector, resourceVersion: version) {
+                        switch event {
+                        case .added(let object), .modified(let object):
+                            version = object.resourceVersion ?? version
+                            if let key = key(object, false) { await queue.add(key) }
+                        case .deleted(let object):
+                            version = object.resourceVersion ?? version
+                            if let key = key(object, true) { await queue.add(key) }
+                        case .bookmark(let resourceVersion):
+                            version = resourceVersion
+                        case .expired:
+                            break relist
+                        }
+                    }
+                }
+            } catch {
+                failures += 1
+                let delay = min(Double(1 << min(failures, 6)), 60) * Double.random(in: 0.5...1)
+                logger.warning("watch failed; relisting", metadata: ["kind": "\(kind.plural)", "error": "\(error)", "retryIn": "\(Int(delay)) s"])
+                try? await Task.sleep(for: .seconds(delay))
+            }
+        }
+    }
+
+    private func resyncPeriodically() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: settings.resync)
+            guard let items = try? await client.list(.certificates, namespace: settings.namespace).items else { continue }
+            for item in items { await queue.add(Key(namespace: item.namespace ?? "", name: item.name)) }
+        }
+    }
+
+    private func work() async {
+        while !Task.isCancelled {
+            guard let key = await queue.take() else {
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            let started = ContinuousClock.now
+            let again = await reconcile(key)
+            metrics.recordReconcile(seconds: (ContinuousClock.now - started).seconds, failed: again?.failed ?? false)
+            await queue.done(key)
+            if let again { await queue.add(key, after: again.after) }
+        }
+    }
+
+    // MARK: Reconciling
+
+    struct Requeue {
+        var after: Duration
+        var failed = false
+    }
+
+    /// One Certificate brought to its desired state; returns when to look again (nil: only on the next change).
+    func reconcile(_ key: Key) async -> Requeue? {
+        let object: KubernetesObject
+        do {
+            guard let found = try await client.get(.certificates, namespace: key.namespace, name: key.name) else {
+                metrics.forget(key.namespace, key.name)
+                return nil
+            }
+            object = found
+        } catch {
+            logger.warning("cannot read a Certificate", metadata: ["certificate": "\(key)", "error": "\(error)"])
+            return Requeue(after: .seconds(5), failed: true)
+        }
+        let spec: CertificateSpec
+        do {
+            spec = try CertificateSpec(object)
+        } catch {
+            await updateStatus(key) { status, generation in
+                Conditions.set(&status, type: "Ready", status: "False", reason: "InvalidSpec", message: error.description, generation: generation, now: self.now())
+            }
+            await announce(object, type: "Warning", reason: "InvalidSpec", note: error.description)
+            metrics.observe(key.namespace, key.name, secret: nil, held: nil, ready: false)
+            return nil
+        }
+        guard spec.issuerName == settings.issuerName else { return nil }
+        do {
+            let secret = try await client.getSecret(namespace: key.namespace, name: spec.secretName)
+            let roots = try await trustedRoots()
+            let record = IssuanceRecord(status: object.json["status"])
+            switch Reconciler.decide(spec: spec, secret: secret, record: record, trustedRoots: roots, now: now()) {
+            case .upToDate(let held):
+                await recordHeld(key, object: object, spec: spec, held: held)
+                return Requeue(after: until(held.renewalTime))
+            case .refreshMetadata(let held):
+                if let secret { try await rewriteMetadata(secret, spec: spec, certificate: key.name, held: held) }
+                await recordHeld(key, object: object, spec: spec, held: held)
+                return Requeue(after: until(held.renewalTime))
+            case .backingOff(let retryAt):
+                return Requeue(after: until(retryAt))
+            case let .issue(reason, message):
+                return await issue(key, object: object, spec: spec, secret: secret, roots: roots, reason: reason, message: message, record: record)
+            }
+        } catch {
+            logger.warning("reconcile failed", metadata: ["certificate": "\(key)", "error": "\(error)"])
+            return Requeue(after: .seconds(5), failed: true)
+        }
+    }
+
+    private func issue(
+        _ key: Key, object: KubernetesObject, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate],
+        reason: String, message: String, record: IssuanceRecord
+    ) async -> Requeue {
+        logger.info("issuing", metadata: ["certificate": "\(key)", "reason": "\(reason)"])
+        await updateStatus(key) { status, generation in
+            Conditions.set(&status, type: "Issuing", status: "True", reason: reason, message: message, generation: generation, now: self.now())
+        }
+        do {
+            let held = try await performIssuance(key, spec: spec, secret: secret, roots: roots)
+            await updateStatus(key) { status, generation in
+                let at = self.now()
+                Conditions.set(&status, type: "Ready", status: "True", reason: "Ready", message: "Certificate is up to date and has not expired", generation: generation, now: at)
+                Conditions.set(&status, type: "Issuing", status: "False", reason: "Issued", message: "Issued certificate \(held.serial)", generation: generation, now: at)
+                Self.write(held, into: &status)
+                status["revision"] = .number((status["revision"]?.number ?? 0) + 1)
+                status["failedIssuanceAttempts"] = nil
+                status["lastFailureTime"] = nil
+                status["nextPrivateKeySecretName"] = nil
+            }
+            await announce(object, type: "Normal", reason: "Issued", note: "Certificate \(held.serial) issued by Signet and stored in Secret \(spec.secretName) (\(reason))")
+            metrics.recordIssuance(succeeded: true)
+            metrics.observe(key.namespace, key.name, secret: spec.secretName, held: held, ready: true)
+            return Requeue(after: until(held.renewalTime))
+        } catch {
+            let failures = record.failedAttempts + 1
+            let delay = RenewalSchedule.retryDelay(afterFailures: failures, jitter: 0.5)
+            let stillValid = secret.flatMap { Reconciler.inspectedLeaf($0, roots: roots, now: now()) } != nil
+            await updateStatus(key) { status, generation in
+                let at = self.now()
+                Conditions.set(&status, type: "Issuing", status: "False", reason: "Failed", message: "\(error)", generation: generation, now: at)
+                if !stillValid {
+                    Conditions.set(&status, type: "Ready", status: "False", reason: "Failed", message: "\(error)", generation: generation, now: at)
+                }
+                status["failedIssuanceAttempts"] = .number(Double(failures))
+                status["lastFailureTime"] = .string(Conditions.timestamp(at))
+            }
+            await announce(object, type: "Warning", reason: "Failed", note: "Issuance failed (attempt \(failures), next in \(Int(Reconciler.seconds(delay))) s): \(error)")
+            metrics.recordIssuance(succeeded: false)
+            logger.warning("issuance failed", metadata: ["certificate": "\(key)", "attempts": "\(failures)", "error": "\(error)"])
+            return Requeue(after: delay, failed: true)
+        }
+    }
+
+    /// Key (kept in a Secret of its own until the certificate is delivered), certificate (found in Signet's ledger if
+    /// an interrupted attempt already got one for this key), the Secret, and the pending key's removal.
+    private func performIssuance(_ key: Key, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate]) async throws -> HeldCertificate {
+        let keyPEM: String
+        var pendingKeySecret: String?
+        if spec.rotationPolicy == .never, let existing = secret?.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
+           let parsed = try? PrivateKeyPEM.read(existing), KeyAlgorithm.of(parsed.publicKey) == spec.keyAlgorithm {
+            keyPEM = existing
+        } else {
+            (keyPEM, pendingKeySecret) = try await pendingKey(key, algorithm: spec.keyAlgorithm)
+        }
+        let privateKey = try PrivateKeyPEM.read(keyPEM)
+        let fingerprint = privateKey.publicKey.sha256Fingerprint
+
+        let chainPEM: String
+        if let earlier = try await issuer.issued(publicKeySHA256: fingerprint, namespace: key.namespace),
+           Set(earlier.record.dnsNames) == Set(spec.dnsNames.map { $0.lowercased() }), earlier.record.notAfter > now() {
+            logger.info("resuming an interrupted issuance with the certificate Signet already issued for its key",
+                        metadata: ["certificate": "\(key)", "serial": "\(earlier.record.serial)"])
+            chainPEM = earlier.chainPEM
+        } else {
+            chainPEM = try await issuer.issue(csrPEM: try spec.keyAlgorithm.signingRequest(for: privateKey), spec: spec, namespace: key.namespace).chain
+        }
+        let chain = try PEMFiles.certificates(in: chainPEM, source: "Signet's answer")
+        guard let leaf = chain.first, let root = roots.last else { throw SignetIssuer.Failure(status: nil, description: "Signet's answer holds no certificate") }
+        let held = HeldCertificate(
+            serial: SerialNumbers.hex(leaf.serialNumber), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
+            renewalTime: Reconciler.renewalTime(of: leaf, spec: spec)
+        )
+        var contents = TLSSecretContents(chain: chain, privateKeyPEM: keyPEM, root: root, issuer: "\(leaf.issuer)", renewAfter: held.renewalTime)
+        contents.templateLabels = spec.labels
+        contents.templateAnnotations = spec.annotations.merging([
+            Reconciler.specHashAnnotation: spec.issuanceHash, Self.certificateAnnotation: key.name,
+        ]) { $1 }
+        // The Certificate names its Secret, so an existing Secret of that name is taken over, as cert-manager does.
+        try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: key.namespace, name: spec.secretName, adopt: true)
+        if let pendingKeySecret {
+            try? await client.delete(.secrets, namespace: key.namespace, name: pendingKeySecret)
+        }
+        return held
+    }
+
+    /// The key of the issuance in progress: read back from its Secret if an earlier attempt made one (of the right
+    /// algorithm), else made now and stored before Signet is asked.
+    private func pendingKey(_ key: Key, algorithm: KeyAlgorithm) async throws -> (pem: String, secret: String) {
+        let name = String(key.name.prefix(240)) + "-next-key"
+        if let existing = try await client.getSecret(namespace: key.namespace, name: name) {
+            guard existing.annotations[Self.nextKeyAnnotation] == key.name else {
+                throw SignetIssuer.Failure(status: nil, description: "Secret \(key.namespace)/\(name) exists and is not this Certificate's pending key")
+            }
+            if let pem = existing.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }), let parsed = try? PrivateKeyPEM.read(pem),
+               KeyAlgorithm.of(parsed.publicKey) == algorithm {
+                return (pem, name)
+            }
+            try await client.delete(.secrets, namespace: key.namespace, name: name)
+        }
+        let (_, pem) = try algorithm.generate()
+        var secret = KubernetesObject(.object([
+            "apiVersion": .string("v1"), "kind": .string("Secret"), "type": .string("Opaque"),
+            "metadata": .object(["name": .string(name), "namespace": .string(key.namespace)]),
+        ]))
+        secret.labels = [TLSSecret.managedByLabel: TLSSecret.managedByValue]
+        secret.annotations = [Self.nextKeyAnnotation: key.name]
+        secret.data = ["tls.key": Array(pem.utf8)]
+        _ = try await client.createSecret(secret)
+        await updateStatus(key) { status, _ in status["nextPrivateKeySecretName"] = .string(name) }
+        return (pem, name)
+    }
+
+    /// Template labels or annotations changed: the Secret is rewritten with the certificate and key it holds.
+    private func rewriteMetadata(_ secret: KubernetesObject, spec: CertificateSpec, certificate: String, held: HeldCertificate) async throws {
+        let data = secret.data
+        guard let crt = data["tls.crt"].flatMap({ String(bytes: $0, encoding: .utf8) }), let keyPEM = data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
+              let root = try await trustedRoots().last else { return }
+        let chain = try PEMFiles.certificates(in: crt, source: "tls.crt")
+        var contents = TLSSecretContents(chain: chain, privateKeyPEM: keyPEM, root: root, issuer: "\(chain[0].issuer)", renewAfter: held.renewalTime)
+        contents.templateLabels = spec.labels
+        contents.templateAnnotations = spec.annotations.merging([
+            Reconciler.specHashAnnotation: spec.issuanceHash, Self.certificateAnnotation: certificate,
+        ]) { $1 }
+        try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: secret.namespace ?? "", name: secret.name, adopt: true)
+    }
+
+    /// Keeps the status in step with the certificate held (after a restart, or a status edited by hand).
+    private func recordHeld(_ key: Key, object: KubernetesObject, spec: CertificateSpec, held: HeldCertificate) async {
+        await updateStatus(key) { status, generation in
+            let at = self.now()
+            Conditions.set(&status, type: "Ready", status: "True", reason: "Ready", message: "Certificate is up to date and has not expired", generation: generation, now: at)
+            if Conditions.get(status, "Issuing") == nil || Conditions.get(status, "Issuing")?["status"]?.string == "True" {
+                Conditions.set(&status, type: "Issuing", status: "False", reason: "UpToDate", message: "No issuance needed", generation: generation, now: at)
+            }
+            Self.write(held, into: &status)
+        }
+        metrics.observe(key.namespace, key.name, secret: spec.secretName, held: held, ready: true)
+    }
+
+    static func write(_ held: HeldCertificate, into status: inout JSONValue) {
+        status["serial"] = .string(held.serial)
+        status["notBefore"] = .string(Conditions.timestamp(held.notBefore))
+        status["notAfter"] = .string(Conditions.timestamp(held.notAfter))
+        status["renewalTime"] = .string(Conditions.timestamp(held.renewalTime))
+    }
+
+    /// Read-modify-write of `.status` through the status subresource; a conflict re-reads and re-applies.
+    private func updateStatus(_ key: Key, _ change: @escaping @Sendable (inout JSONValue, Int) -> Void) async {
+        for _ in 0..<5 {
+            do {
+                guard var object = try await client.get(.certificates, namespace: key.namespace, name: key.name) else { return }
+                let before = object.json["status"] ?? .object([:])
+                var status = before
+                change(&status, Int(object.json["metadata"]?["generation"]?.number ?? 0))
+                guard status != before else { return }
+                object.json["status"] = status
+                _ = try await client.replaceStatus(.certificates, object)
+                return
+            } catch let error as KubernetesError where error.code == 409 {
+                continue
+            } catch {
+                logger.warning("cannot update a Certificate's status", metadata: ["certificate": "\(key)", "error": "\(error)"])
+                return
+            }
+        }
+    }
+
+    private func announce(_ object: KubernetesObject, type: String, reason: String, note: String) async {
+        do {
+            try await client.recordEvent(regarding: object, type: type, reason: reason, action: "Issue", note: note, controller: "signet.dev/controller")
+        } catch {
+            logger.debug("could not record an Event", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private let roots = RootCache()
+
+    private func trustedRoots() async throws -> [Certificate] {
+        if let cached = await roots.current() { return cached }
+        let chain = try await issuer.caChain()
+        await roots.store(chain)
+        return chain
+    }
+
+    private func until(_ date: Date) -> Duration {
+        .milliseconds(Int64(max(0, date.timeIntervalSince(now())) * 1000) + 50)
+    }
+}
+
+/// Signet's CA chain, fetched once an hour (it changes only when the CA is rotated).
+actor RootCache {
+    private var chain: [Certificate]?
+    private var fetched = ContinuousClock.now
+
+    func current() -> [Certificate]? {
+        guard let chain, ContinuousClock.now - fetched < .seconds(3600) else { return nil }
+        return chain
+    }
+
+    func store(_ chain: [Certificate]) {
+        self.chain = chain
+        fetched = ContinuousClock.now
+    }
+}
+
+/// Keys due for reconciliation: each at most once in the queue, never two workers on the same one.
+actor WorkQueue<Key: Hashable & Sendable> {
+    private var due: [Key: ContinuousClock.Instant] = [:]
+    private var inFlight: Set<Key> = []
+
+    /// Adds `key` (or brings it forward) to be processed after `delay`.
+    func add(_ key: Key, after delay: Duration = .zero) {
+        let at = ContinuousClock.now + delay
+        if let existing = due[key], existing <= at { return }
+        due[key] = at
+    }
+
+    func take() -> Key? {
+        let now = ContinuousClock.now
+        guard let next = due.filter({ $0.value <= now && !inFlight.contains($0.key) }).min(by: { $0.value < $1.value })?.key else { return nil }
+        due[next] = nil
+        inFlight.insert(next)
+        return next
+    }
+
+    func done(_ key: Key) {
+        inFlight.remove(key)
+    }
+}
+
+/// The conditions list of a status, cert-manager style: one entry per type, its time moving only when it flips.
+enum Conditions {
+    static func get(_ status: JSONValue, _ type: String) -> JSONValue? {
+        guard case .array(let items)? = status["conditions"] else { return nil }
+        return items.first { $0["type"]?.string == type }
+    }
+
+    static func set(_ status: inout JSONValue, type: String, status value: String, reason: String, message: String, generation: Int, now: Date) {
+        var items: [JSONValue] = []
+        if case .array(let existing)? = status["conditions"] { items = existing }
+        let index = items.firstIndex { $0["type"]?.string == type }
+        let previous = index.map { items[$0] }
+        let changed = previous?["status"]?.string != value
+        let condition: JSONValue = .object([
+            "type": .string(type), "status": .string(value), "reason": .string(reason), "message": .string(String(message.prefix(1024))),
+            "observedGeneration": .number(Double(generation)),
+            "lastTransitionTime": changed ? .string(timestamp(now)) : (previous?["lastTransitionTime"] ?? .string(timestamp(now))),
+        ])
+        if let index { items[index] = condition } else { items.append(condition) }
+        status["conditions"] = .array(items)
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        ISO8601DateFormatter().string(from: date)
+    }
+}
+
+extension Reconciler {
+    /// The Secret's leaf, if it is sound and unexpired.
+    static func inspectedLeaf(_ secret: KubernetesObject, roots: [Certificate], now: Date) -> Certificate? {
+        guard case .success(let found) = inspect(secret, trustedRoots: roots, now: now), now < found.certificate.notValidAfter else { return nil }
+        return found.certificate
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

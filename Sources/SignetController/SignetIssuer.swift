@@ -1,0 +1,112 @@
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import NIOSSL
+import SignetAuthority
+import SignetKeys
+import SignetOpenAPI
+import Synchronization
+import X509
+
+import Foundation
+
+/// Signet's REST API as the controller uses it, authenticated with the controller's projected service-account token
+/// (re-read as the kubelet rotates it) and naming the Certificate's namespace, whose policy Signet applies.
+public final class SignetIssuer: Sendable {
+    public struct Failure: Error, CustomStringConvertible {
+        public let status: Int?
+        public let description: String
+        /// Worth retrying soon: the server or the network failed, not the request.
+        public var isTransient: Bool { status == nil || status == 429 || (status ?? 0) >= 500 }
+    }
+
+    let base: String
+    let tokenFile: String
+    let http: HTTPClient
+    private let cachedToken = Mutex<(token: String, read: ContinuousClock.Instant)?>(nil)
+
+    public init(url: String, caFile: String?, tokenFile: String) throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let caFile { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile)) }
+        self.base = url.hasSuffix("/") ? String(url.dropLast()) : url
+        self.tokenFile = tokenFile
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+    }
+
+    public func shutdown() async throws { try await http.shutdown() }
+
+    /// Signs a CSR for `namespace`; the answer comes only after Signet has recorded the certificate.
+    public func issue(csrPEM: String, spec: CertificateSpec, namespace: String) async throws -> Components.Schemas.IssuedCertificate {
+        let body = Components.Schemas.IssueRequest(
+            csr: csrPEM, dnsNames: spec.dnsNames.isEmpty ? nil : spec.dnsNames, ipAddresses: spec.ipAddresses.isEmpty ? nil : spec.ipAddresses,
+            duration: spec.duration, profile: Components.Schemas.Profile(rawValue: spec.profile.rawValue)
+        )
+        let data = try await send(.POST, "/v1/certificates", json: try JSONEncoder().encode(body), namespace: namespace)
+        return try decode(Components.Schemas.IssuedCertificate.self, data)
+    }
+
+    /// The newest valid certificate Signet issued for this public key: how an issuance interrupted after Signet
+    /// answered finds its certificate instead of asking for a second one.
+    public func issued(publicKeySHA256: String, namespace: String) async throws -> (record: Components.Schemas.CertificateRecord, chainPEM: String)? {
+        let data = try await send(.GET, "/v1/certificates?status=valid&limit=1&publicKeySHA256=\(publicKeySHA256)", namespace: namespace)
+        guard let record = try decode(Components.Schemas.CertificatePage.self, data).items.first else { return nil }
+        let chain = try await send(.GET, "/v1/certificates/\(record.serial)", namespace: namespace, accept: "application/pem-certificate-chain")
+        return (record, String(decoding: chain, as: UTF8.self))
+    }
+
+    /// The CA chain, intermediates then the root.
+    public func caChain() async throws -> [Certificate] {
+        let data = try await send(.GET, "/v1/ca", namespace: nil, accept: "application/pem-certificate-chain", authenticated: false)
+        return try PEMFiles.certificates(in: String(decoding: data, as: UTF8.self), source: "Signet's /v1/ca")
+    }
+
+    private func send(_ method: HTTPMethod, _ path: String, json: Data? = nil, namespace: String?, accept: String = "application/json",
+                      authenticated: Bool = true) async throws -> Data {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = method
+        request.headers.add(name: "Accept", value: accept)
+        request.headers.add(name: "User-Agent", value: "signet-controller")
+        if authenticated { request.headers.add(name: "Authorization", value: "Bearer \(try token())") }
+        if let namespace { request.headers.add(name: "Signet-On-Behalf-Of", value: namespace) }
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: json))
+        }
+        let response: HTTPClientResponse
+        let data: Data
+        do {
+            response = try await http.execute(request, timeout: .seconds(30))
+            data = Data(buffer: try await response.body.collect(upTo: 8 << 20))
+        } catch {
+            throw Failure(status: nil, description: "Signet at \(base) is unreachable: \(error)")
+        }
+        guard (200..<300).contains(response.status.code) else {
+            let problem = try? JSONDecoder().decode(Components.Schemas.Problem.self, from: data)
+            let detail = problem.map { "\($0.title)" + ($0.detail.map { ": \($0)" } ?? "") } ?? response.status.reasonPhrase
+            throw Failure(status: Int(response.status.code), description: "Signet answered \(response.status.code): \(detail)")
+        }
+        return data
+    }
+
+    /// The projected token, re-read every minute (the kubelet rotates it well before expiry).
+    private func token() throws -> String {
+        let now = ContinuousClock.now
+        return try cachedToken.withLock { cached in
+            if let cached, now - cached.read < .seconds(60) { return cached.token }
+            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+                throw Failure(status: nil, description: "cannot read the service-account token \(tokenFile)")
+            }
+            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            cached = (token, now)
+            return token
+        }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(type, from: data)
+    }
+}

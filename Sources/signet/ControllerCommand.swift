@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SignetController
+import SignetKubernetes
+
+struct ControllerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "controller",
+        abstract: "Run the in-cluster renewal controller for certificates.signet.dev resources.",
+        discussion: """
+            Watches Certificates and the Secrets it writes, makes keys in the cluster, asks Signet for certificates \
+            with its projected service-account token (naming each Certificate's namespace, whose policy Signet \
+            applies), writes Istio-ready Secrets, and renews before expiry. Replicas elect a leader with a Lease; \
+            only the leader works. /metrics, /healthz and /readyz are served on --listen.
+            """
+    )
+
+    @Option(help: "Signet's URL (env SIGNET_SERVER).")
+    var server: String?
+
+    @Option(help: "CA bundle that verifies Signet's certificate (env SIGNET_CACERT).")
+    var cacert: String?
+
+    @Option(help: "The projected service-account token (audience: Signet's serviceAccounts.audience).")
+    var tokenFile = "/var/run/secrets/signet/token"
+
+    @Option(help: "A kubeconfig (default: in-cluster, then $KUBECONFIG, ~/.kube/config).")
+    var kubeconfig: String?
+
+    @Option(help: "The kubeconfig context.")
+    var context: String?
+
+    @Option(help: "Only Certificates in this namespace (default: all).")
+    var namespace: String?
+
+    @Option(help: "Serve Certificates whose issuerRef.name is this.")
+    var issuerName = "signet"
+
+    @Option(help: "The Lease's namespace (default: the controller's own).")
+    var leaseNamespace: String?
+
+    @Option(help: "The Lease's name.")
+    var leaseName = "signet-controller"
+
+    @Option(help: "This replica's identity in the Lease (default: the host name, which is the pod name).")
+    var identity: String?
+
+    @Option(help: "Address for /metrics, /healthz and /readyz.")
+    var listen = "0.0.0.0:9402"
+
+    @Option(help: "Certificates reconciled at the same time.")
+    var concurrency = 4
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        var logger = Logger(label: "signet-controller")
+        logger.logLevel = logLevel
+        let environment = ProcessInfo.processInfo.environment
+        guard let server = server ?? environment["SIGNET_SERVER"] else { throw ValidationError("give --server URL (or set SIGNET_SERVER)") }
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            throw ValidationError("--listen must be host:port")
+        }
+        let kubernetes = try KubernetesConfiguration.resolve(kubeconfig: kubeconfig, context: context)
+        let client = try KubernetesClient(configuration: kubernetes, logger: logger)
+        let issuer = try SignetIssuer(url: server, caFile: cacert ?? environment["SIGNET_CACERT"], tokenFile: tokenFile)
+        var settings = ControllerSettings()
+        settings.namespace = namespace
+        settings.issuerName = issuerName
+        settings.concurrency = concurrency
+        let metrics = ControllerMetrics()
+        let controller = CertificateController(client: client, issuer: issuer, settings: settings, metrics: metrics, logger: logger)
+        let election = LeaderElection(
+            client: client, namespace: leaseNamespace ?? kubernetes.namespace, name: leaseName,
+            identity: identity ?? ProcessInfo.processInfo.hostName + "-" + String(ProcessInfo.processInfo.processIdentifier), logger: logger
+        )
+        do {
+            try await ControllerApplication.run(
+                controller: controller, election: election, metrics: metrics, host: String(listen[..<colon]), port: port, logger: logger
+            )
+        } catch {
+            try? await issuer.shutdown()
+            try? await client.shutdown()
+            throw error
+        }
+        try await issuer.shutdown()
+        try await client.shutdown()
+    }
+}
