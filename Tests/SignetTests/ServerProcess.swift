@@ -13,9 +13,9 @@ final class ServerProcess: @unchecked Sendable {
     var rootCertificate: String { caDirectory + "/root.crt" }
     var intermediateCertificate: String { caDirectory + "/intermediate.crt" }
 
-    init(dataDirectory: String? = nil, arguments: [String] = [], environment: [String: String] = [:]) throws {
+    init(dataDirectory: String? = nil, arguments: [String] = [], environment: [String: String] = [:], port: Int? = nil) throws {
         self.dataDirectory = try dataDirectory ?? Fixtures.temporaryDirectory("signet-serve")
-        self.port = try freePort()
+        self.port = try port ?? freePort()
         self.caDirectory = environment["SIGNET_CA_DIR"] ?? self.dataDirectory + "/ca"
         try FileManager.default.createDirectory(atPath: self.dataDirectory, withIntermediateDirectories: true)
         self.log = self.dataDirectory + "/serve.log"
@@ -25,7 +25,7 @@ final class ServerProcess: @unchecked Sendable {
         process.arguments = ["serve"] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging([
             "SIGNET_DATA_DIR": self.dataDirectory,
-            "SIGNET_LISTEN": "127.0.0.1:\(port)",
+            "SIGNET_LISTEN": "127.0.0.1:\(self.port)",
         ].merging(environment) { $1 }) { $1 }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle

@@ -1,0 +1,205 @@
+import Foundation
+import Testing
+
+/// `signet controller` against the Kubernetes API double and a real Signet server: the Certificate CRD applied with
+/// kubectl, keys made by the controller, certificates issued under the namespace's policy, renewals, re-issues,
+/// leader election, and faults.
+@Suite("signet controller: Certificates reconciled into Secrets", .serialized)
+struct ControllerTests {
+    final class Rig: @unchecked Sendable {
+        let cluster: KubernetesDoubleProcess
+        var server: ServerProcess
+        let serverPort: Int
+        let configPath: String
+        let tokenFile: String
+        var controllers: [Process] = []
+        let work: String
+
+        init() throws {
+            cluster = try KubernetesDoubleProcess()
+            work = try Fixtures.temporaryDirectory("controller")
+            let applied = try cluster.kubectl(["apply", "--validate=false", "-f", Fixtures.packageRoot + "/deploy/base/crd.yaml"])
+            guard applied.succeeded else { throw Tool.ToolMissing(name: "the CRD (\(applied.error))") }
+            configPath = work + "/signet.yaml"
+            try """
+                clusters:
+                  - name: home
+                    kubeconfig: \(cluster.kubeconfig("admin"))
+                serviceAccounts:
+                  cluster: home
+                  audience: signet
+                  controllers: [signet-system/signet-controller]
+                  namespaces:
+                    - namespace: team-a
+                      allow: ['*.team-a.example.com']
+
+                """.write(to: configPath)
+            serverPort = try freePort()
+            server = try ServerProcess(dataDirectory: work + "/data", arguments: ["--config", configPath], port: serverPort)
+            tokenFile = work + "/token"
+            try mintToken().write(to: tokenFile)
+        }
+
+        func mintToken() throws -> String {
+            let body = #"{"namespace": "signet-system", "serviceAccount": "signet-controller", "audiences": ["signet"], "expirationSeconds": 3600}"#
+            let answer = try Tool.run("curl", ["-sf", "--cacert", cluster.caFile, "-X", "POST", "--data-binary", "@-", cluster.url + "/_admin/token"], input: body)
+            let json = try JSONSerialization.jsonObject(with: Data(answer.output.utf8)) as? [String: Any]
+            return json?["token"] as? String ?? ""
+        }
+
+        /// Starts a controller replica; its log goes to `work/controller-<identity>.log`.
+        @discardableResult
+        func startController(_ identity: String) throws -> (process: Process, metricsPort: Int) {
+            let port = try freePort()
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Fixtures.signetBinary)
+            process.arguments = ["controller", "--server", server.url, "--cacert", server.rootCertificate, "--token-file", tokenFile,
+                                 "--kubeconfig", cluster.kubeconfig("admin"), "--lease-namespace", "signet-system", "--identity", identity,
+                                 "--listen", "127.0.0.1:\(port)"]
+            let log = work + "/controller-\(identity).log"
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            handle.seekToEndOfFile()
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+            controllers.append(process)
+            return (process, port)
+        }
+
+        func controllerLog(_ identity: String) -> String {
+            (try? String(contentsOfFile: work + "/controller-\(identity).log", encoding: .utf8)) ?? ""
+        }
+
+        func apply(_ yaml: String) throws {
+            try yaml.write(to: work + "/applied.yaml")
+            let result = try cluster.kubectl(["apply", "--validate=false", "-f", work + "/applied.yaml"])
+            guard result.succeeded else { throw Tool.ToolMissing(name: "kubectl apply (\(result.error))") }
+        }
+
+        func certificate(_ name: String, namespace: String = "team-a") throws -> [String: Any] {
+            let result = try cluster.kubectl(["get", "certificates.signet.dev", name, "-n", namespace, "-o", "json"])
+            return (try? JSONSerialization.jsonObject(with: Data(result.output.utf8))) as? [String: Any] ?? [:]
+        }
+
+        static func status(_ certificate: [String: Any]) -> [String: Any] { certificate["status"] as? [String: Any] ?? [:] }
+
+        static func condition(_ certificate: [String: Any], _ type: String) -> [String: Any]? {
+            (status(certificate)["conditions"] as? [[String: Any]])?.first { $0["type"] as? String == type }
+        }
+
+        @discardableResult
+        func waitFor(_ name: String, seconds: Double, _ condition: ([String: Any]) -> Bool) throws -> [String: Any] {
+            let deadline = Date().addingTimeInterval(seconds)
+            var last: [String: Any] = [:]
+            while Date() < deadline {
+                last = try certificate(name)
+                if condition(last) { return last }
+                Thread.sleep(forTimeInterval: 0.3)
+            }
+            throw ManagedDeliveryTests.Timeout(what: "Certificate \(name)", last: "\(Self.status(last))\n" + controllerLog("one").suffix(3000))
+        }
+
+        /// Serials Signet issued for the controller acting for team-a.
+        func issuedSerials() throws -> [String] {
+            let token = try server.createToken(name: "auditor-\(UUID().uuidString.prefix(8))", allow: [])
+            let page = try Tool.run("curl", ["-s", "--cacert", server.rootCertificate, "-H", "Authorization: Bearer \(token)",
+                                             server.url + "/v1/certificates?requester=serviceaccount:signet-system:signet-controller%20for%20team-a&limit=1000"]).output
+            let json = try JSONSerialization.jsonObject(with: Data(page.utf8)) as? [String: Any]
+            return (json?["items"] as? [[String: Any]] ?? []).compactMap { $0["serial"] as? String }
+        }
+
+        func stop() {
+            for process in controllers where process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+            server.stop()
+            cluster.stop()
+        }
+    }
+
+    static func certificateYAML(_ name: String, secret: String, names: [String], duration: String = "2m", renewBefore: String = "100s", extra: String = "") -> String {
+        """
+        apiVersion: signet.dev/v1alpha1
+        kind: Certificate
+        metadata: {name: \(name), namespace: team-a}
+        spec:
+          secretName: \(secret)
+          dnsNames: [\(names.joined(separator: ", "))]
+          duration: \(duration)
+          renewBefore: \(renewBefore)
+        \(extra)
+        """
+    }
+
+    @Test("a Certificate becomes a Secret, is renewed with a new key, re-issued on spec change and Secret deletion, and not for a label change")
+    func lifecycle() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        let (_, metricsPort) = try rig.startController("one")
+        try rig.apply(Self.certificateYAML("web", secret: "web-tls", names: ["web.team-a.example.com"]))
+
+        var certificate = try rig.waitFor("web", seconds: 30) { Rig.condition($0, "Ready")?["status"] as? String == "True" }
+        var status = Rig.status(certificate)
+        let first = try #require(status["serial"] as? String)
+        #expect(status["revision"] as? Int == 1 && status["notAfter"] != nil && status["renewalTime"] != nil, "\(status)")
+        let secret = try #require(try rig.cluster.secret("team-a", "web-tls"))
+        #expect(secret["type"] as? String == "kubernetes.io/tls")
+        #expect(ManagedDeliveryTests.annotations(secret)["signet.dev/serial"] == first)
+        #expect(try rig.issuedSerials() == [first], "Signet recorded the issuance for the controller acting for team-a")
+        #expect(try rig.cluster.secret("team-a", "web-next-key") == nil, "the pending key is removed once delivered")
+
+        // kubectl shows the printer columns.
+        let table = try rig.cluster.kubectl(["get", "certificates.signet.dev", "-n", "team-a"])
+        #expect(table.output.contains("READY") && table.output.contains("SECRET") && table.output.contains("EXPIRES"), "\(table.output) \(table.error)")
+        #expect(table.output.contains("web ") && table.output.contains("True") && table.output.contains("web-tls"), "\(table.output)")
+
+        // Renewal at renewalTime, with a new key.
+        certificate = try rig.waitFor("web", seconds: 45) { Rig.status($0)["revision"] as? Int == 2 }
+        status = Rig.status(certificate)
+        let second = try #require(status["serial"] as? String)
+        #expect(second != first)
+        let renewed = try #require(try rig.cluster.secret("team-a", "web-tls"))
+        #expect(ManagedDeliveryTests.decoded(renewed, "tls.key") != ManagedDeliveryTests.decoded(secret, "tls.key"))
+
+        // A label in the template: the Secret gets it, no new certificate.
+        try rig.apply(Self.certificateYAML("web", secret: "web-tls", names: ["web.team-a.example.com"], extra: "  secretTemplate: {labels: {team: edge}}"))
+        let deadline = Date().addingTimeInterval(15)
+        var labels: [String: String] = [:]
+        while labels["team"] != "edge", Date() < deadline {
+            labels = ((try rig.cluster.secret("team-a", "web-tls"))?["metadata"] as? [String: Any])?["labels"] as? [String: String] ?? [:]
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        #expect(labels["team"] == "edge")
+        #expect(Rig.status(try rig.certificate("web"))["serial"] as? String == second)
+
+        // More names: a new certificate at once.
+        try rig.apply(Self.certificateYAML("web", secret: "web-tls", names: ["web.team-a.example.com", "api.team-a.example.com"], duration: "2m", renewBefore: "30s"))
+        certificate = try rig.waitFor("web", seconds: 30) { ($0["status"] as? [String: Any])?["revision"] as? Int == 3 }
+        let third = try #require(Rig.status(certificate)["serial"] as? String)
+        try ManagedDeliveryTests.decoded(try rig.cluster.secret("team-a", "web-tls"), "tls.crt").write(to: rig.work + "/web.crt")
+        let sans = try Tool.run("openssl", ["x509", "-in", rig.work + "/web.crt", "-noout", "-ext", "subjectAltName"]).output
+        #expect(sans.contains("DNS:api.team-a.example.com") && sans.contains("DNS:web.team-a.example.com"), "\(sans)")
+
+        // The Secret deleted: recreated.
+        #expect(try rig.cluster.kubectl(["delete", "secret", "web-tls", "-n", "team-a"]).succeeded)
+        certificate = try rig.waitFor("web", seconds: 30) { Rig.status($0)["revision"] as? Int == 4 }
+        #expect(Rig.status(certificate)["serial"] as? String != third)
+        #expect(try rig.cluster.secret("team-a", "web-tls") != nil)
+
+        // Names outside the namespace's policy: refused by Signet, explained on the Certificate.
+        try rig.apply(Self.certificateYAML("stray", secret: "stray-tls", names: ["stray.team-b.example.com"]))
+        let refused = try rig.waitFor("stray", seconds: 30) { (Rig.status($0)["failedIssuanceAttempts"] as? Int ?? 0) >= 1 }
+        #expect((Rig.condition(refused, "Issuing")?["message"] as? String ?? "").contains("403"), "\(Rig.status(refused))")
+        #expect(Rig.condition(refused, "Ready")?["status"] as? String == "False")
+        let events = try rig.cluster.events("team-a")
+        #expect(events.contains { $0["reason"] as? String == "Issued" && ($0["regarding"] as? [String: Any])?["name"] as? String == "web" })
+        #expect(events.contains { $0["reason"] as? String == "Failed" && $0["type"] as? String == "Warning" })
+
+        let metrics = try Tool.run("curl", ["-s", "http://127.0.0.1:\(metricsPort)/metrics"]).output
+        #expect(metrics.contains(#"signet_certificate_ready_status{name="web",namespace="team-a",secret="web-tls",condition="True"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"signet_controller_issuances_total{outcome="issued"}"#))
+        #expect(Set(try rig.issuedSerials()).count == 4, "exactly one certificate per issuance")
+    }
+}
