@@ -188,7 +188,9 @@ public final class CertificateController: Sendable {
             Conditions.set(&status, type: "Issuing", status: "True", reason: reason, message: message, generation: generation, now: self.now())
         }
         do {
-            let held = try await performIssuance(key, spec: spec, secret: secret, roots: roots)
+            let held = try await performIssuance(
+                key, spec: spec, secret: secret, roots: roots, deliveredSerial: object.json["status"]?["serial"]?.string
+            )
             await updateStatus(key) { status, generation in
                 let at = self.now()
                 Conditions.set(&status, type: "Ready", status: "True", reason: "Ready", message: "Certificate is up to date and has not expired", generation: generation, now: at)
@@ -225,21 +227,33 @@ public final class CertificateController: Sendable {
 
     /// Key (kept in a Secret of its own until the certificate is delivered), certificate (found in Signet's ledger if
     /// an interrupted attempt already got one for this key), the Secret, and the pending key's removal.
-    private func performIssuance(_ key: Key, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate]) async throws -> HeldCertificate {
-        let keyPEM: String
+    private func performIssuance(
+        _ key: Key, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate], deliveredSerial: String?
+    ) async throws -> HeldCertificate {
+        var keyPEM = ""
         var pendingKeySecret: String?
-        if spec.rotationPolicy == .never, let existing = secret?.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
-           let parsed = try? PrivateKeyPEM.read(existing), KeyAlgorithm.of(parsed.publicKey) == spec.keyAlgorithm {
-            keyPEM = existing
-        } else {
-            (keyPEM, pendingKeySecret) = try await pendingKey(key, algorithm: spec.keyAlgorithm)
+        var earlier: (record: Components.Schemas.CertificateRecord, chainPEM: String)?
+        for _ in 0..<2 {
+            if spec.rotationPolicy == .never, let existing = secret?.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
+               let parsed = try? PrivateKeyPEM.read(existing), KeyAlgorithm.of(parsed.publicKey) == spec.keyAlgorithm {
+                keyPEM = existing
+            } else {
+                (keyPEM, pendingKeySecret) = try await pendingKey(key, algorithm: spec.keyAlgorithm)
+            }
+            let fingerprint = try PrivateKeyPEM.read(keyPEM).publicKey.sha256Fingerprint
+            earlier = try await issuer.issued(publicKeySHA256: fingerprint, namespace: key.namespace)
+            // A pending key whose certificate was already delivered is left over from a finished issuance (its
+            // removal failed): start again with a fresh key rather than hand out the old certificate once more.
+            guard let found = earlier, found.record.serial == deliveredSerial, let stale = pendingKeySecret else { break }
+            logger.info("discarding a pending key left over from an earlier issuance", metadata: ["certificate": "\(key)"])
+            try await client.delete(.secrets, namespace: key.namespace, name: stale)
+            earlier = nil
         }
         let privateKey = try PrivateKeyPEM.read(keyPEM)
-        let fingerprint = privateKey.publicKey.sha256Fingerprint
 
         let chainPEM: String
-        if let earlier = try await issuer.issued(publicKeySHA256: fingerprint, namespace: key.namespace),
-           Set(earlier.record.dnsNames) == Set(spec.dnsNames.map { $0.lowercased() }), earlier.record.notAfter > now() {
+        if let earlier, Set(earlier.record.dnsNames) == Set(spec.dnsNames.map { $0.lowercased() }), earlier.record.notAfter > now(),
+           earlier.record.serial != deliveredSerial {
             logger.info("resuming an interrupted issuance with the certificate Signet already issued for its key",
                         metadata: ["certificate": "\(key)", "serial": "\(earlier.record.serial)"])
             chainPEM = earlier.chainPEM
@@ -259,9 +273,7 @@ public final class CertificateController: Sendable {
         ]) { $1 }
         // The Certificate names its Secret, so an existing Secret of that name is taken over, as cert-manager does.
         try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: key.namespace, name: spec.secretName, adopt: true)
-        if let pendingKeySecret {
-            try? await client.delete(.secrets, namespace: key.namespace, name: pendingKeySecret)
-        }
+        if let pendingKeySecret { await removePendingKey(pendingKeySecret, namespace: key.namespace) }
         return held
     }
 
@@ -269,27 +281,51 @@ public final class CertificateController: Sendable {
     /// algorithm), else made now and stored before Signet is asked.
     private func pendingKey(_ key: Key, algorithm: KeyAlgorithm) async throws -> (pem: String, secret: String) {
         let name = String(key.name.prefix(240)) + "-next-key"
-        if let existing = try await client.getSecret(namespace: key.namespace, name: name) {
-            guard existing.annotations[Self.nextKeyAnnotation] == key.name else {
-                throw SignetIssuer.Failure(status: nil, description: "Secret \(key.namespace)/\(name) exists and is not this Certificate's pending key")
-            }
-            if let pem = existing.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }), let parsed = try? PrivateKeyPEM.read(pem),
-               KeyAlgorithm.of(parsed.publicKey) == algorithm {
+        var conflict: (any Error)?
+        for _ in 0..<5 {
+            do {
+                if let existing = try await client.getSecret(namespace: key.namespace, name: name) {
+                    guard existing.annotations[Self.nextKeyAnnotation] == key.name else {
+                        throw SignetIssuer.Failure(status: nil, description: "Secret \(key.namespace)/\(name) exists and is not this Certificate's pending key")
+                    }
+                    if let pem = existing.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }), let parsed = try? PrivateKeyPEM.read(pem),
+                       KeyAlgorithm.of(parsed.publicKey) == algorithm {
+                        return (pem, name)
+                    }
+                    try await client.delete(.secrets, namespace: key.namespace, name: name)
+                }
+                let (_, pem) = try algorithm.generate()
+                var secret = KubernetesObject(.object([
+                    "apiVersion": .string("v1"), "kind": .string("Secret"), "type": .string("Opaque"),
+                    "metadata": .object(["name": .string(name), "namespace": .string(key.namespace)]),
+                ]))
+                secret.labels = [TLSSecret.managedByLabel: TLSSecret.managedByValue]
+                secret.annotations = [Self.nextKeyAnnotation: key.name]
+                secret.data = ["tls.key": Array(pem.utf8)]
+                _ = try await client.createSecret(secret)
+                await updateStatus(key) { status, _ in status["nextPrivateKeySecretName"] = .string(name) }
                 return (pem, name)
+            } catch let error as KubernetesError where error.code == 409 || error.code == 404 {
+                // Created or deleted in between (another attempt, a conflict): read again.
+                conflict = error
             }
-            try await client.delete(.secrets, namespace: key.namespace, name: name)
         }
-        let (_, pem) = try algorithm.generate()
-        var secret = KubernetesObject(.object([
-            "apiVersion": .string("v1"), "kind": .string("Secret"), "type": .string("Opaque"),
-            "metadata": .object(["name": .string(name), "namespace": .string(key.namespace)]),
-        ]))
-        secret.labels = [TLSSecret.managedByLabel: TLSSecret.managedByValue]
-        secret.annotations = [Self.nextKeyAnnotation: key.name]
-        secret.data = ["tls.key": Array(pem.utf8)]
-        _ = try await client.createSecret(secret)
-        await updateStatus(key) { status, _ in status["nextPrivateKeySecretName"] = .string(name) }
-        return (pem, name)
+        throw conflict ?? SignetIssuer.Failure(status: nil, description: "the pending key could not be stored")
+    }
+
+    /// The delivered key's pending copy goes; a failure here is only logged (the next issuance notices a leftover).
+    private func removePendingKey(_ name: String, namespace: String) async {
+        for attempt in 1...5 {
+            do {
+                try await client.delete(.secrets, namespace: namespace, name: name)
+                return
+            } catch let error as KubernetesError where error.code == 404 {
+                return
+            } catch {
+                if attempt == 5 { logger.warning("cannot remove a pending key", metadata: ["secret": "\(namespace)/\(name)", "error": "\(error)"]) }
+                try? await Task.sleep(for: .milliseconds(200 * attempt))
+            }
+        }
     }
 
     /// Template labels or annotations changed: the Secret is rewritten with the certificate and key it holds.

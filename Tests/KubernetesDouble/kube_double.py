@@ -21,7 +21,7 @@ It speaks the real REST protocol:
   with the kubernetes.io claims), usable as a bearer token here; TokenReview (authentication.k8s.io/v1) checks
   them; `/.well-known/openid-configuration` and `/openid/v1/jwks` publish the key for offline validation.
 Faults through `POST /_admin/faults`: latency_ms, conflict_every (a 409 for every Nth write), error_every (500),
-hang_every (no answer), down (503 for everything), and `POST /_admin/close-watches`, `POST /_admin/compact`.
+hang_every (no answer), hang_names (no answer to creates and updates of objects with these names), down (503 for everything), and `POST /_admin/close-watches`, `POST /_admin/compact`.
 `GET /_admin/stats` counts requests by verb and answer.
 
 Usage: kube_double.py --dir DIR [--port 0] [--token TOKEN=NS1,NS2|*] ...
@@ -114,7 +114,7 @@ class Cluster:
         self.version = 100
         self.history = []  # (resourceVersion int, type, namespace, object)
         self.compacted_before = 0
-        self.faults = {"latency_ms": 0, "conflict_every": 0, "error_every": 0, "hang_every": 0, "down": False}
+        self.faults = {"latency_ms": 0, "conflict_every": 0, "error_every": 0, "hang_every": 0, "down": False, "hang_names": []}
         self.write_counter = 0
         self.stats = {"requests": {}, "conflicts_injected": 0, "errors_injected": 0, "watches": 0}
         self.watch_generation = 0  # bumped to close every open watch
@@ -442,7 +442,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.answer(201, review)
 
     # -- faults on writes -------------------------------------------------------------------------------------
-    def write_fault(self, faults, name, plural="secrets"):
+    def write_fault(self, faults, name, plural="secrets", deleting=False):
         with self.cluster.lock:
             self.cluster.write_counter += 1
             count = self.cluster.write_counter
@@ -454,7 +454,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if faults["error_every"] and count % int(faults["error_every"]) == 0:
                 self.cluster.stats["errors_injected"] += 1
                 raise HTTPProblem(500, "InternalError", "Internal error occurred: etcdserver: request timed out")
-            hang = faults["hang_every"] and count % int(faults["hang_every"]) == 0
+            hang = (faults["hang_every"] and count % int(faults["hang_every"]) == 0) or (not deleting and name in (faults.get("hang_names") or []))
         if hang:
             time.sleep(60)
             raise HTTPProblem(504, "Timeout", "Timeout: request did not complete within requested timeout")
@@ -562,7 +562,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     raise not_found
                 return self.answer(200, copy.deepcopy(found))
         if method == "DELETE":
-            self.write_fault(faults, name, resource.plural)
+            self.write_fault(faults, name, resource.plural, deleting=True)
             with cluster.lock:
                 found = cluster.objects.pop(key, None)
                 if found is None:

@@ -202,4 +202,72 @@ struct ControllerTests {
         #expect(metrics.contains(#"signet_controller_issuances_total{outcome="issued"}"#))
         #expect(Set(try rig.issuedSerials()).count == 4, "exactly one certificate per issuance")
     }
+
+    @Test("two replicas: one leads, exactly one certificate per issuance; the leader killed, the other takes over")
+    func twoReplicas() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        let (one, _) = try rig.startController("one")
+        let (two, _) = try rig.startController("two")
+        try rig.apply(Self.certificateYAML("pair", secret: "pair-tls", names: ["pair.team-a.example.com"]))
+        _ = try rig.waitFor("pair", seconds: 30) { Rig.status($0)["revision"] as? Int == 1 }
+        let lease = try rig.cluster.kubectl(["get", "leases.coordination.k8s.io", "signet-controller", "-n", "signet-system", "-o", "jsonpath={.spec.holderIdentity}"]).output
+        #expect(lease == "one" || lease == "two", "\(lease)")
+        let leader = lease == "one" ? one : two
+        #expect(!rig.controllerLog(lease == "one" ? "two" : "one").contains("issuing"), "the standby replica never issues")
+
+        // The leader dies; the other takes over once the lease expires (15 s) and does the renewal.
+        kill(leader.processIdentifier, SIGKILL)
+        leader.waitUntilExit()
+        let renewed = try rig.waitFor("pair", seconds: 60) { Rig.status($0)["revision"] as? Int == 2 }
+        let holder = try rig.cluster.kubectl(["get", "leases.coordination.k8s.io", "signet-controller", "-n", "signet-system", "-o", "jsonpath={.spec.holderIdentity}"]).output
+        #expect(holder != lease && !holder.isEmpty)
+        let issued = try rig.issuedSerials()
+        #expect(issued.count == 2 && issued.contains(Rig.status(renewed)["serial"] as? String ?? "?"), "one certificate per issuance: \(issued)")
+    }
+
+    @Test("faults: Signet down during a renewal (backoff, then success), API conflicts and dropped watches, a controller killed mid-issuance")
+    func faults() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        var (controller, _) = try rig.startController("one")
+        try rig.apply(Self.certificateYAML("flaky", secret: "flaky-tls", names: ["flaky.team-a.example.com"], duration: "1h", renewBefore: "30m"))
+        _ = try rig.waitFor("flaky", seconds: 30) { Rig.status($0)["revision"] as? Int == 1 }
+
+        // Signet stops; a change asks for a new certificate: failures are counted, explained and retried.
+        rig.server.stop()
+        try rig.apply(Self.certificateYAML("flaky", secret: "flaky-tls", names: ["flaky.team-a.example.com", "www.team-a.example.com"], duration: "1h", renewBefore: "30m"))
+        let failing = try rig.waitFor("flaky", seconds: 30) { (Rig.status($0)["failedIssuanceAttempts"] as? Int ?? 0) >= 1 }
+        #expect((Rig.condition(failing, "Issuing")?["message"] as? String ?? "").contains("unreachable"), "\(Rig.status(failing))")
+        #expect(Rig.condition(failing, "Ready")?["status"] as? String == "True", "the old certificate is still valid")
+        rig.server = try ServerProcess(dataDirectory: rig.work + "/data", arguments: ["--config", rig.configPath], port: rig.serverPort)
+        let recovered = try rig.waitFor("flaky", seconds: 40) { Rig.status($0)["revision"] as? Int == 2 }
+        #expect(Rig.status(recovered)["failedIssuanceAttempts"] == nil)
+
+        // Conflicts on every other write and watches dropped: another change still converges, once.
+        try rig.cluster.admin("faults", ["conflict_every": 2])
+        try rig.cluster.admin("close-watches")
+        try rig.apply(Self.certificateYAML("flaky", secret: "flaky-tls", names: ["flaky.team-a.example.com"], duration: "1h", renewBefore: "30m"))
+        _ = try rig.waitFor("flaky", seconds: 40) { Rig.status($0)["revision"] as? Int == 3 }
+        try rig.cluster.admin("faults", ["conflict_every": 0])
+
+        // Killed after Signet answered, before the Secret was written (writes of it never answer): the next run
+        // delivers that certificate.
+        try rig.cluster.admin("faults", ["hang_names": ["flaky-tls"]])
+        let before = try rig.issuedSerials().count
+        let deleted = try rig.cluster.kubectl(["delete", "secret", "flaky-tls", "-n", "team-a"])
+        #expect(deleted.succeeded, "\(deleted.error)")
+        let deadline = Date().addingTimeInterval(30)
+        while try rig.issuedSerials().count == before, Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        kill(controller.processIdentifier, SIGKILL)
+        controller.waitUntilExit()
+        try rig.cluster.admin("faults", ["hang_names": [String]()])
+        let signed = try rig.issuedSerials()
+        #expect(signed.count == before + 1)
+        (controller, _) = try rig.startController("one")
+        let resumed = try rig.waitFor("flaky", seconds: 40) { Rig.status($0)["revision"] as? Int == 4 }
+        #expect(signed.contains(Rig.status(resumed)["serial"] as? String ?? "?"))
+        #expect(try rig.issuedSerials().count == before + 1, "no second certificate for the interrupted issuance")
+        #expect(rig.controllerLog("one").contains("resuming an interrupted issuance"))
+    }
 }
