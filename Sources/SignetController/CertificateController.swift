@@ -15,6 +15,8 @@ public struct ControllerSettings: Sendable {
     public var concurrency = 4
     /// Every Certificate is looked at again this often, whatever the watches said.
     public var resync: Duration = .seconds(300)
+    /// Make Certificates for Istio Gateways annotated `signet.dev/issue: "true"`.
+    public var gatewayShim = false
 
     public init() {}
 }
@@ -56,6 +58,9 @@ public final class CertificateController: Sendable {
                 object.annotations[Self.certificateAnnotation].map { Key(namespace: object.namespace ?? "", name: $0) }
             } }
             group.addTask { await self.resyncPeriodically() }
+            if settings.gatewayShim {
+                group.addTask { await self.followGateways() }
+            }
             for _ in 0..<max(1, settings.concurrency) {
                 group.addTask { await self.work() }
             }

@@ -49,6 +49,9 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Address for /metrics, /healthz and /readyz.")
     var listen = "0.0.0.0:9402"
 
+    @Flag(help: "Also make Certificates for Istio Gateways annotated signet.dev/issue: \"true\".")
+    var gateways = false
+
     @Option(help: "Certificates reconciled at the same time.")
     var concurrency = 4
 
@@ -71,6 +74,7 @@ struct ControllerCommand: AsyncParsableCommand {
         settings.namespace = namespace
         settings.issuerName = issuerName
         settings.concurrency = concurrency
+        settings.gatewayShim = gateways
         let metrics = ControllerMetrics()
         let controller = CertificateController(client: client, issuer: issuer, settings: settings, metrics: metrics, logger: logger)
         let election = LeaderElection(

@@ -655,13 +655,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     pending = [(v, k, o) for v, k, ns, o, r in cluster.history
                                if v > since and r == kind and (namespace is None or ns == namespace)
                                and selected(o, query.get("labelSelector"), query.get("fieldSelector"))]
+                    # A bookmark may only claim versions already scanned: take the version before waiting, since
+                    # events that arrive during the wait are found by the next scan.
+                    current = None if pending else cluster.version
                     if not pending:
                         cluster.lock.wait(timeout=0.2)
-                    current = cluster.version
                 for version, event_type, obj in pending:
                     send({"type": event_type, "object": obj})
                     since = version
-                if bookmarks and time.time() - last_bookmark >= 1:
+                if bookmarks and current is not None and time.time() - last_bookmark >= 1:
                     since = max(since, current)
                     send({"type": "BOOKMARK", "object": {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": {"resourceVersion": str(since)}}})
                     last_bookmark = time.time()

@@ -32,6 +32,8 @@ struct ControllerTests {
                   namespaces:
                     - namespace: team-a
                       allow: ['*.team-a.example.com']
+                    - namespace: istio-system
+                      allow: [httpbin.example.com, bookinfo.com]
 
                 """.write(to: configPath)
             serverPort = try freePort()
@@ -49,13 +51,13 @@ struct ControllerTests {
 
         /// Starts a controller replica; its log goes to `work/controller-<identity>.log`.
         @discardableResult
-        func startController(_ identity: String) throws -> (process: Process, metricsPort: Int) {
+        func startController(_ identity: String, extra: [String] = []) throws -> (process: Process, metricsPort: Int) {
             let port = try freePort()
             let process = Process()
             process.executableURL = URL(fileURLWithPath: Fixtures.signetBinary)
             process.arguments = ["controller", "--server", server.url, "--cacert", server.rootCertificate, "--token-file", tokenFile,
                                  "--kubeconfig", cluster.kubeconfig("admin"), "--lease-namespace", "signet-system", "--identity", identity,
-                                 "--listen", "127.0.0.1:\(port)"]
+                                 "--listen", "127.0.0.1:\(port)"] + extra
             let log = work + "/controller-\(identity).log"
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
@@ -269,5 +271,74 @@ struct ControllerTests {
         #expect(signed.contains(Rig.status(resumed)["serial"] as? String ?? "?"))
         #expect(try rig.issuedSerials().count == before + 1, "no second certificate for the interrupted issuance")
         #expect(rig.controllerLog("one").contains("resuming an interrupted issuance"))
+    }
+
+    @Test("the Gateway shim: an annotated Istio Gateway gets a Certificate per credentialName; '*' is refused; an unannotated one is left alone; removing the annotation removes them")
+    func gatewayShim() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        try rig.startController("one", extra: ["--gateways", "--log-level", "debug"])
+        try rig.apply("""
+            apiVersion: networking.istio.io/v1
+            kind: Gateway
+            metadata:
+              name: mygateway
+              namespace: istio-system
+              annotations: {signet.dev/issue: "true"}
+            spec:
+              selector: {istio: ingressgateway}
+              servers:
+              - port: {number: 443, name: https-httpbin, protocol: HTTPS}
+                tls: {mode: SIMPLE, credentialName: httpbin-credential}
+                hosts: [istio-system/httpbin.example.com]
+              - port: {number: 443, name: https-bookinfo, protocol: HTTPS}
+                tls: {mode: MUTUAL, credentialName: bookinfo-credential}
+                hosts: ["*/bookinfo.com"]
+              - port: {number: 443, name: https-any, protocol: HTTPS}
+                tls: {mode: SIMPLE, credentialName: everything-credential}
+                hosts: ["*"]
+              - port: {number: 80, name: http, protocol: HTTP}
+                hosts: [httpbin.example.com]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: Gateway
+            metadata: {name: theirs, namespace: istio-system}
+            spec:
+              selector: {istio: ingressgateway}
+              servers:
+              - port: {number: 443, name: https, protocol: HTTPS}
+                tls: {mode: SIMPLE, credentialName: theirs-credential}
+                hosts: [theirs.example.com]
+            """)
+        var secrets: [String: [String: Any]] = [:]
+        let deadline = Date().addingTimeInterval(30)
+        while secrets.count < 2, Date() < deadline {
+            for name in ["httpbin-credential", "bookinfo-credential"] where secrets[name] == nil {
+                secrets[name] = try rig.cluster.secret("istio-system", name)
+            }
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        #expect(secrets.count == 2, "\(rig.controllerLog("one").suffix(2000))")
+        try ManagedDeliveryTests.decoded(secrets["bookinfo-credential"], "tls.crt").write(to: rig.work + "/bookinfo.crt")
+        let sans = try Tool.run("openssl", ["x509", "-in", rig.work + "/bookinfo.crt", "-noout", "-ext", "subjectAltName"]).output
+        #expect(sans.contains("DNS:bookinfo.com"), "\(sans)")
+        #expect(!ManagedDeliveryTests.decoded(secrets["bookinfo-credential"], "ca.crt").isEmpty, "MUTUAL needs ca.crt")
+        let listed = try rig.cluster.kubectl(["get", "certificates.signet.dev", "-n", "istio-system", "-o", "name"]).output
+        #expect(listed.contains("httpbin-credential") && listed.contains("bookinfo-credential"), "\(listed)")
+        #expect(!listed.contains("everything-credential") && !listed.contains("theirs-credential"), "\(listed)")
+        let events = try rig.cluster.events("istio-system")
+        #expect(events.contains { $0["reason"] as? String == "HostRefused" && ($0["note"] as? String ?? "").contains("matches every name") })
+
+        // The annotation removed: the Certificates go, the Secrets stay.
+        #expect(try rig.cluster.kubectl(["annotate", "gateways.networking.istio.io", "mygateway", "-n", "istio-system", "signet.dev/issue-"]).succeeded)
+        var remaining = "?"
+        let gone = Date().addingTimeInterval(20)
+        while !remaining.isEmpty, Date() < gone {
+            remaining = try rig.cluster.kubectl(["get", "certificates.signet.dev", "-n", "istio-system", "-o", "name"]).output
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        #expect(remaining.isEmpty, "\(remaining)")
+        #expect(try rig.cluster.secret("istio-system", "httpbin-credential") != nil)
     }
 }

@@ -1,0 +1,163 @@
+import Logging
+import SignetAuthority
+import SignetKubernetes
+
+import Foundation
+
+/// Istio Gateways annotated `signet.dev/issue: "true"` get a Certificate per `tls.credentialName`, covering the hosts
+/// of the servers that name it, in the namespace the gateway workload reads Secrets from (the Gateway's own, or
+/// `signet.dev/secret-namespace`). Removing the annotation, or the Gateway, removes those Certificates; their
+/// Secrets stay, so traffic is never cut by taking Signet away.
+public enum GatewayShim {
+    public static let issueAnnotation = "signet.dev/issue"
+    public static let secretNamespaceAnnotation = "signet.dev/secret-namespace"
+    /// On the Certificates the shim makes: `<namespace>.<name>` of their Gateway.
+    public static let gatewayLabel = "signet.dev/gateway"
+
+    public struct DesiredCertificate: Equatable, Sendable {
+        public var namespace: String
+        public var name: String
+        public var dnsNames: [String]
+        public var mutual: Bool
+    }
+
+    /// The Certificates a Gateway asks for, and what could not be honoured (for Warning Events).
+    public static func desired(_ gateway: KubernetesObject) -> (certificates: [DesiredCertificate], refusals: [String]) {
+        guard gateway.annotations[issueAnnotation] == "true" else { return ([], []) }
+        let namespace = gateway.annotations[secretNamespaceAnnotation] ?? gateway.namespace ?? "default"
+        var byCredential: [String: DesiredCertificate] = [:]
+        var order: [String] = []
+        var refusals: [String] = []
+        guard case .array(let servers)? = gateway.json["spec"]?["servers"] else { return ([], []) }
+        for server in servers {
+            guard let tls = server["tls"], let credential = tls["credentialName"]?.string, !credential.isEmpty else { continue }
+            let mode = tls["mode"]?.string ?? "SIMPLE"
+            guard ["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"].contains(mode) else { continue }
+            guard KubernetesNames.isSubdomain(credential) else {
+                refusals.append("credentialName '\(credential)' is not a valid Secret name")
+                continue
+            }
+            var hosts: [String] = []
+            if case .array(let listed)? = server["hosts"] {
+                for host in listed.compactMap(\.string) {
+                    // "namespace/host" scopes the host to VirtualServices of a namespace; the certificate wants the host.
+                    let bare = host.split(separator: "/", maxSplits: 1).last.map(String.init) ?? host
+                    guard bare != "*" else {
+                        refusals.append("server with credentialName '\(credential)': host '\(host)' matches every name, and no certificate can; list the hosts")
+                        continue
+                    }
+                    if !hosts.contains(bare.lowercased()) { hosts.append(bare.lowercased()) }
+                }
+            }
+            guard !hosts.isEmpty else { continue }
+            if var existing = byCredential[credential] {
+                existing.dnsNames += hosts.filter { !existing.dnsNames.contains($0) }
+                existing.mutual = existing.mutual || mode != "SIMPLE"
+                byCredential[credential] = existing
+            } else {
+                byCredential[credential] = DesiredCertificate(namespace: namespace, name: credential, dnsNames: hosts, mutual: mode != "SIMPLE")
+                order.append(credential)
+            }
+        }
+        return (order.compactMap { byCredential[$0] }, refusals)
+    }
+
+    /// The Certificate object for a desired one. MUTUAL servers need `ca.crt`, which every Signet Secret carries.
+    static func object(_ desired: DesiredCertificate, gateway: KubernetesObject, issuerName: String) -> KubernetesObject {
+        KubernetesObject(.object([
+            "apiVersion": .string(ResourceKind.certificates.apiVersion), "kind": .string("Certificate"),
+            "metadata": .object([
+                "name": .string(desired.name), "namespace": .string(desired.namespace),
+                "labels": .object([gatewayLabel: .string(label(of: gateway)), TLSSecret.managedByLabel: .string(TLSSecret.managedByValue)]),
+                "annotations": .object(["signet.dev/gateway-mode": .string(desired.mutual ? "MUTUAL" : "SIMPLE")]),
+            ]),
+            "spec": .object([
+                "secretName": .string(desired.name),
+                "dnsNames": .array(desired.dnsNames.map(JSONValue.string)),
+                "issuerRef": .object(["name": .string(issuerName)]),
+            ]),
+        ]))
+    }
+
+    static func label(of gateway: KubernetesObject) -> String {
+        String("\(gateway.namespace ?? "default").\(gateway.name)".prefix(63))
+    }
+}
+
+extension CertificateController {
+    /// Watches Gateways and keeps the shim's Certificates in step with them.
+    func followGateways() async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let (items, listed) = try await client.list(.gateways, namespace: settings.namespace)
+                for gateway in items { await syncGateway(gateway, deleted: false) }
+                failures = 0
+                var version = listed
+                relist: while !Task.isCancelled {
+                    for try await event in client.watch(.gateways, namespace: settings.namespace, resourceVersion: version) {
+                        switch event {
+                        case .added(let gateway), .modified(let gateway):
+                            version = gateway.resourceVersion ?? version
+                            await syncGateway(gateway, deleted: false)
+                        case .deleted(let gateway):
+                            version = gateway.resourceVersion ?? version
+                            await syncGateway(gateway, deleted: true)
+                        case .bookmark(let resourceVersion):
+                            version = resourceVersion
+                        case .expired:
+                            break relist
+                        }
+                    }
+                }
+            } catch {
+                failures += 1
+                let delay = min(Double(1 << min(failures, 6)), 60) * Double.random(in: 0.5...1)
+                logger.warning("watching Gateways failed; relisting", metadata: ["error": "\(error)", "retryIn": "\(Int(delay)) s"])
+                try? await Task.sleep(for: .seconds(delay))
+            }
+        }
+    }
+
+    /// Creates, updates and deletes the Certificates of one Gateway so that they are exactly the desired ones.
+    func syncGateway(_ gateway: KubernetesObject, deleted: Bool) async {
+        let (desired, refusals) = deleted ? ([], []) : GatewayShim.desired(gateway)
+        let label = GatewayShim.label(of: gateway)
+        do {
+            // Wherever they were made (the secret namespace may have changed since), the Gateway's Certificates carry its label.
+            let owned = try await client.list(.certificates, namespace: nil, labelSelector: "\(GatewayShim.gatewayLabel)=\(label)").items
+            logger.debug("syncing a Gateway", metadata: ["gateway": "\(label)", "wanted": "\(desired.count)", "existing": "\(owned.count)"])
+            for certificate in desired {
+                let wanted = GatewayShim.object(certificate, gateway: gateway, issuerName: settings.issuerName)
+                if var existing = owned.first(where: { $0.name == certificate.name && $0.namespace == certificate.namespace }) {
+                    guard existing.json["spec"] != wanted.json["spec"] else { continue }
+                    existing.json["spec"] = wanted.json["spec"]
+                    _ = try await client.replace(.certificates, existing)
+                } else if let clash = try await client.get(.certificates, namespace: certificate.namespace, name: certificate.name) {
+                    await announceGateway(gateway, type: "Warning", reason: "CertificateExists",
+                                          note: "Certificate \(certificate.namespace)/\(certificate.name) exists and was not made for this Gateway; left alone (\(clash.labels[GatewayShim.gatewayLabel] ?? "no gateway label"))")
+                } else {
+                    _ = try await client.create(.certificates, wanted)
+                    await announceGateway(gateway, type: "Normal", reason: "CertificateCreated",
+                                          note: "Certificate \(certificate.namespace)/\(certificate.name) for \(certificate.dnsNames.joined(separator: ", "))")
+                }
+            }
+            for stale in owned where !desired.contains(where: { $0.name == stale.name && $0.namespace == stale.namespace }) {
+                try await client.delete(.certificates, namespace: stale.namespace, name: stale.name)
+                if !deleted {
+                    await announceGateway(gateway, type: "Normal", reason: "CertificateRemoved",
+                                          note: "Certificate \(stale.namespace ?? "")/\(stale.name) is no longer asked for; its Secret stays")
+                }
+            }
+            for refusal in refusals {
+                await announceGateway(gateway, type: "Warning", reason: "HostRefused", note: refusal)
+            }
+        } catch {
+            logger.warning("cannot sync a Gateway's Certificates", metadata: ["gateway": "\(label)", "error": "\(error)"])
+        }
+    }
+
+    private func announceGateway(_ gateway: KubernetesObject, type: String, reason: String, note: String) async {
+        try? await client.recordEvent(regarding: gateway, type: type, reason: reason, action: "Sync", note: note, controller: "signet.dev/controller")
+    }
+}
