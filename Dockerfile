@@ -16,7 +16,7 @@ RUN swift build -c release --product signet --static-swift-stdlib \
  && install -D "$(swift build -c release --show-bin-path)/signet" /out/signet
 
 FROM debian:bookworm-slim
-# SQLite for the ledger, p11-kit's loader conventions for PKCS#11 modules, CA roots for Key Vault and Entra ID.
+# SQLite for the ledger, CA roots for Key Vault and Entra ID. PKCS#11 modules are the vendor's, mounted and dlopen'ed.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libsqlite3-0 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

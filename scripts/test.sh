@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure-packages.sh libsqlite3-dev libp11-kit-dev pkg-config openssl nginx haproxy curl python3-pip softhsm2 opensc
 # kubectl drives the Kubernetes API double (this image has gcloud's kubectl; Debian's kubernetes-client otherwise).
 command -v kubectl >/dev/null || bash scripts/ensure-packages.sh kubernetes-client
-# The Key Vault test double is Python (cryptography); Microsoft's SDK proves its fidelity.
-python3 -c 'import cryptography, azure.identity, azure.keyvault.keys' 2>/dev/null ||
-    python3 -m pip install -q cryptography azure-identity azure-keyvault-keys
+# The Key Vault and Kubernetes doubles are Python (cryptography); Microsoft's SDK proves the vault double's fidelity;
+# kubernetes-validate checks the manifests of deploy/ offline.
+python3 -c 'import cryptography, azure.identity, azure.keyvault.keys, kubernetes_validate' 2>/dev/null ||
+    python3 -m pip install -q cryptography azure-identity azure-keyvault-keys kubernetes-validate
 
 # Building tests and products in one step, then running without rebuilding, avoids a second link of the graph.
 swift build --build-tests
