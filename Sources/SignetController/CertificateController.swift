@@ -72,37 +72,16 @@ public final class CertificateController: Sendable {
 
     // MARK: Watching
 
-    /// List, then watch from the list's version; each object (and each deleted one) enqueues the Certificate it
-    /// belongs to. A watch that ends resumes from the last version seen; 410 and errors relist after a backoff.
+    /// Each object listed, changed or deleted enqueues the Certificate it belongs to.
     private func follow(_ kind: ResourceKind, labelSelector: String?, key: @escaping @Sendable (KubernetesObject, Bool) -> Key?) async {
-        var failures = 0
-        while !Task.isCancelled {
-            do {
-                let (items, listed) = try await client.list(kind, namespace: settings.namespace, labelSelector: labelSelector)
-                for item in items { if let key = key(item, false) { await queue.add(key) } }
-                failures = 0
-                var version = listed
-                relist: while !Task.isCancelled {
-                    for try await event in client.watch(kind, namespace: settings.namespace, labelSelector: labelSelector, resourceVersion: version) {
-                        switch event {
-                        case .added(let object), .modified(let object):
-                            version = object.resourceVersion ?? version
-                            if let key = key(object, false) { await queue.add(key) }
-                        case .deleted(let object):
-                            version = object.resourceVersion ?? version
-                            if let key = key(object, true) { await queue.add(key) }
-                        case .bookmark(let resourceVersion):
-                            version = resourceVersion
-                        case .expired:
-                            break relist
-                        }
-                    }
-                }
-            } catch {
-                failures += 1
-                let delay = min(Double(1 << min(failures, 6)), 60) * Double.random(in: 0.5...1)
-                logger.warning("watch failed; relisting", metadata: ["kind": "\(kind.plural)", "error": "\(error)", "retryIn": "\(Int(delay)) s"])
-                try? await Task.sleep(for: .seconds(delay))
+        await client.follow(kind, namespace: settings.namespace, labelSelector: labelSelector) { observed in
+            switch observed {
+            case .listed(let items):
+                for item in items { if let key = key(item, false) { await self.queue.add(key) } }
+            case .changed(let object):
+                if let key = key(object, false) { await self.queue.add(key) }
+            case .deleted(let object):
+                if let key = key(object, true) { await self.queue.add(key) }
             }
         }
     }

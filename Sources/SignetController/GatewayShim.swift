@@ -87,35 +87,27 @@ public enum GatewayShim {
 extension CertificateController {
     /// Watches Gateways and keeps the shim's Certificates in step with them.
     func followGateways() async {
-        var failures = 0
-        while !Task.isCancelled {
-            do {
-                let (items, listed) = try await client.list(.gateways, namespace: settings.namespace)
-                for gateway in items { await syncGateway(gateway, deleted: false) }
-                failures = 0
-                var version = listed
-                relist: while !Task.isCancelled {
-                    for try await event in client.watch(.gateways, namespace: settings.namespace, resourceVersion: version) {
-                        switch event {
-                        case .added(let gateway), .modified(let gateway):
-                            version = gateway.resourceVersion ?? version
-                            await syncGateway(gateway, deleted: false)
-                        case .deleted(let gateway):
-                            version = gateway.resourceVersion ?? version
-                            await syncGateway(gateway, deleted: true)
-                        case .bookmark(let resourceVersion):
-                            version = resourceVersion
-                        case .expired:
-                            break relist
-                        }
-                    }
-                }
-            } catch {
-                failures += 1
-                let delay = min(Double(1 << min(failures, 6)), 60) * Double.random(in: 0.5...1)
-                logger.warning("watching Gateways failed; relisting", metadata: ["error": "\(error)", "retryIn": "\(Int(delay)) s"])
-                try? await Task.sleep(for: .seconds(delay))
+        await client.follow(.gateways, namespace: settings.namespace) { observed in
+            switch observed {
+            case .listed(let gateways):
+                for gateway in gateways { await self.syncGateway(gateway, deleted: false) }
+                try await self.removeOrphans(keeping: Set(gateways.map(GatewayShim.label(of:))))
+            case .changed(let gateway):
+                await self.syncGateway(gateway, deleted: false)
+            case .deleted(let gateway):
+                await self.syncGateway(gateway, deleted: true)
             }
+        }
+    }
+
+    /// Certificates made for Gateways that no longer exist (deleted while no controller was watching).
+    private func removeOrphans(keeping labels: Set<String>) async throws {
+        let made = try await client.list(.certificates, namespace: nil, labelSelector: GatewayShim.gatewayLabel).items
+        for certificate in made where !labels.contains(certificate.labels[GatewayShim.gatewayLabel] ?? "") {
+            // With --namespace, Gateways elsewhere are not seen; their Certificates are not this replica's to judge.
+            if let namespace = settings.namespace, !(certificate.labels[GatewayShim.gatewayLabel] ?? "").hasPrefix(namespace + ".") { continue }
+            try await client.delete(.certificates, namespace: certificate.namespace, name: certificate.name)
+            logger.info("removed a Certificate of a Gateway that is gone", metadata: ["certificate": "\(certificate.namespace ?? "")/\(certificate.name)"])
         }
     }
 

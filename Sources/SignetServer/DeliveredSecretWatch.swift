@@ -53,40 +53,13 @@ public struct DeliveredSecretWatch: Service {
         for task in watches.values { task.cancel() }
     }
 
-    /// List, then watch from the list's resourceVersion; a watch that ends is resumed from the last version seen
-    /// (bookmarks keep it fresh), an expired one (410) and any error start over with a list, after a backoff.
+    /// The Secrets Signet labelled, relisted and watched by the client's informer loop.
     private func watch(_ scope: Scope, client: KubernetesClient) async {
-        let selector = "\(TLSSecret.managedByLabel)=\(TLSSecret.managedByValue)"
-        var failures = 0
-        while !Task.isCancelled {
-            do {
-                let (items, listed) = try await client.listSecrets(namespace: scope.namespace, labelSelector: selector)
-                try await reconcile(scope, present: items)
-                failures = 0
-                var resourceVersion = listed
-                relist: while !Task.isCancelled {
-                    for try await event in client.watchSecrets(namespace: scope.namespace, labelSelector: selector, resourceVersion: resourceVersion) {
-                        switch event {
-                        case .added(let secret), .modified(let secret):
-                            resourceVersion = secret.resourceVersion ?? resourceVersion
-                            try await inspect(scope, secret: secret, deleted: false)
-                        case .deleted(let secret):
-                            resourceVersion = secret.resourceVersion ?? resourceVersion
-                            try await inspect(scope, secret: secret, deleted: true)
-                        case .bookmark(let version):
-                            resourceVersion = version
-                        case .expired:
-                            break relist
-                        }
-                    }
-                }
-            } catch {
-                failures += 1
-                let delay = min(Double(1 << min(failures, 6)), 60) * Double.random(in: 0.5...1)
-                logger.warning("watching delivered Secrets failed; retrying", metadata: [
-                    "cluster": "\(scope.cluster)", "namespace": "\(scope.namespace)", "error": "\(error)", "retryIn": "\(Int(delay)) s",
-                ])
-                try? await Task.sleep(for: .seconds(delay))
+        await client.follow(.secrets, namespace: scope.namespace, labelSelector: "\(TLSSecret.managedByLabel)=\(TLSSecret.managedByValue)") { observed in
+            switch observed {
+            case .listed(let items): try await reconcile(scope, present: items)
+            case .changed(let secret): try await inspect(scope, secret: secret, deleted: false)
+            case .deleted(let secret): try await inspect(scope, secret: secret, deleted: true)
             }
         }
     }

@@ -562,6 +562,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     raise not_found
                 return self.answer(200, copy.deepcopy(found))
         if method == "DELETE":
+            # kubectl sends DeleteOptions as a body; it must be read, or it would be taken for the next request.
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
             self.write_fault(faults, name, resource.plural, deleting=True)
             with cluster.lock:
                 found = cluster.objects.pop(key, None)

@@ -340,5 +340,24 @@ struct ControllerTests {
         }
         #expect(remaining.isEmpty, "\(remaining)")
         #expect(try rig.cluster.secret("istio-system", "httpbin-credential") != nil)
+
+        // Annotated again, then deleted while no controller runs: the next controller removes the orphans.
+        #expect(try rig.cluster.kubectl(["annotate", "gateways.networking.istio.io", "mygateway", "-n", "istio-system", "signet.dev/issue=true"]).succeeded)
+        func certificates() throws -> String {
+            try rig.cluster.kubectl(["get", "certificates.signet.dev", "-n", "istio-system", "-o", "name"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let back = Date().addingTimeInterval(20)
+        while try !certificates().contains("httpbin-credential"), Date() < back { Thread.sleep(forTimeInterval: 0.3) }
+        #expect(try certificates().contains("httpbin-credential"))
+        for process in rig.controllers where process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        let deleted = try rig.cluster.kubectl(["delete", "gateways.networking.istio.io", "mygateway", "-n", "istio-system"])
+        #expect(deleted.succeeded, "\(deleted.output) \(deleted.error)")
+        try rig.startController("two", extra: ["--gateways"])
+        let cleaned = Date().addingTimeInterval(40)
+        while try !certificates().isEmpty, Date() < cleaned { Thread.sleep(forTimeInterval: 0.3) }
+        #expect(try certificates().isEmpty)
     }
 }
