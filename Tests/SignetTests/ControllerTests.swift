@@ -59,7 +59,7 @@ struct ControllerTests {
                                  "--kubeconfig", cluster.kubeconfig("admin"), "--lease-namespace", "signet-system", "--identity", identity,
                                  "--listen", "127.0.0.1:\(port)"] + extra
             let log = work + "/controller-\(identity).log"
-            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             handle.seekToEndOfFile()
             process.standardOutput = handle
@@ -259,7 +259,7 @@ struct ControllerTests {
         let before = try rig.issuedSerials().count
         let deleted = try rig.cluster.kubectl(["delete", "secret", "flaky-tls", "-n", "team-a"])
         #expect(deleted.succeeded, "\(deleted.error)")
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(60)
         while try rig.issuedSerials().count == before, Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
         kill(controller.processIdentifier, SIGKILL)
         controller.waitUntilExit()
