@@ -2,6 +2,7 @@ import Crypto
 import SignetAuthority
 import SignetKeys
 import SignetKubernetes
+import SwiftASN1
 import X509
 
 import Foundation
@@ -66,6 +67,9 @@ public enum Reconciler {
             return .issue(reason: "SpecChanged", message: "Issuing certificate as the Certificate's names, key, profile or duration changed")
         }
         let leaf = held.certificate
+        guard names(of: leaf) == names(of: spec) else {
+            return .issue(reason: "IncorrectCertificate", message: "Issuing certificate as the Secret's certificate is not for the Certificate's names")
+        }
         guard now < leaf.notValidAfter else { return .issue(reason: "Expired", message: "Issuing certificate as the certificate expired at \(leaf.notValidAfter)") }
         let info = HeldCertificate(
             serial: SerialNumbers.hex(leaf.serialNumber), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
@@ -79,6 +83,24 @@ public enum Reconciler {
             return .refreshMetadata(info)
         }
         return .upToDate(info)
+    }
+
+    /// The names a certificate is for, canonical (lower-case hosts, parsed addresses).
+    static func names(of leaf: Certificate) -> Set<String> {
+        guard let alternatives = try? leaf.extensions.subjectAlternativeNames else { return [] }
+        var names: Set<String> = []
+        for name in alternatives {
+            switch name {
+            case .dnsName(let host): names.insert(host.lowercased())
+            case .ipAddress(let octets): if let address = IPAddress(bytes: octets.bytes) { names.insert(address.description) }
+            default: continue
+            }
+        }
+        return names
+    }
+
+    static func names(of spec: CertificateSpec) -> Set<String> {
+        Set(spec.dnsNames.map { $0.lowercased() } + spec.ipAddresses.map { IPAddress($0)?.description ?? $0 })
     }
 
     /// The renewal time for a held certificate. The jitter comes from the serial, so every replica and every restart

@@ -67,6 +67,10 @@ struct ReconcilerTests {
         garbled.data["tls.crt"] = Array("not a certificate".utf8)
         #expect(decide(spec, garbled) == "InvalidContents")
         #expect(decide(try certificate(["web.example.com", "api.example.com"], renewBefore: "20m"), good) == "SpecChanged")
+        // Someone swapped in another good certificate of this CA, for other names, keeping the annotations.
+        var swapped = try await secret(ca: ca, spec: try certificate(["other.example.com"]), notBefore: start, lifetime: 3600)
+        swapped.annotations = good.annotations
+        #expect(decide(spec, swapped) == "IncorrectCertificate")
         #expect(decide(spec, good, at: start.addingTimeInterval(3700)) == "Expired")
         #expect(decide(spec, good, at: start.addingTimeInterval(2400)) == "Renewing")
         #expect(decide(try certificate(["web.example.com"], renewBefore: "20m", labels: ["team": "edge"]), good) == "RefreshMetadata")
