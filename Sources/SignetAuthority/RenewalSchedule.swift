@@ -4,6 +4,11 @@ import FoundationEssentials
 import Foundation
 #endif
 
+extension Duration {
+    /// The duration in seconds, for `Date` arithmetic.
+    public var timeInterval: TimeInterval { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
 /// When a managed certificate is renewed, and when a failed attempt is tried again. Pure arithmetic: the random
 /// parts come in as numbers in [0, 1), so callers and tests decide where randomness comes from.
 public enum RenewalSchedule {
@@ -27,7 +32,7 @@ public enum RenewalSchedule {
     /// span: for 90-day certificates, three days, instead of all in one minute. The time never moves later than
     /// the configured point, and never before `notBefore`.
     public static func renewalTime(notBefore: Date, notAfter: Date, renewBefore: Duration, jitter: Double) -> Date {
-        let window = Double(renewBefore.components.seconds) + Double(renewBefore.components.attoseconds) / 1e18
+        let window = renewBefore.timeInterval
         let point = notAfter.addingTimeInterval(-window)
         let spread = window / 10 * min(max(jitter, 0), 1)
         return max(notBefore, point.addingTimeInterval(-spread))

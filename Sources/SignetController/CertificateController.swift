@@ -102,7 +102,7 @@ public final class CertificateController: Sendable {
             }
             let started = ContinuousClock.now
             let again = await reconcile(key)
-            metrics.recordReconcile(seconds: (ContinuousClock.now - started).seconds, failed: again?.failed ?? false)
+            metrics.recordReconcile(seconds: (ContinuousClock.now - started).timeInterval, failed: again?.failed ?? false)
             await queue.done(key)
             if let again { await queue.add(key, after: again.after) }
         }
@@ -202,7 +202,7 @@ public final class CertificateController: Sendable {
                 status["failedIssuanceAttempts"] = .number(Double(failures))
                 status["lastFailureTime"] = .string(Conditions.timestamp(at))
             }
-            await announce(object, type: "Warning", reason: "Failed", note: "Issuance failed (attempt \(failures), next in \(Int(Reconciler.seconds(delay))) s): \(error)")
+            await announce(object, type: "Warning", reason: "Failed", note: "Issuance failed (attempt \(failures), next in \(Int(delay.timeInterval)) s): \(error)")
             metrics.recordIssuance(succeeded: false)
             logger.warning("issuance failed", metadata: ["certificate": "\(key)", "attempts": "\(failures)", "error": "\(error)"])
             return Requeue(after: delay, failed: true)
@@ -465,6 +465,3 @@ extension Reconciler {
     }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

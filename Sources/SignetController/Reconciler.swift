@@ -50,7 +50,7 @@ public enum Reconciler {
 
     public static func decide(spec: CertificateSpec, secret: KubernetesObject?, record: IssuanceRecord, trustedRoots: [Certificate], now: Date) -> Decision {
         if record.failedAttempts > 0, let failure = record.lastFailure {
-            let retryAt = failure.addingTimeInterval(seconds(RenewalSchedule.retryDelay(afterFailures: record.failedAttempts, jitter: 0.5)))
+            let retryAt = failure.addingTimeInterval(RenewalSchedule.retryDelay(afterFailures: record.failedAttempts, jitter: 0.5).timeInterval)
             if now < retryAt { return .backingOff(until: retryAt) }
         }
         guard let secret else {
@@ -141,7 +141,4 @@ public enum Reconciler {
         init(_ description: String) { self.description = description }
     }
 
-    static func seconds(_ duration: Duration) -> TimeInterval {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
 }

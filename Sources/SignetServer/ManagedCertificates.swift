@@ -177,7 +177,7 @@ public final class ManagedCertificates: Sendable {
         } catch {
             metrics.recordRenewal(succeeded: false)
             let failures = record.attempts + 1
-            let retryAt = now().addingTimeInterval(Self.seconds(RenewalSchedule.retryDelay(afterFailures: failures, jitter: .random(in: 0..<1))))
+            let retryAt = now().addingTimeInterval(RenewalSchedule.retryDelay(afterFailures: failures, jitter: .random(in: 0..<1)).timeInterval)
             logger.warning("managed certificate not delivered; will retry", metadata: [
                 "name": "\(record.name)", "target": "\(record.spec.target)", "attempts": "\(failures)",
                 "retryAt": "\(retryAt.formatted(.iso8601))", "error": "\(error)",
@@ -217,7 +217,7 @@ public final class ManagedCertificates: Sendable {
         let entry: CertificateEntry
         if let signed = try await ledger.certificate(requester: requester, publicKeySHA256: pending.publicKeySHA256),
            signed.status(at: start) == .valid,
-           start < signed.notAfter.addingTimeInterval(-Self.seconds(spec.renewBefore)) {
+           start < signed.notAfter.addingTimeInterval(-spec.renewBefore.timeInterval) {
             logger.info("resuming an interrupted renewal with the certificate it already has", metadata: ["name": "\(record.name)", "serial": "\(signed.serial)"])
             entry = signed
         } else {
@@ -300,9 +300,6 @@ public final class ManagedCertificates: Sendable {
         try? await ledger.recordProbe(name: record.name, deliveredSerial: serial, probe: observation)
     }
 
-    static func seconds(_ duration: Duration) -> TimeInterval {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
 }
 
 /// A renewal that cannot proceed for a reason of Signet's own (not the signer's, not the API server's).
