@@ -153,7 +153,7 @@ struct ControllerTests {
         #expect(try rig.cluster.secret("team-a", "web-next-key") == nil, "the pending key is removed once delivered")
 
         // kubectl shows the printer columns.
-        let table = try rig.cluster.kubectl(["get", "certificates.signet.dev", "-n", "team-a"])
+        let table = try rig.cluster.kubectl(["get", "certificates", "-n", "team-a"])
         #expect(table.output.contains("READY") && table.output.contains("SECRET") && table.output.contains("EXPIRES"), "\(table.output) \(table.error)")
         #expect(table.output.contains("web ") && table.output.contains("True") && table.output.contains("web-tls"), "\(table.output)")
 
