@@ -1,0 +1,39 @@
+import SignetKubernetes
+import X509
+
+import Foundation
+
+/// The conditions list of a status, cert-manager style: one entry per type, its time moving only when it flips.
+enum Conditions {
+    static func get(_ status: JSONValue, _ type: String) -> JSONValue? {
+        guard case .array(let items)? = status["conditions"] else { return nil }
+        return items.first { $0["type"]?.string == type }
+    }
+
+    static func set(_ status: inout JSONValue, type: String, status value: String, reason: String, message: String, generation: Int, now: Date) {
+        var items: [JSONValue] = []
+        if case .array(let existing)? = status["conditions"] { items = existing }
+        let index = items.firstIndex { $0["type"]?.string == type }
+        let previous = index.map { items[$0] }
+        let changed = previous?["status"]?.string != value
+        let condition: JSONValue = .object([
+            "type": .string(type), "status": .string(value), "reason": .string(reason), "message": .string(String(message.prefix(1024))),
+            "observedGeneration": .number(Double(generation)),
+            "lastTransitionTime": changed ? .string(timestamp(now)) : (previous?["lastTransitionTime"] ?? .string(timestamp(now))),
+        ])
+        if let index { items[index] = condition } else { items.append(condition) }
+        status["conditions"] = .array(items)
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        ISO8601DateFormatter().string(from: date)
+    }
+}
+
+extension Reconciler {
+    /// The Secret's leaf, if it is sound and unexpired.
+    static func inspectedLeaf(_ secret: KubernetesObject, roots: [Certificate], now: Date) -> Certificate? {
+        guard case .success(let found) = inspect(secret, trustedRoots: roots, now: now), now < found.certificate.notValidAfter else { return nil }
+        return found.certificate
+    }
+}

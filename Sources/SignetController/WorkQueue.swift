@@ -1,0 +1,42 @@
+import X509
+
+/// Keys due for reconciliation: each at most once in the queue, never two workers on the same one.
+actor WorkQueue<Key: Hashable & Sendable> {
+    private var due: [Key: ContinuousClock.Instant] = [:]
+    private var inFlight: Set<Key> = []
+
+    /// Adds `key` (or brings it forward) to be processed after `delay`.
+    func add(_ key: Key, after delay: Duration = .zero) {
+        let at = ContinuousClock.now + delay
+        if let existing = due[key], existing <= at { return }
+        due[key] = at
+    }
+
+    func take() -> Key? {
+        let now = ContinuousClock.now
+        guard let next = due.filter({ $0.value <= now && !inFlight.contains($0.key) }).min(by: { $0.value < $1.value })?.key else { return nil }
+        due[next] = nil
+        inFlight.insert(next)
+        return next
+    }
+
+    func done(_ key: Key) {
+        inFlight.remove(key)
+    }
+}
+
+/// Signet's CA chain, fetched once an hour (it changes only when the CA is rotated).
+actor RootCache {
+    private var chain: [Certificate]?
+    private var fetched = ContinuousClock.now
+
+    func current() -> [Certificate]? {
+        guard let chain, ContinuousClock.now - fetched < .seconds(3600) else { return nil }
+        return chain
+    }
+
+    func store(_ chain: [Certificate]) {
+        self.chain = chain
+        fetched = ContinuousClock.now
+    }
+}
