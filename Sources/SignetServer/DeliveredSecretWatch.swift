@@ -33,6 +33,8 @@ public struct DeliveredSecretWatch: Service {
     }
 
     public func run() async {
+        // One task per watched namespace, started and cancelled as managed certificates come and go (a task group
+        // cannot cancel one child); all are cancelled when the service stops.
         var watches: [Scope: Task<Void, Never>] = [:]
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
