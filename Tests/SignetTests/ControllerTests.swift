@@ -39,14 +39,7 @@ struct ControllerTests {
             serverPort = try freePort()
             server = try ServerProcess(dataDirectory: work + "/data", arguments: ["--config", configPath], port: serverPort)
             tokenFile = work + "/token"
-            try mintToken().write(to: tokenFile)
-        }
-
-        func mintToken() throws -> String {
-            let body = #"{"namespace": "signet-system", "serviceAccount": "signet-controller", "audiences": ["signet"], "expirationSeconds": 3600}"#
-            let answer = try Tool.run("curl", ["-sf", "--cacert", cluster.caFile, "-X", "POST", "--data-binary", "@-", cluster.url + "/_admin/token"], input: body)
-            let json = try JSONSerialization.jsonObject(with: Data(answer.output.utf8)) as? [String: Any]
-            return json?["token"] as? String ?? ""
+            try cluster.serviceAccountToken(namespace: "signet-system", account: "signet-controller").write(to: tokenFile)
         }
 
         /// Starts a controller replica; its log goes to `work/controller-<identity>.log`.

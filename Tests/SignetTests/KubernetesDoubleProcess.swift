@@ -73,6 +73,17 @@ final class KubernetesDoubleProcess: @unchecked Sendable {
         guard result.succeeded else { throw Tool.ToolMissing(name: "the double's admin endpoint (\(result.error))") }
     }
 
+    /// A projected service-account token, minted and signed by the double as the API server would.
+    func serviceAccountToken(namespace: String, account: String, audiences: [String] = ["signet"], seconds: Int = 3600, revoked: Bool = false) throws -> String {
+        let body: [String: Any] = ["namespace": namespace, "serviceAccount": account, "audiences": audiences, "expirationSeconds": seconds, "revoked": revoked]
+        let text = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
+        let answer = try Tool.run("curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/token"], input: text)
+        guard let json = try JSONSerialization.jsonObject(with: Data(answer.output.utf8)) as? [String: Any], let token = json["token"] as? String else {
+            throw Tool.ToolMissing(name: "a token from the double (\(answer.error))")
+        }
+        return token
+    }
+
     /// events.k8s.io/v1 Events in a namespace, as the API returns them.
     func events(_ namespace: String) throws -> [[String: Any]] {
         let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-H", "Authorization: Bearer admin",

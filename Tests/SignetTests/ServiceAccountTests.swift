@@ -7,11 +7,7 @@ import Testing
 struct ServiceAccountTests {
     func mint(_ cluster: KubernetesDoubleProcess, _ namespace: String, _ account: String, audiences: [String] = ["signet"], seconds: Int = 600,
               revoked: Bool = false) throws -> String {
-        let body: [String: Any] = ["namespace": namespace, "serviceAccount": account, "audiences": audiences, "expirationSeconds": seconds, "revoked": revoked]
-        let text = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
-        let answer = try Tool.run("curl", ["-sf", "--cacert", cluster.caFile, "-X", "POST", "--data-binary", "@-", cluster.url + "/_admin/token"], input: text)
-        let json = try JSONSerialization.jsonObject(with: Data(answer.output.utf8)) as? [String: Any]
-        return try #require(json?["token"] as? String)
+        try cluster.serviceAccountToken(namespace: namespace, account: account, audiences: audiences, seconds: seconds, revoked: revoked)
     }
 
     func issue(_ server: ServerProcess, token: String, name: String, onBehalfOf: String? = nil) throws -> (status: Int, body: [String: Any]) {
