@@ -5,9 +5,11 @@ import SignetKubernetes
 import Foundation
 
 /// Istio Gateways annotated `signet.dev/issue: "true"` get a Certificate per `tls.credentialName`, covering the hosts
-/// of the servers that name it, in the namespace the gateway workload reads Secrets from (the Gateway's own, or
-/// `signet.dev/secret-namespace`). Removing the annotation, or the Gateway, removes those Certificates; their
-/// Secrets stay, so traffic is never cut by taking Signet away.
+/// of the servers that name it, in each namespace the gateway workload runs in: Istio resolves a credentialName in
+/// the namespace of the gateway pods, not of the Gateway resource. Those namespaces are found from the Gateway's
+/// selector (pods matching it, in any namespace); `signet.dev/secret-namespace` names one explicitly; with no
+/// matching pods the Gateway's own namespace is used and a Warning says so. Removing the annotation, or the Gateway,
+/// removes those Certificates; their Secrets stay, so traffic is never cut by taking Signet away.
 public enum GatewayShim {
     public static let issueAnnotation = "signet.dev/issue"
     public static let secretNamespaceAnnotation = "signet.dev/secret-namespace"
@@ -21,10 +23,30 @@ public enum GatewayShim {
         public var mutual: Bool
     }
 
-    /// The Certificates a Gateway asks for, and what could not be honoured (for Warning Events).
-    public static func desired(_ gateway: KubernetesObject) -> (certificates: [DesiredCertificate], refusals: [String]) {
+    /// The label selector of the Gateway's workload (`spec.selector`), as a query string.
+    public static func workloadSelector(_ gateway: KubernetesObject) -> String? {
+        let selector = gateway.json["spec"]?["selector"]?.stringMap ?? [:]
+        guard !selector.isEmpty else { return nil }
+        return selector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+    }
+
+    /// The Certificates a Gateway asks for, in each of `workloadNamespaces`, and what could not be honoured (for
+    /// Warning Events).
+    public static func desired(_ gateway: KubernetesObject, workloadNamespaces: [String]) -> (certificates: [DesiredCertificate], refusals: [String]) {
         guard gateway.annotations[issueAnnotation] == "true" else { return ([], []) }
-        let namespace = gateway.annotations[secretNamespaceAnnotation] ?? gateway.namespace ?? "default"
+        var all: [DesiredCertificate] = []
+        var refusals: [String] = []
+        let namespaces = gateway.annotations[secretNamespaceAnnotation].map { [$0] }
+            ?? (workloadNamespaces.isEmpty ? [gateway.namespace ?? "default"] : workloadNamespaces)
+        for namespace in namespaces {
+            let (certificates, refused) = desired(gateway, in: namespace)
+            all += certificates
+            refusals = refused
+        }
+        return (all, refusals)
+    }
+
+    private static func desired(_ gateway: KubernetesObject, in namespace: String) -> (certificates: [DesiredCertificate], refusals: [String]) {
         var byCredential: [String: DesiredCertificate] = [:]
         var order: [String] = []
         var refusals: [String] = []
@@ -113,9 +135,19 @@ extension CertificateController {
 
     /// Creates, updates and deletes the Certificates of one Gateway so that they are exactly the desired ones.
     func syncGateway(_ gateway: KubernetesObject, deleted: Bool) async {
-        let (desired, refusals) = deleted ? ([], []) : GatewayShim.desired(gateway)
         let label = GatewayShim.label(of: gateway)
         do {
+            var workloads: [String] = []
+            if !deleted, gateway.annotations[GatewayShim.issueAnnotation] == "true", gateway.annotations[GatewayShim.secretNamespaceAnnotation] == nil,
+               let selector = GatewayShim.workloadSelector(gateway) {
+                let pods = try await client.list(.pods, namespace: nil, labelSelector: selector).items
+                workloads = Array(Set(pods.compactMap(\.namespace))).sorted()
+                if workloads.isEmpty {
+                    await announceGateway(gateway, type: "Warning", reason: "NoWorkload",
+                                          note: "no pods match the selector \(selector); Certificates go to the Gateway's namespace \(gateway.namespace ?? "")")
+                }
+            }
+            let (desired, refusals) = deleted ? ([], []) : GatewayShim.desired(gateway, workloadNamespaces: workloads)
             // Wherever they were made (the secret namespace may have changed since), the Gateway's Certificates carry its label.
             let owned = try await client.list(.certificates, namespace: nil, labelSelector: "\(GatewayShim.gatewayLabel)=\(label)").items
             logger.debug("syncing a Gateway", metadata: ["gateway": "\(label)", "wanted": "\(desired.count)", "existing": "\(owned.count)"])

@@ -364,6 +364,7 @@ public struct ResourceKind: Sendable, Hashable {
     }
 
     public static let secrets = ResourceKind(group: "", version: "v1", plural: "secrets", kind: "Secret")
+    public static let pods = ResourceKind(group: "", version: "v1", plural: "pods", kind: "Pod")
     public static let leases = ResourceKind(group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease")
     public static let gateways = ResourceKind(group: "networking.istio.io", version: "v1", plural: "gateways", kind: "Gateway")
     public static let certificates = ResourceKind(group: "signet.dev", version: "v1alpha1", plural: "certificates", kind: "Certificate")

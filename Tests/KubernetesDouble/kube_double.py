@@ -13,7 +13,7 @@ It speaks the real REST protocol:
 - watches (`?watch=1&resourceVersion=&allowWatchBookmarks=true&timeoutSeconds=`) as chunked JSON lines, with
   BOOKMARK events and, for a resourceVersion older than the kept history, a single ERROR event (410 Expired);
 - Events (events.k8s.io/v1 with its validation, and core/v1);
-- the same CRUD, watches and conflicts for Leases (coordination.k8s.io/v1), Istio Gateways (networking.istio.io/v1)
+- the same CRUD, watches and conflicts for Pods (stored, never run), Leases (coordination.k8s.io/v1), Istio Gateways (networking.istio.io/v1)
   and custom resources: applying a CustomResourceDefinition (apiextensions.k8s.io/v1) serves its resources, with
   the status subresource (`/status` writes only status, the main endpoint ignores it, generation counts spec
   changes) and server-side printing of its additionalPrinterColumns (the Table kubectl asks for);
@@ -103,6 +103,7 @@ class Cluster:
         self.objects = {}  # (group, plural, namespace, name) -> object
         self.resources = {(r.group, r.plural): r for r in [
             Resource("", "v1", "secrets", "Secret"),
+            Resource("", "v1", "pods", "Pod", short_names=["po"]),
             Resource("coordination.k8s.io", "v1", "leases", "Lease"),
             Resource("networking.istio.io", "v1", "gateways", "Gateway", short_names=["gw"], categories=["istio-io", "networking-istio-io"]),
             Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False,
@@ -287,6 +288,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
                 return self.answer(200, {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
                     {"name": "secrets", "singularName": "secret", "namespaced": True, "kind": "Secret", "verbs": verbs},
+                    {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod", "verbs": verbs, "shortNames": ["po"]},
                     {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event", "verbs": verbs, "shortNames": ["ev"]},
                     {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace", "verbs": ["get", "list"], "shortNames": ["ns"]},
                 ]})

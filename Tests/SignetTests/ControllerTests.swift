@@ -266,24 +266,35 @@ struct ControllerTests {
         #expect(rig.controllerLog("one").contains("resuming an interrupted issuance"))
     }
 
-    @Test("the Gateway shim: an annotated Istio Gateway gets a Certificate per credentialName; '*' is refused; an unannotated one is left alone; removing the annotation removes them")
+    @Test("the Gateway shim: an annotated Istio Gateway gets a Certificate per credentialName where its workload runs; '*' is refused; an unannotated one is left alone; removing the annotation removes them")
     func gatewayShim() throws {
         let rig = try Rig()
         defer { rig.stop() }
         try rig.startController("one", extra: ["--gateways", "--log-level", "debug"])
+        // As in Istio's task: the Gateway in "default", the ingress gateway pods (whose namespace Istio reads the
+        // credentialName Secrets from) in istio-system.
         try rig.apply("""
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: istio-ingressgateway-7d4f
+              namespace: istio-system
+              labels: {istio: ingressgateway, app: istio-ingressgateway}
+            spec:
+              containers: [{name: istio-proxy, image: istio/proxyv2}]
+            ---
             apiVersion: networking.istio.io/v1
             kind: Gateway
             metadata:
               name: mygateway
-              namespace: istio-system
+              namespace: default
               annotations: {signet.dev/issue: "true"}
             spec:
               selector: {istio: ingressgateway}
               servers:
               - port: {number: 443, name: https-httpbin, protocol: HTTPS}
                 tls: {mode: SIMPLE, credentialName: httpbin-credential}
-                hosts: [istio-system/httpbin.example.com]
+                hosts: [default/httpbin.example.com]
               - port: {number: 443, name: https-bookinfo, protocol: HTTPS}
                 tls: {mode: MUTUAL, credentialName: bookinfo-credential}
                 hosts: ["*/bookinfo.com"]
@@ -302,6 +313,19 @@ struct ControllerTests {
               - port: {number: 443, name: https, protocol: HTTPS}
                 tls: {mode: SIMPLE, credentialName: theirs-credential}
                 hosts: [theirs.example.com]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: Gateway
+            metadata:
+              name: lonely
+              namespace: team-x
+              annotations: {signet.dev/issue: "true"}
+            spec:
+              selector: {app: nothing-runs-this}
+              servers:
+              - port: {number: 443, name: https, protocol: HTTPS}
+                tls: {mode: SIMPLE, credentialName: lonely-credential}
+                hosts: [lonely.example.com]
             """)
         var secrets: [String: [String: Any]] = [:]
         let deadline = Date().addingTimeInterval(30)
@@ -319,11 +343,14 @@ struct ControllerTests {
         let listed = try rig.cluster.kubectl(["get", "certificates.signet.dev", "-n", "istio-system", "-o", "name"]).output
         #expect(listed.contains("httpbin-credential") && listed.contains("bookinfo-credential"), "\(listed)")
         #expect(!listed.contains("everything-credential") && !listed.contains("theirs-credential"), "\(listed)")
-        let events = try rig.cluster.events("istio-system")
+        let events = try rig.cluster.events("default")
         #expect(events.contains { $0["reason"] as? String == "HostRefused" && ($0["note"] as? String ?? "").contains("matches every name") })
+        // No pods behind a Gateway's selector: its own namespace, and a Warning saying so.
+        #expect(try rig.cluster.kubectl(["get", "certificates.signet.dev", "-n", "team-x", "-o", "name"]).output.contains("lonely-credential"))
+        #expect(try rig.cluster.events("team-x").contains { $0["reason"] as? String == "NoWorkload" })
 
         // The annotation removed: the Certificates go, the Secrets stay.
-        #expect(try rig.cluster.kubectl(["annotate", "gateways.networking.istio.io", "mygateway", "-n", "istio-system", "signet.dev/issue-"]).succeeded)
+        #expect(try rig.cluster.kubectl(["annotate", "gateways.networking.istio.io", "mygateway", "-n", "default", "signet.dev/issue-"]).succeeded)
         var remaining = "?"
         let gone = Date().addingTimeInterval(20)
         while !remaining.isEmpty, Date() < gone {
@@ -335,7 +362,7 @@ struct ControllerTests {
         #expect(try rig.cluster.secret("istio-system", "httpbin-credential") != nil)
 
         // Annotated again, then deleted while no controller runs: the next controller removes the orphans.
-        #expect(try rig.cluster.kubectl(["annotate", "gateways.networking.istio.io", "mygateway", "-n", "istio-system", "signet.dev/issue=true"]).succeeded)
+        #expect(try rig.cluster.kubectl(["annotate", "gateways.networking.istio.io", "mygateway", "-n", "default", "signet.dev/issue=true"]).succeeded)
         func certificates() throws -> String {
             try rig.cluster.kubectl(["get", "certificates.signet.dev", "-n", "istio-system", "-o", "name"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -346,7 +373,7 @@ struct ControllerTests {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
-        let deleted = try rig.cluster.kubectl(["delete", "gateways.networking.istio.io", "mygateway", "-n", "istio-system"])
+        let deleted = try rig.cluster.kubectl(["delete", "gateways.networking.istio.io", "mygateway", "-n", "default"])
         #expect(deleted.succeeded, "\(deleted.output) \(deleted.error)")
         try rig.startController("two", extra: ["--gateways"])
         let cleaned = Date().addingTimeInterval(40)
