@@ -149,7 +149,7 @@ public final class CertificateController: Sendable {
                 await recordHeld(key, object: object, spec: spec, held: held)
                 return Requeue(after: until(held.renewalTime))
             case .refreshMetadata(let held):
-                if let secret { try await rewriteMetadata(secret, spec: spec, certificate: key.name, held: held) }
+                if let secret { try await rewriteMetadata(secret, spec: spec, certificate: key, held: held) }
                 await recordHeld(key, object: object, spec: spec, held: held)
                 return Requeue(after: until(held.renewalTime))
             case .backingOff(let retryAt):
@@ -250,13 +250,7 @@ public final class CertificateController: Sendable {
             serial: SerialNumbers.hex(leaf.serialNumber), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
             renewalTime: Reconciler.renewalTime(of: leaf, spec: spec)
         )
-        var contents = TLSSecretContents(chain: chain, privateKeyPEM: keyPEM, root: root, issuer: "\(leaf.issuer)", renewAfter: held.renewalTime)
-        contents.templateLabels = spec.labels
-        contents.templateAnnotations = spec.annotations.merging([
-            Reconciler.specHashAnnotation: spec.issuanceHash, Self.certificateAnnotation: key.name,
-        ]) { $1 }
-        // The Certificate names its Secret, so an existing Secret of that name is taken over, as cert-manager does.
-        try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: key.namespace, name: spec.secretName, adopt: true)
+        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: key, renewAfter: held.renewalTime)
         if let pendingKeySecret { await removePendingKey(pendingKeySecret, namespace: key.namespace) }
         return held
     }
@@ -313,17 +307,23 @@ public final class CertificateController: Sendable {
     }
 
     /// Template labels or annotations changed: the Secret is rewritten with the certificate and key it holds.
-    private func rewriteMetadata(_ secret: KubernetesObject, spec: CertificateSpec, certificate: String, held: HeldCertificate) async throws {
+    private func rewriteMetadata(_ secret: KubernetesObject, spec: CertificateSpec, certificate: Key, held: HeldCertificate) async throws {
         let data = secret.data
         guard let crt = data["tls.crt"].flatMap({ String(bytes: $0, encoding: .utf8) }), let keyPEM = data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
               let root = try await trustedRoots().last else { return }
         let chain = try PEMFiles.certificates(in: crt, source: "tls.crt")
-        var contents = TLSSecretContents(chain: chain, privateKeyPEM: keyPEM, root: root, issuer: "\(chain[0].issuer)", renewAfter: held.renewalTime)
+        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: certificate, renewAfter: held.renewalTime)
+    }
+
+    /// The Istio-shaped Secret with the template's labels and annotations, the spec hash and the owning Certificate.
+    /// The Certificate names its Secret, so an existing Secret of that name is taken over, as cert-manager does.
+    private func writeSecret(chain: [Certificate], keyPEM: String, root: Certificate, spec: CertificateSpec, certificate: Key, renewAfter: Date) async throws {
+        var contents = TLSSecretContents(chain: chain, privateKeyPEM: keyPEM, root: root, issuer: "\(chain[0].issuer)", renewAfter: renewAfter)
         contents.templateLabels = spec.labels
         contents.templateAnnotations = spec.annotations.merging([
-            Reconciler.specHashAnnotation: spec.issuanceHash, Self.certificateAnnotation: certificate,
+            Reconciler.specHashAnnotation: spec.issuanceHash, Self.certificateAnnotation: certificate.name,
         ]) { $1 }
-        try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: secret.namespace ?? "", name: secret.name, adopt: true)
+        try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: certificate.namespace, name: spec.secretName, adopt: true)
     }
 
     /// Keeps the status in step with the certificate held (after a restart, or a status edited by hand).

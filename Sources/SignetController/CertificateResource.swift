@@ -48,16 +48,9 @@ public struct CertificateSpec: Sendable, Equatable {
         let key = spec["privateKey"]
         let algorithm = key?["algorithm"]?.string ?? "ECDSA"
         let size = key?["size"]?.number.map { Int($0) }
-        let chosen: KeyAlgorithm? = switch (algorithm, size) {
-        case ("ECDSA", nil), ("ECDSA", 256): .ecdsaP256
-        case ("ECDSA", 384): .ecdsaP384
-        case ("RSA", nil), ("RSA", 2048): .rsa2048
-        case ("RSA", 3072): .rsa3072
-        case ("RSA", 4096): .rsa4096
-        case ("Ed25519", nil): .ed25519
-        default: nil
+        guard let chosen = KeyAlgorithm(algorithm: algorithm, size: size) else {
+            throw .invalid("spec.privateKey \(algorithm) size \(size.map(String.init) ?? "-") is not offered; use \(KeyAlgorithm.offeredKeys)")
         }
-        guard let chosen else { throw .invalid("spec.privateKey \(algorithm) size \(size.map(String.init) ?? "-") is not offered") }
         keyAlgorithm = chosen
         let rotation = key?["rotationPolicy"]?.string ?? "Always"
         guard let policy = RotationPolicy(rawValue: rotation) else { throw .invalid("spec.privateKey.rotationPolicy '\(rotation)' is not Always or Never") }

@@ -1,5 +1,4 @@
 import SignetKubernetes
-import X509
 
 import Foundation
 
@@ -27,13 +26,5 @@ enum Conditions {
 
     static func timestamp(_ date: Date) -> String {
         ISO8601DateFormatter().string(from: date)
-    }
-}
-
-extension Reconciler {
-    /// The Secret's leaf, if it is sound and unexpired.
-    static func inspectedLeaf(_ secret: KubernetesObject, roots: [Certificate], now: Date) -> Certificate? {
-        guard case .success(let found) = inspect(secret, trustedRoots: roots, now: now), now < found.certificate.notValidAfter else { return nil }
-        return found.certificate
     }
 }

@@ -136,6 +136,12 @@ public enum Reconciler {
         return .failure(ContentProblem("the certificate in tls.crt was not issued by this Signet CA"))
     }
 
+    /// The Secret's leaf, if it is sound and unexpired.
+    static func inspectedLeaf(_ secret: KubernetesObject, roots: [Certificate], now: Date) -> Certificate? {
+        guard case .success(let found) = inspect(secret, trustedRoots: roots, now: now), now < found.certificate.notValidAfter else { return nil }
+        return found.certificate
+    }
+
     struct ContentProblem: Error, Equatable, CustomStringConvertible {
         let description: String
         init(_ description: String) { self.description = description }

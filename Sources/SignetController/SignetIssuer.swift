@@ -6,8 +6,8 @@ import NIOHTTP1
 import NIOSSL
 import SignetAuthority
 import SignetKeys
+import SignetKubernetes
 import SignetOpenAPI
-import Synchronization
 import X509
 
 import Foundation
@@ -23,15 +23,14 @@ public final class SignetIssuer: Sendable {
     }
 
     let base: String
-    let tokenFile: String
+    let tokenFile: RotatingTokenFile
     let http: HTTPClient
-    private let cachedToken = Mutex<(token: String, read: ContinuousClock.Instant)?>(nil)
 
     public init(url: String, caFile: String?, tokenFile: String) throws {
         var tls = TLSConfiguration.makeClientConfiguration()
         if let caFile { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile)) }
         self.base = url.hasSuffix("/") ? String(url.dropLast()) : url
-        self.tokenFile = tokenFile
+        self.tokenFile = RotatingTokenFile(path: tokenFile)
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
     }
 
@@ -90,17 +89,11 @@ public final class SignetIssuer: Sendable {
         return data
     }
 
-    /// The projected token, re-read every minute (the kubelet rotates it well before expiry).
     private func token() throws -> String {
-        let now = ContinuousClock.now
-        return try cachedToken.withLock { cached in
-            if let cached, now - cached.read < .seconds(60) { return cached.token }
-            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
-                throw Failure(status: nil, description: "cannot read the service-account token \(tokenFile)")
-            }
-            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            cached = (token, now)
-            return token
+        do {
+            return try tokenFile.current()
+        } catch {
+            throw Failure(status: nil, description: "cannot read the service-account token \(tokenFile.path)")
         }
     }
 

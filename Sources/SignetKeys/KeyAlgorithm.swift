@@ -73,4 +73,32 @@ public enum KeyAlgorithm: String, CaseIterable, Sendable {
         default: nil
         }
     }
+
+    /// From cert-manager's `privateKey {algorithm, size}` (the shape of managed certificates and of the Certificate
+    /// resource): ECDSA 256 (default) or 384, RSA 2048 (default), 3072 or 4096, Ed25519 without a size.
+    public init?(algorithm: String, size: Int?) {
+        switch (algorithm, size) {
+        case ("ECDSA", nil), ("ECDSA", 256): self = .ecdsaP256
+        case ("ECDSA", 384): self = .ecdsaP384
+        case ("RSA", nil), ("RSA", 2048): self = .rsa2048
+        case ("RSA", 3072): self = .rsa3072
+        case ("RSA", 4096): self = .rsa4096
+        case ("Ed25519", nil): self = .ed25519
+        default: return nil
+        }
+    }
+
+    /// The cert-manager form of this algorithm.
+    public var algorithmAndSize: (algorithm: String, size: Int?) {
+        switch self {
+        case .ecdsaP256: ("ECDSA", 256)
+        case .ecdsaP384: ("ECDSA", 384)
+        case .rsa2048: ("RSA", 2048)
+        case .rsa3072: ("RSA", 3072)
+        case .rsa4096: ("RSA", 4096)
+        case .ed25519: ("Ed25519", nil)
+        }
+    }
+
+    public static let offeredKeys = "ECDSA 256 or 384, RSA 2048, 3072 or 4096, or Ed25519 (no size)"
 }

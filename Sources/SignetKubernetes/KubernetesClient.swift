@@ -4,7 +4,6 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import NIOSSL
-import Synchronization
 
 import Foundation
 
@@ -51,8 +50,8 @@ public final class KubernetesClient: Sendable {
     let http: HTTPClient
     let retry: RetryPolicy
     let logger: Logger
-    /// The token file's contents and when they were read; re-read every minute, as client-go does.
-    private let cachedToken = Mutex<(token: String, read: ContinuousClock.Instant)?>(nil)
+    /// The service-account token, for a `.tokenFile` credential.
+    private let tokenFile: RotatingTokenFile?
 
     public init(configuration: KubernetesConfiguration, retry: RetryPolicy = .init(), logger: Logger) throws {
         var tls = TLSConfiguration.makeClientConfiguration()
@@ -65,6 +64,7 @@ public final class KubernetesClient: Sendable {
             tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
         }
         self.configuration = configuration
+        if case .tokenFile(let path) = configuration.credential { tokenFile = RotatingTokenFile(path: path) } else { tokenFile = nil }
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
         self.retry = retry
         self.logger = logger
@@ -292,7 +292,7 @@ public final class KubernetesClient: Sendable {
                 }
             case 401 where !reloadedToken:
                 // A rotated service-account token: read the file again, once.
-                cachedToken.withLock { $0 = nil }
+                tokenFile?.reload()
                 reloadedToken = true
                 attempt -= 1
             case 429, 500, 502, 503, 504:
@@ -310,18 +310,13 @@ public final class KubernetesClient: Sendable {
         switch configuration.credential {
         case .token(let token):
             request.headers.add(name: "Authorization", value: "Bearer \(token)")
-        case .tokenFile(let path):
-            let now = ContinuousClock.now
-            let token = try cachedToken.withLock { cached -> String in
-                if let cached, now - cached.read < .seconds(60) { return cached.token }
-                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                    throw KubernetesError.configuration("cannot read the token file \(path)")
-                }
-                let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-                cached = (token, now)
-                return token
+        case .tokenFile:
+            guard let tokenFile else { break }
+            do {
+                request.headers.add(name: "Authorization", value: "Bearer \(try tokenFile.current())")
+            } catch {
+                throw KubernetesError.configuration(error.description)
             }
-            request.headers.add(name: "Authorization", value: "Bearer \(token)")
         case .clientCertificate, .none:
             break
         }

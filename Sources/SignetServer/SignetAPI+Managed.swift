@@ -108,19 +108,10 @@ extension SignetAPI {
 
     /// cert-manager's `privateKey` shape to Signet's key algorithms.
     static func keyAlgorithm(_ spec: Components.Schemas.PrivateKeySpec?) throws -> KeyAlgorithm {
-        let algorithm = spec?.algorithm ?? .ecdsa
-        let chosen: KeyAlgorithm? = switch (algorithm, spec?.size) {
-        case (.ecdsa, nil), (.ecdsa, 256): .ecdsaP256
-        case (.ecdsa, 384): .ecdsaP384
-        case (.rsa, nil), (.rsa, 2048): .rsa2048
-        case (.rsa, 3072): .rsa3072
-        case (.rsa, 4096): .rsa4096
-        case (.ed25519, nil): .ed25519
-        default: nil
-        }
-        guard let chosen else {
+        let algorithm = (spec?.algorithm ?? .ecdsa).rawValue
+        guard let chosen = KeyAlgorithm(algorithm: algorithm, size: spec?.size) else {
             throw ManagedCertificateRefusal.invalid(
-                "privateKey \(algorithm.rawValue) size \(spec?.size.map(String.init) ?? "-") is not offered; use ECDSA 256 or 384, RSA 2048, 3072 or 4096, or Ed25519 (no size)"
+                "privateKey \(algorithm) size \(spec?.size.map(String.init) ?? "-") is not offered; use \(KeyAlgorithm.offeredKeys)"
             )
         }
         return chosen
@@ -131,14 +122,8 @@ extension SignetAPI {
     }
 
     static func privateKeySpec(_ raw: String) -> Components.Schemas.PrivateKeySpec {
-        switch KeyAlgorithm(rawValue: raw) {
-        case .ecdsaP384: .init(algorithm: .ecdsa, size: 384)
-        case .rsa2048: .init(algorithm: .rsa, size: 2048)
-        case .rsa3072: .init(algorithm: .rsa, size: 3072)
-        case .rsa4096: .init(algorithm: .rsa, size: 4096)
-        case .ed25519: .init(algorithm: .ed25519)
-        default: .init(algorithm: .ecdsa, size: 256)
-        }
+        let form = (KeyAlgorithm(rawValue: raw) ?? .ecdsaP256).algorithmAndSize
+        return .init(algorithm: .init(rawValue: form.algorithm), size: form.size)
     }
 
     static func seconds(_ text: String, _ field: String) throws -> Int64 {

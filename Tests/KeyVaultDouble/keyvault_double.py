@@ -20,24 +20,22 @@ It prints `READY <port>` on stdout once it listens.
 import argparse
 import base64
 import datetime
-import hashlib
 import http.server
 import json
 import os
 import random
 import signal
-import socketserver
-import ssl
 import sys
 import threading
 import time
 import urllib.parse
 import uuid
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Doubles"))
+import loopback_https  # noqa: E402  (shared with the other doubles)
+
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from cryptography.x509.oid import NameOID
 
 
 def b64url(data: bytes) -> str:
@@ -364,39 +362,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.answer(200, {"kid": f"{self.base_url}/keys/{name}/{found[0]}", "value": b64url(signature)})
 
 
-def make_tls(directory: str) -> ssl.SSLContext:
-    """A CA and a server certificate for 127.0.0.1, localhost and ::1, written to the directory."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Key Vault double CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    import ipaddress
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.IPAddress(ipaddress.ip_address("::1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    with open(os.path.join(directory, "ca.crt"), "wb") as f:
-        f.write(ca.public_bytes(pem))
-    with open(os.path.join(directory, "server.pem"), "wb") as f:
-        f.write(cert.public_bytes(pem) + key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(os.path.join(directory, "server.pem"))
-    return context
-
-
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 def main():
     # A launcher's worker thread may have SIGTERM blocked, and a blocked mask is inherited: unblock it so the
     # double stops when it is told to.
@@ -409,8 +374,7 @@ def main():
     arguments = parser.parse_args()
     os.makedirs(arguments.dir, exist_ok=True)
     Handler.vault = Vault(arguments.client_secret, arguments.tenant)
-    server = Server(("127.0.0.1", arguments.port), Handler)
-    server.socket = make_tls(arguments.dir).wrap_socket(server.socket, server_side=True)
+    server = loopback_https.serve_https(arguments.dir, arguments.port, Handler, "Key Vault double CA", "localhost")
     port = server.server_address[1]
     Handler.base_url = f"https://127.0.0.1:{port}"
     print(f"READY {port}", flush=True)

@@ -16,21 +16,10 @@ final class KeyVaultDoubleProcess: @unchecked Sendable {
 
     init() throws {
         directory = try Fixtures.temporaryDirectory("keyvault-double")
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
-        process.arguments = [Fixtures.packageRoot + "/Tests/KeyVaultDouble/keyvault_double.py", "--dir", directory,
-                             "--tenant", Self.tenant, "--client-secret", Self.clientSecret]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-        // The double prints "READY <port>" once it listens.
-        let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
-        guard let port = line.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
-            process.terminate()
-            throw Tool.ToolMissing(name: "the Key Vault double (it printed '\(line)')")
-        }
-        self.port = port
+        (process, port) = try PythonDouble.launch(
+            "KeyVaultDouble/keyvault_double.py", arguments: ["--dir", directory, "--tenant", Self.tenant, "--client-secret", Self.clientSecret],
+            name: "the Key Vault double"
+        )
     }
 
     /// Sets faults: latency_ms, throttle_every, retry_after, error_rate, drop_rate, down.

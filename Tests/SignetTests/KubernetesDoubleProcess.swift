@@ -13,20 +13,10 @@ final class KubernetesDoubleProcess: @unchecked Sendable {
 
     init() throws {
         directory = try Fixtures.temporaryDirectory("kube-double")
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
-        process.arguments = [Fixtures.packageRoot + "/Tests/KubernetesDouble/kube_double.py", "--dir", directory,
-                             "--token", "admin=*", "--token", "gateway=istio-system"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-        let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
-        guard let port = line.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
-            process.terminate()
-            throw Tool.ToolMissing(name: "the Kubernetes double (it printed '\(line)')")
-        }
-        self.port = port
+        (process, port) = try PythonDouble.launch(
+            "KubernetesDouble/kube_double.py", arguments: ["--dir", directory, "--token", "admin=*", "--token", "gateway=istio-system"],
+            name: "the Kubernetes double"
+        )
         for user in ["admin", "gateway"] {
             try kubeconfigText(token: user).write(to: kubeconfig(user))
         }
