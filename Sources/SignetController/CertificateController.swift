@@ -236,7 +236,7 @@ public final class CertificateController: Sendable {
         let privateKey = try PrivateKeyPEM.read(keyPEM)
 
         let chainPEM: String
-        if let earlier, Set(earlier.record.dnsNames) == Set(spec.dnsNames.map { $0.lowercased() }), earlier.record.notAfter > now(),
+        if let earlier, Set(earlier.record.dnsNames + earlier.record.ipAddresses) == Reconciler.names(of: spec), earlier.record.notAfter > now(),
            earlier.record.serial != deliveredSerial {
             logger.info("resuming an interrupted issuance with the certificate Signet already issued for its key",
                         metadata: ["certificate": "\(key)", "serial": "\(earlier.record.serial)"])

@@ -99,8 +99,9 @@ public enum Reconciler {
         return names
     }
 
+    /// Canonical as Signet makes them; names Signet would refuse match nothing (and Signet says why on issuance).
     static func names(of spec: CertificateSpec) -> Set<String> {
-        Set(spec.dnsNames.map { $0.lowercased() } + spec.ipAddresses.map { IPAddress($0)?.description ?? $0 })
+        (try? IssuanceRules.names(dnsNames: spec.dnsNames, ipAddresses: spec.ipAddresses)).map { Set($0.all) } ?? []
     }
 
     /// The renewal time for a held certificate. The jitter comes from the serial, so every replica and every restart

@@ -227,14 +227,11 @@ public struct ServerConfiguration: Sendable, Equatable {
     }
 
     private mutating func setListen(_ value: String) throws {
-        // "host:port", "[v6]:port" or ":port".
-        guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]), (0...65535).contains(port) else {
+        // Port 0 asks for any free port (tests read the one bound).
+        guard let address = HostPort.split(value, wildcardHost: "0.0.0.0", allowingPortZero: true) else {
             throw ConfigurationError("listen '\(value)' is not host:port")
         }
-        var host = String(value[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        self.host = host.isEmpty ? "0.0.0.0" : host
-        self.port = port
+        (host, port) = address
     }
 
     private static func number<T: LosslessStringConvertible>(_ environment: [String: String], _ key: String) throws -> T? {
@@ -302,13 +299,15 @@ public struct ClusterSettings: Sendable, Equatable {
     }
 }
 
-enum HostPort {
-    /// `host:port` or `[v6]:port`.
-    static func split(_ text: String) -> (host: String, port: Int)? {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else { return nil }
+public enum HostPort {
+    /// `host:port` or `[v6]:port`; `:port` too when a `wildcardHost` stands in for "every interface".
+    public static func split(_ text: String, wildcardHost: String? = nil, allowingPortZero: Bool = false) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              ((allowingPortZero ? 0 : 1)...65535).contains(port) else { return nil }
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return host.isEmpty ? nil : (host, port)
+        guard let chosen = host.isEmpty ? wildcardHost : host else { return nil }
+        return (chosen, port)
     }
 
     static func validate(_ text: String, _ key: String) throws {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SignetController
 import SignetKubernetes
+import SignetServer
 
 struct ControllerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -64,9 +65,7 @@ struct ControllerCommand: AsyncParsableCommand {
         logger.logLevel = logLevel
         let environment = ProcessInfo.processInfo.environment
         guard let server = server ?? environment["SIGNET_SERVER"] else { throw ValidationError("give --server URL (or set SIGNET_SERVER)") }
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-            throw ValidationError("--listen must be host:port")
-        }
+        guard let (host, port) = HostPort.split(listen, wildcardHost: "0.0.0.0") else { throw ValidationError("--listen must be host:port") }
         let kubernetes = try KubernetesConfiguration.resolve(kubeconfig: kubeconfig, context: context)
         let client = try KubernetesClient(configuration: kubernetes, logger: logger)
         let issuer = try SignetIssuer(url: server, caFile: cacert ?? environment["SIGNET_CACERT"], tokenFile: tokenFile)
@@ -83,7 +82,7 @@ struct ControllerCommand: AsyncParsableCommand {
         )
         do {
             try await ControllerApplication.run(
-                controller: controller, election: election, metrics: metrics, host: String(listen[..<colon]), port: port, logger: logger
+                controller: controller, election: election, metrics: metrics, host: host, port: port, logger: logger
             )
         } catch {
             try? await issuer.shutdown()
