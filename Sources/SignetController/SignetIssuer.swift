@@ -18,8 +18,6 @@ public final class SignetIssuer: Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public let status: Int?
         public let description: String
-        /// Worth retrying soon: the server or the network failed, not the request.
-        public var isTransient: Bool { status == nil || status == 429 || (status ?? 0) >= 500 }
     }
 
     let base: String

@@ -144,10 +144,6 @@ public final class KubernetesClient: Sendable {
         try await replace(.secrets, secret)
     }
 
-    public func deleteSecret(namespace: String, name: String) async throws {
-        try await delete(.secrets, namespace: namespace, name: name)
-    }
-
     public func listSecrets(namespace: String, labelSelector: String? = nil) async throws -> (items: [KubernetesObject], resourceVersion: String) {
         try await list(.secrets, namespace: namespace, labelSelector: labelSelector)
     }

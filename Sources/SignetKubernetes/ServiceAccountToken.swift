@@ -83,8 +83,6 @@ public struct JSONWebKeySet: Sendable {
         if let id { return keys.first { $0.id == id }?.key }
         return keys.count == 1 ? keys[0].key : nil
     }
-
-    public var isEmpty: Bool { keys.isEmpty }
 }
 
 /// Offline validation of a projected service-account token (a JWT): signature against the cluster's JWKS, issuer,
@@ -128,12 +126,6 @@ public enum ServiceAccountToken {
     public static func looksLikeJWT(_ token: String) -> Bool {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         return parts.count == 3 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" } }
-    }
-
-    public static func keyID(of token: String) -> String? {
-        let parts = token.split(separator: ".")
-        guard parts.count == 3, let data = Base64URL.decode(String(parts[0])) else { return nil }
-        return (try? JSONDecoder().decode(Header.self, from: data))?.kid
     }
 
     public static func verify(

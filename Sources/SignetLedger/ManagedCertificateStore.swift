@@ -217,21 +217,13 @@ extension CertificateLedger {
         }
     }
 
-    /// A failed attempt: counted, explained, and retried at `retryAt`. The pending key is kept unless `discardKey`.
-    public func failRenewal(name: String, error: String, at now: Date, retryAt: Date, discardKey: Bool = false) async throws {
+    /// A failed attempt: counted, explained, and retried at `retryAt`. The pending key is kept for the retry.
+    public func failRenewal(name: String, error: String, at now: Date, retryAt: Date) async throws {
         try await pool.write { db in
             try db.execute(sql: """
                 UPDATE managed_certificates SET attempts = attempts + 1, last_error = ?, last_attempt_ms = ?, next_attempt_ms = ?
-                \(discardKey ? ", pending_key = NULL, pending_key_sha256 = NULL, pending_generation = NULL" : "")
                 WHERE name = ?
                 """, arguments: [error, Self.milliseconds(now), Self.milliseconds(retryAt), name])
-        }
-    }
-
-    public func discardPendingKey(name: String) async throws {
-        try await pool.write { db in
-            try db.execute(sql: "UPDATE managed_certificates SET pending_key = NULL, pending_key_sha256 = NULL, pending_generation = NULL WHERE name = ?",
-                           arguments: [name])
         }
     }
 
