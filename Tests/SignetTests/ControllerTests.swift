@@ -225,7 +225,7 @@ struct ControllerTests {
     func faults() throws {
         let rig = try Rig()
         defer { rig.stop() }
-        var (controller, _) = try rig.startController("one")
+        var (controller, _) = try rig.startController("one", extra: ["--log-level", "debug"])
         try rig.apply(Self.certificateYAML("flaky", secret: "flaky-tls", names: ["flaky.team-a.example.com"], duration: "1h", renewBefore: "30m"))
         _ = try rig.waitFor("flaky", seconds: 30) { Rig.status($0)["revision"] as? Int == 1 }
 
