@@ -17,6 +17,10 @@ public struct ControllerSettings: Sendable {
     public var resync: Duration = .seconds(300)
     /// Make Certificates for Istio Gateways annotated `signet.dev/issue: "true"`.
     public var gatewayShim = false
+    /// How often the namespaces whose Secrets are watched are brought up to date with the Certificates.
+    public var namespaceRefresh: Duration = .seconds(5)
+    /// Namespaces besides their own where Gateways of a namespace may have Certificates made.
+    public var gatewayNamespaces = GatewayShim.GatewayNamespaces()
 
     public init() {}
 }
@@ -54,9 +58,7 @@ public final class CertificateController: Sendable {
             group.addTask { await self.follow(.certificates, labelSelector: nil) { object, _ in
                 Key(namespace: object.namespace ?? "", name: object.name)
             } }
-            group.addTask { await self.follow(.secrets, labelSelector: "\(TLSSecret.managedByLabel)=\(TLSSecret.managedByValue)") { object, _ in
-                object.annotations[Self.certificateAnnotation].map { Key(namespace: object.namespace ?? "", name: $0) }
-            } }
+            group.addTask { await self.followSecrets() }
             group.addTask { await self.resyncPeriodically() }
             if settings.gatewayShim {
                 group.addTask { await self.followGateways() }
@@ -82,6 +84,47 @@ public final class CertificateController: Sendable {
                 if let key = key(object, false) { await self.queue.add(key) }
             case .deleted(let object):
                 if let key = key(object, true) { await self.queue.add(key) }
+            }
+        }
+    }
+
+    /// The Secrets it writes, watched in each namespace that has Certificates: the controller may read Secrets only
+    /// where its namespaced Roles allow (deploy/namespace-access), never cluster-wide. Watches start and stop as
+    /// Certificates appear in and leave namespaces; a namespace without a Role shows up as 403s in the log and as the
+    /// Certificate's failed issuance.
+    private func followSecrets() async {
+        // One task per namespace, since a task group cannot cancel one child; all are cancelled with this one.
+        var watches: [String: Task<Void, Never>] = [:]
+        while !Task.isCancelled {
+            let wanted: Set<String>
+            if let namespace = settings.namespace {
+                wanted = [namespace]
+            } else if let items = try? await client.list(.certificates, namespace: nil).items {
+                wanted = Set(items.compactMap(\.namespace))
+            } else {
+                wanted = Set(watches.keys)
+            }
+            for namespace in wanted where watches[namespace] == nil {
+                watches[namespace] = Task { await self.followSecrets(in: namespace) }
+            }
+            for (namespace, task) in watches where !wanted.contains(namespace) {
+                task.cancel()
+                watches[namespace] = nil
+            }
+            try? await Task.sleep(for: settings.namespaceRefresh)
+        }
+        for task in watches.values { task.cancel() }
+    }
+
+    private func followSecrets(in namespace: String) async {
+        await client.follow(.secrets, namespace: namespace, labelSelector: "\(TLSSecret.managedByLabel)=\(TLSSecret.managedByValue)") { observed in
+            let objects: [KubernetesObject]
+            switch observed {
+            case .listed(let items): objects = items
+            case .changed(let object), .deleted(let object): objects = [object]
+            }
+            for object in objects {
+                if let name = object.annotations[Self.certificateAnnotation] { await self.queue.add(Key(namespace: namespace, name: name)) }
             }
         }
     }
@@ -144,18 +187,23 @@ public final class CertificateController: Sendable {
             let secret = try await client.getSecret(namespace: key.namespace, name: spec.secretName)
             let roots = try await trustedRoots()
             let record = IssuanceRecord(status: object.json["status"])
-            switch Reconciler.decide(spec: spec, secret: secret, record: record, trustedRoots: roots, now: now()) {
+            let owner = Self.owner(key), mayAdopt = Self.mayAdopt(object)
+            switch Reconciler.decide(spec: spec, secret: secret, owner: owner, mayAdopt: mayAdopt, record: record, trustedRoots: roots, now: now()) {
             case .upToDate(let held):
                 await recordHeld(key, object: object, spec: spec, held: held)
                 return Requeue(after: until(held.renewalTime))
             case .refreshMetadata(let held):
-                if let secret { try await rewriteMetadata(secret, spec: spec, certificate: key, held: held) }
+                if let secret { try await rewriteMetadata(secret, spec: spec, certificate: key, held: held, adopt: mayAdopt) }
                 await recordHeld(key, object: object, spec: spec, held: held)
                 return Requeue(after: until(held.renewalTime))
             case .backingOff(let retryAt):
                 return Requeue(after: until(retryAt))
+            case let .blocked(reason, message):
+                await block(key, object: object, spec: spec, reason: reason, message: message)
+                // The Secret's watch brings it back when the Secret changes; the resync and this retry otherwise.
+                return Requeue(after: .seconds(60), failed: true)
             case let .issue(reason, message):
-                return await issue(key, object: object, spec: spec, secret: secret, roots: roots, reason: reason, message: message, record: record)
+                return await issue(key, object: object, spec: spec, secret: secret, roots: roots, reason: reason, message: message, record: record, adopt: mayAdopt)
             }
         } catch {
             logger.warning("reconcile failed", metadata: ["certificate": "\(key)", "error": "\(error)"])
@@ -163,9 +211,29 @@ public final class CertificateController: Sendable {
         }
     }
 
+    /// The owner name this Certificate writes into its Secret's `signet.dev/owner`.
+    static func owner(_ key: Key) -> String { "certificate/\(key.namespace)/\(key.name)" }
+
+    /// A Certificate a user made may take over an existing Secret, as cert-manager's do (the user named it, in their
+    /// own namespace); one the Gateway shim made may not, since a Gateway's author does not own the namespace's Secrets.
+    static func mayAdopt(_ certificate: KubernetesObject) -> Bool { certificate.labels[GatewayShim.gatewayLabel] == nil }
+
+    /// Not Ready, with the reason, and a Warning Event when the reason is new; nothing is issued.
+    private func block(_ key: Key, object: KubernetesObject, spec: CertificateSpec, reason: String, message: String) async {
+        let known = Conditions.get(object.json["status"] ?? .object([:]), "Ready")?["reason"]?.string == reason
+        await updateStatus(key) { status, generation in
+            let at = self.now()
+            Conditions.set(&status, type: "Ready", status: "False", reason: reason, message: message, generation: generation, now: at)
+            Conditions.set(&status, type: "Issuing", status: "False", reason: reason, message: message, generation: generation, now: at)
+        }
+        if !known { await announce(object, type: "Warning", reason: reason, note: message) }
+        logger.warning("not writing a Secret", metadata: ["certificate": "\(key)", "reason": "\(reason)", "message": "\(message)"])
+        metrics.observe(key.namespace, key.name, secret: spec.secretName, held: nil, ready: false)
+    }
+
     private func issue(
         _ key: Key, object: KubernetesObject, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate],
-        reason: String, message: String, record: IssuanceRecord
+        reason: String, message: String, record: IssuanceRecord, adopt: Bool
     ) async -> Requeue {
         logger.info("issuing", metadata: ["certificate": "\(key)", "reason": "\(reason)"])
         await updateStatus(key) { status, generation in
@@ -173,7 +241,7 @@ public final class CertificateController: Sendable {
         }
         do {
             let held = try await performIssuance(
-                key, spec: spec, secret: secret, roots: roots, deliveredSerial: object.json["status"]?["serial"]?.string
+                key, spec: spec, secret: secret, roots: roots, deliveredSerial: object.json["status"]?["serial"]?.string, adopt: adopt
             )
             await updateStatus(key) { status, generation in
                 let at = self.now()
@@ -212,7 +280,7 @@ public final class CertificateController: Sendable {
     /// Key (kept in a Secret of its own until the certificate is delivered), certificate (found in Signet's ledger if
     /// an interrupted attempt already got one for this key), the Secret, and the pending key's removal.
     private func performIssuance(
-        _ key: Key, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate], deliveredSerial: String?
+        _ key: Key, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate], deliveredSerial: String?, adopt: Bool
     ) async throws -> HeldCertificate {
         var keyPEM = ""
         var pendingKeySecret: String?
@@ -250,7 +318,7 @@ public final class CertificateController: Sendable {
             serial: SerialNumbers.hex(leaf.serialNumber), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
             renewalTime: Reconciler.renewalTime(of: leaf, spec: spec)
         )
-        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: key, renewAfter: held.renewalTime)
+        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: key, renewAfter: held.renewalTime, adopt: adopt)
         if let pendingKeySecret { await removePendingKey(pendingKeySecret, namespace: key.namespace) }
         return held
     }
@@ -307,23 +375,27 @@ public final class CertificateController: Sendable {
     }
 
     /// Template labels or annotations changed: the Secret is rewritten with the certificate and key it holds.
-    private func rewriteMetadata(_ secret: KubernetesObject, spec: CertificateSpec, certificate: Key, held: HeldCertificate) async throws {
+    private func rewriteMetadata(_ secret: KubernetesObject, spec: CertificateSpec, certificate: Key, held: HeldCertificate, adopt: Bool) async throws {
         let data = secret.data
         guard let crt = data["tls.crt"].flatMap({ String(bytes: $0, encoding: .utf8) }), let keyPEM = data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
               let root = try await trustedRoots().last else { return }
         let chain = try PEMFiles.certificates(in: crt, source: "tls.crt")
-        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: certificate, renewAfter: held.renewalTime)
+        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: certificate, renewAfter: held.renewalTime, adopt: adopt)
     }
 
     /// The Istio-shaped Secret with the template's labels and annotations, the spec hash and the owning Certificate.
-    /// The Certificate names its Secret, so an existing Secret of that name is taken over, as cert-manager does.
-    private func writeSecret(chain: [Certificate], keyPEM: String, root: Certificate, spec: CertificateSpec, certificate: Key, renewAfter: Date) async throws {
+    /// With `adopt`, an existing Secret Signet did not write is taken over, as cert-manager does; one that another
+    /// Signet owner keeps never is.
+    private func writeSecret(
+        chain: [Certificate], keyPEM: String, root: Certificate, spec: CertificateSpec, certificate: Key, renewAfter: Date, adopt: Bool
+    ) async throws {
         var contents = TLSSecretContents(chain: chain, privateKeyPEM: keyPEM, root: root, issuer: "\(chain[0].issuer)", renewAfter: renewAfter)
         contents.templateLabels = spec.labels
         contents.templateAnnotations = spec.annotations.merging([
             Reconciler.specHashAnnotation: spec.issuanceHash, Self.certificateAnnotation: certificate.name,
         ]) { $1 }
-        try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: certificate.namespace, name: spec.secretName, adopt: true)
+        contents.owner = Self.owner(certificate)
+        try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: certificate.namespace, name: spec.secretName, adopt: adopt)
     }
 
     /// Keeps the status in step with the certificate held (after a restart, or a status edited by hand).

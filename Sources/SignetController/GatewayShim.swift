@@ -7,14 +7,67 @@ import Foundation
 /// Istio Gateways annotated `signet.dev/issue: "true"` get a Certificate per `tls.credentialName`, covering the hosts
 /// of the servers that name it, in each namespace the gateway workload runs in: Istio resolves a credentialName in
 /// the namespace of the gateway pods, not of the Gateway resource. Those namespaces are found from the Gateway's
-/// selector (pods matching it, in any namespace); `signet.dev/secret-namespace` names one explicitly; with no
-/// matching pods the Gateway's own namespace is used and a Warning says so. Removing the annotation, or the Gateway,
+/// selector (pods matching it); `signet.dev/secret-namespace` names one explicitly; with no matching pods the
+/// Gateway's own namespace is used and a Warning says so.
+///
+/// Whoever may create a Gateway in a namespace controls its selector and annotations, so neither may reach another
+/// tenant: Certificates go only into the Gateway's own namespace, or into namespaces an administrator allowed for
+/// Gateways of that namespace (`GatewayNamespaces`); anything else is refused with a Warning naming the rule. The
+/// Certificates the shim makes never adopt a Secret Signet did not write. Removing the annotation, or the Gateway,
 /// removes those Certificates; their Secrets stay, so traffic is never cut by taking Signet away.
 public enum GatewayShim {
     public static let issueAnnotation = "signet.dev/issue"
     public static let secretNamespaceAnnotation = "signet.dev/secret-namespace"
     /// On the Certificates the shim makes: `<namespace>.<name>` of their Gateway.
     public static let gatewayLabel = "signet.dev/gateway"
+
+    /// Where Gateways of a namespace may have Certificates made besides their own namespace: the administrator's
+    /// allowance, e.g. `default=istio-system` for Istio's task (the Gateway in `default`, the ingress pods in
+    /// `istio-system`). Nothing a tenant writes extends it.
+    public struct GatewayNamespaces: Sendable, Equatable {
+        public var allowed: [String: Set<String>]
+
+        public init(_ allowed: [String: Set<String>] = [:]) {
+            self.allowed = allowed
+        }
+
+        /// `SOURCE=TARGET[,TARGET...]` entries, as given on the command line.
+        public init(parsing entries: [String]) throws(GatewayNamespacesError) {
+            var allowed: [String: Set<String>] = [:]
+            for entry in entries {
+                let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+                let targets = parts.count == 2 ? parts[1].split(separator: ",").map(String.init) : []
+                guard parts.count == 2, KubernetesNames.isLabel(parts[0]), !targets.isEmpty, targets.allSatisfy(KubernetesNames.isLabel) else {
+                    throw GatewayNamespacesError(entry: entry)
+                }
+                allowed[parts[0], default: []].formUnion(targets)
+            }
+            self.allowed = allowed
+        }
+
+        public func permits(gatewayNamespace: String, certificateNamespace: String) -> Bool {
+            certificateNamespace == gatewayNamespace || allowed[gatewayNamespace]?.contains(certificateNamespace) == true
+        }
+
+        /// The rule, for Warning Events.
+        func rule(for gatewayNamespace: String) -> String {
+            let extra = (allowed[gatewayNamespace] ?? []).sorted()
+            return extra.isEmpty
+                ? "Gateways in \(gatewayNamespace) get Certificates only in \(gatewayNamespace) (an administrator may allow more with --gateway-namespaces \(gatewayNamespace)=NAMESPACE)"
+                : "Gateways in \(gatewayNamespace) get Certificates only in \(([gatewayNamespace] + extra).joined(separator: ", ")) (--gateway-namespaces)"
+        }
+    }
+
+    public struct GatewayNamespacesError: Error, CustomStringConvertible {
+        public let entry: String
+        public var description: String { "--gateway-namespaces '\(entry)' must be GATEWAY-NAMESPACE=NAMESPACE[,NAMESPACE...] of namespace names" }
+    }
+
+    /// A Warning the shim raises on the Gateway.
+    public struct Refusal: Equatable, Sendable {
+        public var reason: String
+        public var note: String
+    }
 
     public struct DesiredCertificate: Equatable, Sendable {
         public var namespace: String
@@ -30,33 +83,40 @@ public enum GatewayShim {
         return selector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
     }
 
-    /// The Certificates a Gateway asks for, in each of `workloadNamespaces`, and what could not be honoured (for
-    /// Warning Events).
-    public static func desired(_ gateway: KubernetesObject, workloadNamespaces: [String]) -> (certificates: [DesiredCertificate], refusals: [String]) {
+    /// The Certificates a Gateway asks for, in each of `workloadNamespaces` that `allowance` permits, and what could
+    /// not be honoured (for Warning Events).
+    public static func desired(
+        _ gateway: KubernetesObject, workloadNamespaces: [String], allowance: GatewayNamespaces
+    ) -> (certificates: [DesiredCertificate], refusals: [Refusal]) {
         guard gateway.annotations[issueAnnotation] == "true" else { return ([], []) }
+        let home = gateway.namespace ?? "default"
         var all: [DesiredCertificate] = []
-        var refusals: [String] = []
+        var refusals: [Refusal] = []
         let namespaces = gateway.annotations[secretNamespaceAnnotation].map { [$0] }
-            ?? (workloadNamespaces.isEmpty ? [gateway.namespace ?? "default"] : workloadNamespaces)
+            ?? (workloadNamespaces.isEmpty ? [home] : workloadNamespaces)
         for namespace in namespaces {
+            guard allowance.permits(gatewayNamespace: home, certificateNamespace: namespace) else {
+                refusals.append(Refusal(reason: "NamespaceNotAllowed", note: "no Certificate in namespace \(namespace): \(allowance.rule(for: home))"))
+                continue
+            }
             let (certificates, refused) = desired(gateway, in: namespace)
             all += certificates
-            refusals = refused
+            refusals += refused.filter { !refusals.contains($0) }
         }
         return (all, refusals)
     }
 
-    private static func desired(_ gateway: KubernetesObject, in namespace: String) -> (certificates: [DesiredCertificate], refusals: [String]) {
+    private static func desired(_ gateway: KubernetesObject, in namespace: String) -> (certificates: [DesiredCertificate], refusals: [Refusal]) {
         var byCredential: [String: DesiredCertificate] = [:]
         var order: [String] = []
-        var refusals: [String] = []
+        var refusals: [Refusal] = []
         guard case .array(let servers)? = gateway.json["spec"]?["servers"] else { return ([], []) }
         for server in servers {
             guard let tls = server["tls"], let credential = tls["credentialName"]?.string, !credential.isEmpty else { continue }
             let mode = tls["mode"]?.string ?? "SIMPLE"
             guard ["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"].contains(mode) else { continue }
             guard KubernetesNames.isSubdomain(credential) else {
-                refusals.append("credentialName '\(credential)' is not a valid Secret name")
+                refusals.append(Refusal(reason: "HostRefused", note: "credentialName '\(credential)' is not a valid Secret name"))
                 continue
             }
             var hosts: [String] = []
@@ -65,7 +125,7 @@ public enum GatewayShim {
                     // "namespace/host" scopes the host to VirtualServices of a namespace; the certificate wants the host.
                     let bare = host.split(separator: "/", maxSplits: 1).last.map(String.init) ?? host
                     guard bare != "*" else {
-                        refusals.append("server with credentialName '\(credential)': host '\(host)' matches every name, and no certificate can; list the hosts")
+                        refusals.append(Refusal(reason: "HostRefused", note: "server with credentialName '\(credential)': host '\(host)' matches every name, and no certificate can; list the hosts"))
                         continue
                     }
                     if !hosts.contains(bare.lowercased()) { hosts.append(bare.lowercased()) }
@@ -147,9 +207,13 @@ extension CertificateController {
                                           note: "no pods match the selector \(selector); Certificates go to the Gateway's namespace \(gateway.namespace ?? "")")
                 }
             }
-            let (desired, refusals) = deleted ? ([], []) : GatewayShim.desired(gateway, workloadNamespaces: workloads)
-            // Wherever they were made (the secret namespace may have changed since), the Gateway's Certificates carry its label.
+            let (desired, refusals) = deleted ? ([], []) : GatewayShim.desired(gateway, workloadNamespaces: workloads, allowance: settings.gatewayNamespaces)
+            // Wherever they were made (the secret namespace may have changed since), the Gateway's Certificates carry its
+            // label; a label is text a tenant can imitate, so only those in this Gateway's own namespace or one
+            // allowed for it are its own.
+            let home = gateway.namespace ?? "default"
             let owned = try await client.list(.certificates, namespace: nil, labelSelector: "\(GatewayShim.gatewayLabel)=\(label)").items
+                .filter { settings.gatewayNamespaces.permits(gatewayNamespace: home, certificateNamespace: $0.namespace ?? "") }
             logger.debug("syncing a Gateway", metadata: ["gateway": "\(label)", "wanted": "\(desired.count)", "existing": "\(owned.count)"])
             for certificate in desired {
                 let wanted = GatewayShim.object(certificate, gateway: gateway, issuerName: settings.issuerName)
@@ -174,7 +238,7 @@ extension CertificateController {
                 }
             }
             for refusal in refusals {
-                await announceGateway(gateway, type: "Warning", reason: "HostRefused", note: refusal)
+                await announceGateway(gateway, type: "Warning", reason: refusal.reason, note: refusal.note)
             }
         } catch {
             logger.warning("cannot sync a Gateway's Certificates", metadata: ["gateway": "\(label)", "error": "\(error)"])

@@ -44,11 +44,26 @@ public enum Reconciler {
         case upToDate(HeldCertificate)
         /// A failed issuance is waiting out its backoff.
         case backingOff(until: Date)
+        /// The Secret may not be written by this Certificate (another owner keeps it, Signet did not make it and it
+        /// may not be adopted, or it has another type): nothing is issued, the status says why.
+        case blocked(reason: String, message: String)
     }
 
     public static let specHashAnnotation = "signet.dev/spec-hash"
 
-    public static func decide(spec: CertificateSpec, secret: KubernetesObject?, record: IssuanceRecord, trustedRoots: [Certificate], now: Date) -> Decision {
+    /// `owner` is the Certificate's owner name for its Secret (`certificate/NAMESPACE/NAME`); `mayAdopt` whether it may
+    /// take over a Secret Signet did not write (a Certificate a user made may, as in cert-manager; one the Gateway
+    /// shim made may not).
+    public static func decide(
+        spec: CertificateSpec, secret: KubernetesObject?, owner: String, mayAdopt: Bool, record: IssuanceRecord, trustedRoots: [Certificate], now: Date
+    ) -> Decision {
+        if let secret, let refusal = TLSSecret.refusal(toWrite: secret, owner: owner, adopt: mayAdopt) {
+            switch refusal {
+            case .ownedElsewhere: return .blocked(reason: "SecretOwnedElsewhere", message: refusal.description)
+            case .notManaged: return .blocked(reason: "SecretNotManaged", message: refusal.description)
+            case .wrongType, .brokenContents: return .blocked(reason: "SecretNotWritable", message: refusal.description)
+            }
+        }
         if record.failedAttempts > 0, let failure = record.lastFailure {
             let retryAt = failure.addingTimeInterval(RenewalSchedule.retryDelay(afterFailures: record.failedAttempts, jitter: 0.5).timeInterval)
             if now < retryAt { return .backingOff(until: retryAt) }
@@ -79,7 +94,9 @@ public enum Reconciler {
             return .issue(reason: "Renewing", message: "Renewing certificate as renewal was scheduled at \(info.renewalTime.formatted(.iso8601))")
         }
         let labels = secret.labels, annotations = secret.annotations
-        if spec.labels.contains(where: { labels[$0.key] != $0.value }) || spec.annotations.contains(where: { annotations[$0.key] != $0.value }) {
+        // A Secret written before owners were recorded is stamped with its owner, so no other may claim it.
+        if spec.labels.contains(where: { labels[$0.key] != $0.value }) || spec.annotations.contains(where: { annotations[$0.key] != $0.value })
+            || annotations[TLSSecret.ownerAnnotation] != owner {
             return .refreshMetadata(info)
         }
         return .upToDate(info)

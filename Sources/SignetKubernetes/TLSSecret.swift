@@ -21,6 +21,9 @@ public struct TLSSecretContents: Sendable {
     public var templateAnnotations: [String: String] = [:]
     /// Optional outputs by Secret key (`TLSSecret.optionalOutputKeys`), made by `addOutputs`.
     public var outputs: [String: [UInt8]] = [:]
+    /// Who keeps this Secret fresh (`TLSSecret.ownerAnnotation`): `managed/NAME` or `certificate/NAMESPACE/NAME`; nil
+    /// for a one-off write from the CLI, which claims nothing.
+    public var owner: String?
 
     public init(chain: [Certificate], privateKeyPEM: String, root: Certificate, issuer: String, renewAfter: Date) {
         self.chain = chain
@@ -55,6 +58,9 @@ public enum SecretRefusal: Error, Equatable, CustomStringConvertible {
     case wrongType(namespace: String, name: String, type: String)
     /// The Secret exists and Signet did not write it; it is only taken over when asked to adopt it.
     case notManaged(namespace: String, name: String)
+    /// Another Signet owner (a managed certificate, a controller Certificate) keeps this Secret; two owners would
+    /// replace each other's certificate without end, so the second is refused whatever it asks (adopt included).
+    case ownedElsewhere(namespace: String, name: String, owner: String)
     /// The contents fail their own checks; a broken Secret is never written.
     case brokenContents(String)
 
@@ -64,6 +70,8 @@ public enum SecretRefusal: Error, Equatable, CustomStringConvertible {
             "Secret \(namespace)/\(name) has type \(type), not kubernetes.io/tls; Signet does not change a Secret's type (delete it, or pick another name)"
         case let .notManaged(namespace, name):
             "Secret \(namespace)/\(name) exists and is not managed by Signet; adopt it explicitly to let Signet overwrite its certificate"
+        case let .ownedElsewhere(namespace, name, owner):
+            "Secret \(namespace)/\(name) is kept by \(owner) (annotation \(TLSSecret.ownerAnnotation)); one Secret has one owner: delete that owner or pick another Secret name"
         case .brokenContents(let what):
             "refusing to write a broken Secret: \(what)"
         }
@@ -78,6 +86,8 @@ public enum TLSSecret {
     public static let notAfterAnnotation = "signet.dev/not-after"
     public static let renewAfterAnnotation = "signet.dev/renew-after"
     public static let issuerAnnotation = "signet.dev/issuer"
+    /// The one owner that keeps the Secret fresh, written with every write and checked before every write.
+    public static let ownerAnnotation = "signet.dev/owner"
     /// Istio reads these generic keys in preference to tls.crt/tls.key/ca.crt; left behind, they would shadow every
     /// renewal, so Signet removes them from a Secret it writes.
     public static let shadowingKeys = ["cert", "key", "cacert"]
@@ -106,6 +116,21 @@ public enum TLSSecret {
         }
     }
 
+    /// Why `owner` may not write over `existing`, or nil if it may: a Secret of another type is never changed; one
+    /// that another Signet owner keeps is never taken (adopt does not reach it); one that Signet did not write is taken
+    /// only when adopting. A Signet Secret from before owners were recorded (no owner annotation) is taken by the first
+    /// owner that writes it, which stamps its name.
+    public static func refusal(toWrite existing: KubernetesObject, owner: String?, adopt: Bool) -> SecretRefusal? {
+        let namespace = existing.namespace ?? "", name = existing.name
+        let type = existing.type ?? "Opaque"
+        guard type == "kubernetes.io/tls" else { return .wrongType(namespace: namespace, name: name, type: type) }
+        if let holder = existing.annotations[ownerAnnotation], holder != owner {
+            return .ownedElsewhere(namespace: namespace, name: name, owner: holder)
+        }
+        guard adopt || existing.labels[managedByLabel] == managedByValue else { return .notManaged(namespace: namespace, name: name) }
+        return nil
+    }
+
     /// The Secret to create (when `existing` is nil) or to replace it with: tls.crt, tls.key, ca.crt and the
     /// annotations replaced; the existing object's other keys, labels, annotations and fields kept.
     public static func desired(
@@ -116,11 +141,7 @@ public enum TLSSecret {
             "apiVersion": .string("v1"), "kind": .string("Secret"), "type": .string("kubernetes.io/tls"),
             "metadata": .object(["name": .string(name), "namespace": .string(namespace)]),
         ]))
-        if let existing {
-            let type = existing.type ?? "Opaque"
-            guard type == "kubernetes.io/tls" else { throw .wrongType(namespace: namespace, name: name, type: type) }
-            guard adopt || existing.labels[managedByLabel] == managedByValue else { throw .notManaged(namespace: namespace, name: name) }
-        }
+        if let existing, let refusal = refusal(toWrite: existing, owner: contents.owner, adopt: adopt) { throw refusal }
         let leaf = contents.chain[0]
         let pem: (([Certificate]) -> String) = { certificates in (try? PEMFiles.pem(certificates)) ?? "" }
         var data = secret.data
@@ -132,7 +153,9 @@ public enum TLSSecret {
         secret.data = data
         secret.labels = secret.labels.merging(contents.templateLabels) { $1 }.merging([managedByLabel: managedByValue]) { $1 }
         let iso = ISO8601DateFormatter()
-        secret.annotations = secret.annotations.merging(contents.templateAnnotations) { $1 }.merging([
+        var owned = [String: String]()
+        if let owner = contents.owner { owned[ownerAnnotation] = owner }
+        secret.annotations = secret.annotations.merging(contents.templateAnnotations) { $1 }.merging(owned) { $1 }.merging([
             serialAnnotation: SerialNumbers.hex(leaf.serialNumber),
             notAfterAnnotation: iso.string(from: leaf.notValidAfter),
             renewAfterAnnotation: iso.string(from: contents.renewAfter),

@@ -289,6 +289,8 @@ public enum LedgerError: Error, Equatable, CustomStringConvertible {
     case noSuchToken(String)
     case corrupt(String)
     case managedCertificateExists(String)
+    /// Another managed certificate already delivers into this Secret (`cluster/namespace/secretName`).
+    case secretTaken(target: String, by: String)
     case noSuchManagedCertificate(String)
 
     public var description: String {
@@ -298,6 +300,8 @@ public enum LedgerError: Error, Equatable, CustomStringConvertible {
         case .noSuchToken(let name): "no active token named '\(name)'"
         case .corrupt(let what): "the ledger holds an unreadable row: \(what)"
         case .managedCertificateExists(let name): "a managed certificate named '\(name)' already exists; PATCH it to change it"
+        case let .secretTaken(target, name):
+            "the managed certificate '\(name)' already delivers into Secret \(target); one Secret has one owner (delete '\(name)' first, or pick another secretName)"
         case .noSuchManagedCertificate(let name): "no managed certificate named '\(name)'"
         }
     }

@@ -116,6 +116,30 @@ enum LedgerSchema {
                 CREATE INDEX certificates_by_public_key ON certificates (public_key_sha256);
                 """)
         }
+        migrator.registerMigration("v4: one managed certificate per Secret") { db in
+            // Two managed certificates writing one Secret would replace each other's certificate on every renewal.
+            // The unique index enforces one owner (races included) and makes lookups by target an index search.
+            let duplicates = try Row.fetchAll(db, sql: """
+                SELECT group_concat(name, ', ') AS names FROM managed_certificates
+                GROUP BY \(ManagedTargetColumns.cluster), \(ManagedTargetColumns.namespace), \(ManagedTargetColumns.secretName) HAVING count(*) > 1
+                """)
+            guard duplicates.isEmpty else {
+                let groups = duplicates.map { $0["names"] as String }.joined(separator: "; ")
+                throw LedgerError.corrupt("managed certificates share a target Secret (\(groups)); delete all but one of each group with an older Signet, then upgrade")
+            }
+            try db.execute(sql: """
+                CREATE UNIQUE INDEX managed_certificates_by_target ON managed_certificates
+                    (\(ManagedTargetColumns.cluster), \(ManagedTargetColumns.namespace), \(ManagedTargetColumns.secretName))
+                """)
+        }
         return migrator
     }
+}
+
+/// The target of a managed certificate as SQL expressions over its spec, spelled once: SQLite uses an index on
+/// expressions only for queries that repeat them exactly.
+enum ManagedTargetColumns {
+    static let cluster = "json_extract(spec, '$.target.cluster')"
+    static let namespace = "json_extract(spec, '$.target.namespace')"
+    static let secretName = "json_extract(spec, '$.target.secretName')"
 }

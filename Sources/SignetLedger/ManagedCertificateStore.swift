@@ -87,6 +87,9 @@ public struct ManagedCertificateRecord: Sendable, Equatable {
 
     /// The ledger's requester for every certificate issued for this managed certificate.
     public static func requester(for name: String) -> String { "managed:\(name)" }
+
+    /// The owner it writes into its Secret's `signet.dev/owner` annotation.
+    public static func secretOwner(for name: String) -> String { "managed/\(name)" }
 }
 
 extension CertificateLedger {
@@ -96,6 +99,7 @@ extension CertificateLedger {
             guard try Row.fetchOne(db, sql: "SELECT 1 FROM managed_certificates WHERE name = ?", arguments: [record.name]) == nil else {
                 throw LedgerError.managedCertificateExists(record.name)
             }
+            try Self.ensureTargetFree(record.spec.target, for: record.name, in: db)
             try db.execute(sql: """
                 INSERT INTO managed_certificates (name, owner, spec, generation, created_ms, updated_ms, next_attempt_ms)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -125,8 +129,8 @@ extension CertificateLedger {
     public func managedCertificates(cluster: String, namespace: String, secretName: String? = nil) async throws -> [ManagedCertificateRecord] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT * FROM managed_certificates WHERE json_extract(spec, '$.target.cluster') = ?
-                    AND json_extract(spec, '$.target.namespace') = ? AND (? IS NULL OR json_extract(spec, '$.target.secretName') = ?)
+                SELECT * FROM managed_certificates WHERE \(ManagedTargetColumns.cluster) = ?
+                    AND \(ManagedTargetColumns.namespace) = ? AND (? IS NULL OR \(ManagedTargetColumns.secretName) = ?)
                 """, arguments: [cluster, namespace, secretName, secretName])
                 .map(Self.managed(from:))
         }
@@ -156,6 +160,7 @@ extension CertificateLedger {
     public func updateManagedCertificate(name: String, spec: ManagedCertificateSpec, at now: Date, event: AuditEvent) async throws -> ManagedCertificateRecord {
         let encoded = try Self.encode(spec)
         return try await pool.write { db in
+            try Self.ensureTargetFree(spec.target, for: name, in: db)
             try db.execute(sql: """
                 UPDATE managed_certificates SET spec = ?, generation = generation + 1, updated_ms = ?, next_attempt_ms = ?,
                     attempts = 0, last_error = NULL WHERE name = ?
@@ -243,6 +248,15 @@ extension CertificateLedger {
                              arguments: [publicKeySHA256, requester])
                 .map(Self.entry(from:))
         }
+    }
+
+    /// One Secret, one managed certificate: the unique index guarantees it, this says which one holds it.
+    private static func ensureTargetFree(_ target: DeliveryTarget, for name: String, in db: Database) throws {
+        let holder = try String.fetchOne(db, sql: """
+            SELECT name FROM managed_certificates WHERE \(ManagedTargetColumns.cluster) = ? AND \(ManagedTargetColumns.namespace) = ?
+                AND \(ManagedTargetColumns.secretName) = ? AND name <> ?
+            """, arguments: [target.cluster, target.namespace, target.secretName, name])
+        if let holder { throw LedgerError.secretTaken(target: "\(target)", by: holder) }
     }
 
     private static func encode(_ spec: ManagedCertificateSpec) throws -> String {

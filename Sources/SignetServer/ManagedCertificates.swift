@@ -198,6 +198,14 @@ public final class ManagedCertificates: Sendable {
             throw RenewalFailure("cluster '\(spec.target.cluster)' is no longer configured")
         }
         guard let algorithm = KeyAlgorithm(rawValue: spec.keyAlgorithm) else { throw RenewalFailure("unknown key algorithm '\(spec.keyAlgorithm)'") }
+        let owner = ManagedCertificateRecord.secretOwner(for: record.name)
+
+        // (0) Nothing is signed for a Secret this certificate may not write (another owner keeps it, or it is not
+        // Signet's and not to be adopted): the write would be refused, and a retry would sign again.
+        if let existing = try await cluster.client.getSecret(namespace: spec.target.namespace, name: spec.target.secretName),
+           let refusal = TLSSecret.refusal(toWrite: existing, owner: owner, adopt: spec.adopt) {
+            throw refusal
+        }
 
         // (1) The key. A pending key of an older spec generation belongs to a certificate nobody wants any more.
         let pending: ManagedCertificateRecord.PendingKey
@@ -244,6 +252,7 @@ public final class ManagedCertificates: Sendable {
         )
         contents.templateLabels = spec.secretLabels
         contents.templateAnnotations = spec.secretAnnotations
+        contents.owner = owner
         var password: String?
         if let reference = spec.pkcs12Password {
             password = try await readPassword(reference, namespace: spec.target.namespace, client: cluster.client)

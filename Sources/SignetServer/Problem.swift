@@ -57,6 +57,7 @@ extension Problem {
             switch error {
             case .invalidCursor: self = Problem("invalid-query", "Invalid query", status: 400, detail: error.description)
             case .managedCertificateExists: self = Problem("already-exists", "Already exists", status: 409, detail: error.description)
+            case .secretTaken: self = Problem("secret-owned-elsewhere", "The Secret has another owner", status: 409, detail: error.description)
             case .noSuchManagedCertificate: self = Problem("not-found", "No such managed certificate", status: 404, detail: error.description)
             default: self = Problem("ledger-error", "Ledger error", status: 500, detail: error.description)
             }

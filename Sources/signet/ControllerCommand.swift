@@ -53,6 +53,12 @@ struct ControllerCommand: AsyncParsableCommand {
     @Flag(help: "Also make Certificates for Istio Gateways annotated signet.dev/issue: \"true\".")
     var gateways = false
 
+    @Option(help: ArgumentHelp(
+        "Let Gateways in one namespace have Certificates made in others: GATEWAY-NAMESPACE=NAMESPACE[,NAMESPACE...] (repeatable).",
+        discussion: "By default a Gateway's Certificates go only into its own namespace, whatever its selector or annotations say."
+    ))
+    var gatewayNamespaces: [String] = []
+
     @Option(help: "Certificates reconciled at the same time.")
     var concurrency = 4
 
@@ -74,6 +80,11 @@ struct ControllerCommand: AsyncParsableCommand {
         settings.issuerName = issuerName
         settings.concurrency = concurrency
         settings.gatewayShim = gateways
+        do {
+            settings.gatewayNamespaces = try GatewayShim.GatewayNamespaces(parsing: gatewayNamespaces)
+        } catch {
+            throw ValidationError(error.description)
+        }
         let metrics = ControllerMetrics()
         let controller = CertificateController(client: client, issuer: issuer, settings: settings, metrics: metrics, logger: logger)
         let election = LeaderElection(

@@ -266,11 +266,75 @@ struct ControllerTests {
         #expect(rig.controllerLog("one").contains("resuming an interrupted issuance"))
     }
 
-    @Test("the Gateway shim: an annotated Istio Gateway gets a Certificate per credentialName where its workload runs; '*' is refused; an unannotated one is left alone; removing the annotation removes them")
+    @Test("one owner per Secret: a second managed certificate on a Secret is refused with 409; a controller Certificate on a managed certificate's Secret is refused, and in 60 s no further certificate is issued for it")
+    func oneOwnerPerSecret() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        let token = try rig.server.createToken(name: "team-a-edge", allow: ["*.team-a.example.com"], extra: ["--target", "home/team-a/*"])
+        func api(_ method: String, _ path: String, _ body: [String: Any]) throws -> (status: Int, json: [String: Any]) {
+            let text = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
+            let result = try Tool.run("curl", ["-s", "--max-time", "20", "--cacert", rig.server.rootCertificate, "-X", method, "-w", "\n%{http_code}",
+                                               "-H", "Authorization: Bearer \(token)", "-H", "Content-Type: application/json", "--data-binary", "@-",
+                                               rig.server.url + path], input: text)
+            let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+            return (Int(lines.last ?? "") ?? 0, (try? JSONSerialization.jsonObject(with: Data(lines.dropLast().joined(separator: "\n").utf8))) as? [String: Any] ?? [:])
+        }
+        func managed(_ name: String, secret: String, host: String = "web.team-a.example.com") -> [String: Any] {
+            ["name": name, "dnsNames": [host], "duration": "1h", "target": ["cluster": "home", "namespace": "team-a", "secretName": secret]]
+        }
+        #expect(try api("POST", "/v1/managed-certificates", managed("web-a", secret: "shared-tls")).status == 201)
+        let second = try api("POST", "/v1/managed-certificates", managed("web-b", secret: "shared-tls"))
+        #expect(second.status == 409 && second.json["type"] as? String == "https://signet.dev/problems/secret-owned-elsewhere", "\(second)")
+        #expect((second.json["detail"] as? String ?? "").contains("web-a"), "\(second.json)")
+        // Moving another managed certificate onto the Secret is refused the same way.
+        #expect(try api("POST", "/v1/managed-certificates", managed("web-c", secret: "other-tls", host: "other.team-a.example.com")).status == 201)
+        let moved = try api("PATCH", "/v1/managed-certificates/web-c", ["target": ["cluster": "home", "namespace": "team-a", "secretName": "shared-tls"]])
+        #expect(moved.status == 409, "\(moved)")
+
+        var secret: [String: Any]?
+        let delivered = Date().addingTimeInterval(30)
+        while ManagedDeliveryTests.annotations(secret)["signet.dev/owner"] == nil, Date() < delivered {
+            secret = try rig.cluster.secret("team-a", "shared-tls")
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        #expect(ManagedDeliveryTests.annotations(secret)["signet.dev/owner"] == "managed/web-a", "\(rig.server.logText.suffix(2000))")
+        let serial = ManagedDeliveryTests.annotations(secret)["signet.dev/serial"]
+
+        // A controller Certificate naming the same Secret: refused, with the condition saying whose it is.
+        try rig.startController("one")
+        try rig.apply(Self.certificateYAML("web", secret: "shared-tls", names: ["web.team-a.example.com"], duration: "1h", renewBefore: "20m"))
+        let refused = try rig.waitFor("web", seconds: 30) { Rig.condition($0, "Ready")?["reason"] as? String == "SecretOwnedElsewhere" }
+        #expect((Rig.condition(refused, "Ready")?["message"] as? String ?? "").contains("managed/web-a"))
+        #expect(try rig.cluster.events("team-a").contains { $0["reason"] as? String == "SecretOwnedElsewhere" })
+
+        // No fight: for a minute, neither side issues again and the Secret keeps the managed certificate's serial.
+        func issuedForTheSecret() throws -> Int {
+            let auditor = try rig.server.createToken(name: "auditor-\(UUID().uuidString.prefix(8))", allow: [])
+            let page = try Tool.run("curl", ["-s", "--cacert", rig.server.rootCertificate, "-H", "Authorization: Bearer \(auditor)",
+                                             rig.server.url + "/v1/certificates?dnsName=web.team-a.example.com&limit=1000"]).output
+            return ((try JSONSerialization.jsonObject(with: Data(page.utf8)) as? [String: Any])?["items"] as? [[String: Any]] ?? []).count
+        }
+        let before = try issuedForTheSecret()
+        #expect(before == 1)
+        Thread.sleep(forTimeInterval: 60)
+        #expect(try issuedForTheSecret() == before, "\(rig.controllerLog("one").suffix(3000))")
+        #expect(ManagedDeliveryTests.annotations(try rig.cluster.secret("team-a", "shared-tls"))["signet.dev/serial"] == serial)
+    }
+
+    @Test("the Gateway shim: an annotated Istio Gateway gets a Certificate per credentialName where its workload runs, if the administrator allows that namespace; '*' is refused; a Secret Signet did not write is never adopted; removing the annotation removes them")
     func gatewayShim() throws {
         let rig = try Rig()
         defer { rig.stop() }
-        try rig.startController("one", extra: ["--gateways", "--log-level", "debug"])
+        // The administrator lets Gateways in "default" have Certificates in istio-system (Istio's task); team-a gets nothing beyond itself.
+        try rig.startController("one", extra: ["--gateways", "--gateway-namespaces", "default=istio-system", "--log-level", "debug"])
+        // Someone's own TLS Secret in istio-system, made by hand: no Gateway may make Signet overwrite it.
+        let made = try Tool.run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                                            "-subj", "/CN=foreign.example.com", "-keyout", rig.work + "/foreign.key", "-out", rig.work + "/foreign.crt"])
+        #expect(made.succeeded, "\(made.error)")
+        let created = try rig.cluster.kubectl(["create", "secret", "tls", "foreign-credential", "-n", "istio-system",
+                                               "--cert", rig.work + "/foreign.crt", "--key", rig.work + "/foreign.key"])
+        #expect(created.succeeded, "\(created.error)")
+        let foreignBefore = try rig.cluster.kubectl(["get", "secret", "foreign-credential", "-n", "istio-system", "-o", "json"]).output
         // As in Istio's task: the Gateway in "default", the ingress gateway pods (whose namespace Istio reads the
         // credentialName Secrets from) in istio-system.
         try rig.apply("""
@@ -303,6 +367,36 @@ struct ControllerTests {
                 hosts: ["*"]
               - port: {number: 80, name: http, protocol: HTTP}
                 hosts: [httpbin.example.com]
+              - port: {number: 443, name: https-foreign, protocol: HTTPS}
+                tls: {mode: SIMPLE, credentialName: foreign-credential}
+                hosts: [httpbin.example.com]
+            ---
+            # A tenant's Gateways reaching for istio-system: through the ingress pods' selector, and through the annotation.
+            apiVersion: networking.istio.io/v1
+            kind: Gateway
+            metadata:
+              name: sneaky
+              namespace: team-a
+              annotations: {signet.dev/issue: "true"}
+            spec:
+              selector: {istio: ingressgateway}
+              servers:
+              - port: {number: 443, name: https, protocol: HTTPS}
+                tls: {mode: SIMPLE, credentialName: foreign-credential}
+                hosts: [www.team-a.example.com]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: Gateway
+            metadata:
+              name: sneaky-annotated
+              namespace: team-a
+              annotations: {signet.dev/issue: "true", signet.dev/secret-namespace: istio-system}
+            spec:
+              selector: {app: team-a-gateway}
+              servers:
+              - port: {number: 443, name: https, protocol: HTTPS}
+                tls: {mode: SIMPLE, credentialName: foreign-credential}
+                hosts: [www.team-a.example.com]
             ---
             apiVersion: networking.istio.io/v1
             kind: Gateway
@@ -345,6 +439,30 @@ struct ControllerTests {
         #expect(!listed.contains("everything-credential") && !listed.contains("theirs-credential"), "\(listed)")
         let events = try rig.cluster.events("default")
         #expect(events.contains { $0["reason"] as? String == "HostRefused" && ($0["note"] as? String ?? "").contains("matches every name") })
+        // The tenant's Gateways got no Certificate outside team-a, and a Warning naming the rule; the hand-made Secret in
+        // istio-system, which the allowed Gateway in "default" also names, is not adopted: not a byte of it changed.
+        var refusedGateways: Set<String> = []
+        let warned = Date().addingTimeInterval(20)
+        while refusedGateways.count < 2, Date() < warned {
+            refusedGateways = Set(try rig.cluster.events("team-a").filter {
+                $0["reason"] as? String == "NamespaceNotAllowed" && ($0["note"] as? String ?? "").contains("only in team-a")
+            }.compactMap { ($0["regarding"] as? [String: Any])?["name"] as? String })
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        #expect(refusedGateways == ["sneaky", "sneaky-annotated"], "\(rig.controllerLog("one").suffix(3000))")
+        for gateway in ["team-a.sneaky", "team-a.sneaky-annotated"] {
+            let labelled = try rig.cluster.kubectl(["get", "certificates.signet.dev", "-A", "-l", "signet.dev/gateway=\(gateway)", "-o", "name"])
+            #expect(labelled.succeeded && labelled.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(labelled.output)\(labelled.error)")
+        }
+        var foreign: [String: Any] = [:]
+        let blocked = Date().addingTimeInterval(20)
+        while Date() < blocked {
+            foreign = try rig.certificate("foreign-credential", namespace: "istio-system")
+            if Rig.condition(foreign, "Ready")?["reason"] as? String == "SecretNotManaged" { break }
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        #expect(Rig.condition(foreign, "Ready")?["reason"] as? String == "SecretNotManaged", "\(Rig.status(foreign))")
+        #expect(try rig.cluster.kubectl(["get", "secret", "foreign-credential", "-n", "istio-system", "-o", "json"]).output == foreignBefore)
         // No pods behind a Gateway's selector: its own namespace, and a Warning saying so.
         #expect(try rig.cluster.kubectl(["get", "certificates.signet.dev", "-n", "team-x", "-o", "name"]).output.contains("lonely-credential"))
         #expect(try rig.cluster.events("team-x").contains { $0["reason"] as? String == "NoWorkload" })

@@ -26,6 +26,55 @@ struct DeployTests {
         }
     }
 
+    func checkRBAC(_ rendered: String) throws -> Tool.Result {
+        try Tool.run("python3", [Fixtures.packageRoot + "/Tests/Deploy/check_rbac.py", "-",
+                                 "--ca-secret", "signet-system/signet-ca", "--server", "signet-system/signet"], input: rendered)
+    }
+
+    @Test("least privilege: no ClusterRole touches Secrets, and only the server could get the CA key Secret", arguments: overlays)
+    func leastPrivilege(overlay: String) throws {
+        let rendered = try Tool.run("kubectl", ["kustomize", Fixtures.packageRoot + "/deploy/overlays/" + overlay]).output
+        let checked = try checkRBAC(rendered)
+        #expect(checked.succeeded && checked.output.contains(" 0 violations"), "\(checked.output)\(checked.error)")
+        // Secrets are reachable where Signet delivers (the examples' istio-system), by namespaced Roles.
+        #expect(rendered.contains("name: signet-server-delivery\n  namespace: istio-system"), "\(rendered)")
+        #expect(rendered.contains("name: signet-controller-secrets\n  namespace: istio-system"))
+        // The controller gets the root certificate from a ConfigMap, not from the CA's Secret.
+        #expect(rendered.contains("path: root.crt\n          name: signet-root"), "\(rendered)")
+    }
+
+    @Test("the RBAC check fails on a cluster-wide Secret grant, and on a Role letting the controller read the CA Secret")
+    func rbacCheckCatchesMistakes() throws {
+        let rendered = try Tool.run("kubectl", ["kustomize", Fixtures.packageRoot + "/deploy/overlays/file-ca"]).output
+        let clusterWide = rendered + """
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: ClusterRole
+            metadata: {name: too-much}
+            rules:
+            - {apiGroups: [""], resources: [secrets], verbs: [list]}
+            """
+        let first = try checkRBAC(clusterWide)
+        #expect(!first.succeeded && first.output.contains("VIOLATION ClusterRole too-much"), "\(first.output)")
+        let caReader = rendered + """
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: Role
+            metadata: {name: peek, namespace: signet-system}
+            rules:
+            - {apiGroups: [""], resources: [secrets], verbs: [get], resourceNames: [signet-ca]}
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: RoleBinding
+            metadata: {name: peek, namespace: signet-system}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: peek}
+            subjects:
+            - {kind: ServiceAccount, name: signet-controller, namespace: signet-system}
+            """
+        let second = try checkRBAC(caReader)
+        #expect(!second.succeeded && second.output.contains("signet-system/signet-controller get Secret signet-system/signet-ca"), "\(second.output)")
+    }
+
     @Test("the validator rejects what the API server would: a wrong type, an unknown field, a value outside the CRD's enum")
     func validatorCatchesMistakes() throws {
         let rendered = try Tool.run("kubectl", ["kustomize", Fixtures.packageRoot + "/deploy/overlays/file-ca"]).output

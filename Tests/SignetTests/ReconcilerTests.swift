@@ -31,16 +31,19 @@ struct ReconcilerTests {
             validity: LeafCertificateFactory.validity(for: .seconds(Int64(lifetime)), now: notBefore)
         )
         var contents = TLSSecretContents(chain: [leaf] + ca.chainAboveLeaf, privateKeyPEM: keyPEM, root: ca.root, issuer: "test", renewAfter: start)
-        contents.templateAnnotations = [Reconciler.specHashAnnotation: spec.issuanceHash]
+        contents.templateAnnotations = [Reconciler.specHashAnnotation: spec.issuanceHash, TLSSecret.ownerAnnotation: owner]
         var object = KubernetesObject(.object(["metadata": .object(["name": .string("web-tls"), "namespace": .string("team-a")]), "type": .string("kubernetes.io/tls")]))
         object.annotations = contents.templateAnnotations
+        object.labels = [TLSSecret.managedByLabel: TLSSecret.managedByValue]
         object.data = ["tls.crt": Array(try PEMFiles.pem(contents.chain).utf8), "tls.key": Array((replacement ?? keyPEM).utf8), "ca.crt": Array(try PEMFiles.pem([ca.root]).utf8)]
         return object
     }
 
+    let owner = "certificate/team-a/web"
+
     func reason(_ decision: Reconciler.Decision) -> String {
         switch decision {
-        case .issue(let reason, _): reason
+        case .issue(let reason, _), .blocked(let reason, _): reason
         case .refreshMetadata: "RefreshMetadata"
         case .upToDate: "UpToDate"
         case .backingOff: "BackingOff"
@@ -55,7 +58,7 @@ struct ReconcilerTests {
         let good = try await secret(ca: ca, spec: spec, notBefore: start.addingTimeInterval(-60), lifetime: 3600)
         let roots = [ca.root]
         func decide(_ spec: CertificateSpec, _ secret: KubernetesObject?, at: Date? = nil, record: IssuanceRecord = .init()) -> String {
-            reason(Reconciler.decide(spec: spec, secret: secret, record: record, trustedRoots: roots, now: at ?? start))
+            reason(Reconciler.decide(spec: spec, secret: secret, owner: owner, mayAdopt: true, record: record, trustedRoots: roots, now: at ?? start))
         }
 
         #expect(decide(spec, good) == "UpToDate")
@@ -79,6 +82,34 @@ struct ReconcilerTests {
         // A failure backs off before the next attempt, even for a missing Secret.
         #expect(decide(spec, nil, record: IssuanceRecord(failedAttempts: 3, lastFailure: start.addingTimeInterval(-5))) == "BackingOff")
         #expect(decide(spec, nil, record: IssuanceRecord(failedAttempts: 1, lastFailure: start.addingTimeInterval(-30))) == "DoesNotExist")
+    }
+
+    @Test("one owner per Secret: another owner's Secret is never issued for, adopt or not; a foreign Secret only when adopting; an unstamped Signet Secret is stamped")
+    func ownership() async throws {
+        let (ca, _) = try await Fixtures.issuingCA()
+        let spec = try certificate(["web.example.com"], renewBefore: "20m")
+        let good = try await secret(ca: ca, spec: spec, notBefore: start.addingTimeInterval(-60), lifetime: 3600)
+        func decide(_ secret: KubernetesObject?, mayAdopt: Bool, record: IssuanceRecord = .init()) -> String {
+            reason(Reconciler.decide(spec: spec, secret: secret, owner: owner, mayAdopt: mayAdopt, record: record, trustedRoots: [ca.root], now: start))
+        }
+        var managedElsewhere = good
+        managedElsewhere.annotations[TLSSecret.ownerAnnotation] = "managed/httpbin"
+        #expect(decide(managedElsewhere, mayAdopt: true) == "SecretOwnedElsewhere")
+        #expect(decide(managedElsewhere, mayAdopt: false) == "SecretOwnedElsewhere")
+        // Even while backing off, the status says the Secret is not this Certificate's.
+        #expect(decide(managedElsewhere, mayAdopt: true, record: IssuanceRecord(failedAttempts: 3, lastFailure: start)) == "SecretOwnedElsewhere")
+        var foreign = good
+        foreign.labels = [:]
+        foreign.annotations = [:]
+        #expect(decide(foreign, mayAdopt: false) == "SecretNotManaged")
+        #expect(decide(foreign, mayAdopt: true) == "SpecChanged", "a user's Certificate adopts the Secret it names")
+        var opaque = good
+        opaque.json["type"] = .string("Opaque")
+        #expect(decide(opaque, mayAdopt: true) == "SecretNotWritable")
+        var unstamped = good
+        unstamped.annotations[TLSSecret.ownerAnnotation] = nil
+        #expect(decide(unstamped, mayAdopt: false) == "RefreshMetadata")
+        #expect(decide(good, mayAdopt: false) == "UpToDate")
     }
 
     @Test("the renewal time is the same on every replica and restart, and spread across certificates")
