@@ -45,6 +45,8 @@ public enum PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
     case lifetimeTooLong(requested: Duration, maximum: Duration)
     case lifetimeTooShort(requested: Duration, minimum: Duration)
     case lifetimeBeyondIssuer(String)
+    /// The certificate's subject is a configured client-certificate identity.
+    case identityReserved(String)
 
     public var description: String {
         switch self {
@@ -60,6 +62,8 @@ public enum PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
             "duration \(Lifetime.format(requested)) is shorter than the minimum of \(Lifetime.format(minimum))"
         case let .lifetimeBeyondIssuer(notAfter):
             "the certificate would outlive the issuing CA, whose certificate expires at \(notAfter); request a shorter duration"
+        case .identityReserved(let subject):
+            "subject '\(subject)' is a client-certificate identity of this server (clientCertificates); Signet issues it to nobody"
         }
     }
 }

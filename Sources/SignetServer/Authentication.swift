@@ -56,10 +56,69 @@ public enum APITokens {
     }
 }
 
-/// A client-certificate identity configured in `signet.yaml`: a subject commonName and the policy it gets.
+/// A client-certificate identity configured in `signet.yaml`: the full subject DN or a URI SAN, the subject DN of
+/// the CA that must have issued it, and the policy it gets. Never a common name alone: any CA a gateway or Signet
+/// trusts could put that name in a certificate.
 public struct ClientCertificatePolicy: Sendable, Equatable {
-    public var commonName: String
+    public enum Match: Sendable, Equatable, CustomStringConvertible {
+        /// The subject DN as RFC 4514 text (`CN=ops-robot,O=Example`), normalized by `DistinguishedNames`.
+        case subject(String)
+        /// A uniformResourceIdentifier subjectAltName (`spiffe://example.org/ops`).
+        case uri(String)
+
+        public var description: String {
+            switch self {
+            case .subject(let name): name
+            case .uri(let uri): uri
+            }
+        }
+    }
+
+    public var match: Match
+    /// The issuing CA's subject DN, normalized.
+    public var issuer: String
     public var policy: IssuancePolicy
+
+    public init(match: Match, issuer: String, policy: IssuancePolicy) {
+        self.match = match
+        self.issuer = issuer
+        self.policy = policy
+    }
+
+    /// Whether a verified client certificate is this identity: issued by the named CA, and with this subject or URI.
+    func matches(_ certificate: Certificate) -> Bool {
+        guard DistinguishedNames.normalized(certificate.issuer.description) == issuer else { return false }
+        switch match {
+        case .subject(let subject):
+            return DistinguishedNames.normalized(certificate.subject.description) == subject
+        case .uri(let uri):
+            guard let names = try? certificate.extensions.subjectAlternativeNames else { return false }
+            return names.contains { if case .uniformResourceIdentifier(let value) = $0 { value == uri } else { false } }
+        }
+    }
+}
+
+/// Distinguished names as RFC 4514 text, in one spelling: swift-certificates writes them most-specific first
+/// (`CN=a,O=b`, as `openssl x509 -nameopt RFC2253` does); configuration may add spaces after the commas.
+public enum DistinguishedNames {
+    public static func normalized(_ text: String) -> String {
+        var out = ""
+        var escaped = false
+        var skippingSpace = false
+        for character in text {
+            if skippingSpace, character == " " { continue }
+            skippingSpace = false
+            out.append(character)
+            if escaped {
+                escaped = false
+            } else if character == "\\" {
+                escaped = true
+            } else if character == "," {
+                skippingSpace = true
+            }
+        }
+        return out.trimmingCharacters(in: .whitespaces)
+    }
 }
 
 /// Turns presented credentials into a `Caller`. Token lookups are cached for `cacheLifetime` so that the hot
@@ -68,7 +127,7 @@ public final class CallerAuthenticator: Sendable {
     private let ledger: CertificateLedger
     private let defaultLifetime: Duration
     private let cacheLifetime: Duration
-    private let certificatePolicies: [String: IssuancePolicy]
+    private let certificatePolicies: [ClientCertificatePolicy]
     private let serviceAccounts: ServiceAccountVerifier?
     private let cache = Mutex<[String: (caller: Result<Caller, AuthenticationError>, expires: ContinuousClock.Instant)]>([:])
 
@@ -80,7 +139,7 @@ public final class CallerAuthenticator: Sendable {
         self.ledger = ledger
         self.defaultLifetime = defaultLifetime
         self.cacheLifetime = cacheLifetime
-        self.certificatePolicies = Dictionary(certificatePolicies.map { ($0.commonName, $0.policy) }, uniquingKeysWith: { first, _ in first })
+        self.certificatePolicies = certificatePolicies
     }
 
     public func authenticate(_ credentials: PresentedCredentials) async throws -> Caller {
@@ -93,9 +152,8 @@ public final class CallerAuthenticator: Sendable {
             }
             return try await caller(forToken: token)
         }
-        if let certificate = credentials.clientCertificate, let name = Self.commonName(of: certificate),
-           let policy = certificatePolicies[name] {
-            return Caller(identity: "certificate:\(name)", policy: policy)
+        if let certificate = credentials.clientCertificate, let identity = certificatePolicies.first(where: { $0.matches(certificate) }) {
+            return Caller(identity: "certificate:\(identity.match)", policy: identity.policy)
         }
         throw AuthenticationError.missing
     }
@@ -148,14 +206,5 @@ public final class CallerAuthenticator: Sendable {
             cache[digest] = (result, now + cacheLifetime)
         }
         return try result.get()
-    }
-
-    static func commonName(of certificate: Certificate) -> String? {
-        for relativeName in certificate.subject {
-            for attribute in relativeName where attribute.type == .RDNAttributeType.commonName {
-                return String(attribute.value)
-            }
-        }
-        return nil
     }
 }

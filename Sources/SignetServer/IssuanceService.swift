@@ -34,9 +34,16 @@ public final class IssuanceService: Sendable {
     /// The PEM of everything above the leaf, computed once: it is part of every answer.
     public let intermediatesPEM: String
     public let rootPEM: String
+    /// Subjects (normalized DNs) that are client-certificate identities: never issued to anyone, so that no caller
+    /// can mint a certificate that authenticates as an identity, whichever CA the identities trust.
+    public let reservedSubjects: Set<String>
 
-    public init(ca: IssuingCA, ledger: CertificateLedger, metrics: SignetMetrics, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) throws {
+    public init(
+        ca: IssuingCA, ledger: CertificateLedger, metrics: SignetMetrics, logger: Logger, reservedSubjects: Set<String> = [],
+        now: @escaping @Sendable () -> Date = Date.init
+    ) throws {
         self.ca = ca
+        self.reservedSubjects = reservedSubjects
         self.ledger = ledger
         self.metrics = metrics
         self.logger = logger
@@ -49,8 +56,10 @@ public final class IssuanceService: Sendable {
         let started = ContinuousClock.now
         let issuedAt = now()
         let plan: IssuancePlan
-        do {
+        do throws(IssuanceRefusal) {
             plan = try IssuanceRules.plan(request, policy: caller.policy, now: issuedAt, issuerNotAfter: ca.certificate.notValidAfter)
+            let subject = DistinguishedNames.normalized(plan.subject.description)
+            guard !reservedSubjects.contains(subject) else { throw .policy(.identityReserved(subject)) }
         } catch {
             metrics.recordRefused()
             let names = (request.dnsNames ?? []) + (request.ipAddresses ?? [])

@@ -200,13 +200,6 @@ public final class ManagedCertificates: Sendable {
         guard let algorithm = KeyAlgorithm(rawValue: spec.keyAlgorithm) else { throw RenewalFailure("unknown key algorithm '\(spec.keyAlgorithm)'") }
         let owner = ManagedCertificateRecord.secretOwner(for: record.name)
 
-        // (0) Nothing is signed for a Secret this certificate may not write (another owner keeps it, or it is not
-        // Signet's and not to be adopted): the write would be refused, and a retry would sign again.
-        if let existing = try await cluster.client.getSecret(namespace: spec.target.namespace, name: spec.target.secretName),
-           let refusal = TLSSecret.refusal(toWrite: existing, owner: owner, adopt: spec.adopt) {
-            throw refusal
-        }
-
         // (1) The key. A pending key of an older spec generation belongs to a certificate nobody wants any more.
         let pending: ManagedCertificateRecord.PendingKey
         let key: Certificate.PrivateKey
@@ -229,6 +222,12 @@ public final class ManagedCertificates: Sendable {
             logger.info("resuming an interrupted renewal with the certificate it already has", metadata: ["name": "\(record.name)", "serial": "\(signed.serial)"])
             entry = signed
         } else {
+            // Nothing is signed for a Secret this certificate may not write (another owner keeps it, or it is not
+            // Signet's and not to be adopted): the write would be refused, and every retry would sign again.
+            if let existing = try await cluster.client.getSecret(namespace: spec.target.namespace, name: spec.target.secretName),
+               let refusal = TLSSecret.refusal(toWrite: existing, owner: owner, adopt: spec.adopt) {
+                throw refusal
+            }
             let request = IssuanceRequest(
                 csrPEM: try algorithm.signingRequest(for: key), dnsNames: spec.dnsNames, ipAddresses: spec.ipAddresses,
                 duration: "\(spec.durationSeconds)s", profile: spec.profile

@@ -110,6 +110,8 @@ extension Problem {
                 self = Problem("invalid-duration", "Duration outside policy", status: 400, detail: refusal.description)
             case .invalidPattern:
                 self = Problem("internal", "Invalid policy", status: 500, detail: refusal.description)
+            case .identityReserved:
+                self = Problem("identity-reserved", "Subject reserved for an identity", status: 403, detail: refusal.description)
             }
         }
     }

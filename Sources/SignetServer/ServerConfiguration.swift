@@ -35,6 +35,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var tlsHostnames = ["localhost", "127.0.0.1", "::1"]
     public var clientAuthentication: ClientAuthentication = .none
     public var clientCA: String?
+    /// Accept client certificates from Signet's own issuing chain (off by default: any tenant allowed a name could be
+    /// issued a certificate that looks like an identity). Signet warns at start when it is on.
+    public var allowSelfIssuedClients = false
     public var defaultLifetime: Duration = IssuancePolicy.standardDefaultLifetime
     public var maximumLifetime: Duration = IssuancePolicy.standardDefaultLifetime
     public var tokenCacheLifetime: Duration = .seconds(1)
@@ -114,6 +117,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             tlsHostnames = tls.hostnames ?? tlsHostnames
             if let value = tls.clientAuth { clientAuthentication = value }
             clientCA = tls.clientCA ?? clientCA
+            allowSelfIssuedClients = tls.allowSelfIssuedClients ?? allowSelfIssuedClients
         }
         if let issuance = file.issuance {
             if let value = issuance.defaultDuration { defaultLifetime = try lifetime(value, "issuance.defaultDuration") }
@@ -147,7 +151,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             for entry in accounts.namespaces ?? [] {
                 settings.namespaces[entry.namespace] = IssuancePolicy(
                     allowedNames: try entry.allow.map { try NamePattern($0) },
-                    allowedProfiles: Set(try (entry.profiles ?? CertificateProfile.allCases.map(\.rawValue)).map { try parse($0, "serviceAccounts.namespaces.profiles") }),
+                    allowedProfiles: Set(try (entry.profiles ?? [CertificateProfile.server.rawValue]).map { try parse($0, "serviceAccounts.namespaces.profiles") }),
                     maximumLifetime: try entry.maxDuration.map { try lifetime($0, "serviceAccounts.namespaces.maxDuration") } ?? maximumLifetime,
                     defaultLifetime: defaultLifetime
                 )
@@ -158,17 +162,30 @@ public struct ServerConfiguration: Sendable, Equatable {
             guard value >= 1 else { throw ConfigurationError("renewalConcurrency must be at least 1") }
             renewalConcurrency = value
         }
-        for entry in file.clientCertificates ?? [] {
+        for (index, entry) in (file.clientCertificates ?? []).enumerated() {
+            let place = "clientCertificates[\(index)]"
+            guard entry.commonName == nil else {
+                throw ConfigurationError("\(place).commonName: a common name alone is not an identity (any CA could put it in a certificate); match the full subject (subject: 'CN=ops-robot,O=Example') or a URI SAN (uri:), with the issuing CA's subject (issuer:)")
+            }
+            let match: ClientCertificatePolicy.Match
+            switch (entry.subject, entry.uri) {
+            case (let subject?, nil): match = .subject(DistinguishedNames.normalized(subject))
+            case (nil, let uri?): match = .uri(uri)
+            default: throw ConfigurationError("\(place): give exactly one of subject (the full DN) and uri (a URI SAN)")
+            }
+            guard let issuer = entry.issuer, !issuer.isEmpty else {
+                throw ConfigurationError("\(place).issuer: name the issuing CA's subject DN, so that only certificates from that CA match")
+            }
             let policy = IssuancePolicy(
                 allowedNames: try entry.allow.map { try NamePattern($0) },
-                allowedProfiles: Set(try (entry.profiles ?? CertificateProfile.allCases.map(\.rawValue)).map { try parse($0, "clientCertificates.profiles") }),
-                maximumLifetime: try entry.maxDuration.map { try lifetime($0, "clientCertificates.maxDuration") } ?? maximumLifetime,
+                allowedProfiles: Set(try (entry.profiles ?? [CertificateProfile.server.rawValue]).map { try parse($0, "\(place).profiles") }),
+                maximumLifetime: try entry.maxDuration.map { try lifetime($0, "\(place).maxDuration") } ?? maximumLifetime,
                 defaultLifetime: defaultLifetime,
                 allowedTargets: try (entry.targets ?? []).map { text in
-                    do { return try TargetPattern(text) } catch { throw ConfigurationError("clientCertificates.targets: \(error)") }
+                    do { return try TargetPattern(text) } catch { throw ConfigurationError("\(place).targets: \(error)") }
                 }
             )
-            clientCertificatePolicies.append(ClientCertificatePolicy(commonName: entry.commonName, policy: policy))
+            clientCertificatePolicies.append(ClientCertificatePolicy(match: match, issuer: DistinguishedNames.normalized(issuer), policy: policy))
         }
     }
 
@@ -430,13 +447,17 @@ private struct ConfigurationFile: Decodable {
         var hostnames: [String]?
         var clientAuth: ServerConfiguration.ClientAuthentication?
         var clientCA: String?
+        var allowSelfIssuedClients: Bool?
     }
     struct Issuance: Decodable {
         var defaultDuration: String?
         var maxDuration: String?
     }
     struct ClientCertificate: Decodable {
-        var commonName: String
+        var commonName: String?
+        var subject: String?
+        var uri: String?
+        var issuer: String?
         var allow: [String]
         var maxDuration: String?
         var profiles: [String]?
@@ -484,9 +505,9 @@ private struct ConfigurationFile: Decodable {
         "ca": ["directory", "passphraseFile", "keyVault", "pkcs11"],
         "ca.pkcs11": ["module", "tokenLabel", "keyLabel", "keyId", "pinFile", "pinEnv", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
         "ca.keyVault": ["url", "keyName", "keyVersion", "apiVersion", "caFile", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
-        "tls": ["mode", "certificate", "key", "hostnames", "clientAuth", "clientCA"],
+        "tls": ["mode", "certificate", "key", "hostnames", "clientAuth", "clientCA", "allowSelfIssuedClients"],
         "issuance": ["defaultDuration", "maxDuration"],
-        "clientCertificates": ["commonName", "allow", "maxDuration", "profiles", "targets"],
+        "clientCertificates": ["commonName", "subject", "uri", "issuer", "allow", "maxDuration", "profiles", "targets"],
         "clusters": ["name", "kubeconfig", "context", "inCluster", "gateway"],
         "serviceAccounts": ["cluster", "audience", "validation", "issuer", "controllers", "namespaces"],
         "serviceAccounts.namespaces": ["namespace", "allow", "maxDuration", "profiles"],

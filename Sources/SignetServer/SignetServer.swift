@@ -80,7 +80,12 @@ public struct SignetServer: Sendable {
                 "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(configuration.resolvedDatabasePath)",
                 "durability": "\(configuration.durability.rawValue)",
             ])
-            let issuance = try IssuanceService(ca: ca, ledger: ledger, metrics: metrics, logger: logger)
+            let issuance = try IssuanceService(
+                ca: ca, ledger: ledger, metrics: metrics, logger: logger,
+                reservedSubjects: Set(configuration.clientCertificatePolicies.compactMap {
+                    if case .subject(let subject) = $0.match { subject } else { nil }
+                })
+            )
             let clusters = try await ClusterConnections.open(configuration.clusters, logger: logger)
             let serviceAccounts = configuration.serviceAccounts.flatMap { settings in
                 clusters[settings.cluster].map { ServiceAccountVerifier(settings: settings, client: $0.client, logger: logger) }
@@ -214,12 +219,46 @@ public struct SignetServer: Sendable {
         case .none:
             tls.certificateVerification = .none
         case .optional, .require:
-            let bundle = try configuration.clientCA.map { try NIOSSLCertificate.fromPEMFile($0) }
-                ?? NIOSSLCertificate.fromPEMBytes(Array(issuance.rootPEM.utf8))
-            tls.trustRoots = .certificates(bundle)
+            tls.trustRoots = .certificates(try clientTrustAnchors())
             tls.certificateVerification = configuration.clientAuthentication == .require ? .noHostnameVerification : .optionalVerification
         }
         return (tls, identity)
+    }
+
+    /// Who may sign client certificates that authenticate to Signet: a CA of the operator's own (`tls.clientCA`), never
+    /// Signet's issuing chain, through which every tenant allowed a name could mint a certificate bearing it. Only
+    /// `tls.allowSelfIssuedClients: true` accepts Signet's chain, with a warning.
+    func clientTrustAnchors() throws -> [NIOSSLCertificate] {
+        let issuing = issuance.ca.chainAboveLeaf + [issuance.ca.root]
+        guard let path = configuration.clientCA else {
+            guard configuration.allowSelfIssuedClients else {
+                throw ConfigurationError("""
+                    tls.clientAuth is \(configuration.clientAuthentication.rawValue) but tls.clientCA is not set: client certificates must come \
+                    from a CA of your own, not from Signet's issuing chain (any caller allowed a name could be issued a certificate with \
+                    that subject); set tls.clientCA, or tls.allowSelfIssuedClients: true to accept Signet's own certificates knowingly
+                    """)
+            }
+            logger.warning("client certificates issued by Signet's own CA authenticate callers (tls.allowSelfIssuedClients); subjects reserved from issuance: \(issuance.reservedSubjects.sorted())")
+            return try NIOSSLCertificate.fromPEMBytes(Array(issuance.rootPEM.utf8))
+        }
+        let bundle: [NIOSSLCertificate]
+        do {
+            bundle = try NIOSSLCertificate.fromPEMFile(path)
+        } catch {
+            throw ConfigurationError("tls.clientCA: cannot read \(path): \(error)")
+        }
+        for anchor in bundle {
+            let certificate = try Certificate(derEncoded: try anchor.toDERBytes())
+            guard let own = issuing.first(where: { $0.publicKey == certificate.publicKey }) else { continue }
+            guard configuration.allowSelfIssuedClients else {
+                throw ConfigurationError("""
+                    tls.clientCA (\(path)) holds Signet's own issuing CA '\(own.subject)': any caller allowed a name could be issued a client \
+                    certificate with that subject; use a separate CA for client identities, or set tls.allowSelfIssuedClients: true knowingly
+                    """)
+            }
+            logger.warning("tls.clientCA holds Signet's own issuing CA (tls.allowSelfIssuedClients); subjects reserved from issuance: \(issuance.reservedSubjects.sorted())")
+        }
+        return bundle
     }
 
     private func issueServerCertificate() async throws -> ServerIdentity.Credentials {

@@ -37,8 +37,11 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "The longest certificate lifetime the token may ask for.")
         var maxDuration: String = "90d"
 
-        @Option(help: "Comma-separated profiles: server, client, server-client.")
-        var profiles: String = "server,client,server-client"
+        @Option(help: ArgumentHelp(
+            "Comma-separated profiles: server, client, server-client.",
+            discussion: "Client certificates are identities wherever they are trusted, so a token may get them only when asked."
+        ))
+        var profiles: String = "server"
 
         func run() async throws {
             guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.@".contains($0) }) else {

@@ -23,9 +23,13 @@ struct ConfigurationTests {
               defaultDuration: 720h
               maxDuration: P60D
             clientCertificates:
-              - commonName: ops-robot
+              - subject: 'CN=ops-robot, O=Example Ops'
+                issuer: CN=Corp Client CA,O=Example
                 allow: ['*.ops.example.com']
-                profiles: [server]
+              - uri: spiffe://example.org/ns/ops/sa/robot
+                issuer: CN=Corp Client CA,O=Example
+                allow: ['*.robots.example.com']
+                profiles: [server, client]
             """.write(to: path)
         let configuration = try ServerConfiguration.load(path: path, environment: ["SIGNET_LISTEN": "127.0.0.1:7443", "SIGNET_TLS": "http"])
         #expect(configuration.host == "127.0.0.1" && configuration.port == 7443)
@@ -35,8 +39,10 @@ struct ConfigurationTests {
         #expect(configuration.resolvedCADirectory == "/etc/signet/ca" && !configuration.mayCreateDevelopmentCA)
         #expect(configuration.clientAuthentication == .optional)
         #expect(configuration.defaultLifetime == .seconds(720 * 3600) && configuration.maximumLifetime == .seconds(60 * 86_400))
-        #expect(configuration.clientCertificatePolicies.first?.commonName == "ops-robot")
-        #expect(configuration.clientCertificatePolicies.first?.policy.allowedProfiles == [.server])
+        #expect(configuration.clientCertificatePolicies.map(\.match) == [.subject("CN=ops-robot,O=Example Ops"), .uri("spiffe://example.org/ns/ops/sa/robot")])
+        #expect(configuration.clientCertificatePolicies.first?.issuer == "CN=Corp Client CA,O=Example")
+        #expect(configuration.clientCertificatePolicies.first?.policy.allowedProfiles == [.server], "server alone unless asked")
+        #expect(configuration.clientCertificatePolicies.last?.policy.allowedProfiles == [.server, .client])
     }
 
     @Test("the CA key on a PKCS#11 token: YAML, environment overrides, admission limits")
@@ -81,6 +87,9 @@ struct ConfigurationTests {
         ("ca:\n  pkcs11:\n    module: /m.so\n    tokenLabel: t\n    keyLabel: k\n", "needs a PIN"),
         ("ca:\n  pkcs11:\n    module: /m.so\n    tokenLabel: t\n    keyLabel: k\n    pin: '1234'\n", "unknown setting 'ca.pkcs11.pin'"),
         ("ca:\n  keyVault:\n    url: https://v\n    keyName: k\n  pkcs11:\n    module: /m.so\n    tokenLabel: t\n    keyLabel: k\n    pinFile: /p\n", "not both"),
+        ("clientCertificates:\n  - commonName: ops-robot\n    allow: [a.example.com]\n", "a common name alone is not an identity"),
+        ("clientCertificates:\n  - subject: CN=ops-robot\n    allow: [a.example.com]\n", "clientCertificates[0].issuer"),
+        ("clientCertificates:\n  - subject: CN=a\n    uri: spiffe://x\n    issuer: CN=ca\n    allow: [a.example.com]\n", "exactly one of subject"),
     ])
     func errors(_ yaml: String, _ message: String) throws {
         let path = try Fixtures.temporaryDirectory() + "/signet.yaml"
@@ -102,40 +111,144 @@ struct ConfigurationTests {
         #expect(result.error.contains("no CA in \(directory)/no-such-ca"))
     }
 
-    @Test("mutual TLS: a client certificate from the CA authenticates as its configured policy")
+    /// A client CA of the operator's own, made with openssl, and client certificates it (or another CA) signs.
+    struct ClientPKI {
+        let directory: String
+
+        init(_ directory: String) throws {
+            self.directory = directory
+            try run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                     "-subj", "/O=Example/CN=Corp Client CA", "-keyout", directory + "/corp-ca.key", "-out", directory + "/corp-ca.crt",
+                     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            // A CA that calls itself the same name, with another key: the name alone must not be enough.
+            try run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                     "-subj", "/O=Example/CN=Corp Client CA", "-keyout", directory + "/impostor-ca.key", "-out", directory + "/impostor-ca.crt",
+                     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        }
+
+        func run(_ arguments: [String]) throws {
+            let result = try Tool.run("openssl", arguments)
+            guard result.succeeded else { throw Tool.ToolMissing(name: "openssl \(arguments.first ?? "") (\(result.error))") }
+        }
+
+        /// A client certificate: `name.crt` and `name.key`.
+        @discardableResult
+        func client(_ name: String, subject: String, uri: String? = nil, ca: String = "corp-ca") throws -> (certificate: String, key: String) {
+            let base = directory + "/" + name
+            try run(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", subject,
+                     "-keyout", base + ".key", "-out", base + ".csr"])
+            var extensions = "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n"
+            if let uri { extensions += "subjectAltName=URI:\(uri)\n" }
+            try extensions.write(to: base + ".ext")
+            try run(["x509", "-req", "-in", base + ".csr", "-CA", directory + "/\(ca).crt", "-CAkey", directory + "/\(ca).key",
+                     "-CAcreateserial", "-days", "1", "-extfile", base + ".ext", "-out", base + ".crt"])
+            return (base + ".crt", base + ".key")
+        }
+    }
+
+    /// POSTs an issuance for `name`, presenting `identity` (certificate and key files) if given.
+    static func post(_ server: ServerProcess, _ name: String, identity: (certificate: String, key: String)?) throws -> (status: String, body: String) {
+        let presented = identity.map { ["--cert", $0.certificate, "--key", $0.key] } ?? []
+        let body = try JSONSerialization.data(withJSONObject: ["csr": try Fixtures.csr(dnsNames: [name])])
+        let result = try Tool.run("curl", ["-s", "--max-time", "5", "--cacert", server.rootCertificate] + presented + [
+            "-H", "Content-Type: application/json", "--data-binary", "@-", "-w", "\n%{http_code}", server.url + "/v1/certificates",
+        ], input: String(decoding: body, as: UTF8.self))
+        let lines = result.output.split(separator: "\n")
+        return (String(lines.last ?? ""), lines.dropLast().joined(separator: "\n"))
+    }
+
+    @Test("mutual TLS: identities are a full subject DN or a URI SAN from the configured client CA; a common name, another CA or Signet's own certificates are not")
     func clientCertificateAuthentication() throws {
         let directory = try Fixtures.temporaryDirectory("signet-mtls")
+        let pki = try ClientPKI(directory)
         try """
             tls:
               clientAuth: optional
+              clientCA: \(directory)/corp-ca.crt
             clientCertificates:
-              - commonName: ops-robot
+              - subject: CN=ops-robot,O=Example Ops
+                issuer: CN=Corp Client CA,O=Example
+                allow: ['*.ops.example.com']
+              - uri: spiffe://example.org/ns/ops/sa/robot
+                issuer: CN=Corp Client CA,O=Example
+                allow: ['*.robots.example.com']
+            """.write(to: directory + "/signet.yaml")
+        let server = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", directory + "/signet.yaml"])
+        defer { server.stop() }
+        let robot = try pki.client("robot", subject: "/O=Example Ops/CN=ops-robot")
+        let spiffe = try pki.client("spiffe", subject: "/O=Example/CN=anything", uri: "spiffe://example.org/ns/ops/sa/robot")
+        let bareName = try pki.client("bare", subject: "/CN=ops-robot")
+        let impostor = try pki.client("impostor", subject: "/O=Example Ops/CN=ops-robot", ca: "impostor-ca")
+
+        let allowed = try Self.post(server, "a.ops.example.com", identity: robot)
+        #expect(allowed.status == "201", "\(allowed.body)")
+        #expect(try Self.post(server, "a.example.com", identity: robot).status == "403")
+        #expect(try Self.post(server, "b.robots.example.com", identity: spiffe).status == "201")
+        #expect(try Self.post(server, "b.ops.example.com", identity: spiffe).status == "403", "each identity has its own policy")
+        #expect(try Self.post(server, "a.ops.example.com", identity: nil).status == "401")
+        #expect(try Self.post(server, "a.ops.example.com", identity: bareName).status == "401", "the same common name with another subject is nobody")
+        // Signed by another CA with the same name: the handshake fails (curl reports no HTTP status) or the caller is nobody.
+        #expect(try Self.post(server, "a.ops.example.com", identity: impostor).status != "201")
+
+        // What a tenant can get from Signet itself is no identity: a token allowed 'ops-robot' gets a client
+        // certificate with CN=ops-robot, which the server does not trust for authentication.
+        let token = try server.createToken(name: "tenant", allow: ["ops-robot"], extra: ["--profiles", "client"])
+        let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                        "--generate-key", "ecdsa-p256", "--dns", "ops-robot", "--profile", "client", "--out", directory + "/minted"])
+        #expect(issued.succeeded, "\(issued.error)")
+        #expect(try Self.post(server, "a.ops.example.com", identity: (directory + "/minted/tls.crt", directory + "/minted/tls.key")).status != "201")
+
+        let auditor = try server.createToken(name: "auditor", allow: [])
+        let listed = try server.signet(["certs", "list", "--server", server.url, "--token", auditor, "--cacert", server.rootCertificate,
+                                        "--requester", "certificate:CN=ops-robot,O=Example Ops"])
+        #expect(listed.output.contains("a.ops.example.com"), "\(listed.output)\(listed.error)")
+    }
+
+    @Test("client-certificate authentication refuses to start without a client CA of its own, unless self-issued clients are allowed; then identities are never issued")
+    func clientCAMustBeSeparate() throws {
+        let directory = try Fixtures.temporaryDirectory("signet-mtls-ca")
+        func start(_ yaml: String) throws -> Tool.Result {
+            try yaml.write(to: directory + "/signet.yaml")
+            return try Tool.run("timeout", ["20", Fixtures.signetBinary, "serve", "--config", directory + "/signet.yaml"], environment: [
+                "SIGNET_DATA_DIR": directory + "/data", "SIGNET_LISTEN": "127.0.0.1:\(try freePort())",
+            ])
+        }
+        let noCA = try start("tls:\n  clientAuth: require\n")
+        #expect(!noCA.succeeded && noCA.error.contains("tls.clientCA is not set"), "\(noCA.error)")
+        let ownCA = try start("tls:\n  clientAuth: optional\n  clientCA: \(directory)/data/ca/root.crt\n")
+        #expect(!ownCA.succeeded && ownCA.error.contains("holds Signet's own issuing CA"), "\(ownCA.error)")
+
+        try """
+            tls:
+              clientAuth: optional
+              allowSelfIssuedClients: true
+            clientCertificates:
+              - subject: CN=ops-robot
+                issuer: CN=Signet Development Intermediate CA,O=Signet Development
                 allow: ['*.ops.example.com']
             """.write(to: directory + "/signet.yaml")
-        let server = try ServerProcess(dataDirectory: directory, arguments: ["--config", directory + "/signet.yaml"])
+        let server = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", directory + "/signet.yaml"])
         defer { server.stop() }
-        let token = try server.createToken(name: "bootstrap", allow: ["ops-robot"])
-        let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
-                                        "--generate-key", "ecdsa-p256", "--dns", "ops-robot", "--profile", "client", "--out", directory + "/robot"])
-        #expect(issued.succeeded, "\(issued.error)")
+        #expect(server.logText.contains("allowSelfIssuedClients"))
+        let token = try server.createToken(name: "tenant", allow: ["ops-robot", "*.example.com"], extra: ["--profiles", "server,client"])
+        let minted = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                        "--generate-key", "ecdsa-p256", "--dns", "ops-robot", "--profile", "client", "--out", directory + "/minted"])
+        #expect(!minted.succeeded && minted.error.contains("client-certificate identity"), "\(minted.output)\(minted.error)")
+        #expect(try Self.post(server, "a.example.com", identity: nil).status == "401")
+    }
 
-        func post(_ name: String, withCertificate: Bool) throws -> (status: String, body: String) {
-            let identity = withCertificate ? ["--cert", directory + "/robot/tls.crt", "--key", directory + "/robot/tls.key"] : []
-            let body = try JSONSerialization.data(withJSONObject: ["csr": try Fixtures.csr(dnsNames: [name])])
-            let result = try Tool.run("curl", ["-s", "--max-time", "5", "--cacert", server.rootCertificate] + identity + [
-                "-H", "Content-Type: application/json", "--data-binary", "@-", "-w", "\n%{http_code}", server.url + "/v1/certificates",
-            ], input: String(decoding: body, as: UTF8.self))
-            let lines = result.output.split(separator: "\n")
-            return (String(lines.last ?? ""), lines.dropLast().joined(separator: "\n"))
-        }
-        let allowed = try post("a.ops.example.com", withCertificate: true)
-        #expect(allowed.status == "201", "\(allowed.body)")
-        let outside = try post("a.example.com", withCertificate: true)
-        #expect(outside.status == "403", "\(outside.body)")
-        let anonymous = try post("a.ops.example.com", withCertificate: false)
-        #expect(anonymous.status == "401", "\(anonymous.body)")
-
-        let listed = try server.signet(["certs", "list", "--server", server.url, "--token", token, "--cacert", server.rootCertificate, "--requester", "certificate:ops-robot"])
-        #expect(listed.output.contains("a.ops.example.com"), "\(listed.output)\(listed.error)")
+    @Test("tokens get the server profile unless asked for client profiles")
+    func tokenProfiles() throws {
+        let directory = try Fixtures.temporaryDirectory("signet-profiles")
+        let server = try ServerProcess(dataDirectory: directory)
+        defer { server.stop() }
+        let plain = try server.createToken(name: "plain", allow: ["*.example.com"])
+        let refused = try server.signet(["issue", "--server", server.url, "--token", plain, "--cacert", server.rootCertificate,
+                                         "--generate-key", "ecdsa-p256", "--dns", "a.example.com", "--profile", "client", "--out", directory + "/a"])
+        #expect(!refused.succeeded && refused.error.contains("profile 'client' is not allowed"), "\(refused.error)")
+        let clients = try server.createToken(name: "clients", allow: ["*.example.com"], extra: ["--profiles", "server,client"])
+        let granted = try server.signet(["issue", "--server", server.url, "--token", clients, "--cacert", server.rootCertificate,
+                                         "--generate-key", "ecdsa-p256", "--dns", "a.example.com", "--profile", "client", "--out", directory + "/b"])
+        #expect(granted.succeeded, "\(granted.error)")
     }
 }

@@ -41,7 +41,7 @@ struct InteropTests {
         try #require(Tool.isInstalled("nginx"), "nginx is not installed; the README's test command installs it")
         let signet = try ServerProcess()
         defer { signet.stop() }
-        let token = try signet.createToken(name: "gateway", allow: ["httpbin.example.com", "bookinfo.com", "mtls.example.com", "client.example.com"])
+        let token = try signet.createToken(name: "gateway", allow: ["httpbin.example.com", "bookinfo.com", "mtls.example.com", "client.example.com"], extra: ["--profiles", "server,client"])
         let work = signet.dataDirectory + "/nginx"
         func issue(_ host: String, profile: String = "server", key: String = "ecdsa-p256") throws {
             let result = try signet.signet(["issue", "--server", signet.url, "--token", token, "--cacert", signet.rootCertificate,
