@@ -219,6 +219,12 @@ public final class CertificateLedger: Sendable {
         try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM tokens ORDER BY name").map(Self.token(from:)) }
     }
 
+    public func token(name: String) async throws -> TokenEntry? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM tokens WHERE name = ?", arguments: [name]).map(Self.token(from:))
+        }
+    }
+
     public func token(secretSHA256: String) async throws -> TokenEntry? {
         try await pool.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM tokens WHERE secret_sha256 = ?", arguments: [secretSHA256]).map(Self.token(from:))

@@ -132,6 +132,11 @@ enum LedgerSchema {
                     (\(ManagedTargetColumns.cluster), \(ManagedTargetColumns.namespace), \(ManagedTargetColumns.secretName))
                 """)
         }
+        migrator.registerMigration("v5: why a renewal failed") { db in
+            // A machine-readable reason beside last_error (`Unauthorized` when the owner's credential no longer allows
+            // the certificate), so the status can say why without parsing text.
+            try db.execute(sql: "ALTER TABLE managed_certificates ADD COLUMN last_error_reason TEXT")
+        }
         return migrator
     }
 }

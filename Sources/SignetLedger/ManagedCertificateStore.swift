@@ -70,6 +70,8 @@ public struct ManagedCertificateRecord: Sendable, Equatable {
     /// Failed attempts since the last success.
     public var attempts: Int
     public var lastError: String?
+    /// What kind of failure `lastError` is, when it is one the status names (`Unauthorized`).
+    public var lastErrorReason: String?
     public var lastAttemptAt: Date?
     public var pendingKey: PendingKey?
     public var probe: Probe?
@@ -163,7 +165,7 @@ extension CertificateLedger {
             try Self.ensureTargetFree(spec.target, for: name, in: db)
             try db.execute(sql: """
                 UPDATE managed_certificates SET spec = ?, generation = generation + 1, updated_ms = ?, next_attempt_ms = ?,
-                    attempts = 0, last_error = NULL WHERE name = ?
+                    attempts = 0, last_error = NULL, last_error_reason = NULL WHERE name = ?
                 """, arguments: [encoded, Self.milliseconds(now), Self.milliseconds(now), name])
             guard db.changesCount > 0 else { throw LedgerError.noSuchManagedCertificate(name) }
             try Self.insert(event, into: db)
@@ -207,7 +209,7 @@ extension CertificateLedger {
         try await pool.write { db in
             try db.execute(sql: """
                 UPDATE managed_certificates SET serial = ?, not_before = ?, not_after = ?, renewal_ms = ?, issued_generation = ?,
-                    delivered_ms = ?, secret_resource_version = ?, attempts = 0, last_error = NULL,
+                    delivered_ms = ?, secret_resource_version = ?, attempts = 0, last_error = NULL, last_error_reason = NULL,
                     pending_key = NULL, pending_key_sha256 = NULL, pending_generation = NULL,
                     probe_ms = NULL, probe_serial = NULL, probe_error = NULL,
                     next_attempt_ms = CASE WHEN generation = ? THEN ? ELSE ? END
@@ -223,12 +225,13 @@ extension CertificateLedger {
     }
 
     /// A failed attempt: counted, explained, and retried at `retryAt`. The pending key is kept for the retry.
-    public func failRenewal(name: String, error: String, at now: Date, retryAt: Date) async throws {
+    public func failRenewal(name: String, error: String, reason: String? = nil, at now: Date, retryAt: Date, event: AuditEvent? = nil) async throws {
         try await pool.write { db in
             try db.execute(sql: """
-                UPDATE managed_certificates SET attempts = attempts + 1, last_error = ?, last_attempt_ms = ?, next_attempt_ms = ?
+                UPDATE managed_certificates SET attempts = attempts + 1, last_error = ?, last_error_reason = ?, last_attempt_ms = ?, next_attempt_ms = ?
                 WHERE name = ?
-                """, arguments: [error, Self.milliseconds(now), Self.milliseconds(retryAt), name])
+                """, arguments: [error, reason, Self.milliseconds(now), Self.milliseconds(retryAt), name])
+            if let event { try Self.insert(event, into: db) }
         }
     }
 
@@ -283,6 +286,7 @@ extension CertificateLedger {
         record.nextAttemptAt = date(row["next_attempt_ms"])!
         record.attempts = row["attempts"]
         record.lastError = row["last_error"]
+        record.lastErrorReason = row["last_error_reason"]
         record.lastAttemptAt = date(row["last_attempt_ms"])
         if let serial: String = row["serial"], let notBefore: Int64 = row["not_before"], let notAfter: Int64 = row["not_after"],
            let renewal = date(row["renewal_ms"]), let generation: Int64 = row["issued_generation"], let deliveredAt = date(row["delivered_ms"]) {

@@ -158,6 +158,42 @@ public final class CallerAuthenticator: Sendable {
         throw AuthenticationError.missing
     }
 
+    /// The policy that `identity` (as recorded with a managed certificate: `token:NAME`, `certificate:SUBJECT-OR-URI`,
+    /// `serviceaccount:NS:NAME` or `serviceaccount:NS:NAME for NS2`) holds now, for re-checking renewals made on its
+    /// behalf. A revoked or removed credential is `RenewalUnauthorized`.
+    func currentPolicy(of identity: String) async throws -> IssuancePolicy {
+        let parts = identity.split(separator: ":", maxSplits: 1).map(String.init)
+        let kind = parts.first ?? "", name = parts.count == 2 ? parts[1] : ""
+        switch kind {
+        case "token":
+            guard let entry = try await ledger.token(name: name) else { throw RenewalUnauthorized("token '\(name)' no longer exists") }
+            guard entry.revokedAt == nil else { throw RenewalUnauthorized("token '\(name)' has been revoked") }
+            return try APITokens.policy(of: entry, defaultLifetime: defaultLifetime)
+        case "certificate":
+            guard let found = certificatePolicies.first(where: { $0.match.description == name }) else {
+                throw RenewalUnauthorized("client-certificate identity '\(name)' is no longer configured")
+            }
+            return found.policy
+        case "serviceaccount":
+            let parts = name.components(separatedBy: " for ")
+            let account = parts[0].split(separator: ":").map(String.init)
+            guard let settings = serviceAccounts?.settings, account.count == 2 else {
+                throw RenewalUnauthorized("service account '\(parts[0])' is no longer accepted (serviceAccounts)")
+            }
+            var namespace = account[0]
+            if parts.count == 2 {
+                guard settings.controllers.contains(ServiceAccountIdentity(namespace: account[0], name: account[1])) else {
+                    throw RenewalUnauthorized("'\(parts[0])' is no longer a controller that may ask for namespace '\(parts[1])'")
+                }
+                namespace = parts[1]
+            }
+            guard let policy = settings.namespaces[namespace] else { throw RenewalUnauthorized("namespace '\(namespace)' no longer has a policy") }
+            return policy
+        default:
+            throw RenewalUnauthorized("'\(identity)' is not a credential Signet knows")
+        }
+    }
+
     /// A service account's caller: its namespace's policy, or, for a controller asking on behalf of a namespace,
     /// that namespace's. The identity records both, so the ledger says who asked for whom.
     private func caller(forServiceAccountToken token: String, verifier: ServiceAccountVerifier, onBehalfOf: String?) async throws -> Caller {

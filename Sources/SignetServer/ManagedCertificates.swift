@@ -63,6 +63,7 @@ public final class ManagedCertificates: Sendable {
     private let ledger: CertificateLedger
     private let issuance: IssuanceService
     private let clusters: ClusterConnections
+    private let authenticator: CallerAuthenticator
     private let metrics: SignetMetrics
     private let logger: Logger
     private let now: @Sendable () -> Date
@@ -70,10 +71,11 @@ public final class ManagedCertificates: Sendable {
     let probeWindow: Duration
 
     public init(
-        ledger: CertificateLedger, issuance: IssuanceService, clusters: ClusterConnections, metrics: SignetMetrics, logger: Logger,
-        probeWindow: Duration = .seconds(60), now: @escaping @Sendable () -> Date = Date.init
+        ledger: CertificateLedger, issuance: IssuanceService, clusters: ClusterConnections, authenticator: CallerAuthenticator,
+        metrics: SignetMetrics, logger: Logger, probeWindow: Duration = .seconds(60), now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.ledger = ledger
+        self.authenticator = authenticator
         self.issuance = issuance
         self.clusters = clusters
         self.metrics = metrics
@@ -166,7 +168,7 @@ public final class ManagedCertificates: Sendable {
         let started = now()
         do {
             let delivered = try await attempt(record, at: started)
-            metrics.recordRenewal(succeeded: true)
+            metrics.recordRenewal(.delivered)
             logger.info("managed certificate delivered", metadata: [
                 "name": "\(record.name)", "serial": "\(delivered.serial)", "target": "\(record.spec.target)",
                 "renewalTime": "\(delivered.renewalTime.formatted(.iso8601))",
@@ -174,8 +176,10 @@ public final class ManagedCertificates: Sendable {
             if let gateway = clusters[record.spec.target.cluster]?.settings.gateway {
                 await probe(record, serial: delivered.serial, gateway: gateway)
             }
+        } catch let refusal as RenewalUnauthorized {
+            await refuse(record, refusal, at: started)
         } catch {
-            metrics.recordRenewal(succeeded: false)
+            metrics.recordRenewal(.failed)
             let failures = record.attempts + 1
             let retryAt = now().addingTimeInterval(RenewalSchedule.retryDelay(afterFailures: failures, jitter: .random(in: 0..<1)).timeInterval)
             logger.warning("managed certificate not delivered; will retry", metadata: [
@@ -190,6 +194,49 @@ public final class ManagedCertificates: Sendable {
         }
     }
 
+    /// The owner's credential, as it is now, must still allow the certificate: a revoked token or a narrowed policy
+    /// stops its renewals. Nothing is issued; the status says `Unauthorized`, an Event on the Secret and a metric say
+    /// so once, and the normal backoff retries, so renewals resume by themselves once the owner is allowed again.
+    private func authorize(_ record: ManagedCertificateRecord) async throws {
+        let policy = try await authenticator.currentPolicy(of: record.owner)
+        let spec = record.spec
+        let names = RequestedNames(dnsNames: spec.dnsNames, ipAddresses: spec.ipAddresses.compactMap(IPAddress.init))
+        let outside = policy.namesOutsidePolicy(names)
+        guard outside.isEmpty else { throw RenewalUnauthorized("\(record.owner): \(PolicyError.namesNotAllowed(outside))") }
+        guard policy.allows(spec.target) else { throw RenewalUnauthorized("\(record.owner): \(ManagedCertificateRefusal.targetNotAllowed(spec.target))") }
+        guard policy.allowedProfiles.contains(spec.profile) else {
+            throw RenewalUnauthorized("\(record.owner): profile '\(spec.profile.rawValue)' is no longer allowed")
+        }
+        guard spec.lifetime <= policy.maximumLifetime else {
+            throw RenewalUnauthorized("\(record.owner): \(PolicyError.lifetimeTooLong(requested: spec.lifetime, maximum: policy.maximumLifetime))")
+        }
+    }
+
+    private func refuse(_ record: ManagedCertificateRecord, _ refusal: RenewalUnauthorized, at started: Date) async {
+        metrics.recordRenewal(.unauthorized)
+        let retryAt = now().addingTimeInterval(RenewalSchedule.retryDelay(afterFailures: record.attempts + 1, jitter: .random(in: 0..<1)).timeInterval)
+        let reason = "renewal not authorized: \(refusal.description)"
+        logger.warning("managed certificate not renewed: its owner is no longer allowed it", metadata: [
+            "name": "\(record.name)", "owner": "\(record.owner)", "reason": "\(refusal.description)", "retryAt": "\(retryAt.formatted(.iso8601))",
+        ])
+        let firstTime = record.lastErrorReason != RenewalUnauthorized.reason
+        do {
+            try await ledger.failRenewal(
+                name: record.name, error: reason, reason: RenewalUnauthorized.reason, at: started, retryAt: retryAt,
+                event: firstTime ? AuditEvent(at: started, actor: "signet", action: "managed.renew", outcome: .refused, subject: record.name,
+                                              names: record.spec.dnsNames + record.spec.ipAddresses, reason: reason) : nil
+            )
+        } catch {
+            logger.error("could not record a refused renewal", metadata: ["name": "\(record.name)", "error": "\(error)"])
+        }
+        guard firstTime, let client = clusters[record.spec.target.cluster]?.client else { return }
+        let target = record.spec.target
+        let secret = (try? await client.getSecret(namespace: target.namespace, name: target.secretName))
+            ?? KubernetesObject(.object(["kind": .string("Secret"), "metadata": .object(["name": .string(target.secretName), "namespace": .string(target.namespace)])]))
+        try? await client.recordEvent(regarding: secret, type: "Warning", reason: RenewalUnauthorized.reason, action: "Renew",
+                                      note: "managed certificate \(record.name) was not renewed: \(refusal.description)")
+    }
+
     /// The steps, each durable before the next: (1) the key, remembered as pending; (2) the certificate for that
     /// key, found in the ledger if an earlier attempt signed it, else issued; (3) the Secret; (4) the ledger row.
     private func attempt(_ record: ManagedCertificateRecord, at start: Date) async throws -> ManagedCertificateRecord.Delivered {
@@ -199,6 +246,7 @@ public final class ManagedCertificates: Sendable {
         }
         guard let algorithm = KeyAlgorithm(rawValue: spec.keyAlgorithm) else { throw RenewalFailure("unknown key algorithm '\(spec.keyAlgorithm)'") }
         let owner = ManagedCertificateRecord.secretOwner(for: record.name)
+        try await authorize(record)
 
         // (1) The key. A pending key of an older spec generation belongs to a certificate nobody wants any more.
         let pending: ManagedCertificateRecord.PendingKey
@@ -308,6 +356,13 @@ public final class ManagedCertificates: Sendable {
         try? await ledger.recordProbe(name: record.name, deliveredSerial: serial, probe: observation)
     }
 
+}
+
+/// The owner's current credential does not allow the renewal (revoked, or its policy narrowed).
+struct RenewalUnauthorized: Error, CustomStringConvertible {
+    static let reason = "Unauthorized"
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// A renewal that cannot proceed for a reason of Signet's own (not the signer's, not the API server's).

@@ -65,21 +65,23 @@ public struct RenewalScheduler: Service {
 /// What the API and the metrics say about a managed certificate, derived from its record.
 struct ManagedCertificateStatus {
     let ready: Bool
-    /// Issued, Pending (never delivered), Changed (the spec changed since the last delivery), Failing, Expired.
+    /// Issued, Pending (never delivered), Changed (the spec changed since the last delivery), Failing, Unauthorized
+    /// (the owner's credential no longer allows it), Expired.
     let reason: String
 
     init(_ record: ManagedCertificateRecord, now: Date) {
+        let failing = record.lastErrorReason ?? "Failing"
         guard let delivered = record.delivered else {
-            (ready, reason) = (false, record.lastError == nil ? "Pending" : "Failing")
+            (ready, reason) = (false, record.lastError == nil ? "Pending" : failing)
             return
         }
         if delivered.notAfter <= now {
             (ready, reason) = (false, "Expired")
         } else if delivered.generation != record.generation {
-            (ready, reason) = (false, record.lastError == nil ? "Changed" : "Failing")
+            (ready, reason) = (false, record.lastError == nil ? "Changed" : failing)
         } else {
             // A valid certificate is in place; a failing renewal shows in the reason, not in readiness.
-            (ready, reason) = (true, record.lastError == nil ? "Issued" : "Failing")
+            (ready, reason) = (true, record.lastError == nil ? "Issued" : failing)
         }
     }
 }

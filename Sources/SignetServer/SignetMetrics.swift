@@ -24,7 +24,7 @@ public final class SignetMetrics: Sendable {
     private let signerRunning: Gauge
     private let certificatesByStatus: [CertificateStatus: Gauge]
     private let earliestExpiry: Gauge
-    private let renewals: [Bool: Counter]
+    private let renewals: [RenewalOutcome: Counter]
     private let probes: [Bool: Counter]
 
     private static let latencyBuckets: [Duration] = [
@@ -77,12 +77,11 @@ public final class SignetMetrics: Sendable {
         )
         let renewalDescriptor = MetricNameDescriptor(
             namespace: "signet", metricName: "managed_renewals", unitName: "total",
-            helpText: "Managed-certificate renewal attempts (issue and deliver) by outcome: delivered, failed."
+            helpText: "Managed-certificate renewal attempts (issue and deliver) by outcome: delivered, failed, unauthorized (the owner's credential no longer allows it)."
         )
-        renewals = [
-            true: registry.makeCounter(descriptor: renewalDescriptor, labels: [("outcome", "delivered")]),
-            false: registry.makeCounter(descriptor: renewalDescriptor, labels: [("outcome", "failed")]),
-        ]
+        renewals = Dictionary(uniqueKeysWithValues: RenewalOutcome.allCases.map {
+            ($0, registry.makeCounter(descriptor: renewalDescriptor, labels: [("outcome", $0.rawValue)]))
+        })
         let probeDescriptor = MetricNameDescriptor(
             namespace: "signet", metricName: "delivery_probes", unitName: "total",
             helpText: "Gateway probes after a delivery by outcome: served (the new serial), stale (anything else, or no answer)."
@@ -93,7 +92,9 @@ public final class SignetMetrics: Sendable {
         ]
     }
 
-    func recordRenewal(succeeded: Bool) { renewals[succeeded]?.increment() }
+    enum RenewalOutcome: String, CaseIterable { case delivered, failed, unauthorized }
+
+    func recordRenewal(_ outcome: RenewalOutcome) { renewals[outcome]?.increment() }
     func recordProbe(matched: Bool) { probes[matched]?.increment() }
 
     func recordIssued(after duration: Duration) {

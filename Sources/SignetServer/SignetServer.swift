@@ -95,7 +95,9 @@ public struct SignetServer: Sendable {
                 cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: configuration.clientCertificatePolicies,
                 serviceAccounts: serviceAccounts
             )
-            let managed = ManagedCertificates(ledger: ledger, issuance: issuance, clusters: clusters, metrics: metrics, logger: logger)
+            let managed = ManagedCertificates(
+                ledger: ledger, issuance: issuance, clusters: clusters, authenticator: authenticator, metrics: metrics, logger: logger
+            )
             return SignetServer(
                 configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator,
                 managed: managed, clusters: clusters, signer: signer, http: http, logger: logger

@@ -225,6 +225,33 @@ struct ManagedDeliveryTests {
         #expect(after["tls-combined.pem"] == nil && after["key.der"] == nil && after["keystore.p12"] != nil)
     }
 
+    @Test("a policy change reaches renewals: once its owner's token is revoked, a managed certificate is not renewed, and the status, an Event and a metric say why")
+    func revokedOwnerStopsRenewals() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        let owner = try rig.server.createToken(name: "team-edge", allow: ["*.example.com"], extra: ["--target", "double/istio-system/*"])
+        #expect(try rig.api("POST", "/v1/managed-certificates", ["name": "edge", "dnsNames": ["edge.example.com"], "duration": "1h",
+                                                                "target": ["cluster": "double", "namespace": "istio-system", "secretName": "edge-tls"]],
+                            token: owner).status == 201)
+        let delivered = try rig.waitForStatus("edge", seconds: 20) { $0["ready"] as? Bool == true }
+        #expect(try rig.issuedSerials("edge") == [delivered["serial"] as? String ?? "?"])
+
+        #expect(try rig.server.signet(["token", "revoke", "team-edge"]).succeeded)
+        // Another caller allowed the certificate asks for a renewal now; the owner's revoked token decides.
+        #expect(try rig.api("POST", "/v1/managed-certificates/edge/renew").status == 202)
+        let refused = try rig.waitForStatus("edge", seconds: 20) { $0["reason"] as? String == "Unauthorized" }
+        #expect((refused["lastError"] as? String ?? "").contains("token 'team-edge' has been revoked"), "\(refused)")
+        #expect(refused["ready"] as? Bool == true, "the delivered certificate is still valid and in place")
+        #expect(try rig.issuedSerials("edge").count == 1, "nothing issued")
+        #expect(try rig.server.metrics().contains(#"signet_managed_renewals_total{outcome="unauthorized"} 1"#))
+        let events = try rig.cluster.events("istio-system").filter { $0["reason"] as? String == "Unauthorized" }
+        #expect(events.count == 1 && (events.first?["note"] as? String ?? "").contains("edge"), "\(events)")
+        // Retried on the normal backoff, still refused, still nothing issued.
+        let again = try rig.waitForStatus("edge", seconds: 20) { ($0["attempts"] as? Int ?? 0) >= 2 }
+        #expect(again["reason"] as? String == "Unauthorized")
+        #expect(try rig.issuedSerials("edge").count == 1)
+    }
+
     @Test("a short-lived certificate is renewed before expiry with a new key; API-server faults delay it, never duplicate it")
     func renewalUnderFaults() throws {
         let rig = try Rig()
