@@ -115,7 +115,7 @@ extension CertificateLedger {
 
     public func managedCertificate(name: String) async throws -> ManagedCertificateRecord? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM managed_certificates WHERE name = ?", arguments: [name]).map(Self.managed(from:))
+            try Row.fetchOne(db, sql: "SELECT * FROM managed_certificates WHERE name = ?", arguments: [name]).map { try self.managed(from: $0) }
         }
     }
 
@@ -123,7 +123,7 @@ extension CertificateLedger {
     public func managedCertificates(after cursor: String? = nil, limit: Int = .max) async throws -> [ManagedCertificateRecord] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM managed_certificates WHERE name > ? ORDER BY name LIMIT ?", arguments: [cursor ?? "", limit])
-                .map(Self.managed(from:))
+                .map { try self.managed(from: $0) }
         }
     }
 
@@ -134,7 +134,7 @@ extension CertificateLedger {
                 SELECT * FROM managed_certificates WHERE \(ManagedTargetColumns.cluster) = ?
                     AND \(ManagedTargetColumns.namespace) = ? AND (? IS NULL OR \(ManagedTargetColumns.secretName) = ?)
                 """, arguments: [cluster, namespace, secretName, secretName])
-                .map(Self.managed(from:))
+                .map { try self.managed(from: $0) }
         }
     }
 
@@ -154,7 +154,7 @@ extension CertificateLedger {
         try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM managed_certificates WHERE next_attempt_ms <= ? ORDER BY next_attempt_ms LIMIT ?",
                              arguments: [Self.milliseconds(now), limit])
-                .map(Self.managed(from:))
+                .map { try self.managed(from: $0) }
         }
     }
 
@@ -172,7 +172,7 @@ extension CertificateLedger {
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM managed_certificates WHERE name = ?", arguments: [name]) else {
                 throw LedgerError.noSuchManagedCertificate(name)
             }
-            return try Self.managed(from: row)
+            return try self.managed(from: row)
         }
     }
 
@@ -193,13 +193,39 @@ extension CertificateLedger {
         }
     }
 
-    /// Durably remembers the key of the renewal about to be signed, before it is signed.
-    public func beginRenewal(name: String, key: ManagedCertificateRecord.PendingKey, at now: Date) async throws {
+    /// Durably remembers the key of the renewal about to be signed, before it is signed, sealed with the ledger key.
+    public func beginRenewal(name: String, key pending: ManagedCertificateRecord.PendingKey, at now: Date) async throws {
+        guard let key else { throw LedgerKeyError.noKey }
+        let sealed = try key.seal(pending.pem, binding: Self.pendingKeyBinding(name))
         try await pool.write { db in
             try db.execute(sql: """
                 UPDATE managed_certificates SET pending_key = ?, pending_key_sha256 = ?, pending_generation = ?, last_attempt_ms = ?
                 WHERE name = ?
-                """, arguments: [key.pem, key.publicKeySHA256, key.generation, Self.milliseconds(now), name])
+                """, arguments: [sealed, pending.publicKeySHA256, pending.generation, Self.milliseconds(now), name])
+        }
+    }
+
+    /// The associated data a pending key is sealed with: the row it belongs to.
+    private static func pendingKeyBinding(_ name: String) -> String { "managed_certificates/\(name)/pending_key" }
+
+    private func openPendingKey(_ stored: String, name: String) throws -> String {
+        guard LedgerKey.isSealed(stored) else { return stored }
+        guard let key else { throw LedgerKeyError.noKey }
+        return try key.open(stored, binding: Self.pendingKeyBinding(name))
+    }
+
+    /// Pending keys written in plaintext by an older Signet are sealed (and, with `secure_delete`, their plaintext
+    /// zeroed) when the ledger is opened with its key.
+    func sealPlaintextPendingKeys() throws {
+        guard let key else { return }
+        try pool.write { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT name, pending_key FROM managed_certificates WHERE pending_key IS NOT NULL")
+            for row in rows {
+                let name: String = row["name"], stored: String = row["pending_key"]
+                guard !LedgerKey.isSealed(stored) else { continue }
+                try db.execute(sql: "UPDATE managed_certificates SET pending_key = ? WHERE name = ?",
+                               arguments: [try key.seal(stored, binding: Self.pendingKeyBinding(name)), name])
+            }
         }
     }
 
@@ -272,7 +298,7 @@ extension CertificateLedger {
         milliseconds.map { Date(timeIntervalSince1970: Double($0) / 1000) }
     }
 
-    private static func managed(from row: Row) throws -> ManagedCertificateRecord {
+    private func managed(from row: Row) throws -> ManagedCertificateRecord {
         let specText: String = row["spec"]
         let spec: ManagedCertificateSpec
         do {
@@ -280,25 +306,25 @@ extension CertificateLedger {
         } catch {
             throw LedgerError.corrupt("managed certificate \(row["name"] as String): \(error)")
         }
-        var record = ManagedCertificateRecord(name: row["name"], owner: row["owner"], spec: spec, createdAt: date(row["created_ms"])!)
+        var record = ManagedCertificateRecord(name: row["name"], owner: row["owner"], spec: spec, createdAt: Self.date(row["created_ms"])!)
         record.generation = row["generation"]
-        record.updatedAt = date(row["updated_ms"])!
-        record.nextAttemptAt = date(row["next_attempt_ms"])!
+        record.updatedAt = Self.date(row["updated_ms"])!
+        record.nextAttemptAt = Self.date(row["next_attempt_ms"])!
         record.attempts = row["attempts"]
         record.lastError = row["last_error"]
         record.lastErrorReason = row["last_error_reason"]
-        record.lastAttemptAt = date(row["last_attempt_ms"])
+        record.lastAttemptAt = Self.date(row["last_attempt_ms"])
         if let serial: String = row["serial"], let notBefore: Int64 = row["not_before"], let notAfter: Int64 = row["not_after"],
-           let renewal = date(row["renewal_ms"]), let generation: Int64 = row["issued_generation"], let deliveredAt = date(row["delivered_ms"]) {
+           let renewal = Self.date(row["renewal_ms"]), let generation: Int64 = row["issued_generation"], let deliveredAt = Self.date(row["delivered_ms"]) {
             record.delivered = .init(
                 serial: serial, notBefore: Date(timeIntervalSince1970: TimeInterval(notBefore)), notAfter: Date(timeIntervalSince1970: TimeInterval(notAfter)),
                 renewalTime: renewal, generation: generation, deliveredAt: deliveredAt, secretResourceVersion: row["secret_resource_version"]
             )
         }
-        if let pem: String = row["pending_key"], let sha: String = row["pending_key_sha256"], let generation: Int64 = row["pending_generation"] {
-            record.pendingKey = .init(pem: pem, publicKeySHA256: sha, generation: generation)
+        if let stored: String = row["pending_key"], let sha: String = row["pending_key_sha256"], let generation: Int64 = row["pending_generation"] {
+            record.pendingKey = .init(pem: try openPendingKey(stored, name: record.name), publicKeySHA256: sha, generation: generation)
         }
-        if let at = date(row["probe_ms"]) {
+        if let at = Self.date(row["probe_ms"]) {
             record.probe = .init(at: at, servedSerial: row["probe_serial"], error: row["probe_error"])
         }
         return record

@@ -21,6 +21,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var port = 8443
     public var dataDirectory = "./signet-data"
     public var databasePath: String?
+    /// The key that seals private keys in the ledger (`ledgerKeyFile` / SIGNET_LEDGER_KEY_FILE), or the key itself
+    /// (SIGNET_LEDGER_KEY, base64, e.g. from a Kubernetes Secret). Default: `<dataDirectory>/ledger.key`, created 0600.
+    public var ledgerKeyFile: String?
+    public var ledgerKey: String?
     public var durability: CertificateLedger.Durability = .full
     public var caDirectory: String?
     public var caPassphraseFile: String?
@@ -52,6 +56,17 @@ public struct ServerConfiguration: Sendable, Equatable {
     public init() {}
 
     public var resolvedDatabasePath: String { databasePath ?? dataDirectory + "/ledger.sqlite" }
+    public var resolvedLedgerKeyFile: String { ledgerKeyFile ?? dataDirectory + "/ledger.key" }
+
+    /// The ledger's data-encryption key: given, or read from (created in) its file.
+    public func loadLedgerKey() throws -> LedgerKey {
+        do {
+            if let ledgerKey { return try LedgerKey(base64: ledgerKey) }
+            return try LedgerKey.loadOrCreate(path: resolvedLedgerKeyFile)
+        } catch {
+            throw ConfigurationError(ledgerKey != nil ? "SIGNET_LEDGER_KEY: \(error)" : "ledgerKeyFile: \(error)")
+        }
+    }
     public var resolvedCADirectory: String { caDirectory ?? dataDirectory + "/ca" }
     /// Only the embedded default CA location may be filled with a development CA; a configured one must exist.
     public var mayCreateDevelopmentCA: Bool { caDirectory == nil && keyVault == nil && pkcs11 == nil }
@@ -95,6 +110,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let listen = file.listen { try setListen(listen) }
         if let value = file.dataDirectory { dataDirectory = value }
         if let value = file.database { databasePath = value }
+        if let value = file.ledgerKeyFile { ledgerKeyFile = value }
         if let value = file.durability { durability = try parse(value, "durability") }
         if let ca = file.ca {
             caDirectory = ca.directory ?? caDirectory
@@ -193,6 +209,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let value = environment["SIGNET_LISTEN"] { try setListen(value) }
         if let value = environment["SIGNET_DATA_DIR"] { dataDirectory = value }
         if let value = environment["SIGNET_DATABASE"] { databasePath = value }
+        if let value = environment["SIGNET_LEDGER_KEY_FILE"] { ledgerKeyFile = value }
+        if let value = environment["SIGNET_LEDGER_KEY"] { ledgerKey = value }
         if let value = environment["SIGNET_DURABILITY"] { durability = try parse(value, "SIGNET_DURABILITY") }
         if let value = environment["SIGNET_CA_DIR"] { caDirectory = value }
         if let value = environment["SIGNET_CA_PASSPHRASE_FILE"] { caPassphraseFile = value }
@@ -474,6 +492,7 @@ private struct ConfigurationFile: Decodable {
     var listen: String?
     var dataDirectory: String?
     var database: String?
+    var ledgerKeyFile: String?
     var durability: String?
     var ca: CA?
     var tls: TLS?
@@ -501,7 +520,7 @@ private struct ConfigurationFile: Decodable {
     /// The keys each section may have. Decoding ignores unknown keys, so they are checked here: a misspelt
     /// setting is an error, never silently the default.
     static let knownKeys: [String: Set<String>] = [
-        "": ["listen", "dataDirectory", "database", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts"],
+        "": ["listen", "dataDirectory", "database", "ledgerKeyFile", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts"],
         "ca": ["directory", "passphraseFile", "keyVault", "pkcs11"],
         "ca.pkcs11": ["module", "tokenLabel", "keyLabel", "keyId", "pinFile", "pinEnv", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
         "ca.keyVault": ["url", "keyName", "keyVersion", "apiVersion", "caFile", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],

@@ -74,7 +74,17 @@ public struct SignetServer: Sendable {
                 metrics.recordSignature(seconds: seconds, failure: failure)
             })
             let ca = try await CALoader.load(from: directory, signer: FileKeySigner(privateKey: observed))
-            let ledger = try CertificateLedger(path: configuration.resolvedDatabasePath, durability: configuration.durability)
+            let ledger = try CertificateLedger(
+                path: configuration.resolvedDatabasePath, durability: configuration.durability, key: try configuration.loadLedgerKey()
+            )
+            let database = configuration.resolvedDatabasePath
+            let files = [configuration.dataDirectory, database, database + "-wal", database + "-shm"]
+                + (configuration.ledgerKey == nil ? [configuration.resolvedLedgerKeyFile] : [])
+            for (path, mode) in LedgerFiles.widerThanOwner(files) {
+                logger.warning("readable by others than Signet's user: make it 0600 (files) or 0700 (directories)", metadata: [
+                    "path": "\(path)", "mode": "\(String(mode, radix: 8))",
+                ])
+            }
             logger.info("CA loaded", metadata: [
                 "subject": "\(ca.certificate.subject)", "keyID": "\(ca.keyIdentifier.hexString)",
                 "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(configuration.resolvedDatabasePath)",

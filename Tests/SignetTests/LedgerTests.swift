@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SignetAuthority
+import SignetKeys
 import SignetLedger
 import Testing
 
@@ -142,14 +143,53 @@ struct LedgerTests {
         #expect(try await ledger.auditEvents().map(\.action) == ["token.revoke", "token.create"])
     }
 
-    @Test("the schema is migrated, WAL, with the durability asked for")
-    func pragmas() async throws {
+    @Test("the schema is migrated, WAL, with the durability asked for, read through the ledger's own connections", arguments: CertificateLedger.Durability.allCases)
+    func pragmas(_ durability: CertificateLedger.Durability) async throws {
         let path = try Fixtures.temporaryDirectory() + "/ledger.sqlite"
-        let ledger = try CertificateLedger(path: path, durability: .full)
+        let ledger = try CertificateLedger(path: path, durability: durability)
+        #expect(try await ledger.pragma("synchronous") == (durability == .full ? "2" : "1"))
+        #expect(try await ledger.pragma("secure_delete") == "1")
+        #expect(try await ledger.pragma("journal_mode") == "wal")
         try ledger.close()
         let queue = try DatabaseQueue(path: path)
-        #expect(try await queue.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
         let tables = try await queue.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") }
         #expect(tables.contains("certificates") && tables.contains("tokens") && tables.contains("audit_events"))
+    }
+
+    @Test("pending keys are sealed with a key kept outside the database: the files hold no key bytes, another key or none cannot open them, and the files are 0600")
+    func pendingKeysAtRest() async throws {
+        let directory = try Fixtures.temporaryDirectory()
+        let path = directory + "/ledger.sqlite"
+        let keyFile = directory + "/ledger.key"
+        let previous = umask(0o022)
+        defer { umask(previous) }
+        let ledger = try CertificateLedger(path: path, key: try LedgerKey.loadOrCreate(path: keyFile))
+        let spec = ManagedCertificateSpec(dnsNames: ["web.example.com"], durationSeconds: 86_400,
+                                          target: DeliveryTarget(cluster: "c", namespace: "n", secretName: "web-tls"))
+        try await ledger.createManagedCertificate(ManagedCertificateRecord(name: "web", owner: "token:ci", spec: spec, createdAt: Date()), event: event("web"))
+        let (_, pem) = try KeyAlgorithm.ecdsaP256.generate()
+        try await ledger.beginRenewal(name: "web", key: .init(pem: pem, publicKeySHA256: "pk", generation: 1), at: Date())
+        #expect(try await ledger.managedCertificate(name: "web")?.pendingKey?.pem == pem)
+
+        let body = pem.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined()
+        let der = try #require(Data(base64Encoded: body))
+        for file in [path, path + "-wal", path + "-shm"] {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+            #expect(bytes.range(of: Data(body.prefix(40).utf8)) == nil && bytes.range(of: der.suffix(40)) == nil, "\(file) holds the key")
+            let mode = try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int
+            #expect(mode == 0o600, "\(file): \(String(mode ?? 0, radix: 8))")
+        }
+        #expect(try FileManager.default.attributesOfItem(atPath: keyFile)[.posixPermissions] as? Int == 0o600)
+        try ledger.close()
+
+        let other = try CertificateLedger(path: path, key: try LedgerKey(base64: Data(repeating: 7, count: 32).base64EncodedString()))
+        await #expect(throws: LedgerKeyError.wrongKey) { _ = try await other.managedCertificate(name: "web") }
+        try other.close()
+        let keyless = try CertificateLedger(path: path)
+        await #expect(throws: LedgerKeyError.noKey) { _ = try await keyless.managedCertificate(name: "web") }
+        try keyless.close()
+        let reopened = try CertificateLedger(path: path, key: try LedgerKey.loadOrCreate(path: keyFile))
+        #expect(try await reopened.managedCertificate(name: "web")?.pendingKey?.pem == pem)
+        try reopened.close()
     }
 }

@@ -252,6 +252,46 @@ struct ManagedDeliveryTests {
         #expect(try rig.issuedSerials("edge").count == 1)
     }
 
+    @Test("private keys at rest: after a renewal that failed mid-way, the ledger's database, WAL and SHM files hold none of the pending key's bytes; all are 0600")
+    func pendingKeyNeverRestsInPlaintext() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        // The API server down: the renewal stores its pending key, then fails before the Secret can be written.
+        try rig.cluster.admin("faults", ["down": true])
+        #expect(try rig.register("sealed", ["dnsNames": ["sealed.example.com"], "duration": "1h"]).status == 201)
+        try rig.waitForStatus("sealed", seconds: 30) { ($0["attempts"] as? Int ?? 0) >= 1 }
+        let database = rig.server.dataDirectory + "/ledger.sqlite"
+        let snapshot = try Fixtures.temporaryDirectory("ledger-snapshot")
+        var copies: [String] = []
+        for suffix in ["", "-wal", "-shm"] {
+            let mode = try FileManager.default.attributesOfItem(atPath: database + suffix)[.posixPermissions] as? Int
+            #expect(mode == 0o600, "ledger.sqlite\(suffix): \(String(mode ?? 0, radix: 8))")
+            try FileManager.default.copyItem(atPath: database + suffix, toPath: snapshot + "/ledger.sqlite" + suffix)
+            copies.append(snapshot + "/ledger.sqlite" + suffix)
+        }
+
+        // Back up: the same pending key is delivered; it is the key the copies must not contain.
+        try rig.cluster.admin("faults", ["down": false])
+        try rig.waitForStatus("sealed", seconds: 40) { $0["ready"] as? Bool == true }
+        let pem = Self.decoded(try rig.cluster.secret("istio-system", "sealed-tls"), "tls.key")
+        let body = pem.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined()
+        let der = try #require(Data(base64Encoded: body))
+        // The private scalar of a P-256 PKCS#8 key: the 32 octets after the ECPrivateKey's version and OCTET STRING header.
+        let marker = Data([0x02, 0x01, 0x01, 0x04, 0x20])
+        let scalar = try #require(der.range(of: marker).map { der[$0.upperBound..<$0.upperBound + 32] })
+        for file in copies + [database, database + "-wal"] {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+            #expect(bytes.range(of: Data(scalar)) == nil, "\(file) holds the private scalar")
+            #expect(bytes.range(of: Data(body.prefix(48).utf8)) == nil && bytes.range(of: Data(body.suffix(48).utf8)) == nil, "\(file) holds the PEM")
+        }
+
+        // A data directory others may read is named at start.
+        rig.server.stop()
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: rig.server.dataDirectory)
+        try rig.restart()
+        #expect(rig.server.logText.contains("readable by others than Signet's user") && rig.server.logText.contains("mode=755"), "\(rig.server.logText.suffix(2000))")
+    }
+
     @Test("a short-lived certificate is renewed before expiry with a new key; API-server faults delay it, never duplicate it")
     func renewalUnderFaults() throws {
         let rig = try Rig()
