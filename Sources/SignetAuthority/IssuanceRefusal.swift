@@ -4,6 +4,7 @@ public enum IssuanceRefusal: Error, Equatable, Sendable, CustomStringConvertible
     case invalidNames([NameError])
     case namesDisagree(csr: [String], body: [String])
     case noNames
+    case tooManyNames(Int, maximum: Int)
     case commonNameNotAmongNames(String)
     case lifetime(LifetimeError)
     case policy(PolicyError)
@@ -16,6 +17,8 @@ public enum IssuanceRefusal: Error, Equatable, Sendable, CustomStringConvertible
             errors.map(\.description).joined(separator: "; ")
         case let .namesDisagree(csr, body):
             "the CSR's subjectAltNames [\(csr.joined(separator: ", "))] differ from the requested names [\(body.joined(separator: ", "))]; give the names once, or the same in both"
+        case let .tooManyNames(count, maximum):
+            "\(count) names requested; a certificate may carry at most \(maximum)"
         case .noNames:
             "no names requested: put dnsNames or ipAddresses in the body or subjectAltNames in the CSR"
         case .commonNameNotAmongNames(let commonName):

@@ -77,7 +77,14 @@ public enum IssuanceRules {
 
     /// The certificate's names: the CSR's and/or the body's, validated and canonical. When both are given they
     /// must be the same set, so nobody is surprised by a certificate for names they did not list.
+    /// The most names one certificate may carry (dnsNames and ipAddresses together; `maxItems` in api/openapi.yaml).
+    /// Past this, a request is a resource problem, not a certificate.
+    public static let maximumNames = 100
+
     static func names(of request: InspectedRequest, body: IssuanceRequest) throws(IssuanceRefusal) -> RequestedNames {
+        let listed = (body.dnsNames?.count ?? 0) + (body.ipAddresses?.count ?? 0)
+        let inCSR = request.requestedDNSNames.count + request.requestedIPAddresses.count
+        guard max(listed, inCSR) <= maximumNames else { throw .tooManyNames(max(listed, inCSR), maximum: maximumNames) }
         var errors: [NameError] = []
         let csrDNS = canonical(dnsNames: request.requestedDNSNames, ipAddresses: [], errors: &errors).dnsNames
         let bodyNames = canonical(dnsNames: body.dnsNames ?? [], ipAddresses: body.ipAddresses ?? [], errors: &errors)
@@ -120,6 +127,7 @@ public enum IssuanceRules {
 
     /// Names given as lists (no CSR), validated and canonical, duplicates dropped: a managed certificate's names.
     public static func names(dnsNames: [String], ipAddresses: [String]) throws(IssuanceRefusal) -> RequestedNames {
+        guard dnsNames.count + ipAddresses.count <= maximumNames else { throw .tooManyNames(dnsNames.count + ipAddresses.count, maximum: maximumNames) }
         var errors: [NameError] = []
         let names = canonical(dnsNames: dnsNames, ipAddresses: ipAddresses, errors: &errors)
         guard errors.isEmpty else { throw .invalidNames(errors) }

@@ -151,6 +151,19 @@ public final class KubernetesClient: Sendable {
     // MARK: Events
 
     /// An events.k8s.io/v1 Event about `object` (best effort: callers log a failure and go on).
+    /// The longest prefix of `text` within `bytes` UTF-8 bytes (the API server limits an Event's note in bytes, and
+    /// a character cut in half would make the JSON invalid).
+    static func prefix(_ text: String, bytes: Int) -> String {
+        var used = 0
+        var out = ""
+        for character in text {
+            used += character.utf8.count
+            if used > bytes { break }
+            out.append(character)
+        }
+        return out
+    }
+
     public func recordEvent(regarding object: KubernetesObject, type: String, reason: String, action: String, note: String, controller: String = "signet.dev/signet") async throws {
         let namespace = object.namespace ?? configuration.namespace
         let formatter = ISO8601DateFormatter()
@@ -162,7 +175,7 @@ public final class KubernetesClient: Sendable {
             "reportingController": .string(controller),
             "reportingInstance": .string(ProcessInfo.processInfo.hostName.prefix(128).description),
             "action": .string(action), "reason": .string(reason), "type": .string(type),
-            "note": .string(String(note.prefix(1024))),
+            "note": .string(Self.prefix(note, bytes: 1024)),
             "regarding": .object([
                 "apiVersion": .string("v1"), "kind": .string(object.kind ?? "Secret"), "namespace": .string(namespace),
                 "name": .string(object.name), "uid": object.json["metadata"]?["uid"] ?? .null,

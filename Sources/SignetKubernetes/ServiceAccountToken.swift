@@ -128,21 +128,49 @@ public enum ServiceAccountToken {
         return parts.count == 3 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" } }
     }
 
-    public static func verify(
-        _ token: String, keys: JSONWebKeySet, issuer: String, audience: String, now: Date = Date(), leeway: TimeInterval = 60
+    /// The cheap checks, without the signature: the shape, the issuer (when one is given), the audience, the time,
+    /// and a service-account subject. Run before a TokenReview, so that a token that cannot be right never costs a
+    /// call to the API server.
+    @discardableResult
+    public static func precheck(
+        _ token: String, issuer: String?, audience: String, now: Date = Date(), leeway: TimeInterval = 60
     ) throws(ServiceAccountTokenError) -> ServiceAccountIdentity {
+        try check(try decode(token).claims, issuer: issuer, audience: audience, now: now, leeway: leeway)
+    }
+
+    private static func decode(_ token: String) throws(ServiceAccountTokenError) -> (parts: [String], header: Header, claims: Claims, signature: Data) {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 3, let headerData = Base64URL.decode(parts[0]), let claimsData = Base64URL.decode(parts[1]),
               let signature = Base64URL.decode(parts[2]) else {
             throw .malformed("not three base64url parts")
         }
-        let header: Header, claims: Claims
         do {
-            header = try JSONDecoder().decode(Header.self, from: headerData)
-            claims = try JSONDecoder().decode(Claims.self, from: claimsData)
+            return (parts, try JSONDecoder().decode(Header.self, from: headerData), try JSONDecoder().decode(Claims.self, from: claimsData), signature)
         } catch {
             throw .malformed("\(error)")
         }
+    }
+
+    private static func check(
+        _ claims: Claims, issuer: String?, audience: String, now: Date, leeway: TimeInterval
+    ) throws(ServiceAccountTokenError) -> ServiceAccountIdentity {
+        if let issuer { guard claims.iss == issuer else { throw .wrongIssuer(claims.iss) } }
+        let audiences = claims.aud?.values ?? []
+        guard audiences.contains(audience) else { throw .wrongAudience(audiences) }
+        let seconds = now.timeIntervalSince1970
+        guard let expiry = claims.exp, seconds < expiry + leeway else { throw .expired }
+        if let notBefore = claims.nbf, seconds + leeway < notBefore { throw .notYetValid }
+        guard let subject = claims.sub, let identity = ServiceAccountIdentity(username: subject) else { throw .notAServiceAccount(claims.sub) }
+        if let bound = claims.kubernetes, bound.namespace != identity.namespace || bound.serviceaccount.name != identity.name {
+            throw .malformed("the kubernetes.io claims disagree with the subject")
+        }
+        return identity
+    }
+
+    public static func verify(
+        _ token: String, keys: JSONWebKeySet, issuer: String, audience: String, now: Date = Date(), leeway: TimeInterval = 60
+    ) throws(ServiceAccountTokenError) -> ServiceAccountIdentity {
+        let (parts, header, claims, signature) = try decode(token)
         guard let key = keys.key(id: header.kid) else { throw .unknownKey(header.kid) }
         let signedPart = Data((parts[0] + "." + parts[1]).utf8)
         let valid: Bool
@@ -158,17 +186,7 @@ public enum ServiceAccountToken {
             throw .unsupportedAlgorithm(header.alg)
         }
         guard valid else { throw .badSignature }
-        guard claims.iss == issuer else { throw .wrongIssuer(claims.iss) }
-        let audiences = claims.aud?.values ?? []
-        guard audiences.contains(audience) else { throw .wrongAudience(audiences) }
-        let seconds = now.timeIntervalSince1970
-        guard let expiry = claims.exp, seconds < expiry + leeway else { throw .expired }
-        if let notBefore = claims.nbf, seconds + leeway < notBefore { throw .notYetValid }
-        guard let subject = claims.sub, let identity = ServiceAccountIdentity(username: subject) else { throw .notAServiceAccount(claims.sub) }
-        if let bound = claims.kubernetes, bound.namespace != identity.namespace || bound.serviceaccount.name != identity.name {
-            throw .malformed("the kubernetes.io claims disagree with the subject")
-        }
-        return identity
+        return try check(claims, issuer: issuer, audience: audience, now: now, leeway: leeway)
     }
 }
 

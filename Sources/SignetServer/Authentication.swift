@@ -24,6 +24,8 @@ public struct PresentedCredentials: Sendable {
     public var clientCertificate: Certificate?
     /// `Signet-On-Behalf-Of`: the namespace a controller's service account asks for.
     public var onBehalfOf: String?
+    /// The peer's IP address, for the limit on failed authentications.
+    public var sourceAddress: String?
 
     @TaskLocal public static var current = PresentedCredentials()
 }
@@ -130,11 +132,16 @@ public final class CallerAuthenticator: Sendable {
     private let certificatePolicies: [ClientCertificatePolicy]
     private let serviceAccounts: ServiceAccountVerifier?
     private let cache = Mutex<[String: (caller: Result<Caller, AuthenticationError>, expires: ContinuousClock.Instant)]>([:])
+    /// Failed authentications per source address: past the limit, the address is refused before any lookup.
+    private let failures: RateLimiter
+    private let onRateLimited: @Sendable () -> Void
 
     public init(
         ledger: CertificateLedger, defaultLifetime: Duration, cacheLifetime: Duration = .seconds(1), certificatePolicies: [ClientCertificatePolicy] = [],
-        serviceAccounts: ServiceAccountVerifier? = nil
+        serviceAccounts: ServiceAccountVerifier? = nil, failedAuthenticationsPerMinute: Double = 60, onRateLimited: @escaping @Sendable () -> Void = {}
     ) {
+        self.failures = RateLimiter(rate: failedAuthenticationsPerMinute / 60, burst: failedAuthenticationsPerMinute)
+        self.onRateLimited = onRateLimited
         self.serviceAccounts = serviceAccounts
         self.ledger = ledger
         self.defaultLifetime = defaultLifetime
@@ -142,7 +149,24 @@ public final class CallerAuthenticator: Sendable {
         self.certificatePolicies = certificatePolicies
     }
 
+    /// The caller, or why not. An address that failed too often recently is refused first (429), so guessing tokens
+    /// or sending forged service-account tokens cannot become a stream of ledger lookups and TokenReviews.
     public func authenticate(_ credentials: PresentedCredentials) async throws -> Caller {
+        let source = credentials.sourceAddress ?? "unknown"
+        if let wait = failures.wait(source) {
+            onRateLimited()
+            throw RateLimited(limit: "authentication", retryAfter: wait,
+                              description: "too many failed authentications from \(source); try again later")
+        }
+        do {
+            return try await identify(credentials)
+        } catch let error as AuthenticationError {
+            _ = failures.take(source)
+            throw error
+        }
+    }
+
+    private func identify(_ credentials: PresentedCredentials) async throws -> Caller {
         if let header = credentials.authorization {
             let parts = header.split(separator: " ", maxSplits: 1)
             guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else { throw AuthenticationError.malformed }

@@ -51,7 +51,8 @@ public struct APIEdgeMiddleware: RouterMiddleware {
             let credentials = PresentedCredentials(
                 authorization: request.headers[.authorization],
                 clientCertificate: await context.clientCertificate(),
-                onBehalfOf: request.headers[HTTPField.Name("Signet-On-Behalf-Of")!]
+                onBehalfOf: request.headers[HTTPField.Name("Signet-On-Behalf-Of")!],
+                sourceAddress: context.channel.remoteAddress?.ipAddress
             )
             var response = try await PresentedCredentials.$current.withValue(credentials) {
                 try await next(request, context)

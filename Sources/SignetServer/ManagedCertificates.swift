@@ -69,11 +69,15 @@ public final class ManagedCertificates: Sendable {
     private let now: @Sendable () -> Date
     /// How long after a delivery the gateway is watched for the new serial.
     let probeWindow: Duration
+    /// Forced renewals per managed certificate: each one signs, so they are bounded.
+    private let forcedRenewals: RateLimiter
 
     public init(
         ledger: CertificateLedger, issuance: IssuanceService, clusters: ClusterConnections, authenticator: CallerAuthenticator,
-        metrics: SignetMetrics, logger: Logger, probeWindow: Duration = .seconds(60), now: @escaping @Sendable () -> Date = Date.init
+        metrics: SignetMetrics, logger: Logger, forcedRenewalsPerHour: Double = 10, probeWindow: Duration = .seconds(60),
+        now: @escaping @Sendable () -> Date = Date.init
     ) {
+        self.forcedRenewals = RateLimiter(rate: forcedRenewalsPerHour / 3600, burst: forcedRenewalsPerHour)
         self.ledger = ledger
         self.authenticator = authenticator
         self.issuance = issuance
@@ -119,6 +123,11 @@ public final class ManagedCertificates: Sendable {
     /// A new key and certificate at the scheduler's next look (within a second).
     public func renewNow(name: String, by caller: Caller) async throws -> ManagedCertificateRecord {
         let existing = try await authorized(name, caller, action: "managed.renew")
+        if let wait = forcedRenewals.take(name) {
+            metrics.recordRateLimited("renewal")
+            throw RateLimited(limit: "renewal", retryAfter: wait,
+                              description: "managed certificate '\(name)' was renewed by request too often; its scheduled renewals go on")
+        }
         let at = now()
         try await ledger.scheduleManagedCertificate(name: name, at: at, event: event(caller, "managed.renew", name, existing.spec, at: at))
         return try await record(named: name)

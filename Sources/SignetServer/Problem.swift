@@ -66,6 +66,11 @@ extension Problem {
                 "signer-unavailable", "The CA key could not sign", status: 503, detail: error.description,
                 headers: ["Retry-After": "5"]
             )
+        case let limited as RateLimited:
+            self = Problem(
+                "rate-limited", "Too many requests", status: 429, detail: limited.description,
+                headers: ["Retry-After": String(limited.retryAfterSeconds)]
+            )
         case let busy as AdmissionRefused:
             self = Problem(
                 "signer-busy", "The CA signer is at its limit", status: 503, detail: busy.description,
@@ -96,6 +101,8 @@ extension Problem {
             self = Problem(slug, "Unacceptable CSR", status: 400, detail: refusal.description)
         case .invalidNames:
             self = Problem("invalid-name", "Invalid name", status: 400, detail: refusal.description, errors: refusal.offendingInputs)
+        case .tooManyNames:
+            self = Problem("too-many-names", "Too many names", status: 400, detail: refusal.description)
         case .namesDisagree, .noNames, .commonNameNotAmongNames:
             self = Problem("names-mismatch", "Inconsistent names", status: 400, detail: refusal.description)
         case .lifetime:
@@ -140,6 +147,7 @@ extension Problem {
     private static func isOurs(_ error: any Error) -> Bool {
         error is Problem || error is IssuanceRefusal || error is AuthenticationError || error is AuthorizationError
             || error is LedgerError || error is SigningFailure || error is AdmissionRefused || error is ManagedCertificateRefusal
+            || error is RateLimited
     }
 
     static func describe(_ error: DecodingError) -> String {

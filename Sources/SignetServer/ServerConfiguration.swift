@@ -50,6 +50,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var clusters: [ClusterSettings] = []
     /// How many managed certificates are renewed at the same time.
     public var renewalConcurrency = 8
+    /// What one caller, one address or one managed certificate may ask of the server in a while.
+    public var limits = RequestLimits()
     /// Kubernetes service-account tokens as API credentials (the in-cluster controller's, workloads').
     public var serviceAccounts: ServiceAccountSettings?
 
@@ -79,6 +81,11 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Admission control for a remote key (a vault's quota, an HSM's sessions); a key in memory needs none.
     public var signerLimits: SignAdmission.Limits? {
         keyVault?.limits ?? pkcs11?.limits
+    }
+
+    static func nonNegative(_ value: Double, _ name: String) throws -> Double {
+        guard value >= 0, value.isFinite else { throw ConfigurationError("\(name) must be a number ≥ 0 (0 turns the limit off)") }
+        return value
     }
 
     /// Reads `path` (if given) and applies the environment.
@@ -174,6 +181,15 @@ public struct ServerConfiguration: Sendable, Equatable {
             }
             serviceAccounts = settings
         }
+        if let section = file.limits {
+            if let value = section.issuancesPerSecond { limits.issuancesPerSecond = try Self.nonNegative(value, "limits.issuancesPerSecond") }
+            if let value = section.issuanceBurst { limits.issuanceBurst = try Self.nonNegative(value, "limits.issuanceBurst") }
+            if let value = section.failedAuthenticationsPerMinute {
+                limits.failedAuthenticationsPerMinute = try Self.nonNegative(value, "limits.failedAuthenticationsPerMinute")
+            }
+            if let value = section.forcedRenewalsPerHour { limits.forcedRenewalsPerHour = try Self.nonNegative(value, "limits.forcedRenewalsPerHour") }
+            if let value = section.probeCacheSeconds { limits.probeCacheSeconds = try Self.nonNegative(value, "limits.probeCacheSeconds") }
+        }
         if let value = file.renewalConcurrency {
             guard value >= 1 else { throw ConfigurationError("renewalConcurrency must be at least 1") }
             renewalConcurrency = value
@@ -206,6 +222,15 @@ public struct ServerConfiguration: Sendable, Equatable {
     }
 
     mutating func apply(environment: [String: String]) throws {
+        for (variable, path) in [
+            ("SIGNET_LIMIT_ISSUANCES_PER_SECOND", \RequestLimits.issuancesPerSecond), ("SIGNET_LIMIT_ISSUANCE_BURST", \.issuanceBurst),
+            ("SIGNET_LIMIT_FAILED_AUTHENTICATIONS_PER_MINUTE", \.failedAuthenticationsPerMinute),
+            ("SIGNET_LIMIT_FORCED_RENEWALS_PER_HOUR", \.forcedRenewalsPerHour), ("SIGNET_LIMIT_PROBE_CACHE_SECONDS", \.probeCacheSeconds),
+        ] as [(String, WritableKeyPath<RequestLimits, Double>)] {
+            guard let text = environment[variable] else { continue }
+            guard let value = Double(text) else { throw ConfigurationError("\(variable): '\(text)' is not a number") }
+            limits[keyPath: path] = try Self.nonNegative(value, variable)
+        }
         if let value = environment["SIGNET_LISTEN"] { try setListen(value) }
         if let value = environment["SIGNET_DATA_DIR"] { dataDirectory = value }
         if let value = environment["SIGNET_DATABASE"] { databasePath = value }
@@ -290,6 +315,24 @@ public struct ServerConfiguration: Sendable, Equatable {
 }
 
 /// Which service-account tokens Signet accepts, how it checks them, and what each namespace may be issued.
+/// Bounds on what callers can make the server do (`limits` / SIGNET_LIMIT_*). A rate of 0 turns that limit off.
+public struct RequestLimits: Sendable, Equatable {
+    /// Issuances per second for one caller identity (a token, a service account, an identity), and the burst
+    /// it may spend at once: a token bucket. Past it: 429 with Retry-After.
+    public var issuancesPerSecond: Double = 100
+    public var issuanceBurst: Double = 1_000
+    /// Failed authentications one source address may make a minute (the burst is the same number); past it, every
+    /// request from the address gets 429 until the bucket refills, before any credential is looked at.
+    public var failedAuthenticationsPerMinute: Double = 60
+    /// Forced renewals (`POST …/renew`) of one managed certificate an hour (burst the same).
+    public var forcedRenewalsPerHour: Double = 10
+    /// `/readyz` and `/metrics` answer from results at most this old, so a flood of them costs one signer check
+    /// and one ledger count per period.
+    public var probeCacheSeconds: Double = 2
+
+    public init() {}
+}
+
 public struct ServiceAccountSettings: Sendable, Equatable {
     public enum Validation: String, Sendable, Equatable {
         /// Ask the API server (TokenReview): also catches tokens of deleted pods. Needs `create` on tokenreviews.
@@ -303,8 +346,10 @@ public struct ServiceAccountSettings: Sendable, Equatable {
     /// The audience the tokens must be projected for.
     public var audience = "signet"
     public var validation: Validation = .tokenReview
-    /// The `iss` of the cluster's tokens, for offline validation.
-    public var issuer = "https://kubernetes.default.svc.cluster.local"
+    /// The `iss` of the cluster's tokens: required to match when set; offline validation uses the in-cluster
+    /// default when it is not (AKS and other managed clusters issue with their OIDC issuer URL: set it there).
+    public var issuer: String?
+    public var resolvedIssuer: String { issuer ?? "https://kubernetes.default.svc.cluster.local" }
     /// Service accounts that may ask on behalf of another namespace (the renewal controller): the
     /// `Signet-On-Behalf-Of` header names the namespace whose policy applies.
     public var controllers: Set<ServiceAccountIdentity> = []
@@ -501,6 +546,14 @@ private struct ConfigurationFile: Decodable {
     var clientCertificates: [ClientCertificate]?
     var clusters: [Cluster]?
     var renewalConcurrency: Int?
+    var limits: Limits?
+    struct Limits: Decodable {
+        var issuancesPerSecond: Double?
+        var issuanceBurst: Double?
+        var failedAuthenticationsPerMinute: Double?
+        var forcedRenewalsPerHour: Double?
+        var probeCacheSeconds: Double?
+    }
     var serviceAccounts: ServiceAccounts?
     struct ServiceAccounts: Decodable {
         struct Namespace: Decodable {
@@ -520,7 +573,8 @@ private struct ConfigurationFile: Decodable {
     /// The keys each section may have. Decoding ignores unknown keys, so they are checked here: a misspelt
     /// setting is an error, never silently the default.
     static let knownKeys: [String: Set<String>] = [
-        "": ["listen", "dataDirectory", "database", "ledgerKeyFile", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts"],
+        "": ["listen", "dataDirectory", "database", "ledgerKeyFile", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts", "limits"],
+        "limits": ["issuancesPerSecond", "issuanceBurst", "failedAuthenticationsPerMinute", "forcedRenewalsPerHour", "probeCacheSeconds"],
         "ca": ["directory", "passphraseFile", "keyVault", "pkcs11"],
         "ca.pkcs11": ["module", "tokenLabel", "keyLabel", "keyId", "pinFile", "pinEnv", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
         "ca.keyVault": ["url", "keyName", "keyVersion", "apiVersion", "caFile", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],

@@ -45,11 +45,18 @@ public final class ServiceAccountVerifier: Sendable {
     private func check(_ token: String) async throws -> ServiceAccountIdentity {
         switch settings.validation {
         case .tokenReview:
+            // Shape, issuer (if configured), audience and time first: a token that cannot pass never reaches the API server.
+            try ServiceAccountToken.precheck(token, issuer: settings.issuer, audience: settings.audience)
             let status = try await client.reviewToken(token, audiences: [settings.audience])
             guard status["authenticated"]?.bool == true else {
                 throw ServiceAccountTokenError.rejected(status["error"]?.string ?? "not authenticated")
             }
-            if case .array(let audiences)? = status["audiences"], !audiences.contains(.string(settings.audience)) {
+            // An API server that ignores the requested audiences answers without them; such an answer proves nothing
+            // about the audience, so it is a failure.
+            guard case .array(let audiences)? = status["audiences"] else {
+                throw ServiceAccountTokenError.rejected("the TokenReview answer does not confirm the audience (no status.audiences)")
+            }
+            guard audiences.contains(.string(settings.audience)) else {
                 throw ServiceAccountTokenError.wrongAudience(audiences.compactMap(\.string))
             }
             let username = status["user"]?["username"]?.string
@@ -69,7 +76,7 @@ public final class ServiceAccountVerifier: Sendable {
 
     private func verify(_ token: String, keys: JSONWebKeySet) -> Result<ServiceAccountIdentity, ServiceAccountTokenError> {
         Result { () throws(ServiceAccountTokenError) in
-            try ServiceAccountToken.verify(token, keys: keys, issuer: settings.issuer, audience: settings.audience)
+            try ServiceAccountToken.verify(token, keys: keys, issuer: settings.resolvedIssuer, audience: settings.audience)
         }
     }
 

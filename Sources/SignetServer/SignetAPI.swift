@@ -19,12 +19,29 @@ public struct SignetAPI: APIProtocol {
     let metrics: SignetMetrics
     let signer: any CASigner
     let managed: ManagedCertificates
+    /// Issuances per caller identity.
+    let issuanceLimiter: RateLimiter
+    /// `/readyz` and `/metrics` are unauthenticated: they answer from results at most `probeCacheSeconds` old.
+    let readiness: RecentResult<Components.Schemas.Readiness>
+    let exposition: RecentResult<Result<String, any Error>>
 
     public init(
         issuance: IssuanceService, ledger: CertificateLedger, authenticator: CallerAuthenticator, metrics: SignetMetrics, signer: any CASigner,
-        managed: ManagedCertificates
+        managed: ManagedCertificates, limits: RequestLimits = .init()
     ) {
         self.managed = managed
+        self.issuanceLimiter = RateLimiter(rate: limits.issuancesPerSecond, burst: limits.issuanceBurst)
+        let period = Duration.milliseconds(Int64(limits.probeCacheSeconds * 1000))
+        self.readiness = RecentResult(lifetime: period) {
+            var ledgerState = "ok"
+            var signerState = "ok"
+            do { try await ledger.checkHealth() } catch { ledgerState = "failing: \(error)" }
+            do { try await signer.checkHealth() } catch { signerState = "failing: \(error)" }
+            return Components.Schemas.Readiness(ready: ledgerState == "ok" && signerState == "ok", ledger: ledgerState, signer: signerState)
+        }
+        self.exposition = RecentResult(lifetime: period) {
+            do { return .success(try await metrics.render(from: ledger)) } catch { return .failure(error) }
+        }
         self.issuance = issuance
         self.ledger = ledger
         self.authenticator = authenticator
@@ -35,6 +52,10 @@ public struct SignetAPI: APIProtocol {
     public func issueCertificate(_ input: Operations.IssueCertificate.Input) async throws -> Operations.IssueCertificate.Output {
         let caller = try await authenticator.authenticate(PresentedCredentials.current)
         guard caller.mayIssue else { throw AuthorizationError.readOnly(caller.identity) }
+        if let wait = issuanceLimiter.take(caller.identity) {
+            metrics.recordRateLimited("issuance")
+            throw RateLimited(limit: "issuance", retryAfter: wait, description: "'\(caller.identity)' is issuing faster than its limit; try again later")
+        }
         let body: Components.Schemas.IssueRequest
         switch input.body {
         case .json(let decoded): body = decoded
@@ -116,16 +137,12 @@ public struct SignetAPI: APIProtocol {
     }
 
     public func ready(_ input: Operations.Ready.Input) async throws -> Operations.Ready.Output {
-        var ledgerState = "ok"
-        var signerState = "ok"
-        do { try await ledger.checkHealth() } catch { ledgerState = "failing: \(error)" }
-        do { try await signer.checkHealth() } catch { signerState = "failing: \(error)" }
-        let readiness = Components.Schemas.Readiness(ready: ledgerState == "ok" && signerState == "ok", ledger: ledgerState, signer: signerState)
+        let readiness = await readiness.value()
         return readiness.ready ? .ok(.init(body: .json(readiness))) : .serviceUnavailable(.init(body: .json(readiness)))
     }
 
     public func metrics(_ input: Operations.Metrics.Input) async throws -> Operations.Metrics.Output {
-        .ok(.init(body: .plainText(HTTPBody(try await metrics.render(from: ledger)))))
+        .ok(.init(body: .plainText(HTTPBody(try await exposition.value().get()))))
     }
 
     private func validHost(_ name: String) throws -> String {

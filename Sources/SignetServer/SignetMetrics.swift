@@ -26,6 +26,7 @@ public final class SignetMetrics: Sendable {
     private let earliestExpiry: Gauge
     private let renewals: [RenewalOutcome: Counter]
     private let probes: [Bool: Counter]
+    private let rateLimited: [String: Counter]
 
     private static let latencyBuckets: [Duration] = [
         .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
@@ -90,7 +91,16 @@ public final class SignetMetrics: Sendable {
             true: registry.makeCounter(descriptor: probeDescriptor, labels: [("outcome", "served")]),
             false: registry.makeCounter(descriptor: probeDescriptor, labels: [("outcome", "stale")]),
         ]
+        let limitedDescriptor = MetricNameDescriptor(
+            namespace: "signet", metricName: "rate_limited", unitName: "total",
+            helpText: "Requests refused with 429 by limit: issuance (per caller), authentication (failed attempts per source address), renewal (forced renewals per managed certificate)."
+        )
+        rateLimited = Dictionary(uniqueKeysWithValues: ["issuance", "authentication", "renewal"].map {
+            ($0, registry.makeCounter(descriptor: limitedDescriptor, labels: [("limit", $0)]))
+        })
     }
+
+    func recordRateLimited(_ limit: String) { rateLimited[limit]?.increment() }
 
     enum RenewalOutcome: String, CaseIterable { case delivered, failed, unauthorized }
 

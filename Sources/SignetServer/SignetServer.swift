@@ -103,10 +103,12 @@ public struct SignetServer: Sendable {
             let authenticator = CallerAuthenticator(
                 ledger: ledger, defaultLifetime: configuration.defaultLifetime,
                 cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: configuration.clientCertificatePolicies,
-                serviceAccounts: serviceAccounts
+                serviceAccounts: serviceAccounts, failedAuthenticationsPerMinute: configuration.limits.failedAuthenticationsPerMinute,
+                onRateLimited: { metrics.recordRateLimited("authentication") }
             )
             let managed = ManagedCertificates(
-                ledger: ledger, issuance: issuance, clusters: clusters, authenticator: authenticator, metrics: metrics, logger: logger
+                ledger: ledger, issuance: issuance, clusters: clusters, authenticator: authenticator, metrics: metrics, logger: logger,
+                forcedRenewalsPerHour: configuration.limits.forcedRenewalsPerHour
             )
             return SignetServer(
                 configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator,
@@ -164,7 +166,10 @@ public struct SignetServer: Sendable {
     public func makeRouter() throws -> Router<SignetRequestContext> {
         let router = Router(context: SignetRequestContext.self)
         router.add(middleware: APIEdgeMiddleware())
-        let api = SignetAPI(issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer, managed: managed)
+        let api = SignetAPI(
+            issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer, managed: managed,
+            limits: configuration.limits
+        )
         // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output
         // costs measurable time at thousands of answers a second.
         try api.registerHandlers(on: router, configuration: .init(jsonEncodingOptions: [.withoutEscapingSlashes]))

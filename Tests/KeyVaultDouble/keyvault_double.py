@@ -64,7 +64,8 @@ class Vault:
         # sign_in_flight_max: most sign calls inside the vault at once; sign_per_second_max: most sign calls that
         # arrived within one whole second (what a quota would count).
         self.stats = {"sign": 0, "sign_ok": 0, "throttled": 0, "errors_5xx": 0, "dropped": 0, "tokens": 0,
-                      "challenges": 0, "token_requests": {}, "sign_in_flight_max": 0, "sign_per_second_max": 0}
+                      "challenges": 0, "token_requests": {}, "sign_in_flight_max": 0, "sign_per_second_max": 0,
+                      "get_key": 0}
         self.sign_counter = 0
         self.sign_in_flight = 0
         self.sign_second = (0, 0)  # (whole second, calls that arrived in it)
@@ -299,6 +300,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             version, key = self.vault.create_key(name, json.loads(self.body_bytes or b"{}"))
             return self.answer(200, self.bundle(name, version, key))
         if method == "GET" and len(parts) in (1, 2):
+            with self.vault.lock:
+                self.vault.stats["get_key"] += 1
             found = self.vault.find(parts[0], parts[1] if len(parts) == 2 else None)
             if not found:
                 return self.error(404, "KeyNotFound", f"A key with (name/id) {'/'.join(parts)} was not found in this key vault.")

@@ -21,7 +21,8 @@ It speaks the real REST protocol:
   with the kubernetes.io claims), usable as a bearer token here; TokenReview (authentication.k8s.io/v1) checks
   them; `/.well-known/openid-configuration` and `/openid/v1/jwks` publish the key for offline validation.
 Faults through `POST /_admin/faults`: latency_ms, conflict_every (a 409 for every Nth write), error_every (500),
-hang_every (no answer), hang_names (no answer to creates and updates of objects with these names), down (503 for everything), and `POST /_admin/close-watches`, `POST /_admin/compact`.
+hang_every (no answer), hang_names (no answer to creates and updates of objects with these names), down (503 for everything),
+tokenreview_without_audiences (TokenReview answers lack status.audiences), and `POST /_admin/close-watches`, `POST /_admin/compact`.
 `GET /_admin/stats` counts requests by verb and answer.
 
 Usage: kube_double.py --dir DIR [--port 0] [--token TOKEN=NS1,NS2|*] ...
@@ -114,7 +115,9 @@ class Cluster:
         self.version = 100
         self.history = []  # (resourceVersion int, type, namespace, object)
         self.compacted_before = 0
-        self.faults = {"latency_ms": 0, "conflict_every": 0, "error_every": 0, "hang_every": 0, "down": False, "hang_names": []}
+        self.faults = {"latency_ms": 0, "conflict_every": 0, "error_every": 0, "hang_every": 0, "down": False, "hang_names": [],
+                       # an API server that answers TokenReviews without status.audiences (one that ignores spec.audiences)
+                       "tokenreview_without_audiences": False}
         self.write_counter = 0
         self.stats = {"requests": {}, "conflicts_injected": 0, "errors_injected": 0, "watches": 0}
         self.watch_generation = 0  # bumped to close every open watch
@@ -440,6 +443,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "extra": {"authentication.kubernetes.io/pod-name": [info["pod"]["name"]],
                           "authentication.kubernetes.io/pod-uid": [info["pod"]["uid"]],
                           "authentication.kubernetes.io/credential-id": [f"JTI={claims['jti']}"]}}}
+            with self.cluster.lock:
+                if self.cluster.faults.get("tokenreview_without_audiences"):
+                    review["status"].pop("audiences")
         self.answer(201, review)
 
     # -- faults on writes -------------------------------------------------------------------------------------
@@ -697,7 +703,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                       for field in ("eventTime", "reportingController", "reportingInstance", "action", "reason") if not event.get(field)]
             if event.get("type") not in ("Normal", "Warning"):
                 causes.append({"reason": "FieldValueNotSupported", "message": 'supported values: "Normal", "Warning"', "field": "type"})
-            if len(event.get("note") or "") > 1024:
+            if len((event.get("note") or "").encode()) > 1024:  # the API server counts bytes, not characters
                 causes.append({"reason": "FieldValueTooLong", "message": "may not be more than 1024 bytes", "field": "note"})
             if causes:
                 raise HTTPProblem(422, "Invalid", f'Event "{metadata.get("name") or metadata.get("generateName", "")}" is invalid: '

@@ -250,6 +250,42 @@ struct APITests {
         }
     }
 
+    @Test("a caller issuing past its limit gets 429 with Retry-After; others are unaffected; the metrics count it")
+    func issuanceRateLimit() async throws {
+        let service = try await TestService.make { $0.limits.issuancesPerSecond = 0.5; $0.limits.issuanceBurst = 2 }
+        let (other, digest) = APITokens.mint()
+        try await service.server.ledger.createToken(TokenEntry(
+            name: "other", secretSHA256: digest, allowedNames: ["*.example.com"], allowedProfiles: [.server], maximumLifetime: .seconds(86_400), createdAt: Date()
+        ))
+        try await service.withClient { client in
+            func issue(_ token: String) async throws -> Answer {
+                try await client.call(.post, "/v1/certificates", token: token, json: ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"]])
+            }
+            #expect(try await issue(service.token).status == 201)
+            #expect(try await issue(service.token).status == 201)
+            let limited = try await issue(service.token)
+            #expect(limited.status == 429 && limited.json["type"] as? String == "https://signet.dev/problems/rate-limited", "\(limited.text)")
+            #expect(Int(limited.headers[.retryAfter] ?? "") ?? 0 >= 1, "\(limited.headers)")
+            #expect(try await issue(other).status == 201, "the limit is per caller")
+            let metrics = try await client.call(.get, "/metrics")
+            #expect(metrics.text.contains(#"signet_rate_limited_total{limit="issuance"} 1"#), "\(metrics.text)")
+        }
+    }
+
+    @Test("after too many failed authentications an address is refused (429) before any credential is looked at, valid ones included")
+    func failedAuthenticationLimit() async throws {
+        let service = try await TestService.make { $0.limits.failedAuthenticationsPerMinute = 3 }
+        try await service.withClient { client in
+            for _ in 0..<3 {
+                #expect(try await client.call(.get, "/v1/certificates", token: "sgt_guess").status == 401)
+            }
+            let blocked = try await client.call(.get, "/v1/certificates", token: service.auditorToken)
+            #expect(blocked.status == 429 && blocked.json["type"] as? String == "https://signet.dev/problems/rate-limited", "\(blocked.text)")
+            #expect((blocked.json["detail"] as? String ?? "").contains("too many failed authentications"))
+            #expect(try await client.call(.get, "/metrics").text.contains(#"signet_rate_limited_total{limit="authentication"} 1"#))
+        }
+    }
+
     @Test("readiness fails when the ledger cannot be written")
     func notReady() async throws {
         let service = try await TestService.make()
@@ -299,6 +335,9 @@ struct BadRequest: Sendable, CustomTestStringConvertible {
     ]
 
     static let nameProblems: [BadRequest] = [
+        BadRequest(name: "101 names", status: 400, detail: "101 names requested; a certificate may carry at most 100", body: { () throws -> [String: any Sendable] in
+            ["csr": try Fixtures.csr(), "dnsNames": (0...100).map { "n\($0).example.com" }]
+        }),
         BadRequest(name: "name with a space", status: 400, detail: "contains a space", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a b.example.com"]] }),
         BadRequest(name: "underscore", status: 400, detail: "underscore", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a_b.example.com"]] }),
         BadRequest(name: "empty label", status: 400, detail: "empty label", body: { () throws -> [String: any Sendable] in ["csr": try Fixtures.csr(), "dnsNames": ["a..example.com"]] }),

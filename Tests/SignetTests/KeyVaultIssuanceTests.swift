@@ -238,6 +238,26 @@ struct KeyVaultIssuanceTests {
         #expect((requests[flow] ?? 0) >= 1, "\(requests)")
     }
 
+    @Test("a flood of unauthenticated /readyz and /metrics requests costs at most one Key Vault call per period")
+    func probesAreCached() async throws {
+        let double = try KeyVaultDoubleProcess()
+        defer { double.stop() }
+        let directory = try Fixtures.temporaryDirectory("signet-kv-probes")
+        _ = try await Self.vaultBackedCA(double, keyName: "ca", directory: directory + "/ca")
+        let server = try Self.vaultServer(double, directory: directory, keyName: "ca", extra: ["SIGNET_LIMIT_PROBE_CACHE_SECONDS": "2"])
+        defer { server.stop() }
+        let before = try double.stats()["get_key"] as? Int ?? 0
+        let started = Date()
+        let urls = Array(repeating: server.url + "/readyz", count: 100) + Array(repeating: server.url + "/metrics", count: 100)
+        let flood = try Tool.run("curl", ["-s", "-Z", "--parallel-max", "25", "--max-time", "20", "--cacert", server.rootCertificate,
+                                          "-w", "%{http_code}\n"] + urls)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(flood.output.components(separatedBy: "\n").filter { $0.hasSuffix("200") }.count >= 200, "\(flood.output.suffix(500))")
+        let calls = (try double.stats()["get_key"] as? Int ?? 0) - before
+        // One look per started period of two seconds, however many requests arrived in it.
+        #expect(calls >= 1 && calls <= 1 + Int(elapsed / 2), "\(calls) getKey calls in \(elapsed) s for 200 probes")
+    }
+
     @Test("while the vault is down, issuance fails fast with a clear problem and nothing reaches the ledger; it resumes when the vault returns")
     func vaultDown() async throws {
         let double = try KeyVaultDoubleProcess()

@@ -13,7 +13,7 @@ struct ManagedDeliveryTests {
         let token: String
         let configPath: String
 
-        init(gateway: String? = nil) throws {
+        init(gateway: String? = nil, extraConfiguration: String = "") throws {
             cluster = try KubernetesDoubleProcess()
             let data = try Fixtures.temporaryDirectory("signet-managed")
             configPath = data + "-signet.yaml"
@@ -22,6 +22,7 @@ struct ManagedDeliveryTests {
                   - name: double
                     kubeconfig: \(cluster.kubeconfig("admin"))
                 \(gateway.map { "    gateway: \($0)" } ?? "")
+                \(extraConfiguration)
                 """.write(to: configPath)
             server = try ServerProcess(dataDirectory: data, arguments: ["--config", configPath])
             token = try server.createToken(name: "platform", allow: ["*.example.com"], extra: ["--target", "double/istio-system/*", "--max-duration", "1d"])
@@ -290,6 +291,19 @@ struct ManagedDeliveryTests {
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: rig.server.dataDirectory)
         try rig.restart()
         #expect(rig.server.logText.contains("readable by others than Signet's user") && rig.server.logText.contains("mode=755"), "\(rig.server.logText.suffix(2000))")
+    }
+
+    @Test("forced renewals of one managed certificate are limited per hour (429 with Retry-After); its scheduled renewals are not")
+    func forcedRenewalLimit() throws {
+        let rig = try Rig(extraConfiguration: "limits:\n  forcedRenewalsPerHour: 2\n")
+        defer { rig.stop() }
+        #expect(try rig.register("busy", ["dnsNames": ["busy.example.com"], "duration": "1h"]).status == 201)
+        try rig.waitForStatus("busy", seconds: 20) { $0["ready"] as? Bool == true }
+        #expect(try rig.api("POST", "/v1/managed-certificates/busy/renew").status == 202)
+        #expect(try rig.api("POST", "/v1/managed-certificates/busy/renew").status == 202)
+        let limited = try rig.api("POST", "/v1/managed-certificates/busy/renew")
+        #expect(limited.status == 429 && limited.json["type"] as? String == "https://signet.dev/problems/rate-limited", "\(limited.json)")
+        #expect(try rig.server.metrics().contains(#"signet_rate_limited_total{limit="renewal"} 1"#))
     }
 
     @Test("a short-lived certificate is renewed before expiry with a new key; API-server faults delay it, never duplicate it")

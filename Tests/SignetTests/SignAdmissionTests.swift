@@ -1,5 +1,6 @@
 import Foundation
 import SignetKeys
+import SignetServer
 import Testing
 
 @Suite("admission control in front of a remote signer")
@@ -112,4 +113,49 @@ final class Shared<Value>: @unchecked Sendable {
     init(_ value: Value) { stored = value }
     func withLock(_ body: (inout Value) -> Void) { lock.withLock { body(&stored) } }
     var value: Value { lock.withLock { stored } }
+}
+
+/// The guards in front of unauthenticated and per-caller work.
+@Suite("recent results and rate limits")
+struct RequestGuardTests {
+    final class Counter: @unchecked Sendable {
+        // @unchecked: guarded by the lock.
+        private let lock = NSLock()
+        private var count = 0
+        func increment() { lock.withLock { count += 1 } }
+        var value: Int { lock.withLock { count } }
+    }
+
+    @Test("a flood of callers shares one computation per period")
+    func recentResult() async throws {
+        let calls = Counter()
+        let recent = RecentResult<Int>(lifetime: .milliseconds(300)) {
+            calls.increment()
+            try? await Task.sleep(for: .milliseconds(50))
+            return 42
+        }
+        await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<200 { group.addTask { await recent.value() } }
+            for await value in group { #expect(value == 42) }
+        }
+        #expect(calls.value == 1)
+        try await Task.sleep(for: .milliseconds(400))
+        _ = await recent.value()
+        #expect(calls.value == 2, "computed again once the result is older than the period")
+    }
+
+    @Test("token buckets: a burst, then one per 1/rate; keys are independent; rate 0 is off")
+    func rateLimiter() {
+        let limiter = RateLimiter(rate: 2, burst: 3)
+        let start = ContinuousClock.now
+        for _ in 0..<3 { #expect(limiter.take("a", now: start) == nil) }
+        let wait = limiter.take("a", now: start)
+        #expect(wait != nil && wait! <= .milliseconds(501) && wait! >= .milliseconds(499), "\(String(describing: wait))")
+        #expect(limiter.take("b", now: start) == nil)
+        #expect(limiter.wait("a", now: start + .milliseconds(500)) == nil)
+        #expect(limiter.take("a", now: start + .milliseconds(500)) == nil)
+        #expect(limiter.take("a", now: start + .milliseconds(500)) != nil)
+        let off = RateLimiter(rate: 0, burst: 1)
+        for _ in 0..<100 { #expect(off.take("a") == nil) }
+    }
 }
