@@ -53,7 +53,34 @@ public final class KubernetesClient: Sendable {
     /// The service-account token, for a `.tokenFile` credential.
     private let tokenFile: RotatingTokenFile?
 
+    /// The API server's URL as requests name it: with `tls-server-name`, its host is that name, and the connection
+    /// goes to the configured host (AsyncHTTPClient's DNS override), so the certificate is verified for that name.
+    let base: String
+
     public init(configuration: KubernetesConfiguration, retry: RetryPolicy = .init(), logger: Logger) throws {
+        guard let url = URL(string: configuration.server), let scheme = url.scheme, let host = url.host else {
+            throw KubernetesError.configuration("the API server '\(configuration.server)' is not a URL")
+        }
+        guard scheme == "https" || (scheme == "http" && configuration.allowPlainHTTP) else {
+            throw KubernetesError.configuration(scheme == "http"
+                ? "the API server \(configuration.server) is plain HTTP: tokens and Secrets would cross the network unencrypted; use https, or allow it explicitly (allowPlainHTTP)"
+                : "the API server \(configuration.server) is not an https:// URL")
+        }
+        var dnsOverride: [String: String] = [:]
+        if let name = configuration.tlsServerName, !name.isEmpty, name != host {
+            guard scheme == "https" else { throw KubernetesError.configuration("tls-server-name '\(name)' needs an https:// API server") }
+            guard !configuration.insecureSkipTLSVerify else {
+                throw KubernetesError.configuration("tls-server-name '\(name)' and insecure-skip-tls-verify contradict each other; keep one")
+            }
+            guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }) else {
+                throw KubernetesError.configuration("tls-server-name '\(name)' is not a host name")
+            }
+            let bareHost = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+            dnsOverride[name] = bareHost
+            base = "https://\(name)" + (url.port.map { ":\($0)" } ?? "") + url.path
+        } else {
+            base = configuration.server
+        }
         var tls = TLSConfiguration.makeClientConfiguration()
         if let pem = configuration.certificateAuthorityPEM {
             tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)))
@@ -65,7 +92,9 @@ public final class KubernetesClient: Sendable {
         }
         self.configuration = configuration
         if case .tokenFile(let path) = configuration.credential { tokenFile = RotatingTokenFile(path: path) } else { tokenFile = nil }
-        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        var http = HTTPClient.Configuration(tlsConfiguration: tls)
+        http.dnsOverride = dnsOverride
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
         self.retry = retry
         self.logger = logger
     }
@@ -150,7 +179,6 @@ public final class KubernetesClient: Sendable {
 
     // MARK: Events
 
-    /// An events.k8s.io/v1 Event about `object` (best effort: callers log a failure and go on).
     /// The longest prefix of `text` within `bytes` UTF-8 bytes (the API server limits an Event's note in bytes, and
     /// a character cut in half would make the JSON invalid).
     static func prefix(_ text: String, bytes: Int) -> String {
@@ -164,6 +192,7 @@ public final class KubernetesClient: Sendable {
         return out
     }
 
+    /// An events.k8s.io/v1 Event about `object` (best effort: callers log a failure and go on).
     public func recordEvent(regarding object: KubernetesObject, type: String, reason: String, action: String, note: String, controller: String = "signet.dev/signet") async throws {
         let namespace = object.namespace ?? configuration.namespace
         let formatter = ISO8601DateFormatter()
@@ -205,7 +234,7 @@ public final class KubernetesClient: Sendable {
     public func watch(_ kind: ResourceKind, namespace: String?, labelSelector: String? = nil, resourceVersion: String, timeoutSeconds: Int = 300) -> AsyncThrowingStream<WatchEvent, any Error> {
         var query = "?watch=1&allowWatchBookmarks=true&resourceVersion=\(Self.escape(resourceVersion))&timeoutSeconds=\(timeoutSeconds)"
         if let labelSelector { query += "&labelSelector=" + Self.escape(labelSelector) }
-        let url = configuration.server + kind.path(namespace: namespace) + query
+        let url = base + kind.path(namespace: namespace) + query
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
@@ -274,7 +303,7 @@ public final class KubernetesClient: Sendable {
         var reloadedToken = false
         while true {
             attempt += 1
-            var request = HTTPClientRequest(url: configuration.server + path)
+            var request = HTTPClientRequest(url: base + path)
             request.method = method
             request.headers.add(name: "Accept", value: "application/json")
             request.headers.add(name: "User-Agent", value: "signet")

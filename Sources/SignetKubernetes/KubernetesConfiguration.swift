@@ -17,7 +17,10 @@ public struct KubernetesConfiguration: Sendable, Equatable {
     /// PEM bundle that verifies the API server; nil means the system roots.
     public var certificateAuthorityPEM: String?
     public var insecureSkipTLSVerify = false
+    /// The name the API server's certificate is verified against (and sent as SNI) instead of the URL's host.
     public var tlsServerName: String?
+    /// A plain-HTTP API server sends tokens and Secrets in the clear: refused unless explicitly allowed.
+    public var allowPlainHTTP = false
     public var credential: Credential
     /// The namespace of the context (or the pod); where Secrets go when a target names none.
     public var namespace: String

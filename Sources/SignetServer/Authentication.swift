@@ -227,7 +227,7 @@ public final class CallerAuthenticator: Sendable {
         } catch let refusal as ServiceAccountTokenError {
             throw AuthenticationError.serviceAccount(refusal.description)
         } catch {
-            throw AuthenticationError.serviceAccount("the cluster could not check the token: \(error)")
+            throw AuthenticationUnavailable(cause: "\(error)")
         }
         let identity = "serviceaccount:\(account.namespace):\(account.name)"
         var namespace = account.namespace

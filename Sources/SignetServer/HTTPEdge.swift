@@ -38,6 +38,7 @@ public struct APIEdgeMiddleware: RouterMiddleware {
     public init() {}
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let requestID = Self.requestID()
         do {
             var request = request
             if let declared = request.headers[.contentLength].flatMap(Int.init), declared > Self.maximumBodySize {
@@ -62,14 +63,28 @@ public struct APIEdgeMiddleware: RouterMiddleware {
             if let location = response.headers[.location], let decoded = location.removingPercentEncoding {
                 response.headers[.location] = decoded
             }
+            response.headers[Self.requestIDHeader] = requestID
             return response
         } catch {
-            let problem = Self.problem(for: error, method: request.method.rawValue, path: request.uri.path)
-            if problem.status >= 500 {
-                context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            var problem = Self.problem(for: error, method: request.method.rawValue, path: request.uri.path)
+            problem.requestId = requestID
+            if problem.status >= 500 || problem.internalCause != nil {
+                context.logger.error("request failed", metadata: [
+                    "requestId": "\(requestID)", "method": "\(request.method.rawValue)", "path": "\(request.uri.path)",
+                    "status": "\(problem.status)", "error": "\(problem.internalCause ?? "\(error)")",
+                ])
             }
-            return Self.response(problem)
+            var answer = Self.response(problem)
+            answer.headers[Self.requestIDHeader] = requestID
+            return answer
         }
+    }
+
+    static let requestIDHeader = HTTPField.Name("Signet-Request-Id")!
+
+    /// 16 random hex digits: enough to find one request in a log.
+    static func requestID() -> String {
+        String(UInt64.random(in: 0...UInt64.max), radix: 16).leftPadded(to: 16)
     }
 
     static let tooLarge = Problem("body-too-large", "Request body too large", status: 413, detail: "request bodies are limited to \(maximumBodySize) bytes")
@@ -95,5 +110,11 @@ public struct APIEdgeMiddleware: RouterMiddleware {
             headers: headers,
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: body))
         )
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

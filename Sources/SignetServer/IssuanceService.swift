@@ -37,12 +37,15 @@ public final class IssuanceService: Sendable {
     /// Subjects (normalized DNs) that are client-certificate identities: never issued to anyone, so that no caller
     /// can mint a certificate that authenticates as an identity, whichever CA the identities trust.
     public let reservedSubjects: Set<String>
+    /// Where the CA key is, for problems: "the CA key in Azure Key Vault".
+    public let signerDescription: String
 
     public init(
         ca: IssuingCA, ledger: CertificateLedger, metrics: SignetMetrics, logger: Logger, reservedSubjects: Set<String> = [],
-        now: @escaping @Sendable () -> Date = Date.init
+        signerDescription: String = "the CA key", now: @escaping @Sendable () -> Date = Date.init
     ) throws {
         self.ca = ca
+        self.signerDescription = signerDescription
         self.reservedSubjects = reservedSubjects
         self.ledger = ledger
         self.metrics = metrics
@@ -82,7 +85,7 @@ public final class IssuanceService: Sendable {
             metrics.recordFailed()
             logger.error("signing failed", metadata: ["error": "\(error)", "requester": "\(caller.identity)"])
             try? await ledger.record(AuditEvent(at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .failed, names: plan.names.all, reason: "signing failed: \(error)"))
-            throw SigningFailure(reason: String(describing: error))
+            throw SigningFailure(signer: signerDescription, reason: String(describing: error))
         }
 
         var serializer = DER.Serializer()

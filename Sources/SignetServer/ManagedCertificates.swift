@@ -31,10 +31,11 @@ public final class ClusterConnections: Sendable {
         var clusters: [String: Cluster] = [:]
         do {
             for cluster in settings {
-                let configuration: KubernetesConfiguration
+                var configuration: KubernetesConfiguration
                 do {
                     configuration = try cluster.kubeconfig.map { try KubernetesConfiguration.kubeconfig(path: $0, context: cluster.context) }
                         ?? KubernetesConfiguration.inCluster()
+                    configuration.allowPlainHTTP = cluster.allowPlainHTTP
                 } catch {
                     throw ConfigurationError("clusters.\(cluster.name): \(error)")
                 }

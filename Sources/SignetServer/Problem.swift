@@ -17,11 +17,16 @@ public struct Problem: Error, Codable, Sendable, Equatable {
     public var status: Int
     public var detail: String?
     public var errors: [String]?
+    /// The request's id, also in the `Signet-Request-Id` header and beside the full error in the server's log: what
+    /// an operator searches for when the detail (which never carries another service's internals) is not enough.
+    public var requestId: String?
     /// Headers the answer needs besides the body (WWW-Authenticate on 401, Retry-After on 503).
     public var headers: [String: String] = [:]
+    /// The cause as the server saw it (a Key Vault or Kubernetes error): logged with the request id, never sent.
+    public var internalCause: String?
 
     enum CodingKeys: String, CodingKey {
-        case type, title, status, detail, errors
+        case type, title, status, detail, errors, requestId
     }
 
     public static let typeBase = "https://signet.dev/problems/"
@@ -63,9 +68,16 @@ extension Problem {
             }
         case let error as SigningFailure:
             self = Problem(
-                "signer-unavailable", "The CA key could not sign", status: 503, detail: error.description,
-                headers: ["Retry-After": "5"]
+                "signer-unavailable", "The CA key could not sign", status: 503,
+                detail: "\(error.signer) could not sign; nothing was issued; try again shortly", headers: ["Retry-After": "5"]
             )
+            internalCause = error.reason
+        case let error as AuthenticationUnavailable:
+            self = Problem(
+                "authentication-unavailable", "Credentials cannot be checked now", status: 503,
+                detail: "the cluster that checks service-account tokens did not answer; try again shortly", headers: ["Retry-After": "5"]
+            )
+            internalCause = error.cause
         case let limited as RateLimited:
             self = Problem(
                 "rate-limited", "Too many requests", status: 429, detail: limited.description,
@@ -147,7 +159,7 @@ extension Problem {
     private static func isOurs(_ error: any Error) -> Bool {
         error is Problem || error is IssuanceRefusal || error is AuthenticationError || error is AuthorizationError
             || error is LedgerError || error is SigningFailure || error is AdmissionRefused || error is ManagedCertificateRefusal
-            || error is RateLimited
+            || error is RateLimited || error is AuthenticationUnavailable
     }
 
     static func describe(_ error: DecodingError) -> String {
@@ -209,8 +221,17 @@ public enum AuthorizationError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// Service-account tokens cannot be checked (the cluster's API server does not answer): 503, not 401, since the
+/// credential may well be good.
+public struct AuthenticationUnavailable: Error, CustomStringConvertible {
+    public let cause: String
+    public var description: String { "the cluster could not check the token: \(cause)" }
+}
+
 /// The CA key failed to sign (a remote signer unreachable, a token removed). Nothing was recorded.
 public struct SigningFailure: Error, CustomStringConvertible {
+    /// Where the key is, in words a caller understands ("the CA key in Azure Key Vault").
+    public var signer = "the CA key"
     public let reason: String
-    public var description: String { "the CA key could not sign: \(reason); nothing was issued" }
+    public var description: String { "\(signer) could not sign: \(reason); nothing was issued" }
 }

@@ -78,6 +78,11 @@ public struct ServerConfiguration: Sendable, Equatable {
         keyVault != nil ? "azure-key-vault" : pkcs11 != nil ? "pkcs11" : "file"
     }
 
+    /// Where the CA key is, in a caller's words.
+    public var signerDescription: String {
+        keyVault != nil ? "the CA key in Azure Key Vault" : pkcs11 != nil ? "the CA key on its PKCS#11 token" : "the CA key"
+    }
+
     /// Admission control for a remote key (a vault's quota, an HSM's sessions); a key in memory needs none.
     public var signerLimits: SignAdmission.Limits? {
         keyVault?.limits ?? pkcs11?.limits
@@ -156,7 +161,9 @@ public struct ServerConfiguration: Sendable, Equatable {
                 throw ConfigurationError("clusters.\(entry.name): give exactly one of kubeconfig (a path) and inCluster: true")
             }
             if let gateway = entry.gateway { try HostPort.validate(gateway, "clusters.\(entry.name).gateway") }
-            clusters.append(ClusterSettings(name: entry.name, kubeconfig: entry.kubeconfig, context: entry.context, gateway: entry.gateway))
+            var cluster = ClusterSettings(name: entry.name, kubeconfig: entry.kubeconfig, context: entry.context, gateway: entry.gateway)
+            cluster.allowPlainHTTP = entry.allowPlainHTTP ?? false
+            clusters.append(cluster)
         }
         if let accounts = file.serviceAccounts {
             guard clusters.contains(where: { $0.name == accounts.cluster }) else {
@@ -370,6 +377,8 @@ public struct ClusterSettings: Sendable, Equatable {
     /// `host:port` of the cluster's ingress gateway: after each delivery Signet connects there with SNI set to the
     /// certificate's first name and records whether the new serial is served.
     public var gateway: String?
+    /// Accept a plain-HTTP API server (a local test cluster); refused otherwise.
+    public var allowPlainHTTP = false
 
     public init(name: String, kubeconfig: String?, context: String? = nil, gateway: String? = nil) {
         self.name = name
@@ -532,6 +541,7 @@ private struct ConfigurationFile: Decodable {
         var context: String?
         var inCluster: Bool?
         var gateway: String?
+        var allowPlainHTTP: Bool?
     }
 
     var listen: String?
@@ -581,7 +591,7 @@ private struct ConfigurationFile: Decodable {
         "tls": ["mode", "certificate", "key", "hostnames", "clientAuth", "clientCA", "allowSelfIssuedClients"],
         "issuance": ["defaultDuration", "maxDuration"],
         "clientCertificates": ["commonName", "subject", "uri", "issuer", "allow", "maxDuration", "profiles", "targets"],
-        "clusters": ["name", "kubeconfig", "context", "inCluster", "gateway"],
+        "clusters": ["name", "kubeconfig", "context", "inCluster", "gateway", "allowPlainHTTP"],
         "serviceAccounts": ["cluster", "audience", "validation", "issuer", "controllers", "namespaces"],
         "serviceAccounts.namespaces": ["namespace", "allow", "maxDuration", "profiles"],
     ]

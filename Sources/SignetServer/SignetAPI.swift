@@ -1,3 +1,4 @@
+import Logging
 import OpenAPIRuntime
 import SignetAuthority
 import SignetKeys
@@ -27,16 +28,28 @@ public struct SignetAPI: APIProtocol {
 
     public init(
         issuance: IssuanceService, ledger: CertificateLedger, authenticator: CallerAuthenticator, metrics: SignetMetrics, signer: any CASigner,
-        managed: ManagedCertificates, limits: RequestLimits = .init()
+        managed: ManagedCertificates, limits: RequestLimits = .init(), signerDescription: String = "the CA key",
+        logger: Logger = Logger(label: "signet")
     ) {
         self.managed = managed
         self.issuanceLimiter = RateLimiter(rate: limits.issuancesPerSecond, burst: limits.issuanceBurst)
         let period = Duration.milliseconds(Int64(limits.probeCacheSeconds * 1000))
         self.readiness = RecentResult(lifetime: period) {
+            // Unauthenticated: the answer says what fails, the log says why.
             var ledgerState = "ok"
             var signerState = "ok"
-            do { try await ledger.checkHealth() } catch { ledgerState = "failing: \(error)" }
-            do { try await signer.checkHealth() } catch { signerState = "failing: \(error)" }
+            do {
+                try await ledger.checkHealth()
+            } catch {
+                ledgerState = "failing: the ledger cannot be written"
+                logger.error("not ready: the ledger", metadata: ["error": "\(error)"])
+            }
+            do {
+                try await signer.checkHealth()
+            } catch {
+                signerState = "failing: \(signerDescription) does not answer"
+                logger.error("not ready: the signer", metadata: ["error": "\(error)"])
+            }
             return Components.Schemas.Readiness(ready: ledgerState == "ok" && signerState == "ok", ledger: ledgerState, signer: signerState)
         }
         self.exposition = RecentResult(lifetime: period) {

@@ -94,7 +94,8 @@ public struct SignetServer: Sendable {
                 ca: ca, ledger: ledger, metrics: metrics, logger: logger,
                 reservedSubjects: Set(configuration.clientCertificatePolicies.compactMap {
                     if case .subject(let subject) = $0.match { subject } else { nil }
-                })
+                }),
+                signerDescription: configuration.signerDescription
             )
             let clusters = try await ClusterConnections.open(configuration.clusters, logger: logger)
             let serviceAccounts = configuration.serviceAccounts.flatMap { settings in
@@ -168,7 +169,7 @@ public struct SignetServer: Sendable {
         router.add(middleware: APIEdgeMiddleware())
         let api = SignetAPI(
             issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer, managed: managed,
-            limits: configuration.limits
+            limits: configuration.limits, signerDescription: configuration.signerDescription, logger: logger
         )
         // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output
         // costs measurable time at thousands of answers a second.
@@ -232,6 +233,8 @@ public struct SignetServer: Sendable {
             tls.sslContextCallback = { _, promise in promise.succeed(own.handshakeOverride) }
             identity = own
         }
+        // TLS 1.2 and 1.3 only: older versions have no cipher suite worth offering.
+        tls.minimumTLSVersion = .tlsv12
         switch configuration.clientAuthentication {
         case .none:
             tls.certificateVerification = .none

@@ -59,6 +59,9 @@ struct ControllerCommand: AsyncParsableCommand {
     ))
     var gatewayNamespaces: [String] = []
 
+    @Flag(help: "Accept a plain-HTTP API server (a local test cluster); tokens and Secrets would cross the network unencrypted.")
+    var allowPlainHttp = false
+
     @Option(help: "Certificates reconciled at the same time.")
     var concurrency = 4
 
@@ -72,7 +75,8 @@ struct ControllerCommand: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         guard let server = server ?? environment["SIGNET_SERVER"] else { throw ValidationError("give --server URL (or set SIGNET_SERVER)") }
         guard let (host, port) = HostPort.split(listen, wildcardHost: "0.0.0.0") else { throw ValidationError("--listen must be host:port") }
-        let kubernetes = try KubernetesConfiguration.resolve(kubeconfig: kubeconfig, context: context)
+        var kubernetes = try KubernetesConfiguration.resolve(kubeconfig: kubeconfig, context: context)
+        kubernetes.allowPlainHTTP = allowPlainHttp
         let client = try KubernetesClient(configuration: kubernetes, logger: logger)
         let issuer = try SignetIssuer(url: server, caFile: cacert ?? environment["SIGNET_CACERT"], tokenFile: tokenFile)
         var settings = ControllerSettings()

@@ -220,9 +220,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     # -- plumbing ---------------------------------------------------------------------------------------------
+    def raw_body(self):
+        """The request's body, read once: also when an answer comes before the handler wants it (a fault), so the
+        connection stays in step for the next request, as a real API server's does."""
+        if getattr(self, "_raw_body", None) is None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self._raw_body = self.rfile.read(length) if length else b""
+        return self._raw_body
+
     def read_body(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.raw_body()
         if not raw:
             return None
         if raw[:4] == b"k8s\x00":
@@ -262,6 +269,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
         cluster = self.cluster
         try:
+            self._raw_body = None
+            self.raw_body()
             if parts[:1] == ["_admin"]:
                 return self.admin(method, parts[1:])
             with cluster.lock:
@@ -569,10 +578,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     raise not_found
                 return self.answer(200, copy.deepcopy(found))
         if method == "DELETE":
-            # kubectl sends DeleteOptions as a body; it must be read, or it would be taken for the next request.
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            # kubectl sends DeleteOptions as a body: read with every body when the request arrived (raw_body).
             self.write_fault(faults, name, resource.plural, deleting=True)
             with cluster.lock:
                 found = cluster.objects.pop(key, None)
@@ -743,6 +749,7 @@ def main():
     parser.add_argument("--dir", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token", action="append", default=[], help="TOKEN=NS1,NS2 or TOKEN=*")
+    parser.add_argument("--tls-dns-name", action="append", default=[], help="the only names of the serving certificate")
     arguments = parser.parse_args()
     tokens = {}
     for entry in arguments.token or ["admin=*"]:
@@ -750,7 +757,8 @@ def main():
         tokens[token] = set((grants or "*").split(","))
     Handler.cluster = Cluster(tokens)
     os.makedirs(arguments.dir, exist_ok=True)
-    server = loopback_https.serve_https(arguments.dir, arguments.port, Handler, "kubernetes double CA", "kube-apiserver")
+    server = loopback_https.serve_https(arguments.dir, arguments.port, Handler, "kubernetes double CA", "kube-apiserver",
+                                        arguments.tls_dns_name or None)
     print(f"READY {server.server_address[1]}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()

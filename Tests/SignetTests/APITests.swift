@@ -252,7 +252,7 @@ struct APITests {
 
     @Test("a caller issuing past its limit gets 429 with Retry-After; others are unaffected; the metrics count it")
     func issuanceRateLimit() async throws {
-        let service = try await TestService.make { $0.limits.issuancesPerSecond = 0.5; $0.limits.issuanceBurst = 2 }
+        let service = try await TestService.make { $0.limits.issuancesPerSecond = 0.01; $0.limits.issuanceBurst = 2 }
         let (other, digest) = APITokens.mint()
         try await service.server.ledger.createToken(TokenEntry(
             name: "other", secretSHA256: digest, allowedNames: ["*.example.com"], allowedProfiles: [.server], maximumLifetime: .seconds(86_400), createdAt: Date()

@@ -279,6 +279,17 @@ struct KeyVaultIssuanceTests {
         let metrics = try server.metrics()
         #expect(metrics.contains(#"signet_signer_errors_total{backend="azure-key-vault",kind="unreachable"} 1"#), "\(metrics)")
         #expect(metrics.contains(#"signet_signer_retries_total{backend="azure-key-vault",reason="transport"}"#))
+        // The problem says what the caller can act on and carries the request id; the vault's own error (its
+        // address, the connection failure) goes only to the log, under that id.
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: ["csr": try Fixtures.csr(), "dnsNames": ["down.example.com"]]), as: UTF8.self)
+        let answer = try Tool.run("curl", ["-s", "--max-time", "30", "--cacert", server.rootCertificate, "-H", "Authorization: Bearer \(token)",
+                                           "-H", "Content-Type: application/json", "--data-binary", "@-", server.url + "/v1/certificates"], input: body)
+        let problem = try JSONSerialization.jsonObject(with: Data(answer.output.utf8)) as? [String: Any] ?? [:]
+        let detail = problem["detail"] as? String ?? ""
+        let requestID = try #require(problem["requestId"] as? String)
+        #expect(problem["status"] as? Int == 503 && detail.contains("Azure Key Vault"), "\(problem)")
+        #expect(!detail.contains("127.0.0.1") && !detail.contains(String(double.port)) && !answer.output.contains("onnection"), "\(problem)")
+        #expect(server.logText.contains("requestId=\(requestID)"), "\(server.logText.suffix(2000))")
 
         try double.setFaults(["down": false])
         let resumed = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,

@@ -11,10 +11,12 @@ final class KubernetesDoubleProcess: @unchecked Sendable {
     var url: String { "https://127.0.0.1:\(port)" }
     var caFile: String { directory + "/ca.crt" }
 
-    init() throws {
+    /// `certificateNames`: the only DNS names of its serving certificate (none: localhost, 127.0.0.1 and ::1).
+    init(certificateNames: [String] = []) throws {
         directory = try Fixtures.temporaryDirectory("kube-double")
         (process, port) = try PythonDouble.launch(
-            "KubernetesDouble/kube_double.py", arguments: ["--dir", directory, "--token", "admin=*", "--token", "gateway=istio-system"],
+            "KubernetesDouble/kube_double.py",
+            arguments: ["--dir", directory, "--token", "admin=*", "--token", "gateway=istio-system"] + certificateNames.flatMap { ["--tls-dns-name", $0] },
             name: "the Kubernetes double"
         )
         for user in ["admin", "gateway"] {

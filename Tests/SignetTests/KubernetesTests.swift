@@ -245,6 +245,40 @@ struct KubernetesTests {
         #expect(throws: KubernetesError.self) { try KubernetesConfiguration.inCluster(environment: [:], directory: directory) }
     }
 
+    @Test("transport: a plain-HTTP API server is refused unless allowed; tls-server-name is what the certificate is verified against")
+    func transport() async throws {
+        var plain = KubernetesConfiguration(server: "http://127.0.0.1:8080", certificateAuthorityPEM: nil, credential: .none)
+        #expect {
+            try KubernetesClient(configuration: plain, logger: Logger(label: "test"))
+        } throws: { error in
+            "\(error)".contains("plain HTTP") && "\(error)".contains("allowPlainHTTP")
+        }
+        plain.allowPlainHTTP = true
+        try await KubernetesClient(configuration: plain, logger: Logger(label: "test")).shutdown()
+
+        // The double's certificate names only api.cluster.internal, and it is reached at 127.0.0.1 (as an AKS
+        // private cluster is, through an address its certificate does not name).
+        let cluster = try KubernetesDoubleProcess(certificateNames: ["api.cluster.internal"])
+        defer { cluster.stop() }
+        var retry = KubernetesClient.RetryPolicy()
+        retry.attempts = 1
+        func list(serverName: String?) async throws {
+            var configuration = try KubernetesConfiguration.kubeconfig(path: cluster.kubeconfig())
+            configuration.tlsServerName = serverName
+            let client = try KubernetesClient(configuration: configuration, retry: retry, logger: Logger(label: "test"))
+            do {
+                _ = try await client.listSecrets(namespace: "istio-system")
+            } catch {
+                try await client.shutdown()
+                throw error
+            }
+            try await client.shutdown()
+        }
+        await #expect(throws: (any Error).self, "127.0.0.1 is not a name of the certificate") { try await list(serverName: nil) }
+        try await list(serverName: "api.cluster.internal")
+        await #expect(throws: (any Error).self, "nor is another name") { try await list(serverName: "api.elsewhere.example") }
+    }
+
     @Test("a broken Secret is never written: a key that is not the certificate's, a chain that does not verify")
     func brokenContentsRefused() async throws {
         let (ca, _) = try await Fixtures.issuingCA()

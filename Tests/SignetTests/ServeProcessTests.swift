@@ -47,6 +47,25 @@ struct ServeProcessTests {
         #expect(afterRevoke.error.contains("401") && afterRevoke.error.contains("revoked"))
     }
 
+    @Test("the API's TLS listener speaks TLS 1.2 and 1.3, and refuses 1.1 and 1.0")
+    func tlsVersions() throws {
+        let server = try ServerProcess()
+        defer { server.stop() }
+        func handshake(_ version: String) throws -> Tool.Result {
+            // SECLEVEL=0 lets this client offer the old versions at all, so the refusal is the server's.
+            try Tool.run("openssl", ["s_client", "-connect", "127.0.0.1:\(server.port)", version, "-cipher", "DEFAULT:@SECLEVEL=0",
+                                     "-CAfile", server.rootCertificate, "-servername", "localhost", "-brief"], input: "")
+        }
+        for version in ["-tls1_2", "-tls1_3"] {
+            let result = try handshake(version)
+            #expect(result.succeeded && (result.output + result.error).contains("Verification: OK"), "\(version): \(result.error)")
+        }
+        for version in ["-tls1_1", "-tls1"] {
+            let result = try handshake(version)
+            #expect(!result.succeeded && !(result.output + result.error).contains("Verification: OK"), "\(version): \(result.output)\(result.error)")
+        }
+    }
+
     @Test("the server's own TLS certificate is renewed while it runs, without a restart", .timeLimit(.minutes(1)))
     func ownCertificateRenewal() throws {
         // A 60-second certificate, backdated a minute, is due for renewal about 20 seconds after it is issued.

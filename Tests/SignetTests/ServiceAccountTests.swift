@@ -122,5 +122,14 @@ struct ServiceAccountTests {
         try cluster.admin("faults", ["tokenreview_without_audiences": true])
         let unconfirmed = try issue(server, token: try mint(cluster, "team-a", "api"), name: "api.team-a.example.com")
         #expect(unconfirmed.status == 401 && (unconfirmed.body["detail"] as? String ?? "").contains("does not confirm the audience"), "\(unconfirmed.body)")
+
+        // The API server down: the token may be good, so 503, saying what to do; the cluster's error only in the log.
+        try cluster.admin("faults", ["tokenreview_without_audiences": false, "down": true])
+        let unavailable = try issue(server, token: try mint(cluster, "team-a", "db"), name: "db.team-a.example.com")
+        let detail = unavailable.body["detail"] as? String ?? ""
+        #expect(unavailable.status == 503 && unavailable.body["type"] as? String == "https://signet.dev/problems/authentication-unavailable", "\(unavailable.body)")
+        #expect(!detail.contains("ServiceUnavailable") && !detail.contains("127.0.0.1") && !detail.contains(String(cluster.port)), "\(detail)")
+        let requestID = try #require(unavailable.body["requestId"] as? String)
+        #expect(server.logText.contains("requestId=\(requestID)") && server.logText.contains("ServiceUnavailable"), "\(server.logText.suffix(1500))")
     }
 }
