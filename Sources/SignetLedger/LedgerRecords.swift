@@ -75,11 +75,14 @@ public struct TokenEntry: Sendable, Equatable {
     public var revokedAt: Date?
     /// `cluster/namespace/secret` patterns this token may deliver managed certificates to.
     public var allowedTargets: [String]
+    /// An auditor's token reads every tenant's certificates and managed certificates; others read their own.
+    public var auditor: Bool
 
     public init(
         name: String, secretSHA256: String, allowedNames: [String], allowedProfiles: [CertificateProfile], maximumLifetime: Duration,
-        createdAt: Date, revokedAt: Date? = nil, allowedTargets: [String] = []
+        createdAt: Date, revokedAt: Date? = nil, allowedTargets: [String] = [], auditor: Bool = false
     ) {
+        self.auditor = auditor
         self.allowedTargets = allowedTargets
         self.name = name
         self.secretSHA256 = secretSHA256

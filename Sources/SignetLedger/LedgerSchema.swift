@@ -137,6 +137,14 @@ enum LedgerSchema {
             // the certificate), so the status can say why without parsing text.
             try db.execute(sql: "ALTER TABLE managed_certificates ADD COLUMN last_error_reason TEXT")
         }
+        migrator.registerMigration("v6: auditor tokens") { db in
+            // Reading every tenant's issuances is a role of its own. Tokens made without names before it existed were
+            // the auditors' tokens, and stay so.
+            try db.execute(sql: """
+                ALTER TABLE tokens ADD COLUMN auditor INTEGER NOT NULL DEFAULT 0 CHECK (auditor IN (0, 1));
+                UPDATE tokens SET auditor = 1 WHERE allowed_names = '[]';
+                """)
+        }
         return migrator
     }
 }

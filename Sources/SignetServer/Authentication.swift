@@ -12,6 +12,8 @@ public struct Caller: Sendable, Equatable {
     /// How the requester is recorded in the ledger: `token:NAME` or `certificate:SUBJECT`.
     public let identity: String
     public let policy: IssuancePolicy
+    /// Reads every tenant's certificates and managed certificates; every other caller reads its own.
+    public var isAuditor = false
 
     public var mayIssue: Bool { !policy.allowedNames.isEmpty }
 }
@@ -230,6 +232,9 @@ public final class CallerAuthenticator: Sendable {
             throw AuthenticationUnavailable(cause: "\(error)")
         }
         let identity = "serviceaccount:\(account.namespace):\(account.name)"
+        if verifier.settings.auditors.contains(account), onBehalfOf == nil {
+            return Caller(identity: identity, policy: verifier.settings.namespaces[account.namespace] ?? IssuancePolicy(allowedNames: []), isAuditor: true)
+        }
         var namespace = account.namespace
         if let onBehalfOf, onBehalfOf != account.namespace {
             guard verifier.settings.controllers.contains(account) else {
@@ -254,7 +259,9 @@ public final class CallerAuthenticator: Sendable {
             if entry.revokedAt != nil {
                 result = .failure(.revokedToken(entry.name))
             } else {
-                result = .success(Caller(identity: "token:\(entry.name)", policy: try APITokens.policy(of: entry, defaultLifetime: defaultLifetime)))
+                result = .success(Caller(
+                    identity: "token:\(entry.name)", policy: try APITokens.policy(of: entry, defaultLifetime: defaultLifetime), isAuditor: entry.auditor
+                ))
             }
         } else {
             result = .failure(.unknownToken)

@@ -148,6 +148,24 @@ public final class ManagedCertificates: Sendable {
         }
     }
 
+    /// Whether `caller` may read the managed certificate: an auditor, its owner, or a caller allowed to change it
+    /// (its names and its target are within the caller's policy).
+    public func readable(_ record: ManagedCertificateRecord, by caller: Caller) -> Bool {
+        if caller.isAuditor || record.owner == caller.identity { return true }
+        let names = RequestedNames(dnsNames: record.spec.dnsNames, ipAddresses: record.spec.ipAddresses.compactMap(IPAddress.init))
+        return caller.mayIssue && caller.policy.namesOutsidePolicy(names).isEmpty && caller.policy.allows(record.spec.target)
+    }
+
+    /// Whether `caller` may read certificates recorded with `requester`: its own, or a managed certificate's it may read.
+    public func mayRead(requester: String, by caller: Caller) async throws -> Bool {
+        if caller.isAuditor || requester == caller.identity { return true }
+        let prefix = ManagedCertificateRecord.requester(for: "")
+        guard requester.hasPrefix(prefix), let record = try await ledger.managedCertificate(name: String(requester.dropFirst(prefix.count))) else {
+            return false
+        }
+        return readable(record, by: caller)
+    }
+
     /// The record, if the caller may manage it as it stands: its names and its target.
     private func authorized(_ name: String, _ caller: Caller, action: String) async throws -> ManagedCertificateRecord {
         let existing = try await record(named: name)

@@ -210,6 +210,7 @@ public enum AuthorizationError: Error, Equatable, CustomStringConvertible {
     case managedCertificate(String, String)
     case notAController(String, String)
     case noNamespacePolicy(String, String)
+    case notYours(String, String)
 
     public var description: String {
         switch self {
@@ -217,6 +218,8 @@ public enum AuthorizationError: Error, Equatable, CustomStringConvertible {
         case let .managedCertificate(name, reason): "managed certificate '\(name)': \(reason)"
         case let .notAController(identity, namespace): "'\(identity)' may not ask on behalf of namespace '\(namespace)' (it is not among serviceAccounts.controllers)"
         case let .noNamespacePolicy(identity, namespace): "'\(identity)': namespace '\(namespace)' has no policy (serviceAccounts.namespaces), so nothing may be issued for it"
+        case let .notYours(identity, requester):
+            "'\(identity)' reads its own certificates, not those of '\(requester)'; an auditor's credential reads everything"
         }
     }
 }

@@ -178,6 +178,11 @@ public struct ServerConfiguration: Sendable, Equatable {
                 guard parts.count == 2 else { throw ConfigurationError("serviceAccounts.controllers: '\(controller)' is not namespace/name") }
                 settings.controllers.insert(ServiceAccountIdentity(namespace: parts[0], name: parts[1]))
             }
+            for auditor in accounts.auditors ?? [] {
+                let parts = auditor.split(separator: "/").map(String.init)
+                guard parts.count == 2 else { throw ConfigurationError("serviceAccounts.auditors: '\(auditor)' is not namespace/name") }
+                settings.auditors.insert(ServiceAccountIdentity(namespace: parts[0], name: parts[1]))
+            }
             for entry in accounts.namespaces ?? [] {
                 settings.namespaces[entry.namespace] = IssuancePolicy(
                     allowedNames: try entry.allow.map { try NamePattern($0) },
@@ -360,6 +365,8 @@ public struct ServiceAccountSettings: Sendable, Equatable {
     /// Service accounts that may ask on behalf of another namespace (the renewal controller): the
     /// `Signet-On-Behalf-Of` header names the namespace whose policy applies.
     public var controllers: Set<ServiceAccountIdentity> = []
+    /// Service accounts that read every tenant's certificates (an auditing job, a dashboard).
+    public var auditors: Set<ServiceAccountIdentity> = []
     /// What a namespace's service accounts (or a controller acting for it) may be issued.
     public var namespaces: [String: IssuancePolicy] = [:]
 
@@ -577,6 +584,7 @@ private struct ConfigurationFile: Decodable {
         var validation: String?
         var issuer: String?
         var controllers: [String]?
+        var auditors: [String]?
         var namespaces: [Namespace]?
     }
 
@@ -592,7 +600,7 @@ private struct ConfigurationFile: Decodable {
         "issuance": ["defaultDuration", "maxDuration"],
         "clientCertificates": ["commonName", "subject", "uri", "issuer", "allow", "maxDuration", "profiles", "targets"],
         "clusters": ["name", "kubeconfig", "context", "inCluster", "gateway", "allowPlainHTTP"],
-        "serviceAccounts": ["cluster", "audience", "validation", "issuer", "controllers", "namespaces"],
+        "serviceAccounts": ["cluster", "audience", "validation", "issuer", "controllers", "auditors", "namespaces"],
         "serviceAccounts.namespaces": ["namespace", "allow", "maxDuration", "profiles"],
     ]
 

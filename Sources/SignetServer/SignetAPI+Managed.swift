@@ -35,7 +35,7 @@ extension SignetAPI {
     }
 
     public func listManagedCertificates(_ input: Operations.ListManagedCertificates.Input) async throws -> Operations.ListManagedCertificates.Output {
-        _ = try await authenticator.authenticate(PresentedCredentials.current)
+        let caller = try await authenticator.authenticate(PresentedCredentials.current)
         let limit = input.query.limit ?? 100
         guard (1...1000).contains(limit) else {
             throw Problem("invalid-query", "Invalid query", status: 400, detail: "limit must be between 1 and 1000")
@@ -44,14 +44,17 @@ extension SignetAPI {
         let page = records.prefix(limit)
         let now = Date()
         return .ok(.init(body: .json(.init(
-            items: page.map { Self.wire($0, now: now) },
+            // Pages count the records in name order, so a tenant's page can be shorter than the limit.
+            items: page.filter { managed.readable($0, by: caller) }.map { Self.wire($0, now: now) },
             nextCursor: records.count > limit ? page.last?.name : nil
         ))))
     }
 
     public func getManagedCertificate(_ input: Operations.GetManagedCertificate.Input) async throws -> Operations.GetManagedCertificate.Output {
-        _ = try await authenticator.authenticate(PresentedCredentials.current)
-        return .ok(.init(body: .json(Self.wire(try await managed.record(named: input.path.name), now: Date()))))
+        let caller = try await authenticator.authenticate(PresentedCredentials.current)
+        let record = try await managed.record(named: input.path.name)
+        guard managed.readable(record, by: caller) else { throw LedgerError.noSuchManagedCertificate(input.path.name) }
+        return .ok(.init(body: .json(Self.wire(record, now: Date()))))
     }
 
     public func updateManagedCertificate(_ input: Operations.UpdateManagedCertificate.Input) async throws -> Operations.UpdateManagedCertificate.Output {

@@ -96,7 +96,7 @@ public struct SignetAPI: APIProtocol {
     }
 
     public func listCertificates(_ input: Operations.ListCertificates.Input) async throws -> Operations.ListCertificates.Output {
-        _ = try await authenticator.authenticate(PresentedCredentials.current)
+        let caller = try await authenticator.authenticate(PresentedCredentials.current)
         var query = CertificateQuery()
         let parameters = input.query
         if let name = parameters.dnsName {
@@ -107,6 +107,14 @@ public struct SignetAPI: APIProtocol {
         query.issuedAfter = parameters.issuedAfter
         query.issuedBefore = parameters.issuedBefore
         query.requester = parameters.requester
+        // A tenant reads what it asked for (and its managed certificates'); an auditor reads everything.
+        if !caller.isAuditor {
+            if let requested = parameters.requester {
+                guard try await managed.mayRead(requester: requested, by: caller) else { throw AuthorizationError.notYours(caller.identity, requested) }
+            } else {
+                query.requester = caller.identity
+            }
+        }
         if let fingerprint = parameters.publicKeySHA256 {
             guard fingerprint.count == 64, fingerprint.allSatisfy(\.isHexDigit) else {
                 throw Problem("invalid-query", "Invalid query", status: 400, detail: "publicKeySHA256 must be 64 hexadecimal characters")
@@ -126,12 +134,13 @@ public struct SignetAPI: APIProtocol {
     }
 
     public func getCertificate(_ input: Operations.GetCertificate.Input) async throws -> Operations.GetCertificate.Output {
-        _ = try await authenticator.authenticate(PresentedCredentials.current)
+        let caller = try await authenticator.authenticate(PresentedCredentials.current)
         let serial = input.path.serial.lowercased()
         guard !serial.isEmpty, serial.count <= 42, serial.allSatisfy(\.isHexDigit) else {
             throw Problem("invalid-serial", "Invalid serial", status: 400, detail: "serial '\(input.path.serial)' is not a hexadecimal serial number")
         }
-        guard let entry = try await ledger.certificate(serial: serial) else {
+        // Another tenant's certificate is answered as one that does not exist: its serial says nothing to this caller.
+        guard let entry = try await issuance.certificate(serial: serial), try await managed.mayRead(requester: entry.requester, by: caller) else {
             throw Problem("not-found", "No such certificate", status: 404, detail: "no certificate with serial \(serial) was issued by this CA")
         }
         let wantsPEM = input.headers.accept.sortedByQuality().first?.contentType == .applicationPemCertificateChain

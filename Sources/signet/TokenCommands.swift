@@ -37,6 +37,9 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "The longest certificate lifetime the token may ask for.")
         var maxDuration: String = "90d"
 
+        @Flag(help: "An auditor's token: reads every tenant's certificates and managed certificates (with --allow it may issue too).")
+        var auditor = false
+
         @Option(help: ArgumentHelp(
             "Comma-separated profiles: server, client, server-client.",
             discussion: "Client certificates are identities wherever they are trusted, so a token may get them only when asked."
@@ -46,6 +49,9 @@ struct TokenCommand: AsyncParsableCommand {
         func run() async throws {
             guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.@".contains($0) }) else {
                 throw ValidationError("--name may contain letters, digits and - _ . @ only")
+            }
+            guard !allow.isEmpty || auditor else {
+                throw ValidationError("a token needs names it may be issued (--allow) or the auditor's role (--auditor); without either it could do nothing")
             }
             for pattern in allow {
                 do { _ = try NamePattern(pattern) } catch { throw ValidationError("--allow: \(error)") }
@@ -64,7 +70,7 @@ struct TokenCommand: AsyncParsableCommand {
             let (token, digest) = APITokens.mint()
             try await ledger.createToken(TokenEntry(
                 name: name, secretSHA256: digest, allowedNames: allow, allowedProfiles: chosen,
-                maximumLifetime: try lifetime(maxDuration, "--max-duration"), createdAt: Date(), allowedTargets: target
+                maximumLifetime: try lifetime(maxDuration, "--max-duration"), createdAt: Date(), allowedTargets: target, auditor: auditor
             ))
             print(token)
             FileHandle.standardError.write(Data("token '\(name)' created; it is shown only this once\n".utf8))
@@ -87,17 +93,18 @@ struct TokenCommand: AsyncParsableCommand {
                         "maxDuration": Lifetime.format(token.maximumLifetime),
                         "created": token.createdAt.formatted(.iso8601),
                         "state": token.revokedAt == nil ? "active" : "revoked",
+                        "role": token.auditor ? "auditor" : "tenant",
                     ]
                 }
                 print(String(decoding: try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
                 return
             }
             Table.print(
-                header: ["NAME", "STATE", "ALLOW", "TARGETS", "PROFILES", "MAX", "CREATED"],
+                header: ["NAME", "STATE", "ROLE", "ALLOW", "TARGETS", "PROFILES", "MAX", "CREATED"],
                 rows: tokens.map { token in
                     [
-                        token.name, token.revokedAt == nil ? "active" : "revoked",
-                        token.allowedNames.isEmpty ? "(read-only)" : token.allowedNames.joined(separator: ","),
+                        token.name, token.revokedAt == nil ? "active" : "revoked", token.auditor ? "auditor" : "tenant",
+                        token.allowedNames.isEmpty ? "-" : token.allowedNames.joined(separator: ","),
                         token.allowedTargets.isEmpty ? "-" : token.allowedTargets.joined(separator: ","),
                         token.allowedProfiles.map(\.rawValue).joined(separator: ","),
                         Lifetime.format(token.maximumLifetime), token.createdAt.formatted(.iso8601),

@@ -38,7 +38,8 @@ struct TestService {
         ))
         let (auditor, auditorDigest) = APITokens.mint()
         try await server.ledger.createToken(TokenEntry(
-            name: "auditor", secretSHA256: auditorDigest, allowedNames: [], allowedProfiles: [], maximumLifetime: .seconds(3600), createdAt: Date()
+            name: "auditor", secretSHA256: auditorDigest, allowedNames: [], allowedProfiles: [], maximumLifetime: .seconds(3600), createdAt: Date(),
+            auditor: true
         ))
         return TestService(server: server, directory: directory, token: token, auditorToken: auditor)
     }
@@ -283,6 +284,34 @@ struct APITests {
             #expect(blocked.status == 429 && blocked.json["type"] as? String == "https://signet.dev/problems/rate-limited", "\(blocked.text)")
             #expect((blocked.json["detail"] as? String ?? "").contains("too many failed authentications"))
             #expect(try await client.call(.get, "/metrics").text.contains(#"signet_rate_limited_total{limit="authentication"} 1"#))
+        }
+    }
+
+    @Test("who may read what: a tenant reads its own issuances only; another's serial is not found; an auditor reads everything")
+    func readsAreScoped() async throws {
+        let service = try await TestService.make()
+        let (other, digest) = APITokens.mint()
+        try await service.server.ledger.createToken(TokenEntry(
+            name: "other", secretSHA256: digest, allowedNames: ["*.other.example"], allowedProfiles: [.server], maximumLifetime: .seconds(86_400), createdAt: Date()
+        ))
+        try await service.withClient { client in
+            let mine = try await client.call(.post, "/v1/certificates", token: service.token, json: ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"]])
+            let theirs = try await client.call(.post, "/v1/certificates", token: other, json: ["csr": try Fixtures.csr(), "dnsNames": ["b.other.example"]])
+            let mySerial = try #require(mine.json["serial"] as? String), theirSerial = try #require(theirs.json["serial"] as? String)
+            func serials(_ answer: Answer) -> [String] { (answer.json["items"] as? [[String: Any]] ?? []).compactMap { $0["serial"] as? String } }
+
+            #expect(serials(try await client.call(.get, "/v1/certificates", token: service.token)) == [mySerial])
+            #expect(serials(try await client.call(.get, "/v1/certificates?dnsName=b.other.example", token: service.token)).isEmpty)
+            let asked = try await client.call(.get, "/v1/certificates?requester=token:other", token: service.token)
+            #expect(asked.status == 403 && (asked.json["detail"] as? String ?? "").contains("reads its own certificates"), "\(asked.text)")
+            #expect(try await client.call(.get, "/v1/certificates/\(theirSerial)", token: service.token).status == 404)
+            #expect(try await client.call(.get, "/v1/certificates/\(theirSerial)", token: other).status == 200)
+            #expect(try await client.call(.get, "/v1/certificates/\(mySerial)", token: service.token).status == 200)
+
+            #expect(Set(serials(try await client.call(.get, "/v1/certificates", token: service.auditorToken))) == [mySerial, theirSerial])
+            #expect(try await client.call(.get, "/v1/certificates/\(theirSerial)", token: service.auditorToken).status == 200)
+            #expect(try await client.call(.post, "/v1/certificates", token: service.auditorToken, json: ["csr": try Fixtures.csr(), "dnsNames": ["a.example.com"]]).status == 403,
+                    "an auditor without names reads, and issues nothing")
         }
     }
 

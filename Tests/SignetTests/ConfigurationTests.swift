@@ -198,7 +198,7 @@ struct ConfigurationTests {
         #expect(issued.succeeded, "\(issued.error)")
         #expect(try Self.post(server, "a.ops.example.com", identity: (directory + "/minted/tls.crt", directory + "/minted/tls.key")).status != "201")
 
-        let auditor = try server.createToken(name: "auditor", allow: [])
+        let auditor = try server.createToken(name: "auditor", allow: [], extra: ["--auditor"])
         let listed = try server.signet(["certs", "list", "--server", server.url, "--token", auditor, "--cacert", server.rootCertificate,
                                         "--requester", "certificate:CN=ops-robot,O=Example Ops"])
         #expect(listed.output.contains("a.ops.example.com"), "\(listed.output)\(listed.error)")

@@ -97,7 +97,7 @@ struct ControllerTests {
 
         /// Serials Signet issued for the controller acting for team-a.
         func issuedSerials() throws -> [String] {
-            let token = try server.createToken(name: "auditor-\(UUID().uuidString.prefix(8))", allow: [])
+            let token = try server.createToken(name: "auditor-\(UUID().uuidString.prefix(8))", allow: [], extra: ["--auditor"])
             let page = try Tool.run("curl", ["-s", "--cacert", server.rootCertificate, "-H", "Authorization: Bearer \(token)",
                                              server.url + "/v1/certificates?requester=serviceaccount:signet-system:signet-controller%20for%20team-a&limit=1000"]).output
             let json = try JSONSerialization.jsonObject(with: Data(page.utf8)) as? [String: Any]
@@ -309,7 +309,7 @@ struct ControllerTests {
 
         // No fight: for a minute, neither side issues again and the Secret keeps the managed certificate's serial.
         func issuedForTheSecret() throws -> Int {
-            let auditor = try rig.server.createToken(name: "auditor-\(UUID().uuidString.prefix(8))", allow: [])
+            let auditor = try rig.server.createToken(name: "auditor-\(UUID().uuidString.prefix(8))", allow: [], extra: ["--auditor"])
             let page = try Tool.run("curl", ["-s", "--cacert", rig.server.rootCertificate, "-H", "Authorization: Bearer \(auditor)",
                                              rig.server.url + "/v1/certificates?dnsName=web.team-a.example.com&limit=1000"]).output
             return ((try JSONSerialization.jsonObject(with: Data(page.utf8)) as? [String: Any])?["items"] as? [[String: Any]] ?? []).count

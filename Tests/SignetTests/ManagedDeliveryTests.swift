@@ -114,7 +114,7 @@ struct ManagedDeliveryTests {
         #expect(key.status == 400 && (key.json["detail"] as? String ?? "").contains("RSA size 1024 is not offered"), "\(key)")
         let unknown = try rig.register("web", ["dnsNames": ["web.example.com"], "colour": "blue"])
         #expect(unknown.status == 400 && (unknown.json["detail"] as? String ?? "").contains("colour"), "\(unknown)")
-        let auditor = try rig.server.createToken(name: "auditor", allow: [])
+        let auditor = try rig.server.createToken(name: "auditor", allow: [], extra: ["--auditor"])
         #expect(try rig.api("POST", "/v1/managed-certificates", ["name": "x", "dnsNames": ["x.example.com"],
                                                                  "target": ["cluster": "double", "namespace": "istio-system", "secretName": "x"]], token: auditor).status == 403)
         #expect(try rig.api("GET", "/v1/managed-certificates").json["items"] as? [Any] != nil)
@@ -304,6 +304,15 @@ struct ManagedDeliveryTests {
         let limited = try rig.api("POST", "/v1/managed-certificates/busy/renew")
         #expect(limited.status == 429 && limited.json["type"] as? String == "https://signet.dev/problems/rate-limited", "\(limited.json)")
         #expect(try rig.server.metrics().contains(#"signet_rate_limited_total{limit="renewal"} 1"#))
+
+        // Reading it: another tenant finds nothing; an auditor finds it.
+        let stranger = try rig.server.createToken(name: "stranger", allow: ["*.other.example"], extra: ["--target", "double/other/*"])
+        #expect(try rig.api("GET", "/v1/managed-certificates/busy", token: stranger).status == 404)
+        #expect((try rig.api("GET", "/v1/managed-certificates", token: stranger).json["items"] as? [Any])?.isEmpty == true)
+        #expect(try rig.api("GET", "/v1/certificates?requester=managed:busy", token: stranger).status == 403)
+        let auditor = try rig.server.createToken(name: "auditor", allow: [], extra: ["--auditor"])
+        #expect(try rig.api("GET", "/v1/managed-certificates/busy", token: auditor).status == 200)
+        #expect((try rig.api("GET", "/v1/certificates?requester=managed:busy", token: auditor).json["items"] as? [Any])?.isEmpty == false)
     }
 
     @Test("a short-lived certificate is renewed before expiry with a new key; API-server faults delay it, never duplicate it")

@@ -34,6 +34,7 @@ struct ServiceAccountTests {
               audience: signet
               validation: \(validation)
               controllers: [signet-system/signet-controller]
+              auditors: [monitoring/ledger-audit]
               namespaces:
                 - namespace: team-a
                   allow: ['*.team-a.example.com']
@@ -60,6 +61,15 @@ struct ServiceAccountTests {
 
         let outside = try issue(server, token: app, name: "web.team-b.example.com")
         #expect(outside.status == 403, "\(outside.body)")
+
+        // team-b reads none of team-a's issuances; the auditing service account reads them all.
+        func listed(_ token: String) throws -> [String] {
+            let page = try Tool.run("curl", ["-s", "--cacert", server.rootCertificate, "-H", "Authorization: Bearer \(token)", server.url + "/v1/certificates"]).output
+            return ((try? JSONSerialization.jsonObject(with: Data(page.utf8)) as? [String: Any])?["items"] as? [[String: Any]] ?? []).compactMap { $0["serial"] as? String }
+        }
+        #expect(try listed(try mint(cluster, "team-b", "web")).isEmpty)
+        #expect(try listed(app) == [serial])
+        #expect(try listed(try mint(cluster, "monitoring", "ledger-audit")).contains(serial))
 
         let wrongAudience = try issue(server, token: try mint(cluster, "team-a", "web", audiences: ["vault"]), name: "web.team-a.example.com")
         #expect(wrongAudience.status == 401 && (wrongAudience.body["detail"] as? String ?? "").contains("not for Signet"), "\(wrongAudience.body)")
