@@ -10,10 +10,15 @@ bash scripts/ensure-packages.sh libsqlite3-dev libp11-kit-dev pkg-config openssl
 # kubectl drives the Kubernetes API double (this image has gcloud's kubectl; Debian's kubernetes-client otherwise).
 command -v kubectl >/dev/null || bash scripts/ensure-packages.sh kubernetes-client
 # The Key Vault and Kubernetes doubles are Python (cryptography); Microsoft's SDK proves the vault double's fidelity;
-# kubernetes-validate checks the manifests of deploy/ offline.
-python3 -c 'import cryptography, azure.identity, azure.keyvault.keys, kubernetes_validate' 2>/dev/null ||
-    python3 -m pip install -q cryptography azure-identity azure-keyvault-keys kubernetes-validate
+# kubernetes-validate checks the manifests of deploy/ offline; Schemathesis fuzzes the API from api/openapi.yaml.
+python3 -c 'import cryptography, azure.identity, azure.keyvault.keys, kubernetes_validate, schemathesis' 2>/dev/null ||
+    python3 -m pip install -q cryptography azure-identity azure-keyvault-keys kubernetes-validate schemathesis
 
 # Building tests and products in one step, then running without rebuilding, avoids a second link of the graph.
+started=$SECONDS
 swift build --build-tests
-swift test --skip-build "$@"
+built=$SECONDS
+status=0
+swift test --skip-build "$@" || status=$?
+echo "suite duration: build $((built - started)) s, tests $((SECONDS - built)) s, in all $((SECONDS - started)) s"
+exit $status

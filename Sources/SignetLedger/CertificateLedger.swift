@@ -106,7 +106,9 @@ public final class CertificateLedger: Sendable {
         var clauses: [String] = []
         var arguments: StatementArguments = []
         if let cursor = query.cursor {
-            guard let position = Int64(cursor), position > 0 else { throw LedgerError.invalidCursor(cursor) }
+            // Exactly the form handed out (a positive decimal id, no sign or leading zero), as api/openapi.yaml states.
+            guard (1...18).contains(cursor.utf8.count), cursor.first != "0", cursor.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+                  let position = Int64(cursor) else { throw LedgerError.invalidCursor(cursor) }
             clauses.append("id < ?")
             arguments += [position]
         }

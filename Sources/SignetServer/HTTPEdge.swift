@@ -89,7 +89,35 @@ public struct APIEdgeMiddleware: RouterMiddleware {
 
     static let tooLarge = Problem("body-too-large", "Request body too large", status: 413, detail: "request bodies are limited to \(maximumBodySize) bytes")
 
+    /// The methods each path of api/openapi.yaml declares (DeployTests checks this table against the document).
+    public static let declaredMethods: [(template: [String], methods: [String])] = [
+        (["v1", "certificates"], ["GET", "POST"]),
+        (["v1", "certificates", "{serial}"], ["GET"]),
+        (["v1", "managed-certificates"], ["GET", "POST"]),
+        (["v1", "managed-certificates", "{name}"], ["DELETE", "GET", "PATCH"]),
+        (["v1", "managed-certificates", "{name}", "renew"], ["POST"]),
+        (["v1", "ca"], ["GET"]),
+        (["healthz"], ["GET"]),
+        (["readyz"], ["GET"]),
+        (["metrics"], ["GET"]),
+    ]
+
+    /// The methods `path` declares, if it is one of the API's paths.
+    static func allowedMethods(for path: String) -> [String]? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        return declaredMethods.first { entry in
+            entry.template.count == segments.count
+                && zip(entry.template, segments).allSatisfy { template, segment in template.hasPrefix("{") || template == segment }
+        }?.methods
+    }
+
     static func problem(for error: any Error, method: String, path: String) -> Problem {
+        if let httpError = error as? HTTPError, httpError.status == .notFound, let allowed = allowedMethods(for: path), !allowed.contains(method) {
+            return Problem(
+                "method-not-allowed", "Method Not Allowed", status: 405, detail: "\(path) answers \(allowed.joined(separator: ", ")), not \(method)",
+                headers: ["Allow": allowed.joined(separator: ", ")]
+            )
+        }
         if let httpError = error as? HTTPError {
             let status = Int(httpError.status.code)
             let slug = status == 404 ? "not-found" : status == 405 ? "method-not-allowed" : "http-error"

@@ -146,6 +146,13 @@ extension Problem {
             self = Problem(error.underlyingError)
             return
         }
+        // No input means the request could not be turned into one (a parameter that is not what its schema says):
+        // the caller's mistake, whatever the runtime calls it.
+        if error.operationInput == nil, error.httpStatus.code >= 500 {
+            self = Problem("malformed-request", "Malformed request", status: 400,
+                           detail: "a parameter of \(error.operationID) is not what the API description allows: \(error.underlyingError)")
+            return
+        }
         let status = error.httpStatus.code
         if status == 415 || error.causeDescription.lowercased().contains("content type") {
             self = Problem("unsupported-media-type", "Unsupported media type", status: 415, detail: error.causeDescription)

@@ -40,6 +40,9 @@ extension SignetAPI {
         guard (1...1000).contains(limit) else {
             throw Problem("invalid-query", "Invalid query", status: 400, detail: "limit must be between 1 and 1000")
         }
+        if let cursor = input.query.cursor, !(1...256).contains(cursor.count) {
+            throw Problem("invalid-query", "Invalid query", status: 400, detail: "cursor must be 1 to 256 characters (a nextCursor)")
+        }
         let records = try await ledger.managedCertificates(after: input.query.cursor, limit: limit + 1)
         let page = records.prefix(limit)
         let now = Date()
@@ -63,7 +66,9 @@ extension SignetAPI {
         switch input.body {
         case .json(let body), .applicationMergePatchJson(let body): patch = body
         }
-        // Parsed before the record is touched, so a malformed value changes nothing.
+        // An unknown name is 404 whatever the body; then every value is parsed before the record is touched, so a
+        // malformed value changes nothing.
+        _ = try await managed.record(named: input.path.name)
         let algorithm = try patch.privateKey.map { try Self.keyAlgorithm($0).rawValue }
         let duration = try patch.duration.map { try Self.seconds($0, "duration") }
         let renewBefore = try patch.renewBefore.map { try Self.seconds($0, "renewBefore") }

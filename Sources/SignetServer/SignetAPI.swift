@@ -73,6 +73,9 @@ public struct SignetAPI: APIProtocol {
         switch input.body {
         case .json(let decoded): body = decoded
         }
+        guard body.csr.utf8.count <= Self.maximumCSRLength else {
+            throw Problem("bad-csr", "Unacceptable CSR", status: 400, detail: "the CSR is \(body.csr.utf8.count) bytes; at most \(Self.maximumCSRLength) are accepted")
+        }
         let request = IssuanceRequest(
             csrPEM: body.csr,
             dnsNames: body.dnsNames,
@@ -95,17 +98,23 @@ public struct SignetAPI: APIProtocol {
         ))
     }
 
+    /// `maxLength` of `csr` in api/openapi.yaml: an RSA-4096 CSR with a hundred names is a small part of it.
+    static let maximumCSRLength = 60_000
+
     public func listCertificates(_ input: Operations.ListCertificates.Input) async throws -> Operations.ListCertificates.Output {
         let caller = try await authenticator.authenticate(PresentedCredentials.current)
         var query = CertificateQuery()
         let parameters = input.query
         if let name = parameters.dnsName {
-            query.dnsName = try validHost(name)
+            query.dnsName = try lookupKey(name)
         }
         query.status = parameters.status.flatMap { CertificateStatus(rawValue: $0.rawValue) }
         query.expiringBefore = parameters.expiringBefore
         query.issuedAfter = parameters.issuedAfter
         query.issuedBefore = parameters.issuedBefore
+        if let requester = parameters.requester, !(1...512).contains(requester.count) {
+            throw Problem("invalid-query", "Invalid query", status: 400, detail: "requester must be 1 to 512 characters")
+        }
         query.requester = parameters.requester
         // A tenant reads what it asked for (and its managed certificates'); an auditor reads everything.
         if !caller.isAuditor {
@@ -167,13 +176,14 @@ public struct SignetAPI: APIProtocol {
         .ok(.init(body: .plainText(HTTPBody(try await exposition.value().get()))))
     }
 
-    private func validHost(_ name: String) throws -> String {
-        do {
-            return try HostnameRules.validate(name)
-        } catch {
-            if let address = IPAddress(name) { return address.description }
-            throw Problem("invalid-query", "Invalid query", status: 400, detail: error.description)
+    /// A `dnsName` filter as the ledger keys names: lower case, addresses in their canonical form. It is a lookup,
+    /// not a request for a certificate, so any text of the documented length is a key (one that matches nothing
+    /// finds nothing).
+    private func lookupKey(_ name: String) throws -> String {
+        guard (1...HostnameRules.maximumLength).contains(name.count) else {
+            throw Problem("invalid-query", "Invalid query", status: 400, detail: "dnsName must be 1 to \(HostnameRules.maximumLength) characters")
         }
+        return IPAddress(name)?.description ?? name.lowercased()
     }
 
     private func record(_ entry: CertificateEntry, now: Date) -> Components.Schemas.CertificateRecord {
