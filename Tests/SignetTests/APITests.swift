@@ -275,11 +275,10 @@ struct APITests {
 
     @Test("after too many failed authentications an address is refused (429) before any credential is looked at, valid ones included")
     func failedAuthenticationLimit() async throws {
-        let service = try await TestService.make { $0.limits.failedAuthenticationsPerMinute = 3 }
+        // One failure a minute: the bucket holds one, and refills only after a minute, however slow the machine.
+        let service = try await TestService.make { $0.limits.failedAuthenticationsPerMinute = 1 }
         try await service.withClient { client in
-            for _ in 0..<3 {
-                #expect(try await client.call(.get, "/v1/certificates", token: "sgt_guess").status == 401)
-            }
+            #expect(try await client.call(.get, "/v1/certificates", token: "sgt_guess").status == 401)
             let blocked = try await client.call(.get, "/v1/certificates", token: service.auditorToken)
             #expect(blocked.status == 429 && blocked.json["type"] as? String == "https://signet.dev/problems/rate-limited", "\(blocked.text)")
             #expect((blocked.json["detail"] as? String ?? "").contains("too many failed authentications"))
