@@ -2,8 +2,11 @@
 """A test double of the Kubernetes API server, for the parts Signet and kubectl use.
 
 It speaks the real REST protocol:
-- HTTPS with its own CA (written to --dir/ca.crt); bearer tokens; 401 and 403 as `v1.Status` bodies, with
-  per-token namespace grants (RBAC-like refusals);
+- HTTPS with its own CA (written to --dir/ca.crt); bearer tokens; 401 and 403 as `v1.Status` bodies: static tokens
+  with per-namespace grants, and service-account tokens minted with `"rbac": true`, which are authorized by the
+  Roles, ClusterRoles and bindings loaded with `POST /_admin/rbac` (rendered manifests), evaluated as the API
+  server's RBAC authorizer does (verbs, API groups, resources and subresources, resourceNames, non-resource URLs;
+  discovery open to every authenticated user);
 - discovery that real kubectl accepts: /version (reports 1.31, so gcloud's kubectl dispatcher picks a client that
   sends JSON), /api, /apis, /api/v1, /apis/events.k8s.io/v1, namespaces;
 - Secrets: get, list (labelSelector equality, fieldSelector metadata.name), create (201; 409 AlreadyExists),
@@ -122,6 +125,11 @@ class Cluster:
         self.stats = {"requests": {}, "conflicts_injected": 0, "errors_injected": 0, "watches": 0}
         self.watch_generation = 0  # bumped to close every open watch
         self.revoked = set()  # jti of tokens minted as already invalidated (a deleted pod's)
+        # RBAC, as POST /_admin/rbac loads it from rendered manifests: what tokens minted with "rbac": true may do.
+        self.roles = {}  # (namespace, name) -> rules
+        self.cluster_roles = {}  # name -> rules
+        self.role_bindings = []  # RoleBinding objects
+        self.cluster_role_bindings = []
 
     def next_version(self) -> int:
         self.version += 1
@@ -383,6 +391,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if grants is None:
             raise HTTPProblem(401, "Unauthorized", "Unauthorized")
         namespace = parts[parts.index("namespaces") + 1] if "namespaces" in parts[:4] and len(parts) > parts.index("namespaces") + 1 else None
+        if isinstance(grants, tuple):  # ("rbac", user, groups): evaluated as the API server's RBAC authorizer does
+            self.authorize_rbac(grants[1], grants[2], parts, namespace)
+            return namespace
         if "*" in grants:
             return namespace
         if namespace is None and parts[:2] in (["api", "v1"], ["apis", "events.k8s.io"]) and len(parts) > 2:
@@ -393,6 +404,100 @@ class Handler(http.server.BaseHTTPRequestHandler):
                               f'{resource} is forbidden: User "signet" cannot access resource "{resource}" in API group "" in the namespace "{namespace}"',
                               {"kind": resource})
         return namespace
+
+    # -- RBAC -------------------------------------------------------------------------------------------------------
+    DISCOVERY = ("version", "api", "apis", "openapi", "healthz", "readyz", "livez")
+
+    def attributes(self, parts, namespace):
+        """(verb, group, resource, name) of a resource request, or (verb, None, path, None) of a non-resource one."""
+        method = self.command
+        url = urllib.parse.urlsplit(self.path)
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+        located = self.locate(parts)
+        if located is not None:
+            resource, _, name, subresource = located
+            group, plural = resource.group, resource.plural + (f"/{subresource}" if subresource else "")
+        elif parts[:4] == ["apis", "authentication.k8s.io", "v1", "tokenreviews"]:
+            group, plural, name = "authentication.k8s.io", "tokenreviews", None
+        elif (parts[:3] == ["apis", "events.k8s.io", "v1"] and parts[3:4] == ["namespaces"]) or (parts[:3] == ["api", "v1", "namespaces"] and parts[4:5] == ["events"]):
+            group, plural = ("events.k8s.io" if parts[0] == "apis" else ""), "events"
+            name = parts[6] if parts[0] == "apis" and len(parts) > 6 else (parts[5] if parts[0] == "api" and len(parts) > 5 else None)
+        elif parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 4:
+            group, plural, name = "", "namespaces", parts[3]
+        else:
+            return ({"GET": "get", "HEAD": "get", "POST": "post", "PUT": "put", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower()),
+                    None, "/" + "/".join(parts), None)
+        if method in ("GET", "HEAD"):
+            verb = "get" if name else ("watch" if query.get("watch") in ("1", "true") else "list")
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete" if name else "deletecollection"}.get(method, method.lower())
+        return verb, group, plural, name
+
+    @staticmethod
+    def rule_allows(rule, verb, group, resource, name):
+        if group is None:  # a non-resource URL
+            urls = rule.get("nonResourceURLs") or []
+            return (verb in rule.get("verbs", []) or "*" in rule.get("verbs", [])) and any(
+                u == resource or (u.endswith("*") and resource.startswith(u[:-1])) for u in urls)
+        if rule.get("nonResourceURLs"):
+            return False
+        return ((group in rule.get("apiGroups", []) or "*" in rule.get("apiGroups", []))
+                and (resource in rule.get("resources", []) or "*" in rule.get("resources", []))
+                and (verb in rule.get("verbs", []) or "*" in rule.get("verbs", []))
+                and (not rule.get("resourceNames") or (name is not None and name in rule["resourceNames"])))
+
+    @staticmethod
+    def binds(binding, user, groups, namespace):
+        for subject in binding.get("subjects") or []:
+            kind = subject.get("kind")
+            if kind == "ServiceAccount" and user == f"system:serviceaccount:{subject.get('namespace', namespace)}:{subject.get('name')}":
+                return True
+            if kind == "User" and subject.get("name") == user:
+                return True
+            if kind == "Group" and subject.get("name") in groups:
+                return True
+        return False
+
+    def authorize_rbac(self, user, groups, parts, namespace):
+        verb, group, resource, name = self.attributes(parts, namespace)
+        if group is None and (parts[:1] == [] or parts[0] in self.DISCOVERY or parts[:2] in (["openid", "v1"], [".well-known", "openid-configuration"])):
+            return  # discovery and the issuer documents are open to every authenticated user (system:discovery)
+        cluster = self.cluster
+        with cluster.lock:
+            rules = []
+            for binding in cluster.cluster_role_bindings:
+                if self.binds(binding, user, groups, None):
+                    rules += cluster.cluster_roles.get(binding["roleRef"]["name"]) or []
+            if namespace is not None:
+                for binding in cluster.role_bindings:
+                    bound_in = binding["metadata"].get("namespace")
+                    if bound_in != namespace or not self.binds(binding, user, groups, bound_in):
+                        continue
+                    reference = binding["roleRef"]
+                    rules += (cluster.roles.get((bound_in, reference["name"])) if reference["kind"] == "Role"
+                              else cluster.cluster_roles.get(reference["name"])) or []
+        if any(self.rule_allows(rule, verb, group, resource, name) for rule in rules):
+            return
+        cluster.stats["rbac_denied"] = cluster.stats.get("rbac_denied", 0) + 1
+        where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+        subject = f'{resource} "{name}" is forbidden' if name else f"{resource} is forbidden"
+        if group is None:
+            raise HTTPProblem(403, "Forbidden", f'forbidden: User "{user}" cannot {verb} path "{resource}"')
+        raise HTTPProblem(403, "Forbidden", f'{subject}: User "{user}" cannot {verb} resource "{resource}" in API group "{group}"{where}',
+                          {"kind": resource, "name": name} if name else {"kind": resource})
+
+    def load_rbac(self, objects):
+        cluster = self.cluster
+        for obj in objects:
+            kind, metadata = obj.get("kind"), obj.get("metadata") or {}
+            if kind == "Role":
+                cluster.roles[(metadata.get("namespace"), metadata["name"])] = obj.get("rules") or []
+            elif kind == "ClusterRole":
+                cluster.cluster_roles[metadata["name"]] = obj.get("rules") or []
+            elif kind == "RoleBinding":
+                cluster.role_bindings.append(obj)
+            elif kind == "ClusterRoleBinding":
+                cluster.cluster_role_bindings.append(obj)
 
     # -- service-account tokens ---------------------------------------------------------------------------------
     def jwk(self):
@@ -414,7 +519,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         signature = self.cluster.signing_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         token = signing_input + "." + b64url(signature)
         with self.cluster.lock:
-            self.cluster.tokens[claims["jti"]] = set(request.get("grants") or [namespace])
+            if request.get("rbac"):
+                user = claims["sub"]
+                self.cluster.tokens[claims["jti"]] = ("rbac", user, {"system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"})
+            else:
+                self.cluster.tokens[claims["jti"]] = set(request.get("grants") or [namespace])
             if request.get("revoked"):
                 self.cluster.revoked.add(claims["jti"])
         return token
@@ -738,6 +847,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.answer(200, {"compactedBefore": cluster.compacted_before})
             if parts == ["stats"]:
                 return self.answer(200, cluster.stats)
+            if parts == ["rbac"] and method == "POST":
+                objects = (self.read_body() or {}).get("objects") or []
+                self.load_rbac(objects)
+                return self.answer(200, {"roles": len(cluster.roles), "clusterRoles": len(cluster.cluster_roles),
+                                         "roleBindings": len(cluster.role_bindings), "clusterRoleBindings": len(cluster.cluster_role_bindings)})
         if parts == ["token"] and method == "POST":
             return self.answer(200, {"token": self.mint(self.read_body() or {})})
         raise HTTPProblem(404, "NotFound", "unknown admin route")

@@ -12,6 +12,8 @@ struct ControllerTests {
         let serverPort: Int
         let configPath: String
         let tokenFile: String
+        /// The controller's own access to the API: its service account, with exactly the RBAC deploy/ grants.
+        let controllerKubeconfig: String
         var controllers: [Process] = []
         let work: String
 
@@ -20,11 +22,17 @@ struct ControllerTests {
             work = try Fixtures.temporaryDirectory("controller")
             let applied = try cluster.kubectl(["apply", "--validate=false", "-f", Fixtures.packageRoot + "/deploy/base/crd.yaml"])
             guard applied.succeeded else { throw Tool.ToolMissing(name: "the CRD (\(applied.error))") }
+            // The server and the controller reach the API with their service accounts and exactly the permissions
+            // deploy/ grants them (istio-system from the examples, team-a the documented way): what they need and
+            // no more, or these tests fail.
+            try cluster.loadRBAC(try KubernetesDoubleProcess.deployedRBAC(extraNamespaces: ["team-a"]))
+            controllerKubeconfig = try cluster.kubeconfig(serviceAccount: "signet-controller", namespace: "signet-system")
+            let serverKubeconfig = try cluster.kubeconfig(serviceAccount: "signet", namespace: "signet-system")
             configPath = work + "/signet.yaml"
             try """
                 clusters:
                   - name: home
-                    kubeconfig: \(cluster.kubeconfig("admin"))
+                    kubeconfig: \(serverKubeconfig)
                 serviceAccounts:
                   cluster: home
                   audience: signet
@@ -49,7 +57,7 @@ struct ControllerTests {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: Fixtures.signetBinary)
             process.arguments = ["controller", "--server", server.url, "--cacert", server.rootCertificate, "--token-file", tokenFile,
-                                 "--kubeconfig", cluster.kubeconfig("admin"), "--lease-namespace", "signet-system", "--identity", identity,
+                                 "--kubeconfig", controllerKubeconfig, "--lease-namespace", "signet-system", "--identity", identity,
                                  "--listen", "127.0.0.1:\(port)"] + extra
             let log = work + "/controller-\(identity).log"
             if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }

@@ -202,6 +202,33 @@ struct KubernetesTests {
         try await client.shutdown()
     }
 
+    @Test("the double evaluates RBAC as the API server does: deploy/'s service accounts reach Secrets only where a namespace grants them, and never the CA's")
+    func deployedRBACIsEnforced() throws {
+        let cluster = try KubernetesDoubleProcess()
+        defer { cluster.stop() }
+        #expect(try cluster.kubectl(["apply", "--validate=false", "-f", Fixtures.packageRoot + "/deploy/base/crd.yaml"]).succeeded)
+        #expect(try cluster.kubectl(["create", "secret", "generic", "signet-ca", "-n", "signet-system", "--from-literal=intermediate.key=secret"]).succeeded)
+        try cluster.loadRBAC(try KubernetesDoubleProcess.deployedRBAC(extraNamespaces: ["team-a"]))
+        let controller = try cluster.kubeconfig(serviceAccount: "signet-controller", namespace: "signet-system")
+        let server = try cluster.kubeconfig(serviceAccount: "signet", namespace: "signet-system")
+        func kubectl(_ kubeconfig: String, _ arguments: [String]) throws -> Tool.Result {
+            try Tool.run("kubectl", ["--kubeconfig", kubeconfig, "--cache-dir", cluster.directory + "/cache-\(kubeconfig.hashValue)"] + arguments)
+        }
+        for kubeconfig in [controller, server] {
+            #expect(try kubectl(kubeconfig, ["get", "secrets", "-n", "team-a"]).succeeded)
+            #expect(try kubectl(kubeconfig, ["get", "secrets", "-n", "istio-system"]).succeeded)
+            let elsewhere = try kubectl(kubeconfig, ["get", "secrets", "-n", "team-b"])
+            #expect(!elsewhere.succeeded && elsewhere.error.contains("forbidden"), "\(elsewhere.error)")
+            let everywhere = try kubectl(kubeconfig, ["get", "secrets", "-A"])
+            #expect(!everywhere.succeeded && everywhere.error.contains("at the cluster scope"), "\(everywhere.error)")
+            let caKey = try kubectl(kubeconfig, ["get", "secret", "signet-ca", "-n", "signet-system"])
+            #expect(!caKey.succeeded && caKey.error.contains("forbidden"), "\(caKey.error)")
+        }
+        #expect(try kubectl(controller, ["get", "certificates.signet.dev", "-A"]).succeeded)
+        #expect(try !kubectl(server, ["get", "certificates.signet.dev", "-A"]).succeeded, "the server has no business with Certificates")
+        #expect(try !kubectl(server, ["delete", "secret", "anything", "-n", "team-a"]).error.contains("NotFound"), "the server never deletes Secrets")
+    }
+
     @Test("kubeconfig and in-cluster configuration: the supported subset, and clear errors for the rest")
     func configuration() throws {
         let directory = try Fixtures.temporaryDirectory("kubeconfig")
