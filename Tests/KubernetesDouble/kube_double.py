@@ -11,7 +11,8 @@ It speaks the real REST protocol:
   sends JSON), /api, /apis, /api/v1, /apis/events.k8s.io/v1, namespaces;
 - Secrets: get, list (labelSelector equality, fieldSelector metadata.name), create (201; 409 AlreadyExists),
   replace (404 on a missing object; 409 Conflict on a stale resourceVersion; 422 when `type` changes), merge and
-  strategic-merge patches (as merge patches: maps merge, null deletes), delete; `kubernetes.io/tls` validation (422
+  strategic-merge patches (as merge patches: maps merge, null deletes; a resourceVersion in the patch is a
+  precondition, 409 when stale), delete; Secret key names and the 1 MiB data limit (422); `kubernetes.io/tls` validation (422
   Invalid with causes); resourceVersion, uid, creationTimestamp, generation;
 - watches (`?watch=1&resourceVersion=&allowWatchBookmarks=true&timeoutSeconds=`) as chunked JSON lines, with
   BOOKMARK events and, for a resourceVersion older than the kept history, a single ERROR event (410 Expired);
@@ -151,11 +152,18 @@ def status(code, reason, message, details=None):
 def validate_secret(secret, name):
     causes = []
     data = secret.get("data") or {}
+    total = 0
     for key, value in data.items():
+        # The API server's rules for Secret keys: at most 253 of [-._a-zA-Z0-9], not "." or "..".
+        if not key or len(key) > 253 or key in (".", "..") or not all(c.isascii() and (c.isalnum() or c in "-._") for c in key):
+            causes.append({"reason": "FieldValueInvalid", "message": "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                           "field": f"data[{key}]"})
         try:
-            base64.b64decode(value, validate=True)
+            total += len(base64.b64decode(value, validate=True))
         except Exception:
             causes.append({"reason": "FieldValueInvalid", "message": "illegal base64 data", "field": f"data[{key}]"})
+    if total > 1024 * 1024:
+        causes.append({"reason": "FieldValueTooLong", "message": "Too long: must have at most 1048576 bytes", "field": "data"})
     if secret.get("type") == "kubernetes.io/tls":
         for key in ("tls.crt", "tls.key"):
             if key not in data:
@@ -713,8 +721,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if current is None:
                 raise not_found
             wanted = merge(current, body) if method == "PATCH" else body
-            expected = (wanted.get("metadata") or {}).get("resourceVersion")
-            if method == "PUT" and expected and expected != current["metadata"]["resourceVersion"]:
+            # A resourceVersion in the body is a precondition, for a patch as for a replace.
+            expected = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+            if expected and expected != current["metadata"]["resourceVersion"]:
                 raise HTTPProblem(409, "Conflict", f'Operation cannot be fulfilled on {resource.plural}{"." + resource.group if resource.group else ""} "{name}": '
                                   "the object has been modified; please apply your changes to the latest version and try again",
                                   {"name": name, "group": resource.group, "kind": resource.plural})

@@ -48,6 +48,22 @@ struct KubernetesTests {
         try stale.write(to: work + "/stale.json")
         let replaced = try cluster.kubectl(["replace", "--validate=false", "-f", work + "/stale.json"])
         #expect(!replaced.succeeded && replaced.error.contains("the object has been modified"), "\(replaced.error)")
+        // So does a patch that names the resourceVersion it was computed from, as the API server enforces.
+        let staleVersion = try #require((try JSONSerialization.jsonObject(with: Data(stale.utf8)) as? [String: Any])
+            .flatMap { ($0["metadata"] as? [String: Any])?["resourceVersion"] as? String })
+        let patched = try cluster.kubectl(["patch", "secret", "app", "-n", "istio-system", "--type", "merge",
+                                           "-p", #"{"metadata":{"resourceVersion":"\#(staleVersion)","labels":{"late":"yes"}}}"#])
+        #expect(!patched.succeeded && patched.error.contains("the object has been modified"), "\(patched.output)\(patched.error)")
+        #expect(try cluster.kubectl(["patch", "secret", "app", "-n", "istio-system", "--type", "merge", "-p", #"{"metadata":{"labels":{"late":"yes"}}}"#]).succeeded)
+        // Secret keys and sizes as the API server checks them.
+        // (kubectl checks key names itself, so the double is asked directly.)
+        let badKey = try Tool.run("curl", ["-s", "--cacert", cluster.caFile, "-H", "Authorization: Bearer admin", "-H", "Content-Type: application/json",
+                                           "--data-binary", #"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"odd"},"data":{"a/b":"eA=="}}"#,
+                                           cluster.url + "/api/v1/namespaces/istio-system/secrets"])
+        #expect(badKey.output.contains(#""code": 422"#) && badKey.output.contains("a valid config key"), "\(badKey.output)")
+        try String(repeating: "x", count: 1_100_000).write(to: work + "/big.bin")
+        let huge = try cluster.kubectl(["create", "secret", "generic", "huge", "-n", "istio-system", "--from-file=big.bin=" + work + "/big.bin"])
+        #expect(!huge.succeeded && huge.error.contains("at most 1048576 bytes"), "\(huge.error)")
 
         let forbidden = try cluster.kubectl(["get", "secrets", "-n", "default"], user: "gateway")
         #expect(!forbidden.succeeded && forbidden.error.contains("(Forbidden)"), "\(forbidden.error)")
