@@ -18,6 +18,7 @@ Usage: keyvault_double.py --dir DIR [--port 0] [--client-secret S] [--tenant T]
 It prints `READY <port>` on stdout once it listens.
 """
 import argparse
+import hashlib
 import base64
 import datetime
 import http.server
@@ -53,19 +54,27 @@ def int_bytes(value: int, length: int) -> bytes:
 class Vault:
     """Keys, tokens, faults and counters, shared by the request threads."""
 
-    def __init__(self, client_secret: str, tenant: str):
+    FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
+
+    def __init__(self, client_secret: str, tenant: str, client_id: str, federated_subject: str):
         self.lock = threading.Lock()
         self.keys = {}  # name -> list of (version, private key)
-        self.tokens = {}  # access token -> expiry (epoch seconds)
+        self.tokens = {}  # access token -> (expiry in epoch seconds, tenant it was issued in)
         self.client_secret = client_secret
         self.tenant = tenant
+        self.client_id = client_id
+        # The app's federated identity credential: tokens from this issuer for this subject may stand in for a secret.
+        self.federated_subject = federated_subject
+        self.federation_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        # challenge_tenant: keys calls are challenged to another tenant, whose tokens alone they then accept;
+        # wrong_signature: sign answers a well-formed signature of something else.
         self.faults = {"latency_ms": 0, "throttle_every": 0, "retry_after": 1, "error_rate": 0.0, "error_every": 0, "drop_rate": 0.0,
-                       "down": False, "token_lifetime": 3600}
+                       "down": False, "token_lifetime": 3600, "challenge_tenant": None, "wrong_signature": False}
         # sign_in_flight_max: most sign calls inside the vault at once; sign_per_second_max: most sign calls that
         # arrived within one whole second (what a quota would count).
         self.stats = {"sign": 0, "sign_ok": 0, "throttled": 0, "errors_5xx": 0, "dropped": 0, "tokens": 0,
                       "challenges": 0, "token_requests": {}, "sign_in_flight_max": 0, "sign_per_second_max": 0,
-                      "get_key": 0}
+                      "get_key": 0, "wrong_signatures": 0, "expired_tokens": 0, "refused_assertions": 0, "token_tenants": {}}
         self.sign_counter = 0
         self.sign_in_flight = 0
         self.sign_second = (0, 0)  # (whole second, calls that arrived in it)
@@ -120,6 +129,8 @@ def jwk(key, kid: str) -> dict:
 def sign(key, alg: str, digest: bytes) -> bytes:
     expected = {"ES256": 32, "RS256": 32, "PS256": 32, "ES384": 48, "RS384": 48, "PS384": 48,
                 "ES512": 64, "RS512": 64, "PS512": 64}.get(alg)
+    # As Key Vault: an ECDSA algorithm names its curve, and a key of another curve does not sign with it.
+    curves = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
     if expected is None:
         raise BadParameter(f"Unsupported algorithm '{alg}'")
     if len(digest) != expected:
@@ -128,6 +139,8 @@ def sign(key, alg: str, digest: bytes) -> bytes:
     if alg.startswith("ES"):
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise BadParameter(f"Algorithm {alg} does not match the key type")
+        if key.curve.name != curves[alg]:
+            raise BadParameter(f"Key and signing algorithm are incompatible: {alg} requires curve {curves[alg]}, the key's is {key.curve.name}")
         der = key.sign(digest, ec.ECDSA(utils.Prehashed(hash_algorithm)))
         r, s = utils.decode_dss_signature(der)
         size = (key.curve.key_size + 7) // 8
@@ -209,6 +222,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if parts == ["stats"]:
             with vault.lock:
                 return self.answer(200, vault.stats)
+        if parts == ["expire-tokens"] and method == "POST":
+            with vault.lock:  # every access token handed out so far stops working, as at the end of its life
+                vault.stats["expired_tokens"] += len(vault.tokens)
+                vault.tokens.clear()
+                return self.answer(200, {})
+        if parts == ["federated-token"] and method == "POST":
+            request = json.loads(self.body() or b"{}")
+            return self.answer(200, {"token": self.federated_token(request)})
         if parts == ["stats", "reset"] and method == "POST":
             with vault.lock:
                 for name, value in vault.stats.items():
@@ -230,19 +251,64 @@ class Handler(http.server.BaseHTTPRequestHandler):
         field = lambda name: (form.get(name) or [""])[0]
         grant = field("grant_type")
         flow = None
-        if grant == "client_credentials" and field("client_secret"):
+        refusal = None
+        with self.vault.lock:
+            tenants = {self.vault.tenant} | ({self.vault.faults["challenge_tenant"]} if self.vault.faults["challenge_tenant"] else set())
+        if tenant not in tenants:
+            refusal = (400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
+        elif field("client_id") != self.vault.client_id:
+            refusal = (400, "unauthorized_client", 700016, f"Application with identifier '{field('client_id')}' was not found in the directory.")
+        elif grant == "client_credentials" and field("client_secret"):
             flow = "client_secret"
-            valid = field("client_secret") == self.vault.client_secret
+            if field("client_secret") != self.vault.client_secret:
+                refusal = (401, "invalid_client", 7000215, "Invalid client secret provided.")
         elif grant == "client_credentials" and field("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
             flow = "client_assertion"
-            valid = field("client_assertion").count(".") == 2  # a JWT: header.payload.signature
+            refusal = self.check_assertion(field("client_assertion"))
         else:
-            valid = False
-        if tenant != self.vault.tenant or not valid or "vault.azure.net" not in field("scope"):
-            return self.answer(401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided.",
-                                     "error_codes": [7000215], "timestamp": datetime.datetime.utcnow().isoformat() + "Z",
-                                     "trace_id": str(uuid.uuid4()), "correlation_id": str(uuid.uuid4())})
-        return self.issue_token(flow, {"token_type": "Bearer", "ext_expires_in": 3599})
+            refusal = (400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+        if refusal is None and "vault.azure.net" not in field("scope"):
+            refusal = (400, "invalid_scope", 70011, "The provided value for the input parameter 'scope' is not valid.")
+        if refusal is not None:
+            code, error, number, description = refusal
+            with self.vault.lock:
+                self.vault.stats["refused_assertions"] += 1 if flow == "client_assertion" else 0
+            return self.answer(code, {"error": error, "error_description": f"AADSTS{number}: {description}",
+                                      "error_codes": [number], "timestamp": datetime.datetime.utcnow().isoformat() + "Z",
+                                      "trace_id": str(uuid.uuid4()), "correlation_id": str(uuid.uuid4())})
+        return self.issue_token(flow, {"token_type": "Bearer", "ext_expires_in": 3599}, tenant)
+
+    def federation_issuer(self):
+        return f"{self.base_url}/federation"
+
+    def federated_token(self, request):
+        """A projected service-account token as a cluster's OIDC issuer signs it (the issuer Entra trusts)."""
+        now = int(time.time())
+        claims = {"iss": request.get("issuer") or self.federation_issuer(), "sub": request.get("subject") or self.vault.federated_subject,
+                  "aud": [request.get("audience") or Vault.FEDERATION_AUDIENCE], "iat": now, "nbf": now,
+                  "exp": now + int(request.get("expiresIn", 3600))}
+        signing_input = b64url(json.dumps({"alg": "RS256", "kid": "federation"}).encode()) + "." + b64url(json.dumps(claims).encode())
+        key = self.vault.federation_key if not request.get("forged") else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return signing_input + "." + b64url(key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256()))
+
+    def check_assertion(self, assertion):
+        """What Entra checks of a federated client assertion: the issuer's signature, the issuer and subject of the
+        app's federated credential, the token-exchange audience, and time."""
+        try:
+            header_text, claims_text, signature_text = assertion.split(".")
+            self.vault.federation_key.public_key().verify(b64url_decode(signature_text), f"{header_text}.{claims_text}".encode(),
+                                                          padding.PKCS1v15(), hashes.SHA256())
+            claims = json.loads(b64url_decode(claims_text))
+        except Exception:
+            return (401, "invalid_client", 50027, "JWT token is invalid or malformed (the signature does not verify against the issuer's keys).")
+        audiences = claims.get("aud") if isinstance(claims.get("aud"), list) else [claims.get("aud")]
+        if claims.get("iss") != self.federation_issuer() or claims.get("sub") != self.vault.federated_subject:
+            return (400, "invalid_client", 70021, "No matching federated identity record found for presented assertion.")
+        if Vault.FEDERATION_AUDIENCE not in audiences:
+            return (400, "invalid_client", 700212, "No matching federated identity record found for presented assertion audience.")
+        if not (claims.get("nbf", 0) - 300 <= time.time() < claims.get("exp", 0)):
+            return (400, "invalid_client", 700024, "Client assertion is not within its valid time range.")
+        return None
 
     def imds(self, query):
         if self.headers.get("Metadata") != "true":
@@ -252,12 +318,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.issue_token("managed_identity", {"token_type": "Bearer", "resource": "https://vault.azure.net",
                                                      "client_id": (query.get("client_id") or ["system"])[0]})
 
-    def issue_token(self, flow, payload):
+    def issue_token(self, flow, payload, tenant=None):
         vault = self.vault
         token = b64url(os.urandom(32))
         lifetime = int(vault.faults["token_lifetime"])
+        tenant = tenant or vault.tenant
         with vault.lock:
-            vault.tokens[token] = time.time() + lifetime
+            vault.tokens[token] = (time.time() + lifetime, tenant)
+            vault.stats["token_tenants"][tenant] = vault.stats["token_tenants"].get(tenant, 0) + 1
             vault.stats["tokens"] += 1
             vault.stats["token_requests"][flow] = vault.stats["token_requests"].get(flow, 0) + 1
         payload.update({"access_token": token, "expires_in": lifetime})
@@ -270,13 +338,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         token = header[7:] if header.startswith("Bearer ") else None
         with self.vault.lock:
-            expiry = self.vault.tokens.get(token) if token else None
-        if expiry and expiry > time.time():
+            expiry, tenant = self.vault.tokens.get(token) if token and token in self.vault.tokens else (None, None)
+            wanted = self.vault.faults["challenge_tenant"] or self.vault.tenant
+        if expiry and expiry > time.time() and tenant == wanted:
             return True
         with self.vault.lock:
             self.vault.stats["challenges"] += 1
         self.error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.", headers={
-            "WWW-Authenticate": f'Bearer authorization="{self.base_url}/{self.vault.tenant}", resource="https://vault.azure.net"'})
+            "WWW-Authenticate": f'Bearer authorization="{self.base_url}/{wanted}", resource="https://vault.azure.net"'})
         return False
 
     def keys(self, method, parts, query):
@@ -359,7 +428,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not found:
             return self.error(404, "KeyNotFound", f"A key with (name/id) {name}/{version} was not found in this key vault.")
         request = json.loads(self.body_bytes or b"{}")
-        signature = sign(found[1], request.get("alg", ""), b64url_decode(request.get("value", "")))
+        digest = b64url_decode(request.get("value", ""))
+        if faults["wrong_signature"]:
+            with vault.lock:
+                vault.stats["wrong_signatures"] += 1
+            digest = hashlib.new({32: "sha256", 48: "sha384", 64: "sha512"}.get(len(digest), "sha256"), digest + b"tampered").digest()
+        signature = sign(found[1], request.get("alg", ""), digest)
         with vault.lock:
             vault.stats["sign_ok"] += 1
         self.answer(200, {"kid": f"{self.base_url}/keys/{name}/{found[0]}", "value": b64url(signature)})
@@ -374,9 +448,12 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--client-secret", default="test-secret")
     parser.add_argument("--tenant", default="00000000-0000-0000-0000-000000000001")
+    parser.add_argument("--client-id", default="signet", help="the app registration's client id")
+    parser.add_argument("--federated-subject", default="system:serviceaccount:signet-system:signet",
+                        help="the subject of the app's federated identity credential")
     arguments = parser.parse_args()
     os.makedirs(arguments.dir, exist_ok=True)
-    Handler.vault = Vault(arguments.client_secret, arguments.tenant)
+    Handler.vault = Vault(arguments.client_secret, arguments.tenant, arguments.client_id, arguments.federated_subject)
     server = loopback_https.serve_https(arguments.dir, arguments.port, Handler, "Key Vault double CA", "localhost")
     port = server.server_address[1]
     Handler.base_url = f"https://127.0.0.1:{port}"

@@ -14,7 +14,7 @@ from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
 
 vault_url, ca_file, tenant, secret = sys.argv[1:5]
 authority = vault_url.split("://", 1)[1]  # the double is its own Entra authority
-credential = ClientSecretCredential(tenant, "signet-test-client", secret, authority=authority,
+credential = ClientSecretCredential(tenant, "signet", secret, authority=authority,
                                     disable_instance_discovery=True, connection_verify=ca_file)
 keys = KeyClient(vault_url, credential, verify_challenge_resource=False, connection_verify=ca_file)
 
@@ -35,6 +35,17 @@ for name, options, algorithm, hash_function in cases:
     ok = verified and not tampered and signed.key_id == key.id
     failures += 0 if ok else 1
     print(f"{'ok' if ok else 'FAILED'} {name} {algorithm.value} signature={len(signed.signature)} bytes kid={signed.key_id}")
+
+# As the real service, ES256 is refused for a P-384 key (the algorithm names the curve).
+try:
+    CryptographyClient(keys.get_key("sdk-ec-p384"), credential, verify_challenge_resource=False,
+                       connection_verify=ca_file).sign(SignatureAlgorithm.es256, hashlib.sha256(b"mismatched").digest())
+    print("FAILED ES256 with a P-384 key was not refused")
+    failures += 1
+except Exception as error:  # HttpResponseError (400 BadParameter)
+    ok = type(error).__name__ == "HttpResponseError" and "incompatible" in str(error)
+    print(f"{'ok' if ok else 'FAILED'} ES256 with a P-384 key -> {type(error).__name__}")
+    failures += 0 if ok else 1
 
 try:
     keys.get_key("no-such-key")

@@ -29,6 +29,25 @@ final class KeyVaultDoubleProcess: @unchecked Sendable {
         guard result.succeeded else { throw Tool.ToolMissing(name: "the double's admin endpoint (\(result.error))") }
     }
 
+    /// A federated token as the cluster's OIDC issuer signs it (`forged`: signed by a key Entra does not trust).
+    func federatedToken(subject: String? = nil, audience: String? = nil, forged: Bool = false) throws -> String {
+        var request: [String: Any] = ["forged": forged]
+        if let subject { request["subject"] = subject }
+        if let audience { request["audience"] = audience }
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: request), as: UTF8.self)
+        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/federated-token"], input: body)
+        guard let json = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any], let token = json["token"] as? String else {
+            throw Tool.ToolMissing(name: "a federated token from the double (\(result.error))")
+        }
+        return token
+    }
+
+    /// Every access token handed out so far stops working, as at the end of its life.
+    func expireTokens() throws {
+        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-X", "POST", url + "/_admin/expire-tokens"])
+        guard result.succeeded else { throw Tool.ToolMissing(name: "the double's admin endpoint (\(result.error))") }
+    }
+
     func stats() throws -> [String: Any] {
         let result = try Tool.run("curl", ["-sf", "--cacert", caFile, url + "/_admin/stats"])
         return (try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]) ?? [:]

@@ -12,7 +12,7 @@ struct KeyVaultDoubleTests {
             KeyVaultDoubleProcess.tenant, KeyVaultDoubleProcess.clientSecret,
         ])
         #expect(result.succeeded, "\(result.output)\(result.error)")
-        #expect(result.output.components(separatedBy: "\n").filter { $0.hasPrefix("ok ") }.count == 5, "\(result.output)")
+        #expect(result.output.components(separatedBy: "\n").filter { $0.hasPrefix("ok ") }.count == 6, "\(result.output)")
         let stats = try double.stats()
         #expect((stats["challenges"] as? Int ?? 0) >= 1, "the SDK went through the 401 challenge")
         #expect(((stats["token_requests"] as? [String: Int])?["client_secret"] ?? 0) >= 1)
@@ -29,7 +29,7 @@ struct KeyVaultDoubleTests {
         #expect(challenge.output.lowercased().contains("x-ms-request-id:"))
 
         let token = try Tool.run("curl", ["-s", "--cacert", double.caFile, "--data",
-                                          "grant_type=client_credentials&client_id=x&client_secret=wrong&scope=https%3A%2F%2Fvault.azure.net%2F.default",
+                                          "grant_type=client_credentials&client_id=signet&client_secret=wrong&scope=https%3A%2F%2Fvault.azure.net%2F.default",
                                           double.url + "/\(KeyVaultDoubleProcess.tenant)/oauth2/v2.0/token"])
         #expect(token.output.contains("invalid_client"), "a wrong secret is refused the way Entra refuses it")
     }

@@ -221,8 +221,8 @@ struct KeyVaultIssuanceTests {
         case "client_secret":
             environment = Self.environment(double)
         case "client_assertion":
-            // A projected service-account token as AKS writes it: a JWT in a file.
-            try "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6c2lnbmV0OnNpZ25ldCJ9.c2lnbmF0dXJl".write(to: directory + "/token")
+            // A projected service-account token as AKS writes it: a JWT in a file, signed by the cluster's issuer.
+            try double.federatedToken().write(to: directory + "/token")
             environment.merge(["AZURE_TENANT_ID": KeyVaultDoubleProcess.tenant, "AZURE_CLIENT_ID": "signet",
                                "AZURE_FEDERATED_TOKEN_FILE": directory + "/token"]) { $1 }
         default:
@@ -236,6 +236,64 @@ struct KeyVaultIssuanceTests {
         #expect(issued.succeeded, "\(issued.error)\n\(server.logText)")
         let requests = try double.stats()["token_requests"] as? [String: Int] ?? [:]
         #expect((requests[flow] ?? 0) >= 1, "\(requests)")
+    }
+
+    @Test("Entra ID and Key Vault refuse what the real services refuse: a forged or foreign assertion, another client id; expired tokens are renewed, a challenge to another tenant is followed, a wrong signature never leaves Signet")
+    func vaultStrictness() async throws {
+        let double = try KeyVaultDoubleProcess()
+        defer { double.stop() }
+        let directory = try Fixtures.temporaryDirectory("signet-kv-strict")
+        _ = try await Self.vaultBackedCA(double, keyName: "ca", directory: directory + "/ca")
+        func federated(_ token: String) throws -> [String: String] {
+            let file = directory + "/token-\(UUID().uuidString)"
+            try token.write(to: file)
+            return ["AZURE_AUTHORITY_HOST": double.url, "AZURE_TENANT_ID": KeyVaultDoubleProcess.tenant, "AZURE_CLIENT_ID": "signet",
+                    "AZURE_FEDERATED_TOKEN_FILE": file]
+        }
+        for (name, authentication, code) in [
+            ("forged", try federated(try double.federatedToken(forged: true)), "AADSTS50027"),
+            ("another subject", try federated(try double.federatedToken(subject: "system:serviceaccount:team-a:web")), "AADSTS70021"),
+            ("another audience", try federated(try double.federatedToken(audience: "signet")), "AADSTS700212"),
+            ("another client", Self.environment(double).merging(["AZURE_CLIENT_ID": "someone-else"]) { $1 }, "AADSTS700016"),
+        ] {
+            #expect("\(name)", performing: { _ = try Self.vaultServer(double, directory: directory + "/\(name.replacingOccurrences(of: " ", with: "-"))", keyName: "ca", authentication: authentication, extra: ["SIGNET_CA_DIR": directory + "/ca"]) },
+                    throws: { "\($0)".contains(code) })
+        }
+        #expect(try double.stats()["refused_assertions"] as? Int ?? 0 >= 3)
+
+        let server = try Self.vaultServer(double, directory: directory, keyName: "ca", authentication: try federated(try double.federatedToken()))
+        defer { server.stop() }
+        let token = try server.createToken(name: "kv", allow: ["*.example.com"])
+        func issue(_ host: String) throws -> Tool.Result {
+            try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                               "--generate-key", "ecdsa-p256", "--dns", host, "--out", directory + "/" + host])
+        }
+        #expect(try issue("first.example.com").succeeded)
+
+        // Tokens expire under Signet: the 401 is answered with a new token, once.
+        let before = try double.stats()
+        try double.expireTokens()
+        #expect(try issue("after-expiry.example.com").succeeded)
+        let after = try double.stats()
+        #expect((after["expired_tokens"] as? Int ?? 0) >= 1 && (after["tokens"] as? Int ?? 0) == (before["tokens"] as? Int ?? 0) + 1, "\(after)")
+
+        // The vault challenges to another tenant: Signet follows the challenge and gets a token there.
+        let other = "00000000-0000-0000-0000-0000000000aa"
+        try double.setFaults(["challenge_tenant": other])
+        #expect(try issue("other-tenant.example.com").succeeded, "\(server.logText.suffix(1500))")
+        #expect(((try double.stats()["token_tenants"] as? [String: Int]) ?? [:])[other] ?? 0 >= 1)
+        try double.setFaults(["challenge_tenant": NSNull()])
+
+        // A signature of something else: verified before use, so the issuance fails and nothing is recorded.
+        try double.setFaults(["wrong_signature": true])
+        let wrong = try issue("wrong.example.com")
+        #expect(!wrong.succeeded && wrong.error.contains("503"), "\(wrong.error)")
+        #expect((try double.stats()["wrong_signatures"] as? Int ?? 0) >= 1)
+        #expect(try server.metrics().contains(#"signet_signer_errors_total{backend="azure-key-vault",kind="wrong_signature"}"#))
+        try double.setFaults(["wrong_signature": false])
+        let ledger = try DatabaseQueue(path: directory + "/data/ledger.sqlite")
+        let names = try await ledger.read { db in try String.fetchAll(db, sql: "SELECT dns_names FROM certificates WHERE requester = 'token:kv'") }
+        #expect(!names.contains(#"["wrong.example.com"]"#) && names.count == 3, "\(names)")
     }
 
     @Test("a flood of unauthenticated /readyz and /metrics requests costs at most one Key Vault call per period")
