@@ -27,7 +27,8 @@ It speaks the real REST protocol:
 Faults through `POST /_admin/faults`: latency_ms, conflict_every (a 409 for every Nth write), error_every (500),
 hang_every (no answer), hang_names (no answer to creates and updates of objects with these names), down (503 for everything),
 tokenreview_without_audiences (TokenReview answers lack status.audiences), and `POST /_admin/close-watches`, `POST /_admin/compact`.
-`GET /_admin/stats` counts requests by verb and answer.
+`GET /_admin/stats` counts requests by verb and answer, lists by resource and namespace, watches, and watches answered
+410 Expired.
 
 Usage: kube_double.py --dir DIR [--port 0] [--token TOKEN=NS1,NS2|*] ...
 It prints `READY <port>` on stdout once it listens.
@@ -597,6 +598,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if query.get("watch") in ("1", "true"):
             return self.watch(resource, namespace, query)
         with self.cluster.lock:
+            lists = self.cluster.stats.setdefault("lists", {})
+            lists[f"{resource.plural}/{namespace or '*'}"] = lists.get(f"{resource.plural}/{namespace or '*'}", 0) + 1
             items = [copy.deepcopy(o) for (g, p, ns, _), o in sorted(self.cluster.objects.items())
                      if (g, p) == (resource.group, resource.plural) and (namespace is None or ns == namespace)
                      and selected(o, query.get("labelSelector"), query.get("fieldSelector"))]
@@ -768,6 +771,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if since == 0:
                 since = cluster.version
             expired = since + 1 < cluster.compacted_before
+            if expired:
+                cluster.stats["expired_watches"] = cluster.stats.get("expired_watches", 0) + 1
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")

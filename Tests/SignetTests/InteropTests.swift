@@ -106,6 +106,13 @@ struct InteropTests {
         #expect(withClientCertificate.output == "mtls.example.com verify=SUCCESS\n", "\(withClientCertificate.error)")
         let serverCertificateAsClient = try curl("mtls.example.com", ["--cert", work + "/httpbin.example.com/tls.crt", "--key", work + "/httpbin.example.com/tls.key", "-w", "%{http_code}", "-o", "/dev/null"])
         #expect(serverCertificateAsClient.output == "400", "a server-profile certificate is not accepted as a client certificate")
+        // A client certificate from another CA, for the same name and with clientAuth: refused.
+        let made = try Tool.run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                                            "-subj", "/CN=client.example.com", "-addext", "subjectAltName=DNS:client.example.com",
+                                            "-addext", "extendedKeyUsage=clientAuth", "-keyout", work + "/stranger.key", "-out", work + "/stranger.crt"])
+        #expect(made.succeeded, "\(made.error)")
+        let stranger = try curl("mtls.example.com", ["--cert", work + "/stranger.crt", "--key", work + "/stranger.key", "-w", "%{http_code}", "-o", "/dev/null"])
+        #expect(stranger.output == "400", "a client certificate from another CA is refused: \(stranger.output) \(stranger.error)")
 
         let (_, otherCA) = try await Fixtures.issuingCA()
         let wrongCA = try Tool.run("curl", ["-sS", "--max-time", "5", "--resolve", "httpbin.example.com:\(port):127.0.0.1",

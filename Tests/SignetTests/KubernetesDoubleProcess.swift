@@ -124,6 +124,12 @@ final class KubernetesDoubleProcess: @unchecked Sendable {
         return all
     }
 
+    /// What the double counted: requests, lists (by `plural/namespace`), watches, expired_watches, injected faults.
+    func stats() throws -> [String: Any] {
+        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, url + "/_admin/stats"])
+        return (try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]) ?? [:]
+    }
+
     /// events.k8s.io/v1 Events in a namespace, as the API returns them.
     func events(_ namespace: String) throws -> [[String: Any]] {
         let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-H", "Authorization: Bearer admin",

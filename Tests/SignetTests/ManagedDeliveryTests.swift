@@ -89,6 +89,16 @@ struct ManagedDeliveryTests {
         var description: String { "timed out waiting for \(what); last seen: \(last)" }
     }
 
+    /// Polls `condition` every 0.2 s for at most `seconds`; a timeout names what was awaited.
+    static func poll(_ what: String, seconds: Double, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        throw Timeout(what: what, last: "not seen within \(Int(seconds)) s")
+    }
+
     static func decoded(_ secret: [String: Any]?, _ key: String) -> String {
         guard let data = secret?["data"] as? [String: String], let value = data[key], let bytes = Data(base64Encoded: value) else { return "" }
         return String(decoding: bytes, as: UTF8.self)
@@ -175,7 +185,12 @@ struct ManagedDeliveryTests {
         defer { rig.stop() }
         #expect(try rig.register("watched", ["dnsNames": ["watched.example.com"], "duration": "1h"]).status == 201)
         var serial = try #require(try rig.waitForStatus("watched", seconds: 20) { $0["ready"] as? Bool == true }["serial"] as? String)
-        Thread.sleep(forTimeInterval: 6)  // the watch on istio-system starts within its refresh period
+        // The watch on istio-system starts within its refresh period.
+        func lists() throws -> Int { ((try rig.cluster.stats()["lists"] as? [String: Int]) ?? [:])["secrets/istio-system"] ?? 0 }
+        try Self.poll("Signet's watch of istio-system", seconds: 15) {
+            let watches = try rig.cluster.stats()["watches"] as? Int ?? 0
+            return try watches >= 1 && lists() >= 1
+        }
 
         // Someone deletes the Secret: it is back within seconds, with a new certificate.
         #expect(try rig.cluster.kubectl(["delete", "secret", "watched-tls", "-n", "istio-system"]).succeeded)
@@ -183,10 +198,15 @@ struct ManagedDeliveryTests {
         serial = try #require(status["serial"] as? String)
         #expect(Self.annotations(try rig.cluster.secret("istio-system", "watched-tls"))["signet.dev/serial"] == serial)
 
-        // The watch is closed by the server, then its resourceVersion compacted away (410 on resume): Signet relists.
-        try rig.cluster.admin("close-watches")
+        // The history is compacted, then the watch closed: the resume from its resourceVersion is answered 410, and
+        // Signet relists.
+        let listedBefore = try lists()
         try rig.cluster.admin("compact")
-        Thread.sleep(forTimeInterval: 3)
+        try rig.cluster.admin("close-watches")
+        try Self.poll("a 410 and a relist", seconds: 30) {
+            let expired = try rig.cluster.stats()["expired_watches"] as? Int ?? 0
+            return try expired >= 1 && lists() > listedBefore
+        }
 
         // Someone overwrites what Signet delivered: it is replaced with a certificate Signet issued.
         #expect(try rig.cluster.kubectl(["annotate", "secret", "watched-tls", "-n", "istio-system", "signet.dev/serial=0bad", "--overwrite"]).succeeded)
