@@ -138,6 +138,10 @@ class Cluster:
         return self.version
 
     def record(self, kind, namespace, obj, resource=("", "secrets")):
+        if kind in ("ADDED", "MODIFIED"):  # writes that took effect, by object: what "written once" is counted by
+            writes = self.stats.setdefault("writes", {})
+            key = f'{resource[1]}/{namespace}/{obj["metadata"]["name"]}'
+            writes[key] = writes.get(key, 0) + 1
         self.history.append((int(obj["metadata"]["resourceVersion"]), kind, namespace, copy.deepcopy(obj), resource))
         if len(self.history) > HISTORY:
             dropped = self.history.pop(0)
@@ -589,6 +593,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.cluster.stats["errors_injected"] += 1
                 raise HTTPProblem(500, "InternalError", "Internal error occurred: etcdserver: request timed out")
             hang = (faults["hang_every"] and count % int(faults["hang_every"]) == 0) or (not deleting and name in (faults.get("hang_names") or []))
+            if hang:
+                self.cluster.stats["hangs_injected"] = self.cluster.stats.get("hangs_injected", 0) + 1
         if hang:
             time.sleep(60)
             raise HTTPProblem(504, "Timeout", "Timeout: request did not complete within requested timeout")

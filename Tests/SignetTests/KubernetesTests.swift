@@ -179,6 +179,10 @@ struct KubernetesTests {
             try cluster.admin("faults", ["conflict_every": 0, "error_every": 0])
             let stored = try await client.getSecret(namespace: "istio-system", name: "conflicted")
             #expect(stored?.data["tls.crt"] != nil)
+            // The faults happened, and each round's Secret was written exactly once.
+            let stats = try cluster.stats()
+            #expect((stats["conflicts_injected"] as? Int ?? 0) >= 1 && (stats["errors_injected"] as? Int ?? 0) >= 1, "\(stats)")
+            #expect(((stats["writes"] as? [String: Int]) ?? [:])["secrets/istio-system/conflicted"] == 3, "\(stats)")
         }
         try await client.shutdown()
     }

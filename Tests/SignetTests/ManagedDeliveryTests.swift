@@ -353,6 +353,10 @@ struct ManagedDeliveryTests {
         #expect(Date() < notAfter, "renewed before the first certificate expired")
         #expect(Self.decoded(try rig.cluster.secret("istio-system", "short-tls"), "tls.key") != firstKey)
         #expect(Set(try rig.issuedSerials("short")) == [firstSerial, secondSerial])
+        let faulted = try rig.cluster.stats()
+        #expect((faulted["conflicts_injected"] as? Int ?? 0) >= 1 && (faulted["errors_injected"] as? Int ?? 0) >= 1
+                && (faulted["hangs_injected"] as? Int ?? 0) >= 1, "the faults happened: \(faulted)")
+        #expect(((faulted["writes"] as? [String: Int]) ?? [:])["secrets/istio-system/short-tls"] == 2, "written once per certificate: \(faulted)")
 
         // The API server down: the attempt fails, is counted and explained; the valid certificate stays ready.
         try rig.cluster.admin("faults", ["conflict_every": 0, "error_every": 0, "hang_every": 0, "down": true])
