@@ -46,6 +46,11 @@ public final class CertificateLedger: Sendable {
         if key != nil { try sealPlaintextPendingKeys() }
     }
 
+    /// Transactions group commit has written: fewer than the records when concurrent writes shared them.
+    public var groupCommitTransactions: Int {
+        get async { await committer.transactions }
+    }
+
     /// A connection setting as the ledger's own connections have it (`synchronous`, `secure_delete`, …).
     public func pragma(_ name: String) async throws -> String? {
         guard name.allSatisfy({ $0.isLetter || $0 == "_" }) else { return nil }

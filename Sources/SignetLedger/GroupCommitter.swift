@@ -23,6 +23,8 @@ actor GroupCommitter {
     private var waiters: [Waiter] = []
     private var leading = false
     private let maximumBatch: Int
+    /// Transactions written so far (a batch is one; a failed batch's retries are one each): what the sharing saves.
+    private(set) var transactions = 0
 
     init(writer: any DatabaseWriter, maximumBatch: Int = 256) {
         self.writer = writer
@@ -63,6 +65,7 @@ actor GroupCommitter {
     /// One transaction for the whole batch. If it fails, each piece is retried on its own so that one bad write
     /// (a constraint violation, say) fails only its own caller.
     private func write(_ batch: [Work]) async -> [Result<Void, any Error>] {
+        transactions += 1
         do {
             try await writer.write { db in
                 for work in batch { try work(db) }
@@ -73,6 +76,7 @@ actor GroupCommitter {
         }
         var results: [Result<Void, any Error>] = []
         for work in batch {
+            transactions += 1
             do {
                 try await writer.write { db in try work(db) }
                 results.append(.success(()))

@@ -98,6 +98,9 @@ struct LedgerTests {
             }
             try await group.waitForAll()
         }
+        // 400 records arriving together share transactions (each one fsync under durability full).
+        let transactions = await ledger.groupCommitTransactions
+        #expect(transactions >= 2 && transactions <= 200, "\(transactions) transactions for 400 concurrent records")
         try ledger.close()
         // A fresh connection, as after a restart, sees every row and its audit event.
         let reopened = try CertificateLedger(path: path)
