@@ -2,6 +2,13 @@
 -- first script argument), with an optional bearer token (second argument); prints a machine-readable summary.
 local bodies = {}
 local next_body = 0
+local threads = 0
+
+-- Each thread gets its own number, so that each seeds its own random start (Lua's generator is per thread state).
+function setup(thread)
+    threads = threads + 1
+    thread:set("id", threads)
+end
 
 function init(args)
     for line in io.lines(args[1]) do
@@ -13,6 +20,7 @@ function init(args)
         wrk.headers["Authorization"] = "Bearer " .. args[2]
     end
     -- Threads start at different offsets so they do not send the same CSR at the same moment.
+    math.randomseed(os.time() * 1009 + (id or 0) * 7919)
     next_body = math.random(#bodies)
 end
 
@@ -23,7 +31,7 @@ end
 
 function done(summary, latency, requests)
     local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-    io.write(string.format("RESULT requests=%d duration_us=%d socket_errors=%d non2xx=%d p50_us=%d p99_us=%d\n",
-        summary.requests, summary.duration, errors, summary.errors.status,
+    io.write(string.format("RESULT requests=%d duration_us=%d socket_errors=%d non2xx=%d ok=%d p50_us=%d p99_us=%d\n",
+        summary.requests, summary.duration, errors, summary.errors.status, summary.requests - summary.errors.status,
         latency:percentile(50), latency:percentile(99)))
 end

@@ -29,13 +29,14 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
-run_point() { # service url bodies token concurrency -> "rate p50_ms p99_ms errors"
+run_point() { # service url bodies token concurrency -> "rate p50_ms p99_ms errors"; the 2xx count goes to $work/last-ok
     local threads=$(( $5 < 2 ? 1 : 2 ))
     local line
     line=$(wrk -t "$threads" -c "$5" -d "${seconds}s" --timeout 5s -s bench/issue.lua "$2" -- "$3" "$4" | grep '^RESULT')
-    python3 - "$line" <<'PY'
+    python3 - "$line" "$work/last-ok" <<'PY'
 import sys
 fields = dict(item.split("=") for item in sys.argv[1].split()[1:])
+open(sys.argv[2], "w").write(fields["ok"])
 rate = int(fields["requests"]) / (int(fields["duration_us"]) / 1e6)
 print(f'{rate:.0f} {int(fields["p50_us"])/1000:.2f} {int(fields["p99_us"])/1000:.2f} {int(fields["socket_errors"]) + int(fields["non2xx"])}')
 PY
@@ -47,7 +48,9 @@ start_signet() {
     local name=$1; shift
     local port
     port=$(free_port)
-    env SIGNET_DATA_DIR="$work/$name" SIGNET_TLS=http SIGNET_LISTEN="127.0.0.1:$port" SIGNET_DURABILITY=full "$@" \
+    # The per-caller issuance limit is off: one token drives every point.
+    env SIGNET_DATA_DIR="$work/$name" SIGNET_TLS=http SIGNET_LISTEN="127.0.0.1:$port" SIGNET_DURABILITY=full \
+        SIGNET_LIMIT_ISSUANCES_PER_SECOND=0 "$@" \
         "$bin/signet" serve --log-level warning >"$work/$name.log" 2>&1 &
     signet_pid=$!; pids+=("$signet_pid")
     signet_url="http://127.0.0.1:$port/v1/certificates"
@@ -93,9 +96,19 @@ JSON
 
     printf '\n%-6s | %-34s | %-34s | %s\n' "conc." "cfssl 1.2 (SQLite WAL, sync=NORMAL)" "Signet (SQLite WAL, sync=FULL)" "Signet/cfssl"
     printf '%-6s | %-34s | %-34s | %s\n' "" "issued/s   p50 ms   p99 ms  errors" "issued/s   p50 ms   p99 ms  errors" "issued/s"
+    signet_rows() { sqlite3 "$work/signet/ledger.sqlite" "select count(*) from certificates where requester = 'token:bench'"; }
     for concurrency in 1 8 64; do
         read -r c_rate c_p50 c_p99 c_err < <(run_point cfssl "http://127.0.0.1:$cfssl_port/api/v1/cfssl/sign" "$work/cfssl-bodies.txt" "" "$concurrency")
+        rows_before=$(signet_rows)
         read -r s_rate s_p50 s_p99 s_err < <(run_point signet "$signet_url" "$work/signet-bodies.txt" "$token" "$concurrency")
+        # Every 201 wrk counted must be a committed row; beyond them, at most the requests still in flight when wrk
+        # stopped (answered after it stopped counting) may have been recorded.
+        rows_added=$(( $(signet_rows) - rows_before ))
+        ok=$(cat "$work/last-ok")
+        if (( rows_added < ok || rows_added > ok + concurrency )); then
+            echo "MISMATCH at concurrency $concurrency: wrk counted $ok 2xx, the ledger gained $rows_added rows" >&2
+        fi
+        printf '%-6s   Signet: %s answered 201, %s rows committed\n' "" "$ok" "$rows_added" >&2
         ratio=$(python3 -c "print(f'{$s_rate / max($c_rate, 1):.2f}x')")
         printf '%-6s | %8s %8s %8s %7s | %8s %8s %8s %7s | %s\n' "$concurrency" "$c_rate" "$c_p50" "$c_p99" "$c_err" "$s_rate" "$s_p50" "$s_p99" "$s_err" "$ratio"
     done

@@ -129,8 +129,14 @@ func measureLedger(rows: Int, path: String) async throws {
     try await time("issuedBefore-300d-ago") { $0.issuedBefore = now.addingTimeInterval(-300 * 86_400) }
     try await time("requester") { $0.requester = "token:team-42" }
     try await time("requester-and-expiring") { $0.requester = "token:team-42"; $0.expiringBefore = now.addingTimeInterval(30 * 86_400) }
-    let begin = ContinuousClock.now
-    _ = try await ledger.summary(now: now)
-    let elapsed = ContinuousClock.now - begin
-    print(String(format: "QUERY metrics-summary median_ms=%.2f", Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000))
+    // The metrics gauges' query, measured like the listings: the median of seven.
+    var samples: [Double] = []
+    for _ in 0..<7 {
+        let begin = ContinuousClock.now
+        _ = try await ledger.summary(now: now)
+        let elapsed = ContinuousClock.now - begin
+        samples.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
+    }
+    samples.sort()
+    print(String(format: "QUERY metrics-summary median_ms=%.2f max_ms=%.2f", samples[3], samples[6]))
 }
