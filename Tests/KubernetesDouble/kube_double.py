@@ -862,6 +862,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 cluster.lock.notify_all()
                 return self.answer(200, {})
             if parts == ["compact"] and method == "POST":
+                # As if other writes happened and etcd compacted past them: every resourceVersion handed out so far,
+                # bookmarks included, is too old to resume a watch from.
+                cluster.next_version()
                 cluster.compacted_before = cluster.version + 1
                 cluster.history = []
                 return self.answer(200, {"compactedBefore": cluster.compacted_before})
