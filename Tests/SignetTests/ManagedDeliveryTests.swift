@@ -340,15 +340,17 @@ struct ManagedDeliveryTests {
     func renewalUnderFaults() throws {
         let rig = try Rig()
         defer { rig.stop() }
-        // Two minutes of life, renewed 100 s before expiry: due 10-20 s after issuance (jitter brings it forward).
-        #expect(try rig.register("short", ["dnsNames": ["short.example.com"], "duration": "2m", "renewBefore": "100s"]).status == 201)
+        // Four minutes of life, renewed 200 s before expiry: due 20-40 s after issuance (jitter brings it forward). A
+        // renewal that a fault interrupts resumes with the certificate it signed while that one is not yet due itself
+        // (40 s): room for a hung write (10 s), its backoff and a loaded machine.
+        #expect(try rig.register("short", ["dnsNames": ["short.example.com"], "duration": "4m", "renewBefore": "200s"]).status == 201)
         let first = try rig.waitForStatus("short", seconds: 20) { $0["ready"] as? Bool == true }
         let firstSerial = try #require(first["serial"] as? String)
         let firstKey = Self.decoded(try rig.cluster.secret("istio-system", "short-tls"), "tls.key")
 
         // Conflicts, 500s and a write that never answers (the client times out after 10 s): the renewal still lands, once.
         try rig.cluster.admin("faults", ["conflict_every": 2, "error_every": 3, "hang_every": 5])
-        let second = try rig.waitForStatus("short", seconds: 60) { ($0["serial"] as? String).map { $0 != firstSerial } ?? false }
+        let second = try rig.waitForStatus("short", seconds: 90) { ($0["serial"] as? String).map { $0 != firstSerial } ?? false }
         let secondSerial = try #require(second["serial"] as? String)
         let notAfter = ISO8601DateFormatter().date(from: first["notAfter"] as? String ?? "") ?? .distantPast
         #expect(Date() < notAfter, "renewed before the first certificate expired")
@@ -367,7 +369,8 @@ struct ManagedDeliveryTests {
         #expect((failing["lastError"] as? String ?? "").contains("503"), "\(failing)")
         #expect(try rig.server.metrics().contains(#"signet_certificate_failed_attempts{name="short",cluster="double",namespace="istio-system",secret="short-tls"} "#))
 
-        // Back up: the retry (seconds, not hours) delivers the certificate the failed attempt already signed.
+        // Back up: the retry (seconds, not hours) delivers one new certificate (nothing was signed while the Secret
+        // could not even be read).
         try rig.cluster.admin("faults", ["down": false])
         let recovered = try rig.waitForStatus("short", seconds: 40) { ($0["serial"] as? String).map { $0 != secondSerial } ?? false && $0["attempts"] as? Int == 0 }
         let issued = try rig.issuedSerials("short")
