@@ -159,6 +159,17 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // ACME (RFC 8555): the protocol's own parts that no package here provides, starting with JWS and JWK
+        // verification on swift-crypto. Pure: no I/O.
+        .target(
+            name: "SignetACME",
+            dependencies: [
+                "SignetAuthority",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: strictness
+        ),
         // The in-cluster renewal controller: Certificate resources, reconciliation, leader election, the Gateway shim.
         .target(
             name: "SignetController",
@@ -184,7 +195,7 @@ let package = Package(
             name: "signet",
             dependencies: [
                 "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetServer", "SignetOpenAPI",
-                "SignetController",
+                "SignetController", "SignetACME",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -213,7 +224,7 @@ let package = Package(
             name: "SignetTests",
             dependencies: [
                 "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetServer", "SignetOpenAPI",
-                "SignetController",
+                "SignetController", "SignetACME",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),
