@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import SignetAuthority
 import SignetKeys
 
 /// The few Key Vault keys operations Signet uses, with the retry rules Microsoft documents: exponential backoff
@@ -183,18 +184,5 @@ public enum KeyVaultError: SignerFailure, Equatable, CustomStringConvertible {
         case .invalidAnswer(let what): "Key Vault answered something unexpected: \(what)"
         case .wrongSignature(let what): "Key Vault returned a signature that does not verify with the key's public key (\(what)); it was discarded"
         }
-    }
-}
-
-enum Base64URL {
-    static func encode(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
-
-    static func decode(_ text: String) -> [UInt8]? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        return Data(base64Encoded: base64).map(Array.init)
     }
 }

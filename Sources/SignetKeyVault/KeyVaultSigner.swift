@@ -58,7 +58,7 @@ struct KeyVaultKey: CustodyKey {
         default: throw KeyVaultError.invalidAnswer("signature algorithm \(signatureAlgorithm) is not supported with Key Vault")
         }
         let answer = try await client.sign(name: name, version: version, algorithm: alg, digest: digest)
-        guard let value = answer.json["value"] as? String, let raw = Base64URL.decode(value) else {
+        guard let value = answer.json["value"] as? String, let raw = Base64URL.decode(value).map(Array.init) else {
             throw KeyVaultError.invalidAnswer("the sign answer has no value")
         }
         // X.509 carries ECDSA signatures as DER SEQUENCE { r, s }; Key Vault returns JOSE's raw r||s.
@@ -81,7 +81,7 @@ struct KeyVaultKey: CustodyKey {
 enum JWK {
     static func publicKey(_ jwk: [String: any Sendable]) throws -> Certificate.PublicKey {
         func member(_ name: String) throws -> [UInt8] {
-            guard let text = jwk[name] as? String, let bytes = Base64URL.decode(text) else {
+            guard let text = jwk[name] as? String, let bytes = Base64URL.decode(text).map(Array.init) else {
                 throw KeyVaultError.invalidAnswer("the JWK has no '\(name)'")
             }
             return bytes

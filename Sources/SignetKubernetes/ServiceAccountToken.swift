@@ -1,4 +1,5 @@
 import Crypto
+import SignetAuthority
 import _CryptoExtras
 
 import Foundation
@@ -187,13 +188,5 @@ public enum ServiceAccountToken {
         }
         guard valid else { throw .badSignature }
         return try check(claims, issuer: issuer, audience: audience, now: now, leeway: leeway)
-    }
-}
-
-enum Base64URL {
-    static func decode(_ text: String) -> Data? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        return Data(base64Encoded: base64)
     }
 }

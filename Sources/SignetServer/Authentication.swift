@@ -38,10 +38,7 @@ public enum APITokens {
 
     public static func mint() -> (token: String, sha256: String) {
         let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
-        let token = prefix + Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        let token = prefix + Base64URL.encode(bytes)
         return (token, digest(token))
     }
 
