@@ -145,6 +145,18 @@ enum LedgerSchema {
                 UPDATE tokens SET auditor = 1 WHERE allowed_names = '[]';
                 """)
         }
+        migrator.registerMigration("v7: ACME nonces") { db in
+            // Anti-replay nonces (RFC 8555 §6.5), single use: a nonce is valid while its row exists and unexpired, and
+            // using it deletes it. In the database, so they survive a restart and any replica on the same database
+            // accepts what another handed out.
+            try db.execute(sql: """
+                CREATE TABLE acme_nonces (
+                    value TEXT PRIMARY KEY,
+                    expires_ms INTEGER NOT NULL
+                ) STRICT, WITHOUT ROWID;
+                CREATE INDEX acme_nonces_by_expiry ON acme_nonces (expires_ms);
+                """)
+        }
         return migrator
     }
 }
