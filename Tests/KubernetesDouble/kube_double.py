@@ -863,9 +863,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.answer(200, {})
             if parts == ["compact"] and method == "POST":
                 # As if other writes happened and etcd compacted past them: every resourceVersion handed out so far,
-                # bookmarks included, is too old to resume a watch from.
+                # bookmarks included, is too old to resume a watch from. With closeWatches, the open watches end in
+                # the same step, so no bookmark can carry a newer version in between.
                 cluster.next_version()
                 cluster.compacted_before = cluster.version + 1
+                if (self.read_body() or {}).get("closeWatches"):
+                    cluster.watch_generation += 1
+                    cluster.lock.notify_all()
                 cluster.history = []
                 return self.answer(200, {"compactedBefore": cluster.compacted_before})
             if parts == ["stats"]:

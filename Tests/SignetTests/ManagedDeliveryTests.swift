@@ -199,11 +199,10 @@ struct ManagedDeliveryTests {
         serial = try #require(status["serial"] as? String)
         #expect(Self.annotations(try rig.cluster.secret("istio-system", "watched-tls"))["signet.dev/serial"] == serial)
 
-        // The history is compacted, then the watch closed: the resume from its resourceVersion is answered 410, and
-        // Signet relists.
+        // The history is compacted and the watch closed in one step: the resume from its resourceVersion is answered
+        // 410, and Signet relists.
         let listedBefore = try lists()
-        try rig.cluster.admin("compact")
-        try rig.cluster.admin("close-watches")
+        try rig.cluster.admin("compact", ["closeWatches": true])
         try Self.poll("a 410 and a relist", seconds: 30) {
             let expired = try rig.cluster.stats()["expired_watches"] as? Int ?? 0
             return try expired >= 1 && lists() > listedBefore
