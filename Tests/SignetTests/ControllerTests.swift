@@ -159,7 +159,7 @@ struct ControllerTests {
         #expect(table.output.contains("web ") && table.output.contains("True") && table.output.contains("web-tls"), "\(table.output)")
 
         // Renewal at renewalTime, with a new key.
-        certificate = try rig.waitFor("web", seconds: 45) { Rig.status($0)["revision"] as? Int == 2 }
+        certificate = try rig.waitFor("web", seconds: 90) { Rig.status($0)["revision"] as? Int == 2 }
         status = Rig.status(certificate)
         let second = try #require(status["serial"] as? String)
         #expect(second != first)
@@ -179,7 +179,7 @@ struct ControllerTests {
 
         // More names: a new certificate at once.
         try rig.apply(Self.certificateYAML("web", secret: "web-tls", names: ["web.team-a.example.com", "api.team-a.example.com"], duration: "2m", renewBefore: "30s"))
-        certificate = try rig.waitFor("web", seconds: 30) { ($0["status"] as? [String: Any])?["revision"] as? Int == 3 }
+        certificate = try rig.waitFor("web", seconds: 60) { ($0["status"] as? [String: Any])?["revision"] as? Int == 3 }
         let third = try #require(Rig.status(certificate)["serial"] as? String)
         try ManagedDeliveryTests.decoded(try rig.cluster.secret("team-a", "web-tls"), "tls.crt").write(to: rig.work + "/web.crt")
         let sans = try Tool.run("openssl", ["x509", "-in", rig.work + "/web.crt", "-noout", "-ext", "subjectAltName"]).output
@@ -187,7 +187,7 @@ struct ControllerTests {
 
         // The Secret deleted: recreated.
         #expect(try rig.cluster.kubectl(["delete", "secret", "web-tls", "-n", "team-a"]).succeeded)
-        certificate = try rig.waitFor("web", seconds: 30) { Rig.status($0)["revision"] as? Int == 4 }
+        certificate = try rig.waitFor("web", seconds: 60) { Rig.status($0)["revision"] as? Int == 4 }
         #expect(Rig.status(certificate)["serial"] as? String != third)
         #expect(try rig.cluster.secret("team-a", "web-tls") != nil)
 

@@ -203,14 +203,14 @@ struct ManagedDeliveryTests {
         // 410, and Signet relists.
         let listedBefore = try lists()
         try rig.cluster.admin("compact", ["closeWatches": true])
-        try Self.poll("a 410 and a relist", seconds: 30) {
+        try Self.poll("a 410 and a relist", seconds: 60) {
             let expired = try rig.cluster.stats()["expired_watches"] as? Int ?? 0
             return try expired >= 1 && lists() > listedBefore
         }
 
         // Someone overwrites what Signet delivered: it is replaced with a certificate Signet issued.
         #expect(try rig.cluster.kubectl(["annotate", "secret", "watched-tls", "-n", "istio-system", "signet.dev/serial=0bad", "--overwrite"]).succeeded)
-        status = try rig.waitForStatus("watched", seconds: 30) { ($0["serial"] as? String).map { $0 != serial } ?? false && $0["ready"] as? Bool == true }
+        status = try rig.waitForStatus("watched", seconds: 60) { ($0["serial"] as? String).map { $0 != serial } ?? false && $0["ready"] as? Bool == true }
         serial = try #require(status["serial"] as? String)
         #expect(Self.annotations(try rig.cluster.secret("istio-system", "watched-tls"))["signet.dev/serial"] == serial)
         #expect(try rig.issuedSerials("watched").count == 3, "one new certificate per disturbance, none for Signet's own writes")
