@@ -78,6 +78,9 @@ public struct ClientCertificatePolicy: Sendable, Equatable {
     public var match: Match
     /// The issuing CA's subject DN, normalized.
     public var issuer: String
+    /// The key of that CA, resolved at start from `tls.clientCA` (`SignetServer.resolvingIssuers`): a name is text any
+    /// CA in the bundle could take, so a certificate is this identity only if that key signed it. Nil matches nothing.
+    public var issuerKey: Certificate.PublicKey?
     public var policy: IssuancePolicy
 
     public init(match: Match, issuer: String, policy: IssuancePolicy) {
@@ -88,7 +91,8 @@ public struct ClientCertificatePolicy: Sendable, Equatable {
 
     /// Whether a verified client certificate is this identity: issued by the named CA, and with this subject or URI.
     func matches(_ certificate: Certificate) -> Bool {
-        guard DistinguishedNames.normalized(certificate.issuer.description) == issuer else { return false }
+        guard DistinguishedNames.normalized(certificate.issuer.description) == issuer, let issuerKey,
+              issuerKey.isValidSignature(certificate.signature, for: certificate) else { return false }
         switch match {
         case .subject(let subject):
             return DistinguishedNames.normalized(certificate.subject.description) == subject

@@ -103,7 +103,7 @@ public struct SignetServer: Sendable {
             }
             let authenticator = CallerAuthenticator(
                 ledger: ledger, defaultLifetime: configuration.defaultLifetime,
-                cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: configuration.clientCertificatePolicies,
+                cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: try resolvingIssuers(configuration, ca: ca),
                 serviceAccounts: serviceAccounts, failedAuthenticationsPerMinute: configuration.limits.failedAuthenticationsPerMinute,
                 onRateLimited: { metrics.recordRateLimited("authentication") }
             )
@@ -243,6 +243,29 @@ public struct SignetServer: Sendable {
             tls.certificateVerification = configuration.clientAuthentication == .require ? .noHostnameVerification : .optionalVerification
         }
         return (tls, identity)
+    }
+
+    /// The client-certificate identities with the key of the CA each names (`issuer`): exactly one CA of the client
+    /// trust anchors (and of Signet's own chain, when self-issued clients are allowed) must carry that name.
+    static func resolvingIssuers(_ configuration: ServerConfiguration, ca: IssuingCA) throws -> [ClientCertificatePolicy] {
+        let policies = configuration.clientCertificatePolicies
+        guard configuration.clientAuthentication != .none, !policies.isEmpty,
+              configuration.clientCA != nil || configuration.allowSelfIssuedClients else {
+            return policies  // nothing authenticates by certificate, or the start fails on tls.clientCA (clientTrustAnchors)
+        }
+        var anchors = try configuration.clientCA.map { try PEMFiles.certificates(at: $0) } ?? []
+        if configuration.allowSelfIssuedClients { anchors += ca.chainAboveLeaf + [ca.root] }
+        return try policies.enumerated().map { index, policy in
+            let keys = Set(anchors.filter { DistinguishedNames.normalized($0.subject.description) == policy.issuer }.map(\.publicKey))
+            guard keys.count == 1, let key = keys.first else {
+                throw ConfigurationError(keys.isEmpty
+                    ? "clientCertificates[\(index)].issuer '\(policy.issuer)' names no CA of tls.clientCA"
+                    : "clientCertificates[\(index)].issuer '\(policy.issuer)' names \(keys.count) CAs with different keys in tls.clientCA; give each CA its own name")
+            }
+            var resolved = policy
+            resolved.issuerKey = key
+            return resolved
+        }
     }
 
     /// Who may sign client certificates that authenticate to Signet: a CA of the operator's own (`tls.clientCA`), never

@@ -217,6 +217,21 @@ struct ConfigurationTests {
         #expect(!noCA.succeeded && noCA.error.contains("tls.clientCA is not set"), "\(noCA.error)")
         let ownCA = try start("tls:\n  clientAuth: optional\n  clientCA: \(directory)/data/ca/root.crt\n")
         #expect(!ownCA.succeeded && ownCA.error.contains("holds Signet's own issuing CA"), "\(ownCA.error)")
+        // Two CAs in the bundle that call themselves the same: the name cannot tell which one an identity trusts.
+        _ = try ClientPKI(directory)  // writes corp-ca.crt and impostor-ca.crt
+        let bundle = try String(contentsOfFile: directory + "/corp-ca.crt", encoding: .utf8) + String(contentsOfFile: directory + "/impostor-ca.crt", encoding: .utf8)
+        try bundle.write(to: directory + "/both.crt")
+        let ambiguous = try start("""
+            tls:
+              clientAuth: optional
+              clientCA: \(directory)/both.crt
+            clientCertificates:
+              - subject: CN=ops-robot
+                issuer: CN=Corp Client CA,O=Example
+                allow: ['*.ops.example.com']
+
+            """)
+        #expect(!ambiguous.succeeded && ambiguous.error.contains("names 2 CAs with different keys"), "\(ambiguous.error)")
 
         try """
             tls:
