@@ -143,6 +143,28 @@ public enum ManagedCertificateRules {
         return canonical
     }
 
+    /// Whether `policy` covers a stored spec's names and target (who may read, change or delete it); nil if it does.
+    public static func coverageRefusal(_ spec: ManagedCertificateSpec, policy: IssuancePolicy) -> ManagedCertificateRefusal? {
+        let names = RequestedNames(dnsNames: spec.dnsNames, ipAddresses: spec.ipAddresses.compactMap(IPAddress.init))
+        let outside = policy.namesOutsidePolicy(names)
+        if !outside.isEmpty { return .issuance(.policy(.namesNotAllowed(outside))) }
+        if !policy.allows(spec.target) { return .targetNotAllowed(spec.target) }
+        return nil
+    }
+
+    /// What `policy` refuses of a stored spec: its names, target, profile or lifetime, the parts a credential decides
+    /// (whether a renewal may go on under its owner's policy as it is now); nil if it allows all of them.
+    public static func policyRefusal(_ spec: ManagedCertificateSpec, policy: IssuancePolicy) -> ManagedCertificateRefusal? {
+        if let refusal = coverageRefusal(spec, policy: policy) { return refusal }
+        guard policy.allowedProfiles.contains(spec.profile) else {
+            return .issuance(.policy(.profileNotAllowed(spec.profile, allowed: CertificateProfile.allCases.filter(policy.allowedProfiles.contains))))
+        }
+        guard spec.lifetime <= policy.maximumLifetime else {
+            return .issuance(.policy(.lifetimeTooLong(requested: spec.lifetime, maximum: policy.maximumLifetime)))
+        }
+        return nil
+    }
+
     static func checkRenewal(_ spec: ManagedCertificateSpec) throws(ManagedCertificateRefusal) {
         switch (spec.renewBeforeSeconds, spec.renewBeforePercentage) {
         case (.some, .some):

@@ -152,8 +152,7 @@ public final class ManagedCertificates: Sendable {
     /// (its names and its target are within the caller's policy).
     public func readable(_ record: ManagedCertificateRecord, by caller: Caller) -> Bool {
         if caller.isAuditor || record.owner == caller.identity { return true }
-        let names = RequestedNames(dnsNames: record.spec.dnsNames, ipAddresses: record.spec.ipAddresses.compactMap(IPAddress.init))
-        return caller.mayIssue && caller.policy.namesOutsidePolicy(names).isEmpty && caller.policy.allows(record.spec.target)
+        return caller.mayIssue && ManagedCertificateRules.coverageRefusal(record.spec, policy: caller.policy) == nil
     }
 
     /// Whether `caller` may read certificates recorded with `requester`: its own, or a managed certificate's it may read.
@@ -169,10 +168,8 @@ public final class ManagedCertificates: Sendable {
     /// The record, if the caller may manage it as it stands: its names and its target.
     private func authorized(_ name: String, _ caller: Caller, action: String) async throws -> ManagedCertificateRecord {
         let existing = try await record(named: name)
-        let names = RequestedNames(dnsNames: existing.spec.dnsNames, ipAddresses: existing.spec.ipAddresses.compactMap(IPAddress.init))
-        let outside = caller.policy.namesOutsidePolicy(names)
-        guard outside.isEmpty, caller.policy.allows(existing.spec.target) else {
-            let reason = outside.isEmpty ? ManagedCertificateRefusal.targetNotAllowed(existing.spec.target).description : PolicyError.namesNotAllowed(outside).description
+        if let refusal = ManagedCertificateRules.coverageRefusal(existing.spec, policy: caller.policy) {
+            let reason = refusal.description
             try await ledger.record(AuditEvent(at: now(), actor: caller.identity, action: action, outcome: .refused, subject: name, reason: reason))
             throw AuthorizationError.managedCertificate(name, reason)
         }
@@ -227,16 +224,8 @@ public final class ManagedCertificates: Sendable {
     /// so once, and the normal backoff retries, so renewals resume by themselves once the owner is allowed again.
     private func authorize(_ record: ManagedCertificateRecord) async throws {
         let policy = try await authenticator.currentPolicy(of: record.owner)
-        let spec = record.spec
-        let names = RequestedNames(dnsNames: spec.dnsNames, ipAddresses: spec.ipAddresses.compactMap(IPAddress.init))
-        let outside = policy.namesOutsidePolicy(names)
-        guard outside.isEmpty else { throw RenewalUnauthorized("\(record.owner): \(PolicyError.namesNotAllowed(outside))") }
-        guard policy.allows(spec.target) else { throw RenewalUnauthorized("\(record.owner): \(ManagedCertificateRefusal.targetNotAllowed(spec.target))") }
-        guard policy.allowedProfiles.contains(spec.profile) else {
-            throw RenewalUnauthorized("\(record.owner): profile '\(spec.profile.rawValue)' is no longer allowed")
-        }
-        guard spec.lifetime <= policy.maximumLifetime else {
-            throw RenewalUnauthorized("\(record.owner): \(PolicyError.lifetimeTooLong(requested: spec.lifetime, maximum: policy.maximumLifetime))")
+        if let refusal = ManagedCertificateRules.policyRefusal(record.spec, policy: policy) {
+            throw RenewalUnauthorized("\(record.owner): \(refusal)")
         }
     }
 
