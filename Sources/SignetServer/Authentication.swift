@@ -207,15 +207,11 @@ public final class CallerAuthenticator: Sendable {
             guard let settings = serviceAccounts?.settings, account.count == 2 else {
                 throw RenewalUnauthorized("service account '\(parts[0])' is no longer accepted (serviceAccounts)")
             }
-            var namespace = account[0]
-            if parts.count == 2 {
-                guard settings.controllers.contains(ServiceAccountIdentity(namespace: account[0], name: account[1])) else {
-                    throw RenewalUnauthorized("'\(parts[0])' is no longer a controller that may ask for namespace '\(parts[1])'")
-                }
-                namespace = parts[1]
+            do {
+                return try settings.policy(for: ServiceAccountIdentity(namespace: account[0], name: account[1]), onBehalfOf: parts.count == 2 ? parts[1] : nil).policy
+            } catch {
+                throw RenewalUnauthorized(error.description)
             }
-            guard let policy = settings.namespaces[namespace] else { throw RenewalUnauthorized("namespace '\(namespace)' no longer has a policy") }
-            return policy
         default:
             throw RenewalUnauthorized("'\(identity)' is not a credential Signet knows")
         }
@@ -236,16 +232,7 @@ public final class CallerAuthenticator: Sendable {
         if verifier.settings.auditors.contains(account), onBehalfOf == nil {
             return Caller(identity: identity, policy: verifier.settings.namespaces[account.namespace] ?? IssuancePolicy(allowedNames: []), isAuditor: true)
         }
-        var namespace = account.namespace
-        if let onBehalfOf, onBehalfOf != account.namespace {
-            guard verifier.settings.controllers.contains(account) else {
-                throw AuthorizationError.notAController(identity, onBehalfOf)
-            }
-            namespace = onBehalfOf
-        }
-        guard let policy = verifier.settings.namespaces[namespace] else {
-            throw AuthorizationError.noNamespacePolicy(identity, namespace)
-        }
+        let (namespace, policy) = try verifier.settings.policy(for: account, onBehalfOf: onBehalfOf)
         return Caller(identity: namespace == account.namespace ? identity : "\(identity) for \(namespace)", policy: policy)
     }
 

@@ -373,6 +373,20 @@ public struct ServiceAccountSettings: Sendable, Equatable {
     public init(cluster: String) {
         self.cluster = cluster
     }
+
+    /// The namespace and policy a service account is issued under: its own namespace's, or, for a listed controller
+    /// asking on behalf of another namespace, that namespace's. The one place this rule is stated, for requests and
+    /// for renewals made on an account's behalf.
+    func policy(for account: ServiceAccountIdentity, onBehalfOf: String?) throws(AuthorizationError) -> (namespace: String, policy: IssuancePolicy) {
+        let identity = "serviceaccount:\(account.namespace):\(account.name)"
+        var namespace = account.namespace
+        if let onBehalfOf, onBehalfOf != account.namespace {
+            guard controllers.contains(account) else { throw .notAController(identity, onBehalfOf) }
+            namespace = onBehalfOf
+        }
+        guard let policy = namespaces[namespace] else { throw .noNamespacePolicy(identity, namespace) }
+        return (namespace, policy)
+    }
 }
 
 /// A cluster managed certificates are delivered to: a kubeconfig (and context), or the cluster Signet runs in.
