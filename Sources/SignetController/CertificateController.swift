@@ -3,6 +3,7 @@ import SignetAuthority
 import SignetKeys
 import SignetKubernetes
 import SignetOpenAPI
+import Synchronization
 import X509
 
 import Foundation
@@ -40,6 +41,8 @@ public final class CertificateController: Sendable {
     let metrics: ControllerMetrics
     let logger: Logger
     let queue = WorkQueue<Key>()
+    /// The Certificates the watch has seen, by namespace: where the Secrets it writes are watched.
+    let certificatesByNamespace = Mutex<[String: Set<String>]>([:])
     let now: @Sendable () -> Date
 
     public init(client: KubernetesClient, issuer: SignetIssuer, settings: ControllerSettings, metrics: ControllerMetrics, logger: Logger,
@@ -55,8 +58,17 @@ public final class CertificateController: Sendable {
     /// Watches and workers until cancelled (when leadership is lost, or at shutdown).
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.follow(.certificates, labelSelector: nil) { object, _ in
-                Key(namespace: object.namespace ?? "", name: object.name)
+            group.addTask { await self.follow(.certificates, labelSelector: nil) { object, deleted in
+                let key = Key(namespace: object.namespace ?? "", name: object.name)
+                self.certificatesByNamespace.withLock { seen in
+                    if deleted {
+                        seen[key.namespace]?.remove(key.name)
+                        if seen[key.namespace]?.isEmpty == true { seen[key.namespace] = nil }
+                    } else {
+                        seen[key.namespace, default: []].insert(key.name)
+                    }
+                }
+                return key
             } }
             group.addTask { await self.followSecrets() }
             group.addTask { await self.resyncPeriodically() }
@@ -88,22 +100,15 @@ public final class CertificateController: Sendable {
         }
     }
 
-    /// The Secrets it writes, watched in each namespace that has Certificates: the controller may read Secrets only
-    /// where its namespaced Roles allow (deploy/namespace-access), never cluster-wide. Watches start and stop as
-    /// Certificates appear in and leave namespaces; a namespace without a Role shows up as 403s in the log and as the
-    /// Certificate's failed issuance.
+    /// The Secrets it writes, watched in each namespace that has Certificates (as the Certificate watch saw them, so
+    /// no listing of its own): the controller may read Secrets only where its namespaced Roles allow
+    /// (deploy/namespace-access), never cluster-wide. Watches start and stop as Certificates appear in and leave
+    /// namespaces; a namespace without a Role shows up as 403s in the log and as the Certificate's failed issuance.
     private func followSecrets() async {
         // One task per namespace, since a task group cannot cancel one child; all are cancelled with this one.
         var watches: [String: Task<Void, Never>] = [:]
         while !Task.isCancelled {
-            let wanted: Set<String>
-            if let namespace = settings.namespace {
-                wanted = [namespace]
-            } else if let items = try? await client.list(.certificates, namespace: nil).items {
-                wanted = Set(items.compactMap(\.namespace))
-            } else {
-                wanted = Set(watches.keys)
-            }
+            let wanted = settings.namespace.map { [$0] } ?? Set(certificatesByNamespace.withLock { $0.keys })
             for namespace in wanted where watches[namespace] == nil {
                 watches[namespace] = Task { await self.followSecrets(in: namespace) }
             }
