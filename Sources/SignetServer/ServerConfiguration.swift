@@ -173,16 +173,15 @@ public struct ServerConfiguration: Sendable, Equatable {
             settings.audience = accounts.audience ?? settings.audience
             if let validation = accounts.validation { settings.validation = try parse(validation, "serviceAccounts.validation") }
             settings.issuer = accounts.issuer ?? settings.issuer
-            for controller in accounts.controllers ?? [] {
-                let parts = controller.split(separator: "/").map(String.init)
-                guard parts.count == 2 else { throw ConfigurationError("serviceAccounts.controllers: '\(controller)' is not namespace/name") }
-                settings.controllers.insert(ServiceAccountIdentity(namespace: parts[0], name: parts[1]))
+            func identities(_ entries: [String]?, _ key: String) throws -> Set<ServiceAccountIdentity> {
+                Set(try (entries ?? []).map { entry in
+                    let parts = entry.split(separator: "/").map(String.init)
+                    guard parts.count == 2 else { throw ConfigurationError("serviceAccounts.\(key): '\(entry)' is not namespace/name") }
+                    return ServiceAccountIdentity(namespace: parts[0], name: parts[1])
+                })
             }
-            for auditor in accounts.auditors ?? [] {
-                let parts = auditor.split(separator: "/").map(String.init)
-                guard parts.count == 2 else { throw ConfigurationError("serviceAccounts.auditors: '\(auditor)' is not namespace/name") }
-                settings.auditors.insert(ServiceAccountIdentity(namespace: parts[0], name: parts[1]))
-            }
+            settings.controllers = try identities(accounts.controllers, "controllers")
+            settings.auditors = try identities(accounts.auditors, "auditors")
             for entry in accounts.namespaces ?? [] {
                 settings.namespaces[entry.namespace] = IssuancePolicy(
                     allowedNames: try entry.allow.map { try NamePattern($0) },
