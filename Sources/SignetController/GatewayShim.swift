@@ -92,11 +92,14 @@ public enum GatewayShim {
         let home = gateway.namespace ?? "default"
         var all: [DesiredCertificate] = []
         var refusals: [Refusal] = []
-        let namespaces = gateway.annotations[secretNamespaceAnnotation].map { [$0] }
-            ?? (workloadNamespaces.isEmpty ? [home] : workloadNamespaces)
+        let named = gateway.annotations[secretNamespaceAnnotation]
+        let namespaces = named.map { [$0] } ?? (workloadNamespaces.isEmpty ? [home] : workloadNamespaces)
         for namespace in namespaces {
             guard allowance.permits(gatewayNamespace: home, certificateNamespace: namespace) else {
-                refusals.append(Refusal(reason: "NamespaceNotAllowed", note: "no Certificate in namespace \(namespace): \(allowance.rule(for: home))"))
+                // The Event is read by the Gateway's author: a namespace found through pods is not theirs to learn.
+                let place = named != nil ? "namespace \(namespace)" : "a namespace where pods matching the selector run"
+                let refusal = Refusal(reason: "NamespaceNotAllowed", note: "no Certificate in \(place): \(allowance.rule(for: home))")
+                if !refusals.contains(refusal) { refusals.append(refusal) }
                 continue
             }
             let (certificates, refused) = desired(gateway, in: namespace)
