@@ -75,6 +75,9 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // The system's DNS resolver library (libresolv, glibc): dns-01 validation asks a configurable server for TXT
+        // records through it instead of a hand-written DNS client. A few lines of C set the server and flatten answers.
+        .target(name: "CResolv", linkerSettings: [.linkedLibrary("resolv")]),
         // The PKCS#11 declarations (p11-kit's header; Debian libp11-kit-dev). Modules are dlopen'ed, nothing is linked.
         .systemLibrary(
             name: "CPKCS11",
@@ -118,7 +121,7 @@ let package = Package(
         .target(
             name: "SignetLedger",
             dependencies: [
-                "SignetAuthority",
+                "SignetAuthority", "SignetACME",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -136,7 +139,7 @@ let package = Package(
         .target(
             name: "SignetServer",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetOpenAPI",
+                "SignetAuthority", "SignetACME", "CResolv", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetOpenAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -145,6 +148,9 @@ let package = Package(
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -159,8 +165,8 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
-        // ACME (RFC 8555): the protocol's own parts that no package here provides, starting with JWS and JWK
-        // verification on swift-crypto. Pure: no I/O.
+        // ACME (RFC 8555, 8737, 8738, 9773): the protocol's pure parts: JWS and JWK verification on swift-crypto (no
+        // package here does it), identifiers, challenges, the state machines, renewal information. No I/O.
         .target(
             name: "SignetACME",
             dependencies: [

@@ -81,6 +81,27 @@ public struct JSONWebKey: Sendable, Equatable {
         thumbprint = Base64URL.encode(SHA256.hash(data: Data(text.utf8)))
     }
 
+    /// The key as a DER SubjectPublicKeyInfo, to compare with a CSR's or a certificate's key.
+    public var subjectPublicKeyInfo: [UInt8] {
+        switch key {
+        case .rsa(let key, _, _): Array(key.derRepresentation)
+        case .p256(let key): Array(key.derRepresentation)
+        case .p384(let key): Array(key.derRepresentation)
+        // id-Ed25519 (RFC 8410): SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING key }.
+        case .ed25519(let key): [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00] + Array(key.rawRepresentation)
+        }
+    }
+
+    /// The JWK's JSON object, as RFC 7638 names its members.
+    public var json: [String: String] {
+        switch key {
+        case .rsa(_, let modulus, let exponent): ["kty": "RSA", "n": Base64URL.encode(modulus), "e": Base64URL.encode(exponent)]
+        case .p256(let key): ["kty": "EC", "crv": "P-256", "x": Base64URL.encode(key.rawRepresentation.prefix(32)), "y": Base64URL.encode(key.rawRepresentation.suffix(32))]
+        case .p384(let key): ["kty": "EC", "crv": "P-384", "x": Base64URL.encode(key.rawRepresentation.prefix(48)), "y": Base64URL.encode(key.rawRepresentation.suffix(48))]
+        case .ed25519(let key): ["kty": "OKP", "crv": "Ed25519", "x": Base64URL.encode(key.rawRepresentation)]
+        }
+    }
+
     /// Whether `signature` (as JWS carries it: raw r‖s for ECDSA) signs `input` with `algorithm`.
     func verifies(_ signature: Data, over input: Data, algorithm: String) -> Bool {
         switch (key, algorithm) {

@@ -1,5 +1,7 @@
+import Crypto
 import GRDB
 import SignetAuthority
+import Synchronization
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -18,7 +20,9 @@ public final class CertificateLedger: Sendable {
     public let path: String
     public let durability: Durability
     let pool: DatabasePool
-    private let committer: GroupCommitter
+    let committer: GroupCommitter
+    /// The ACME nonce key, read from the ledger once (ACMEStore).
+    let nonceKeyCache = Mutex<SymmetricKey?>(nil)
     /// Seals the private keys the ledger holds; nil for callers that never touch them (the CLI's token commands).
     let key: LedgerKey?
 
@@ -63,7 +67,7 @@ public final class CertificateLedger: Sendable {
     ///
     /// `issued_at` is kept non-decreasing in insertion order (a clock step backwards records the previous time),
     /// which lets issue-time filters become ranges of `id`, the listing order.
-    public func record(_ entry: CertificateEntry, event: AuditEvent) async throws {
+    public func record(_ entry: CertificateEntry, event: AuditEvent, alongside: LedgerWrite? = nil) async throws {
         let dnsJSON = JSONList.encode(entry.dnsNames)
         let ipJSON = JSONList.encode(entry.ipAddresses)
         try await committer.commit { db in
@@ -83,6 +87,7 @@ public final class CertificateLedger: Sendable {
                 try insertName.execute(arguments: [id, name])
             }
             try Self.insert(event, into: db)
+            try alongside?.apply(db)
         }
     }
 

@@ -157,6 +157,83 @@ enum LedgerSchema {
                 CREATE INDEX acme_nonces_by_expiry ON acme_nonces (expires_ms);
                 """)
         }
+        migrator.registerMigration("v8: ACME accounts, orders, authorizations, EAB keys, renewal information") { db in
+            // Nonces are now stamped by the ledger's nonce key (acme_settings) and need no row until they are used:
+            // acme_nonces keeps the spent ones until they expire, so a second use is a primary-key conflict, whichever
+            // replica answers. Nonces handed out under v7 are not stamped; clients retry a badNonce.
+            try db.execute(sql: """
+                DELETE FROM acme_nonces;
+                CREATE TABLE acme_settings (
+                    name TEXT PRIMARY KEY,
+                    value BLOB NOT NULL
+                ) STRICT, WITHOUT ROWID;
+
+                -- External Account Binding keys: the HMAC key sealed with the ledger key (its MAC must be checked, so
+                -- a hash will not do), the directory it binds to, a label recorded in requesters, and the names
+                -- accounts bound with it may order (empty: the directory's).
+                CREATE TABLE acme_eab_keys (
+                    key_id TEXT PRIMARY KEY,
+                    directory TEXT NOT NULL,
+                    label TEXT NOT NULL,
+                    allowed_names TEXT NOT NULL,
+                    sealed_mac_key TEXT NOT NULL,
+                    created_at_ms INTEGER NOT NULL,
+                    revoked_at_ms INTEGER
+                ) STRICT;
+
+                CREATE TABLE acme_accounts (
+                    id TEXT PRIMARY KEY,
+                    directory TEXT NOT NULL,
+                    thumbprint TEXT NOT NULL,
+                    jwk TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('valid', 'deactivated', 'revoked')),
+                    contact TEXT NOT NULL,
+                    eab_key_id TEXT REFERENCES acme_eab_keys (key_id),
+                    created_at_ms INTEGER NOT NULL,
+                    UNIQUE (directory, thumbprint)
+                ) STRICT;
+
+                -- Challenges live inside their authorization (JSON): they are read and written with it.
+                CREATE TABLE acme_authorizations (
+                    id TEXT PRIMARY KEY,
+                    account_id TEXT NOT NULL REFERENCES acme_accounts (id),
+                    identifier_type TEXT NOT NULL CHECK (identifier_type IN ('dns', 'ip')),
+                    identifier_value TEXT NOT NULL,
+                    wildcard INTEGER NOT NULL CHECK (wildcard IN (0, 1)),
+                    status TEXT NOT NULL CHECK (status IN ('pending', 'valid', 'invalid', 'deactivated', 'expired', 'revoked')),
+                    expires_ms INTEGER NOT NULL,
+                    trusted INTEGER NOT NULL DEFAULT 0 CHECK (trusted IN (0, 1)),
+                    challenges TEXT NOT NULL
+                ) STRICT;
+                CREATE INDEX acme_authorizations_for_reuse ON acme_authorizations (account_id, identifier_value, status, expires_ms);
+                CREATE INDEX acme_authorizations_by_expiry ON acme_authorizations (expires_ms);
+
+                CREATE TABLE acme_orders (
+                    id TEXT PRIMARY KEY,
+                    account_id TEXT NOT NULL REFERENCES acme_accounts (id),
+                    status TEXT NOT NULL CHECK (status IN ('pending', 'ready', 'processing', 'valid', 'invalid')),
+                    identifiers TEXT NOT NULL,
+                    authorizations TEXT NOT NULL,
+                    not_before_ms INTEGER,
+                    not_after_ms INTEGER,
+                    profile TEXT,
+                    replaces TEXT,
+                    expires_ms INTEGER NOT NULL,
+                    certificate_serial TEXT,
+                    error TEXT,
+                    created_at_ms INTEGER NOT NULL
+                ) STRICT;
+                CREATE INDEX acme_orders_by_account ON acme_orders (account_id, created_at_ms);
+                CREATE INDEX acme_orders_by_replaces ON acme_orders (replaces) WHERE replaces IS NOT NULL;
+                CREATE INDEX acme_orders_by_expiry ON acme_orders (expires_ms);
+
+                -- ARI: certificates an administrator asked to be replaced now (signet acme ari advance).
+                CREATE TABLE acme_renewal_advances (
+                    serial TEXT PRIMARY KEY,
+                    advanced_at_ms INTEGER NOT NULL
+                ) STRICT, WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 }

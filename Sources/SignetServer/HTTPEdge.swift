@@ -39,6 +39,19 @@ public struct APIEdgeMiddleware: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let requestID = Self.requestID()
+        if request.uri.path.hasPrefix("/acme/") {
+            // ACME answers in its own error format, with its own body limit and nonces (ACMEEdge); only paths
+            // outside every directory fall through to the problems below.
+            do {
+                var response = try await next(request, context)
+                response.headers[Self.requestIDHeader] = requestID
+                return response
+            } catch {
+                var answer = Self.response(Self.problem(for: error, method: request.method.rawValue, path: request.uri.path))
+                answer.headers[Self.requestIDHeader] = requestID
+                return answer
+            }
+        }
         do {
             var request = request
             if let declared = request.headers[.contentLength].flatMap(Int.init), declared > Self.maximumBodySize {

@@ -55,7 +55,11 @@ public final class IssuanceService: Sendable {
         self.rootPEM = try PEMFiles.pem([ca.root])
     }
 
-    public func issue(_ request: IssuanceRequest, for caller: Caller) async throws -> IssuedCertificate {
+    /// `alongside` names a write a front end needs in the certificate's own transaction (an ACME order it completes),
+    /// given the certificate's serial.
+    public func issue(
+        _ request: IssuanceRequest, for caller: Caller, alongside: (@Sendable (String) -> LedgerWrite)? = nil
+    ) async throws -> IssuedCertificate {
         let started = ContinuousClock.now
         let issuedAt = now()
         let plan: IssuancePlan
@@ -109,7 +113,10 @@ public final class IssuanceService: Sendable {
         entry.signerKeyVersion = receipt.recorded.keyVersion
         entry.signerRequestID = receipt.recorded.requestID
         do {
-            try await ledger.record(entry, event: AuditEvent(at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .success, subject: serialHex, names: plan.names.all))
+            try await ledger.record(
+                entry, event: AuditEvent(at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .success, subject: serialHex, names: plan.names.all),
+                alongside: alongside?(serialHex)
+            )
         } catch {
             metrics.recordFailed()
             logger.error("could not record an issued certificate; it is discarded", metadata: ["error": "\(error)", "serial": "\(serialHex)"])

@@ -8,6 +8,7 @@ import NIOSSL
 import OpenAPIHummingbird
 import OpenAPIRuntime
 import ServiceLifecycle
+import SignetACME
 import SignetAuthority
 import SignetKeyVault
 import SignetKeys
@@ -33,6 +34,8 @@ public struct SignetServer: Sendable {
     public let metrics: SignetMetrics
     public let authenticator: CallerAuthenticator
     public let managed: ManagedCertificates
+    /// The ACME front end's registration authority; nil when no ACME directory is configured.
+    public let acme: ACMEService?
     let clusters: ClusterConnections
     let signer: any CASigner
     /// The client a remote signer talks through; shut down with the server.
@@ -111,9 +114,23 @@ public struct SignetServer: Sendable {
                 ledger: ledger, issuance: issuance, clusters: clusters, authenticator: authenticator, metrics: metrics, logger: logger,
                 forcedRenewalsPerHour: configuration.limits.forcedRenewalsPerHour
             )
+            var acme: ACMEService?
+            if !configuration.acme.directories.isEmpty {
+                acme = ACMEService(settings: configuration.acme, store: ledger, issuance: issuance, limits: configuration.limits, logger: logger)
+                for directory in configuration.acme.directories {
+                    logger.info("ACME directory", metadata: [
+                        "url": "\(configuration.acmeBaseURL)/acme/\(directory.name)/directory", "allow": "\(directory.allowedNames)",
+                        "challenges": "\(directory.challenges.map(\.rawValue))", "externalAccountRequired": "\(directory.externalAccountRequired)",
+                        "trustedNames": "\(directory.trustedNames)",
+                    ])
+                    if directory.alwaysValid {
+                        logger.warning("ACME directory '\(directory.name)' passes every challenge without validating it (alwaysValid): for tests and benchmarks only")
+                    }
+                }
+            }
             return SignetServer(
                 configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator,
-                managed: managed, clusters: clusters, signer: signer, http: http, logger: logger
+                managed: managed, acme: acme, clusters: clusters, signer: signer, http: http, logger: logger
             )
         } catch {
             // A CA that fails its checks stops the start; the remote signer's client is closed first.
@@ -174,6 +191,9 @@ public struct SignetServer: Sendable {
         // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output
         // costs measurable time at thousands of answers a second.
         try api.registerHandlers(on: router, configuration: .init(dateTranscoder: RFC3339DateTranscoder(), jsonEncodingOptions: [.withoutEscapingSlashes]))
+        if let acme {
+            ACMEFrontEnd(service: acme, store: ledger, baseURL: configuration.acmeBaseURL).register(on: router)
+        }
         return router
     }
 
@@ -185,6 +205,7 @@ public struct SignetServer: Sendable {
             RenewalScheduler(managed: managed, concurrency: configuration.renewalConcurrency, logger: logger),
             DeliveredSecretWatch(ledger: ledger, clusters: clusters, logger: logger),
         ]
+        if let acme { services.append(ACMEMaintenance(service: acme, logger: logger)) }
         switch configuration.transport {
         case .http:
             logger.warning("serving plain HTTP: tokens and keys cross the network unencrypted")
@@ -211,6 +232,7 @@ public struct SignetServer: Sendable {
         }
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
         await clusters.shutdown()
+        await acme?.shutdown()
         try await http?.shutdown()
         try ledger.close()
         logger.info("stopped; ledger closed")

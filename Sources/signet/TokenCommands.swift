@@ -131,14 +131,19 @@ struct TokenCommand: AsyncParsableCommand {
 }
 
 extension LedgerLocation {
-    func open() throws -> CertificateLedger {
+    /// The ledger; `sealing` also loads the ledger key, for commands that write or read sealed secrets.
+    func open(sealing: Bool = false) throws -> CertificateLedger {
         let configuration = try ServerConfiguration.load(path: configPath)
         let path = database ?? configuration.resolvedDatabasePath
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
-        return try CertificateLedger(path: path, durability: configuration.durability)
+        return try CertificateLedger(path: path, durability: configuration.durability, key: sealing ? try configuration.loadLedgerKey() : nil)
+    }
+
+    func configuration() throws -> ServerConfiguration {
+        try ServerConfiguration.load(path: configPath)
     }
 }
 
