@@ -10,8 +10,8 @@ import Foundation
 public enum RenewalInfo {
     /// A certificate's ARI identifier: base64url of its authority key identifier and of its serial number's DER
     /// INTEGER content, joined by a dot (§4.1).
-    public static func certificateID(authorityKeyID: [UInt8], serialBytes: [UInt8]) -> String {
-        Base64URL.encode(authorityKeyID) + "." + Base64URL.encode(integerContent(serialBytes))
+    public static func certificateID(authorityKeyID: some Collection<UInt8>, serialBytes: some Collection<UInt8>) -> String {
+        Base64URL.encode(Array(authorityKeyID)) + "." + Base64URL.encode(integerContent(Array(serialBytes)))
     }
 
     /// The two parts of a certificate identifier; nil when it is not two base64url parts.

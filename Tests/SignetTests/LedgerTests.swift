@@ -146,24 +146,27 @@ struct LedgerTests {
         #expect(try await ledger.auditEvents().map(\.action) == ["token.revoke", "token.create"])
     }
 
-    @Test("ACME nonces: each is good once, not after it expires, and still good after a restart")
+    @Test("ACME nonces: each is good once, not after it expires, not if forged, and still good after a restart")
     func nonces() async throws {
         let path = try Fixtures.temporaryDirectory() + "/ledger.sqlite"
         let ledger = try CertificateLedger(path: path)
         let now = Date()
         let first = try await ledger.issueNonce(now: now)
         let second = try await ledger.issueNonce(now: now)
-        let short = try await ledger.issueNonce(lifetime: .seconds(10), now: now)
-        #expect(first != second && first.count == 22 && Base64URL.decode(first)?.count == 16)
+        let old = try await ledger.issueNonce(now: now.addingTimeInterval(-3601))
+        #expect(first != second && first.count == 43 && Base64URL.decode(first)?.count == 32)
         #expect(try await ledger.consumeNonce(first, now: now))
         #expect(try await !ledger.consumeNonce(first, now: now), "single use")
         #expect(try await !ledger.consumeNonce("never-handed-out", now: now))
-        #expect(try await !ledger.consumeNonce(short, now: now.addingTimeInterval(11)), "expired")
+        #expect(try await !ledger.consumeNonce(old, now: now), "expired after an hour")
+        var forged = Array(Base64URL.decode(second) ?? Data())
+        forged[0] ^= 1
+        #expect(try await !ledger.consumeNonce(Base64URL.encode(forged), now: now), "a changed expiry breaks the MAC")
         try ledger.close()
         let restarted = try CertificateLedger(path: path)
         #expect(try await restarted.consumeNonce(second, now: now), "nonces survive a restart")
-        _ = try await restarted.issueNonce(lifetime: .seconds(1), now: now)
-        #expect(try await restarted.pruneNonces(now: now.addingTimeInterval(20)) == 2, "the expired ones (short and the new one) are forgotten")
+        #expect(try await !restarted.consumeNonce(first, now: now), "and a used one stays used")
+        #expect(try await restarted.pruneACME(now: now.addingTimeInterval(7200), retention: .seconds(86_400)) == 2, "spent nonces are forgotten once expired")
         try restarted.close()
     }
 

@@ -145,13 +145,29 @@ struct ACMEValidator: Sendable {
     // MARK: tls-alpn-01
 
     private func tlsALPN01(_ identifier: ACMEIdentifier, keyAuthorization: String) async throws {
+        let serverName = TLSALPNChallenge.serverName(for: identifier)
+        let address = try await connectAddress(identifier.value)
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = .none
         configuration.applicationProtocols = [TLSALPNChallenge.protocolName]
         configuration.minimumTLSVersion = .tlsv12
+        let certificate: Certificate
+        do {
+            certificate = try await validationCertificate(configuration, address: address, serverName: serverName)
+        } catch let error as ACMEError where error.detail.contains("KEY_USAGE_BIT_INCORRECT") {
+            // Validation certificates often carry keyUsage keyEncipherment alone (lego's do), which BoringSSL refuses
+            // for a signed key exchange. Go's TLS, which Boulder validates with, ignores keyUsage; RSA key transport
+            // under TLS 1.2 is what such a certificate allows, so ask for that.
+            configuration.maximumTLSVersion = .tlsv12
+            configuration.cipherSuiteValues = [.TLS_RSA_WITH_AES_128_GCM_SHA256, .TLS_RSA_WITH_AES_256_GCM_SHA384]
+            certificate = try await validationCertificate(configuration, address: address, serverName: serverName)
+        }
+        try Self.check(certificate, for: identifier, keyAuthorization: keyAuthorization)
+    }
+
+    /// The certificate a server presents for `serverName` after negotiating `acme-tls/1`.
+    private func validationCertificate(_ configuration: TLSConfiguration, address: String, serverName: String) async throws -> Certificate {
         let context = try NIOSSLContext(configuration: configuration)
-        let serverName = TLSALPNChallenge.serverName(for: identifier)
-        let address = try await connectAddress(identifier.value)
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let handshake = loop.makePromise(of: String?.self)
         let timeout = self.timeout
@@ -187,8 +203,7 @@ struct ACMEValidator: Sendable {
             throw ACMEError(.tls, "the server negotiated ALPN \(negotiated.map { "'\($0)'" } ?? "nothing"), not '\(TLSALPNChallenge.protocolName)'")
         }
         guard let peer = try await channel.nioSSL_peerCertificate().get() else { throw ACMEError(.tls, "the server presented no certificate") }
-        let certificate = try Certificate(derEncoded: try peer.toDERBytes())
-        try Self.check(certificate, for: identifier, keyAuthorization: keyAuthorization)
+        return try Certificate(derEncoded: try peer.toDERBytes())
     }
 
     /// RFC 8737 §3: exactly one subjectAltName, the identifier; a critical acmeIdentifier extension holding the key
