@@ -14,6 +14,12 @@ command -v kubectl >/dev/null || bash scripts/ensure-packages.sh kubernetes-clie
 python3 -c 'import cryptography, azure.identity, azure.keyvault.keys, kubernetes_validate, schemathesis' 2>/dev/null ||
     python3 -m pip install -q cryptography azure-identity azure-keyvault-keys kubernetes-validate schemathesis
 
+# ACME clients and the DNS server their dns-01 challenges use: certbot (with its RFC 2136 plugin) and lego from
+# Debian, BIND (named, nsupdate, dig); a current certbot (ARI, profiles) from PyPI in its own virtualenv.
+bash scripts/ensure-packages.sh certbot python3-certbot-dns-rfc2136 lego bind9 bind9-dnsutils python3-venv
+certbot_venv=.build/acme-clients/certbot
+[ -x "$certbot_venv/bin/certbot" ] || { python3 -m venv "$certbot_venv" && "$certbot_venv/bin/pip" install -q certbot; }
+
 # Building tests and products in one step, then running without rebuilding, avoids a second link of the graph.
 started=$SECONDS
 swift build --build-tests
