@@ -214,11 +214,17 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
-        // The in-process half of the benchmark (bench/run.sh): request generation, the crypto ceiling, ledger queries.
+        // The in-process half of the benchmark (bench/run.sh): request generation, the crypto ceiling, ledger queries,
+        // and the ACME client loop run against Signet and Pebble alike.
         .executableTarget(
             name: "signet-bench",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetLedger",
+                "SignetAuthority", "SignetKeys", "SignetLedger", "SignetACME",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

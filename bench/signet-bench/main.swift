@@ -2,6 +2,7 @@
 //   signet-bench csrs COUNT DIR        pre-generate P-256 CSRs as request bodies for Signet and for cfssl
 //   signet-bench ceiling SECONDS       CSR verification + certificate signing per second on all cores
 //   signet-bench ledger ROWS PATH      fill a ledger with ROWS certificates and time the auditor's queries
+//   signet-bench acme DIRECTORY_URL CA_FILE CLIENTS SECONDS LABEL   the ACME order flow, CLIENTS at once
 import Crypto
 import Foundation
 import SignetAuthority
@@ -18,8 +19,15 @@ case "ceiling":
     try await measureCeiling(seconds: Double(arguments.dropFirst().first ?? "5") ?? 5)
 case "ledger":
     try await measureLedger(rows: Int(arguments.dropFirst().first ?? "1000000") ?? 1_000_000, path: arguments.dropFirst(2).first ?? "bench-ledger.sqlite")
+case "acme":
+    let values = Array(arguments.dropFirst())
+    guard values.count == 5, let clients = Int(values[2]), let seconds = Double(values[3]) else {
+        print("usage: signet-bench acme DIRECTORY_URL CA_FILE CLIENTS SECONDS LABEL")
+        exit(2)
+    }
+    try await runACMELoad(directoryURL: values[0], caFile: values[1], clients: clients, seconds: seconds, label: values[4])
 default:
-    print("usage: signet-bench csrs COUNT DIR | ceiling SECONDS | ledger ROWS PATH")
+    print("usage: signet-bench csrs COUNT DIR | ceiling SECONDS | ledger ROWS PATH | acme DIRECTORY_URL CA_FILE CLIENTS SECONDS LABEL")
     exit(2)
 }
 
