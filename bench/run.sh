@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Signet against cfssl on loopback, same machine, same P-256 CA, same pre-generated P-256 CSRs; then Signet with
 # its CA key in (the double of) Azure Key Vault and on a SoftHSM2 token, against the key file.
-# Usage: bash bench/run.sh [seconds per point, default 10] [all|cfssl|signers|vault|hsm, default all]
+# Usage: bash bench/run.sh [seconds per point, default 10] [all|cfssl|signers|vault|hsm|acme, default all]
 # Prints issuances/s, p50, p99 and peak RSS for each concurrency, the in-process crypto ceiling, the 1M-row
-# ledger query times, and the remote-signer table. Everything it starts is stopped when it exits.
+# ledger query times, the remote-signer table, and the ACME order flow against Pebble. Everything it starts is stopped when it exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -192,11 +192,78 @@ bench_hsm() {
     kill "$signet_pid" "$hsm_pid"
 }
 
+# ACME: the whole order flow (newOrder, authorization, http-01 challenge, finalize, download) per second, by the
+# same client loop (signet-bench acme) against Pebble (Debian 2.4, in memory, PEBBLE_VA_ALWAYS_VALID=1,
+# PEBBLE_VA_NOSLEEP=1) and against Signet (HTTPS, durable ledger: synchronous=FULL, an alwaysValid directory), one
+# after the other at each concurrency. Both serve HTTPS with a P-256 certificate; each client an ES256 account.
+bench_acme() {
+    bash scripts/ensure-packages.sh pebble
+    local pebble_port pebble_management signet_port
+    pebble_port=$(free_port); pebble_management=$(free_port); signet_port=$(free_port)
+    mkdir -p "$work/pebble"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/pebble/key.pem" -out "$work/pebble/cert.pem" \
+        -days 2 -subj /CN=pebble -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
+    cat > "$work/pebble/config.json" <<JSON
+{"pebble": {"listenAddress": "127.0.0.1:$pebble_port", "managementListenAddress": "127.0.0.1:$pebble_management",
+ "certificate": "$work/pebble/cert.pem", "privateKey": "$work/pebble/key.pem", "httpPort": 5002, "tlsPort": 5001,
+ "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+JSON
+    PEBBLE_VA_ALWAYS_VALID=1 PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 \
+        pebble -config "$work/pebble/config.json" >"$work/pebble.log" 2>&1 &
+    local pebble_pid=$!; pids+=("$pebble_pid")
+
+    cat > "$work/acme.yaml" <<YAML
+acme:
+  directories:
+    - name: bench
+      allow: ["**.bench.test"]
+      alwaysValid: true
+YAML
+    env SIGNET_DATA_DIR="$work/acme" SIGNET_LISTEN="127.0.0.1:$signet_port" SIGNET_DURABILITY=full SIGNET_LIMIT_ISSUANCES_PER_SECOND=0 \
+        SIGNET_CA_DIR="$work/ca" "$bin/signet" serve --config "$work/acme.yaml" --log-level warning >"$work/acme.log" 2>&1 &
+    local signet_acme_pid=$!; pids+=("$signet_acme_pid")
+    for _ in $(seq 1 100); do curl -sf --cacert "$work/ca/root.crt" -o /dev/null "https://127.0.0.1:$signet_port/healthz" && break; sleep 0.1; done
+    for _ in $(seq 1 100); do curl -sf --cacert "$work/pebble/cert.pem" -o /dev/null "https://127.0.0.1:$pebble_port/dir" && break; sleep 0.1; done
+    local pebble_dir="https://127.0.0.1:$pebble_port/dir" signet_dir="https://127.0.0.1:$signet_port/acme/bench/directory"
+
+    acme_point() { # directory ca clients label -> "orders/s p50 p99 requests/order errors"
+        "$bin/signet-bench" acme "$1" "$2" "$3" "$seconds" "$4" 2>>"$work/acme-errors.log" | grep '^RESULT' | python3 -c '
+import sys
+f = dict(item.split("=") for item in sys.stdin.read().split()[1:])
+orders = int(f["orders"])
+print(f"{orders / float(f[\"seconds\"]):.0f} {f[\"p50_ms\"]} {f[\"p99_ms\"]} {int(f[\"requests\"]) / max(orders, 1):.1f} {f[\"errors\"]}")'
+    }
+    cpu_seconds() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+    acme_point "$pebble_dir" "$work/pebble/cert.pem" 8 warm-p >/dev/null
+    acme_point "$signet_dir" "$work/ca/root.crt" 8 warm-s >/dev/null
+
+    printf '\nACME order flow (newOrder, authz, challenge, finalize, download), same client loop, %s s a point\n' "$seconds"
+    printf '%-7s | %-44s | %-44s | %s\n' "clients" "Pebble 2.4 (in memory)" "Signet (SQLite WAL, sync=FULL)" "Signet/Pebble"
+    printf '%-7s | %-44s | %-44s | %s\n' "" "orders/s  p50 ms  p99 ms  req/order  CPU ms/order" "orders/s  p50 ms  p99 ms  req/order  CPU ms/order" "orders/s"
+    for clients in 1 8 64; do
+        local before_p before_s
+        before_p=$(cpu_seconds "$pebble_pid")
+        read -r p_rate p_p50 p_p99 p_req p_err < <(acme_point "$pebble_dir" "$work/pebble/cert.pem" "$clients" "p$clients")
+        p_cpu=$(python3 -c "print(f'{($(cpu_seconds "$pebble_pid") - $before_p) * 1000 / max($p_rate * $seconds, 1):.2f}')")
+        before_s=$(cpu_seconds "$signet_acme_pid")
+        read -r s_rate s_p50 s_p99 s_req s_err < <(acme_point "$signet_dir" "$work/ca/root.crt" "$clients" "s$clients")
+        s_cpu=$(python3 -c "print(f'{($(cpu_seconds "$signet_acme_pid") - $before_s) * 1000 / max($s_rate * $seconds, 1):.2f}')")
+        ratio=$(python3 -c "print(f'{$s_rate / max($p_rate, 1):.2f}x')")
+        printf '%-7s | %8s %7s %7s %9s %12s | %8s %7s %7s %9s %12s | %s   (errors: Pebble %s, Signet %s)\n' "$clients" \
+            "$p_rate" "$p_p50" "$p_p99" "$p_req" "$p_cpu" "$s_rate" "$s_p50" "$s_p99" "$s_req" "$s_cpu" "$ratio" "$p_err" "$s_err"
+    done
+    printf 'certificates in the ledger: %s (each committed before its order turned valid)\n' \
+        "$(sqlite3 "$work/acme/ledger.sqlite" "select count(*) from certificates where requester like 'acme:bench/%'")"
+    printf 'peak RSS: Pebble %s MB, Signet %s MB\n' "$(peak_rss_mb "$pebble_pid")" "$(peak_rss_mb "$signet_acme_pid")"
+    kill "$pebble_pid" "$signet_acme_pid"
+}
+
 case "$mode" in
     cfssl) bench_cfssl; bench_ceiling_and_ledger ;;
     signers) bench_vault; bench_hsm ;;
     vault) bench_vault ;;
     hsm) bench_hsm ;;
-    all) bench_cfssl; bench_ceiling_and_ledger; bench_vault; bench_hsm ;;
-    *) echo "mode must be all, cfssl, signers, vault or hsm" >&2; exit 2 ;;
+    acme) bench_acme ;;
+    all) bench_cfssl; bench_ceiling_and_ledger; bench_vault; bench_hsm; bench_acme ;;
+    *) echo "mode must be all, cfssl, signers, vault, hsm or acme" >&2; exit 2 ;;
 esac

@@ -47,7 +47,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("file", help="rendered manifests, or - for stdin")
     parser.add_argument("--kubernetes-version", default="1.31.0")
-    parser.add_argument("--schema", action="append", default=[], help="apiVersion/Kind=path.json for kinds without a CRD here")
+    parser.add_argument("--schema", action="append", default=[], help="apiVersion/Kind=path.json[#Kind] for kinds without a CRD here")
     options = parser.parse_args()
 
     text = sys.stdin.read() if options.file == "-" else open(options.file).read()
@@ -55,8 +55,12 @@ def main():
     schemas = {}  # apiVersion/Kind -> (schema, where it came from)
     for entry in options.schema:
         key, _, path = entry.partition("=")
+        path, _, part = path.partition("#")  # file.json#Kind: one of several schemas sharing the file's definitions
         with open(path) as f:
-            schemas[key] = (json.load(f), path)
+            schema = json.load(f)
+        if part:
+            schema = dict(schema[part], definitions=schema.get("definitions", {}))
+        schemas[key] = (schema, path)
     for document in documents:
         if document.get("kind") == "CustomResourceDefinition":
             spec = document["spec"]

@@ -1,5 +1,6 @@
 import Foundation
 import SignetKubernetes
+import SignetACME
 import SignetServer
 import Testing
 
@@ -87,6 +88,26 @@ struct DeployTests {
             let checked = try validate(broken)
             #expect(!checked.succeeded && checked.output.contains("INVALID \(expected)"), "\(checked.output)")
         }
+    }
+
+    @Test("the cert-manager ACME ClusterIssuer example validates against cert-manager's API fields and names the base's ACME directory")
+    func certManagerExample() throws {
+        let path = Fixtures.packageRoot + "/deploy/examples/cert-manager-acme/cluster-issuer.yaml"
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let schema = Fixtures.packageRoot + "/Tests/Deploy/cert-manager.schema.json"
+        let checked = try Tool.run("python3", [Fixtures.packageRoot + "/Tests/Deploy/validate_manifests.py", "-",
+                                               "--schema", "cert-manager.io/v1/ClusterIssuer=\(schema)#ClusterIssuer",
+                                               "--schema", "cert-manager.io/v1/Certificate=\(schema)#Certificate"], input: text)
+        #expect(checked.succeeded && checked.output.contains("2 documents, 0 failing"), "\(checked.output)\(checked.error)")
+        let broken = try Tool.run("python3", [Fixtures.packageRoot + "/Tests/Deploy/validate_manifests.py", "-",
+                                              "--schema", "cert-manager.io/v1/ClusterIssuer=\(schema)#ClusterIssuer",
+                                              "--schema", "cert-manager.io/v1/Certificate=\(schema)#Certificate"],
+                                  input: text.replacingOccurrences(of: "keySecretRef:", with: "keySecret:"))
+        #expect(!broken.succeeded && broken.output.contains("INVALID ClusterIssuer"), "a misspelt field is caught: \(broken.output)")
+        let configuration = try ServerConfiguration.load(path: Fixtures.packageRoot + "/deploy/base/signet.yaml", environment: [:])
+        let directory = try #require(configuration.acme.directory(named: "cluster"))
+        #expect(directory.externalAccountRequired)
+        #expect(text.contains("server: \(configuration.acmeBaseURL)/acme/cluster/directory"))
     }
 
     @Test("the signet.yaml of each overlay is a configuration signet serve accepts")
