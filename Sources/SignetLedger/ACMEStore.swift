@@ -91,7 +91,7 @@ extension CertificateLedger: ACMEStore {
     private func nonceKey() async throws -> SymmetricKey {
         if let key = nonceKeyCache.withLock({ $0 }) { return key }
         let bytes = try await pool.write { db -> Data in
-            if let existing = try Data.fetchOne(db, sql: "SELECT value FROM acme_settings WHERE name = 'nonce-key'") { return existing }
+            if let existing = try Data.fetchOne(try db.cachedStatement(sql: "SELECT value FROM acme_settings WHERE name = 'nonce-key'")) { return existing }
             let fresh = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
             try db.execute(sql: "INSERT INTO acme_settings (name, value) VALUES ('nonce-key', ?)", arguments: [fresh])
             return fresh
@@ -126,13 +126,13 @@ extension CertificateLedger: ACMEStore {
 
     public func externalKeys(directory: String?) async throws -> [ACMEExternalKey] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM acme_eab_keys WHERE ?1 IS NULL OR directory = ?1 ORDER BY created_at_ms", arguments: [directory])
+            try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM acme_eab_keys WHERE ?1 IS NULL OR directory = ?1 ORDER BY created_at_ms"), arguments: [directory])
                 .map(Self.externalKey(from:))
         }
     }
 
     public func externalKey(id: String) async throws -> (key: ACMEExternalKey, macKey: [UInt8])? {
-        guard let row = try await pool.read({ db in try Row.fetchOne(db, sql: "SELECT * FROM acme_eab_keys WHERE key_id = ?", arguments: [id]) }) else {
+        guard let row = try await pool.read({ db in try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM acme_eab_keys WHERE key_id = ?"), arguments: [id]) }) else {
             return nil
         }
         guard let ledgerKey = self.key else { throw LedgerError.corrupt("EAB keys need the ledger key to be opened") }
@@ -165,7 +165,7 @@ extension CertificateLedger: ACMEStore {
 
     public func createAccount(_ account: ACMEAccount) async throws -> (account: ACMEAccount, created: Bool) {
         try await pool.write { db in
-            if let existing = try Row.fetchOne(db, sql: "SELECT \(Self.accountColumns) WHERE a.directory = ? AND a.thumbprint = ?", arguments: [account.directory, account.thumbprint]) {
+            if let existing = try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.directory = ? AND a.thumbprint = ?"), arguments: [account.directory, account.thumbprint]) {
                 return (try Self.account(from: existing), false)
             }
             try db.execute(sql: """
@@ -174,7 +174,7 @@ extension CertificateLedger: ACMEStore {
                                  JSONList.encode(account.contact), account.externalKeyID, Self.milliseconds(account.createdAt)])
             try Self.insert(AuditEvent(at: account.createdAt, actor: "acme:\(account.directory)/\(account.id)", action: "acme.account.create", outcome: .success,
                                        subject: account.id, reason: account.externalKeyID.map { "bound to EAB key \($0)" }), into: db)
-            guard let row = try Row.fetchOne(db, sql: "SELECT \(Self.accountColumns) WHERE a.id = ?", arguments: [account.id]) else {
+            guard let row = try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.id = ?"), arguments: [account.id]) else {
                 throw LedgerError.corrupt("account \(account.id) vanished")
             }
             return (try Self.account(from: row), true)
@@ -183,20 +183,20 @@ extension CertificateLedger: ACMEStore {
 
     public func account(id: String) async throws -> ACMEAccount? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT \(Self.accountColumns) WHERE a.id = ?", arguments: [id]).map(Self.account(from:))
+            try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.id = ?"), arguments: [id]).map(Self.account(from:))
         }
     }
 
     public func account(directory: String, thumbprint: String) async throws -> ACMEAccount? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT \(Self.accountColumns) WHERE a.directory = ? AND a.thumbprint = ?", arguments: [directory, thumbprint])
+            try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.directory = ? AND a.thumbprint = ?"), arguments: [directory, thumbprint])
                 .map(Self.account(from:))
         }
     }
 
     public func accounts(directory: String?) async throws -> [ACMEAccount] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT \(Self.accountColumns) WHERE ?1 IS NULL OR a.directory = ?1 ORDER BY a.created_at_ms", arguments: [directory])
+            try Row.fetchAll(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE ?1 IS NULL OR a.directory = ?1 ORDER BY a.created_at_ms"), arguments: [directory])
                 .map(Self.account(from:))
         }
     }
@@ -214,14 +214,14 @@ extension CertificateLedger: ACMEStore {
                     try Self.insert(AuditEvent(at: Date(), actor: "acme:\(id)", action: "acme.account.\(status.rawValue)", outcome: .success, subject: id), into: db)
                 }
             }
-            return try Row.fetchOne(db, sql: "SELECT \(Self.accountColumns) WHERE a.id = ?", arguments: [id]).map(Self.account(from:))
+            return try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.id = ?"), arguments: [id]).map(Self.account(from:))
         }
     }
 
     public func changeAccountKey(id: String, jwk: String, thumbprint: String) async throws -> String? {
         try await pool.write { db in
-            let directory = try String.fetchOne(db, sql: "SELECT directory FROM acme_accounts WHERE id = ?", arguments: [id])
-            if let other = try String.fetchOne(db, sql: "SELECT id FROM acme_accounts WHERE directory = ? AND thumbprint = ?", arguments: [directory, thumbprint]) {
+            let directory = try String.fetchOne(try db.cachedStatement(sql: "SELECT directory FROM acme_accounts WHERE id = ?"), arguments: [id])
+            if let other = try String.fetchOne(try db.cachedStatement(sql: "SELECT id FROM acme_accounts WHERE directory = ? AND thumbprint = ?"), arguments: [directory, thumbprint]) {
                 return other
             }
             try db.execute(sql: "UPDATE acme_accounts SET jwk = ?, thumbprint = ? WHERE id = ? AND status = 'valid'", arguments: [jwk, thumbprint, id])
@@ -246,11 +246,11 @@ extension CertificateLedger: ACMEStore {
 
     public func reusableAuthorization(accountID: String, identifier: ACMEIdentifier, wildcard: Bool, now: Date) async throws -> ACMEAuthorization? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: """
+            try Row.fetchOne(try db.cachedStatement(sql: """
                 SELECT * FROM acme_authorizations
                 WHERE account_id = ? AND identifier_value = ? AND status = 'valid' AND expires_ms > ? AND identifier_type = ? AND wildcard = ?
                 ORDER BY expires_ms DESC LIMIT 1
-                """, arguments: [accountID, identifier.value, Self.milliseconds(now) + 3_600_000, identifier.type.rawValue, wildcard])
+                """), arguments: [accountID, identifier.value, Self.milliseconds(now) + 3_600_000, identifier.type.rawValue, wildcard])
                 .map(Self.authorization(from:))
         }
     }
@@ -282,20 +282,20 @@ extension CertificateLedger: ACMEStore {
 
     public func order(id: String) async throws -> ACMEOrder? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM acme_orders WHERE id = ?", arguments: [id]).map(Self.order(from:))
+            try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM acme_orders WHERE id = ?"), arguments: [id]).map(Self.order(from:))
         }
     }
 
     public func orders(accountID: String, limit: Int) async throws -> [String] {
         try await pool.read { db in
-            try String.fetchAll(db, sql: "SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at_ms DESC LIMIT ?", arguments: [accountID, limit])
+            try String.fetchAll(try db.cachedStatement(sql: "SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at_ms DESC LIMIT ?"), arguments: [accountID, limit])
         }
     }
 
     public func authorizations(ids: [String]) async throws -> [ACMEAuthorization] {
         guard !ids.isEmpty else { return [] }
         let found = try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM acme_authorizations WHERE id IN (\(ids.map { _ in "?" }.joined(separator: ",")))", arguments: StatementArguments(ids))
+            try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM acme_authorizations WHERE id IN (\(ids.map { _ in "?" }.joined(separator: ",")))"), arguments: StatementArguments(ids))
                 .map(Self.authorization(from:))
         }
         let byID = Dictionary(found.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
@@ -317,7 +317,7 @@ extension CertificateLedger: ACMEStore {
 
     public func challengesInProgress() async throws -> [ACMEAuthorization] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM acme_authorizations WHERE status = 'pending' AND challenges LIKE '%\"processing\"%'")
+            try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM acme_authorizations WHERE status = 'pending' AND challenges LIKE '%\"processing\"%'"))
                 .map(Self.authorization(from:))
         }
     }
@@ -347,7 +347,7 @@ extension CertificateLedger: ACMEStore {
 
     public func replacingOrders(certificateID: String) async throws -> [String] {
         try await pool.read { db in
-            try String.fetchAll(db, sql: "SELECT id FROM acme_orders WHERE replaces = ? AND status != 'invalid' AND expires_ms > ?",
+            try String.fetchAll(try db.cachedStatement(sql: "SELECT id FROM acme_orders WHERE replaces = ? AND status != 'invalid' AND expires_ms > ?"),
                                 arguments: [certificateID, Self.milliseconds(Date())])
         }
     }
@@ -396,7 +396,7 @@ extension CertificateLedger: ACMEStore {
         try await pool.write { db in
             var count = 0
             for serial in serials {
-                guard try Bool.fetchOne(db, sql: "SELECT 1 FROM certificates WHERE serial = ?", arguments: [serial.lowercased()]) == true else { continue }
+                guard try Bool.fetchOne(try db.cachedStatement(sql: "SELECT 1 FROM certificates WHERE serial = ?"), arguments: [serial.lowercased()]) == true else { continue }
                 try db.execute(sql: "INSERT INTO acme_renewal_advances (serial, advanced_at_ms) VALUES (?, ?) ON CONFLICT (serial) DO UPDATE SET advanced_at_ms = excluded.advanced_at_ms",
                                arguments: [serial.lowercased(), Self.milliseconds(date)])
                 count += 1
@@ -408,7 +408,7 @@ extension CertificateLedger: ACMEStore {
 
     public func renewalAdvancedAt(serial: String) async throws -> Date? {
         try await pool.read { db in
-            try Int64.fetchOne(db, sql: "SELECT advanced_at_ms FROM acme_renewal_advances WHERE serial = ?", arguments: [serial.lowercased()])
+            try Int64.fetchOne(try db.cachedStatement(sql: "SELECT advanced_at_ms FROM acme_renewal_advances WHERE serial = ?"), arguments: [serial.lowercased()])
                 .map(Self.date(milliseconds:))
         }
     }

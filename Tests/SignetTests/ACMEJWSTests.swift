@@ -8,6 +8,23 @@ import Testing
 /// malformed inputs RFC 8555 §6.2 names, each with its ACME error type.
 @Suite("ACME: JWS and JWK")
 struct ACMEJWSTests {
+    @Test("base64url: every length round-trips and matches Foundation's base64 with the URL alphabet; padding, the standard alphabet and non-zero leftover bits are refused")
+    func base64url() {
+        for length in 0..<70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255) }
+            let encoded = Base64URL.encode(bytes)
+            let expected = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+            #expect(encoded == expected)
+            #expect(Base64URL.decode(encoded) == Data(bytes))
+        }
+        for bad in ["AAA=", "A+B/", "A", "AAAAA", "AB", "AAB", "a b", "é"] {
+            #expect(Base64URL.decode(bad) == nil, "\(bad)")
+        }
+        #expect(Base64URL.decode("AA") == Data([0]))
+        #expect(Base64URL.decode("") == Data())
+    }
+
     /// The vectors as JSON text, made once per run (text is Sendable; the parsed form is made where it is used).
     static let vectors: String = (try? Tool.run("python3", [Fixtures.packageRoot + "/Tests/ACME/jws_cases.py"]).output) ?? "{}"
 

@@ -6,6 +6,7 @@ import NIOFoundationCompat
 import SignetACME
 import SignetAuthority
 import SignetLedger
+import Synchronization
 
 import Foundation
 
@@ -19,6 +20,8 @@ struct ACMEFrontEnd: Sendable {
     let baseURL: String
 
     static let maximumBody = 64 * 1024
+    /// Account keys parsed from their stored JWK text: the text is the key, so an entry never goes stale.
+    let accountKeys = AccountKeyCache()
 
     func register(on router: Router<SignetRequestContext>) {
         let group = router.group("acme/:directory").add(middleware: ACMEEdge(store: store, baseURL: baseURL))
@@ -98,10 +101,7 @@ struct ACMEFrontEnd: Sendable {
                 throw ACMEError(.accountDoesNotExist, "kid '\(keyID)' is not an account of directory '\(policy.name)'")
             }
             guard found.status == .valid else { throw ACMEError(.unauthorized, "the account is \(found.status.rawValue)") }
-            guard let data = found.jwk.data(using: .utf8), let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-                throw ACMEError(.serverInternal, "the account's key cannot be read")
-            }
-            key = try JSONWebKey(json: object)
+            key = try accountKeys.key(for: found.jwk)
             account = found
         } else {
             guard embeddedKey, let embedded = jws.jwk else {
@@ -305,6 +305,25 @@ struct ACMEFrontEnd: Sendable {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let location { headers[.location] = location }
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// Parsed account keys by their JWK text, at most `capacity` of them (emptied when full: a cache, not a store).
+final class AccountKeyCache: Sendable {
+    private let keys = Mutex<[String: JSONWebKey]>([:])
+    static let capacity = 10_000
+
+    func key(for text: String) throws(ACMEError) -> JSONWebKey {
+        if let cached = keys.withLock({ $0[text] }) { return cached }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
+            throw ACMEError(.serverInternal, "the account's key cannot be read")
+        }
+        let key = try JSONWebKey(json: object)
+        keys.withLock { keys in
+            if keys.count >= Self.capacity { keys.removeAll(keepingCapacity: true) }
+            keys[text] = key
+        }
+        return key
     }
 }
 
