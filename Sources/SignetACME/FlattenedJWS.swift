@@ -74,7 +74,7 @@ public struct FlattenedJWS: Sendable {
 
     /// Checks that `key` made the signature with the algorithm the header names, which must be the key's own.
     public func verify(with key: JSONWebKey) throws(ACMEError) {
-        guard algorithm == key.algorithm else {
+        guard key.accepts(algorithm) else {
             throw ACMEError(.badSignatureAlgorithm, "JWS algorithm '\(algorithm)' does not fit the account's \(key.algorithm) key",
                             algorithms: JSONWebKey.supportedAlgorithms)
         }

@@ -31,7 +31,13 @@ public struct JSONWebKey: Sendable, Equatable {
         }
     }
 
-    public static let supportedAlgorithms = ["RS256", "ES256", "ES384", "EdDSA"]
+    public static let supportedAlgorithms = ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
+
+    /// Whether a JWS made with this key may name `algorithm`: an RSA key signs RS256 or PS256, the others their one.
+    public func accepts(_ algorithm: String) -> Bool {
+        if case .rsa = key { return algorithm == "RS256" || algorithm == "PS256" }
+        return algorithm == self.algorithm
+    }
     public static let minimumRSABits = 2048
 
     /// From the JSON object of a JWK. Only the members RFC 7638 hashes are read; a private key is refused.
@@ -107,6 +113,8 @@ public struct JSONWebKey: Sendable, Equatable {
         switch (key, algorithm) {
         case (.rsa(let key, _, _), "RS256"):
             return key.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: input, padding: .insecurePKCS1v1_5)
+        case (.rsa(let key, _, _), "PS256"):
+            return key.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: input, padding: .PSS)
         case (.p256(let key), "ES256"):
             guard let parsed = try? P256.Signing.ECDSASignature(rawRepresentation: signature) else { return false }
             return key.isValidSignature(parsed, for: input)

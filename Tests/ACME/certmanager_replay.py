@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import http.server
+import ipaddress
 import json
 import ssl
 import sys
@@ -153,7 +154,13 @@ def main():
         raise Violation(f"onlyReturnExisting answered {status}, Location {headers.get('Location')}")
 
     # acmeorders/sync.go createOrder: identifiers = dnsNames (+ CN); AuthorizeOrder accepts exactly 201.
-    status, headers, order = client.post(client.directory["newOrder"], {"identifiers": [{"type": "dns", "value": n} for n in names]})
+    # cert-manager sends spec.ipAddresses as identifiers of type ip (RFC 8738).
+    def identifier(name):
+        try:
+            return {"type": "ip", "value": str(ipaddress.ip_address(name))}
+        except ValueError:
+            return {"type": "dns", "value": name}
+    status, headers, order = client.post(client.directory["newOrder"], {"identifiers": [identifier(n) for n in names]})
     if status != 201:
         raise Violation(f"newOrder answered {status}, not 201: x/crypto would retry it as an error: {order}")
     order_url = headers.get("Location")
@@ -178,9 +185,11 @@ def main():
 
     poll(client, order_url, lambda o: o["status"] in ("ready", "invalid"), "order")
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-           .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+    sans = [x509.IPAddress(ipaddress.ip_address(n)) if identifier(n)["type"] == "ip" else x509.DNSName(n) for n in names]
+    dns_names = [n for n in names if identifier(n)["type"] == "dns"]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])] if dns_names else [])
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(subject)
+           .add_extension(x509.SubjectAlternativeName(sans), critical=False)
            .sign(key, hashes.SHA256()))
     status, headers, finalized = client.post(order["finalize"], {"csr": b64(csr.public_bytes(serialization.Encoding.DER))})
     if status != 200:

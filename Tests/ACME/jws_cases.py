@@ -34,6 +34,8 @@ def jwk_of(key):
 def sign(key, alg, data, der=False):
     if alg == "RS256":
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    if alg == "PS256":  # RFC 7518 §3.5: MGF1 with SHA-256, salt as long as the hash
+        return key.sign(data, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
     if alg in ("ES256", "ES384"):
         signature = key.sign(data, ec.ECDSA(hashes.SHA256() if alg == "ES256" else hashes.SHA384()))
         if der:
@@ -70,6 +72,7 @@ for name, key in keys.items():
     }
 rsa_jwk, _ = jwk_of(keys["rsa"])
 p256_jwk, _ = jwk_of(keys["p256"])
+cases["ps256"] = jws(keys["rsa"], "PS256", {"alg": "PS256", "nonce": "n", "url": url, "jwk": rsa_jwk}, payload)
 cases["algorithmNotTheKeys"] = jws(keys["rsa"], "RS256", {"alg": "ES256", "nonce": "n", "url": url, "jwk": rsa_jwk}, payload)
 cases["derSignature"] = jws(keys["p256"], "ES256", {"alg": "ES256", "nonce": "n", "url": url, "jwk": p256_jwk}, payload, der=True)
 cases["none"] = {"protected": b64(json.dumps({"alg": "none", "nonce": "n", "url": url, "jwk": p256_jwk}).encode()), "payload": b64(payload), "signature": "AA"}

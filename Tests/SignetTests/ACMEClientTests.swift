@@ -34,7 +34,7 @@ struct ACMEClientTests {
                   validationTimeoutSeconds: 5
                   directories:
                     - name: clients
-                      allow: ["**.acme.test", "acme.test"]
+                      allow: ["**.acme.test", "acme.test", "127.0.0.1"]
                       profiles: [server, server-client]
                     - name: teams
                       allow: ["**.acme.test"]
@@ -223,6 +223,22 @@ struct ACMEClientTests {
         try fixture.verifyChain(chain)
         let accountID = try #require(summary["account"]?.split(separator: "/").last.map(String.init))
         #expect(try fixture.requesters(of: "ingress.acme.test").first == "acme:teams/cluster-a/\(accountID)")
+    }
+
+    @Test("an IP address identifier (RFC 8738), validated by http-01 on the address itself, as cert-manager orders spec.ipAddresses")
+    func ipIdentifier() throws {
+        let fixture = try fixture
+        let result = try run("python3", [
+            Fixtures.packageRoot + "/Tests/ACME/certmanager_replay.py", fixture.directoryURL("clients"), try fixture.server.rootCertificate,
+            "\(fixture.httpPort)", "-", "-", "127.0.0.1",
+        ])
+        #expect(result.succeeded, "\(result.error)")
+        let summary = try #require((try? JSONSerialization.jsonObject(with: Data(result.output.utf8))) as? [String: String])
+        let chain = try Fixtures.temporaryDirectory("acme-ip") + "/tls.crt"
+        try (summary["chain"] ?? "").write(to: chain)
+        try fixture.verifyChain(chain)
+        let names = try Tool.run("openssl", ["x509", "-in", chain, "-noout", "-ext", "subjectAltName"]).output
+        #expect(names.contains("IP Address:127.0.0.1"), "\(names)")
     }
 
     @Test("dns-01 follows a CNAME to where the record was delegated; a challenge nobody answers makes the authorization invalid")

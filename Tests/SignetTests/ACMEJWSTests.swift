@@ -47,6 +47,18 @@ struct ACMEJWSTests {
         }
     }
 
+    @Test("PS256 (RSA-PSS, as RFC 7518 §3.5 defines it) verifies with an RSA key; RS256 and PS256 do not stand in for each other")
+    func ps256() throws {
+        let jws = try FlattenedJWS(object: Self.body("ps256"))
+        let key = try #require(jws.jwk)
+        try jws.verify(with: key)
+        var swapped = Self.body("ps256")
+        let header = try #require(Base64URL.decode(swapped["protected"] as? String ?? "")).map { $0 }
+        let text = String(decoding: header, as: UTF8.self).replacingOccurrences(of: "PS256", with: "RS256")
+        swapped["protected"] = Base64URL.encode(Array(text.utf8))
+        #expect(kind { try FlattenedJWS(object: swapped).verify(with: key) } == .malformed, "a PSS signature is not a PKCS#1 v1.5 one")
+    }
+
     @Test("RS256, ES256, ES384 and EdDSA requests verify with the key in their header, whose thumbprint is RFC 7638's", arguments: ["rsa", "p256", "p384", "ed25519"])
     func verifies(_ name: String) throws {
         #expect(!Self.cases.isEmpty, "the vectors were made")

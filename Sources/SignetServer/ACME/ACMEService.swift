@@ -169,8 +169,14 @@ public final class ACMEService: Sendable {
         }
         if problems.count == 1 { throw problems[0] }
         if !problems.isEmpty { throw ACMEError(problems[0].kind, "\(problems.count) identifiers are invalid", subproblems: problems) }
-        if payload["notBefore"] != nil { throw ACMEError(.malformed, "notBefore is not supported: certificates start when they are issued") }
         let issuedAt = now()
+        if let text = payload["notBefore"] {
+            // Certificates start when they are signed; a start in the past or now is what they get anyway.
+            guard let text = text as? String, let date = RFC3339.parse(text) else { throw ACMEError(.malformed, "notBefore must be an RFC 3339 date-time") }
+            guard date <= issuedAt.addingTimeInterval(60) else {
+                throw ACMEError(.malformed, "notBefore in the future is not supported: certificates start when they are issued")
+            }
+        }
         var notAfter: Date?
         if let text = payload["notAfter"] {
             guard let text = text as? String, let date = RFC3339.parse(text) else { throw ACMEError(.malformed, "notAfter must be an RFC 3339 date-time") }
