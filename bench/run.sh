@@ -197,8 +197,8 @@ bench_hsm() {
 # PEBBLE_VA_NOSLEEP=1) and against Signet (HTTPS, durable ledger: synchronous=FULL, an alwaysValid directory), one
 # after the other at each concurrency. Both serve HTTPS with a P-256 certificate; each client an ES256 account.
 bench_acme() {
-    bash scripts/ensure-packages.sh pebble
-    local pebble_port pebble_management signet_port
+    bash scripts/ensure-packages.sh pebble wrk
+    local pebble_port pebble_management signet_port p8_rate=0
     pebble_port=$(free_port); pebble_management=$(free_port); signet_port=$(free_port)
     mkdir -p "$work/pebble"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/pebble/key.pem" -out "$work/pebble/cert.pem" \
@@ -249,9 +249,26 @@ print(f"{orders / float(f[\"seconds\"]):.0f} {f[\"p50_ms\"]} {f[\"p99_ms\"]} {in
         read -r s_rate s_p50 s_p99 s_req s_err < <(acme_point "$signet_dir" "$work/ca/root.crt" "$clients" "s$clients")
         s_cpu=$(python3 -c "print(f'{($(cpu_seconds "$signet_acme_pid") - $before_s) * 1000 / max($s_rate * $seconds, 1):.2f}')")
         ratio=$(python3 -c "print(f'{$s_rate / max($p_rate, 1):.2f}x')")
+        [ "$clients" = 8 ] && p8_rate=$p_rate
         printf '%-7s | %8s %7s %7s %9s %12s | %8s %7s %7s %9s %12s | %s   (errors: Pebble %s, Signet %s)\n' "$clients" \
             "$p_rate" "$p_p50" "$p_p99" "$p_req" "$p_cpu" "$s_rate" "$s_p50" "$s_p99" "$s_req" "$s_cpu" "$ratio" "$p_err" "$s_err"
     done
+    # The floor: what one HTTPS request costs this server with nothing behind it (GET /healthz, wrk at 8 connections,
+    # CPU from procfs), times the requests an order takes; and what the target would need.
+    local before_h healthz_rate healthz_us
+    before_h=$(cpu_seconds "$signet_acme_pid")
+    healthz_rate=$(wrk -t 2 -c 8 -d "${seconds}s" "https://127.0.0.1:$signet_port/healthz" | awk '/Requests\/sec/ {print $2}')
+    healthz_us=$(python3 -c "print(f'{($(cpu_seconds "$signet_acme_pid") - $before_h) * 1e6 / max($healthz_rate * $seconds, 1):.0f}')")
+    python3 - "$healthz_rate" "$healthz_us" "$s_req" "$p8_rate" "$(nproc)" <<'PY'
+import sys
+rate, us, requests, pebble8, cores = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+floor_ms = us * requests / 1000
+target = 10 * pebble8
+print(f"floor: an HTTPS GET /healthz costs Signet {us:.0f} µs of CPU ({rate:.0f}/s at 8 connections); {requests:.1f} requests an order "
+      f"make {floor_ms:.2f} ms of CPU an order before any ACME work")
+print(f"10x Pebble at 8 clients = {target:.0f} orders/s = {target * requests:.0f} HTTPS requests/s: "
+      f"{target * floor_ms / 1000:.1f} cores for the bare requests alone, on a machine with {cores}, which the client shares")
+PY
     printf 'certificates in the ledger: %s (each committed before its order turned valid)\n' \
         "$(sqlite3 "$work/acme/ledger.sqlite" "select count(*) from certificates where requester like 'acme:bench/%'")"
     printf 'peak RSS: Pebble %s MB, Signet %s MB\n' "$(peak_rss_mb "$pebble_pid")" "$(peak_rss_mb "$signet_acme_pid")"

@@ -50,7 +50,8 @@ public enum Base64URL {
 
     static func decode(utf8 input: UnsafeBufferPointer<UInt8>) -> Data? {
         guard input.count % 4 != 1 else { return nil }
-        var output = Data(capacity: input.count * 3 / 4)
+        var output = [UInt8]()
+        output.reserveCapacity(input.count * 3 / 4)
         var accumulator: UInt32 = 0
         var bits = 0
         for character in input {
@@ -64,6 +65,6 @@ public enum Base64URL {
             }
         }
         guard accumulator & ((1 << UInt32(bits)) - 1) == 0 else { return nil }
-        return output
+        return Data(output)
     }
 }

@@ -192,7 +192,8 @@ public struct SignetServer: Sendable {
         // costs measurable time at thousands of answers a second.
         try api.registerHandlers(on: router, configuration: .init(dateTranscoder: RFC3339DateTranscoder(), jsonEncodingOptions: [.withoutEscapingSlashes]))
         if let acme {
-            ACMEFrontEnd(service: acme, store: ledger, baseURL: configuration.acmeBaseURL).register(on: router)
+            ACMEFrontEnd(service: acme, store: ledger, baseURL: configuration.acmeBaseURL, cacheLifetime: configuration.tokenCacheLifetime)
+                .register(on: router)
         }
         return router
     }

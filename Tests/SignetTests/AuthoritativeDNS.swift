@@ -47,6 +47,7 @@ final class AuthoritativeDNS: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         try process.run()
+        SuiteProcesses.register(process)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if let answer = try? Tool.run("dig", ["@127.0.0.1", "-p", "\(port)", "+short", "+time=1", "+tries=1", "probe.\(zone)", "A"]),

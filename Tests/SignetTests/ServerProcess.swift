@@ -31,6 +31,7 @@ final class ServerProcess: @unchecked Sendable {
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
+        SuiteProcesses.register(process)
         try waitUntilHealthy()
     }
 

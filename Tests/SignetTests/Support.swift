@@ -137,3 +137,22 @@ func freePort() throws -> Int {
     guard bound else { throw POSIXError(.EADDRINUSE) }
     return Int(UInt16(bigEndian: address.sin_port))
 }
+
+/// Child processes that serve a whole suite (a shared `signet serve`, BIND): a static fixture is never deinitialized,
+/// so they are terminated when the test process exits instead of outliving it.
+enum SuiteProcesses {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var processes: [Process] = []
+    private static let hook: Void = { atexit { SuiteProcesses.terminateAll() } }()
+
+    static func register(_ process: Process) {
+        _ = hook
+        lock.withLock { processes.append(process) }
+    }
+
+    static func terminateAll() {
+        for process in lock.withLock({ processes }) where process.isRunning {
+            process.terminate()
+        }
+    }
+}

@@ -20,8 +20,16 @@ struct ACMEFrontEnd: Sendable {
     let baseURL: String
 
     static let maximumBody = 64 * 1024
-    /// Account keys parsed from their stored JWK text: the text is the key, so an entry never goes stale.
-    let accountKeys = AccountKeyCache()
+    /// Accounts and their parsed keys, read at most once per `tokenCacheSeconds` (as API tokens are): a
+    /// deactivation, key change or EAB revocation made elsewhere is seen within that time, one made here at once.
+    let accounts: AccountCache
+
+    init(service: ACMEService, store: any ACMEStore, baseURL: String, cacheLifetime: Duration) {
+        self.service = service
+        self.store = store
+        self.baseURL = baseURL
+        self.accounts = AccountCache(store: store, lifetime: cacheLifetime)
+    }
 
     func register(on router: Router<SignetRequestContext>) {
         let group = router.group("acme/:directory").add(middleware: ACMEEdge(store: store, baseURL: baseURL))
@@ -96,12 +104,12 @@ struct ACMEFrontEnd: Sendable {
         let key: JSONWebKey
         var account: ACMEAccount?
         if let keyID = jws.keyID {
-            guard keyID.hasPrefix(urls.accountPrefix), let found = try await store.account(id: String(keyID.dropFirst(urls.accountPrefix.count))),
+            guard keyID.hasPrefix(urls.accountPrefix), let (found, foundKey) = try await accounts.account(id: String(keyID.dropFirst(urls.accountPrefix.count))),
                   found.directory == policy.name else {
                 throw ACMEError(.accountDoesNotExist, "kid '\(keyID)' is not an account of directory '\(policy.name)'")
             }
             guard found.status == .valid else { throw ACMEError(.unauthorized, "the account is \(found.status.rawValue)") }
-            key = try accountKeys.key(for: found.jwk)
+            key = foundKey
             account = found
         } else {
             guard embeddedKey, let embedded = jws.jwk else {
@@ -146,6 +154,7 @@ struct ACMEFrontEnd: Sendable {
         let account = try auth.requireAccount()
         guard context.parameters.get("id") == account.id else { throw ACMEError(.unauthorized, "the request is signed by another account than the one it names") }
         let updated = auth.jws.isPostAsGet ? account : try await service.updateAccount(account, payload: try auth.jws.payloadObject())
+        if !auth.jws.isPostAsGet { accounts.forget(account.id) }
         return try Self.json(accountJSON(updated, auth.urls), location: auth.urls.account(updated.id))
     }
 
@@ -160,6 +169,7 @@ struct ACMEFrontEnd: Sendable {
         let auth = try await authenticate(request, context)
         let account = try auth.requireAccount()
         let accountURL = auth.urls.account(account.id)
+        defer { accounts.forget(account.id) }
         if let other = try await service.changeKey(account, oldKey: auth.key, accountURL: accountURL, payload: auth.jws.payload, url: auth.jws.url) {
             var response = ACMEEdge.problem(ACMEError(.malformed, "the new key already belongs to another account", status: 409))
             response.headers[.location] = auth.urls.account(other)
@@ -308,22 +318,36 @@ struct ACMEFrontEnd: Sendable {
     }
 }
 
-/// Parsed account keys by their JWK text, at most `capacity` of them (emptied when full: a cache, not a store).
-final class AccountKeyCache: Sendable {
-    private let keys = Mutex<[String: JSONWebKey]>([:])
+/// Accounts by id with their parsed keys, each kept for `lifetime`; at most `capacity` of them (emptied when full:
+/// a cache, not a store).
+final class AccountCache: Sendable {
+    private let store: any ACMEStore
+    private let lifetime: Duration
+    private let entries = Mutex<[String: (account: ACMEAccount, key: JSONWebKey, expires: ContinuousClock.Instant)]>([:])
     static let capacity = 10_000
 
-    func key(for text: String) throws(ACMEError) -> JSONWebKey {
-        if let cached = keys.withLock({ $0[text] }) { return cached }
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
+    init(store: any ACMEStore, lifetime: Duration) {
+        self.store = store
+        self.lifetime = lifetime
+    }
+
+    func account(id: String) async throws -> (ACMEAccount, JSONWebKey)? {
+        let now = ContinuousClock.now
+        if let entry = entries.withLock({ $0[id] }), entry.expires > now { return (entry.account, entry.key) }
+        guard let account = try await store.account(id: id) else { return nil }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(account.jwk.utf8))) as? [String: Any] else {
             throw ACMEError(.serverInternal, "the account's key cannot be read")
         }
         let key = try JSONWebKey(json: object)
-        keys.withLock { keys in
-            if keys.count >= Self.capacity { keys.removeAll(keepingCapacity: true) }
-            keys[text] = key
+        entries.withLock { entries in
+            if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+            entries[id] = (account, key, now + lifetime)
         }
-        return key
+        return (account, key)
+    }
+
+    func forget(_ id: String) {
+        _ = entries.withLock { $0.removeValue(forKey: id) }
     }
 }
 
