@@ -199,6 +199,41 @@ struct ACMEProtocolTests {
         server.stop()
     }
 
+    @Test("a validation interrupted by kill -9 is resumed at the next start: the authorization does not stay pending forever")
+    func validationsResume() async throws {
+        let directory = try Fixtures.temporaryDirectory("signet-acme-resume")
+        let configuration = directory + "/signet.yaml"
+        // Nothing listens on the http-01 port, so the validation fails, after the timeout, once it runs.
+        try """
+            acme:
+              httpPort: \(try freePort())
+              validationTimeoutSeconds: 2
+              directories:
+                - name: open
+                  allow: ["**.acme.test"]
+                  challenges: [http-01]
+            """.write(to: configuration)
+        let port = try freePort()
+        var server = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", configuration], port: port)
+        let client = try await ACMETestClient(server: server, directory: "open", key: .p256(P256.Signing.PrivateKey()))
+        try await client.register()
+        // A name that does not resolve makes the validator wait on DNS as well; 127.0.0.1 answers at once.
+        let order = try await client.order(["localhost.acme.test"])
+        let authorizationURL = try #require((order.json["authorizations"] as? [String])?.first)
+        let authorization = try await client.post(authorizationURL, nil)
+        let challenge = try #require((authorization.json["challenges"] as? [[String: Any]])?.first?["url"] as? String)
+        let answer = try await client.post(challenge, [:])
+        #expect(answer.json["status"] as? String == "processing")
+        server.kill(signal: SIGKILL)
+        server.process.waitUntilExit()
+        server = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", configuration], port: port)
+        let resumed = try await ACMETestClient(server: server, directory: "open", key: client.signer.key)
+        try await resumed.register()
+        let settled = try await resumed.poll(authorizationURL) { $0["status"] as? String != "pending" }
+        #expect(settled["status"] as? String == "invalid", "\(settled)")
+        server.stop()
+    }
+
     @Test("bad requests: each gets its ACME error type and status, a fresh nonce, and records nothing")
     func badInputCatalogue() async throws {
         let fixture = try fixture

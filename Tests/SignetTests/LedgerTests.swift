@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SignetACME
 import SignetAuthority
 import SignetKeys
 import SignetLedger
@@ -168,6 +169,40 @@ struct LedgerTests {
         #expect(try await !restarted.consumeNonce(first, now: now), "and a used one stays used")
         #expect(try await restarted.pruneACME(now: now.addingTimeInterval(7200), retention: .seconds(86_400)) == 2, "spent nonces are forgotten once expired")
         try restarted.close()
+    }
+
+    @Test("ACME objects: orders and authorizations a day past their expiry are pruned unless an order still needs them; valid orders stay")
+    func acmePruning() async throws {
+        let ledger = try CertificateLedger(path: try Fixtures.temporaryDirectory() + "/ledger.sqlite")
+        let now = Date(), old = now.addingTimeInterval(-3 * 86_400)
+        let account = ACMEAccount(id: "acct", directory: "d", thumbprint: "t", jwk: "{}", status: .valid, contact: [], externalKeyID: nil, createdAt: old)
+        #expect(try await ledger.createAccount(account).created)
+        #expect(try await !ledger.createAccount(account).created, "the same key finds the same account")
+        func authorization(_ id: String, expires: Date) -> ACMEAuthorization {
+            ACMEAuthorization(id: id, accountID: "acct", identifier: ACMEIdentifier(type: .dns, value: "\(id).example.com"), wildcard: false,
+                              status: .pending, expires: expires, trusted: false, challenges: [ACMEChallenge(type: .http01, token: "t")])
+        }
+        func order(_ id: String, _ authorizations: [String], expires: Date) -> ACMEOrder {
+            ACMEOrder(id: id, accountID: "acct", status: .pending, identifiers: [], authorizationIDs: authorizations, notBefore: nil, notAfter: nil,
+                      profile: nil, replaces: nil, expires: expires, createdAt: old)
+        }
+        try await ledger.createOrder(order("stale", ["a1"], expires: old), authorizations: [authorization("a1", expires: old)], events: [])
+        try await ledger.createOrder(order("fresh", ["a2"], expires: now.addingTimeInterval(3600)), authorizations: [authorization("a2", expires: old)], events: [])
+        try await ledger.createOrder(order("done", ["a3"], expires: old), authorizations: [authorization("a3", expires: old)], events: [])
+        #expect(try await ledger.beginFinalization(orderID: "done"))
+        let entry = CertificateEntry(
+            serial: "01", issuerKeyID: "k", subject: "CN=done.example.com", dnsNames: ["done.example.com"], ipAddresses: [], publicKeySHA256: "p",
+            csrSHA256: "c", profile: .server, notBefore: now, notAfter: now.addingTimeInterval(3600), requester: "acme:d/acct", issuedAt: now, der: [1]
+        )
+        try await ledger.record(entry, event: AuditEvent(at: now, actor: "acme:d/acct", action: "certificate.issue", outcome: .success, subject: "01"),
+                                alongside: ledger.completeOrder(orderID: "done", serial: "01"))
+        #expect(try await ledger.pruneACME(now: now, retention: .seconds(86_400)) == 2, "the stale order and its authorization")
+        #expect(try await ledger.order(id: "stale") == nil)
+        #expect(try await ledger.authorization(id: "a1") == nil)
+        #expect(try await ledger.order(id: "fresh") != nil)
+        #expect(try await ledger.authorization(id: "a2") != nil, "an order still in use keeps its authorization")
+        #expect(try await ledger.order(id: "done")?.status == .valid)
+        #expect(try await ledger.authorization(id: "a3") != nil)
     }
 
     @Test("the schema is migrated, WAL, with the durability asked for, read through the ledger's own connections", arguments: CertificateLedger.Durability.allCases)
