@@ -16,10 +16,11 @@ public protocol ACMEStore: Sendable {
     func issueNonce(now: Date) async throws -> String
     func consumeNonce(_ value: String, now: Date) async throws -> Bool
 
-    func createExternalKey(_ key: ACMEExternalKey, macKey: [UInt8]) async throws
+    /// Records a new EAB key, with its audit event in the same transaction.
+    func createExternalKey(_ key: ACMEExternalKey, macKey: [UInt8], actor: String) async throws
     func externalKeys(directory: String?) async throws -> [ACMEExternalKey]
     func externalKey(id: String) async throws -> (key: ACMEExternalKey, macKey: [UInt8])?
-    func revokeExternalKey(id: String, at: Date) async throws -> Bool
+    func revokeExternalKey(id: String, at: Date, actor: String) async throws -> Bool
 
     /// Creates the account, or returns the one that already has its key in that directory (`created` false).
     func createAccount(_ account: ACMEAccount) async throws -> (account: ACMEAccount, created: Bool)
@@ -114,13 +115,15 @@ extension CertificateLedger: ACMEStore {
 
     // MARK: External account keys
 
-    public func createExternalKey(_ key: ACMEExternalKey, macKey: [UInt8]) async throws {
+    public func createExternalKey(_ key: ACMEExternalKey, macKey: [UInt8], actor: String) async throws {
         guard let ledgerKey = self.key else { throw LedgerError.corrupt("EAB keys need the ledger key to be sealed") }
         let sealed = try ledgerKey.seal(Base64URL.encode(macKey), binding: "acme-eab:" + key.keyID)
         try await pool.write { db in
             try db.execute(sql: """
                 INSERT INTO acme_eab_keys (key_id, directory, label, allowed_names, sealed_mac_key, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)
                 """, arguments: [key.keyID, key.directory, key.label, JSONList.encode(key.allowedNames), sealed, Self.milliseconds(key.createdAt)])
+            try Self.insert(AuditEvent(at: key.createdAt, actor: actor, action: "acme.eab.create", outcome: .success, subject: key.keyID,
+                                       names: key.allowedNames, reason: "directory \(key.directory), label \(key.label)"), into: db)
         }
     }
 
@@ -141,10 +144,12 @@ extension CertificateLedger: ACMEStore {
         return (try Self.externalKey(from: row), Array(mac))
     }
 
-    public func revokeExternalKey(id: String, at date: Date = Date()) async throws -> Bool {
+    public func revokeExternalKey(id: String, at date: Date = Date(), actor: String) async throws -> Bool {
         try await pool.write { db in
             try db.execute(sql: "UPDATE acme_eab_keys SET revoked_at_ms = ? WHERE key_id = ? AND revoked_at_ms IS NULL", arguments: [Self.milliseconds(date), id])
-            return db.changesCount == 1
+            guard db.changesCount == 1 else { return false }
+            try Self.insert(AuditEvent(at: date, actor: actor, action: "acme.eab.revoke", outcome: .success, subject: id), into: db)
+            return true
         }
     }
 

@@ -49,10 +49,8 @@ struct ACMECommand: AsyncParsableCommand {
                 let mac = (0..<32).map { _ in UInt8.random(in: 0...255) }
                 let ledger = try location.open(sealing: true)
                 try await ledger.createExternalKey(
-                    ACMEExternalKey(keyID: keyID, directory: policy.name, label: name ?? keyID, allowedNames: allow, createdAt: Date()), macKey: mac
+                    ACMEExternalKey(keyID: keyID, directory: policy.name, label: name ?? keyID, allowedNames: allow, createdAt: Date()), macKey: mac, actor: "cli"
                 )
-                try await ledger.record(AuditEvent(at: Date(), actor: "cli", action: "acme.eab.create", outcome: .success, subject: keyID, names: allow,
-                                                   reason: "directory \(policy.name), label \(name ?? keyID)"))
                 print("key id:   \(keyID)")
                 print("hmac key: \(Base64URL.encode(mac))")
                 FileHandle.standardError.write(Data("EAB key created for directory '\(policy.name)'; the HMAC key is shown only this once\n".utf8))
@@ -82,8 +80,7 @@ struct ACMECommand: AsyncParsableCommand {
 
             func run() async throws {
                 let ledger = try location.open()
-                guard try await ledger.revokeExternalKey(id: keyID, at: Date()) else { throw ValidationError("no active EAB key '\(keyID)'") }
-                try await ledger.record(AuditEvent(at: Date(), actor: "cli", action: "acme.eab.revoke", outcome: .success, subject: keyID))
+                guard try await ledger.revokeExternalKey(id: keyID, at: Date(), actor: "cli") else { throw ValidationError("no active EAB key '\(keyID)'") }
                 print("revoked \(keyID)")
             }
         }
