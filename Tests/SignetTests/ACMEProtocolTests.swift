@@ -199,6 +199,30 @@ struct ACMEProtocolTests {
         server.stop()
     }
 
+    @Test("an account past its issuance rate gets rateLimited (429) with Retry-After and a fresh nonce, and its order stays ready")
+    func rateLimited() async throws {
+        let directory = try Fixtures.temporaryDirectory("signet-acme-limits")
+        try "acme:\n  directories:\n    - name: fast\n      allow: [\"**.acme.test\"]\n      alwaysValid: true\n".write(to: directory + "/signet.yaml")
+        let server = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", directory + "/signet.yaml"],
+                                       environment: ["SIGNET_LIMIT_ISSUANCES_PER_SECOND": "0.01", "SIGNET_LIMIT_ISSUANCE_BURST": "1"])
+        let client = try await ACMETestClient(server: server, directory: "fast", key: .p256(P256.Signing.PrivateKey()))
+        try await client.register()
+        for (index, expected) in [200, 429].enumerated() {
+            let name = "limit\(index).acme.test"
+            let order = try await client.order([name])
+            try await client.authorize(order)
+            let finalized = try await client.post(order.json["finalize"] as? String ?? "", ["csr": try ACMETestClient.csr([name])])
+            #expect(finalized.status == expected, "\(finalized.text)")
+            if expected == 429 {
+                #expect(finalized.problemType == "rateLimited" && Int(finalized.header("Retry-After") ?? "") ?? 0 > 0)
+                #expect(finalized.header("Replay-Nonce") != nil)
+                let again = try await client.post(order.location ?? "", nil)
+                #expect(again.json["status"] as? String == "ready")
+            }
+        }
+        server.stop()
+    }
+
     @Test("a validation interrupted by kill -9 is resumed at the next start: the authorization does not stay pending forever")
     func validationsResume() async throws {
         let directory = try Fixtures.temporaryDirectory("signet-acme-resume")
