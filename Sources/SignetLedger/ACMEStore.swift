@@ -50,8 +50,6 @@ public protocol ACMEStore: Sendable {
 
     func advanceRenewal(serials: [String], at: Date) async throws -> Int
     func renewalAdvancedAt(serial: String) async throws -> Date?
-    /// Marks a valid certificate revoked with its audit event; false if it was already revoked or is unknown.
-    func revoke(serial: String, reason: String, at: Date, event: AuditEvent) async throws -> Bool
 
     /// Forgets spent nonces, and orders and authorizations that expired more than `retention` ago unfinished.
     func pruneACME(now: Date, retention: Duration) async throws -> Int
@@ -395,7 +393,7 @@ extension CertificateLedger: ACMEStore {
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
-    // MARK: Renewal information and revocation
+    // MARK: Renewal information
 
     public func advanceRenewal(serials: [String], at date: Date) async throws -> Int {
         try await pool.write { db in
@@ -415,16 +413,6 @@ extension CertificateLedger: ACMEStore {
         try await pool.read { db in
             try Int64.fetchOne(try db.cachedStatement(sql: "SELECT advanced_at_ms FROM acme_renewal_advances WHERE serial = ?"), arguments: [serial.lowercased()])
                 .map(Self.date(milliseconds:))
-        }
-    }
-
-    public func revoke(serial: String, reason: String, at date: Date, event: AuditEvent) async throws -> Bool {
-        try await commitReturning { db in
-            try db.cachedStatement(sql: "UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ? WHERE serial = ? AND status = 'valid'")
-                .execute(arguments: [Int64(date.timeIntervalSince1970), reason, serial.lowercased()])
-            guard db.changesCount == 1 else { return false }
-            try Self.insert(event, into: db)
-            return true
         }
     }
 

@@ -229,13 +229,14 @@ public final class CertificateLedger: Sendable {
                     throw LedgerError.tokenExists(token.name)
                 }
                 try db.execute(sql: """
-                    INSERT INTO tokens (name, secret_sha256, allowed_names, allowed_profiles, max_lifetime_seconds, created_at, allowed_targets, auditor)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO tokens (name, secret_sha256, allowed_names, allowed_profiles, max_lifetime_seconds, created_at, allowed_targets, auditor,
+                        administrator)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [
                         token.name, token.secretSHA256, JSONList.encode(token.allowedNames),
                         JSONList.encode(token.allowedProfiles.map(\.rawValue)),
                         token.maximumLifetime.components.seconds, Int64(token.createdAt.timeIntervalSince1970),
-                        JSONList.encode(token.allowedTargets), token.auditor,
+                        JSONList.encode(token.allowedTargets), token.auditor, token.administrator,
                     ])
                 try Self.insert(AuditEvent(at: token.createdAt, actor: "cli", action: "token.create", outcome: .success, subject: token.name, names: token.allowedNames), into: db)
         }
@@ -311,7 +312,8 @@ public final class CertificateLedger: Sendable {
             createdAt: Date(timeIntervalSince1970: TimeInterval(row["created_at"] as Int64)),
             revokedAt: (row["revoked_at"] as Int64?).map { Date(timeIntervalSince1970: TimeInterval($0)) },
             allowedTargets: try decodeList(row["allowed_targets"]),
-            auditor: row["auditor"]
+            auditor: row["auditor"],
+            administrator: row["administrator"]
         )
     }
 }

@@ -77,12 +77,15 @@ public struct TokenEntry: Sendable, Equatable {
     public var allowedTargets: [String]
     /// An auditor's token reads every tenant's certificates and managed certificates; others read their own.
     public var auditor: Bool
+    /// An administrator's token may revoke any tenant's certificate; others revoke what they were issued.
+    public var administrator: Bool
 
     public init(
         name: String, secretSHA256: String, allowedNames: [String], allowedProfiles: [CertificateProfile], maximumLifetime: Duration,
-        createdAt: Date, revokedAt: Date? = nil, allowedTargets: [String] = [], auditor: Bool = false
+        createdAt: Date, revokedAt: Date? = nil, allowedTargets: [String] = [], auditor: Bool = false, administrator: Bool = false
     ) {
         self.auditor = auditor
+        self.administrator = administrator
         self.allowedTargets = allowedTargets
         self.name = name
         self.secretSHA256 = secretSHA256

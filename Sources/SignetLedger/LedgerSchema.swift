@@ -234,6 +234,10 @@ enum LedgerSchema {
                 ) STRICT, WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v9: administrator tokens") { db in
+            // Revoking any tenant's certificate is a role of its own; every other caller revokes what it was issued.
+            try db.execute(sql: "ALTER TABLE tokens ADD COLUMN administrator INTEGER NOT NULL DEFAULT 0 CHECK (administrator IN (0, 1))")
+        }
         return migrator
     }
 }

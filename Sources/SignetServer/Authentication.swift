@@ -14,6 +14,8 @@ public struct Caller: Sendable, Equatable {
     public let policy: IssuancePolicy
     /// Reads every tenant's certificates and managed certificates; every other caller reads its own.
     public var isAuditor = false
+    /// Revokes any tenant's certificate; every other caller revokes the certificates it was issued.
+    public var isAdministrator = false
 
     public var mayIssue: Bool { !policy.allowedNames.isEmpty }
 }
@@ -248,7 +250,8 @@ public final class CallerAuthenticator: Sendable {
                 result = .failure(.revokedToken(entry.name))
             } else {
                 result = .success(Caller(
-                    identity: "token:\(entry.name)", policy: try APITokens.policy(of: entry, defaultLifetime: defaultLifetime), isAuditor: entry.auditor
+                    identity: "token:\(entry.name)", policy: try APITokens.policy(of: entry, defaultLifetime: defaultLifetime), isAuditor: entry.auditor,
+                    isAdministrator: entry.administrator
                 ))
             }
         } else {

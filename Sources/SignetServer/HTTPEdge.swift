@@ -106,6 +106,7 @@ public struct APIEdgeMiddleware: RouterMiddleware {
     public static let declaredMethods: [(template: [String], methods: [String])] = [
         (["v1", "certificates"], ["GET", "POST"]),
         (["v1", "certificates", "{serial}"], ["GET"]),
+        (["v1", "certificates", "{serial}", "revoke"], ["POST"]),
         (["v1", "managed-certificates"], ["GET", "POST"]),
         (["v1", "managed-certificates", "{name}"], ["DELETE", "GET", "PATCH"]),
         (["v1", "managed-certificates", "{name}", "renew"], ["POST"]),

@@ -130,6 +130,16 @@ public final class IssuanceService: Sendable {
         )
     }
 
+    /// Revokes a certificate on behalf of `actor`: the one path of the REST API, the CLI and ACME. Who may revoke
+    /// what is the front end's decision; this records it.
+    public func revoke(serial: String, reason: RevocationReason, by actor: String) async throws -> RevocationOutcome {
+        let outcome = try await ledger.revoke(serial: serial, reason: reason, at: now(), actor: actor)
+        if case .revoked(let entry) = outcome {
+            logger.info("certificate revoked", metadata: ["serial": "\(entry.serial)", "reason": "\(reason.name)", "by": "\(actor)"])
+        }
+        return outcome
+    }
+
     public func certificate(serial: String) async throws -> CertificateEntry? {
         try await ledger.certificate(serial: serial)
     }

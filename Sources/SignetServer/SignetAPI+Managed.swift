@@ -117,9 +117,9 @@ extension SignetAPI {
     /// cert-manager's `privateKey` shape to Signet's key algorithms.
     static func keyAlgorithm(_ spec: Components.Schemas.PrivateKeySpec?) throws -> KeyAlgorithm {
         let algorithm = (spec?.algorithm ?? .ecdsa).rawValue
-        guard let chosen = KeyAlgorithm(algorithm: algorithm, size: spec?.size) else {
+        guard let chosen = KeyAlgorithm(algorithm: algorithm, size: spec?.size?.rawValue) else {
             throw ManagedCertificateRefusal.invalid(
-                "privateKey \(algorithm) size \(spec?.size.map(String.init) ?? "-") is not offered; use \(KeyAlgorithm.offeredKeys)"
+                "privateKey \(algorithm) size \(spec?.size.map { String($0.rawValue) } ?? "-") is not offered; use \(KeyAlgorithm.offeredKeys)"
             )
         }
         return chosen
@@ -131,7 +131,7 @@ extension SignetAPI {
 
     static func privateKeySpec(_ raw: String) -> Components.Schemas.PrivateKeySpec {
         let form = (KeyAlgorithm(rawValue: raw) ?? .ecdsaP256).algorithmAndSize
-        return .init(algorithm: .init(rawValue: form.algorithm), size: form.size)
+        return .init(algorithm: .init(rawValue: form.algorithm), size: form.size.flatMap(Components.Schemas.PrivateKeySpec.SizePayload.init(rawValue:)))
     }
 
     static func seconds(_ text: String, _ field: String) throws -> Int64 {

@@ -142,12 +142,42 @@ public struct SignetAPI: APIProtocol {
         return .ok(.init(body: .json(.init(items: page.entries.map { record($0, now: now) }, nextCursor: page.nextCursor))))
     }
 
+    /// A serial as the ledger keys it: lower-case hexadecimal, at most 21 octets.
+    private func serialParameter(_ text: String) throws -> String {
+        let serial = text.lowercased()
+        guard !serial.isEmpty, serial.count <= 42, serial.allSatisfy(\.isHexDigit) else {
+            throw Problem("invalid-serial", "Invalid serial", status: 400, detail: "serial '\(text)' is not a hexadecimal serial number")
+        }
+        return serial
+    }
+
+    public func revokeCertificate(_ input: Operations.RevokeCertificate.Input) async throws -> Operations.RevokeCertificate.Output {
+        let caller = try await authenticator.authenticate(PresentedCredentials.current)
+        let serial = try serialParameter(input.path.serial)
+        guard case .json(let body) = input.body, let reason = RevocationReason(name: body.reason?.rawValue ?? "unspecified"), reason.mayBeRequested else {
+            throw Problem("invalid-reason", "Invalid reason", status: 400, detail: "reason must be one of unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn")
+        }
+        guard let entry = try await issuance.certificate(serial: serial), try await managed.mayRead(requester: entry.requester, by: caller) || caller.isAdministrator else {
+            throw Problem("not-found", "No such certificate", status: 404, detail: "no certificate with serial \(serial) was issued by this CA")
+        }
+        guard caller.isAdministrator || entry.requester == caller.identity else {
+            throw Problem("not-yours", "Not your certificate", status: 403,
+                          detail: "certificate \(serial) was issued to \(entry.requester); it may be revoked by that caller or an administrator")
+        }
+        switch try await issuance.revoke(serial: serial, reason: reason, by: caller.identity) {
+        case .revoked(let revoked), .alreadyRevoked(let revoked):
+            return .ok(.init(body: .json(record(revoked, now: Date()))))
+        case .expired(let expired):
+            throw Problem("certificate-expired", "Certificate expired", status: 409,
+                          detail: "certificate \(serial) expired at \(expired.notAfter.formatted(.iso8601)); an expired certificate is trusted by nothing and is not revoked")
+        case .unknown:
+            throw Problem("not-found", "No such certificate", status: 404, detail: "no certificate with serial \(serial) was issued by this CA")
+        }
+    }
+
     public func getCertificate(_ input: Operations.GetCertificate.Input) async throws -> Operations.GetCertificate.Output {
         let caller = try await authenticator.authenticate(PresentedCredentials.current)
-        let serial = input.path.serial.lowercased()
-        guard !serial.isEmpty, serial.count <= 42, serial.allSatisfy(\.isHexDigit) else {
-            throw Problem("invalid-serial", "Invalid serial", status: 400, detail: "serial '\(input.path.serial)' is not a hexadecimal serial number")
-        }
+        let serial = try serialParameter(input.path.serial)
         // Another tenant's certificate is answered as one that does not exist: its serial says nothing to this caller.
         guard let entry = try await issuance.certificate(serial: serial), try await managed.mayRead(requester: entry.requester, by: caller) else {
             throw Problem("not-found", "No such certificate", status: 404, detail: "no certificate with serial \(serial) was issued by this CA")

@@ -7,7 +7,7 @@ struct CertsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "certs",
         abstract: "Read the ledger through the API: what the CA has issued.",
-        subcommands: [List.self, Show.self]
+        subcommands: [List.self, Show.self, Revoke.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -86,6 +86,27 @@ struct CertsCommand: AsyncParsableCommand {
                 for (name, value) in fields {
                     print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + value)
                 }
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a certificate (its requester's credential, or an administrator's).",
+            discussion: "Reasons: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn. Revoking twice answers the first revocation."
+        )
+        @OptionGroup var server: ServerOptions
+        @Argument(help: "The serial number (hexadecimal).") var serial: String
+        @Option(help: "The RFC 5280 reason.") var reason: String = "unspecified"
+
+        func run() async throws {
+            guard let reason = Components.Schemas.RevocationRequest.ReasonPayload(rawValue: reason) else {
+                throw ValidationError("--reason must be one of \(Components.Schemas.RevocationRequest.ReasonPayload.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            try await APIClient.with(server) { client in
+                let body = try JSONEncoder().encode(Components.Schemas.RevocationRequest(reason: reason))
+                let item = try client.decode(Components.Schemas.CertificateRecord.self, from: try await client.send(.POST, "/v1/certificates/\(serial)/revoke", json: body))
+                print("revoked \(item.serial) at \(item.revokedAt?.formatted(.iso8601) ?? "?") (\(item.revocationReason ?? reason.rawValue))")
             }
         }
     }

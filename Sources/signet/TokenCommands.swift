@@ -40,6 +40,9 @@ struct TokenCommand: AsyncParsableCommand {
         @Flag(help: "An auditor's token: reads every tenant's certificates and managed certificates (with --allow it may issue too).")
         var auditor = false
 
+        @Flag(help: "An administrator's token: may revoke any tenant's certificate (POST /v1/certificates/{serial}/revoke).")
+        var administrator = false
+
         @Option(help: ArgumentHelp(
             "Comma-separated profiles: server, client, server-client.",
             discussion: "Client certificates are identities wherever they are trusted, so a token may get them only when asked."
@@ -50,8 +53,8 @@ struct TokenCommand: AsyncParsableCommand {
             guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.@".contains($0) }) else {
                 throw ValidationError("--name may contain letters, digits and - _ . @ only")
             }
-            guard !allow.isEmpty || auditor else {
-                throw ValidationError("a token needs names it may be issued (--allow) or the auditor's role (--auditor); without either it could do nothing")
+            guard !allow.isEmpty || auditor || administrator else {
+                throw ValidationError("a token needs names it may be issued (--allow), the auditor's role (--auditor) or the administrator's (--administrator); without any it could do nothing")
             }
             for pattern in allow {
                 do { _ = try NamePattern(pattern) } catch { throw ValidationError("--allow: \(error)") }
@@ -70,7 +73,8 @@ struct TokenCommand: AsyncParsableCommand {
             let (token, digest) = APITokens.mint()
             try await ledger.createToken(TokenEntry(
                 name: name, secretSHA256: digest, allowedNames: allow, allowedProfiles: chosen,
-                maximumLifetime: try lifetime(maxDuration, "--max-duration"), createdAt: Date(), allowedTargets: target, auditor: auditor
+                maximumLifetime: try lifetime(maxDuration, "--max-duration"), createdAt: Date(), allowedTargets: target, auditor: auditor,
+                administrator: administrator
             ))
             print(token)
             FileHandle.standardError.write(Data("token '\(name)' created; it is shown only this once\n".utf8))
@@ -93,7 +97,7 @@ struct TokenCommand: AsyncParsableCommand {
                         "maxDuration": Lifetime.format(token.maximumLifetime),
                         "created": token.createdAt.formatted(.iso8601),
                         "state": token.revokedAt == nil ? "active" : "revoked",
-                        "role": token.auditor ? "auditor" : "tenant",
+                        "role": Self.role(of: token),
                     ]
                 }
                 print(String(decoding: try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
@@ -103,7 +107,7 @@ struct TokenCommand: AsyncParsableCommand {
                 header: ["NAME", "STATE", "ROLE", "ALLOW", "TARGETS", "PROFILES", "MAX", "CREATED"],
                 rows: tokens.map { token in
                     [
-                        token.name, token.revokedAt == nil ? "active" : "revoked", token.auditor ? "auditor" : "tenant",
+                        token.name, token.revokedAt == nil ? "active" : "revoked", Self.role(of: token),
                         token.allowedNames.isEmpty ? "-" : token.allowedNames.joined(separator: ","),
                         token.allowedTargets.isEmpty ? "-" : token.allowedTargets.joined(separator: ","),
                         token.allowedProfiles.map(\.rawValue).joined(separator: ","),
@@ -158,4 +162,14 @@ enum Table {
             Swift.print(cells.joined(separator: "  "))
         }
     }
+}
+
+extension TokenCommand.List {
+    static func role(of token: TokenEntry) -> String {
+        [token.auditor ? "auditor" : nil, token.administrator ? "administrator" : nil].compactMap { $0 }.joined(separator: "+").nonEmpty ?? "tenant"
+    }
+}
+
+extension String {
+    var nonEmpty: String? { isEmpty ? nil : self }
 }

@@ -314,6 +314,74 @@ struct APITests {
         }
     }
 
+    @Test("revocation: by the requester or an administrator, idempotent, recorded with its audit event in one transaction; others, bad reasons and expired certificates refused with nothing changed")
+    func revocation() async throws {
+        let service = try await TestService.make()
+        let (other, otherDigest) = APITokens.mint()
+        try await service.server.ledger.createToken(TokenEntry(
+            name: "other", secretSHA256: otherDigest, allowedNames: ["*.other.example"], allowedProfiles: [.server], maximumLifetime: .seconds(86_400), createdAt: Date()
+        ))
+        let (admin, adminDigest) = APITokens.mint()
+        try await service.server.ledger.createToken(TokenEntry(
+            name: "admin", secretSHA256: adminDigest, allowedNames: [], allowedProfiles: [], maximumLifetime: .seconds(3600), createdAt: Date(), administrator: true
+        ))
+        try await service.withClient { client in
+            func issue(_ name: String, _ token: String, duration: String = "24h") async throws -> String {
+                let answer = try await client.call(.post, "/v1/certificates", token: token, json: ["csr": try Fixtures.csr(), "dnsNames": [name], "duration": duration])
+                return try #require(answer.json["serial"] as? String, "\(answer.text)")
+            }
+            let mine = try await issue("a.example.com", service.token)
+            let theirs = try await issue("b.other.example", other)
+            func revoke(_ serial: String, _ token: String, _ body: Any = ["reason": "keyCompromise"]) async throws -> Answer {
+                try await client.call(.post, "/v1/certificates/\(serial)/revoke", token: token, json: body)
+            }
+            func events() async throws -> Int {
+                try await service.server.ledger.auditEvents(limit: 1000).filter { $0.action == "certificate.revoke" }.count
+            }
+
+            let foreign = try await revoke(theirs, service.token)
+            #expect(foreign.status == 404, "another tenant's serial is not found: \(foreign.text)")
+            let auditorTry = try await revoke(mine, service.auditorToken)
+            #expect(auditorTry.status == 403 && (auditorTry.json["type"] as? String ?? "").hasSuffix("not-yours"), "auditors read; they do not revoke: \(auditorTry.text)")
+            let badReason = try await revoke(mine, service.token, ["reason": "cACompromise"])
+            #expect(badReason.status == 400, "\(badReason.text)")
+            #expect(try await revoke("zz", service.token).status == 400)
+            #expect(try await revoke("0123abcd", service.token).status == 404)
+            #expect(try await events() == 0, "nothing was revoked yet")
+
+            let revoked = try await revoke(mine, service.token)
+            #expect(revoked.status == 200, "\(revoked.text)")
+            #expect(revoked.json["status"] as? String == "revoked" && revoked.json["revocationReason"] as? String == "keyCompromise")
+            let revokedAt = try #require(revoked.json["revokedAt"] as? String)
+            let again = try await revoke(mine, service.token, ["reason": "superseded"])
+            #expect(again.status == 200 && again.json["revokedAt"] as? String == revokedAt && again.json["revocationReason"] as? String == "keyCompromise",
+                    "revoking twice answers the first revocation")
+            #expect(try await events() == 1)
+            let shown = try await client.call(.get, "/v1/certificates/\(mine)", token: service.token)
+            #expect(shown.json["status"] as? String == "revoked" && shown.json["revokedAt"] as? String == revokedAt)
+            let listed = try await client.call(.get, "/v1/certificates?status=revoked", token: service.token)
+            #expect((listed.json["items"] as? [[String: Any]])?.compactMap { $0["serial"] as? String } == [mine])
+
+            let byAdmin = try await revoke(theirs, admin, [:])
+            #expect(byAdmin.status == 200 && byAdmin.json["revocationReason"] as? String == "unspecified", "\(byAdmin.text)")
+            let event = try #require(try await service.server.ledger.auditEvents(limit: 1000).first { $0.action == "certificate.revoke" && $0.subject == theirs })
+            #expect(event.actor == "token:admin" && event.reason == "unspecified")
+        }
+
+        // An expired certificate: recorded directly with a past validity, as one issued long ago.
+        let entry = CertificateEntry(
+            serial: "7f00000000000000000000000000000000000001", issuerKeyID: "k", subject: "CN=old.example.com", dnsNames: ["old.example.com"], ipAddresses: [],
+            publicKeySHA256: "p", csrSHA256: "c", profile: .server, notBefore: Date().addingTimeInterval(-7200), notAfter: Date().addingTimeInterval(-3600),
+            requester: "token:ci", issuedAt: Date().addingTimeInterval(-7200), der: [1]
+        )
+        try await service.server.ledger.record(entry, event: AuditEvent(at: entry.issuedAt, actor: "token:ci", action: "certificate.issue", outcome: .success, subject: entry.serial))
+        try await service.withClient { client in
+            let expired = try await client.call(.post, "/v1/certificates/\(entry.serial)/revoke", token: service.token, json: ["reason": "superseded"])
+            #expect(expired.status == 409 && (expired.json["type"] as? String ?? "").hasSuffix("certificate-expired"), "\(expired.text)")
+        }
+        #expect(try await service.server.ledger.certificate(serial: entry.serial)?.storedStatus == .valid)
+    }
+
     @Test("readiness fails when the ledger cannot be written")
     func notReady() async throws {
         let service = try await TestService.make()

@@ -71,6 +71,17 @@ extension APIProtocol {
         )
         try transport.register(
             {
+                try await server.revokeCertificate(
+                    request: $0,
+                    body: $1,
+                    metadata: $2
+                )
+            },
+            method: .post,
+            path: server.apiPathComponentsWithServerPrefix("/v1/certificates/{serial}/revoke")
+        )
+        try transport.register(
+            {
                 try await server.listManagedCertificates(
                     request: $0,
                     body: $1,
@@ -660,6 +671,178 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
             }
         )
     }
+    /// Revoke a certificate.
+    ///
+    /// Allowed for the caller the certificate was issued to and for administrators (`signet token create
+    /// --administrator`). The ledger row gets status, time and reason in the same transaction as its audit event; a
+    /// managed certificate whose current certificate this is is renewed at once with a new key. Revoking a revoked
+    /// certificate answers the same record again (the first revocation's time and reason).
+    ///
+    ///
+    /// - Remark: HTTP `POST /v1/certificates/{serial}/revoke`.
+    /// - Remark: Generated from `#/paths//v1/certificates/{serial}/revoke/post(revokeCertificate)`.
+    func revokeCertificate(
+        request: HTTPTypes.HTTPRequest,
+        body: OpenAPIRuntime.HTTPBody?,
+        metadata: OpenAPIRuntime.ServerRequestMetadata
+    ) async throws -> (HTTPTypes.HTTPResponse, OpenAPIRuntime.HTTPBody?) {
+        try await handle(
+            request: request,
+            requestBody: body,
+            metadata: metadata,
+            forOperation: Operations.RevokeCertificate.id,
+            using: {
+                APIHandler.revokeCertificate($0)
+            },
+            deserializer: { request, requestBody, metadata in
+                let path: Operations.RevokeCertificate.Input.Path = .init(serial: try converter.getPathParameterAsURI(
+                    in: metadata.pathParameters,
+                    name: "serial",
+                    as: Swift.String.self
+                ))
+                let headers: Operations.RevokeCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let contentType = converter.extractContentTypeIfPresent(in: request.headerFields)
+                let body: Operations.RevokeCertificate.Input.Body
+                let chosenContentType = try converter.bestContentType(
+                    received: contentType,
+                    options: [
+                        "application/json"
+                    ]
+                )
+                switch chosenContentType {
+                case "application/json":
+                    body = try await converter.getRequiredRequestBodyAsJSON(
+                        Components.Schemas.RevocationRequest.self,
+                        from: requestBody,
+                        transforming: { value in
+                            .json(value)
+                        }
+                    )
+                default:
+                    preconditionFailure("bestContentType chose an invalid content type.")
+                }
+                return Operations.RevokeCertificate.Input(
+                    path: path,
+                    headers: headers,
+                    body: body
+                )
+            },
+            serializer: { output, request in
+                switch output {
+                case let .ok(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 200)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .json(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
+                case let .badRequest(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 400)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .applicationProblemJson(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/problem+json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/problem+json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
+                case let .unauthorized(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 401)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .applicationProblemJson(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/problem+json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/problem+json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
+                case let .forbidden(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 403)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .applicationProblemJson(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/problem+json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/problem+json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
+                case let .notFound(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 404)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .applicationProblemJson(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/problem+json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/problem+json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
+                case let .conflict(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 409)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .applicationProblemJson(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/problem+json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/problem+json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
+                case let .undocumented(statusCode, _):
+                    return (.init(soar_statusCode: statusCode), nil)
+                }
+            }
+        )
+    }
     /// Managed certificates in name order, with their status.
     ///
     /// - Remark: HTTP `GET /v1/managed-certificates`.
@@ -952,7 +1135,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                 let path: Operations.GetManagedCertificate.Input.Path = .init(name: try converter.getPathParameterAsURI(
                     in: metadata.pathParameters,
                     name: "name",
-                    as: Swift.String.self
+                    as: Components.Schemas.ManagedCertificateName.self
                 ))
                 let headers: Operations.GetManagedCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
                 return Operations.GetManagedCertificate.Input(
@@ -1046,7 +1229,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                 let path: Operations.UpdateManagedCertificate.Input.Path = .init(name: try converter.getPathParameterAsURI(
                     in: metadata.pathParameters,
                     name: "name",
-                    as: Swift.String.self
+                    as: Components.Schemas.ManagedCertificateName.self
                 ))
                 let headers: Operations.UpdateManagedCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
                 let contentType = converter.extractContentTypeIfPresent(in: request.headerFields)
@@ -1221,7 +1404,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                 let path: Operations.DeleteManagedCertificate.Input.Path = .init(name: try converter.getPathParameterAsURI(
                     in: metadata.pathParameters,
                     name: "name",
-                    as: Swift.String.self
+                    as: Components.Schemas.ManagedCertificateName.self
                 ))
                 let headers: Operations.DeleteManagedCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
                 return Operations.DeleteManagedCertificate.Input(
@@ -1317,7 +1500,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                 let path: Operations.RenewManagedCertificate.Input.Path = .init(name: try converter.getPathParameterAsURI(
                     in: metadata.pathParameters,
                     name: "name",
-                    as: Swift.String.self
+                    as: Components.Schemas.ManagedCertificateName.self
                 ))
                 let headers: Operations.RenewManagedCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
                 return Operations.RenewManagedCertificate.Input(

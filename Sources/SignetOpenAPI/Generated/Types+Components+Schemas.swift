@@ -24,11 +24,57 @@ extension Components {
             case client = "client"
             case serverClient = "server-client"
         }
+        /// Lower-case letters, digits, '-' and '.' (a Kubernetes object name).
+        ///
+        /// - Remark: Generated from `#/components/schemas/ManagedCertificateName`.
+        public typealias ManagedCertificateName = Swift.String
+        /// At most 100 names in all (dnsNames and ipAddresses together).
+        ///
+        /// - Remark: Generated from `#/components/schemas/Names`.
+        public typealias Names = [Swift.String]
         /// - Remark: Generated from `#/components/schemas/CertificateStatus`.
         @frozen public enum CertificateStatus: String, Codable, Hashable, Sendable, CaseIterable {
             case valid = "valid"
             case expired = "expired"
             case revoked = "revoked"
+        }
+        /// - Remark: Generated from `#/components/schemas/RevocationRequest`.
+        public struct RevocationRequest: Codable, Hashable, Sendable {
+            /// RFC 5280 reason; unspecified when absent.
+            ///
+            /// - Remark: Generated from `#/components/schemas/RevocationRequest/reason`.
+            @frozen public enum ReasonPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case unspecified = "unspecified"
+                case keyCompromise = "keyCompromise"
+                case affiliationChanged = "affiliationChanged"
+                case superseded = "superseded"
+                case cessationOfOperation = "cessationOfOperation"
+                case privilegeWithdrawn = "privilegeWithdrawn"
+            }
+            /// RFC 5280 reason; unspecified when absent.
+            ///
+            /// - Remark: Generated from `#/components/schemas/RevocationRequest/reason`.
+            public var reason: Components.Schemas.RevocationRequest.ReasonPayload?
+            /// Creates a new `RevocationRequest`.
+            ///
+            /// - Parameters:
+            ///   - reason: RFC 5280 reason; unspecified when absent.
+            public init(reason: Components.Schemas.RevocationRequest.ReasonPayload? = nil) {
+                self.reason = reason
+            }
+            public enum CodingKeys: String, CodingKey {
+                case reason
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.reason = try container.decodeIfPresent(
+                    Components.Schemas.RevocationRequest.ReasonPayload.self,
+                    forKey: .reason
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "reason"
+                ])
+            }
         }
         /// - Remark: Generated from `#/components/schemas/IssueRequest`.
         public struct IssueRequest: Codable, Hashable, Sendable {
@@ -37,9 +83,9 @@ extension Components {
             /// - Remark: Generated from `#/components/schemas/IssueRequest/csr`.
             public var csr: Swift.String
             /// - Remark: Generated from `#/components/schemas/IssueRequest/dnsNames`.
-            public var dnsNames: [Swift.String]?
+            public var dnsNames: Components.Schemas.Names?
             /// - Remark: Generated from `#/components/schemas/IssueRequest/ipAddresses`.
-            public var ipAddresses: [Swift.String]?
+            public var ipAddresses: Components.Schemas.Names?
             /// Go-style (`2160h`, `90m`, `1h30m`) or ISO 8601 (`P90D`, `PT12H`). Defaults to the policy's default.
             ///
             /// - Remark: Generated from `#/components/schemas/IssueRequest/duration`.
@@ -56,8 +102,8 @@ extension Components {
             ///   - profile:
             public init(
                 csr: Swift.String,
-                dnsNames: [Swift.String]? = nil,
-                ipAddresses: [Swift.String]? = nil,
+                dnsNames: Components.Schemas.Names? = nil,
+                ipAddresses: Components.Schemas.Names? = nil,
                 duration: Swift.String? = nil,
                 profile: Components.Schemas.Profile? = nil
             ) {
@@ -81,11 +127,11 @@ extension Components {
                     forKey: .csr
                 )
                 self.dnsNames = try container.decodeIfPresent(
-                    [Swift.String].self,
+                    Components.Schemas.Names.self,
                     forKey: .dnsNames
                 )
                 self.ipAddresses = try container.decodeIfPresent(
-                    [Swift.String].self,
+                    Components.Schemas.Names.self,
                     forKey: .ipAddresses
                 )
                 self.duration = try container.decodeIfPresent(
@@ -331,7 +377,17 @@ extension Components {
             /// ECDSA 256 (default) or 384; RSA 2048 (default), 3072 or 4096; none for Ed25519.
             ///
             /// - Remark: Generated from `#/components/schemas/PrivateKeySpec/size`.
-            public var size: Swift.Int?
+            @frozen public enum SizePayload: Int, Codable, Hashable, Sendable, CaseIterable {
+                case _256 = 256
+                case _384 = 384
+                case _2048 = 2048
+                case _3072 = 3072
+                case _4096 = 4096
+            }
+            /// ECDSA 256 (default) or 384; RSA 2048 (default), 3072 or 4096; none for Ed25519.
+            ///
+            /// - Remark: Generated from `#/components/schemas/PrivateKeySpec/size`.
+            public var size: Components.Schemas.PrivateKeySpec.SizePayload?
             /// Creates a new `PrivateKeySpec`.
             ///
             /// - Parameters:
@@ -339,7 +395,7 @@ extension Components {
             ///   - size: ECDSA 256 (default) or 384; RSA 2048 (default), 3072 or 4096; none for Ed25519.
             public init(
                 algorithm: Components.Schemas.PrivateKeySpec.AlgorithmPayload? = nil,
-                size: Swift.Int? = nil
+                size: Components.Schemas.PrivateKeySpec.SizePayload? = nil
             ) {
                 self.algorithm = algorithm
                 self.size = size
@@ -355,7 +411,7 @@ extension Components {
                     forKey: .algorithm
                 )
                 self.size = try container.decodeIfPresent(
-                    Swift.Int.self,
+                    Components.Schemas.PrivateKeySpec.SizePayload.self,
                     forKey: .size
                 )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
@@ -587,14 +643,12 @@ extension Components {
         }
         /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest`.
         public struct ManagedCertificateRequest: Codable, Hashable, Sendable {
-            /// Unique; lower-case letters, digits, '-' and '.'.
-            ///
             /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/name`.
-            public var name: Swift.String
+            public var name: Components.Schemas.ManagedCertificateName
             /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/dnsNames`.
-            public var dnsNames: [Swift.String]?
+            public var dnsNames: Components.Schemas.Names?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/ipAddresses`.
-            public var ipAddresses: [Swift.String]?
+            public var ipAddresses: Components.Schemas.Names?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/profile`.
             public var profile: Components.Schemas.Profile?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/privateKey`.
@@ -637,7 +691,7 @@ extension Components {
             /// Creates a new `ManagedCertificateRequest`.
             ///
             /// - Parameters:
-            ///   - name: Unique; lower-case letters, digits, '-' and '.'.
+            ///   - name:
             ///   - dnsNames:
             ///   - ipAddresses:
             ///   - profile:
@@ -651,9 +705,9 @@ extension Components {
             ///   - additionalOutputFormats: Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
             ///   - keystores:
             public init(
-                name: Swift.String,
-                dnsNames: [Swift.String]? = nil,
-                ipAddresses: [Swift.String]? = nil,
+                name: Components.Schemas.ManagedCertificateName,
+                dnsNames: Components.Schemas.Names? = nil,
+                ipAddresses: Components.Schemas.Names? = nil,
                 profile: Components.Schemas.Profile? = nil,
                 privateKey: Components.Schemas.PrivateKeySpec? = nil,
                 duration: Swift.String? = nil,
@@ -697,15 +751,15 @@ extension Components {
             public init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 self.name = try container.decode(
-                    Swift.String.self,
+                    Components.Schemas.ManagedCertificateName.self,
                     forKey: .name
                 )
                 self.dnsNames = try container.decodeIfPresent(
-                    [Swift.String].self,
+                    Components.Schemas.Names.self,
                     forKey: .dnsNames
                 )
                 self.ipAddresses = try container.decodeIfPresent(
-                    [Swift.String].self,
+                    Components.Schemas.Names.self,
                     forKey: .ipAddresses
                 )
                 self.profile = try container.decodeIfPresent(
@@ -768,9 +822,9 @@ extension Components {
         /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch`.
         public struct ManagedCertificatePatch: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/dnsNames`.
-            public var dnsNames: [Swift.String]?
+            public var dnsNames: Components.Schemas.Names?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/ipAddresses`.
-            public var ipAddresses: [Swift.String]?
+            public var ipAddresses: Components.Schemas.Names?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/profile`.
             public var profile: Components.Schemas.Profile?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/privateKey`.
@@ -822,8 +876,8 @@ extension Components {
             ///   - additionalOutputFormats: Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
             ///   - keystores:
             public init(
-                dnsNames: [Swift.String]? = nil,
-                ipAddresses: [Swift.String]? = nil,
+                dnsNames: Components.Schemas.Names? = nil,
+                ipAddresses: Components.Schemas.Names? = nil,
                 profile: Components.Schemas.Profile? = nil,
                 privateKey: Components.Schemas.PrivateKeySpec? = nil,
                 duration: Swift.String? = nil,
@@ -865,11 +919,11 @@ extension Components {
             public init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 self.dnsNames = try container.decodeIfPresent(
-                    [Swift.String].self,
+                    Components.Schemas.Names.self,
                     forKey: .dnsNames
                 )
                 self.ipAddresses = try container.decodeIfPresent(
-                    [Swift.String].self,
+                    Components.Schemas.Names.self,
                     forKey: .ipAddresses
                 )
                 self.profile = try container.decodeIfPresent(
@@ -934,7 +988,7 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/ready`.
             public var ready: Swift.Bool
-            /// Issued, Pending (never delivered yet), Changed (the spec changed since), Failing, Expired.
+            /// Issued, Pending (never delivered yet), Changed (the spec changed since), Failing, Unauthorized (the owner's credential no longer allows it), Expired.
             ///
             /// - Remark: Generated from `#/components/schemas/ManagedCertificateStatus/reason`.
             public var reason: Swift.String
@@ -968,7 +1022,7 @@ extension Components {
             ///
             /// - Parameters:
             ///   - ready: The Secret holds a valid certificate for the current spec.
-            ///   - reason: Issued, Pending (never delivered yet), Changed (the spec changed since), Failing, Expired.
+            ///   - reason: Issued, Pending (never delivered yet), Changed (the spec changed since), Failing, Unauthorized (the owner's credential no longer allows it), Expired.
             ///   - serial:
             ///   - notBefore:
             ///   - notAfter:
@@ -1260,6 +1314,10 @@ extension Components {
             public var detail: Swift.String?
             /// - Remark: Generated from `#/components/schemas/Problem/instance`.
             public var instance: Swift.String?
+            /// The request's id, as in the Signet-Request-Id header and the server's log.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Problem/requestId`.
+            public var requestId: Swift.String?
             /// Each offending input, when there are several (for example every name outside policy).
             ///
             /// - Remark: Generated from `#/components/schemas/Problem/errors`.
@@ -1272,6 +1330,7 @@ extension Components {
             ///   - status:
             ///   - detail:
             ///   - instance:
+            ///   - requestId: The request's id, as in the Signet-Request-Id header and the server's log.
             ///   - errors: Each offending input, when there are several (for example every name outside policy).
             public init(
                 _type: Swift.String,
@@ -1279,6 +1338,7 @@ extension Components {
                 status: Swift.Int,
                 detail: Swift.String? = nil,
                 instance: Swift.String? = nil,
+                requestId: Swift.String? = nil,
                 errors: [Swift.String]? = nil
             ) {
                 self._type = _type
@@ -1286,6 +1346,7 @@ extension Components {
                 self.status = status
                 self.detail = detail
                 self.instance = instance
+                self.requestId = requestId
                 self.errors = errors
             }
             public enum CodingKeys: String, CodingKey {
@@ -1294,6 +1355,7 @@ extension Components {
                 case status
                 case detail
                 case instance
+                case requestId
                 case errors
             }
         }

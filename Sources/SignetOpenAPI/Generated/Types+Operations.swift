@@ -26,7 +26,7 @@ public enum Operations {
         public struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/v1/certificates/GET/query`.
             public struct Query: Sendable, Hashable {
-                /// Certificates naming this host exactly, or with a wildcard that covers it.
+                /// Certificates naming this host (or IP address) exactly, or with a wildcard that covers it. Any text is a key; one no certificate carries matches nothing.
                 ///
                 /// - Remark: Generated from `#/paths/v1/certificates/GET/query/dnsName`.
                 public var dnsName: Swift.String?
@@ -38,6 +38,8 @@ public enum Operations {
                 public var issuedAfter: Foundation.Date?
                 /// - Remark: Generated from `#/paths/v1/certificates/GET/query/issuedBefore`.
                 public var issuedBefore: Foundation.Date?
+                /// `token:NAME`, `serviceaccount:NS:NAME`, `managed:NAME`, … A tenant may name only itself or a managed certificate it may read.
+                ///
                 /// - Remark: Generated from `#/paths/v1/certificates/GET/query/requester`.
                 public var requester: Swift.String?
                 /// Certificates for this public key (SHA-256 of the SubjectPublicKeyInfo DER, hexadecimal).
@@ -53,12 +55,12 @@ public enum Operations {
                 /// Creates a new `Query`.
                 ///
                 /// - Parameters:
-                ///   - dnsName: Certificates naming this host exactly, or with a wildcard that covers it.
+                ///   - dnsName: Certificates naming this host (or IP address) exactly, or with a wildcard that covers it. Any text is a key; one no certificate carries matches nothing.
                 ///   - status:
                 ///   - expiringBefore:
                 ///   - issuedAfter:
                 ///   - issuedBefore:
-                ///   - requester:
+                ///   - requester: `token:NAME`, `serviceaccount:NS:NAME`, `managed:NAME`, … A tenant may name only itself or a managed certificate it may read.
                 ///   - publicKeySHA256: Certificates for this public key (SHA-256 of the SubjectPublicKeyInfo DER, hexadecimal).
                 ///   - limit:
                 ///   - cursor: The `nextCursor` of the previous page.
@@ -569,14 +571,14 @@ public enum Operations {
         public struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/v1/certificates/{serial}/GET/path`.
             public struct Path: Sendable, Hashable {
-                /// The serial number in lower-case hexadecimal.
+                /// The serial number in hexadecimal (at most 21 octets).
                 ///
                 /// - Remark: Generated from `#/paths/v1/certificates/{serial}/GET/path/serial`.
                 public var serial: Swift.String
                 /// Creates a new `Path`.
                 ///
                 /// - Parameters:
-                ///   - serial: The serial number in lower-case hexadecimal.
+                ///   - serial: The serial number in hexadecimal (at most 21 octets).
                 public init(serial: Swift.String) {
                     self.serial = serial
                 }
@@ -790,6 +792,272 @@ public enum Operations {
                 [
                     .json,
                     .applicationPemCertificateChain,
+                    .applicationProblemJson
+                ]
+            }
+        }
+    }
+    /// Revoke a certificate.
+    ///
+    /// Allowed for the caller the certificate was issued to and for administrators (`signet token create
+    /// --administrator`). The ledger row gets status, time and reason in the same transaction as its audit event; a
+    /// managed certificate whose current certificate this is is renewed at once with a new key. Revoking a revoked
+    /// certificate answers the same record again (the first revocation's time and reason).
+    ///
+    ///
+    /// - Remark: HTTP `POST /v1/certificates/{serial}/revoke`.
+    /// - Remark: Generated from `#/paths//v1/certificates/{serial}/revoke/post(revokeCertificate)`.
+    public enum RevokeCertificate {
+        public static let id: Swift.String = "revokeCertificate"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/v1/certificates/{serial}/revoke/POST/path`.
+            public struct Path: Sendable, Hashable {
+                /// The serial number in hexadecimal (at most 21 octets).
+                ///
+                /// - Remark: Generated from `#/paths/v1/certificates/{serial}/revoke/POST/path/serial`.
+                public var serial: Swift.String
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - serial: The serial number in hexadecimal (at most 21 octets).
+                public init(serial: Swift.String) {
+                    self.serial = serial
+                }
+            }
+            public var path: Operations.RevokeCertificate.Input.Path
+            /// - Remark: Generated from `#/paths/v1/certificates/{serial}/revoke/POST/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RevokeCertificate.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RevokeCertificate.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.RevokeCertificate.Input.Headers
+            /// - Remark: Generated from `#/paths/v1/certificates/{serial}/revoke/POST/requestBody`.
+            @frozen public enum Body: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/v1/certificates/{serial}/revoke/POST/requestBody/content/application\/json`.
+                case json(Components.Schemas.RevocationRequest)
+            }
+            public var body: Operations.RevokeCertificate.Input.Body
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - headers:
+            ///   - body:
+            public init(
+                path: Operations.RevokeCertificate.Input.Path,
+                headers: Operations.RevokeCertificate.Input.Headers = .init(),
+                body: Operations.RevokeCertificate.Input.Body
+            ) {
+                self.path = path
+                self.headers = headers
+                self.body = body
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/v1/certificates/{serial}/revoke/POST/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/v1/certificates/{serial}/revoke/POST/responses/200/content/application\/json`.
+                    case json(Components.Schemas.CertificateRecord)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    public var json: Components.Schemas.CertificateRecord {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.RevokeCertificate.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                public init(body: Operations.RevokeCertificate.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// Revoked (now or before).
+            ///
+            /// - Remark: Generated from `#/paths//v1/certificates/{serial}/revoke/post(revokeCertificate)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.RevokeCertificate.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.RevokeCertificate.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// An RFC 9457 problem.
+            ///
+            /// - Remark: Generated from `#/paths//v1/certificates/{serial}/revoke/post(revokeCertificate)/responses/400`.
+            ///
+            /// HTTP response code: `400 badRequest`.
+            case badRequest(Components.Responses.Problem)
+            /// The associated value of the enum case if `self` is `.badRequest`.
+            ///
+            /// - Throws: An error if `self` is not `.badRequest`.
+            /// - SeeAlso: `.badRequest`.
+            public var badRequest: Components.Responses.Problem {
+                get throws {
+                    switch self {
+                    case let .badRequest(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "badRequest",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// An RFC 9457 problem.
+            ///
+            /// - Remark: Generated from `#/paths//v1/certificates/{serial}/revoke/post(revokeCertificate)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Problem)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            public var unauthorized: Components.Responses.Problem {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// An RFC 9457 problem.
+            ///
+            /// - Remark: Generated from `#/paths//v1/certificates/{serial}/revoke/post(revokeCertificate)/responses/403`.
+            ///
+            /// HTTP response code: `403 forbidden`.
+            case forbidden(Components.Responses.Problem)
+            /// The associated value of the enum case if `self` is `.forbidden`.
+            ///
+            /// - Throws: An error if `self` is not `.forbidden`.
+            /// - SeeAlso: `.forbidden`.
+            public var forbidden: Components.Responses.Problem {
+                get throws {
+                    switch self {
+                    case let .forbidden(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "forbidden",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// An RFC 9457 problem.
+            ///
+            /// - Remark: Generated from `#/paths//v1/certificates/{serial}/revoke/post(revokeCertificate)/responses/404`.
+            ///
+            /// HTTP response code: `404 notFound`.
+            case notFound(Components.Responses.Problem)
+            /// The associated value of the enum case if `self` is `.notFound`.
+            ///
+            /// - Throws: An error if `self` is not `.notFound`.
+            /// - SeeAlso: `.notFound`.
+            public var notFound: Components.Responses.Problem {
+                get throws {
+                    switch self {
+                    case let .notFound(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// An RFC 9457 problem.
+            ///
+            /// - Remark: Generated from `#/paths//v1/certificates/{serial}/revoke/post(revokeCertificate)/responses/409`.
+            ///
+            /// HTTP response code: `409 conflict`.
+            case conflict(Components.Responses.Problem)
+            /// The associated value of the enum case if `self` is `.conflict`.
+            ///
+            /// - Throws: An error if `self` is not `.conflict`.
+            /// - SeeAlso: `.conflict`.
+            public var conflict: Components.Responses.Problem {
+                get throws {
+                    switch self {
+                    case let .conflict(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "conflict",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case applicationProblemJson
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                case "application/problem+json":
+                    self = .applicationProblemJson
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                case .applicationProblemJson:
+                    return "application/problem+json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .json,
                     .applicationProblemJson
                 ]
             }
@@ -1259,12 +1527,12 @@ public enum Operations {
             /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/GET/path`.
             public struct Path: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/GET/path/name`.
-                public var name: Swift.String
+                public var name: Components.Schemas.ManagedCertificateName
                 /// Creates a new `Path`.
                 ///
                 /// - Parameters:
                 ///   - name:
-                public init(name: Swift.String) {
+                public init(name: Components.Schemas.ManagedCertificateName) {
                     self.name = name
                 }
             }
@@ -1442,12 +1710,12 @@ public enum Operations {
             /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/PATCH/path`.
             public struct Path: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/PATCH/path/name`.
-                public var name: Swift.String
+                public var name: Components.Schemas.ManagedCertificateName
                 /// Creates a new `Path`.
                 ///
                 /// - Parameters:
                 ///   - name:
-                public init(name: Swift.String) {
+                public init(name: Components.Schemas.ManagedCertificateName) {
                     self.name = name
                 }
             }
@@ -1702,12 +1970,12 @@ public enum Operations {
             /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/DELETE/path`.
             public struct Path: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/DELETE/path/name`.
-                public var name: Swift.String
+                public var name: Components.Schemas.ManagedCertificateName
                 /// Creates a new `Path`.
                 ///
                 /// - Parameters:
                 ///   - name:
-                public init(name: Swift.String) {
+                public init(name: Components.Schemas.ManagedCertificateName) {
                     self.name = name
                 }
             }
@@ -1883,12 +2151,12 @@ public enum Operations {
             /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/renew/POST/path`.
             public struct Path: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/renew/POST/path/name`.
-                public var name: Swift.String
+                public var name: Components.Schemas.ManagedCertificateName
                 /// Creates a new `Path`.
                 ///
                 /// - Parameters:
                 ///   - name:
-                public init(name: Swift.String) {
+                public init(name: Components.Schemas.ManagedCertificateName) {
                     self.name = name
                 }
             }

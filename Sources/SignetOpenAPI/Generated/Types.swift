@@ -38,6 +38,17 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `GET /v1/certificates/{serial}`.
     /// - Remark: Generated from `#/paths//v1/certificates/{serial}/get(getCertificate)`.
     func getCertificate(_ input: Operations.GetCertificate.Input) async throws -> Operations.GetCertificate.Output
+    /// Revoke a certificate.
+    ///
+    /// Allowed for the caller the certificate was issued to and for administrators (`signet token create
+    /// --administrator`). The ledger row gets status, time and reason in the same transaction as its audit event; a
+    /// managed certificate whose current certificate this is is renewed at once with a new key. Revoking a revoked
+    /// certificate answers the same record again (the first revocation's time and reason).
+    ///
+    ///
+    /// - Remark: HTTP `POST /v1/certificates/{serial}/revoke`.
+    /// - Remark: Generated from `#/paths//v1/certificates/{serial}/revoke/post(revokeCertificate)`.
+    func revokeCertificate(_ input: Operations.RevokeCertificate.Input) async throws -> Operations.RevokeCertificate.Output
     /// Managed certificates in name order, with their status.
     ///
     /// - Remark: HTTP `GET /v1/managed-certificates`.
@@ -142,6 +153,27 @@ extension APIProtocol {
         try await getCertificate(Operations.GetCertificate.Input(
             path: path,
             headers: headers
+        ))
+    }
+    /// Revoke a certificate.
+    ///
+    /// Allowed for the caller the certificate was issued to and for administrators (`signet token create
+    /// --administrator`). The ledger row gets status, time and reason in the same transaction as its audit event; a
+    /// managed certificate whose current certificate this is is renewed at once with a new key. Revoking a revoked
+    /// certificate answers the same record again (the first revocation's time and reason).
+    ///
+    ///
+    /// - Remark: HTTP `POST /v1/certificates/{serial}/revoke`.
+    /// - Remark: Generated from `#/paths//v1/certificates/{serial}/revoke/post(revokeCertificate)`.
+    public func revokeCertificate(
+        path: Operations.RevokeCertificate.Input.Path,
+        headers: Operations.RevokeCertificate.Input.Headers = .init(),
+        body: Operations.RevokeCertificate.Input.Body
+    ) async throws -> Operations.RevokeCertificate.Output {
+        try await revokeCertificate(Operations.RevokeCertificate.Input(
+            path: path,
+            headers: headers,
+            body: body
         ))
     }
     /// Managed certificates in name order, with their status.

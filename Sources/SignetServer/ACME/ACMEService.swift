@@ -516,11 +516,11 @@ public final class ACMEService: Sendable {
             guard spki.serializedBytes == key.subjectPublicKeyInfo else { throw ACMEError(.unauthorized, "the request is not signed by the certificate's key") }
             actor = "acme:certificate-key:\(key.thumbprint)"
         }
-        guard entry.storedStatus == .valid else { throw ACMEError(.alreadyRevoked, "certificate \(serial) is already revoked") }
-        let date = now()
-        let event = AuditEvent(at: date, actor: actor, action: "certificate.revoke", outcome: .success, subject: serial, names: entry.dnsNames + entry.ipAddresses, reason: reason.name)
-        guard try await store.revoke(serial: serial, reason: reason.name, at: date, event: event) else {
-            throw ACMEError(.alreadyRevoked, "certificate \(serial) is already revoked")
+        switch try await issuance.revoke(serial: serial, reason: reason, by: actor) {
+        case .revoked: return
+        case .alreadyRevoked: throw ACMEError(.alreadyRevoked, "certificate \(serial) is already revoked")
+        case .expired: throw ACMEError(.malformed, "certificate \(serial) has expired; there is nothing left to revoke")
+        case .unknown: throw ACMEError(.malformed, "this CA did not issue that certificate", status: 404)
         }
     }
 
