@@ -165,6 +165,18 @@ public final class ManagedCertificates: Sendable {
         return readable(record, by: caller)
     }
 
+    /// Whether `caller` may revoke certificates recorded with `requester`: an administrator, the requester itself, or,
+    /// for a managed certificate's, its owner and callers allowed to change it (as for a forced renewal). Auditors read;
+    /// they do not revoke.
+    public func mayRevoke(requester: String, by caller: Caller) async throws -> Bool {
+        if caller.isAdministrator || requester == caller.identity { return true }
+        let prefix = ManagedCertificateRecord.requester(for: "")
+        guard requester.hasPrefix(prefix), let record = try await ledger.managedCertificate(name: String(requester.dropFirst(prefix.count))) else {
+            return false
+        }
+        return record.owner == caller.identity || (caller.mayIssue && ManagedCertificateRules.coverageRefusal(record.spec, policy: caller.policy) == nil)
+    }
+
     /// The record, if the caller may manage it as it stands: its names and its target.
     private func authorized(_ name: String, _ caller: Caller, action: String) async throws -> ManagedCertificateRecord {
         let existing = try await record(named: name)
@@ -191,6 +203,14 @@ public final class ManagedCertificates: Sendable {
     /// retried with backoff. Afterwards the gateway is probed, if one is configured for the cluster.
     func renew(_ record: ManagedCertificateRecord) async {
         let started = now()
+        if record.lastErrorReason == Self.revokedReason, let client = clusters[record.spec.target.cluster]?.client {
+            // The ledger made this renewal due when the current certificate was revoked; the Secret's readers learn why.
+            let target = record.spec.target
+            if let secret = try? await client.getSecret(namespace: target.namespace, name: target.secretName) {
+                try? await client.recordEvent(regarding: secret, type: "Warning", reason: Self.revokedReason, action: "Renew",
+                                              note: "managed certificate \(record.name): \(record.lastError ?? "its certificate was revoked")")
+            }
+        }
         do {
             let delivered = try await attempt(record, at: started)
             metrics.recordRenewal(.delivered)
@@ -218,6 +238,9 @@ public final class ManagedCertificates: Sendable {
             }
         }
     }
+
+    /// `last_error_reason` of a managed certificate whose current certificate was revoked (set by the ledger).
+    static let revokedReason = "Revoked"
 
     /// The owner's credential, as it is now, must still allow the certificate: a revoked token or a narrowed policy
     /// stops its renewals. Nothing is issued; the status says `Unauthorized`, an Event on the Secret and a metric say

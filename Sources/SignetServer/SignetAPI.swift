@@ -160,7 +160,7 @@ public struct SignetAPI: APIProtocol {
         guard let entry = try await issuance.certificate(serial: serial), try await managed.mayRead(requester: entry.requester, by: caller) || caller.isAdministrator else {
             throw Problem("not-found", "No such certificate", status: 404, detail: "no certificate with serial \(serial) was issued by this CA")
         }
-        guard caller.isAdministrator || entry.requester == caller.identity else {
+        guard try await managed.mayRevoke(requester: entry.requester, by: caller) else {
             throw Problem("not-yours", "Not your certificate", status: 403,
                           detail: "certificate \(serial) was issued to \(entry.requester); it may be revoked by that caller or an administrator")
         }

@@ -273,6 +273,29 @@ struct ManagedDeliveryTests {
         #expect(try rig.issuedSerials("edge").count == 1)
     }
 
+    @Test("revoking a managed certificate's current certificate renews it at once with a new key, and an Event says why")
+    func revokedCertificateIsReplaced() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        #expect(try rig.register("gone", ["dnsNames": ["gone.example.com"], "duration": "24h"]).status == 201)
+        let first = try rig.waitForStatus("gone", seconds: 20) { $0["ready"] as? Bool == true }
+        let serial = try #require(first["serial"] as? String)
+        let keyBefore = Self.decoded(try #require(try rig.cluster.secret("istio-system", "gone-tls")), "tls.key")
+
+        let revoked = try rig.server.signet(["certs", "revoke", serial, "--reason", "keyCompromise", "--server", rig.server.url,
+                                             "--cacert", rig.server.rootCertificate, "--token", rig.token])
+        #expect(revoked.succeeded && revoked.output.contains("revoked \(serial)"), "\(revoked.output)\(revoked.error)")
+        let renewed = try rig.waitForStatus("gone", seconds: 20) { $0["serial"] as? String != serial && $0["ready"] as? Bool == true }
+        let replacement = try #require(renewed["serial"] as? String)
+        #expect(try rig.issuedSerials("gone").count == 2)
+        let secret = try #require(try rig.cluster.secret("istio-system", "gone-tls"))
+        #expect(Self.decoded(secret, "tls.key") != keyBefore, "a new key")
+        #expect(try rig.api("GET", "/v1/certificates/\(serial)").json["status"] as? String == "revoked")
+        #expect(try rig.api("GET", "/v1/certificates/\(replacement)").json["status"] as? String == "valid")
+        let events = try rig.cluster.events("istio-system").filter { $0["reason"] as? String == "Revoked" }
+        #expect(events.count == 1 && (events.first?["note"] as? String ?? "").contains(serial), "\(events)")
+    }
+
     @Test("private keys at rest: after a renewal that failed mid-way, the ledger's database, WAL and SHM files hold none of the pending key's bytes; all are 0600")
     func pendingKeyNeverRestsInPlaintext() throws {
         let rig = try Rig()
