@@ -169,7 +169,7 @@ struct ACMEValidator: Sendable {
     private func validationCertificate(_ configuration: TLSConfiguration, address: String, serverName: String) async throws -> Certificate {
         let context = try NIOSSLContext(configuration: configuration)
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let handshake = loop.makePromise(of: String?.self)
+        let handshake = loop.makePromise(of: Handshake.self)
         let timeout = self.timeout
         let channel: any Channel
         do {
@@ -191,19 +191,19 @@ struct ACMEValidator: Sendable {
             deadline.cancel()
             channel.close(promise: nil)
         }
-        let negotiated: String?
+        let result: Handshake
         do {
-            negotiated = try await handshake.futureResult.get()
+            result = try await handshake.futureResult.get()
         } catch let error as ACMEError {
             throw error
         } catch {
             throw ACMEError(.tls, "TLS handshake with \(address):\(settings.tlsPort) (SNI \(serverName)): \(error)")
         }
-        guard negotiated == TLSALPNChallenge.protocolName else {
-            throw ACMEError(.tls, "the server negotiated ALPN \(negotiated.map { "'\($0)'" } ?? "nothing"), not '\(TLSALPNChallenge.protocolName)'")
+        guard result.negotiated == TLSALPNChallenge.protocolName else {
+            throw ACMEError(.tls, "the server negotiated ALPN \(result.negotiated.map { "'\($0)'" } ?? "nothing"), not '\(TLSALPNChallenge.protocolName)'")
         }
-        guard let peer = try await channel.nioSSL_peerCertificate().get() else { throw ACMEError(.tls, "the server presented no certificate") }
-        return try Certificate(derEncoded: try peer.toDERBytes())
+        guard let peer = result.certificate else { throw ACMEError(.tls, "the server presented no certificate") }
+        return try Certificate(derEncoded: peer)
     }
 
     /// RFC 8737 §3: exactly one subjectAltName, the identifier; a critical acmeIdentifier extension holding the key
@@ -228,21 +228,29 @@ struct ACMEValidator: Sendable {
     }
 }
 
-/// Completes `promise` with the negotiated ALPN protocol once the TLS handshake is done, or with the error that
-/// ended the connection first.
+/// What a validation handshake yielded: the ALPN protocol and the server's certificate (DER).
+private struct Handshake: Sendable {
+    let negotiated: String?
+    let certificate: [UInt8]?
+}
+
+/// Completes `promise` once the TLS handshake is done, with the negotiated protocol and the certificate read there
+/// and then (a validation server may close the connection right after the handshake, taking the TLS handler with
+/// it), or with the error that ended the connection first.
 private final class HandshakeObserver: ChannelInboundHandler {
     typealias InboundIn = NIOAny
-    let promise: EventLoopPromise<String?>
+    let promise: EventLoopPromise<Handshake>
     private var done = false
 
-    init(promise: EventLoopPromise<String?>) {
+    init(promise: EventLoopPromise<Handshake>) {
         self.promise = promise
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSUserEvent, case .handshakeCompleted(let negotiated) = event, !done {
             done = true
-            promise.succeed(negotiated)
+            let peer = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
+            promise.succeed(Handshake(negotiated: negotiated, certificate: try? peer?.toDERBytes()))
         }
         context.fireUserInboundEventTriggered(event)
     }
