@@ -22,6 +22,9 @@ public struct ControllerSettings: Sendable {
     public var namespaceRefresh: Duration = .seconds(5)
     /// Namespaces besides their own where Gateways of a namespace may have Certificates made.
     public var gatewayNamespaces = GatewayShim.GatewayNamespaces()
+    /// How often Signet is asked whether a Certificate's current certificate was revoked; one that was is replaced at
+    /// once with a new key.
+    public var revocationCheck: Duration = .seconds(60)
 
     public init() {}
 }
@@ -43,6 +46,8 @@ public final class CertificateController: Sendable {
     let queue = WorkQueue<Key>()
     /// The Certificates the watch has seen, by namespace: where the Secrets it writes are watched.
     let certificatesByNamespace = Mutex<[String: Set<String>]>([:])
+    /// What Signet last said of each held serial: its revocation reason (nil: not revoked), and when it was asked.
+    let revocations = Mutex<[String: (reason: String?, checked: ContinuousClock.Instant)]>([:])
     let now: @Sendable () -> Date
 
     public init(client: KubernetesClient, issuer: SignetIssuer, settings: ControllerSettings, metrics: ControllerMetrics, logger: Logger,
@@ -193,14 +198,27 @@ public final class CertificateController: Sendable {
             let roots = try await trustedRoots()
             let record = IssuanceRecord(status: object.json["status"])
             let owner = Self.owner(key), mayAdopt = Self.mayAdopt(object)
-            switch Reconciler.decide(spec: spec, secret: secret, owner: owner, mayAdopt: mayAdopt, record: record, trustedRoots: roots, now: now()) {
+            let decision = Reconciler.decide(spec: spec, secret: secret, owner: owner, mayAdopt: mayAdopt, record: record, trustedRoots: roots, now: now())
+            switch decision {
+            case .upToDate(let held), .refreshMetadata(let held):
+                // A good certificate by its dates may still have been revoked: Signet is asked now and then.
+                if let reason = await revocation(of: held.serial, namespace: key.namespace) {
+                    let message = "certificate \(held.serial) was revoked (\(reason)); issuing a new one with a new key"
+                    await announce(object, type: "Warning", reason: "Revoked", note: message)
+                    return await issue(key, object: object, spec: spec, secret: secret, roots: roots, reason: "Revoked", message: message, record: record,
+                                       adopt: mayAdopt, newKey: true)
+                }
+            default:
+                break
+            }
+            switch decision {
             case .upToDate(let held):
                 await recordHeld(key, object: object, spec: spec, held: held)
-                return Requeue(after: until(held.renewalTime))
+                return Requeue(after: min(until(held.renewalTime), settings.revocationCheck))
             case .refreshMetadata(let held):
                 if let secret { try await rewriteMetadata(secret, spec: spec, certificate: key, held: held, adopt: mayAdopt) }
                 await recordHeld(key, object: object, spec: spec, held: held)
-                return Requeue(after: until(held.renewalTime))
+                return Requeue(after: min(until(held.renewalTime), settings.revocationCheck))
             case .backingOff(let retryAt):
                 return Requeue(after: until(retryAt))
             case let .blocked(reason, message):
@@ -236,9 +254,28 @@ public final class CertificateController: Sendable {
         metrics.observe(key.namespace, key.name, secret: spec.secretName, held: nil, ready: false)
     }
 
+    /// The revocation reason of a certificate Signet revoked, asked at most once per `revocationCheck` for each serial
+    /// (nil: not revoked, or Signet could not be asked; the next check asks again).
+    private func revocation(of serial: String, namespace: String) async -> String? {
+        let now = ContinuousClock.now
+        if let known = revocations.withLock({ $0[serial] }), now - known.checked < settings.revocationCheck { return known.reason }
+        do {
+            let record = try await issuer.record(serial: serial, namespace: namespace)
+            let reason = record?.status == .revoked ? (record?.revocationReason ?? "unspecified") : nil
+            revocations.withLock { revocations in
+                if revocations.count > 10_000 { revocations.removeAll() }
+                revocations[serial] = (reason, now)
+            }
+            return reason
+        } catch {
+            logger.warning("cannot ask Signet whether a certificate was revoked", metadata: ["serial": "\(serial)", "error": "\(error)"])
+            return nil
+        }
+    }
+
     private func issue(
         _ key: Key, object: KubernetesObject, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate],
-        reason: String, message: String, record: IssuanceRecord, adopt: Bool
+        reason: String, message: String, record: IssuanceRecord, adopt: Bool, newKey: Bool = false
     ) async -> Requeue {
         logger.info("issuing", metadata: ["certificate": "\(key)", "reason": "\(reason)"])
         await updateStatus(key) { status, generation in
@@ -246,7 +283,7 @@ public final class CertificateController: Sendable {
         }
         do {
             let held = try await performIssuance(
-                key, spec: spec, secret: secret, roots: roots, deliveredSerial: object.json["status"]?["serial"]?.string, adopt: adopt
+                key, spec: spec, secret: secret, roots: roots, deliveredSerial: object.json["status"]?["serial"]?.string, adopt: adopt, newKey: newKey
             )
             await updateStatus(key) { status, generation in
                 let at = self.now()
@@ -285,13 +322,14 @@ public final class CertificateController: Sendable {
     /// Key (kept in a Secret of its own until the certificate is delivered), certificate (found in Signet's ledger if
     /// an interrupted attempt already got one for this key), the Secret, and the pending key's removal.
     private func performIssuance(
-        _ key: Key, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate], deliveredSerial: String?, adopt: Bool
+        _ key: Key, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate], deliveredSerial: String?, adopt: Bool, newKey: Bool
     ) async throws -> HeldCertificate {
         var keyPEM = ""
         var pendingKeySecret: String?
         var earlier: (record: Components.Schemas.CertificateRecord, chainPEM: String)?
         for _ in 0..<2 {
-            if spec.rotationPolicy == .never, let existing = secret?.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
+            // A revoked certificate's key is never reused, whatever the rotation policy says.
+            if spec.rotationPolicy == .never, !newKey, let existing = secret?.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
                let parsed = try? PrivateKeyPEM.read(existing), KeyAlgorithm.of(parsed.publicKey) == spec.keyAlgorithm {
                 keyPEM = existing
             } else {

@@ -53,6 +53,16 @@ public final class SignetIssuer: Sendable {
         return (record, String(decoding: chain, as: UTF8.self))
     }
 
+    /// The ledger's record of a certificate, as the namespace may read it; nil when Signet has none (or none this
+    /// namespace may see).
+    public func record(serial: String, namespace: String) async throws -> Components.Schemas.CertificateRecord? {
+        do {
+            return try decode(Components.Schemas.CertificateRecord.self, try await send(.GET, "/v1/certificates/\(serial)", namespace: namespace))
+        } catch let failure as Failure where failure.status == 404 {
+            return nil
+        }
+    }
+
     /// The CA chain, intermediates then the root.
     public func caChain() async throws -> [Certificate] {
         let data = try await send(.GET, "/v1/ca", namespace: nil, accept: "application/pem-certificate-chain", authenticated: false)

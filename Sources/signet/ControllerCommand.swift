@@ -62,6 +62,9 @@ struct ControllerCommand: AsyncParsableCommand {
     @Flag(help: "Accept a plain-HTTP API server (a local test cluster); tokens and Secrets would cross the network unencrypted.")
     var allowPlainHttp = false
 
+    @Option(help: "How often Signet is asked whether each Certificate's current certificate was revoked (seconds); a revoked one is replaced at once.")
+    var revocationCheckSeconds: Int = 60
+
     @Option(help: "Certificates reconciled at the same time.")
     var concurrency = 4
 
@@ -83,6 +86,8 @@ struct ControllerCommand: AsyncParsableCommand {
         settings.namespace = namespace
         settings.issuerName = issuerName
         settings.concurrency = concurrency
+        guard revocationCheckSeconds >= 1 else { throw ValidationError("--revocation-check-seconds must be at least 1") }
+        settings.revocationCheck = .seconds(revocationCheckSeconds)
         settings.gatewayShim = gateways
         do {
             settings.gatewayNamespaces = try GatewayShim.GatewayNamespaces(parsing: gatewayNamespaces)

@@ -206,6 +206,29 @@ struct ControllerTests {
         #expect(Set(try rig.issuedSerials()).count == 4, "exactly one certificate per issuance")
     }
 
+    @Test("a revoked certificate is noticed and replaced at once with a new key, even with rotationPolicy Never; an Event says why")
+    func revokedCertificateIsReplaced() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        _ = try rig.startController("one", extra: ["--revocation-check-seconds", "1"])
+        try rig.apply(Self.certificateYAML("api", secret: "api-tls", names: ["api.team-a.example.com"], duration: "24h", renewBefore: "8h",
+                                           extra: "  privateKey: {rotationPolicy: Never}"))
+        let issued = try rig.waitFor("api", seconds: 30) { Rig.condition($0, "Ready")?["status"] as? String == "True" }
+        let serial = try #require(Rig.status(issued)["serial"] as? String)
+        let keyBefore = ManagedDeliveryTests.decoded(try #require(try rig.cluster.secret("team-a", "api-tls")), "tls.key")
+
+        let admin = try rig.server.createToken(name: "security", allow: [], extra: ["--administrator"])
+        let revoked = try rig.server.signet(["certs", "revoke", serial, "--reason", "keyCompromise", "--server", rig.server.url,
+                                             "--cacert", rig.server.rootCertificate, "--token", admin])
+        #expect(revoked.succeeded, "\(revoked.output)\(revoked.error)")
+        let replaced = try rig.waitFor("api", seconds: 30) { Rig.status($0)["serial"] as? String != serial && Rig.condition($0, "Ready")?["status"] as? String == "True" }
+        #expect(Rig.status(replaced)["revision"] as? Int == 2)
+        #expect(ManagedDeliveryTests.decoded(try #require(try rig.cluster.secret("team-a", "api-tls")), "tls.key") != keyBefore, "a new key despite rotationPolicy Never")
+        let events = try rig.cluster.events("team-a").filter { $0["reason"] as? String == "Revoked" }
+        #expect(events.count == 1 && (events.first?["note"] as? String ?? "").contains(serial), "\(events)")
+        #expect(try rig.issuedSerials().count == 2)
+    }
+
     @Test("two replicas: one leads, exactly one certificate per issuance; the leader killed, the other takes over")
     func twoReplicas() throws {
         let rig = try Rig()
