@@ -238,6 +238,21 @@ enum LedgerSchema {
             // Revoking any tenant's certificate is a role of its own; every other caller revokes what it was issued.
             try db.execute(sql: "ALTER TABLE tokens ADD COLUMN administrator INTEGER NOT NULL DEFAULT 0 CHECK (administrator IN (0, 1))")
         }
+        migrator.registerMigration("v10: CRLs") { db in
+            // The latest CRL of each issuing key: its number (never reused: a new one is always above it), its
+            // validity, and its DER, served as is until the next one replaces it.
+            try db.execute(sql: """
+                CREATE TABLE crls (
+                    issuer_key_id TEXT PRIMARY KEY,
+                    number INTEGER NOT NULL,
+                    this_update_ms INTEGER NOT NULL,
+                    next_update_ms INTEGER NOT NULL,
+                    entries INTEGER NOT NULL,
+                    der BLOB NOT NULL
+                ) STRICT, WITHOUT ROWID;
+                CREATE INDEX certificates_revoked_by_issuer ON certificates (issuer_key_id, not_after) WHERE status = 'revoked';
+                """)
+        }
         return migrator
     }
 }

@@ -55,6 +55,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var limits = RequestLimits()
     /// Kubernetes service-account tokens as API credentials (the in-cluster controller's, workloads').
     public var serviceAccounts: ServiceAccountSettings?
+    /// How long a CRL is valid (`crl.validitySeconds`; default 7 days): it is re-signed when half of that has passed.
+    public var crlValidity: Duration = .seconds(7 * 86_400)
     /// ACME directories and how challenges are validated (`acme`).
     public var acme = ACMESettings()
 
@@ -203,6 +205,11 @@ public struct ServerConfiguration: Sendable, Equatable {
             serviceAccounts = settings
         }
         if let section = file.acme { acme = try ACMESettings(section) }
+        if let validity = file.crl?.validity {
+            let parsed = try lifetime(validity, "crl.validity")
+            guard parsed >= .seconds(60) else { throw ConfigurationError("crl.validity must be at least a minute; a CRL is re-signed when half of it has passed") }
+            crlValidity = parsed
+        }
         if let section = file.limits {
             if let value = section.issuancesPerSecond { limits.issuancesPerSecond = try Self.nonNegative(value, "limits.issuancesPerSecond") }
             if let value = section.issuanceBurst { limits.issuanceBurst = try Self.nonNegative(value, "limits.issuanceBurst") }
@@ -682,6 +689,10 @@ private struct ConfigurationFile: Decodable {
         var forcedRenewalsPerHour: Double?
         var probeCacheSeconds: Double?
     }
+    var crl: CRL?
+    struct CRL: Decodable {
+        var validity: String?
+    }
     var acme: ACME?
     struct ACME: Decodable {
         struct Directory: Decodable {
@@ -725,7 +736,8 @@ private struct ConfigurationFile: Decodable {
     /// The keys each section may have. Decoding ignores unknown keys, so they are checked here: a misspelt
     /// setting is an error, never silently the default.
     static let knownKeys: [String: Set<String>] = [
-        "": ["listen", "dataDirectory", "database", "ledgerKeyFile", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts", "limits", "acme"],
+        "": ["listen", "dataDirectory", "database", "ledgerKeyFile", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts", "limits", "acme", "crl"],
+        "crl": ["validity"],
         "acme": ["baseURL", "httpPort", "tlsPort", "resolver", "validationTimeoutSeconds", "directories"],
         "acme.directories": ["name", "allow", "challenges", "maxDuration", "defaultDuration", "profiles", "externalAccountRequired", "trustedNames", "alwaysValid", "website", "termsOfService", "caaIdentities"],
         "limits": ["issuancesPerSecond", "issuanceBurst", "failedAuthenticationsPerMinute", "forcedRenewalsPerHour", "probeCacheSeconds"],

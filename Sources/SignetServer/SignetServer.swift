@@ -36,6 +36,8 @@ public struct SignetServer: Sendable {
     public let managed: ManagedCertificates
     /// The ACME front end's registration authority; nil when no ACME directory is configured.
     public let acme: ACMEService?
+    /// The issuing CA's CRL, kept fresh and served at /crl/.
+    public let crl: CRLPublisher
     let clusters: ClusterConnections
     let signer: any CASigner
     /// The client a remote signer talks through; shut down with the server.
@@ -93,12 +95,13 @@ public struct SignetServer: Sendable {
                 "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(configuration.resolvedDatabasePath)",
                 "durability": "\(configuration.durability.rawValue)",
             ])
+            let crl = CRLPublisher(ca: ca, ledger: ledger, validity: configuration.crlValidity, logger: logger)
             let issuance = try IssuanceService(
                 ca: ca, ledger: ledger, metrics: metrics, logger: logger,
                 reservedSubjects: Set(configuration.clientCertificatePolicies.compactMap {
                     if case .subject(let subject) = $0.match { subject } else { nil }
                 }),
-                signerDescription: configuration.signerDescription
+                signerDescription: configuration.signerDescription, onRevocation: { crl.revoked() }
             )
             let clusters = try await ClusterConnections.open(configuration.clusters, logger: logger)
             let serviceAccounts = configuration.serviceAccounts.flatMap { settings in
@@ -130,7 +133,7 @@ public struct SignetServer: Sendable {
             }
             return SignetServer(
                 configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator,
-                managed: managed, acme: acme, clusters: clusters, signer: signer, http: http, logger: logger
+                managed: managed, acme: acme, crl: crl, clusters: clusters, signer: signer, http: http, logger: logger
             )
         } catch {
             // A CA that fails its checks stops the start; the remote signer's client is closed first.
@@ -191,6 +194,7 @@ public struct SignetServer: Sendable {
         // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output
         // costs measurable time at thousands of answers a second.
         try api.registerHandlers(on: router, configuration: .init(dateTranscoder: RFC3339DateTranscoder(), jsonEncodingOptions: [.withoutEscapingSlashes]))
+        CRLFrontEnd(publisher: crl).register(on: router)
         if let acme {
             ACMEFrontEnd(service: acme, store: ledger, baseURL: configuration.acmeBaseURL, cacheLifetime: configuration.tokenCacheLifetime)
                 .register(on: router)
@@ -207,6 +211,7 @@ public struct SignetServer: Sendable {
             DeliveredSecretWatch(ledger: ledger, clusters: clusters, logger: logger),
         ]
         if let acme { services.append(ACMEMaintenance(service: acme, logger: logger)) }
+        services.append(CRLPublisher.Loop(publisher: crl))
         switch configuration.transport {
         case .http:
             logger.warning("serving plain HTTP: tokens and keys cross the network unencrypted")

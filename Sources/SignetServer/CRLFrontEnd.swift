@@ -1,0 +1,55 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import SignetAuthority
+import SignetLedger
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// `GET /crl/{issuer}.crl` (DER, `application/pkix-crl`, what a cRLDistributionPoints URL must answer) and
+/// `GET /crl/{issuer}.pem`, without authentication; `{issuer}` is the CA's key identifier in hexadecimal. Caches may
+/// keep an answer for a minute, never past nextUpdate.
+struct CRLFrontEnd: Sendable {
+    let publisher: CRLPublisher
+
+    func register(on router: Router<SignetRequestContext>) {
+        router.get("crl/:file") { _, context in
+            let file = context.parameters.get("file") ?? ""
+            let (name, format) = file.hasSuffix(".crl") ? (String(file.dropLast(4)), "der") : file.hasSuffix(".pem") ? (String(file.dropLast(4)), "pem") : ("", "")
+            guard name.lowercased() == publisher.issuerKeyID else {
+                throw Problem("not-found", "No such CRL", status: 404,
+                              detail: "CRLs are at /crl/\(publisher.issuerKeyID).crl (DER) and /crl/\(publisher.issuerKeyID).pem")
+            }
+            let crl = try await publisher.current()
+            let remaining = max(0, Int(crl.nextUpdate.timeIntervalSinceNow))
+            var headers: HTTPFields = [
+                .cacheControl: "public, max-age=\(min(60, remaining))",
+                .lastModified: HTTPDate.format(crl.thisUpdate),
+                .expires: HTTPDate.format(crl.nextUpdate),
+            ]
+            let body: ByteBuffer
+            if format == "der" {
+                headers[.contentType] = "application/pkix-crl"
+                body = ByteBuffer(bytes: crl.der)
+            } else {
+                headers[.contentType] = "application/x-pem-file"
+                body = ByteBuffer(string: PEM.encode(crl.der, type: "X509 CRL"))
+            }
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: body))
+        }
+    }
+}
+
+/// IMF-fixdate (RFC 9110 §5.6.7), as Last-Modified and Expires carry it.
+enum HTTPDate {
+    static func format(_ date: Date) -> String {
+        let utc = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: date)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"], months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ value: Int?) -> String { value.map { $0 < 10 ? "0\($0)" : "\($0)" } ?? "00" }
+        return "\(days[(utc.weekday ?? 1) - 1]), \(two(utc.day)) \(months[(utc.month ?? 1) - 1]) \(utc.year ?? 1970) \(two(utc.hour)):\(two(utc.minute)):\(two(utc.second)) GMT"
+    }
+}

@@ -1,0 +1,101 @@
+import Logging
+import ServiceLifecycle
+import SignetAuthority
+import SignetLedger
+import Synchronization
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Keeps the issuing CA's CRL fresh, because a CRL past its nextUpdate makes every client of the CA fail wherever
+/// CRLs are checked: one is signed at start when there is none or the last is past half its validity, again when
+/// half its validity has passed, and within a second or two of any revocation. Numbers are durable and strictly
+/// increasing (above the last stored, and never below the signing time in milliseconds, so a lost row cannot bring
+/// one back). Signed through the CA's key like certificates: a key file, Key Vault or a PKCS#11 token alike.
+public final class CRLPublisher: Sendable {
+    let ca: IssuingCA
+    let ledger: CertificateLedger
+    let validity: Duration
+    let logger: Logger
+    private let now: @Sendable () -> Date
+    private let latest = Mutex<StoredCRL?>(nil)
+    /// Set by a revocation; the publishing loop re-signs when it sees it.
+    private let stale = Mutex(false)
+
+    public var issuerKeyID: String { ca.keyIdentifier.hexString }
+
+    public init(ca: IssuingCA, ledger: CertificateLedger, validity: Duration, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) {
+        self.ca = ca
+        self.ledger = ledger
+        self.validity = validity
+        self.logger = logger
+        self.now = now
+    }
+
+    /// Called after every revocation.
+    public func revoked() {
+        stale.withLock { $0 = true }
+    }
+
+    /// The CRL to serve: the latest published (from memory, else the ledger), or a new one if there is none.
+    public func current() async throws -> StoredCRL {
+        if let known = latest.withLock({ $0 }) { return known }
+        if let stored = try await ledger.latestCRL(issuerKeyID: issuerKeyID) {
+            latest.withLock { $0 = stored }
+            return stored
+        }
+        return try await publish()
+    }
+
+    /// Signs and stores a new CRL listing every revoked certificate of this CA not expired before the previous CRL.
+    @discardableResult
+    public func publish() async throws -> StoredCRL {
+        stale.withLock { $0 = false }
+        let issued = now()
+        let previous = try await ledger.latestCRL(issuerKeyID: issuerKeyID)
+        let revoked = try await ledger.revokedCertificates(issuerKeyID: issuerKeyID, expiredAfter: previous?.thisUpdate ?? issued)
+        let number = max((previous?.number ?? 0) + 1, Int64(issued.timeIntervalSince1970 * 1000))
+        let list = try await RevocationList.sign(
+            by: ca, number: number, thisUpdate: issued, nextUpdate: issued.addingTimeInterval(validity.timeInterval),
+            entries: revoked.compactMap { entry in
+                SerialNumbers.bytes(hex: entry.serial).map { RevocationList.Entry(serial: $0, revokedAt: entry.revokedAt, reason: entry.reason) }
+            }
+        )
+        let crl = StoredCRL(issuerKeyID: issuerKeyID, number: number, thisUpdate: list.thisUpdate, nextUpdate: list.nextUpdate,
+                            entries: list.entries.count, der: list.der)
+        let kept = try await ledger.storeCRL(crl)
+        let served = kept ? crl : (try await ledger.latestCRL(issuerKeyID: issuerKeyID) ?? crl)
+        latest.withLock { $0 = served }
+        logger.info("CRL published", metadata: [
+            "number": "\(served.number)", "entries": "\(served.entries)", "nextUpdate": "\(served.nextUpdate.formatted(.iso8601))",
+        ])
+        return served
+    }
+
+    /// When the current CRL should be replaced: half its validity after thisUpdate.
+    func due(_ crl: StoredCRL) -> Date {
+        crl.thisUpdate.addingTimeInterval(crl.nextUpdate.timeIntervalSince(crl.thisUpdate) / 2)
+    }
+
+    /// The publishing loop, a service beside the HTTP server.
+    struct Loop: Service {
+        let publisher: CRLPublisher
+
+        func run() async throws {
+            while !Task.isShuttingDownGracefully, !Task.isCancelled {
+                do {
+                    let crl = try await publisher.current()
+                    if publisher.stale.withLock({ $0 }) || publisher.now() >= publisher.due(crl) {
+                        try await publisher.publish()
+                    }
+                } catch {
+                    publisher.logger.error("could not publish the CRL; retrying", metadata: ["error": "\(error)"])
+                }
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+
+/// Revocation as the tools that check it see it: `signet certs revoke` against a running server, then the CRL it
+/// serves, verified by openssl against the intermediate, listing the revoked certificate with its reason, failing it
+/// in `openssl verify -crl_check` while a good certificate still passes, and numbered upward across restarts.
+@Suite("revocation: the CRL openssl checks", .serialized)
+struct RevocationTests {
+    func fetch(_ server: ServerProcess, _ path: String, to file: String) throws -> String {
+        let result = try Tool.run("curl", ["-sf", "--max-time", "10", "--cacert", server.rootCertificate, "-D", "-", "-o", file, server.url + path])
+        #expect(result.succeeded, "GET \(path): \(result.error)")
+        return result.output
+    }
+
+    func crlNumber(_ file: String) throws -> Int64 {
+        let text = try Tool.run("openssl", ["crl", "-in", file, "-inform", "DER", "-noout", "-crlnumber"]).output
+        // crlNumber=0x019A…
+        let value = text.split(separator: "=").last.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        return Int64(value.hasPrefix("0x") ? String(value.dropFirst(2)) : value, radix: 16) ?? -1
+    }
+
+    @Test("a revoked certificate is on the CRL within seconds, which openssl verifies; openssl verify -crl_check refuses it and accepts a good one")
+    func crlWithOpenSSL() throws {
+        let directory = try Fixtures.temporaryDirectory("signet-crl")
+        let server = try ServerProcess(dataDirectory: directory + "/data")
+        defer { server.stop() }
+        let token = try server.createToken(name: "edge", allow: ["*.example.com"])
+        let keyID = try Tool.run("openssl", ["x509", "-in", server.intermediateCertificate, "-noout", "-ext", "subjectKeyIdentifier"]).output
+            .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        #expect(keyID.count == 40, "the intermediate's key identifier: \(keyID)")
+
+        var serials: [String] = []
+        for name in ["bad", "good"] {
+            let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                            "--generate-key", "ecdsa-p256", "--dns", "\(name).example.com", "--out", directory + "/\(name)"])
+            #expect(issued.succeeded, "\(issued.output)\(issued.error)")
+            serials.append(try Tool.run("openssl", ["x509", "-in", directory + "/\(name)/tls.crt", "-noout", "-serial"]).output
+                .trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "serial=", with: "").lowercased())
+        }
+
+        let first = directory + "/first.crl"
+        let headers = try fetch(server, "/crl/\(keyID).crl", to: first)
+        #expect(headers.lowercased().contains("content-type: application/pkix-crl"), "\(headers)")
+        #expect(headers.lowercased().contains("expires:") && headers.lowercased().contains("cache-control: public, max-age="))
+        let empty = try Tool.run("openssl", ["crl", "-in", first, "-inform", "DER", "-noout", "-text", "-CAfile", server.intermediateCertificate])
+        #expect(empty.succeeded && (empty.output + empty.error).contains("verify OK"), "\(empty.output)\(empty.error)")
+        #expect(empty.output.contains("No Revoked Certificates") && empty.output.contains("X509v3 CRL Number") && empty.output.contains("Authority Key Identifier"))
+        let firstNumber = try crlNumber(first)
+
+        let revoked = try server.signet(["certs", "revoke", serials[0], "--reason", "keyCompromise", "--server", server.url, "--token", token,
+                                         "--cacert", server.rootCertificate])
+        #expect(revoked.succeeded, "\(revoked.error)")
+        let second = directory + "/second.crl"
+        var text = ""
+        let deadline = Date().addingTimeInterval(10)
+        repeat {
+            Thread.sleep(forTimeInterval: 0.3)
+            _ = try fetch(server, "/crl/\(keyID).crl", to: second)
+            text = try Tool.run("openssl", ["crl", "-in", second, "-inform", "DER", "-noout", "-text"]).output
+        } while !text.uppercased().contains(serials[0].uppercased()) && Date() < deadline
+        #expect(text.uppercased().contains("SERIAL NUMBER: \(serials[0].uppercased())"), "the revoked serial is listed: \(text)")
+        #expect(text.contains("Key Compromise"), "with its reason")
+        #expect(!text.uppercased().contains(serials[1].uppercased()))
+        let secondNumber = try crlNumber(second)
+        #expect(firstNumber > 0 && secondNumber > firstNumber, "\(firstNumber) then \(secondNumber)")
+
+        // openssl verify -crl_check checks the leaf against its issuer's CRL (the root's CRL, made offline, is
+        // -crl_check_all's business).
+        let pem = directory + "/second.pem"
+        _ = try fetch(server, "/crl/\(keyID).pem", to: pem)
+        #expect(try String(contentsOfFile: pem, encoding: .utf8).hasPrefix("-----BEGIN X509 CRL-----"))
+        for name in ["bad", "good"] {
+            let check = try Tool.run("openssl", ["verify", "-crl_check", "-CAfile", server.rootCertificate, "-untrusted", server.intermediateCertificate,
+                                                 "-CRLfile", pem, directory + "/\(name)/tls.crt"])
+            if name == "bad" {
+                #expect(!check.succeeded && (check.output + check.error).contains("certificate revoked"), "\(check.output)\(check.error)")
+            } else {
+                #expect(check.succeeded, "\(check.output)\(check.error)")
+            }
+        }
+
+        // The number survives a restart and keeps rising.
+        server.stop()
+        let restarted = try ServerProcess(dataDirectory: directory + "/data", port: server.port)
+        defer { restarted.stop() }
+        let third = directory + "/third.crl"
+        _ = try fetch(restarted, "/crl/\(keyID).crl", to: third)
+        #expect(try crlNumber(third) >= crlNumber(second), "the stored CRL is served again, never a lower number")
+        #expect(try Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", restarted.rootCertificate, restarted.url + "/crl/00.crl"]).output == "404")
+    }
+}
