@@ -21,6 +21,8 @@ public struct IssuingCA: Sendable {
     public let signatureAlgorithm: Certificate.SignatureAlgorithm
     /// The CA's subject key identifier: the AKI of everything it issues, and its id in the ledger.
     public let keyIdentifier: [UInt8]
+    /// The URL of this CA's CRL, put in every certificate it issues as cRLDistributionPoints (none when nil).
+    public var crlDistributionPoint: String?
 
     public init(certificate: Certificate, intermediates: [Certificate] = [], root: Certificate, key: Certificate.PrivateKey) throws {
         self.certificate = certificate

@@ -43,7 +43,7 @@ public enum LeafCertificateFactory {
         // With an empty subject the subjectAltName is the only identity and must be critical (RFC 5280 4.2.1.6).
         let subjectIsEmpty = plan.subject.isEmpty
 
-        let extensions = try Certificate.Extensions {
+        var extensions = try Certificate.Extensions {
             Critical(BasicConstraints.notCertificateAuthority)
             Critical(KeyUsage(digitalSignature: true, keyEncipherment: plan.request.key.isRSA))
             try plan.profile.extendedKeyUsage()
@@ -54,6 +54,9 @@ public enum LeafCertificateFactory {
             } else {
                 sans
             }
+        }
+        if let url = ca.crlDistributionPoint {
+            try extensions.append(Certificate.Extension(oid: [2, 5, 29, 31], critical: false, value: try crlDistributionPoints(url)[...]))
         }
         return try await Certificate(
             version: .v3,
@@ -67,5 +70,22 @@ public enum LeafCertificateFactory {
             extensions: extensions,
             issuerAsyncPrivateKey: ca.key
         )
+    }
+
+    /// cRLDistributionPoints with one distribution point, a full name that is one http URI (RFC 5280 §4.2.1.13, the
+    /// CA/B profile): swift-certificates has no type for it. DistributionPoint's [0] and fullName's [0] are constructed,
+    /// the URI a GeneralName [6].
+    static func crlDistributionPoints(_ url: String) throws -> [UInt8] {
+        var serializer = DER.Serializer()
+        try serializer.appendConstructedNode(identifier: .sequence) { points in
+            try points.appendConstructedNode(identifier: .sequence) { point in
+                try point.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) { name in
+                    try name.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) { fullName in
+                        fullName.appendPrimitiveNode(identifier: ASN1Identifier(tagWithNumber: 6, tagClass: .contextSpecific)) { $0.append(contentsOf: Array(url.utf8)) }
+                    }
+                }
+            }
+        }
+        return serializer.serializedBytes
     }
 }

@@ -57,6 +57,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var serviceAccounts: ServiceAccountSettings?
     /// How long a CRL is valid (`crl.validitySeconds`; default 7 days): it is re-signed when half of that has passed.
     public var crlValidity: Duration = .seconds(7 * 86_400)
+    /// The public base URL of /crl/ (`crl.baseURL`, e.g. `http://pki.example.com`): when set, every certificate names
+    /// its CRL there in cRLDistributionPoints.
+    public var crlBaseURL: String?
     /// ACME directories and how challenges are validated (`acme`).
     public var acme = ACMESettings()
 
@@ -205,6 +208,10 @@ public struct ServerConfiguration: Sendable, Equatable {
             serviceAccounts = settings
         }
         if let section = file.acme { acme = try ACMESettings(section) }
+        if let base = file.crl?.baseURL {
+            guard base.hasPrefix("http://") || base.hasPrefix("https://") else { throw ConfigurationError("crl.baseURL must be an http(s) URL, not '\(base)'") }
+            crlBaseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
+        }
         if let validity = file.crl?.validity {
             let parsed = try lifetime(validity, "crl.validity")
             guard parsed >= .seconds(60) else { throw ConfigurationError("crl.validity must be at least a minute; a CRL is re-signed when half of it has passed") }
@@ -692,6 +699,7 @@ private struct ConfigurationFile: Decodable {
     var crl: CRL?
     struct CRL: Decodable {
         var validity: String?
+        var baseURL: String?
     }
     var acme: ACME?
     struct ACME: Decodable {
@@ -737,7 +745,7 @@ private struct ConfigurationFile: Decodable {
     /// setting is an error, never silently the default.
     static let knownKeys: [String: Set<String>] = [
         "": ["listen", "dataDirectory", "database", "ledgerKeyFile", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts", "limits", "acme", "crl"],
-        "crl": ["validity"],
+        "crl": ["validity", "baseURL"],
         "acme": ["baseURL", "httpPort", "tlsPort", "resolver", "validationTimeoutSeconds", "directories"],
         "acme.directories": ["name", "allow", "challenges", "maxDuration", "defaultDuration", "profiles", "externalAccountRequired", "trustedNames", "alwaysValid", "website", "termsOfService", "caaIdentities"],
         "limits": ["issuancesPerSecond", "issuanceBurst", "failedAuthenticationsPerMinute", "forcedRenewalsPerHour", "probeCacheSeconds"],

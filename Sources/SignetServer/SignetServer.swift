@@ -78,7 +78,8 @@ public struct SignetServer: Sendable {
             let observed = Certificate.PrivateKey(ObservedPrivateKey(custodyKey) { seconds, failure in
                 metrics.recordSignature(seconds: seconds, failure: failure)
             })
-            let ca = try await CALoader.load(from: directory, signer: FileKeySigner(privateKey: observed))
+            var ca = try await CALoader.load(from: directory, signer: FileKeySigner(privateKey: observed))
+            if let base = configuration.crlBaseURL { ca.crlDistributionPoint = base + "/crl/\(ca.keyIdentifier.hexString).crl" }
             let ledger = try CertificateLedger(
                 path: configuration.resolvedDatabasePath, durability: configuration.durability, key: try configuration.loadLedgerKey()
             )

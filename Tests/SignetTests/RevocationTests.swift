@@ -88,4 +88,30 @@ struct RevocationTests {
         #expect(try crlNumber(third) >= crlNumber(second), "the stored CRL is served again, never a lower number")
         #expect(try Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", restarted.rootCertificate, restarted.url + "/crl/00.crl"]).output == "404")
     }
+
+    @Test("with crl.baseURL, every new certificate names its CRL in cRLDistributionPoints, and that URL serves it")
+    func distributionPoint() throws {
+        let directory = try Fixtures.temporaryDirectory("signet-crldp")
+        let port = try freePort()
+        try "crl:\n  baseURL: https://127.0.0.1:\(port)/\n  validity: 2d\n".write(to: directory + "/signet.yaml")
+        let server = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", directory + "/signet.yaml"], port: port)
+        defer { server.stop() }
+        let token = try server.createToken(name: "edge", allow: ["*.example.com"])
+        let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                        "--generate-key", "ecdsa-p256", "--dns", "dp.example.com", "--out", directory + "/dp"])
+        #expect(issued.succeeded, "\(issued.error)")
+        let text = try Tool.run("openssl", ["x509", "-in", directory + "/dp/tls.crt", "-noout", "-ext", "crlDistributionPoints"]).output
+        let url = try #require(text.split(separator: "\n").compactMap { line -> String? in
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            return trimmed.hasPrefix("URI:") ? String(trimmed.dropFirst(4)) : nil
+        }.first, "\(text)")
+        #expect(url.hasPrefix("https://127.0.0.1:\(port)/crl/") && url.hasSuffix(".crl"))
+        let crl = directory + "/dp.crl"
+        #expect(try Tool.run("curl", ["-sf", "--cacert", server.rootCertificate, "-o", crl, url]).succeeded)
+        let checked = try Tool.run("openssl", ["crl", "-in", crl, "-inform", "DER", "-noout", "-nextupdate", "-lastupdate", "-CAfile", server.intermediateCertificate])
+        #expect(checked.succeeded && (checked.output + checked.error).contains("verify OK"), "\(checked.output)\(checked.error)")
+        let good = try Tool.run("openssl", ["verify", "-crl_check", "-CAfile", server.rootCertificate, "-untrusted", server.intermediateCertificate,
+                                            "-CRLfile", crl, directory + "/dp/tls.crt"])
+        #expect(good.succeeded, "\(good.output)\(good.error)")
+    }
 }
