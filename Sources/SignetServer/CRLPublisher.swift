@@ -19,6 +19,7 @@ public final class CRLPublisher: Sendable {
     let ca: IssuingCA
     let ledger: CertificateLedger
     let validity: Duration
+    let metrics: SignetMetrics?
     let logger: Logger
     private let now: @Sendable () -> Date
     private let latest = Mutex<StoredCRL?>(nil)
@@ -27,7 +28,11 @@ public final class CRLPublisher: Sendable {
 
     public var issuerKeyID: String { ca.keyIdentifier.hexString }
 
-    public init(ca: IssuingCA, ledger: CertificateLedger, validity: Duration, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        ca: IssuingCA, ledger: CertificateLedger, validity: Duration, metrics: SignetMetrics? = nil, logger: Logger,
+        now: @escaping @Sendable () -> Date = Date.init
+    ) {
+        self.metrics = metrics
         self.ca = ca
         self.ledger = ledger
         self.validity = validity
@@ -64,6 +69,7 @@ public final class CRLPublisher: Sendable {
                 SerialNumbers.bytes(hex: entry.serial).map { RevocationList.Entry(serial: $0, revokedAt: entry.revokedAt, reason: entry.reason) }
             }
         )
+        metrics?.recordCRLSignature()
         let crl = StoredCRL(issuerKeyID: issuerKeyID, number: number, thisUpdate: list.thisUpdate, nextUpdate: list.nextUpdate,
                             entries: list.entries.count, der: list.der)
         let kept = try await ledger.storeCRL(crl)

@@ -60,6 +60,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// The public base URL of /crl/ (`crl.baseURL`, e.g. `http://pki.example.com`): when set, every certificate names
     /// its CRL there in cRLDistributionPoints.
     public var crlBaseURL: String?
+    /// /readyz fails when the CRL is closer than this to its nextUpdate (`crl.readinessMargin`; default 1 day).
+    public var crlReadinessMargin: Duration = .seconds(86_400)
     /// ACME directories and how challenges are validated (`acme`).
     public var acme = ACMESettings()
 
@@ -212,10 +214,14 @@ public struct ServerConfiguration: Sendable, Equatable {
             guard base.hasPrefix("http://") || base.hasPrefix("https://") else { throw ConfigurationError("crl.baseURL must be an http(s) URL, not '\(base)'") }
             crlBaseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
         }
+        if let margin = file.crl?.readinessMargin { crlReadinessMargin = try lifetime(margin, "crl.readinessMargin") }
         if let validity = file.crl?.validity {
             let parsed = try lifetime(validity, "crl.validity")
             guard parsed >= .seconds(60) else { throw ConfigurationError("crl.validity must be at least a minute; a CRL is re-signed when half of it has passed") }
             crlValidity = parsed
+        }
+        guard crlReadinessMargin < crlValidity / 2 else {
+            throw ConfigurationError("crl.readinessMargin (\(Lifetime.format(crlReadinessMargin))) must be under half of crl.validity (\(Lifetime.format(crlValidity))): a CRL is re-signed when half its validity has passed")
         }
         if let section = file.limits {
             if let value = section.issuancesPerSecond { limits.issuancesPerSecond = try Self.nonNegative(value, "limits.issuancesPerSecond") }
@@ -700,6 +706,7 @@ private struct ConfigurationFile: Decodable {
     struct CRL: Decodable {
         var validity: String?
         var baseURL: String?
+        var readinessMargin: String?
     }
     var acme: ACME?
     struct ACME: Decodable {
@@ -745,7 +752,7 @@ private struct ConfigurationFile: Decodable {
     /// setting is an error, never silently the default.
     static let knownKeys: [String: Set<String>] = [
         "": ["listen", "dataDirectory", "database", "ledgerKeyFile", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts", "limits", "acme", "crl"],
-        "crl": ["validity", "baseURL"],
+        "crl": ["validity", "baseURL", "readinessMargin"],
         "acme": ["baseURL", "httpPort", "tlsPort", "resolver", "validationTimeoutSeconds", "directories"],
         "acme.directories": ["name", "allow", "challenges", "maxDuration", "defaultDuration", "profiles", "externalAccountRequired", "trustedNames", "alwaysValid", "website", "termsOfService", "caaIdentities"],
         "limits": ["issuancesPerSecond", "issuanceBurst", "failedAuthenticationsPerMinute", "forcedRenewalsPerHour", "probeCacheSeconds"],

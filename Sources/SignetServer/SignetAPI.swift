@@ -29,8 +29,9 @@ public struct SignetAPI: APIProtocol {
     public init(
         issuance: IssuanceService, ledger: CertificateLedger, authenticator: CallerAuthenticator, metrics: SignetMetrics, signer: any CASigner,
         managed: ManagedCertificates, limits: RequestLimits = .init(), signerDescription: String = "the CA key",
-        logger: Logger = Logger(label: "signet")
+        crlReadinessMargin: Duration = .seconds(86_400), logger: Logger = Logger(label: "signet")
     ) {
+        let crlIssuer = issuance.ca.keyIdentifier.hexString
         self.managed = managed
         self.issuanceLimiter = RateLimiter(rate: limits.issuancesPerSecond, burst: limits.issuanceBurst)
         let period = Duration.milliseconds(Int64(limits.probeCacheSeconds * 1000))
@@ -50,10 +51,18 @@ public struct SignetAPI: APIProtocol {
                 signerState = "failing: \(signerDescription) does not answer"
                 logger.error("not ready: the signer", metadata: ["error": "\(error)"])
             }
-            return Components.Schemas.Readiness(ready: ledgerState == "ok" && signerState == "ok", ledger: ledgerState, signer: signerState)
+            // A CRL close to its nextUpdate is an outage in waiting: every client fails once it passes.
+            var crlState = "ok"
+            if let crl = try? await ledger.latestCRL(issuerKeyID: crlIssuer), crl.nextUpdate.addingTimeInterval(-crlReadinessMargin.timeInterval) < Date() {
+                crlState = "failing: the CRL's nextUpdate (\(crl.nextUpdate.formatted(.iso8601))) is within \(Lifetime.format(crlReadinessMargin))"
+                logger.error("not ready: the CRL is about to go stale", metadata: ["nextUpdate": "\(crl.nextUpdate.formatted(.iso8601))"])
+            }
+            return Components.Schemas.Readiness(
+                ready: ledgerState == "ok" && signerState == "ok" && crlState == "ok", ledger: ledgerState, signer: signerState, crl: crlState
+            )
         }
         self.exposition = RecentResult(lifetime: period) {
-            do { return .success(try await metrics.render(from: ledger)) } catch { return .failure(error) }
+            do { return .success(try await metrics.render(from: ledger, crlIssuer: crlIssuer)) } catch { return .failure(error) }
         }
         self.issuance = issuance
         self.ledger = ledger

@@ -27,6 +27,7 @@ public final class SignetMetrics: Sendable {
     private let renewals: [RenewalOutcome: Counter]
     private let probes: [Bool: Counter]
     private let rateLimited: [String: Counter]
+    private let crlSignatures: Counter
 
     private static let latencyBuckets: [Duration] = [
         .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
@@ -98,7 +99,13 @@ public final class SignetMetrics: Sendable {
         rateLimited = Dictionary(uniqueKeysWithValues: ["issuance", "authentication", "renewal"].map {
             ($0, registry.makeCounter(descriptor: limitedDescriptor, labels: [("limit", $0)]))
         })
+        crlSignatures = registry.makeCounter(
+            descriptor: .init(namespace: "signet", metricName: "crl_signatures", unitName: "total",
+                              helpText: "CRLs signed with the CA key (each one a signature of the key's backend, Key Vault's quota included).")
+        )
     }
+
+    func recordCRLSignature() { crlSignatures.increment() }
 
     func recordRateLimited(_ limit: String) { rateLimited[limit]?.increment() }
 
@@ -150,14 +157,26 @@ public final class SignetMetrics: Sendable {
 
     /// Refreshes the ledger gauges and renders the exposition text, with the managed-certificate families
     /// computed from the ledger at this moment (so a deleted one disappears at once).
-    public func render(from ledger: CertificateLedger, now: Date = Date()) async throws -> String {
+    public func render(from ledger: CertificateLedger, crlIssuer: String? = nil, now: Date = Date()) async throws -> String {
         let summary = try await ledger.summary(now: now)
         for (status, gauge) in certificatesByStatus {
             gauge.set(Double(summary.counts[status] ?? 0))
         }
         earliestExpiry.set(summary.earliestExpiry?.timeIntervalSince1970 ?? 0)
         let managed = try await ledger.managedCertificates()
-        return registry.emitToString() + ManagedCertificateMetrics.render(managed, now: now)
+        var crl = ""
+        if let crlIssuer, let latest = try await ledger.latestCRL(issuerKeyID: crlIssuer) {
+            crl = """
+                # HELP signet_crl_next_update_timestamp_seconds nextUpdate of the CRL served for the issuing key (Unix time): alert well before it.
+                # TYPE signet_crl_next_update_timestamp_seconds gauge
+                signet_crl_next_update_timestamp_seconds{issuer="\(crlIssuer)"} \(Int64(latest.nextUpdate.timeIntervalSince1970))
+                # HELP signet_crl_entries Revoked certificates the CRL served for the issuing key lists.
+                # TYPE signet_crl_entries gauge
+                signet_crl_entries{issuer="\(crlIssuer)"} \(latest.entries)
+
+                """
+        }
+        return registry.emitToString() + ManagedCertificateMetrics.render(managed, now: now) + crl
     }
 }
 

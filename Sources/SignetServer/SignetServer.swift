@@ -96,7 +96,7 @@ public struct SignetServer: Sendable {
                 "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(configuration.resolvedDatabasePath)",
                 "durability": "\(configuration.durability.rawValue)",
             ])
-            let crl = CRLPublisher(ca: ca, ledger: ledger, validity: configuration.crlValidity, logger: logger)
+            let crl = CRLPublisher(ca: ca, ledger: ledger, validity: configuration.crlValidity, metrics: metrics, logger: logger)
             let issuance = try IssuanceService(
                 ca: ca, ledger: ledger, metrics: metrics, logger: logger,
                 reservedSubjects: Set(configuration.clientCertificatePolicies.compactMap {
@@ -190,7 +190,8 @@ public struct SignetServer: Sendable {
         router.add(middleware: APIEdgeMiddleware())
         let api = SignetAPI(
             issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer, managed: managed,
-            limits: configuration.limits, signerDescription: configuration.signerDescription, logger: logger
+            limits: configuration.limits, signerDescription: configuration.signerDescription, crlReadinessMargin: configuration.crlReadinessMargin,
+            logger: logger
         )
         // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output
         // costs measurable time at thousands of answers a second.

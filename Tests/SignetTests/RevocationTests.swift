@@ -79,6 +79,12 @@ struct RevocationTests {
             }
         }
 
+        let metrics = try server.metrics()
+        #expect(metrics.contains("signet_crl_next_update_timestamp_seconds{issuer=\"\(keyID)\"}") && metrics.contains("signet_crl_entries{issuer=\"\(keyID)\"} 1"), "\(metrics.suffix(800))")
+        #expect(metrics.contains("signet_crl_signatures_total"))
+        let ready = try Tool.run("curl", ["-s", "--cacert", server.rootCertificate, server.url + "/readyz"]).output
+        #expect(ready.contains("\"crl\":\"ok\""), "\(ready)")
+
         // The number survives a restart and keeps rising.
         server.stop()
         let restarted = try ServerProcess(dataDirectory: directory + "/data", port: server.port)
@@ -93,7 +99,7 @@ struct RevocationTests {
     func distributionPoint() throws {
         let directory = try Fixtures.temporaryDirectory("signet-crldp")
         let port = try freePort()
-        try "crl:\n  baseURL: https://127.0.0.1:\(port)/\n  validity: 2d\n".write(to: directory + "/signet.yaml")
+        try "crl:\n  baseURL: https://127.0.0.1:\(port)/\n  validity: 3d\n".write(to: directory + "/signet.yaml")
         let server = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", directory + "/signet.yaml"], port: port)
         defer { server.stop() }
         let token = try server.createToken(name: "edge", allow: ["*.example.com"])

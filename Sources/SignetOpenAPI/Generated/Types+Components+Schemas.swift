@@ -1281,25 +1281,33 @@ extension Components {
             public var ledger: Swift.String
             /// - Remark: Generated from `#/components/schemas/Readiness/signer`.
             public var signer: Swift.String
+            /// ok, or why the CRL is a risk: it is closer to its nextUpdate than crl.readinessMargin (a stale CRL fails every client where CRLs are checked).
+            ///
+            /// - Remark: Generated from `#/components/schemas/Readiness/crl`.
+            public var crl: Swift.String?
             /// Creates a new `Readiness`.
             ///
             /// - Parameters:
             ///   - ready:
             ///   - ledger:
             ///   - signer:
+            ///   - crl: ok, or why the CRL is a risk: it is closer to its nextUpdate than crl.readinessMargin (a stale CRL fails every client where CRLs are checked).
             public init(
                 ready: Swift.Bool,
                 ledger: Swift.String,
-                signer: Swift.String
+                signer: Swift.String,
+                crl: Swift.String? = nil
             ) {
                 self.ready = ready
                 self.ledger = ledger
                 self.signer = signer
+                self.crl = crl
             }
             public enum CodingKeys: String, CodingKey {
                 case ready
                 case ledger
                 case signer
+                case crl
             }
         }
         /// - Remark: Generated from `#/components/schemas/Problem`.
