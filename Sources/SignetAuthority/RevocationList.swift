@@ -87,6 +87,35 @@ public struct RevocationList: Sendable {
         return RevocationList(number: number, thisUpdate: thisUpdate, nextUpdate: nextUpdate, entries: entries, der: list.serializedBytes)
     }
 
+    /// thisUpdate and nextUpdate of a CRL someone else signed (the root's, made offline), read from its DER.
+    public static func validity(ofDER der: [UInt8]) throws -> (thisUpdate: Date, nextUpdate: Date) {
+        let list = try DER.parse(der)
+        guard case .constructed(let outer) = list.content, let tbsNode = outer.first(where: { _ in true }),
+              case .constructed(let tbs) = tbsNode.content else { throw RevocationListError.malformed("not a CertificateList") }
+        var times: [Date] = []
+        for node in tbs where node.identifier == .utcTime || node.identifier == .generalizedTime {
+            if node.identifier == .utcTime {
+                let time = try UTCTime(derEncoded: node, withIdentifier: .utcTime)
+                times.append(try date(year: time.year, month: time.month, day: time.day, hours: time.hours, minutes: time.minutes, seconds: time.seconds))
+            } else {
+                let time = try GeneralizedTime(derEncoded: node, withIdentifier: .generalizedTime)
+                times.append(try date(year: time.year, month: time.month, day: time.day, hours: time.hours, minutes: time.minutes, seconds: time.seconds))
+            }
+            if times.count == 2 { break }
+        }
+        guard times.count == 2 else { throw RevocationListError.malformed("a CRL without thisUpdate and nextUpdate") }
+        return (times[0], times[1])
+    }
+
+    private static func date(year: Int, month: Int, day: Int, hours: Int, minutes: Int, seconds: Int) throws -> Date {
+        var components = DateComponents()
+        (components.year, components.month, components.day) = (year, month, day)
+        (components.hour, components.minute, components.second) = (hours, minutes, seconds)
+        components.timeZone = TimeZone(identifier: "UTC")
+        guard let date = Calendar(identifier: .gregorian).date(from: components) else { throw RevocationListError.malformed("an impossible time") }
+        return date
+    }
+
     /// UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 §5.1.2.4).
     static func serialize(time: Date, into serializer: inout DER.Serializer) throws {
         let components = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: time)
@@ -126,5 +155,15 @@ public struct RevocationList: Sendable {
             if null { try sequence.serialize(ASN1Null()) }
         }
         return serializer.serializedBytes
+    }
+}
+
+public enum RevocationListError: Error, Equatable, CustomStringConvertible {
+    case malformed(String)
+
+    public var description: String {
+        switch self {
+        case .malformed(let what): "the CRL does not parse: \(what)"
+        }
     }
 }

@@ -20,27 +20,34 @@ struct CRLFrontEnd: Sendable {
         router.get("crl/:file") { _, context in
             let file = context.parameters.get("file") ?? ""
             let (name, format) = file.hasSuffix(".crl") ? (String(file.dropLast(4)), "der") : file.hasSuffix(".pem") ? (String(file.dropLast(4)), "pem") : ("", "")
-            guard name.lowercased() == publisher.issuerKeyID else {
+            if name.lowercased() == publisher.rootKeyID, let root = try publisher.rootCRL() {
+                return Self.answer(der: root.der, thisUpdate: root.thisUpdate, nextUpdate: root.nextUpdate, pem: format == "pem")
+            }
+            guard name.lowercased() == publisher.issuerKeyID, !format.isEmpty else {
                 throw Problem("not-found", "No such CRL", status: 404,
                               detail: "CRLs are at /crl/\(publisher.issuerKeyID).crl (DER) and /crl/\(publisher.issuerKeyID).pem")
             }
             let crl = try await publisher.current()
-            let remaining = max(0, Int(crl.nextUpdate.timeIntervalSinceNow))
-            var headers: HTTPFields = [
-                .cacheControl: "public, max-age=\(min(60, remaining))",
-                .lastModified: HTTPDate.format(crl.thisUpdate),
-                .expires: HTTPDate.format(crl.nextUpdate),
-            ]
-            let body: ByteBuffer
-            if format == "der" {
-                headers[.contentType] = "application/pkix-crl"
-                body = ByteBuffer(bytes: crl.der)
-            } else {
-                headers[.contentType] = "application/x-pem-file"
-                body = ByteBuffer(string: PEM.encode(crl.der, type: "X509 CRL"))
-            }
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: body))
+            return Self.answer(der: crl.der, thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate, pem: format == "pem")
         }
+    }
+
+    static func answer(der: [UInt8], thisUpdate: Date, nextUpdate: Date, pem: Bool) -> Response {
+        let remaining = max(0, Int(nextUpdate.timeIntervalSinceNow))
+        var headers: HTTPFields = [
+            .cacheControl: "public, max-age=\(min(60, remaining))",
+            .lastModified: HTTPDate.format(thisUpdate),
+            .expires: HTTPDate.format(nextUpdate),
+        ]
+        let body: ByteBuffer
+        if pem {
+            headers[.contentType] = "application/x-pem-file"
+            body = ByteBuffer(string: PEM.encode(der, type: "X509 CRL"))
+        } else {
+            headers[.contentType] = "application/pkix-crl"
+            body = ByteBuffer(bytes: der)
+        }
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: body))
     }
 }
 

@@ -3,6 +3,7 @@ import ServiceLifecycle
 import SignetAuthority
 import SignetLedger
 import Synchronization
+import X509
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -27,11 +28,27 @@ public final class CRLPublisher: Sendable {
     private let stale = Mutex(false)
 
     public var issuerKeyID: String { ca.keyIdentifier.hexString }
+    /// The root's CRL, made offline (`signet ca crl`), served as it is from this file.
+    let rootCRLFile: String?
+
+    /// The root's key identifier, under which its CRL is served.
+    public var rootKeyID: String {
+        ((try? ca.root.extensions.subjectKeyIdentifier)?.map { Array($0.keyIdentifier) } ?? Array(SubjectKeyIdentifier(hash: ca.root.publicKey).keyIdentifier)).hexString
+    }
+
+    /// The root's CRL (DER) and its validity, read from `rootCRLFile` on each call (it is replaced offline).
+    public func rootCRL() throws -> (der: [UInt8], thisUpdate: Date, nextUpdate: Date)? {
+        guard let path = rootCRLFile else { return nil }
+        let der = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        let validity = try RevocationList.validity(ofDER: der)
+        return (der, validity.thisUpdate, validity.nextUpdate)
+    }
 
     public init(
-        ca: IssuingCA, ledger: CertificateLedger, validity: Duration, metrics: SignetMetrics? = nil, logger: Logger,
+        ca: IssuingCA, ledger: CertificateLedger, validity: Duration, rootCRLFile: String? = nil, metrics: SignetMetrics? = nil, logger: Logger,
         now: @escaping @Sendable () -> Date = Date.init
     ) {
+        self.rootCRLFile = rootCRLFile
         self.metrics = metrics
         self.ca = ca
         self.ledger = ledger

@@ -62,6 +62,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var crlBaseURL: String?
     /// /readyz fails when the CRL is closer than this to its nextUpdate (`crl.readinessMargin`; default 1 day).
     public var crlReadinessMargin: Duration = .seconds(86_400)
+    /// The root's CRL (DER), made offline with `signet ca crl`: served at /crl/{root key id}.crl beside Signet's own.
+    public var rootCRLFile: String?
     /// ACME directories and how challenges are validated (`acme`).
     public var acme = ACMESettings()
 
@@ -214,6 +216,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             guard base.hasPrefix("http://") || base.hasPrefix("https://") else { throw ConfigurationError("crl.baseURL must be an http(s) URL, not '\(base)'") }
             crlBaseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
         }
+        if let path = file.crl?.rootCRL { rootCRLFile = path }
         if let margin = file.crl?.readinessMargin { crlReadinessMargin = try lifetime(margin, "crl.readinessMargin") }
         if let validity = file.crl?.validity {
             let parsed = try lifetime(validity, "crl.validity")
@@ -707,6 +710,7 @@ private struct ConfigurationFile: Decodable {
         var validity: String?
         var baseURL: String?
         var readinessMargin: String?
+        var rootCRL: String?
     }
     var acme: ACME?
     struct ACME: Decodable {
@@ -752,7 +756,7 @@ private struct ConfigurationFile: Decodable {
     /// setting is an error, never silently the default.
     static let knownKeys: [String: Set<String>] = [
         "": ["listen", "dataDirectory", "database", "ledgerKeyFile", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts", "limits", "acme", "crl"],
-        "crl": ["validity", "baseURL", "readinessMargin"],
+        "crl": ["validity", "baseURL", "readinessMargin", "rootCRL"],
         "acme": ["baseURL", "httpPort", "tlsPort", "resolver", "validationTimeoutSeconds", "directories"],
         "acme.directories": ["name", "allow", "challenges", "maxDuration", "defaultDuration", "profiles", "externalAccountRequired", "trustedNames", "alwaysValid", "website", "termsOfService", "caaIdentities"],
         "limits": ["issuancesPerSecond", "issuanceBurst", "failedAuthenticationsPerMinute", "forcedRenewalsPerHour", "probeCacheSeconds"],

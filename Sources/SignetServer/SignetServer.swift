@@ -96,7 +96,12 @@ public struct SignetServer: Sendable {
                 "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(configuration.resolvedDatabasePath)",
                 "durability": "\(configuration.durability.rawValue)",
             ])
-            let crl = CRLPublisher(ca: ca, ledger: ledger, validity: configuration.crlValidity, metrics: metrics, logger: logger)
+            let crl = CRLPublisher(
+                ca: ca, ledger: ledger, validity: configuration.crlValidity, rootCRLFile: configuration.rootCRLFile, metrics: metrics, logger: logger
+            )
+            if let root = try crl.rootCRL(), root.nextUpdate < Date() {
+                logger.error("the root's CRL (crl.rootCRL) is past its nextUpdate: clients that check the whole chain fail; make a new one with 'signet ca crl'")
+            }
             let issuance = try IssuanceService(
                 ca: ca, ledger: ledger, metrics: metrics, logger: logger,
                 reservedSubjects: Set(configuration.clientCertificatePolicies.compactMap {
@@ -191,6 +196,7 @@ public struct SignetServer: Sendable {
         let api = SignetAPI(
             issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer, managed: managed,
             limits: configuration.limits, signerDescription: configuration.signerDescription, crlReadinessMargin: configuration.crlReadinessMargin,
+            rootCRL: { try? crl.rootCRL()?.nextUpdate },
             logger: logger
         )
         // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output

@@ -3,6 +3,7 @@ import SignetAuthority
 import SignetKeyVault
 import SwiftASN1
 import SignetKeys
+import SignetServer
 import SignetPKCS11
 import X509
 
@@ -17,7 +18,7 @@ struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ca",
         abstract: "Create or adopt the intermediate CA Signet issues from.",
-        subcommands: [Init.self, Import.self]
+        subcommands: [Init.self, Import.self, RootCRL.self]
     )
 
     struct Init: AsyncParsableCommand {
@@ -332,5 +333,47 @@ struct PKCS11Options: ParsableArguments {
         if let keyID { options.append("--key-id \(keyID)") }
         options.append(pinFile.map { "--pin-file \($0)" } ?? "--pin-env \(pinEnv ?? "")")
         return options.joined(separator: " ")
+    }
+}
+
+extension CACommand {
+    /// The root's CRL, made where the root key is kept (offline), for Signet to serve and deliver beside its own:
+    /// a gateway that checks the whole chain (Envoy, `CRL_CHECK_ALL`) refuses every client when a CA of the chain has
+    /// no CRL, so the root needs one too, even an empty one.
+    struct RootCRL: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "crl",
+            abstract: "Sign the root's CRL with the root key (offline); Signet serves it from crl.rootCRL.",
+            discussion: "Make it again before its nextUpdate (Signet's /readyz fails within crl.readinessMargin of it). Numbers are the signing time in seconds, so each is above the last."
+        )
+        @Option(help: "The root certificate.") var rootCert: String
+        @Option(help: "The root's private key (PEM; encrypted PKCS#8 with --passphrase-file).") var rootKey: String
+        @Option(help: "The passphrase of an encrypted root key, in a file.") var passphraseFile: String?
+        @Option(help: "Serial (hex) of an intermediate to list as revoked (repeatable).") var revokeIntermediate: [String] = []
+        @Option(help: "The reason for --revoke-intermediate: keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation.")
+        var reason: String = "superseded"
+        @Option(help: "How long the CRL is valid, in days.") var days: Int = 30
+        @Option(help: "Where to write it (DER; PEM beside it with .pem).") var out: String
+
+        func run() async throws {
+            guard days >= 1 else { throw ValidationError("--days must be at least 1") }
+            guard let revocationReason = RevocationReason(name: reason) else { throw ValidationError("--reason: '\(reason)' is not an RFC 5280 reason name") }
+            let root = try PEMFiles.certificates(at: rootCert).first ?? { throw ValidationError("no certificate in \(rootCert)") }()
+            let passphrase = try passphraseFile.map { try PassphraseFile.read($0) }
+            let key = try FileKeySigner(path: rootKey, passphrase: passphrase).privateKey
+            guard key.publicKey == root.publicKey else { throw ValidationError("\(rootKey) is not the key of \(rootCert)") }
+            let signer = try IssuingCA(certificate: root, root: root, key: key)
+            let now = Date()
+            let entries = try revokeIntermediate.map { hex in
+                guard let bytes = SerialNumbers.bytes(hex: hex.lowercased()) else { throw ValidationError("--revoke-intermediate: '\(hex)' is not a hex serial") }
+                return RevocationList.Entry(serial: bytes, revokedAt: now, reason: revocationReason)
+            }
+            let list = try await RevocationList.sign(
+                by: signer, number: Int64(now.timeIntervalSince1970), thisUpdate: now, nextUpdate: now.addingTimeInterval(Double(days) * 86_400), entries: entries
+            )
+            try Data(list.der).write(to: URL(fileURLWithPath: out))
+            try list.pem.write(toFile: out + ".pem", atomically: true, encoding: .utf8)
+            print("root CRL \(list.number): \(entries.count) entries, next update \(list.nextUpdate.formatted(.iso8601)); \(out) and \(out).pem")
+        }
     }
 }

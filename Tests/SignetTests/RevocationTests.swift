@@ -120,4 +120,52 @@ struct RevocationTests {
                                             "-CRLfile", crl, directory + "/dp/tls.crt"])
         #expect(good.succeeded, "\(good.output)\(good.error)")
     }
+
+    @Test("the root's CRL, made offline with signet ca crl, is served beside the intermediate's; openssl verify -crl_check_all passes with both and fails once the root revokes the intermediate")
+    func rootCRL() throws {
+        let directory = try Fixtures.temporaryDirectory("signet-root-crl")
+        // A first start makes the development CA; its root key is in the CA directory, as an offline root's would be on its own machine.
+        var server = try ServerProcess(dataDirectory: directory + "/data")
+        server.stop()
+        let ca = server.caDirectory
+        let made = try server.signet(["ca", "crl", "--root-cert", ca + "/root.crt", "--root-key", ca + "/root.key", "--days", "30", "--out", directory + "/root.crl"])
+        #expect(made.succeeded, "\(made.output)\(made.error)")
+        let verified = try Tool.run("openssl", ["crl", "-in", directory + "/root.crl", "-inform", "DER", "-noout", "-CAfile", ca + "/root.crt"])
+        #expect((verified.output + verified.error).contains("verify OK"), "\(verified.output)\(verified.error)")
+        try "crl:\n  rootCRL: \(directory)/root.crl\n".write(to: directory + "/signet.yaml")
+        server = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", directory + "/signet.yaml"], port: server.port)
+        defer { server.stop() }
+        func keyID(_ certificate: String) throws -> String {
+            try Tool.run("openssl", ["x509", "-in", certificate, "-noout", "-ext", "subjectKeyIdentifier"]).output
+                .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        }
+        let served = directory + "/served-root.crl"
+        _ = try fetch(server, "/crl/\(try keyID(ca + "/root.crt")).crl", to: served)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: served)) == Data(contentsOf: URL(fileURLWithPath: directory + "/root.crl")))
+        let intermediate = directory + "/intermediate.pem"
+        _ = try fetch(server, "/crl/\(try keyID(server.intermediateCertificate)).pem", to: intermediate)
+
+        let token = try server.createToken(name: "edge", allow: ["*.example.com"])
+        let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                        "--generate-key", "ecdsa-p256", "--dns", "chain.example.com", "--out", directory + "/leaf"])
+        #expect(issued.succeeded, "\(issued.error)")
+        func verifyAll(_ rootCRL: String) throws -> Tool.Result {
+            try Tool.run("openssl", ["verify", "-crl_check_all", "-CAfile", server.rootCertificate, "-untrusted", server.intermediateCertificate,
+                                     "-CRLfile", intermediate, "-CRLfile", rootCRL, directory + "/leaf/tls.crt"])
+        }
+        let withoutRoot = try Tool.run("openssl", ["verify", "-crl_check_all", "-CAfile", server.rootCertificate, "-untrusted", server.intermediateCertificate,
+                                                   "-CRLfile", intermediate, directory + "/leaf/tls.crt"])
+        #expect(!withoutRoot.succeeded && (withoutRoot.output + withoutRoot.error).contains("unable to get certificate CRL"), "a chain missing the root's CRL fails: \(withoutRoot.output)\(withoutRoot.error)")
+        let pem = directory + "/root.crl.pem"
+        let good = try verifyAll(pem)
+        #expect(good.succeeded, "\(good.output)\(good.error)")
+
+        let intermediateSerial = try Tool.run("openssl", ["x509", "-in", server.intermediateCertificate, "-noout", "-serial"]).output
+            .trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "serial=", with: "")
+        let revoking = try server.signet(["ca", "crl", "--root-cert", ca + "/root.crt", "--root-key", ca + "/root.key", "--revoke-intermediate", intermediateSerial,
+                                          "--reason", "cACompromise", "--out", directory + "/revoking.crl"])
+        #expect(revoking.succeeded, "\(revoking.error)")
+        let refused = try verifyAll(directory + "/revoking.crl.pem")
+        #expect(!refused.succeeded && (refused.output + refused.error).contains("certificate revoked"), "\(refused.output)\(refused.error)")
+    }
 }
