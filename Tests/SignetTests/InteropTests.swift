@@ -33,6 +33,10 @@ struct InteropTests {
             #expect(verify.succeeded, "CA \(caAlgorithm.rawValue), leaf \(label): \(verify.output)\(verify.error)")
             let text = try Tool.run("openssl", ["x509", "-in", path, "-noout", "-text"]).output
             #expect(text.contains("DNS:a.example.com, IP Address:127.0.0.1"))
+            if label == Self.leafKeys.first?.0 {
+                let crl = try await CRLCheck.signAndVerify(ca, revoking: leaf, issuerPath: directory.certificate)
+                #expect(crl?.contains("Key Compromise") == true, "CA \(caAlgorithm.rawValue) signs a CRL openssl verifies")
+            }
         }
     }
 

@@ -81,6 +81,14 @@ struct KeyVaultIssuanceTests {
             #expect(row["signer_key_version"] as String? == kid)
             #expect((row["signer_request_id"] as String?)?.count == 36, "an x-ms-request-id (a UUID)")
         }
+        // The CRL is signed in the vault like the certificates: openssl verifies it against the intermediate.
+        let keyID = try Tool.run("openssl", ["x509", "-in", server.intermediateCertificate, "-noout", "-ext", "subjectKeyIdentifier"]).output
+            .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        let crl = directory + "/vault.crl"
+        #expect(try Tool.run("curl", ["-sf", "--cacert", server.rootCertificate, "-o", crl, server.url + "/crl/\(keyID).crl"]).succeeded)
+        let checked = try Tool.run("openssl", ["crl", "-in", crl, "-inform", "DER", "-noout", "-CAfile", server.intermediateCertificate])
+        #expect((checked.output + checked.error).contains("verify OK"), "\(checked.output)\(checked.error)")
+        #expect(try server.metrics().contains("signet_crl_signatures_total"))
         let shown = try server.signet(["certs", "show", try #require(serials.first), "--json", "--server", server.url, "--token", token, "--cacert", server.rootCertificate])
         #expect(shown.output.contains(#""signerKeyVersion":"\#(kid)""#) && shown.output.contains("signerRequestId"), "\(shown.output)")
     }

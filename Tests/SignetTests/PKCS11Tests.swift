@@ -43,6 +43,7 @@ struct PKCS11Tests {
         try PEMFiles.pem([leaf]).write(to: path)
         let verify = try Tool.run("openssl", ["verify", "-CAfile", directory.rootCertificate, "-untrusted", directory.certificate, "-purpose", "sslserver", path])
         #expect(verify.succeeded, "\(signer.reference.uri): \(verify.output)\(verify.error)")
+        #expect(try await CRLCheck.signAndVerify(ca, revoking: leaf, issuerPath: directory.certificate) != nil, "the token signs CRLs too")
     }
 
     @Test("concurrent signatures share a bounded pool of sessions; every one verifies")

@@ -3,6 +3,7 @@ import Foundation
 import SignetAuthority
 import SignetKeys
 import SwiftASN1
+import Testing
 import X509
 import _CryptoExtras
 
@@ -154,5 +155,26 @@ enum SuiteProcesses {
         for process in lock.withLock({ processes }) where process.isRunning {
             process.terminate()
         }
+    }
+}
+
+/// CRLs judged by openssl.
+enum CRLCheck {
+    /// Signs a CRL listing `leaf` (keyCompromise) with `ca`'s key and has openssl verify it against the CA certificate
+    /// at `issuerPath`; returns openssl's text of the CRL when it verified, nil (with the reason recorded) otherwise.
+    static func signAndVerify(_ ca: IssuingCA, revoking leaf: Certificate, issuerPath: String) async throws -> String? {
+        let now = Date()
+        let list = try await RevocationList.sign(
+            by: ca, number: 7, thisUpdate: now, nextUpdate: now.addingTimeInterval(86_400),
+            entries: [RevocationList.Entry(serial: Array(leaf.serialNumber.bytes), revokedAt: now, reason: .keyCompromise)]
+        )
+        let path = try Fixtures.temporaryDirectory("crl") + "/list.crl"
+        try Data(list.der).write(to: URL(fileURLWithPath: path))
+        let result = try Tool.run("openssl", ["crl", "-in", path, "-inform", "DER", "-noout", "-text", "-CAfile", issuerPath])
+        guard (result.output + result.error).contains("verify OK") else {
+            Issue.record("openssl crl -verify: \(result.output)\(result.error)")
+            return nil
+        }
+        return result.output
     }
 }
