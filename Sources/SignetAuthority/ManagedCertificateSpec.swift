@@ -25,6 +25,11 @@ public struct ManagedCertificateSpec: Codable, Hashable, Sendable {
     public var additionalOutputFormats: [OutputFormat]?
     /// Also write `keystore.p12` and `truststore.p12`, encrypted with the password in this Secret of the same namespace.
     public var pkcs12Password: SecretKeyReference?
+    /// Write `ca.crl` (the chain's CRLs) into the Secret and keep it current; nil: for profiles with client
+    /// authentication, whose certificates a MUTUAL gateway checks against it.
+    public var caCRL: Bool?
+
+    public var deliversCRL: Bool { caCRL ?? (profile != .server) }
 
     public init(
         dnsNames: [String], ipAddresses: [String] = [], profile: CertificateProfile = .server, keyAlgorithm: String = "ecdsa-p256",

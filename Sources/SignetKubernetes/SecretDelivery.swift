@@ -42,6 +42,29 @@ public struct SecretDelivery: Sendable {
         throw lastConflict ?? KubernetesError.invalidAnswer("no attempt made")
     }
 
+    /// Replaces `ca.crl` of a Secret this owner wrote, keeping everything else; conflict-safe like `deliver`. Returns
+    /// whether anything changed (false too when the Secret is gone or is not this owner's: nothing is written then).
+    @discardableResult
+    public func refreshCRL(_ pem: String, namespace: String, name: String, owner: String) async throws -> Bool {
+        var lastConflict: KubernetesError?
+        for _ in 0..<maximumAttempts {
+            guard var existing = try await client.getSecret(namespace: namespace, name: name),
+                  TLSSecret.refusal(toWrite: existing, owner: owner, adopt: false) == nil,
+                  existing.annotations[TLSSecret.ownerAnnotation] == owner else { return false }
+            var data = existing.data
+            guard data[TLSSecret.crlKey] != Array(pem.utf8) else { return false }
+            data[TLSSecret.crlKey] = Array(pem.utf8)
+            existing.data = data
+            do {
+                _ = try await client.replaceSecret(existing)
+                return true
+            } catch let error as KubernetesError where error.code == 409 {
+                lastConflict = error
+            }
+        }
+        throw lastConflict ?? KubernetesError.invalidAnswer("no attempt made")
+    }
+
     private func announce(_ object: KubernetesObject, type: String, reason: String, note: String) async {
         do {
             try await client.recordEvent(regarding: object, type: type, reason: reason, action: "Write", note: note)

@@ -92,7 +92,9 @@ public enum TLSSecret {
     /// renewal, so Signet removes them from a Secret it writes.
     public static let shadowingKeys = ["cert", "key", "cacert"]
     /// Keys Signet writes only when asked; removed when no longer asked for, so they never go stale.
-    public static let optionalOutputKeys = ["tls-combined.pem", "key.der", "keystore.p12", "truststore.p12"]
+    public static let optionalOutputKeys = ["tls-combined.pem", "key.der", "keystore.p12", "truststore.p12", crlKey]
+    /// The CRLs of the chain (PEM), where Istio (1.18+) reads them to check client certificates of a MUTUAL server.
+    public static let crlKey = "ca.crl"
 
     /// The key matches the leaf, each certificate is signed by the next (the last by the root), and the leaf is
     /// currently valid.

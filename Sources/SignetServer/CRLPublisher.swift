@@ -26,6 +26,18 @@ public final class CRLPublisher: Sendable {
     private let latest = Mutex<StoredCRL?>(nil)
     /// Set by a revocation; the publishing loop re-signs when it sees it.
     private let stale = Mutex(false)
+    /// Told after each CRL is published (the Secrets that carry `ca.crl` are brought up to date).
+    private let published = Mutex<(@Sendable () async -> Void)?>(nil)
+
+    public func onPublish(_ action: @escaping @Sendable () async -> Void) {
+        published.withLock { $0 = action }
+    }
+
+    /// The chain's CRLs as PEM, the intermediate's then the root's: what `ca.crl` holds. Nil without the root's CRL.
+    public func bundle() async -> String? {
+        guard let root = try? rootCRL(), let own = try? await current() else { return nil }
+        return PEM.encode(own.der, type: "X509 CRL") + PEM.encode(root.der, type: "X509 CRL")
+    }
 
     public var issuerKeyID: String { ca.keyIdentifier.hexString }
     /// The root's CRL, made offline (`signet ca crl`), served as it is from this file.
@@ -92,6 +104,7 @@ public final class CRLPublisher: Sendable {
         let kept = try await ledger.storeCRL(crl)
         let served = kept ? crl : (try await ledger.latestCRL(issuerKeyID: issuerKeyID) ?? crl)
         latest.withLock { $0 = served }
+        if let action = published.withLock({ $0 }) { Task { await action() } }
         logger.info("CRL published", metadata: [
             "number": "\(served.number)", "entries": "\(served.entries)", "nextUpdate": "\(served.nextUpdate.formatted(.iso8601))",
         ])

@@ -76,8 +76,9 @@ public final class ManagedCertificates: Sendable {
     public init(
         ledger: CertificateLedger, issuance: IssuanceService, clusters: ClusterConnections, authenticator: CallerAuthenticator,
         metrics: SignetMetrics, logger: Logger, forcedRenewalsPerHour: Double = 10, probeWindow: Duration = .seconds(60),
-        now: @escaping @Sendable () -> Date = Date.init
+        crlBundle: @escaping @Sendable () async -> String? = { nil }, now: @escaping @Sendable () -> Date = Date.init
     ) {
+        self.crlBundle = crlBundle
         self.forcedRenewals = RateLimiter(rate: forcedRenewalsPerHour / 3600, burst: forcedRenewalsPerHour)
         self.ledger = ledger
         self.authenticator = authenticator
@@ -87,6 +88,34 @@ public final class ManagedCertificates: Sendable {
         self.logger = logger
         self.probeWindow = probeWindow
         self.now = now
+    }
+
+    /// `ca.crl` for the Secrets that carry one: the CRLs of the whole chain, the intermediate's and the root's, as
+    /// PEM; nil when the root's CRL is not configured (a chain missing one CA's CRL fails every client of a gateway
+    /// that checks them all, so no `ca.crl` is better than half of one).
+    let crlBundle: @Sendable () async -> String?
+
+    /// After a CRL is published: every managed certificate whose Secret carries `ca.crl` gets the new one, written
+    /// through the same owner-checked, conflict-safe path as certificates (nothing is issued).
+    public func refreshCRLs() async {
+        guard let bundle = await crlBundle() else { return }
+        do {
+            for record in try await ledger.managedCertificates() where record.spec.deliversCRL && record.delivered != nil {
+                guard let cluster = clusters[record.spec.target.cluster] else { continue }
+                let target = record.spec.target
+                do {
+                    if try await SecretDelivery(client: cluster.client, logger: logger).refreshCRL(
+                        bundle, namespace: target.namespace, name: target.secretName, owner: ManagedCertificateRecord.secretOwner(for: record.name)
+                    ) {
+                        logger.info("ca.crl refreshed", metadata: ["name": "\(record.name)", "target": "\(target)"])
+                    }
+                } catch {
+                    logger.warning("could not refresh ca.crl; the next CRL tries again", metadata: ["name": "\(record.name)", "error": "\(error)"])
+                }
+            }
+        } catch {
+            logger.error("could not list managed certificates to refresh ca.crl", metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: The API's operations
@@ -345,6 +374,13 @@ public final class ManagedCertificates: Sendable {
             password = try await readPassword(reference, namespace: spec.target.namespace, client: cluster.client)
         }
         try contents.addOutputs(spec.additionalOutputFormats ?? [], pkcs12Password: password)
+        if spec.deliversCRL {
+            if let bundle = await crlBundle() {
+                contents.outputs[TLSSecret.crlKey] = Array(bundle.utf8)
+            } else {
+                logger.warning("ca.crl not written: the root's CRL is not configured (crl.rootCRL), and a chain missing one fails every client", metadata: ["name": "\(record.name)"])
+            }
+        }
         let written = try await SecretDelivery(client: cluster.client, logger: logger)
             .deliver(contents, namespace: spec.target.namespace, name: spec.target.secretName, adopt: spec.adopt)
 

@@ -30,6 +30,7 @@ extension SignetAPI {
         )
         spec.additionalOutputFormats = body.additionalOutputFormats.map { $0.compactMap { OutputFormat(rawValue: $0.rawValue) } }
         spec.pkcs12Password = Self.reference(body.keystores)
+        spec.caCRL = body.caCRL
         let record = try await managed.register(name: body.name, spec: spec, by: caller)
         return .created(.init(headers: .init(location: "/v1/managed-certificates/\(record.name)"), body: .json(Self.wire(record, now: Date()))))
     }
@@ -94,6 +95,7 @@ extension SignetAPI {
                 spec.secretAnnotations = template.annotations?.additionalProperties ?? [:]
             }
             if let adopt = patch.adopt { spec.adopt = adopt }
+            if let caCRL = patch.caCRL { spec.caCRL = caCRL }
             if let formats = patch.additionalOutputFormats { spec.additionalOutputFormats = formats.compactMap { OutputFormat(rawValue: $0.rawValue) } }
             if let keystores = patch.keystores { spec.pkcs12Password = Self.reference(keystores) }
         }
@@ -159,6 +161,7 @@ extension SignetAPI {
             target: .init(cluster: spec.target.cluster, namespace: spec.target.namespace, secretName: spec.target.secretName),
             secretTemplate: template,
             adopt: spec.adopt,
+            caCRL: spec.deliversCRL,
             additionalOutputFormats: spec.additionalOutputFormats.map { $0.compactMap { .init(rawValue: $0.rawValue) } },
             keystores: spec.pkcs12Password.map { .init(pkcs12: .init(passwordSecretRef: .init(name: $0.name, key: $0.key))) },
             status: .init(

@@ -99,8 +99,12 @@ public struct SignetServer: Sendable {
             let crl = CRLPublisher(
                 ca: ca, ledger: ledger, validity: configuration.crlValidity, rootCRLFile: configuration.rootCRLFile, metrics: metrics, logger: logger
             )
-            if let root = try crl.rootCRL(), root.nextUpdate < Date() {
-                logger.error("the root's CRL (crl.rootCRL) is past its nextUpdate: clients that check the whole chain fail; make a new one with 'signet ca crl'")
+            do {
+                if let root = try crl.rootCRL(), root.nextUpdate < Date() {
+                    logger.error("the root's CRL (crl.rootCRL) is past its nextUpdate: clients that check the whole chain fail; make a new one with 'signet ca crl'")
+                }
+            } catch {
+                logger.error("the root's CRL (crl.rootCRL) cannot be read; /readyz fails until it can", metadata: ["error": "\(error)"])
             }
             let issuance = try IssuanceService(
                 ca: ca, ledger: ledger, metrics: metrics, logger: logger,
@@ -121,8 +125,9 @@ public struct SignetServer: Sendable {
             )
             let managed = ManagedCertificates(
                 ledger: ledger, issuance: issuance, clusters: clusters, authenticator: authenticator, metrics: metrics, logger: logger,
-                forcedRenewalsPerHour: configuration.limits.forcedRenewalsPerHour
+                forcedRenewalsPerHour: configuration.limits.forcedRenewalsPerHour, crlBundle: { await crl.bundle() }
             )
+            crl.onPublish { await managed.refreshCRLs() }
             var acme: ACMEService?
             if !configuration.acme.directories.isEmpty {
                 acme = ACMEService(settings: configuration.acme, store: ledger, issuance: issuance, limits: configuration.limits, logger: logger)
@@ -196,7 +201,7 @@ public struct SignetServer: Sendable {
         let api = SignetAPI(
             issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer, managed: managed,
             limits: configuration.limits, signerDescription: configuration.signerDescription, crlReadinessMargin: configuration.crlReadinessMargin,
-            rootCRL: { try? crl.rootCRL()?.nextUpdate },
+            rootCRL: { configuration.rootCRLFile == nil ? nil : ((try? crl.rootCRL())?.nextUpdate ?? .distantPast) },
             logger: logger
         )
         // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output

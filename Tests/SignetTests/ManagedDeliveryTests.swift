@@ -71,6 +71,19 @@ struct ManagedDeliveryTests {
             throw Timeout(what: "status of \(name)", last: "\(last)\n" + server.logText.suffix(3000))
         }
 
+        /// `waitForStatus` as another owner reads it.
+        @discardableResult
+        func waitFor(_ name: String, token: String, seconds: Double, _ condition: ([String: Any]) -> Bool) throws -> [String: Any] {
+            let deadline = Date().addingTimeInterval(seconds)
+            var last: [String: Any] = [:]
+            while Date() < deadline {
+                last = try api("GET", "/v1/managed-certificates/\(name)", token: token).json["status"] as? [String: Any] ?? [:]
+                if condition(last) { return last }
+                Thread.sleep(forTimeInterval: 0.25)
+            }
+            throw Timeout(what: "status of \(name)", last: "\(last)\n" + server.logText.suffix(3000))
+        }
+
         /// Serials of the certificates the ledger holds for a managed certificate.
         func issuedSerials(_ name: String) throws -> [String] {
             let page = try api("GET", "/v1/certificates?requester=managed:\(name)").json
@@ -297,6 +310,56 @@ struct ManagedDeliveryTests {
         #expect(try rig.api("GET", "/v1/certificates/\(replacement)").json["status"] as? String == "valid")
         let events = try rig.cluster.events("istio-system").filter { $0["reason"] as? String == "Revoked" }
         #expect(events.count == 1 && (events.first?["note"] as? String ?? "").contains(serial), "\(events)")
+    }
+
+    @Test("ca.crl: a client certificate's Secret carries the chain's CRLs, with which openssl verifies it; a revocation reaches the Secret within seconds")
+    func caCRL() throws {
+        let rootCRL = try Fixtures.temporaryDirectory("root-crl") + "/root.crl"
+        let rig = try Rig(extraConfiguration: "crl:\n  rootCRL: \(rootCRL)\n")
+        defer { rig.stop() }
+        let ca = rig.server.caDirectory
+        let made = try rig.server.signet(["ca", "crl", "--root-cert", ca + "/root.crt", "--root-key", ca + "/root.key", "--out", rootCRL])
+        #expect(made.succeeded, "\(made.error)")
+        let owner = try rig.server.createToken(name: "mtls-owner", allow: ["*.example.com"],
+                                               extra: ["--target", "double/istio-system/*", "--profiles", "server,client"])
+        let registered = try rig.api("POST", "/v1/managed-certificates", ["name": "mtls", "dnsNames": ["mtls.example.com"], "profile": "client", "duration": "24h",
+                                                                       "target": ["cluster": "double", "namespace": "istio-system", "secretName": "mtls-tls"]], token: owner)
+        #expect(registered.status == 201, "\(registered.json)")
+        let first = try rig.waitFor("mtls", token: owner, seconds: 20) { $0["ready"] as? Bool == true }
+        let serial = try #require(first["serial"] as? String)
+        let work = try Fixtures.temporaryDirectory("ca-crl")
+        func secretFiles(_ suffix: String) throws -> String {
+            let secret = try #require(try rig.cluster.secret("istio-system", "mtls-tls"))
+            try Self.decoded(secret, "tls.crt").write(to: work + "/tls\(suffix).crt")
+            try Self.decoded(secret, "ca.crl").write(to: work + "/ca\(suffix).crl")
+            return Self.decoded(secret, "ca.crl")
+        }
+        let crls = try secretFiles("1")
+        #expect(crls.components(separatedBy: "BEGIN X509 CRL").count - 1 == 2, "the intermediate's and the root's: \(crls)")
+        func verify(_ leaf: String, _ crl: String) throws -> Tool.Result {
+            try Tool.run("openssl", ["verify", "-crl_check_all", "-CAfile", rig.server.rootCertificate, "-untrusted", rig.server.intermediateCertificate,
+                                     "-CRLfile", crl, leaf])
+        }
+        let good = try verify(work + "/tls1.crt", work + "/ca1.crl")
+        #expect(good.succeeded, "\(good.output)\(good.error)")
+
+        #expect(try rig.api("POST", "/v1/certificates/\(serial)/revoke", ["reason": "keyCompromise"], token: owner).status == 200)
+        let deadline = Date().addingTimeInterval(20)
+        var listed = false
+        while !listed, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.5)
+            _ = try secretFiles("2")
+            listed = try Tool.run("openssl", ["crl", "-in", work + "/ca2.crl", "-noout", "-text"]).output.uppercased().contains(serial.uppercased())
+        }
+        #expect(listed, "the Secret's ca.crl lists the revoked serial")
+        let refused = try verify(work + "/tls1.crt", work + "/ca2.crl")
+        #expect(!refused.succeeded && (refused.output + refused.error).contains("certificate revoked"), "\(refused.output)\(refused.error)")
+        let renewed = try rig.waitFor("mtls", token: owner, seconds: 20) { $0["serial"] as? String != serial && $0["ready"] as? Bool == true }
+        _ = try secretFiles("3")
+        let replacement = try verify(work + "/tls3.crt", work + "/ca3.crl")
+        #expect(replacement.succeeded, "the replacement \(renewed["serial"] ?? "?") verifies with the current ca.crl: \(replacement.output)\(replacement.error)")
+        let server = try rig.register("plain", ["dnsNames": ["plain.example.com"], "duration": "24h"])
+        #expect(server.status == 201 && (server.json["caCRL"] as? Bool) == false, "server certificates carry no ca.crl unless asked")
     }
 
     @Test("private keys at rest: after a renewal that failed mid-way, the ledger's database, WAL and SHM files hold none of the pending key's bytes; all are 0600")

@@ -673,6 +673,10 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/adopt`.
             public var adopt: Swift.Bool?
+            /// Write `ca.crl` (the CRLs of the chain, PEM) into the Secret and keep it current; default true for the client and server-client profiles.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/caCRL`.
+            public var caCRL: Swift.Bool?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificateRequest/AdditionalOutputFormatsPayload`.
             @frozen public enum AdditionalOutputFormatsPayloadPayload: String, Codable, Hashable, Sendable, CaseIterable {
                 case combinedPEM = "CombinedPEM"
@@ -702,6 +706,7 @@ extension Components {
             ///   - target:
             ///   - secretTemplate:
             ///   - adopt: Take over an existing kubernetes.io/tls Secret that Signet did not write.
+            ///   - caCRL: Write `ca.crl` (the CRLs of the chain, PEM) into the Secret and keep it current; default true for the client and server-client profiles.
             ///   - additionalOutputFormats: Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
             ///   - keystores:
             public init(
@@ -716,6 +721,7 @@ extension Components {
                 target: Components.Schemas.DeliveryTarget,
                 secretTemplate: Components.Schemas.SecretTemplate? = nil,
                 adopt: Swift.Bool? = nil,
+                caCRL: Swift.Bool? = nil,
                 additionalOutputFormats: Components.Schemas.ManagedCertificateRequest.AdditionalOutputFormatsPayload? = nil,
                 keystores: Components.Schemas.Keystores? = nil
             ) {
@@ -730,6 +736,7 @@ extension Components {
                 self.target = target
                 self.secretTemplate = secretTemplate
                 self.adopt = adopt
+                self.caCRL = caCRL
                 self.additionalOutputFormats = additionalOutputFormats
                 self.keystores = keystores
             }
@@ -745,6 +752,7 @@ extension Components {
                 case target
                 case secretTemplate
                 case adopt
+                case caCRL
                 case additionalOutputFormats
                 case keystores
             }
@@ -794,6 +802,10 @@ extension Components {
                     Swift.Bool.self,
                     forKey: .adopt
                 )
+                self.caCRL = try container.decodeIfPresent(
+                    Swift.Bool.self,
+                    forKey: .caCRL
+                )
                 self.additionalOutputFormats = try container.decodeIfPresent(
                     Components.Schemas.ManagedCertificateRequest.AdditionalOutputFormatsPayload.self,
                     forKey: .additionalOutputFormats
@@ -814,6 +826,7 @@ extension Components {
                     "target",
                     "secretTemplate",
                     "adopt",
+                    "caCRL",
                     "additionalOutputFormats",
                     "keystores"
                 ])
@@ -845,6 +858,8 @@ extension Components {
             public var secretTemplate: Components.Schemas.SecretTemplate?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/adopt`.
             public var adopt: Swift.Bool?
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/caCRL`.
+            public var caCRL: Swift.Bool?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificatePatch/AdditionalOutputFormatsPayload`.
             @frozen public enum AdditionalOutputFormatsPayloadPayload: String, Codable, Hashable, Sendable, CaseIterable {
                 case combinedPEM = "CombinedPEM"
@@ -873,6 +888,7 @@ extension Components {
             ///   - target:
             ///   - secretTemplate:
             ///   - adopt:
+            ///   - caCRL:
             ///   - additionalOutputFormats: Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
             ///   - keystores:
             public init(
@@ -886,6 +902,7 @@ extension Components {
                 target: Components.Schemas.DeliveryTarget? = nil,
                 secretTemplate: Components.Schemas.SecretTemplate? = nil,
                 adopt: Swift.Bool? = nil,
+                caCRL: Swift.Bool? = nil,
                 additionalOutputFormats: Components.Schemas.ManagedCertificatePatch.AdditionalOutputFormatsPayload? = nil,
                 keystores: Components.Schemas.Keystores? = nil
             ) {
@@ -899,6 +916,7 @@ extension Components {
                 self.target = target
                 self.secretTemplate = secretTemplate
                 self.adopt = adopt
+                self.caCRL = caCRL
                 self.additionalOutputFormats = additionalOutputFormats
                 self.keystores = keystores
             }
@@ -913,6 +931,7 @@ extension Components {
                 case target
                 case secretTemplate
                 case adopt
+                case caCRL
                 case additionalOutputFormats
                 case keystores
             }
@@ -958,6 +977,10 @@ extension Components {
                     Swift.Bool.self,
                     forKey: .adopt
                 )
+                self.caCRL = try container.decodeIfPresent(
+                    Swift.Bool.self,
+                    forKey: .caCRL
+                )
                 self.additionalOutputFormats = try container.decodeIfPresent(
                     Components.Schemas.ManagedCertificatePatch.AdditionalOutputFormatsPayload.self,
                     forKey: .additionalOutputFormats
@@ -977,6 +1000,7 @@ extension Components {
                     "target",
                     "secretTemplate",
                     "adopt",
+                    "caCRL",
                     "additionalOutputFormats",
                     "keystores"
                 ])
@@ -1152,6 +1176,8 @@ extension Components {
             public var secretTemplate: Components.Schemas.SecretTemplate?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificate/adopt`.
             public var adopt: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/ManagedCertificate/caCRL`.
+            public var caCRL: Swift.Bool?
             /// - Remark: Generated from `#/components/schemas/ManagedCertificate/AdditionalOutputFormatsPayload`.
             @frozen public enum AdditionalOutputFormatsPayloadPayload: String, Codable, Hashable, Sendable, CaseIterable {
                 case combinedPEM = "CombinedPEM"
@@ -1187,6 +1213,7 @@ extension Components {
             ///   - target:
             ///   - secretTemplate:
             ///   - adopt:
+            ///   - caCRL:
             ///   - additionalOutputFormats: Extra keys in the Secret, as cert-manager names them. CombinedPEM → `tls-combined.pem` (key, then chain); DER → `key.der` (PKCS#8).
             ///   - keystores:
             ///   - status:
@@ -1206,6 +1233,7 @@ extension Components {
                 target: Components.Schemas.DeliveryTarget,
                 secretTemplate: Components.Schemas.SecretTemplate? = nil,
                 adopt: Swift.Bool,
+                caCRL: Swift.Bool? = nil,
                 additionalOutputFormats: Components.Schemas.ManagedCertificate.AdditionalOutputFormatsPayload? = nil,
                 keystores: Components.Schemas.Keystores? = nil,
                 status: Components.Schemas.ManagedCertificateStatus
@@ -1225,6 +1253,7 @@ extension Components {
                 self.target = target
                 self.secretTemplate = secretTemplate
                 self.adopt = adopt
+                self.caCRL = caCRL
                 self.additionalOutputFormats = additionalOutputFormats
                 self.keystores = keystores
                 self.status = status
@@ -1245,6 +1274,7 @@ extension Components {
                 case target
                 case secretTemplate
                 case adopt
+                case caCRL
                 case additionalOutputFormats
                 case keystores
                 case status
