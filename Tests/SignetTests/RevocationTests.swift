@@ -168,4 +168,105 @@ struct RevocationTests {
         let refused = try verifyAll(directory + "/revoking.crl.pem")
         #expect(!refused.succeeded && (refused.output + refused.error).contains("certificate revoked"), "\(refused.output)\(refused.error)")
     }
+
+    @Test("nginx as a MUTUAL gateway with ssl_crl from Signet's CRLs: a client certificate is refused after signet certs revoke, a good one still accepted")
+    func nginxRefusesRevokedClients() throws {
+        try #require(Tool.isInstalled("nginx"), "nginx is not installed; the README's test command installs it")
+        let directory = try Fixtures.temporaryDirectory("signet-nginx-crl")
+        var signet = try ServerProcess(dataDirectory: directory + "/data")
+        signet.stop()
+        let ca = signet.caDirectory
+        #expect(try signet.signet(["ca", "crl", "--root-cert", ca + "/root.crt", "--root-key", ca + "/root.key", "--out", directory + "/root.crl"]).succeeded)
+        try "crl:\n  rootCRL: \(directory)/root.crl\n".write(to: directory + "/signet.yaml")
+        signet = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", directory + "/signet.yaml"], port: signet.port)
+        defer { signet.stop() }
+        let token = try signet.createToken(name: "gateway", allow: ["*.example.com"], extra: ["--profiles", "server,client"])
+        let work = directory + "/nginx"
+        func issue(_ host: String, profile: String) throws {
+            let result = try signet.signet(["issue", "--server", signet.url, "--token", token, "--cacert", signet.rootCertificate,
+                                            "--generate-key", "ecdsa-p256", "--dns", host, "--profile", profile, "--out", work + "/" + host])
+            #expect(result.succeeded, "\(result.error)")
+        }
+        try issue("mtls.example.com", profile: "server")
+        try issue("alice.example.com", profile: "client")
+        try issue("bob.example.com", profile: "client")
+        func keyID(_ certificate: String) throws -> String {
+            try Tool.run("openssl", ["x509", "-in", certificate, "-noout", "-ext", "subjectKeyIdentifier"]).output
+                .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        }
+        // ca.crl as Signet writes it into Secrets: the intermediate's CRL, then the root's.
+        func writeCRLs() throws -> String {
+            _ = try fetch(signet, "/crl/\(try keyID(signet.intermediateCertificate)).pem", to: work + "/intermediate.crl")
+            _ = try fetch(signet, "/crl/\(try keyID(signet.rootCertificate)).pem", to: work + "/root.crl")
+            let bundle = try String(contentsOfFile: work + "/intermediate.crl", encoding: .utf8) + String(contentsOfFile: work + "/root.crl", encoding: .utf8)
+            try bundle.write(to: work + "/ca.crl")
+            return bundle
+        }
+        _ = try writeCRLs()
+        try (String(contentsOfFile: signet.intermediateCertificate, encoding: .utf8) + String(contentsOfFile: signet.rootCertificate, encoding: .utf8))
+            .write(to: work + "/clients-ca.pem")
+        let port = try freePort()
+        try """
+            worker_processes 1;
+            pid \(work)/nginx.pid;
+            events { worker_connections 64; }
+            http {
+                access_log off;
+                client_body_temp_path \(work)/body;
+                proxy_temp_path \(work)/proxy;
+                fastcgi_temp_path \(work)/fastcgi;
+                uwsgi_temp_path \(work)/uwsgi;
+                scgi_temp_path \(work)/scgi;
+                server {
+                    listen 127.0.0.1:\(port) ssl;
+                    server_name mtls.example.com;
+                    ssl_certificate \(work)/mtls.example.com/tls.crt;
+                    ssl_certificate_key \(work)/mtls.example.com/tls.key;
+                    ssl_verify_client on;
+                    ssl_verify_depth 2;
+                    ssl_client_certificate \(work)/clients-ca.pem;
+                    ssl_crl \(work)/ca.crl;
+                    location / { return 200 "verify=$ssl_client_verify\\n"; }
+                }
+            }
+            """.write(to: work + "/nginx.conf")
+        let nginx = Process()
+        nginx.executableURL = URL(fileURLWithPath: try Tool.which("nginx"))
+        nginx.arguments = ["-p", work, "-c", work + "/nginx.conf", "-e", work + "/error.log", "-g", "daemon off;"]
+        try nginx.run()
+        defer {
+            nginx.terminate()
+            nginx.waitUntilExit()
+        }
+        func asClient(_ name: String) throws -> String {
+            try Tool.run("curl", ["-s", "--max-time", "5", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", "-o", "/dev/null", "-w", "%{http_code}",
+                                  "--resolve", "mtls.example.com:\(port):127.0.0.1", "--cacert", signet.rootCertificate,
+                                  "--cert", work + "/\(name).example.com/tls.crt", "--key", work + "/\(name).example.com/tls.key",
+                                  "https://mtls.example.com:\(port)/"]).output
+        }
+        #expect(try asClient("alice") == "200" && asClient("bob") == "200", "both clients are accepted while nothing is revoked")
+
+        let alice = try Tool.run("openssl", ["x509", "-in", work + "/alice.example.com/tls.crt", "-noout", "-serial"]).output
+            .trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "serial=", with: "")
+        #expect(try signet.signet(["certs", "revoke", alice, "--reason", "keyCompromise", "--server", signet.url, "--token", token,
+                                   "--cacert", signet.rootCertificate]).succeeded)
+        let deadline = Date().addingTimeInterval(10)
+        var listed = false
+        while !listed, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.3)
+            _ = try writeCRLs()
+            listed = try Tool.run("openssl", ["crl", "-in", work + "/intermediate.crl", "-noout", "-text"]).output.uppercased().contains(alice.uppercased())
+        }
+        #expect(listed)
+        // nginx reads ssl_crl when its configuration is loaded (Istio's SDS pushes a changed ca.crl to Envoy the same way).
+        #expect(try Tool.run("nginx", ["-p", work, "-c", work + "/nginx.conf", "-e", work + "/error.log", "-s", "reload"]).succeeded)
+        var refused = ""
+        let reloaded = Date().addingTimeInterval(10)
+        repeat {
+            Thread.sleep(forTimeInterval: 0.3)
+            refused = try asClient("alice")
+        } while refused == "200" && Date() < reloaded
+        #expect(refused == "400", "the revoked client is refused: \(refused)")
+        #expect(try asClient("bob") == "200", "the other client is still accepted")
+    }
 }
