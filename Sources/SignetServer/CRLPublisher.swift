@@ -121,16 +121,23 @@ public final class CRLPublisher: Sendable {
         let publisher: CRLPublisher
 
         func run() async throws {
+            var failures = 0
             while !Task.isShuttingDownGracefully, !Task.isCancelled {
+                var pause = Duration.seconds(1)
                 do {
                     let crl = try await publisher.current()
                     if publisher.stale.withLock({ $0 }) || publisher.now() >= publisher.due(crl) {
                         try await publisher.publish()
                     }
+                    failures = 0
                 } catch {
-                    publisher.logger.error("could not publish the CRL; retrying", metadata: ["error": "\(error)"])
+                    // A signer that is down is not asked every second: 2 s, 4 s, … up to a minute.
+                    failures += 1
+                    pause = .seconds(min(60, 1 << min(failures, 6)))
+                    publisher.logger.error("could not publish the CRL; retrying", metadata: ["error": "\(error)", "retryIn": "\(pause)"])
                 }
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+                let wait = pause
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
             }
         }
     }

@@ -1,4 +1,6 @@
 import Foundation
+import SignetAuthority
+import SignetKeys
 import Testing
 
 /// Revocation as the tools that check it see it: `signet certs revoke` against a running server, then the CRL it
@@ -268,5 +270,53 @@ struct RevocationTests {
         } while refused == "200" && Date() < reloaded
         #expect(refused == "400", "the revoked client is refused: \(refused)")
         #expect(try asClient("bob") == "200", "the other client is still accepted")
+    }
+
+    @Test("a CRL past its nextUpdate is an outage: openssl then refuses every certificate of the CA; Signet re-signs at half the validity, so its CRL never gets there")
+    func staleCRL() async throws {
+        let directory = try Fixtures.temporaryDirectory("signet-stale-crl")
+        try "crl:\n  validity: 60s\n  readinessMargin: 10s\n".write(to: directory + "/signet.yaml")
+        let server = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", directory + "/signet.yaml"])
+        defer { server.stop() }
+        let token = try server.createToken(name: "edge", allow: ["*.example.com"])
+        let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+                                        "--generate-key", "ecdsa-p256", "--dns", "good.example.com", "--out", directory + "/good"])
+        #expect(issued.succeeded, "\(issued.error)")
+        let keyID = try Tool.run("openssl", ["x509", "-in", server.intermediateCertificate, "-noout", "-ext", "subjectKeyIdentifier"]).output
+            .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        func verify(_ crl: String) throws -> Tool.Result {
+            try Tool.run("openssl", ["verify", "-crl_check", "-CAfile", server.rootCertificate, "-untrusted", server.intermediateCertificate,
+                                     "-CRLfile", crl, directory + "/good/tls.crt"])
+        }
+
+        // A CRL of the same CA, signed with the same key, whose nextUpdate has passed: the good certificate fails.
+        let signer = try FileKeySigner(path: server.caDirectory + "/intermediate.key", passphrase: nil)
+        let ca = try await CALoader.load(from: CADirectory(path: server.caDirectory), signer: signer)
+        let past = Date().addingTimeInterval(-120)
+        let stale = try await RevocationList.sign(by: ca, number: 1, thisUpdate: past, nextUpdate: past.addingTimeInterval(60), entries: [])
+        try stale.pem.write(to: directory + "/stale.crl")
+        let outage = try verify(directory + "/stale.crl")
+        #expect(!outage.succeeded && (outage.output + outage.error).contains("CRL has expired"), "\(outage.output)\(outage.error)")
+
+        // Signet's own: re-signed when half its 60 s have passed, so it is always current.
+        let first = directory + "/first.crl"
+        _ = try fetch(server, "/crl/\(keyID).pem", to: first)
+        let firstNumber = try crlNumber(pem: first)
+        #expect(try verify(first).succeeded)
+        var number = firstNumber
+        let deadline = Date().addingTimeInterval(45)
+        while number == firstNumber, Date() < deadline {
+            try await Task.sleep(for: .seconds(2))
+            _ = try fetch(server, "/crl/\(keyID).pem", to: directory + "/later.crl")
+            number = try crlNumber(pem: directory + "/later.crl")
+        }
+        #expect(number > firstNumber, "a new CRL within half its validity")
+        #expect(try verify(directory + "/later.crl").succeeded)
+    }
+
+    func crlNumber(pem file: String) throws -> Int64 {
+        let text = try Tool.run("openssl", ["crl", "-in", file, "-noout", "-crlnumber"]).output
+        let value = text.split(separator: "=").last.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        return Int64(value.hasPrefix("0x") ? String(value.dropFirst(2)) : value, radix: 16) ?? -1
     }
 }
