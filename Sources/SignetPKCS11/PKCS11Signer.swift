@@ -44,16 +44,7 @@ public struct PKCS11KeyReference: Sendable, Equatable {
 
     /// A CKA_ID from its hex spelling ("01", "a1b2").
     public static func keyID(hex: String) -> [UInt8]? {
-        guard !hex.isEmpty, hex.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 2)
-            guard let byte = UInt8(hex[index..<next], radix: 16) else { return nil }
-            bytes.append(byte)
-            index = next
-        }
-        return bytes
+        [UInt8](hexString: hex)
     }
 }
 

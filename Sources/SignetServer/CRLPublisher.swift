@@ -95,7 +95,7 @@ public final class CRLPublisher: Sendable {
         let list = try await RevocationList.sign(
             by: ca, number: number, thisUpdate: issued, nextUpdate: issued.addingTimeInterval(validity.timeInterval),
             entries: revoked.compactMap { entry in
-                SerialNumbers.bytes(hex: entry.serial).map { RevocationList.Entry(serial: $0, revokedAt: entry.revokedAt, reason: entry.reason) }
+                [UInt8](hexString: entry.serial).map { RevocationList.Entry(serial: $0, revokedAt: entry.revokedAt, reason: entry.reason) }
             }
         )
         metrics?.recordCRLSignature()

@@ -365,7 +365,7 @@ extension CACommand {
             let signer = try IssuingCA(certificate: root, root: root, key: key)
             let now = Date()
             let entries = try revokeIntermediate.map { hex in
-                guard let bytes = SerialNumbers.bytes(hex: hex.lowercased()) else { throw ValidationError("--revoke-intermediate: '\(hex)' is not a hex serial") }
+                guard let bytes = [UInt8](hexString: hex) else { throw ValidationError("--revoke-intermediate: '\(hex)' is not a hex serial") }
                 return RevocationList.Entry(serial: bytes, revokedAt: now, reason: revocationReason)
             }
             let list = try await RevocationList.sign(

@@ -63,6 +63,13 @@ struct ACMERulesTests {
         #expect(TLSALPNChallenge.expectedExtensionValue(keyAuthorization: "x").prefix(2) == [0x04, 0x20])
     }
 
+    @Test("hex text to bytes: either case, two digits a byte, anything else refused")
+    func hex() {
+        #expect([UInt8](hexString: "00ffA1") == [0x00, 0xff, 0xa1])
+        #expect([UInt8](hexString: [UInt8]([1, 0xfe]).hexString) == [1, 0xfe])
+        for bad in ["", "a", "0g", "+1", " 01", "0x01"] { #expect([UInt8](hexString: bad) == nil, "\(bad)") }
+    }
+
     @Test("order status follows its authorizations and the clock; finalization states are final")
     func stateMachines() {
         let now = Date(), later = now.addingTimeInterval(60), earlier = now.addingTimeInterval(-60)

@@ -68,22 +68,11 @@ struct InteropTests {
                     location / { return 200 "\(host) verify=$ssl_client_verify\\n"; }
                 }
             """ }
-        let configuration = """
-            worker_processes 1;
-            pid \(work)/nginx.pid;
-            events { worker_connections 64; }
-            http {
-                access_log off;
-                client_body_temp_path \(work)/body;
-                proxy_temp_path \(work)/proxy;
-                fastcgi_temp_path \(work)/fastcgi;
-                uwsgi_temp_path \(work)/uwsgi;
-                scgi_temp_path \(work)/scgi;
+        let configuration = Fixtures.nginxConfiguration(work: work, servers: """
             \(server("httpbin.example.com", ""))
             \(server("bookinfo.com", ""))
             \(server("mtls.example.com", "ssl_verify_client on; ssl_client_certificate \(work)/mtls.example.com/ca.crt;"))
-            }
-            """
+            """)
         try configuration.write(to: work + "/nginx.conf")
         let nginx = Process()
         nginx.executableURL = URL(fileURLWithPath: try Tool.which("nginx"))

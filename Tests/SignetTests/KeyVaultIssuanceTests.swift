@@ -82,8 +82,7 @@ struct KeyVaultIssuanceTests {
             #expect((row["signer_request_id"] as String?)?.count == 36, "an x-ms-request-id (a UUID)")
         }
         // The CRL is signed in the vault like the certificates: openssl verifies it against the intermediate.
-        let keyID = try Tool.run("openssl", ["x509", "-in", server.intermediateCertificate, "-noout", "-ext", "subjectKeyIdentifier"]).output
-            .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        let keyID = try Fixtures.subjectKeyIdentifier(ofCertificateAt: server.intermediateCertificate)
         let crl = directory + "/vault.crl"
         #expect(try Tool.run("curl", ["-sf", "--cacert", server.rootCertificate, "-o", crl, server.url + "/crl/\(keyID).crl"]).succeeded)
         let checked = try Tool.run("openssl", ["crl", "-in", crl, "-inform", "DER", "-noout", "-CAfile", server.intermediateCertificate])

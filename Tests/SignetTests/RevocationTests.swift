@@ -27,8 +27,7 @@ struct RevocationTests {
         let server = try ServerProcess(dataDirectory: directory + "/data")
         defer { server.stop() }
         let token = try server.createToken(name: "edge", allow: ["*.example.com"])
-        let keyID = try Tool.run("openssl", ["x509", "-in", server.intermediateCertificate, "-noout", "-ext", "subjectKeyIdentifier"]).output
-            .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        let keyID = try Fixtures.subjectKeyIdentifier(ofCertificateAt: server.intermediateCertificate)
         #expect(keyID.count == 40, "the intermediate's key identifier: \(keyID)")
 
         var serials: [String] = []
@@ -137,15 +136,11 @@ struct RevocationTests {
         try "crl:\n  rootCRL: \(directory)/root.crl\n".write(to: directory + "/signet.yaml")
         server = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", directory + "/signet.yaml"], port: server.port)
         defer { server.stop() }
-        func keyID(_ certificate: String) throws -> String {
-            try Tool.run("openssl", ["x509", "-in", certificate, "-noout", "-ext", "subjectKeyIdentifier"]).output
-                .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
-        }
         let served = directory + "/served-root.crl"
-        _ = try fetch(server, "/crl/\(try keyID(ca + "/root.crt")).crl", to: served)
+        _ = try fetch(server, "/crl/\(try Fixtures.subjectKeyIdentifier(ofCertificateAt: ca + "/root.crt")).crl", to: served)
         #expect(try Data(contentsOf: URL(fileURLWithPath: served)) == Data(contentsOf: URL(fileURLWithPath: directory + "/root.crl")))
         let intermediate = directory + "/intermediate.pem"
-        _ = try fetch(server, "/crl/\(try keyID(server.intermediateCertificate)).pem", to: intermediate)
+        _ = try fetch(server, "/crl/\(try Fixtures.subjectKeyIdentifier(ofCertificateAt: server.intermediateCertificate)).pem", to: intermediate)
 
         let token = try server.createToken(name: "edge", allow: ["*.example.com"])
         let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
@@ -192,14 +187,10 @@ struct RevocationTests {
         try issue("mtls.example.com", profile: "server")
         try issue("alice.example.com", profile: "client")
         try issue("bob.example.com", profile: "client")
-        func keyID(_ certificate: String) throws -> String {
-            try Tool.run("openssl", ["x509", "-in", certificate, "-noout", "-ext", "subjectKeyIdentifier"]).output
-                .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
-        }
         // ca.crl as Signet writes it into Secrets: the intermediate's CRL, then the root's.
         func writeCRLs() throws -> String {
-            _ = try fetch(signet, "/crl/\(try keyID(signet.intermediateCertificate)).pem", to: work + "/intermediate.crl")
-            _ = try fetch(signet, "/crl/\(try keyID(signet.rootCertificate)).pem", to: work + "/root.crl")
+            _ = try fetch(signet, "/crl/\(try Fixtures.subjectKeyIdentifier(ofCertificateAt: signet.intermediateCertificate)).pem", to: work + "/intermediate.crl")
+            _ = try fetch(signet, "/crl/\(try Fixtures.subjectKeyIdentifier(ofCertificateAt: signet.rootCertificate)).pem", to: work + "/root.crl")
             let bundle = try String(contentsOfFile: work + "/intermediate.crl", encoding: .utf8) + String(contentsOfFile: work + "/root.crl", encoding: .utf8)
             try bundle.write(to: work + "/ca.crl")
             return bundle
@@ -208,30 +199,19 @@ struct RevocationTests {
         try (String(contentsOfFile: signet.intermediateCertificate, encoding: .utf8) + String(contentsOfFile: signet.rootCertificate, encoding: .utf8))
             .write(to: work + "/clients-ca.pem")
         let port = try freePort()
-        try """
-            worker_processes 1;
-            pid \(work)/nginx.pid;
-            events { worker_connections 64; }
-            http {
-                access_log off;
-                client_body_temp_path \(work)/body;
-                proxy_temp_path \(work)/proxy;
-                fastcgi_temp_path \(work)/fastcgi;
-                uwsgi_temp_path \(work)/uwsgi;
-                scgi_temp_path \(work)/scgi;
-                server {
-                    listen 127.0.0.1:\(port) ssl;
-                    server_name mtls.example.com;
-                    ssl_certificate \(work)/mtls.example.com/tls.crt;
-                    ssl_certificate_key \(work)/mtls.example.com/tls.key;
-                    ssl_verify_client on;
-                    ssl_verify_depth 2;
-                    ssl_client_certificate \(work)/clients-ca.pem;
-                    ssl_crl \(work)/ca.crl;
-                    location / { return 200 "verify=$ssl_client_verify\\n"; }
-                }
-            }
-            """.write(to: work + "/nginx.conf")
+        try Fixtures.nginxConfiguration(work: work, servers: """
+        server {
+            listen 127.0.0.1:\(port) ssl;
+            server_name mtls.example.com;
+            ssl_certificate \(work)/mtls.example.com/tls.crt;
+            ssl_certificate_key \(work)/mtls.example.com/tls.key;
+            ssl_verify_client on;
+            ssl_verify_depth 2;
+            ssl_client_certificate \(work)/clients-ca.pem;
+            ssl_crl \(work)/ca.crl;
+            location / { return 200 "verify=$ssl_client_verify\\n"; }
+        }
+        """).write(to: work + "/nginx.conf")
         let nginx = Process()
         nginx.executableURL = URL(fileURLWithPath: try Tool.which("nginx"))
         nginx.arguments = ["-p", work, "-c", work + "/nginx.conf", "-e", work + "/error.log", "-g", "daemon off;"]
@@ -282,8 +262,7 @@ struct RevocationTests {
         let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
                                         "--generate-key", "ecdsa-p256", "--dns", "good.example.com", "--out", directory + "/good"])
         #expect(issued.succeeded, "\(issued.error)")
-        let keyID = try Tool.run("openssl", ["x509", "-in", server.intermediateCertificate, "-noout", "-ext", "subjectKeyIdentifier"]).output
-            .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        let keyID = try Fixtures.subjectKeyIdentifier(ofCertificateAt: server.intermediateCertificate)
         func verify(_ crl: String) throws -> Tool.Result {
             try Tool.run("openssl", ["verify", "-crl_check", "-CAfile", server.rootCertificate, "-untrusted", server.intermediateCertificate,
                                      "-CRLfile", crl, directory + "/good/tls.crt"])

@@ -178,3 +178,30 @@ enum CRLCheck {
         return result.output
     }
 }
+
+extension Fixtures {
+    /// A certificate's subject key identifier as openssl prints it, in Signet's lower-case hex: the name of its CRL
+    /// under /crl/.
+    static func subjectKeyIdentifier(ofCertificateAt path: String) throws -> String {
+        try Tool.run("openssl", ["x509", "-in", path, "-noout", "-ext", "subjectKeyIdentifier"]).output
+            .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+    }
+
+    /// An nginx configuration for tests: one worker, everything it writes kept in `work`, then `servers` inside `http`.
+    static func nginxConfiguration(work: String, servers: String) -> String {
+        """
+        worker_processes 1;
+        pid \(work)/nginx.pid;
+        events { worker_connections 64; }
+        http {
+            access_log off;
+            client_body_temp_path \(work)/body;
+            proxy_temp_path \(work)/proxy;
+            fastcgi_temp_path \(work)/fastcgi;
+            uwsgi_temp_path \(work)/uwsgi;
+            scgi_temp_path \(work)/scgi;
+        \(servers)
+        }
+        """
+    }
+}

@@ -549,13 +549,13 @@ extension Optional {
     }
 }
 
-/// RFC 3339 date-times as ACME sends and expects them.
+/// RFC 3339 date-times as ACME sends and expects them: the API's own transcoder (any offset, fractional seconds).
 enum RFC3339 {
     static func parse(_ text: String) -> Date? {
-        (try? Date(text, strategy: .iso8601)) ?? (try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+        try? RFC3339DateTranscoder().decode(text)
     }
 
     static func format(_ date: Date) -> String {
-        date.formatted(.iso8601)
+        (try? RFC3339DateTranscoder().encode(date)) ?? date.formatted(.iso8601)
     }
 }

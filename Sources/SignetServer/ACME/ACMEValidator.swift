@@ -32,7 +32,7 @@ struct ACMEValidator: Sendable {
         self.logger = logger
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none
-        let timeout = TimeAmount.nanoseconds(settings.validationTimeout.components.seconds * 1_000_000_000 + settings.validationTimeout.components.attoseconds / 1_000_000_000)
+        let timeout = Self.timeAmount(settings.validationTimeout)
         var configuration = HTTPClient.Configuration(
             tlsConfiguration: tls, redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout), decompression: .disabled
         )
@@ -46,8 +46,10 @@ struct ACMEValidator: Sendable {
         try await http.shutdown()
     }
 
-    var timeout: TimeAmount {
-        .milliseconds(settings.validationTimeout.components.seconds * 1000 + settings.validationTimeout.components.attoseconds / 1_000_000_000_000_000)
+    var timeout: TimeAmount { Self.timeAmount(settings.validationTimeout) }
+
+    static func timeAmount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
     func validate(_ type: ChallengeType, identifier: ACMEIdentifier, token: String, keyAuthorization: String) async -> ACMEError? {
@@ -112,8 +114,10 @@ struct ACMEValidator: Sendable {
                 throw ACMEError(.unauthorized, "GET \(url): the answer is longer than \(Self.maximumBody) bytes")
             }
             let text = String(buffer: body).trimmingCharacters(in: .whitespacesAndNewlines)
+            // The answer itself is not echoed: a redirect may lead anywhere the validator can reach, and what an
+            // internal service says is not the requester's to read.
             guard text == keyAuthorization else {
-                throw ACMEError(.incorrectResponse, "GET \(url) answered '\(text.prefix(100))', not the key authorization '\(keyAuthorization)'")
+                throw ACMEError(.incorrectResponse, "GET \(url) answered \(text.utf8.count) bytes that are not the key authorization '\(keyAuthorization)'")
             }
             return
         }
