@@ -111,6 +111,24 @@ public final class CRLPublisher: Sendable {
         return served
     }
 
+    /// Why the CRLs this server serves put clients at risk, nil when they do not: its own or the root's is within
+    /// `margin` of its nextUpdate, or the configured root CRL cannot be read. What /readyz reports.
+    public func risk(margin: Duration) async -> String? {
+        let horizon = now().addingTimeInterval(margin.timeInterval)
+        // What is published, never a new signature: readiness probes must not sign.
+        var published = latest.withLock { $0 }
+        if published == nil { published = try? await ledger.latestCRL(issuerKeyID: issuerKeyID) }
+        if let own = published, own.nextUpdate < horizon {
+            return "the CRL's nextUpdate (\(own.nextUpdate.formatted(.iso8601))) is within \(Lifetime.format(margin))"
+        }
+        guard rootCRLFile != nil else { return nil }
+        guard let root = try? rootCRL() else { return "the root's CRL (crl.rootCRL) cannot be read" }
+        if root.nextUpdate < horizon {
+            return "the root's CRL (crl.rootCRL, made offline with signet ca crl) has nextUpdate \(root.nextUpdate.formatted(.iso8601)), within \(Lifetime.format(margin))"
+        }
+        return nil
+    }
+
     /// When the current CRL should be replaced: half its validity after thisUpdate.
     func due(_ crl: StoredCRL) -> Date {
         crl.thisUpdate.addingTimeInterval(crl.nextUpdate.timeIntervalSince(crl.thisUpdate) / 2)

@@ -29,7 +29,7 @@ public struct SignetAPI: APIProtocol {
     public init(
         issuance: IssuanceService, ledger: CertificateLedger, authenticator: CallerAuthenticator, metrics: SignetMetrics, signer: any CASigner,
         managed: ManagedCertificates, limits: RequestLimits = .init(), signerDescription: String = "the CA key",
-        crlReadinessMargin: Duration = .seconds(86_400), rootCRL: @escaping @Sendable () -> Date? = { nil }, logger: Logger = Logger(label: "signet")
+        crl: CRLPublisher? = nil, crlReadinessMargin: Duration = .seconds(86_400), logger: Logger = Logger(label: "signet")
     ) {
         let crlIssuer = issuance.ca.keyIdentifier.hexString
         self.managed = managed
@@ -53,13 +53,9 @@ public struct SignetAPI: APIProtocol {
             }
             // A CRL close to its nextUpdate is an outage in waiting: every client fails once it passes.
             var crlState = "ok"
-            if let crl = try? await ledger.latestCRL(issuerKeyID: crlIssuer), crl.nextUpdate.addingTimeInterval(-crlReadinessMargin.timeInterval) < Date() {
-                crlState = "failing: the CRL's nextUpdate (\(crl.nextUpdate.formatted(.iso8601))) is within \(Lifetime.format(crlReadinessMargin))"
-                logger.error("not ready: the CRL is about to go stale", metadata: ["nextUpdate": "\(crl.nextUpdate.formatted(.iso8601))"])
-            }
-            if let rootNext = rootCRL(), rootNext.addingTimeInterval(-crlReadinessMargin.timeInterval) < Date() {
-                crlState = "failing: the root's CRL (crl.rootCRL, made offline with signet ca crl) has nextUpdate \(rootNext.formatted(.iso8601)), within \(Lifetime.format(crlReadinessMargin))"
-                logger.error("not ready: the root's CRL is about to go stale", metadata: ["nextUpdate": "\(rootNext.formatted(.iso8601))"])
+            if let risk = await crl?.risk(margin: crlReadinessMargin) {
+                crlState = "failing: " + risk
+                logger.error("not ready: a CRL is about to go stale", metadata: ["risk": "\(risk)"])
             }
             return Components.Schemas.Readiness(
                 ready: ledgerState == "ok" && signerState == "ok" && crlState == "ok", ledger: ledgerState, signer: signerState, crl: crlState

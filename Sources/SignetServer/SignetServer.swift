@@ -200,8 +200,7 @@ public struct SignetServer: Sendable {
         router.add(middleware: APIEdgeMiddleware())
         let api = SignetAPI(
             issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer, managed: managed,
-            limits: configuration.limits, signerDescription: configuration.signerDescription, crlReadinessMargin: configuration.crlReadinessMargin,
-            rootCRL: { configuration.rootCRLFile == nil ? nil : ((try? crl.rootCRL())?.nextUpdate ?? .distantPast) },
+            limits: configuration.limits, signerDescription: configuration.signerDescription, crl: crl, crlReadinessMargin: configuration.crlReadinessMargin,
             logger: logger
         )
         // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output
