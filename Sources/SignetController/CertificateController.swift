@@ -25,6 +25,8 @@ public struct ControllerSettings: Sendable {
     /// How often Signet is asked whether a Certificate's current certificate was revoked; one that was is replaced at
     /// once with a new key.
     public var revocationCheck: Duration = .seconds(60)
+    /// How often Signet's chain CRLs are read; when they changed, every Secret that carries `ca.crl` is rewritten.
+    public var crlRefresh: Duration = .seconds(5)
 
     public init() {}
 }
@@ -48,6 +50,9 @@ public final class CertificateController: Sendable {
     let certificatesByNamespace = Mutex<[String: Set<String>]>([:])
     /// What Signet last said of each held serial: its revocation reason (nil: not revoked), and when it was asked.
     let revocations = Mutex<[String: (reason: String?, checked: ContinuousClock.Instant)]>([:])
+    /// The chain's CRLs as Signet last served them (PEM), for `ca.crl`: nil until first read, `.some(nil)` when Signet
+    /// has none (its root CRL is not configured).
+    let chainCRLs = Mutex<String??>(nil)
     let now: @Sendable () -> Date
 
     public init(client: KubernetesClient, issuer: SignetIssuer, settings: ControllerSettings, metrics: ControllerMetrics, logger: Logger,
@@ -77,6 +82,7 @@ public final class CertificateController: Sendable {
             } }
             group.addTask { await self.followSecrets() }
             group.addTask { await self.resyncPeriodically() }
+            group.addTask { await self.followCRLs() }
             if settings.gatewayShim {
                 group.addTask { await self.followGateways() }
             }
@@ -147,6 +153,44 @@ public final class CertificateController: Sendable {
         }
     }
 
+    /// Reads the chain's CRLs every `crlRefresh`; a change (a revocation, a re-signing, a new root CRL) sends every
+    /// Certificate back to reconciliation, which rewrites the `ca.crl` of those that carry one.
+    private func followCRLs() async {
+        while !Task.isCancelled {
+            do {
+                let served = try await issuer.chainCRLs()
+                let previous = chainCRLs.withLock { known in
+                    defer { known = .some(served) }
+                    return known
+                }
+                if let previous, previous != served {
+                    let keys = certificatesByNamespace.withLock { seen in seen.flatMap { namespace, names in names.map { Key(namespace: namespace, name: $0) } } }
+                    logger.info("the chain's CRLs changed; refreshing ca.crl", metadata: ["certificates": "\(keys.count)"])
+                    for key in keys { await queue.add(key) }
+                }
+                if served == nil, previous != .some(nil) {
+                    logger.warning("Signet serves no CRL for its root (crl.rootCRL is not set): Certificates asking for ca.crl get none until it does")
+                }
+            } catch {
+                logger.warning("cannot read the chain's CRLs from Signet", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: settings.crlRefresh)
+        }
+    }
+
+    /// The `ca.crl` a Certificate's Secret should hold: the chain's CRLs when it asks for them and Signet has them.
+    private func caCRL(for spec: CertificateSpec) async throws -> [UInt8]? {
+        guard spec.deliversCRL else { return nil }
+        let pem: String?
+        if let known = chainCRLs.withLock({ $0 }) {
+            pem = known
+        } else {
+            pem = try await issuer.chainCRLs()
+            chainCRLs.withLock { $0 = .some(pem) }
+        }
+        return pem.map { Array($0.utf8) }
+    }
+
     private func work() async {
         while !Task.isCancelled {
             guard let key = await queue.take() else {
@@ -198,15 +242,18 @@ public final class CertificateController: Sendable {
             let roots = try await trustedRoots()
             let record = IssuanceRecord(status: object.json["status"])
             let owner = Self.owner(key), mayAdopt = Self.mayAdopt(object)
-            let decision = Reconciler.decide(spec: spec, secret: secret, owner: owner, mayAdopt: mayAdopt, record: record, trustedRoots: roots, now: now())
+            let crl = try await caCRL(for: spec)
+            let decision = Reconciler.decide(
+                spec: spec, secret: secret, owner: owner, mayAdopt: mayAdopt, record: record, trustedRoots: roots, caCRL: crl, now: now()
+            )
             switch decision {
             case .upToDate(let held), .refreshMetadata(let held):
                 // A good certificate by its dates may still have been revoked: Signet is asked now and then.
                 if let reason = await revocation(of: held.serial, namespace: key.namespace) {
                     let message = "certificate \(held.serial) was revoked (\(reason)); issuing a new one with a new key"
                     await announce(object, type: "Warning", reason: "Revoked", note: message)
-                    return await issue(key, object: object, spec: spec, secret: secret, roots: roots, reason: "Revoked", message: message, record: record,
-                                       adopt: mayAdopt, newKey: true)
+                    return await issue(key, object: object, spec: spec, secret: secret, roots: roots, crl: crl, reason: "Revoked", message: message,
+                                       record: record, adopt: mayAdopt, newKey: true)
                 }
             default:
                 break
@@ -216,7 +263,7 @@ public final class CertificateController: Sendable {
                 await recordHeld(key, object: object, spec: spec, held: held)
                 return Requeue(after: min(until(held.renewalTime), settings.revocationCheck))
             case .refreshMetadata(let held):
-                if let secret { try await rewriteMetadata(secret, spec: spec, certificate: key, held: held, adopt: mayAdopt) }
+                if let secret { try await rewriteMetadata(secret, spec: spec, certificate: key, held: held, crl: crl, adopt: mayAdopt) }
                 await recordHeld(key, object: object, spec: spec, held: held)
                 return Requeue(after: min(until(held.renewalTime), settings.revocationCheck))
             case .backingOff(let retryAt):
@@ -226,7 +273,8 @@ public final class CertificateController: Sendable {
                 // The Secret's watch brings it back when the Secret changes; the resync and this retry otherwise.
                 return Requeue(after: .seconds(60), failed: true)
             case let .issue(reason, message):
-                return await issue(key, object: object, spec: spec, secret: secret, roots: roots, reason: reason, message: message, record: record, adopt: mayAdopt)
+                return await issue(key, object: object, spec: spec, secret: secret, roots: roots, crl: crl, reason: reason, message: message, record: record,
+                                   adopt: mayAdopt)
             }
         } catch {
             logger.warning("reconcile failed", metadata: ["certificate": "\(key)", "error": "\(error)"])
@@ -274,7 +322,7 @@ public final class CertificateController: Sendable {
     }
 
     private func issue(
-        _ key: Key, object: KubernetesObject, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate],
+        _ key: Key, object: KubernetesObject, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate], crl: [UInt8]?,
         reason: String, message: String, record: IssuanceRecord, adopt: Bool, newKey: Bool = false
     ) async -> Requeue {
         logger.info("issuing", metadata: ["certificate": "\(key)", "reason": "\(reason)"])
@@ -283,7 +331,8 @@ public final class CertificateController: Sendable {
         }
         do {
             let held = try await performIssuance(
-                key, spec: spec, secret: secret, roots: roots, deliveredSerial: object.json["status"]?["serial"]?.string, adopt: adopt, newKey: newKey
+                key, spec: spec, secret: secret, roots: roots, crl: crl, deliveredSerial: object.json["status"]?["serial"]?.string, adopt: adopt,
+                newKey: newKey
             )
             await updateStatus(key) { status, generation in
                 let at = self.now()
@@ -322,7 +371,8 @@ public final class CertificateController: Sendable {
     /// Key (kept in a Secret of its own until the certificate is delivered), certificate (found in Signet's ledger if
     /// an interrupted attempt already got one for this key), the Secret, and the pending key's removal.
     private func performIssuance(
-        _ key: Key, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate], deliveredSerial: String?, adopt: Bool, newKey: Bool
+        _ key: Key, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate], crl: [UInt8]?, deliveredSerial: String?, adopt: Bool,
+        newKey: Bool
     ) async throws -> HeldCertificate {
         var keyPEM = ""
         var pendingKeySecret: String?
@@ -361,7 +411,7 @@ public final class CertificateController: Sendable {
             serial: SerialNumbers.hex(leaf.serialNumber), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
             renewalTime: Reconciler.renewalTime(of: leaf, spec: spec)
         )
-        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: key, renewAfter: held.renewalTime, adopt: adopt)
+        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: key, renewAfter: held.renewalTime, crl: crl, adopt: adopt)
         if let pendingKeySecret { await removePendingKey(pendingKeySecret, namespace: key.namespace) }
         return held
     }
@@ -417,20 +467,25 @@ public final class CertificateController: Sendable {
         }
     }
 
-    /// Template labels or annotations changed: the Secret is rewritten with the certificate and key it holds.
-    private func rewriteMetadata(_ secret: KubernetesObject, spec: CertificateSpec, certificate: Key, held: HeldCertificate, adopt: Bool) async throws {
+    /// Template labels or annotations, or the chain's CRLs, changed: the Secret is rewritten with the certificate and key
+    /// it holds.
+    private func rewriteMetadata(
+        _ secret: KubernetesObject, spec: CertificateSpec, certificate: Key, held: HeldCertificate, crl: [UInt8]?, adopt: Bool
+    ) async throws {
         let data = secret.data
         guard let crt = data["tls.crt"].flatMap({ String(bytes: $0, encoding: .utf8) }), let keyPEM = data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
               let root = try await trustedRoots().last else { return }
         let chain = try PEMFiles.certificates(in: crt, source: "tls.crt")
-        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: certificate, renewAfter: held.renewalTime, adopt: adopt)
+        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: certificate, renewAfter: held.renewalTime, crl: crl,
+                              adopt: adopt)
     }
 
-    /// The Istio-shaped Secret with the template's labels and annotations, the spec hash and the owning Certificate.
+    /// The Istio-shaped Secret with the template's labels and annotations, the spec hash, the owning Certificate and
+    /// `ca.crl` when it carries one.
     /// With `adopt`, an existing Secret Signet did not write is taken over, as cert-manager does; one that another
     /// Signet owner keeps never is.
     private func writeSecret(
-        chain: [Certificate], keyPEM: String, root: Certificate, spec: CertificateSpec, certificate: Key, renewAfter: Date, adopt: Bool
+        chain: [Certificate], keyPEM: String, root: Certificate, spec: CertificateSpec, certificate: Key, renewAfter: Date, crl: [UInt8]?, adopt: Bool
     ) async throws {
         var contents = TLSSecretContents(chain: chain, privateKeyPEM: keyPEM, root: root, issuer: "\(chain[0].issuer)", renewAfter: renewAfter)
         contents.templateLabels = spec.labels
@@ -438,6 +493,7 @@ public final class CertificateController: Sendable {
             Reconciler.specHashAnnotation: spec.issuanceHash, Self.certificateAnnotation: certificate.name,
         ]) { $1 }
         contents.owner = Self.owner(certificate)
+        if let crl { contents.outputs[TLSSecret.crlKey] = crl }
         try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: certificate.namespace, name: spec.secretName, adopt: adopt)
     }
 

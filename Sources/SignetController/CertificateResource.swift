@@ -21,6 +21,12 @@ public struct CertificateSpec: Sendable, Equatable {
     public var labels: [String: String]
     public var annotations: [String: String]
     public var issuerName: String
+    /// `spec.caCRL`: whether the Secret carries `ca.crl`, the chain's CRLs; nil leaves it to the profile.
+    public var caCRL: Bool?
+
+    /// A certificate that authenticates clients is one a MUTUAL gateway may have to refuse once revoked, so its Secret
+    /// carries `ca.crl` unless told otherwise; a server certificate's only when asked.
+    public var deliversCRL: Bool { caCRL ?? (profile != .server) }
 
     /// Reads the spec; every problem is named, for the Certificate's Ready condition.
     public init(_ object: KubernetesObject) throws(CertificateSpecError) {
@@ -58,6 +64,11 @@ public struct CertificateSpec: Sendable, Equatable {
         labels = spec["secretTemplate"]?["labels"]?.stringMap ?? [:]
         annotations = spec["secretTemplate"]?["annotations"]?.stringMap ?? [:]
         issuerName = spec["issuerRef"]?["name"]?.string ?? "signet"
+        switch spec["caCRL"] {
+        case nil, .null?: caCRL = nil
+        case .bool(let value)?: caCRL = value
+        default: throw .invalid("spec.caCRL must be true or false")
+        }
     }
 
     private static func strings(_ value: JSONValue?) -> [String] {

@@ -147,20 +147,23 @@ public enum GatewayShim {
         return (order.compactMap { byCredential[$0] }, refusals)
     }
 
-    /// The Certificate object for a desired one. MUTUAL servers need `ca.crt`, which every Signet Secret carries.
+    /// The Certificate object for a desired one. MUTUAL servers need `ca.crt`, which every Signet Secret carries, and
+    /// `ca.crl`, so that a revoked client certificate is refused: asked for with `caCRL`.
     static func object(_ desired: DesiredCertificate, gateway: KubernetesObject, issuerName: String) -> KubernetesObject {
-        KubernetesObject(.object([
+        var spec: [String: JSONValue] = [
+            "secretName": .string(desired.name),
+            "dnsNames": .array(desired.dnsNames.map(JSONValue.string)),
+            "issuerRef": .object(["name": .string(issuerName)]),
+        ]
+        if desired.mutual { spec["caCRL"] = .bool(true) }
+        return KubernetesObject(.object([
             "apiVersion": .string(ResourceKind.certificates.apiVersion), "kind": .string("Certificate"),
             "metadata": .object([
                 "name": .string(desired.name), "namespace": .string(desired.namespace),
                 "labels": .object([gatewayLabel: .string(label(of: gateway)), TLSSecret.managedByLabel: .string(TLSSecret.managedByValue)]),
                 "annotations": .object(["signet.dev/gateway-mode": .string(desired.mutual ? "MUTUAL" : "SIMPLE")]),
             ]),
-            "spec": .object([
-                "secretName": .string(desired.name),
-                "dnsNames": .array(desired.dnsNames.map(JSONValue.string)),
-                "issuerRef": .object(["name": .string(issuerName)]),
-            ]),
+            "spec": .object(spec),
         ]))
     }
 

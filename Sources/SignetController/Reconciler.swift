@@ -38,7 +38,8 @@ public enum Reconciler {
     public enum Decision: Sendable, Equatable {
         /// A new certificate is needed; `reason` is cert-manager's word for why.
         case issue(reason: String, message: String)
-        /// The certificate is good, but the Secret lacks the template's labels or annotations.
+        /// The certificate is good, but the Secret lacks the template's labels or annotations, or its `ca.crl` is not
+        /// the current one.
         case refreshMetadata(HeldCertificate)
         /// Nothing to do until the renewal time.
         case upToDate(HeldCertificate)
@@ -53,9 +54,10 @@ public enum Reconciler {
 
     /// `owner` is the Certificate's owner name for its Secret (`certificate/NAMESPACE/NAME`); `mayAdopt` whether it may
     /// take over a Secret Signet did not write (a Certificate a user made may, as in cert-manager; one the Gateway
-    /// shim made may not).
+    /// shim made may not); `caCRL` the `ca.crl` the Secret should hold (nil: none).
     public static func decide(
-        spec: CertificateSpec, secret: KubernetesObject?, owner: String, mayAdopt: Bool, record: IssuanceRecord, trustedRoots: [Certificate], now: Date
+        spec: CertificateSpec, secret: KubernetesObject?, owner: String, mayAdopt: Bool, record: IssuanceRecord, trustedRoots: [Certificate],
+        caCRL: [UInt8]? = nil, now: Date
     ) -> Decision {
         if let secret, let refusal = TLSSecret.refusal(toWrite: secret, owner: owner, adopt: mayAdopt) {
             switch refusal {
@@ -96,7 +98,7 @@ public enum Reconciler {
         let labels = secret.labels, annotations = secret.annotations
         // A Secret written before owners were recorded is stamped with its owner, so no other may claim it.
         if spec.labels.contains(where: { labels[$0.key] != $0.value }) || spec.annotations.contains(where: { annotations[$0.key] != $0.value })
-            || annotations[TLSSecret.ownerAnnotation] != owner {
+            || annotations[TLSSecret.ownerAnnotation] != owner || secret.data[TLSSecret.crlKey] != caCRL {
             return .refreshMetadata(info)
         }
         return .upToDate(info)

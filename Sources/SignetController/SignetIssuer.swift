@@ -69,6 +69,16 @@ public final class SignetIssuer: Sendable {
         return try PEMFiles.certificates(in: String(decoding: data, as: UTF8.self), source: "Signet's /v1/ca")
     }
 
+    /// The CRLs of the whole chain (PEM), as `ca.crl` holds them; nil when Signet has none (no root CRL configured).
+    public func chainCRLs() async throws -> String? {
+        do {
+            let data = try await send(.GET, "/crl/chain.pem", namespace: nil, accept: "application/x-pem-file", authenticated: false)
+            return String(decoding: data, as: UTF8.self)
+        } catch let failure as Failure where failure.status == 404 {
+            return nil
+        }
+    }
+
     private func send(_ method: HTTPMethod, _ path: String, json: Data? = nil, namespace: String?, accept: String = "application/json",
                       authenticated: Bool = true) async throws -> Data {
         var request = HTTPClientRequest(url: base + path)

@@ -33,11 +33,17 @@ public final class CRLPublisher: Sendable {
         published.withLock { $0 = action }
     }
 
-    /// The chain's CRLs as PEM, the intermediate's then the root's: what `ca.crl` holds. Nil without the root's CRL.
-    public func bundle() async -> String? {
-        guard let root = try? rootCRL(), let own = try? await current() else { return nil }
-        return PEM.encode(own.der, type: "X509 CRL") + PEM.encode(root.der, type: "X509 CRL")
+    /// The chain's CRLs as PEM, the intermediate's then the root's: what `ca.crl` holds, valid until the earlier
+    /// nextUpdate. Nil without the root's CRL.
+    public func chain() async throws -> (pem: String, thisUpdate: Date, nextUpdate: Date)? {
+        guard let root = try rootCRL() else { return nil }
+        let own = try await current()
+        return (PEM.encode(own.der, type: "X509 CRL") + PEM.encode(root.der, type: "X509 CRL"),
+                max(own.thisUpdate, root.thisUpdate), min(own.nextUpdate, root.nextUpdate))
     }
+
+    /// `chain()`'s PEM; nil without the root's CRL or when it cannot be read.
+    public func bundle() async -> String? { try? await chain()?.pem }
 
     public var issuerKeyID: String { ca.keyIdentifier.hexString }
     /// The root's CRL, made offline (`signet ca crl`), served as it is from this file.

@@ -65,6 +65,9 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "How often Signet is asked whether each Certificate's current certificate was revoked (seconds); a revoked one is replaced at once.")
     var revocationCheckSeconds: Int = 60
 
+    @Option(help: "How often Signet's chain CRLs are read (seconds); when they change, every Secret carrying ca.crl is rewritten.")
+    var crlRefreshSeconds: Int = 5
+
     @Option(help: "Certificates reconciled at the same time.")
     var concurrency = 4
 
@@ -88,6 +91,8 @@ struct ControllerCommand: AsyncParsableCommand {
         settings.concurrency = concurrency
         guard revocationCheckSeconds >= 1 else { throw ValidationError("--revocation-check-seconds must be at least 1") }
         settings.revocationCheck = .seconds(revocationCheckSeconds)
+        guard crlRefreshSeconds >= 1 else { throw ValidationError("--crl-refresh-seconds must be at least 1") }
+        settings.crlRefresh = .seconds(crlRefreshSeconds)
         settings.gatewayShim = gateways
         do {
             settings.gatewayNamespaces = try GatewayShim.GatewayNamespaces(parsing: gatewayNamespaces)

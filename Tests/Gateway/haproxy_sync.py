@@ -3,7 +3,9 @@
 
 Polls the Secret through the Kubernetes API (bearer token, the double's CA). When its serial annotation changes,
 hands the new leaf+chain+key to haproxy through the runtime API (`set ssl cert` then `commit ssl cert`), which
-swaps the certificate for new handshakes and keeps established connections. Prints one line per push.
+swaps the certificate for new handshakes and keeps established connections. With --crl-file, a changed `ca.crl` goes
+the same way (`set ssl crl-file` then `commit ssl crl-file`, as Istio's SDS updates Envoy's validation context) and
+into the file too, since the runtime API changes memory only. Prints one line per push.
 """
 import argparse
 import base64
@@ -34,11 +36,13 @@ def main():
     parser.add_argument("--secret", required=True)
     parser.add_argument("--socket", required=True)
     parser.add_argument("--cert-file", required=True, help="the path haproxy loaded the certificate from")
+    parser.add_argument("--crl-file", help="the path haproxy loaded its crl-file from, kept equal to the Secret's ca.crl")
     options = parser.parse_args()
 
     context = ssl.create_default_context(cafile=options.cafile)
     url = f"{options.api}/api/v1/namespaces/{options.namespace}/secrets/{options.secret}"
     served = None
+    served_crl = None
     while True:
         try:
             request = urllib.request.Request(url, headers={"Authorization": f"Bearer {options.token}"})
@@ -58,6 +62,18 @@ def main():
                 print(f"pushed {serial}", flush=True)
             else:
                 print(f"push failed: {began.strip()} / {committed.strip()}", flush=True)
+        crl = secret.get("data", {}).get("ca.crl")
+        if options.crl_file and crl and crl != served_crl:
+            pem = base64.b64decode(crl).decode()
+            began = runtime_api(options.socket, f"set ssl crl-file {options.crl_file} <<\n{pem.strip()}\n\n")
+            committed = runtime_api(options.socket, f"commit ssl crl-file {options.crl_file}\n")
+            if "Success" in committed:
+                with open(options.crl_file, "w") as file:
+                    file.write(pem)
+                served_crl = crl
+                print("pushed ca.crl", flush=True)
+            else:
+                print(f"crl push failed: {began.strip()} / {committed.strip()}", flush=True)
         time.sleep(0.5)
 
 

@@ -17,7 +17,7 @@ struct ControllerTests {
         var controllers: [Process] = []
         let work: String
 
-        init() throws {
+        init(extraConfiguration: String = "") throws {
             cluster = try KubernetesDoubleProcess()
             work = try Fixtures.temporaryDirectory("controller")
             let applied = try cluster.kubectl(["apply", "--validate=false", "-f", Fixtures.packageRoot + "/deploy/base/crd.yaml"])
@@ -40,9 +40,10 @@ struct ControllerTests {
                   namespaces:
                     - namespace: team-a
                       allow: ['*.team-a.example.com']
+                      profiles: [server, client]
                     - namespace: istio-system
                       allow: [httpbin.example.com, bookinfo.com]
-
+                \(extraConfiguration)
                 """.write(to: configPath)
             serverPort = try freePort()
             server = try ServerProcess(dataDirectory: work + "/data", arguments: ["--config", configPath], port: serverPort)
@@ -227,6 +228,161 @@ struct ControllerTests {
         let events = try rig.cluster.events("team-a").filter { $0["reason"] as? String == "Revoked" }
         #expect(events.count == 1 && (events.first?["note"] as? String ?? "").contains(serial), "\(events)")
         #expect(try rig.issuedSerials().count == 2)
+    }
+
+    @Test("ca.crl from the controller: after signet certs revoke, haproxy (crl-file through its runtime API) and nginx (ssl_crl), fed from the MUTUAL gateway's Secret, refuse the revoked client and accept the others")
+    func mutualGatewayRefusesRevokedClients() throws {
+        try #require(Tool.isInstalled("haproxy") && Tool.isInstalled("nginx"), "haproxy and nginx are installed by the README's test command")
+        let rootCRL = try Fixtures.temporaryDirectory("controller-root-crl") + "/root.crl"
+        let rig = try Rig(extraConfiguration: "crl:\n  rootCRL: \(rootCRL)\n")
+        defer { rig.stop() }
+        let ca = rig.server.caDirectory
+        let made = try rig.server.signet(["ca", "crl", "--root-cert", ca + "/root.crt", "--root-key", ca + "/root.key", "--out", rootCRL])
+        #expect(made.succeeded, "\(made.error)")
+        _ = try rig.startController("one", extra: ["--revocation-check-seconds", "1", "--crl-refresh-seconds", "1"])
+        try rig.apply([
+            Self.certificateYAML("gateway", secret: "gateway-tls", names: ["gw.team-a.example.com"], duration: "24h", renewBefore: "8h", extra: "  caCRL: true"),
+            Self.certificateYAML("alice", secret: "alice-tls", names: ["alice.team-a.example.com"], duration: "24h", renewBefore: "8h", extra: "  profile: client"),
+            Self.certificateYAML("bob", secret: "bob-tls", names: ["bob.team-a.example.com"], duration: "24h", renewBefore: "8h", extra: "  profile: client"),
+            Self.certificateYAML("web", secret: "web-tls", names: ["web.team-a.example.com"], duration: "24h", renewBefore: "8h"),
+        ].joined(separator: "\n---\n"))
+        var serials: [String: String] = [:]
+        for name in ["gateway", "alice", "bob", "web"] {
+            let ready = try rig.waitFor(name, seconds: 40) { Rig.condition($0, "Ready")?["status"] as? String == "True" }
+            serials[name] = Rig.status(ready)["serial"] as? String
+        }
+        let work = rig.work
+        func secretFile(_ secret: String, _ key: String, to file: String) throws -> String {
+            let text = ManagedDeliveryTests.decoded(try rig.cluster.secret("team-a", secret), key)
+            try text.write(to: work + "/" + file)
+            return text
+        }
+        let crls = try secretFile("gateway-tls", "ca.crl", to: "haproxy-crl.pem")
+        #expect(crls.components(separatedBy: "BEGIN X509 CRL").count - 1 == 2, "the intermediate's and the root's CRL: \(crls)")
+        #expect(try secretFile("bob-tls", "ca.crl", to: "bob.crl") == crls, "a client certificate's Secret carries ca.crl by default")
+        #expect(try secretFile("web-tls", "ca.crl", to: "web.crl").isEmpty, "a server certificate's does not, unless asked")
+        _ = try secretFile("gateway-tls", "ca.crl", to: "nginx-crl.pem")
+        _ = try secretFile("gateway-tls", "ca.crt", to: "ca.crt")
+        try (try secretFile("gateway-tls", "tls.crt", to: "gateway.crt") + (try secretFile("gateway-tls", "tls.key", to: "gateway.key"))).write(to: work + "/gateway.pem")
+        for client in ["alice", "bob"] {
+            _ = try secretFile("\(client)-tls", "tls.crt", to: "\(client).crt")
+            _ = try secretFile("\(client)-tls", "tls.key", to: "\(client).key")
+        }
+
+        // haproxy as a MUTUAL gateway, its certificate and CRLs pushed from the Secret through the runtime API.
+        let haproxyPort = try freePort()
+        try """
+            global
+                stats socket \(work)/admin.sock level admin
+            defaults
+                mode http
+                timeout connect 5s
+                timeout client 30s
+                timeout server 30s
+            frontend gateway
+                bind 127.0.0.1:\(haproxyPort) ssl crt \(work)/gateway.pem ca-file \(work)/ca.crt crl-file \(work)/haproxy-crl.pem verify required
+                http-request return status 200 content-type text/plain string "ok"
+
+            """.write(to: work + "/haproxy.cfg")
+        let haproxy = Process()
+        haproxy.executableURL = URL(fileURLWithPath: try Tool.which("haproxy"))
+        haproxy.arguments = ["-f", work + "/haproxy.cfg", "-db"]
+        haproxy.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        haproxy.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try haproxy.run()
+        defer { haproxy.terminate(); haproxy.waitUntilExit() }
+        let sync = Process()
+        sync.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
+        sync.arguments = [Fixtures.packageRoot + "/Tests/Gateway/haproxy_sync.py", "--api", rig.cluster.url, "--token", "admin", "--cafile", rig.cluster.caFile,
+                          "--namespace", "team-a", "--secret", "gateway-tls", "--socket", work + "/admin.sock", "--cert-file", work + "/gateway.pem",
+                          "--crl-file", work + "/haproxy-crl.pem"]
+        let syncLog = work + "/sync.log"
+        _ = FileManager.default.createFile(atPath: syncLog, contents: nil)
+        sync.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: syncLog))
+        try sync.run()
+        defer { kill(sync.processIdentifier, SIGKILL); sync.waitUntilExit() }
+
+        // nginx as the other MUTUAL gateway: ssl_crl is read at (re)load, so the Secret's ca.crl is written and nginx reloaded.
+        let nginxPort = try freePort()
+        try FileManager.default.createDirectory(atPath: work + "/nginx", withIntermediateDirectories: true)
+        try Fixtures.nginxConfiguration(work: work + "/nginx", servers: """
+        server {
+            listen 127.0.0.1:\(nginxPort) ssl;
+            ssl_certificate \(work)/gateway.crt;
+            ssl_certificate_key \(work)/gateway.key;
+            ssl_verify_client on;
+            ssl_verify_depth 2;
+            ssl_client_certificate \(work)/ca.crt;
+            ssl_crl \(work)/nginx-crl.pem;
+            location / { return 200 "verify=$ssl_client_verify\\n"; }
+        }
+        """).write(to: work + "/nginx/nginx.conf")
+        let nginxArguments = ["-p", work + "/nginx", "-c", work + "/nginx/nginx.conf", "-e", work + "/nginx/error.log"]
+        let nginx = Process()
+        nginx.executableURL = URL(fileURLWithPath: try Tool.which("nginx"))
+        nginx.arguments = nginxArguments + ["-g", "daemon off;"]
+        try nginx.run()
+        defer { nginx.terminate(); nginx.waitUntilExit() }
+
+        func haproxyAnswer(_ client: String) throws -> Tool.Result {
+            try Tool.run("curl", ["-sS", "--max-time", "5", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", "-o", "/dev/null", "-w", "%{http_code}",
+                                  "--resolve", "gw.team-a.example.com:\(haproxyPort):127.0.0.1", "--cacert", work + "/ca.crt",
+                                  "--cert", work + "/\(client).crt", "--key", work + "/\(client).key", "https://gw.team-a.example.com:\(haproxyPort)/"])
+        }
+        func nginxStatus(_ client: String) throws -> String {
+            try Tool.run("curl", ["-s", "--max-time", "5", "--retry", "20", "--retry-connrefused", "--retry-delay", "0", "-o", "/dev/null", "-w", "%{http_code}",
+                                  "--resolve", "gw.team-a.example.com:\(nginxPort):127.0.0.1", "--cacert", work + "/ca.crt",
+                                  "--cert", work + "/\(client).crt", "--key", work + "/\(client).key", "https://gw.team-a.example.com:\(nginxPort)/"]).output
+        }
+        for client in ["alice", "bob"] {
+            let answer = try haproxyAnswer(client)
+            #expect(answer.succeeded && answer.output == "200", "haproxy accepts \(client) while nothing is revoked: \(answer.status) \(answer.output)")
+            #expect(try nginxStatus(client) == "200", "nginx accepts \(client) while nothing is revoked")
+        }
+
+        let alice = try #require(serials["alice"])
+        let admin = try rig.server.createToken(name: "security", allow: [], extra: ["--administrator"])
+        let revokedAt = Date()
+        let revoked = try rig.server.signet(["certs", "revoke", alice, "--reason", "keyCompromise", "--server", rig.server.url,
+                                             "--cacert", rig.server.rootCertificate, "--token", admin])
+        #expect(revoked.succeeded, "\(revoked.output)\(revoked.error)")
+
+        // The controller rewrites the gateway's ca.crl within seconds; haproxy gets it through its runtime API.
+        var refused: Tool.Result?
+        let deadline = Date().addingTimeInterval(30)
+        while refused == nil, Date() < deadline {
+            let answer = try haproxyAnswer("alice")
+            if !answer.succeeded { refused = answer } else { Thread.sleep(forTimeInterval: 0.3) }
+        }
+        let seconds = Date().timeIntervalSince(revokedAt)
+        #expect(refused != nil, "haproxy refuses alice after the revocation; sync log: \((try? String(contentsOfFile: syncLog, encoding: .utf8)) ?? "")\n\(rig.controllerLog("one").suffix(2000))")
+        #expect(refused?.error.contains("certificate revoked") == true, "the handshake fails with haproxy's alert: \(refused?.status ?? 0) \(refused?.error ?? "")")
+        print("haproxy refused the revoked client \(String(format: "%.1f", seconds)) s after signet certs revoke")
+        let bob = try haproxyAnswer("bob")
+        #expect(bob.succeeded && bob.output == "200", "haproxy still accepts bob")
+        let crl = try secretFile("gateway-tls", "ca.crl", to: "nginx-crl.pem")
+        try crl.write(to: work + "/gateway.crl")
+        let listing = try Tool.run("openssl", ["crl", "-in", work + "/gateway.crl", "-noout", "-text"]).output.uppercased()
+        #expect(listing.contains(alice.uppercased()), "the Secret's ca.crl lists alice")
+        #expect(try secretFile("bob-tls", "ca.crl", to: "bob.crl") == crl, "every Secret carrying ca.crl got the new CRLs")
+
+        #expect(try Tool.run("nginx", nginxArguments + ["-s", "reload"]).succeeded)
+        var status = ""
+        let reloaded = Date().addingTimeInterval(10)
+        repeat {
+            Thread.sleep(forTimeInterval: 0.3)
+            status = try nginxStatus("alice")
+        } while status == "200" && Date() < reloaded
+        #expect(status == "400", "nginx refuses alice once its ssl_crl is the Secret's ca.crl: \(status)")
+        #expect(try nginxStatus("bob") == "200", "nginx still accepts bob")
+
+        // Alice's Certificate was replaced with a new key, and the gateway accepts the replacement.
+        let replaced = try rig.waitFor("alice", seconds: 30) { Rig.status($0)["serial"] as? String != alice && Rig.condition($0, "Ready")?["status"] as? String == "True" }
+        #expect(Rig.status(replaced)["serial"] as? String != nil)
+        _ = try secretFile("alice-tls", "tls.crt", to: "alice.crt")
+        _ = try secretFile("alice-tls", "tls.key", to: "alice.key")
+        let renewed = try haproxyAnswer("alice")
+        #expect(renewed.succeeded && renewed.output == "200", "the replacement is accepted: \(renewed.status) \(renewed.error)")
     }
 
     @Test("two replicas: one leads, exactly one certificate per issuance; the leader killed, the other takes over")
@@ -465,6 +621,9 @@ struct ControllerTests {
         let sans = try Tool.run("openssl", ["x509", "-in", rig.work + "/bookinfo.crt", "-noout", "-ext", "subjectAltName"]).output
         #expect(sans.contains("DNS:bookinfo.com"), "\(sans)")
         #expect(!ManagedDeliveryTests.decoded(secrets["bookinfo-credential"], "ca.crt").isEmpty, "MUTUAL needs ca.crt")
+        let bookinfo = try rig.certificate("bookinfo-credential", namespace: "istio-system")["spec"] as? [String: Any]
+        let httpbin = try rig.certificate("httpbin-credential", namespace: "istio-system")["spec"] as? [String: Any]
+        #expect(bookinfo?["caCRL"] as? Bool == true && httpbin?["caCRL"] == nil, "a MUTUAL server's Certificate asks for ca.crl, a SIMPLE one's does not")
         let listed = try rig.cluster.kubectl(["get", "certificates.signet.dev", "-n", "istio-system", "-o", "name"]).output
         #expect(listed.contains("httpbin-credential") && listed.contains("bookinfo-credential"), "\(listed)")
         #expect(!listed.contains("everything-credential") && !listed.contains("theirs-credential"), "\(listed)")

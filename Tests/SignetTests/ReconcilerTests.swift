@@ -112,6 +112,24 @@ struct ReconcilerTests {
         #expect(decide(good, mayAdopt: false) == "UpToDate")
     }
 
+    @Test("ca.crl: a Secret whose ca.crl is missing, stale or unwanted is rewritten (not re-issued); the current one is up to date")
+    func caCRL() async throws {
+        let (ca, _) = try await Fixtures.issuingCA()
+        let spec = try certificate(["web.example.com"], renewBefore: "20m")
+        let good = try await secret(ca: ca, spec: spec, notBefore: start.addingTimeInterval(-60), lifetime: 3600)
+        func decide(_ secret: KubernetesObject, _ crl: String?) -> String {
+            reason(Reconciler.decide(spec: spec, secret: secret, owner: owner, mayAdopt: false, record: .init(), trustedRoots: [ca.root],
+                                     caCRL: crl.map { Array($0.utf8) }, now: start))
+        }
+        var withCRL = good
+        withCRL.data[TLSSecret.crlKey] = Array("CRL 1".utf8)
+        #expect(decide(good, nil) == "UpToDate")
+        #expect(decide(good, "CRL 1") == "RefreshMetadata", "missing")
+        #expect(decide(withCRL, "CRL 1") == "UpToDate")
+        #expect(decide(withCRL, "CRL 2") == "RefreshMetadata", "stale")
+        #expect(decide(withCRL, nil) == "RefreshMetadata", "no longer wanted")
+    }
+
     @Test("the renewal time is the same on every replica and restart, and spread across certificates")
     func renewalTimeIsStable() async throws {
         let (ca, _) = try await Fixtures.issuingCA()
@@ -146,5 +164,14 @@ struct ReconcilerTests {
         #expect(refusal(["secretName": .string("s"), "dnsNames": .array([.string("a")]), "renewBefore": .string("1h"), "renewBeforePercentage": .number(20)])?.contains("mutually exclusive") == true)
         #expect(refusal(["secretName": .string("s"), "dnsNames": .array([.string("a")]), "privateKey": .object(["algorithm": .string("RSA"), "size": .number(1024)])])?.contains("RSA size 1024") == true)
         #expect(refusal(["secretName": .string("s"), "dnsNames": .array([.string("a")]), "profile": .string("code-signing")])?.contains("code-signing") == true)
+        #expect(refusal(["secretName": .string("s"), "dnsNames": .array([.string("a")]), "caCRL": .string("yes")])?.contains("caCRL") == true)
+        func spec(_ fields: [String: JSONValue]) throws -> CertificateSpec {
+            try CertificateSpec(KubernetesObject(.object(["spec": .object(["secretName": .string("s"), "dnsNames": .array([.string("a")])].merging(fields) { $1 })])))
+        }
+        #expect(try spec([:]).deliversCRL == false, "a server certificate carries no ca.crl unless asked")
+        #expect(try spec(["profile": .string("client")]).deliversCRL == true)
+        #expect(try spec(["profile": .string("server-client")]).deliversCRL == true)
+        #expect(try spec(["profile": .string("client"), "caCRL": .bool(false)]).deliversCRL == false)
+        #expect(try spec(["caCRL": .bool(true)]).deliversCRL == true)
     }
 }
