@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Signet against cfssl on loopback, same machine, same P-256 CA, same pre-generated P-256 CSRs; then Signet with
 # its CA key in (the double of) Azure Key Vault and on a SoftHSM2 token, against the key file.
-# Usage: bash bench/run.sh [seconds per point, default 10] [all|cfssl|signers|vault|hsm|acme, default all]
+# Usage: bash bench/run.sh [seconds per point, default 10] [all|cfssl|signers|vault|hsm|acme|ocsp, default all]
 # Prints issuances/s, p50, p99 and peak RSS for each concurrency, the in-process crypto ceiling, the 1M-row
 # ledger query times, the remote-signer table, and the ACME order flow against Pebble. Everything it starts is stopped when it exits.
 set -euo pipefail
@@ -27,6 +27,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
+cpu_seconds() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
 peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
 run_point() { # service url bodies token concurrency -> "rate p50_ms p99_ms errors"; the 2xx count goes to $work/last-ok
@@ -239,7 +240,6 @@ f = dict(item.split("=") for item in sys.stdin.read().split()[1:])
 orders = int(f["orders"])
 print("{:.0f} {} {} {:.1f} {}".format(orders / float(f["seconds"]), f["p50_ms"], f["p99_ms"], int(f["requests"]) / max(orders, 1), f["errors"]))'
     }
-    cpu_seconds() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
     acme_point "$signet_dir" "$work/ca/root.crt" 8 warm-s >/dev/null
 
     printf '\nACME order flow (newOrder, authz, challenge, finalize, download), same client loop, %s s a point\n' "$seconds"
@@ -282,12 +282,56 @@ PY
     kill "$pebble_pid" "$signet_acme_pid"
 }
 
+# OCSP answers/s: GET /ocsp/{base64} over plain HTTP (as OCSP is served), about 100 certificates round robin, SHA-1
+# CertIDs as RFC 5019 clients send them. Signet's cached answers (no nonce), Signet signing every answer (a nonce in
+# each request), and the peer: OpenSSL's responder (`openssl ocsp -index`, two worker processes, signing every answer
+# with the intermediate's key, one request per connection). The floor: Signet's GET /healthz on the same stack.
+bench_ocsp() {
+    start_signet ocsp SIGNET_CA_DIR="$work/ca"
+    local base=${signet_url%/v1/certificates} peer_port
+    mkdir -p "$work/ocsp"
+    python3 bench/ocsp_prepare.py "$base" "$token" "$work/signet-bodies.txt" 100 "$work/ca/intermediate.crt" "$work/ocsp"
+    peer_port=$(free_port)
+    openssl ocsp -index "$work/ocsp/index.txt" -port "$peer_port" -rsigner "$work/ca/intermediate.crt" -rkey "$work/ca/intermediate.key" \
+        -CA "$work/ca/intermediate.crt" -nmin 60 -multi 2 -ignore_err >"$work/ocsp/peer.log" 2>&1 &
+    local peer_pid=$!; pids+=("$peer_pid")
+    sleep 1
+    get_point() { # base paths concurrency -> "rate p50_ms p99_ms errors"
+        local threads=$(( $3 < 2 ? 1 : 2 ))
+        wrk -t "$threads" -c "$3" -d "${seconds}s" --timeout 5s -s bench/get.lua "$1" -- "$2" | grep '^RESULT' | python3 -c '
+import sys
+f = dict(item.split("=") for item in sys.stdin.read().split()[1:])
+rate = int(f["requests"]) / (int(f["duration_us"]) / 1e6)
+print("{:.0f} {:.2f} {:.2f} {}".format(rate, int(f["p50_us"]) / 1000, int(f["p99_us"]) / 1000, int(f["socket_errors"]) + int(f["non2xx"])))'
+    }
+    echo "/healthz" > "$work/ocsp/healthz.txt"
+    get_point "$base" "$work/ocsp/signet-cached.txt" 8 >/dev/null  # every answer signed once and cached
+    printf '\nOCSP GET answers/s, 100 certificates round robin, %s s a point (p50/p99 ms; errors)\n' "$seconds"
+    printf '%-7s | %-30s | %-30s | %-30s | %-30s | %s\n' "clients" "Signet, cached (no nonce)" "Signet, signed (nonce)" \
+        "openssl ocsp -index -multi 2" "floor: Signet GET /healthz" "Signet CPU us/answer (cached)"
+    for clients in 1 8 64; do
+        local before after
+        before=$(cpu_seconds "$signet_pid")
+        read -r c_rate c_p50 c_p99 c_err < <(get_point "$base" "$work/ocsp/signet-cached.txt" "$clients")
+        after=$(cpu_seconds "$signet_pid")
+        read -r n_rate n_p50 n_p99 n_err < <(get_point "$base" "$work/ocsp/signet-nonce.txt" "$clients")
+        read -r o_rate o_p50 o_p99 o_err < <(get_point "http://127.0.0.1:$peer_port" "$work/ocsp/openssl-cached.txt" "$clients")
+        read -r h_rate h_p50 h_p99 h_err < <(get_point "$base" "$work/ocsp/healthz.txt" "$clients")
+        printf '%-7s | %8s %6s %6s %6s  | %8s %6s %6s %6s  | %8s %6s %6s %6s  | %8s %6s %6s %6s  | %s\n' "$clients" \
+            "$c_rate" "$c_p50" "$c_p99" "$c_err" "$n_rate" "$n_p50" "$n_p99" "$n_err" "$o_rate" "$o_p50" "$o_p99" "$o_err" \
+            "$h_rate" "$h_p50" "$h_p99" "$h_err" "$(python3 -c "print(f'{($after - $before) * 1e6 / max($c_rate * $seconds, 1):.0f}')")"
+    done
+    printf 'peak RSS: Signet %s MB\n' "$(peak_rss_mb "$signet_pid")"
+    kill "$peer_pid" "$signet_pid" 2>/dev/null || true
+}
+
 case "$mode" in
     cfssl) bench_cfssl; bench_ceiling_and_ledger ;;
     signers) bench_vault; bench_hsm ;;
     vault) bench_vault ;;
     hsm) bench_hsm ;;
     acme) bench_acme ;;
-    all) bench_cfssl; bench_ceiling_and_ledger; bench_vault; bench_hsm; bench_acme ;;
-    *) echo "mode must be all, cfssl, signers, vault, hsm or acme" >&2; exit 2 ;;
+    ocsp) bench_ocsp ;;
+    all) bench_cfssl; bench_ceiling_and_ledger; bench_vault; bench_hsm; bench_acme; bench_ocsp ;;
+    *) echo "mode must be all, cfssl, signers, vault, hsm, acme or ocsp" >&2; exit 2 ;;
 esac

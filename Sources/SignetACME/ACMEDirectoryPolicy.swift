@@ -72,6 +72,7 @@ public struct ACMEDirectoryPolicy: Sendable, Equatable {
             case .server: "TLS server certificates (serverAuth)"
             case .client: "TLS client certificates (clientAuth)"
             case .serverClient: "TLS server and client certificates (serverAuth, clientAuth)"
+            case .ocspSigning: "OCSP responder certificates (OCSPSigning)"  // never offered: the configuration refuses it
             }
             return (profile.rawValue, description)
         })

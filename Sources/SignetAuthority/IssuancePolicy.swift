@@ -13,7 +13,7 @@ public struct IssuancePolicy: Hashable, Sendable {
 
     public init(
         allowedNames: [NamePattern],
-        allowedProfiles: Set<CertificateProfile> = Set(CertificateProfile.allCases),
+        allowedProfiles: Set<CertificateProfile> = Set(CertificateProfile.requestable),
         maximumLifetime: Duration = standardDefaultLifetime,
         defaultLifetime: Duration = standardDefaultLifetime,
         allowedTargets: [TargetPattern] = []

@@ -48,7 +48,7 @@ public enum IssuanceRules {
 
         let profile = request.profile ?? .server
         guard policy.allowedProfiles.contains(profile) else {
-            throw .policy(.profileNotAllowed(profile, allowed: CertificateProfile.allCases.filter(policy.allowedProfiles.contains)))
+            throw .policy(.profileNotAllowed(profile, allowed: CertificateProfile.requestable.filter(policy.allowedProfiles.contains)))
         }
 
         let lifetime: Duration

@@ -23,6 +23,8 @@ public struct IssuingCA: Sendable {
     public let keyIdentifier: [UInt8]
     /// The URL of this CA's CRL, put in every certificate it issues as cRLDistributionPoints (none when nil).
     public var crlDistributionPoint: String?
+    /// The URL of Signet's OCSP responder, put in every certificate it issues as authorityInfoAccess (none when nil).
+    public var ocspResponderURL: String?
 
     public init(certificate: Certificate, intermediates: [Certificate] = [], root: Certificate, key: Certificate.PrivateKey) throws {
         self.certificate = certificate

@@ -58,6 +58,11 @@ public enum LeafCertificateFactory {
         if let url = ca.crlDistributionPoint {
             try extensions.append(Certificate.Extension(oid: [2, 5, 29, 31], critical: false, value: try crlDistributionPoints(url)[...]))
         }
+        if let url = ca.ocspResponderURL {
+            try extensions.append(Certificate.Extension(AuthorityInformationAccess([AuthorityInformationAccess.AccessDescription(
+                method: .ocspServer, location: .uniformResourceIdentifier(url)
+            )]), critical: false))
+        }
         return try await Certificate(
             version: .v3,
             serialNumber: serial,
@@ -66,6 +71,34 @@ public enum LeafCertificateFactory {
             notValidAfter: validity.notAfter,
             issuer: ca.certificate.subject,
             subject: plan.subject,
+            signatureAlgorithm: ca.signatureAlgorithm,
+            extensions: extensions,
+            issuerAsyncPrivateKey: ca.key
+        )
+    }
+
+    /// A delegated OCSP responder certificate (RFC 6960 §4.2.2.2, CA/B BR §7.1.2.8) for `publicKey`, issued directly
+    /// by the CA: OCSPSigning alone, digitalSignature, not a CA, id-pkix-ocsp-nocheck (so clients do not ask about the
+    /// responder itself, which is why it lives only days), and no CRL distribution point or names.
+    public static func ocspResponder(
+        publicKey: Certificate.PublicKey, by ca: IssuingCA, serial: Certificate.SerialNumber, validity: Validity, name: String
+    ) async throws -> Certificate {
+        var extensions = try Certificate.Extensions {
+            Critical(BasicConstraints.notCertificateAuthority)
+            Critical(KeyUsage(digitalSignature: true))
+            try CertificateProfile.ocspSigning.extendedKeyUsage()
+            SubjectKeyIdentifier(hash: publicKey)
+            AuthorityKeyIdentifier(keyIdentifier: ca.keyIdentifier[...])
+        }
+        try extensions.append(Certificate.Extension(oid: [1, 3, 6, 1, 5, 5, 7, 48, 1, 5], critical: false, value: [0x05, 0x00]))  // NULL
+        return try await Certificate(
+            version: .v3,
+            serialNumber: serial,
+            publicKey: publicKey,
+            notValidBefore: validity.notBefore,
+            notValidAfter: validity.notAfter,
+            issuer: ca.certificate.subject,
+            subject: try DistinguishedName { CommonName(name) },
             signatureAlgorithm: ca.signatureAlgorithm,
             extensions: extensions,
             issuerAsyncPrivateKey: ca.key

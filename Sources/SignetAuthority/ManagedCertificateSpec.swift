@@ -121,7 +121,7 @@ public enum ManagedCertificateRules {
         let outside = policy.namesOutsidePolicy(names)
         guard outside.isEmpty else { throw .issuance(.policy(.namesNotAllowed(outside))) }
         guard policy.allowedProfiles.contains(spec.profile) else {
-            throw .issuance(.policy(.profileNotAllowed(spec.profile, allowed: CertificateProfile.allCases.filter(policy.allowedProfiles.contains))))
+            throw .issuance(.policy(.profileNotAllowed(spec.profile, allowed: CertificateProfile.requestable.filter(policy.allowedProfiles.contains))))
         }
         do {
             try IssuanceRules.check(spec.lifetime, policy: policy, now: now, issuerNotAfter: issuerNotAfter)
@@ -162,7 +162,7 @@ public enum ManagedCertificateRules {
     public static func policyRefusal(_ spec: ManagedCertificateSpec, policy: IssuancePolicy) -> ManagedCertificateRefusal? {
         if let refusal = coverageRefusal(spec, policy: policy) { return refusal }
         guard policy.allowedProfiles.contains(spec.profile) else {
-            return .issuance(.policy(.profileNotAllowed(spec.profile, allowed: CertificateProfile.allCases.filter(policy.allowedProfiles.contains))))
+            return .issuance(.policy(.profileNotAllowed(spec.profile, allowed: CertificateProfile.requestable.filter(policy.allowedProfiles.contains))))
         }
         guard spec.lifetime <= policy.maximumLifetime else {
             return .issuance(.policy(.lifetimeTooLong(requested: spec.lifetime, maximum: policy.maximumLifetime)))

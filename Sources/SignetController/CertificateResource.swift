@@ -49,7 +49,7 @@ public struct CertificateSpec: Sendable, Equatable {
         guard renewBefore == nil || renewBeforePercentage == nil else { throw .invalid("spec.renewBefore and spec.renewBeforePercentage are mutually exclusive") }
         if let percentage = renewBeforePercentage, !(1...99).contains(percentage) { throw .invalid("spec.renewBeforePercentage must be between 1 and 99") }
         let profileText = spec["profile"]?.string ?? "server"
-        guard let profile = CertificateProfile(rawValue: profileText) else { throw .invalid("spec.profile '\(profileText)' is not server, client or server-client") }
+        guard let profile = CertificateProfile(requested: profileText) else { throw .invalid("spec.profile '\(profileText)' is not server, client or server-client") }
         self.profile = profile
         let key = spec["privateKey"]
         let algorithm = key?["algorithm"]?.string ?? "ECDSA"

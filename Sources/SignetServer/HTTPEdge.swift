@@ -39,9 +39,9 @@ public struct APIEdgeMiddleware: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let requestID = Self.requestID()
-        if request.uri.path.hasPrefix("/acme/") {
-            // ACME answers in its own error format, with its own body limit and nonces (ACMEEdge); only paths
-            // outside every directory fall through to the problems below.
+        if request.uri.path.hasPrefix("/acme/") || request.uri.path == "/ocsp" || request.uri.path.hasPrefix("/ocsp/") {
+            // ACME and OCSP answer in their own formats, with their own body limits (ACMEEdge, OCSPFrontEnd); only
+            // paths outside every ACME directory fall through to the problems below.
             do {
                 var response = try await next(request, context)
                 response.headers[Self.requestIDHeader] = requestID

@@ -39,12 +39,12 @@ public final class IssuanceService: Sendable {
     public let reservedSubjects: Set<String>
     /// Where the CA key is, for problems: "the CA key in Azure Key Vault".
     public let signerDescription: String
-    /// Told of every revocation (the CRL publisher re-signs within seconds).
-    private let onRevocation: @Sendable () -> Void
+    /// Told of every revocation, by serial (the CRL publisher re-signs within seconds, the OCSP responder at once).
+    private let onRevocation: @Sendable (String) -> Void
 
     public init(
         ca: IssuingCA, ledger: CertificateLedger, metrics: SignetMetrics, logger: Logger, reservedSubjects: Set<String> = [],
-        signerDescription: String = "the CA key", onRevocation: @escaping @Sendable () -> Void = {}, now: @escaping @Sendable () -> Date = Date.init
+        signerDescription: String = "the CA key", onRevocation: @escaping @Sendable (String) -> Void = { _ in }, now: @escaping @Sendable () -> Date = Date.init
     ) throws {
         self.onRevocation = onRevocation
         self.ca = ca
@@ -138,7 +138,7 @@ public final class IssuanceService: Sendable {
     public func revoke(serial: String, reason: RevocationReason, by actor: String) async throws -> RevocationOutcome {
         let outcome = try await ledger.revoke(serial: serial, reason: reason, at: now(), actor: actor)
         if case .revoked(let entry) = outcome {
-            onRevocation()
+            onRevocation(entry.serial)
             logger.info("certificate revoked", metadata: ["serial": "\(entry.serial)", "reason": "\(reason.name)", "by": "\(actor)"])
         }
         return outcome

@@ -64,6 +64,15 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var crlReadinessMargin: Duration = .seconds(86_400)
     /// The root's CRL (DER), made offline with `signet ca crl`: served at /crl/{root key id}.crl beside Signet's own.
     public var rootCRLFile: String?
+    /// nextUpdate - thisUpdate of OCSP answers (`ocsp.validity`; default 1 day): cached answers are re-signed when
+    /// half has passed, and at once when their certificate is revoked.
+    public var ocspValidity: Duration = .seconds(86_400)
+    /// How long each delegated OCSP responder certificate lives (`ocsp.responderLifetime`; default 4 days), replaced
+    /// when half has passed; at least twice `ocsp.validity`.
+    public var ocspResponderLifetime: Duration = .seconds(4 * 86_400)
+    /// The public base URL of /ocsp (`ocsp.baseURL`): when set, every certificate names `<baseURL>/ocsp` in
+    /// authorityInfoAccess.
+    public var ocspBaseURL: String?
     /// ACME directories and how challenges are validated (`acme`).
     public var acme = ACMESettings()
 
@@ -204,7 +213,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             for entry in accounts.namespaces ?? [] {
                 settings.namespaces[entry.namespace] = IssuancePolicy(
                     allowedNames: try entry.allow.map { try NamePattern($0) },
-                    allowedProfiles: Set(try (entry.profiles ?? [CertificateProfile.server.rawValue]).map { try parse($0, "serviceAccounts.namespaces.profiles") }),
+                    allowedProfiles: Set(try (entry.profiles ?? [CertificateProfile.server.rawValue]).map { try profile($0, "serviceAccounts.namespaces.profiles") }),
                     maximumLifetime: try entry.maxDuration.map { try lifetime($0, "serviceAccounts.namespaces.maxDuration") } ?? maximumLifetime,
                     defaultLifetime: defaultLifetime
                 )
@@ -222,6 +231,18 @@ public struct ServerConfiguration: Sendable, Equatable {
             let parsed = try lifetime(validity, "crl.validity")
             guard parsed >= .seconds(60) else { throw ConfigurationError("crl.validity must be at least a minute; a CRL is re-signed when half of it has passed") }
             crlValidity = parsed
+        }
+        if let base = file.ocsp?.baseURL {
+            guard base.hasPrefix("http://") || base.hasPrefix("https://") else { throw ConfigurationError("ocsp.baseURL must be an http(s) URL, not '\(base)'") }
+            ocspBaseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
+        }
+        if let validity = file.ocsp?.validity {
+            ocspValidity = try lifetime(validity, "ocsp.validity")
+            guard ocspValidity >= .seconds(60) else { throw ConfigurationError("ocsp.validity must be at least a minute") }
+        }
+        if let responderLifetime = file.ocsp?.responderLifetime { ocspResponderLifetime = try lifetime(responderLifetime, "ocsp.responderLifetime") }
+        guard ocspResponderLifetime >= ocspValidity * 2 else {
+            throw ConfigurationError("ocsp.responderLifetime (\(Lifetime.format(ocspResponderLifetime))) must be at least twice ocsp.validity (\(Lifetime.format(ocspValidity))): it is replaced at half its life and must outlive every answer it signed")
         }
         guard crlReadinessMargin < crlValidity / 2 else {
             throw ConfigurationError("crl.readinessMargin (\(Lifetime.format(crlReadinessMargin))) must be under half of crl.validity (\(Lifetime.format(crlValidity))): a CRL is re-signed when half its validity has passed")
@@ -255,7 +276,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             }
             let policy = IssuancePolicy(
                 allowedNames: try entry.allow.map { try NamePattern($0) },
-                allowedProfiles: Set(try (entry.profiles ?? [CertificateProfile.server.rawValue]).map { try parse($0, "\(place).profiles") }),
+                allowedProfiles: Set(try (entry.profiles ?? [CertificateProfile.server.rawValue]).map { try profile($0, "\(place).profiles") }),
                 maximumLifetime: try entry.maxDuration.map { try lifetime($0, "\(place).maxDuration") } ?? maximumLifetime,
                 defaultLifetime: defaultLifetime,
                 allowedTargets: try (entry.targets ?? []).map { text in
@@ -350,6 +371,14 @@ public struct ServerConfiguration: Sendable, Equatable {
         return parsed
     }
 
+    /// A profile a policy may allow: server, client or server-client (never Signet's own ocsp-signing).
+    private func profile(_ value: String, _ key: String) throws -> CertificateProfile {
+        guard let parsed = CertificateProfile(requested: value.lowercased()) else {
+            throw ConfigurationError("\(key): '\(value)' is not one of \(CertificateProfile.requestable.map(\.rawValue).joined(separator: ", "))")
+        }
+        return parsed
+    }
+
     private func lifetime(_ value: String, _ key: String) throws -> Duration {
         do {
             return try Lifetime.parse(value)
@@ -429,7 +458,7 @@ public struct ACMESettings: Sendable, Equatable {
             policy.defaultLifetime = min(try lifetime(entry.defaultDuration, "defaultDuration") ?? policy.maximumLifetime, policy.maximumLifetime)
             if let names = entry.profiles {
                 policy.profiles = try names.map { name in
-                    guard let profile = CertificateProfile(rawValue: name) else {
+                    guard let profile = CertificateProfile(requested: name) else {
                         throw ConfigurationError("\(key).profiles: '\(name)' is not one of server, client, server-client")
                     }
                     return profile
@@ -712,6 +741,12 @@ private struct ConfigurationFile: Decodable {
         var readinessMargin: String?
         var rootCRL: String?
     }
+    var ocsp: OCSP?
+    struct OCSP: Decodable {
+        var validity: String?
+        var responderLifetime: String?
+        var baseURL: String?
+    }
     var acme: ACME?
     struct ACME: Decodable {
         struct Directory: Decodable {
@@ -755,8 +790,9 @@ private struct ConfigurationFile: Decodable {
     /// The keys each section may have. Decoding ignores unknown keys, so they are checked here: a misspelt
     /// setting is an error, never silently the default.
     static let knownKeys: [String: Set<String>] = [
-        "": ["listen", "dataDirectory", "database", "ledgerKeyFile", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts", "limits", "acme", "crl"],
+        "": ["listen", "dataDirectory", "database", "ledgerKeyFile", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts", "limits", "acme", "crl", "ocsp"],
         "crl": ["validity", "baseURL", "readinessMargin", "rootCRL"],
+        "ocsp": ["validity", "responderLifetime", "baseURL"],
         "acme": ["baseURL", "httpPort", "tlsPort", "resolver", "validationTimeoutSeconds", "directories"],
         "acme.directories": ["name", "allow", "challenges", "maxDuration", "defaultDuration", "profiles", "externalAccountRequired", "trustedNames", "alwaysValid", "website", "termsOfService", "caaIdentities"],
         "limits": ["issuancesPerSecond", "issuanceBurst", "failedAuthenticationsPerMinute", "forcedRenewalsPerHour", "probeCacheSeconds"],

@@ -29,7 +29,7 @@ public struct SignetAPI: APIProtocol {
     public init(
         issuance: IssuanceService, ledger: CertificateLedger, authenticator: CallerAuthenticator, metrics: SignetMetrics, signer: any CASigner,
         managed: ManagedCertificates, limits: RequestLimits = .init(), signerDescription: String = "the CA key",
-        crl: CRLPublisher? = nil, crlReadinessMargin: Duration = .seconds(86_400), logger: Logger = Logger(label: "signet")
+        crl: CRLPublisher? = nil, crlReadinessMargin: Duration = .seconds(86_400), ocsp: OCSPResponder? = nil, logger: Logger = Logger(label: "signet")
     ) {
         let crlIssuer = issuance.ca.keyIdentifier.hexString
         self.managed = managed
@@ -57,8 +57,17 @@ public struct SignetAPI: APIProtocol {
                 crlState = "failing: " + risk
                 logger.error("not ready: a CRL is about to go stale", metadata: ["risk": "\(risk)"])
             }
+            var ocspState: String?
+            if let ocsp {
+                ocspState = "ok"
+                if let risk = await ocsp.risk() {
+                    ocspState = "failing: " + risk
+                    logger.error("not ready: OCSP answers are at risk", metadata: ["risk": "\(risk)"])
+                }
+            }
             return Components.Schemas.Readiness(
-                ready: ledgerState == "ok" && signerState == "ok" && crlState == "ok", ledger: ledgerState, signer: signerState, crl: crlState
+                ready: ledgerState == "ok" && signerState == "ok" && crlState == "ok" && (ocspState ?? "ok") == "ok",
+                ledger: ledgerState, signer: signerState, crl: crlState, ocsp: ocspState
             )
         }
         self.exposition = RecentResult(lifetime: period) {
@@ -232,7 +241,7 @@ public struct SignetAPI: APIProtocol {
             subject: entry.subject,
             dnsNames: entry.dnsNames,
             ipAddresses: entry.ipAddresses,
-            profile: Components.Schemas.Profile(rawValue: entry.profile.rawValue) ?? .server,
+            profile: Components.Schemas.IssuedProfile(rawValue: entry.profile.rawValue) ?? .server,
             notBefore: entry.notBefore,
             notAfter: entry.notAfter,
             status: Components.Schemas.CertificateStatus(rawValue: entry.status(at: now).rawValue) ?? .valid,

@@ -28,6 +28,8 @@ public final class SignetMetrics: Sendable {
     private let probes: [Bool: Counter]
     private let rateLimited: [String: Counter]
     private let crlSignatures: Counter
+    private let ocspResponses: [String: Counter]
+    private let ocspSignatures: Counter
 
     private static let latencyBuckets: [Duration] = [
         .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
@@ -103,9 +105,25 @@ public final class SignetMetrics: Sendable {
             descriptor: .init(namespace: "signet", metricName: "crl_signatures", unitName: "total",
                               helpText: "CRLs signed with the CA key (each one a signature of the key's backend, Key Vault's quota included).")
         )
+        let ocspDescriptor = MetricNameDescriptor(
+            namespace: "signet", metricName: "ocsp_responses", unitName: "total",
+            helpText: "OCSP answers by certificate status (good, revoked, unknown) or failure status (malformedRequest, unauthorized, tryLater)."
+        )
+        ocspResponses = Dictionary(uniqueKeysWithValues: ["good", "revoked", "unknown", "malformedRequest", "unauthorized", "tryLater", "internalError"].map {
+            ($0, registry.makeCounter(descriptor: ocspDescriptor, labels: [("status", $0)]))
+        })
+        ocspSignatures = registry.makeCounter(
+            descriptor: .init(namespace: "signet", metricName: "ocsp_signatures", unitName: "total",
+                              helpText: "OCSP responses signed with the delegated responder's local key (never the CA key); cached answers are not counted.")
+        )
     }
 
     func recordCRLSignature() { crlSignatures.increment() }
+
+    /// One OCSP answer: good, revoked, unknown, or the failure status it carried.
+    func recordOCSPResponse(_ outcome: String) { ocspResponses[outcome]?.increment() }
+    /// One response signed with the responder's local key (a cached answer is not).
+    func recordOCSPSignature() { ocspSignatures.increment() }
 
     func recordRateLimited(_ limit: String) { rateLimited[limit]?.increment() }
 

@@ -38,6 +38,8 @@ public struct SignetServer: Sendable {
     public let acme: ACMEService?
     /// The issuing CA's CRL, kept fresh and served at /crl/.
     public let crl: CRLPublisher
+    /// The OCSP responder at /ocsp.
+    public let ocsp: OCSPResponder
     let clusters: ClusterConnections
     let signer: any CASigner
     /// The client a remote signer talks through; shut down with the server.
@@ -80,6 +82,7 @@ public struct SignetServer: Sendable {
             })
             var ca = try await CALoader.load(from: directory, signer: FileKeySigner(privateKey: observed))
             if let base = configuration.crlBaseURL { ca.crlDistributionPoint = base + "/crl/\(ca.keyIdentifier.hexString).crl" }
+            if let base = configuration.ocspBaseURL { ca.ocspResponderURL = base + "/ocsp" }
             let ledger = try CertificateLedger(
                 path: configuration.resolvedDatabasePath, durability: configuration.durability, key: try configuration.loadLedgerKey()
             )
@@ -106,12 +109,19 @@ public struct SignetServer: Sendable {
             } catch {
                 logger.error("the root's CRL (crl.rootCRL) cannot be read; /readyz fails until it can", metadata: ["error": "\(error)"])
             }
+            let ocsp = try OCSPResponder(
+                ca: ca, ledger: ledger, validity: configuration.ocspValidity, responderLifetime: configuration.ocspResponderLifetime, metrics: metrics,
+                logger: logger
+            )
             let issuance = try IssuanceService(
                 ca: ca, ledger: ledger, metrics: metrics, logger: logger,
                 reservedSubjects: Set(configuration.clientCertificatePolicies.compactMap {
                     if case .subject(let subject) = $0.match { subject } else { nil }
                 }),
-                signerDescription: configuration.signerDescription, onRevocation: { crl.revoked() }
+                signerDescription: configuration.signerDescription, onRevocation: { serial in
+                    crl.revoked()
+                    ocsp.revoked(serial: serial)
+                }
             )
             let clusters = try await ClusterConnections.open(configuration.clusters, logger: logger)
             let serviceAccounts = configuration.serviceAccounts.flatMap { settings in
@@ -144,7 +154,7 @@ public struct SignetServer: Sendable {
             }
             return SignetServer(
                 configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator,
-                managed: managed, acme: acme, crl: crl, clusters: clusters, signer: signer, http: http, logger: logger
+                managed: managed, acme: acme, crl: crl, ocsp: ocsp, clusters: clusters, signer: signer, http: http, logger: logger
             )
         } catch {
             // A CA that fails its checks stops the start; the remote signer's client is closed first.
@@ -200,13 +210,14 @@ public struct SignetServer: Sendable {
         router.add(middleware: APIEdgeMiddleware())
         let api = SignetAPI(
             issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer, managed: managed,
-            limits: configuration.limits, signerDescription: configuration.signerDescription, crl: crl, crlReadinessMargin: configuration.crlReadinessMargin,
+            limits: configuration.limits, signerDescription: configuration.signerDescription, crl: crl, crlReadinessMargin: configuration.crlReadinessMargin, ocsp: ocsp,
             logger: logger
         )
         // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output
         // costs measurable time at thousands of answers a second.
         try api.registerHandlers(on: router, configuration: .init(dateTranscoder: RFC3339DateTranscoder(), jsonEncodingOptions: [.withoutEscapingSlashes]))
         CRLFrontEnd(publisher: crl).register(on: router)
+        OCSPFrontEnd(responder: ocsp, metrics: metrics).register(on: router)
         if let acme {
             ACMEFrontEnd(service: acme, store: ledger, baseURL: configuration.acmeBaseURL, cacheLifetime: configuration.tokenCacheLifetime)
                 .register(on: router)

@@ -64,7 +64,7 @@ struct TokenCommand: AsyncParsableCommand {
             }
             var chosen: [CertificateProfile] = []
             for text in profiles.split(separator: ",") {
-                guard let profile = CertificateProfile(rawValue: text.trimmingCharacters(in: .whitespaces)) else {
+                guard let profile = CertificateProfile(requested: text.trimmingCharacters(in: .whitespaces)) else {
                     throw ValidationError("--profiles: '\(text)' is not one of server, client, server-client")
                 }
                 chosen.append(profile)

@@ -88,6 +88,10 @@ struct KeyVaultIssuanceTests {
         let checked = try Tool.run("openssl", ["crl", "-in", crl, "-inform", "DER", "-noout", "-CAfile", server.intermediateCertificate])
         #expect((checked.output + checked.error).contains("verify OK"), "\(checked.output)\(checked.error)")
         #expect(try server.metrics().contains("signet_crl_signatures_total"))
+        // The OCSP responder's certificate is signed in the vault (once), its answers with its own local key.
+        let asked = try Tool.run("openssl", ["ocsp", "-issuer", server.intermediateCertificate, "-serial", "0x" + (try #require(serials.first)),
+                                             "-url", server.url + "/ocsp", "-CAfile", server.rootCertificate])
+        #expect(asked.succeeded && asked.error.contains("Response verify OK") && asked.output.contains(": good"), "\(asked.output)\(asked.error)")
         let shown = try server.signet(["certs", "show", try #require(serials.first), "--json", "--server", server.url, "--token", token, "--cacert", server.rootCertificate])
         #expect(shown.output.contains(#""signerKeyVersion":"\#(kid)""#) && shown.output.contains("signerRequestId"), "\(shown.output)")
     }

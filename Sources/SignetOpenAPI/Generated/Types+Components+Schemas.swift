@@ -24,6 +24,15 @@ extension Components {
             case client = "client"
             case serverClient = "server-client"
         }
+        /// What a recorded certificate is for; ocsp-signing marks Signet's own OCSP responder certificates, which no caller can ask for.
+        ///
+        /// - Remark: Generated from `#/components/schemas/IssuedProfile`.
+        @frozen public enum IssuedProfile: String, Codable, Hashable, Sendable, CaseIterable {
+            case server = "server"
+            case client = "client"
+            case serverClient = "server-client"
+            case ocspSigning = "ocsp-signing"
+        }
         /// Lower-case letters, digits, '-' and '.' (a Kubernetes object name).
         ///
         /// - Remark: Generated from `#/components/schemas/ManagedCertificateName`.
@@ -227,7 +236,7 @@ extension Components {
             /// - Remark: Generated from `#/components/schemas/CertificateRecord/ipAddresses`.
             public var ipAddresses: [Swift.String]
             /// - Remark: Generated from `#/components/schemas/CertificateRecord/profile`.
-            public var profile: Components.Schemas.Profile
+            public var profile: Components.Schemas.IssuedProfile
             /// - Remark: Generated from `#/components/schemas/CertificateRecord/notBefore`.
             public var notBefore: Foundation.Date
             /// - Remark: Generated from `#/components/schemas/CertificateRecord/notAfter`.
@@ -285,7 +294,7 @@ extension Components {
                 subject: Swift.String,
                 dnsNames: [Swift.String],
                 ipAddresses: [Swift.String],
-                profile: Components.Schemas.Profile,
+                profile: Components.Schemas.IssuedProfile,
                 notBefore: Foundation.Date,
                 notAfter: Foundation.Date,
                 status: Components.Schemas.CertificateStatus,
@@ -1315,6 +1324,10 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/Readiness/crl`.
             public var crl: Swift.String?
+            /// ok, or why OCSP answers are at risk: the responder certificate could not be renewed and ends within half its lifetime. Absent when OCSP is off.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Readiness/ocsp`.
+            public var ocsp: Swift.String?
             /// Creates a new `Readiness`.
             ///
             /// - Parameters:
@@ -1322,22 +1335,26 @@ extension Components {
             ///   - ledger:
             ///   - signer:
             ///   - crl: ok, or why the CRL is a risk: it is closer to its nextUpdate than crl.readinessMargin (a stale CRL fails every client where CRLs are checked).
+            ///   - ocsp: ok, or why OCSP answers are at risk: the responder certificate could not be renewed and ends within half its lifetime. Absent when OCSP is off.
             public init(
                 ready: Swift.Bool,
                 ledger: Swift.String,
                 signer: Swift.String,
-                crl: Swift.String? = nil
+                crl: Swift.String? = nil,
+                ocsp: Swift.String? = nil
             ) {
                 self.ready = ready
                 self.ledger = ledger
                 self.signer = signer
                 self.crl = crl
+                self.ocsp = ocsp
             }
             public enum CodingKeys: String, CodingKey {
                 case ready
                 case ledger
                 case signer
                 case crl
+                case ocsp
             }
         }
         /// - Remark: Generated from `#/components/schemas/Problem`.

@@ -188,7 +188,7 @@ public final class ACMEService: Sendable {
         }
         var profile = directory.profiles[0]
         if let name = payload["profile"] {
-            guard let name = name as? String, let chosen = CertificateProfile(rawValue: name), directory.profiles.contains(chosen) else {
+            guard let name = name as? String, let chosen = CertificateProfile(requested: name), directory.profiles.contains(chosen) else {
                 throw ACMEError(.invalidProfile, "profile '\(payload["profile"] ?? "")' is not offered; this directory offers \(directory.profiles.map(\.rawValue).joined(separator: ", "))")
             }
             profile = chosen
