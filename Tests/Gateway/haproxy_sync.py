@@ -27,17 +27,33 @@ def runtime_api(sock_path, command):
     return answer.decode()
 
 
+def push_crl(sock_path, crl_file, pem):
+    """Replaces haproxy's CRLs for crl_file in memory; True when committed."""
+    began = runtime_api(sock_path, f"set ssl crl-file {crl_file} <<\n{pem.strip()}\n\n")
+    committed = runtime_api(sock_path, f"commit ssl crl-file {crl_file}\n")
+    if "Success" not in committed:
+        print(f"crl push failed: {began.strip()} / {committed.strip()}", flush=True)
+        return False
+    return True
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--api", required=True)
-    parser.add_argument("--token", required=True)
-    parser.add_argument("--cafile", required=True)
-    parser.add_argument("--namespace", required=True)
-    parser.add_argument("--secret", required=True)
     parser.add_argument("--socket", required=True)
-    parser.add_argument("--cert-file", required=True, help="the path haproxy loaded the certificate from")
     parser.add_argument("--crl-file", help="the path haproxy loaded its crl-file from, kept equal to the Secret's ca.crl")
+    parser.add_argument("--push-crl", help="push the CRLs (PEM) of this file into --crl-file once, and exit (a test's own CRL)")
+    parser.add_argument("--api")
+    parser.add_argument("--token")
+    parser.add_argument("--cafile")
+    parser.add_argument("--namespace")
+    parser.add_argument("--secret")
+    parser.add_argument("--cert-file", help="the path haproxy loaded the certificate from")
     options = parser.parse_args()
+    if options.push_crl:
+        with open(options.push_crl) as file:
+            return 0 if push_crl(options.socket, options.crl_file, file.read()) else 1
+    if not all([options.api, options.token, options.cafile, options.namespace, options.secret, options.cert_file]):
+        parser.error("following a Secret needs --api, --token, --cafile, --namespace, --secret and --cert-file")
 
     context = ssl.create_default_context(cafile=options.cafile)
     url = f"{options.api}/api/v1/namespaces/{options.namespace}/secrets/{options.secret}"
@@ -65,15 +81,11 @@ def main():
         crl = secret.get("data", {}).get("ca.crl")
         if options.crl_file and crl and crl != served_crl:
             pem = base64.b64decode(crl).decode()
-            began = runtime_api(options.socket, f"set ssl crl-file {options.crl_file} <<\n{pem.strip()}\n\n")
-            committed = runtime_api(options.socket, f"commit ssl crl-file {options.crl_file}\n")
-            if "Success" in committed:
+            if push_crl(options.socket, options.crl_file, pem):
                 with open(options.crl_file, "w") as file:
                     file.write(pem)
                 served_crl = crl
                 print("pushed ca.crl", flush=True)
-            else:
-                print(f"crl push failed: {began.strip()} / {committed.strip()}", flush=True)
         time.sleep(0.5)
 
 

@@ -1,4 +1,6 @@
 import Foundation
+import SignetAuthority
+import SignetKeys
 import Testing
 
 /// `signet controller` against the Kubernetes API double and a real Signet server: the Certificate CRD applied with
@@ -230,11 +232,12 @@ struct ControllerTests {
         #expect(try rig.issuedSerials().count == 2)
     }
 
-    @Test("ca.crl from the controller: after signet certs revoke, haproxy (crl-file through its runtime API) and nginx (ssl_crl), fed from the MUTUAL gateway's Secret, refuse the revoked client and accept the others")
-    func mutualGatewayRefusesRevokedClients() throws {
+    @Test("ca.crl from the controller: after signet certs revoke, haproxy (crl-file through its runtime API) and nginx (ssl_crl), fed from the MUTUAL gateway's Secret, refuse the revoked client and accept the others; a stale CRL is an outage at the gateway, which Signet's re-signed CRLs prevent")
+    func mutualGatewayRefusesRevokedClients() async throws {
         try #require(Tool.isInstalled("haproxy") && Tool.isInstalled("nginx"), "haproxy and nginx are installed by the README's test command")
         let rootCRL = try Fixtures.temporaryDirectory("controller-root-crl") + "/root.crl"
-        let rig = try Rig(extraConfiguration: "crl:\n  rootCRL: \(rootCRL)\n")
+        // CRLs valid for a minute, so that one is re-signed (and must reach the gateway) within the test.
+        let rig = try Rig(extraConfiguration: "crl:\n  rootCRL: \(rootCRL)\n  validity: 60s\n  readinessMargin: 10s\n")
         defer { rig.stop() }
         let ca = rig.server.caDirectory
         let made = try rig.server.signet(["ca", "crl", "--root-cert", ca + "/root.crt", "--root-key", ca + "/root.key", "--out", rootCRL])
@@ -352,7 +355,7 @@ struct ControllerTests {
         let deadline = Date().addingTimeInterval(30)
         while refused == nil, Date() < deadline {
             let answer = try haproxyAnswer("alice")
-            if !answer.succeeded { refused = answer } else { Thread.sleep(forTimeInterval: 0.3) }
+            if !answer.succeeded { refused = answer } else { try await Task.sleep(for: .milliseconds(300)) }
         }
         let seconds = Date().timeIntervalSince(revokedAt)
         #expect(refused != nil, "haproxy refuses alice after the revocation; sync log: \((try? String(contentsOfFile: syncLog, encoding: .utf8)) ?? "")\n\(rig.controllerLog("one").suffix(2000))")
@@ -370,7 +373,7 @@ struct ControllerTests {
         var status = ""
         let reloaded = Date().addingTimeInterval(10)
         repeat {
-            Thread.sleep(forTimeInterval: 0.3)
+            try await Task.sleep(for: .milliseconds(300))
             status = try nginxStatus("alice")
         } while status == "200" && Date() < reloaded
         #expect(status == "400", "nginx refuses alice once its ssl_crl is the Secret's ca.crl: \(status)")
@@ -383,6 +386,40 @@ struct ControllerTests {
         _ = try secretFile("alice-tls", "tls.key", to: "alice.key")
         let renewed = try haproxyAnswer("alice")
         #expect(renewed.succeeded && renewed.output == "200", "the replacement is accepted: \(renewed.status) \(renewed.error)")
+
+        // The outage the reference describes: a CRL of this CA past its nextUpdate, pushed into haproxy, fails every
+        // client, good ones included.
+        let issuing = try await CALoader.load(from: CADirectory(path: ca), signer: try FileKeySigner(path: ca + "/intermediate.key", passphrase: nil))
+        let past = Date().addingTimeInterval(-120)
+        let stale = try await RevocationList.sign(by: issuing, number: 1, thisUpdate: past, nextUpdate: past.addingTimeInterval(60), entries: [])
+        let current = try secretFile("gateway-tls", "ca.crl", to: "current.crl")
+        let rootPart = "-----BEGIN X509 CRL-----" + (current.components(separatedBy: "-----BEGIN X509 CRL-----").last ?? "")
+        try (stale.pem + rootPart).write(to: work + "/stale.crl")
+        let pushed = try Tool.run("python3", [Fixtures.packageRoot + "/Tests/Gateway/haproxy_sync.py", "--socket", work + "/admin.sock",
+                                              "--crl-file", work + "/haproxy-crl.pem", "--push-crl", work + "/stale.crl"])
+        #expect(pushed.succeeded, "\(pushed.output)\(pushed.error)")
+        let outage = try haproxyAnswer("bob")
+        #expect(!outage.succeeded && outage.error.contains("certificate expired"), "a stale CRL refuses a good client: \(outage.status) \(outage.error)")
+
+        // Signet re-signs its CRL at half the validity; the controller writes it into the Secret and haproxy gets it:
+        // the good client passes again, and still does once the CRL served before has passed its nextUpdate.
+        let nextUpdateText = try Tool.run("openssl", ["crl", "-in", work + "/current.crl", "-noout", "-nextupdate"]).output
+            .trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "nextUpdate=", with: "")
+        let parser = DateFormatter()
+        parser.locale = Locale(identifier: "en_US_POSIX")
+        parser.dateFormat = "MMM d HH:mm:ss yyyy zzz"
+        let currentNextUpdate = try #require(parser.date(from: nextUpdateText.replacingOccurrences(of: "  ", with: " ")), "\(nextUpdateText)")
+        var recovered = false
+        let recovery = Date().addingTimeInterval(45)
+        while !recovered, Date() < recovery {
+            try await Task.sleep(for: .milliseconds(500))
+            recovered = try haproxyAnswer("bob").succeeded
+        }
+        #expect(recovered, "Signet's next CRL reaches the gateway through the Secret; sync log: \((try? String(contentsOfFile: syncLog, encoding: .utf8)) ?? "")")
+        #expect(try secretFile("gateway-tls", "ca.crl", to: "next.crl") != current, "a newer CRL in the Secret")
+        while Date() < currentNextUpdate.addingTimeInterval(2) { try await Task.sleep(for: .milliseconds(500)) }
+        let later = try haproxyAnswer("bob")
+        #expect(later.succeeded && later.output == "200", "past the earlier CRL's nextUpdate, clients still pass: \(later.status) \(later.error)")
     }
 
     @Test("two replicas: one leads, exactly one certificate per issuance; the leader killed, the other takes over")
