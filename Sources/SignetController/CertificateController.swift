@@ -27,6 +27,12 @@ public struct ControllerSettings: Sendable {
     public var revocationCheck: Duration = .seconds(60)
     /// How often Signet's chain CRLs are read; when they changed, every Secret that carries `ca.crl` is rewritten.
     public var crlRefresh: Duration = .seconds(5)
+    /// Act as cert-manager's external issuer: SignetIssuer and SignetClusterIssuer, and CertificateRequests naming them.
+    public var certManager = false
+    /// The audience of the projected token the controller presents to Signet (what issuers may name).
+    public var tokenAudience = "signet"
+    /// Kubernetes CSR signer names Signet serves, each with the namespace whose policy it signs under.
+    public var csrSigners: [String: String] = [:]
 
     public init() {}
 }
@@ -86,9 +92,7 @@ public final class CertificateController: Sendable {
             if settings.gatewayShim {
                 group.addTask { await self.followGateways() }
             }
-            for _ in 0..<max(1, settings.concurrency) {
-                group.addTask { await self.work() }
-            }
+            group.addTask { await self.queue.process(workers: self.settings.concurrency, metrics: self.metrics) { await self.reconcile($0) } }
         }
     }
 
@@ -191,26 +195,9 @@ public final class CertificateController: Sendable {
         return pem.map { Array($0.utf8) }
     }
 
-    private func work() async {
-        while !Task.isCancelled {
-            guard let key = await queue.take() else {
-                try? await Task.sleep(for: .milliseconds(100))
-                continue
-            }
-            let started = ContinuousClock.now
-            let again = await reconcile(key)
-            metrics.recordReconcile(seconds: (ContinuousClock.now - started).timeInterval, failed: again?.failed ?? false)
-            await queue.done(key)
-            if let again { await queue.add(key, after: again.after) }
-        }
-    }
-
     // MARK: Reconciling
 
-    struct Requeue {
-        var after: Duration
-        var failed = false
-    }
+    typealias Requeue = WorkQueue<Key>.Outcome
 
     /// One Certificate brought to its desired state; returns when to look again (nil: only on the next change).
     func reconcile(_ key: Key) async -> Requeue? {
@@ -519,22 +506,10 @@ public final class CertificateController: Sendable {
 
     /// Read-modify-write of `.status` through the status subresource; a conflict re-reads and re-applies.
     private func updateStatus(_ key: Key, _ change: @escaping @Sendable (inout JSONValue, Int) -> Void) async {
-        for _ in 0..<5 {
-            do {
-                guard var object = try await client.get(.certificates, namespace: key.namespace, name: key.name) else { return }
-                let before = object.json["status"] ?? .object([:])
-                var status = before
-                change(&status, Int(object.json["metadata"]?["generation"]?.number ?? 0))
-                guard status != before else { return }
-                object.json["status"] = status
-                _ = try await client.replaceStatus(.certificates, object)
-                return
-            } catch let error as KubernetesError where error.code == 409 {
-                continue
-            } catch {
-                logger.warning("cannot update a Certificate's status", metadata: ["certificate": "\(key)", "error": "\(error)"])
-                return
-            }
+        do {
+            try await client.updateStatus(.certificates, namespace: key.namespace, name: key.name, change)
+        } catch {
+            logger.warning("cannot update a Certificate's status", metadata: ["certificate": "\(key)", "error": "\(error)"])
         }
     }
 

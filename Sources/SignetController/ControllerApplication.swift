@@ -10,10 +10,19 @@ public enum ControllerApplication {
     struct Controlling: Service {
         let election: LeaderElection
         let controller: CertificateController
+        let certManager: CertManagerIssuer?
+        let csrSigner: KubernetesCSRSigner?
 
+        /// Everything the leader does, together: Certificates, and cert-manager's requests when asked.
         func run() async throws {
             await cancelWhenGracefulShutdown {
-                await election.run { await controller.run() }
+                await election.run {
+                    await withTaskGroup(of: Void.self) { group in
+                        group.addTask { await controller.run() }
+                        if let certManager { group.addTask { await certManager.run() } }
+                        if let csrSigner { group.addTask { await csrSigner.run() } }
+                    }
+                }
             }
         }
     }
@@ -21,14 +30,17 @@ public enum ControllerApplication {
     /// Serves until SIGTERM or SIGINT; the controller stops at once (an issuance in flight resumes on the next leader
     /// from its pending key).
     public static func run(
-        controller: CertificateController, election: LeaderElection, metrics: ControllerMetrics, host: String, port: Int, logger: Logger
+        controller: CertificateController, certManager: CertManagerIssuer? = nil, csrSigner: KubernetesCSRSigner? = nil, election: LeaderElection,
+        metrics: ControllerMetrics, host: String, port: Int, logger: Logger
     ) async throws {
-        try await make(controller: controller, election: election, metrics: metrics, host: host, port: port, logger: logger)
+        try await make(controller: controller, certManager: certManager, csrSigner: csrSigner, election: election, metrics: metrics, host: host, port: port,
+                       logger: logger)
             .runService(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 
     static func make(
-        controller: CertificateController, election: LeaderElection, metrics: ControllerMetrics, host: String, port: Int, logger: Logger
+        controller: CertificateController, certManager: CertManagerIssuer?, csrSigner: KubernetesCSRSigner?, election: LeaderElection,
+        metrics: ControllerMetrics, host: String, port: Int, logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router()
         router.get("/metrics") { _, _ in metrics.render() }
@@ -44,7 +56,7 @@ public enum ControllerApplication {
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "signet-controller"),
-            services: [Controlling(election: election, controller: controller)],
+            services: [Controlling(election: election, controller: controller, certManager: certManager, csrSigner: csrSigner)],
             logger: logger
         )
     }

@@ -8,6 +8,7 @@ import SignetAuthority
 import SignetKeys
 import SignetKubernetes
 import SignetOpenAPI
+import SwiftASN1
 import X509
 
 import Foundation
@@ -36,18 +37,54 @@ public final class SignetIssuer: Sendable {
 
     /// Signs a CSR for `namespace`; the answer comes only after Signet has recorded the certificate.
     public func issue(csrPEM: String, spec: CertificateSpec, namespace: String) async throws -> Components.Schemas.IssuedCertificate {
+        try await issue(csrPEM: csrPEM, dnsNames: spec.dnsNames, ipAddresses: spec.ipAddresses, duration: spec.duration, profile: spec.profile,
+                        namespace: namespace)
+    }
+
+    /// Signs a CSR for `namespace` with the names given, or the CSR's own when none are.
+    public func issue(
+        csrPEM: String, dnsNames: [String] = [], ipAddresses: [String] = [], duration: String?, profile: CertificateProfile, namespace: String
+    ) async throws -> Components.Schemas.IssuedCertificate {
         let body = Components.Schemas.IssueRequest(
-            csr: csrPEM, dnsNames: spec.dnsNames.isEmpty ? nil : spec.dnsNames, ipAddresses: spec.ipAddresses.isEmpty ? nil : spec.ipAddresses,
-            duration: spec.duration, profile: Components.Schemas.Profile(rawValue: spec.profile.rawValue)
+            csr: csrPEM, dnsNames: dnsNames.isEmpty ? nil : dnsNames, ipAddresses: ipAddresses.isEmpty ? nil : ipAddresses,
+            duration: duration, profile: Components.Schemas.Profile(rawValue: profile.rawValue)
         )
         let data = try await send(.POST, "/v1/certificates", json: try JSONEncoder().encode(body), namespace: namespace)
         return try decode(Components.Schemas.IssuedCertificate.self, data)
     }
 
-    /// The newest valid certificate Signet issued for this public key: how an issuance interrupted after Signet
-    /// answered finds its certificate instead of asking for a second one.
-    public func issued(publicKeySHA256: String, namespace: String) async throws -> (record: Components.Schemas.CertificateRecord, chainPEM: String)? {
-        let data = try await send(.GET, "/v1/certificates?status=valid&limit=1&publicKeySHA256=\(publicKeySHA256)", namespace: namespace)
+    /// The chain (leaf and intermediates, PEM) for a CSR that Kubernetes holds as a request object made at
+    /// `requestedAt`: the certificate Signet already issued for the CSR's key since then (an attempt interrupted after
+    /// Signet answered), or a new one. One request, one certificate, however often it is retried.
+    public func issueOnce(
+        csrPEM: String, profile: CertificateProfile, durationSeconds: Int64?, namespace: String, requestedAt: Date?
+    ) async throws -> String {
+        let csr = try CertificateSigningRequest(pemEncoded: csrPEM)
+        if let requestedAt,
+           let earlier = try await issued(publicKeySHA256: csr.publicKey.sha256Fingerprint, namespace: namespace, issuedAfter: requestedAt.addingTimeInterval(-1)) {
+            return earlier.chainPEM
+        }
+        return try await issue(csrPEM: csrPEM, duration: durationSeconds.map { "\($0)s" }, profile: profile, namespace: namespace).chain
+    }
+
+    /// Who Signet takes the controller for when acting for `namespace`, and that namespace's policy: the check
+    /// behind an issuer's Ready condition. Fails (403) when Signet has no policy for the namespace or does not list
+    /// the controller.
+    public func identity(namespace: String?) async throws -> Components.Schemas.Identity {
+        try decode(Components.Schemas.Identity.self, try await send(.GET, "/v1/identity", namespace: namespace))
+    }
+
+    /// The newest valid certificate Signet issued for this public key (since `issuedAfter`, when given): how an
+    /// issuance interrupted after Signet answered finds its certificate instead of asking for a second one.
+    public func issued(
+        publicKeySHA256: String, namespace: String, issuedAfter: Date? = nil
+    ) async throws -> (record: Components.Schemas.CertificateRecord, chainPEM: String)? {
+        var query = "status=valid&limit=1&publicKeySHA256=\(publicKeySHA256)"
+        if let issuedAfter {
+            let formatter = ISO8601DateFormatter()
+            query += "&issuedAfter=" + (formatter.string(from: issuedAfter).addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
+        }
+        let data = try await send(.GET, "/v1/certificates?" + query, namespace: namespace)
         guard let record = try decode(Components.Schemas.CertificatePage.self, data).items.first else { return nil }
         let chain = try await send(.GET, "/v1/certificates/\(record.serial)", namespace: namespace, accept: "application/pem-certificate-chain")
         return (record, String(decoding: chain, as: UTF8.self))

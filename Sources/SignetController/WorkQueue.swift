@@ -1,3 +1,4 @@
+import SignetAuthority
 import X509
 
 /// Keys due for reconciliation: each at most once in the queue, never two workers on the same one.
@@ -22,6 +23,35 @@ actor WorkQueue<Key: Hashable & Sendable> {
 
     func done(_ key: Key) {
         inFlight.remove(key)
+    }
+
+    /// What a reconciliation asks for: to be looked at again after `after` (nil: only on the next change), and
+    /// whether it failed (for the metrics).
+    struct Outcome: Sendable {
+        var after: Duration
+        var failed = false
+    }
+
+    /// `workers` loops that take due keys and reconcile them, timing each; a key comes back when its reconciliation
+    /// asks. Runs until cancelled.
+    nonisolated func process(workers: Int, metrics: ControllerMetrics, _ reconcile: @escaping @Sendable (Key) async -> Outcome?) async {
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<max(1, workers) {
+                group.addTask {
+                    while !Task.isCancelled {
+                        guard let key = await self.take() else {
+                            try? await Task.sleep(for: .milliseconds(100))
+                            continue
+                        }
+                        let started = ContinuousClock.now
+                        let again = await reconcile(key)
+                        metrics.recordReconcile(seconds: (ContinuousClock.now - started).timeInterval, failed: again?.failed ?? false)
+                        await self.done(key)
+                        if let again { await self.add(key, after: again.after) }
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -401,6 +401,16 @@ public struct ResourceKind: Sendable, Hashable {
     public static let leases = ResourceKind(group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease")
     public static let gateways = ResourceKind(group: "networking.istio.io", version: "v1", plural: "gateways", kind: "Gateway")
     public static let certificates = ResourceKind(group: "signet.dev", version: "v1alpha1", plural: "certificates", kind: "Certificate")
+    public static let signetIssuers = ResourceKind(group: "signet.dev", version: "v1alpha1", plural: "signetissuers", kind: "SignetIssuer")
+    public static let signetClusterIssuers = ResourceKind(
+        group: "signet.dev", version: "v1alpha1", plural: "signetclusterissuers", kind: "SignetClusterIssuer", namespaced: false
+    )
+    /// cert-manager's CertificateRequest, which an external issuer signs.
+    public static let certificateRequests = ResourceKind(group: "cert-manager.io", version: "v1", plural: "certificaterequests", kind: "CertificateRequest")
+    /// Kubernetes' own CSR API (cluster-scoped), signed by whoever serves its `signerName`.
+    public static let certificateSigningRequests = ResourceKind(
+        group: "certificates.k8s.io", version: "v1", plural: "certificatesigningrequests", kind: "CertificateSigningRequest", namespaced: false
+    )
 
     public var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
 
@@ -444,5 +454,31 @@ public struct KubernetesObject: Sendable, Equatable, Codable {
     public var data: [String: [UInt8]] {
         get { (json["data"]?.stringMap ?? [:]).compactMapValues { Data(base64Encoded: $0).map(Array.init) } }
         set { json["data"] = .strings(newValue.mapValues { Data($0).base64EncodedString() }) }
+    }
+}
+
+extension KubernetesClient {
+    /// Read-modify-write of an object's `.status` through its status subresource (the change gets the status and
+    /// the object's generation); a 409 Conflict re-reads and re-applies, five times at most. Nothing is written when
+    /// the change changes nothing, or the object is gone.
+    public func updateStatus(
+        _ kind: ResourceKind, namespace: String?, name: String, _ change: @Sendable (inout JSONValue, Int) -> Void
+    ) async throws {
+        var conflict: KubernetesError?
+        for _ in 0..<5 {
+            guard var object = try await get(kind, namespace: namespace, name: name) else { return }
+            let before = object.json["status"] ?? .object([:])
+            var status = before
+            change(&status, Int(object.json["metadata"]?["generation"]?.number ?? 0))
+            guard status != before else { return }
+            object.json["status"] = status
+            do {
+                _ = try await replaceStatus(kind, object)
+                return
+            } catch let error as KubernetesError where error.code == 409 {
+                conflict = error
+            }
+        }
+        if let conflict { throw conflict }
     }
 }

@@ -110,6 +110,7 @@ public struct APIEdgeMiddleware: RouterMiddleware {
         (["v1", "managed-certificates"], ["GET", "POST"]),
         (["v1", "managed-certificates", "{name}"], ["DELETE", "GET", "PATCH"]),
         (["v1", "managed-certificates", "{name}", "renew"], ["POST"]),
+        (["v1", "identity"], ["GET"]),
         (["v1", "ca"], ["GET"]),
         (["healthz"], ["GET"]),
         (["readyz"], ["GET"]),

@@ -207,6 +207,16 @@ public struct SignetAPI: APIProtocol {
         return .ok(.init(body: .json(record(entry, now: Date()))))
     }
 
+    public func getIdentity(_ input: Operations.GetIdentity.Input) async throws -> Operations.GetIdentity.Output {
+        let caller = try await authenticator.authenticate(PresentedCredentials.current)
+        let policy = caller.policy
+        return .ok(.init(body: .json(.init(
+            identity: caller.identity, allow: caller.mayIssue ? policy.allowedNames.map(\.description) : [],
+            profiles: CertificateProfile.requestable.filter(policy.allowedProfiles.contains).compactMap { Components.Schemas.Profile(rawValue: $0.rawValue) },
+            maxDuration: Lifetime.format(policy.maximumLifetime), auditor: caller.isAuditor, administrator: caller.isAdministrator
+        ))))
+    }
+
     public func getCAChain(_ input: Operations.GetCAChain.Input) async throws -> Operations.GetCAChain.Output {
         .ok(.init(body: .applicationPemCertificateChain(HTTPBody(issuance.intermediatesPEM + issuance.rootPEM))))
     }

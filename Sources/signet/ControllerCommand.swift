@@ -53,6 +53,18 @@ struct ControllerCommand: AsyncParsableCommand {
     @Flag(help: "Also make Certificates for Istio Gateways annotated signet.dev/issue: \"true\".")
     var gateways = false
 
+    @Flag(help: "Also be cert-manager's external issuer: SignetIssuer and SignetClusterIssuer, and the approved CertificateRequests naming them.")
+    var certManager = false
+
+    @Option(help: "The audience of the token in --token-file (what SignetIssuer resources may name in spec.auth).")
+    var tokenAudience = "signet"
+
+    @Option(help: ArgumentHelp(
+        "Sign Kubernetes CertificateSigningRequests of this signerName under this namespace's policy: SIGNER-NAME=NAMESPACE (repeatable).",
+        discussion: "e.g. signet.dev/istio=istio-system for Istio's external-CA mode; only approved requests are signed."
+    ))
+    var csrSigner: [String] = []
+
     @Option(help: ArgumentHelp(
         "Let Gateways in one namespace have Certificates made in others: GATEWAY-NAMESPACE=NAMESPACE[,NAMESPACE...] (repeatable).",
         discussion: "By default a Gateway's Certificates go only into its own namespace, whatever its selector or annotations say."
@@ -94,6 +106,13 @@ struct ControllerCommand: AsyncParsableCommand {
         guard crlRefreshSeconds >= 1 else { throw ValidationError("--crl-refresh-seconds must be at least 1") }
         settings.crlRefresh = .seconds(crlRefreshSeconds)
         settings.gatewayShim = gateways
+        settings.certManager = certManager
+        settings.tokenAudience = tokenAudience
+        do {
+            settings.csrSigners = try KubernetesCSRRules.signers(parsing: csrSigner)
+        } catch {
+            throw ValidationError(error.description)
+        }
         do {
             settings.gatewayNamespaces = try GatewayShim.GatewayNamespaces(parsing: gatewayNamespaces)
         } catch {
@@ -101,13 +120,17 @@ struct ControllerCommand: AsyncParsableCommand {
         }
         let metrics = ControllerMetrics()
         let controller = CertificateController(client: client, issuer: issuer, settings: settings, metrics: metrics, logger: logger)
+        let certManagerIssuer = certManager
+            ? CertManagerIssuer(client: client, signet: issuer, settings: settings, metrics: metrics, logger: logger) : nil
+        let csrSigner = settings.csrSigners.isEmpty
+            ? nil : KubernetesCSRSigner(client: client, signet: issuer, signers: settings.csrSigners, settings: settings, metrics: metrics, logger: logger)
         let election = LeaderElection(
             client: client, namespace: leaseNamespace ?? kubernetes.namespace, name: leaseName,
             identity: identity ?? ProcessInfo.processInfo.hostName + "-" + String(ProcessInfo.processInfo.processIdentifier), logger: logger
         )
         do {
             try await ControllerApplication.run(
-                controller: controller, election: election, metrics: metrics, host: host, port: port, logger: logger
+                controller: controller, certManager: certManagerIssuer, csrSigner: csrSigner, election: election, metrics: metrics, host: host, port: port, logger: logger
             )
         } catch {
             try? await issuer.shutdown()

@@ -113,6 +113,15 @@ class Cluster:
             Resource("networking.istio.io", "v1", "gateways", "Gateway", short_names=["gw"], categories=["istio-io", "networking-istio-io"]),
             Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False,
                      short_names=["crd", "crds"]),
+            # Kubernetes' CSR API: cluster-scoped, with /status (the signer writes the certificate) and /approval
+            # (kubectl certificate approve|deny writes the Approved or Denied condition).
+            Resource("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", namespaced=False,
+                     short_names=["csr"], status=True, columns=[
+                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                         {"name": "SignerName", "type": "string", "jsonPath": ".spec.signerName"},
+                         {"name": "Requestor", "type": "string", "jsonPath": ".spec.username"},
+                         {"name": "RequestedDuration", "type": "string", "jsonPath": ".spec.expirationSeconds"},
+                         {"name": "Condition", "type": "string", "jsonPath": ".status.conditions[*].type"}]),
         ]}
         self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.key_id = uuid.uuid4().hex[:16]
@@ -214,20 +223,27 @@ def selected(obj, label_selector, field_selector):
 
 
 def json_path(obj, path):
-    """The subset of kubectl's JSONPath that printer columns use: `.a.b`, `.list[0]`, `.list[?(@.k=="v")].f`."""
+    """The subset of kubectl's JSONPath that printer columns use: `.a.b`, `.list[0]`, `.list[*].f` (joined with
+    commas, as the CSR's Condition column shows), `.list[?(@.k=="v")].f`."""
     import re
     current = [obj]
-    for token in re.findall(r'\.([A-Za-z0-9_-]+)|\[(\d+)\]|\[\?\(@\.([A-Za-z0-9_]+)==["\']([^"\']*)["\']\)\]', path):
+    every = False
+    for token in re.findall(r'\.([A-Za-z0-9_-]+)|\[(\d+|\*)\]|\[\?\(@\.([A-Za-z0-9_]+)==["\']([^"\']*)["\']\)\]', path):
         field, index, key, value = token
         following = []
         for item in current:
             if field and isinstance(item, dict) and field in item:
                 following.append(item[field])
-            elif index and isinstance(item, list) and int(index) < len(item):
+            elif index == "*" and isinstance(item, list):
+                every = True
+                following.extend(item)
+            elif index and index != "*" and isinstance(item, list) and int(index) < len(item):
                 following.append(item[int(index)])
             elif key and isinstance(item, list):
                 following.extend(e for e in item if isinstance(e, dict) and str(e.get(key)) == value)
         current = following
+    if every:
+        return ",".join(str(c) for c in current) if current else None
     return current[0] if current else None
 
 
@@ -387,7 +403,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return None
         name = rest[1] if len(rest) >= 2 else None
         subresource = rest[2] if len(rest) == 3 else None
-        if subresource is not None and (subresource != "status" or not resource.status):
+        allowed = ("status", "approval") if resource.plural == "certificatesigningrequests" else ("status",)
+        if subresource is not None and (subresource not in allowed or not resource.status):
             return None
         if resource.namespaced and namespace is None and name is not None:
             return None
@@ -702,7 +719,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 found = cluster.objects.get(key)
                 if found is None:
                     raise not_found
-                return self.answer(200, copy.deepcopy(found))
+                found = copy.deepcopy(found)
+            if resource.columns and subresource is None and "as=Table" in (self.headers.get("Accept") or ""):
+                return self.answer(200, self.table(resource, [found], found["metadata"]["resourceVersion"]))
+            return self.answer(200, found)
         if method == "DELETE":
             # kubectl sends DeleteOptions as a body: read with every body when the request arrived (raw_body).
             self.write_fault(faults, name, resource.plural, deleting=True)
@@ -739,7 +759,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             updated = self.normalise(resource, wanted, namespace, name)
             if resource.status:
                 # The status subresource splits the object: /status writes only status, the main endpoint all but it.
-                if subresource == "status":
+                if subresource in ("status", "approval"):
                     kept = copy.deepcopy(current)
                     kept["status"] = updated.get("status")
                     kept["metadata"]["resourceVersion"] = updated["metadata"].get("resourceVersion")

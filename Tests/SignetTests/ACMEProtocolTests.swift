@@ -204,7 +204,7 @@ struct ACMEProtocolTests {
         let directory = try Fixtures.temporaryDirectory("signet-acme-limits")
         try "acme:\n  directories:\n    - name: fast\n      allow: [\"**.acme.test\"]\n      alwaysValid: true\n".write(to: directory + "/signet.yaml")
         let server = try ServerProcess(dataDirectory: directory + "/data", arguments: ["--config", directory + "/signet.yaml"],
-                                       environment: ["SIGNET_LIMIT_ISSUANCES_PER_SECOND": "0.01", "SIGNET_LIMIT_ISSUANCE_BURST": "1"])
+                                       environment: ["SIGNET_LIMIT_ISSUANCES_PER_SECOND": "0.0001", "SIGNET_LIMIT_ISSUANCE_BURST": "1"])
         let client = try await ACMETestClient(server: server, directory: "fast", key: .p256(P256.Signing.PrivateKey()))
         try await client.register()
         for (index, expected) in [200, 429].enumerated() {

@@ -314,6 +314,23 @@ struct APITests {
         }
     }
 
+    @Test("GET /v1/identity: who Signet takes a token for and what its policy allows; an auditor's; no token is 401; nothing recorded")
+    func identity() async throws {
+        let service = try await TestService.make()
+        try await service.withClient { client in
+            let mine = try await client.call(.get, "/v1/identity", token: service.token)
+            #expect(mine.status == 200, "\(mine.text)")
+            #expect((mine.json["identity"] as? String ?? "").hasPrefix("token:"), "\(mine.text)")
+            #expect((mine.json["allow"] as? [String] ?? []).isEmpty == false && mine.json["profiles"] as? [String] != nil, "\(mine.text)")
+            #expect(mine.json["maxDuration"] as? String != nil && mine.json["auditor"] as? Bool == false && mine.json["administrator"] as? Bool == false)
+            let auditor = try await client.call(.get, "/v1/identity", token: service.auditorToken)
+            #expect(auditor.status == 200 && auditor.json["auditor"] as? Bool == true && (auditor.json["allow"] as? [String])?.isEmpty == true, "\(auditor.text)")
+            let anonymous = try await client.call(.get, "/v1/identity", token: nil)
+            #expect(anonymous.status == 401, "\(anonymous.text)")
+            #expect(try await service.server.ledger.certificateCount() == 0)
+        }
+    }
+
     @Test("revocation: by the requester or an administrator, idempotent, recorded with its audit event in one transaction; others, bad reasons and expired certificates refused with nothing changed")
     func revocation() async throws {
         let service = try await TestService.make()

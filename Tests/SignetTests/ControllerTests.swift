@@ -22,8 +22,11 @@ struct ControllerTests {
         init(extraConfiguration: String = "") throws {
             cluster = try KubernetesDoubleProcess()
             work = try Fixtures.temporaryDirectory("controller")
-            let applied = try cluster.kubectl(["apply", "--validate=false", "-f", Fixtures.packageRoot + "/deploy/base/crd.yaml"])
-            guard applied.succeeded else { throw Tool.ToolMissing(name: "the CRD (\(applied.error))") }
+            // Signet's CRDs, and cert-manager's CertificateRequest (as cert-manager installs it) for the external issuer.
+            for crd in ["/deploy/base/crd.yaml", "/deploy/base/issuers.yaml", "/Tests/KubernetesDouble/certificaterequests.cert-manager.io.yaml"] {
+                let applied = try cluster.kubectl(["apply", "--validate=false", "-f", Fixtures.packageRoot + crd])
+                guard applied.succeeded else { throw Tool.ToolMissing(name: "the CRDs of \(crd) (\(applied.error))") }
+            }
             // The server and the controller reach the API with their service accounts and exactly the permissions
             // deploy/ grants them (istio-system from the examples, team-a the documented way): what they need and
             // no more, or these tests fail.

@@ -110,6 +110,26 @@ struct DeployTests {
         #expect(text.contains("server: \(configuration.acmeBaseURL)/acme/cluster/directory"))
     }
 
+    @Test("the cert-manager external-issuer example: its SignetClusterIssuer validates against deploy/base/issuers.yaml's CRD, its Certificate against cert-manager's fields, and it names the base's controller server")
+    func certManagerIssuerExample() throws {
+        let directory = Fixtures.packageRoot + "/deploy/examples/cert-manager-issuer"
+        let text = try String(contentsOfFile: Fixtures.packageRoot + "/deploy/base/issuers.yaml", encoding: .utf8) + "\n---\n"
+            + String(contentsOfFile: directory + "/cluster-issuer.yaml", encoding: .utf8) + "\n---\n"
+            + String(contentsOfFile: directory + "/certificate.yaml", encoding: .utf8)
+        let schema = Fixtures.packageRoot + "/Tests/Deploy/cert-manager.schema.json"
+        func validate(_ input: String) throws -> Tool.Result {
+            try Tool.run("python3", [Fixtures.packageRoot + "/Tests/Deploy/validate_manifests.py", "-",
+                                     "--schema", "cert-manager.io/v1/Certificate=\(schema)#Certificate"], input: input)
+        }
+        let checked = try validate(text)
+        #expect(checked.succeeded && checked.output.contains("4 documents, 0 failing"), "\(checked.output)\(checked.error)")
+        let broken = try validate(text.replacingOccurrences(of: "  namespaces: [istio-system]", with: "  namespace: [istio-system]"))
+        #expect(!broken.succeeded && broken.output.contains("INVALID SignetClusterIssuer"), "a misspelt field is caught: \(broken.output)")
+        let controller = try String(contentsOfFile: Fixtures.packageRoot + "/deploy/base/controller.yaml", encoding: .utf8)
+        #expect(controller.contains("--server=https://signet.signet-system.svc:8443") && controller.contains("--cert-manager"))
+        #expect(text.contains("url: https://signet.signet-system.svc:8443"), "the issuer names the controller's own server")
+    }
+
     @Test("the signet.yaml of each overlay is a configuration signet serve accepts")
     func configurationsLoad() throws {
         for path in ["deploy/base/signet.yaml", "deploy/overlays/keyvault/signet.yaml"] {

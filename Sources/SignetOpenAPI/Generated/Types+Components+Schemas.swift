@@ -24,6 +24,59 @@ extension Components {
             case client = "client"
             case serverClient = "server-client"
         }
+        /// - Remark: Generated from `#/components/schemas/Identity`.
+        public struct Identity: Codable, Hashable, Sendable {
+            /// How the caller's certificates are recorded (token:NAME, certificate:SUBJECT, serviceaccount:NS:NAME [for NS]).
+            ///
+            /// - Remark: Generated from `#/components/schemas/Identity/identity`.
+            public var identity: Swift.String
+            /// The name patterns it may be issued certificates for (empty for an auditor or administrator alone).
+            ///
+            /// - Remark: Generated from `#/components/schemas/Identity/allow`.
+            public var allow: [Swift.String]
+            /// - Remark: Generated from `#/components/schemas/Identity/profiles`.
+            public var profiles: [Components.Schemas.Profile]
+            /// The longest lifetime it may ask for (e.g. 2160h).
+            ///
+            /// - Remark: Generated from `#/components/schemas/Identity/maxDuration`.
+            public var maxDuration: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Identity/auditor`.
+            public var auditor: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/Identity/administrator`.
+            public var administrator: Swift.Bool
+            /// Creates a new `Identity`.
+            ///
+            /// - Parameters:
+            ///   - identity: How the caller's certificates are recorded (token:NAME, certificate:SUBJECT, serviceaccount:NS:NAME [for NS]).
+            ///   - allow: The name patterns it may be issued certificates for (empty for an auditor or administrator alone).
+            ///   - profiles:
+            ///   - maxDuration: The longest lifetime it may ask for (e.g. 2160h).
+            ///   - auditor:
+            ///   - administrator:
+            public init(
+                identity: Swift.String,
+                allow: [Swift.String],
+                profiles: [Components.Schemas.Profile],
+                maxDuration: Swift.String,
+                auditor: Swift.Bool,
+                administrator: Swift.Bool
+            ) {
+                self.identity = identity
+                self.allow = allow
+                self.profiles = profiles
+                self.maxDuration = maxDuration
+                self.auditor = auditor
+                self.administrator = administrator
+            }
+            public enum CodingKeys: String, CodingKey {
+                case identity
+                case allow
+                case profiles
+                case maxDuration
+                case auditor
+                case administrator
+            }
+        }
         /// What a recorded certificate is for; ocsp-signing marks Signet's own OCSP responder certificates, which no caller can ask for.
         ///
         /// - Remark: Generated from `#/components/schemas/IssuedProfile`.

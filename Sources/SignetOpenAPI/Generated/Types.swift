@@ -86,6 +86,13 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `POST /v1/managed-certificates/{name}/renew`.
     /// - Remark: Generated from `#/paths//v1/managed-certificates/{name}/renew/post(renewManagedCertificate)`.
     func renewManagedCertificate(_ input: Operations.RenewManagedCertificate.Input) async throws -> Operations.RenewManagedCertificate.Output
+    /// Who Signet takes the caller for, and what its policy allows (with Signet-On-Behalf-Of, for that namespace).
+    ///
+    /// What a client checks before it relies on Signet: the in-cluster controller sets its issuers Ready only when Signet answers this for the namespaces they serve. Nothing is issued or recorded.
+    ///
+    /// - Remark: HTTP `GET /v1/identity`.
+    /// - Remark: Generated from `#/paths//v1/identity/get(getIdentity)`.
+    func getIdentity(_ input: Operations.GetIdentity.Input) async throws -> Operations.GetIdentity.Output
     /// The CA chain (intermediates, then the root) as PEM.
     ///
     /// - Remark: HTTP `GET /v1/ca`.
@@ -262,6 +269,15 @@ extension APIProtocol {
             path: path,
             headers: headers
         ))
+    }
+    /// Who Signet takes the caller for, and what its policy allows (with Signet-On-Behalf-Of, for that namespace).
+    ///
+    /// What a client checks before it relies on Signet: the in-cluster controller sets its issuers Ready only when Signet answers this for the namespaces they serve. Nothing is issued or recorded.
+    ///
+    /// - Remark: HTTP `GET /v1/identity`.
+    /// - Remark: Generated from `#/paths//v1/identity/get(getIdentity)`.
+    public func getIdentity(headers: Operations.GetIdentity.Input.Headers = .init()) async throws -> Operations.GetIdentity.Output {
+        try await getIdentity(Operations.GetIdentity.Input(headers: headers))
     }
     /// The CA chain (intermediates, then the root) as PEM.
     ///
