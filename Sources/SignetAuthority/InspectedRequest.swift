@@ -10,6 +10,7 @@ public struct InspectedRequest: Sendable {
     /// Names from the CSR's subjectAltName extension request, in its order, not yet validated.
     public let requestedDNSNames: [String]
     public let requestedIPAddresses: [IPAddress]
+    public let requestedURIs: [String]
     public let commonName: String?
     /// SHA-256 of the CSR's DER, recorded in the ledger so a certificate can be matched to the request it answered.
     public let sha256: [UInt8]
@@ -61,6 +62,7 @@ public struct InspectedRequest: Sendable {
         }
         var dnsNames: [String] = []
         var ipAddresses: [IPAddress] = []
+        var uris: [String] = []
         if let extensions {
             if let constraints = try? extensions.basicConstraints, case .isCertificateAuthority = constraints {
                 throw .requestsCertificateAuthority("basicConstraints CA:true")
@@ -83,6 +85,8 @@ public struct InspectedRequest: Sendable {
                         throw .unparseable("its subjectAltName has an iPAddress of \(octets.bytes.count) bytes")
                     }
                     ipAddresses.append(address)
+                case .uniformResourceIdentifier(let uri):
+                    uris.append(uri)
                 default:
                     throw .unsupportedAlternativeName(String(describing: name))
                 }
@@ -101,6 +105,7 @@ public struct InspectedRequest: Sendable {
         self.key = key
         self.requestedDNSNames = dnsNames
         self.requestedIPAddresses = ipAddresses
+        self.requestedURIs = uris
         self.commonName = commonName
         self.sha256 = Array(SHA256.hash(data: der))
     }

@@ -33,7 +33,8 @@ public struct IssuancePolicy: Hashable, Sendable {
     public func namesOutsidePolicy(_ names: RequestedNames) -> [String] {
         let dns = names.dnsNames.filter { name in !allowedNames.contains { $0.allows(dnsName: name) } }
         let ips = names.ipAddresses.filter { address in !allowedNames.contains { $0.allows(ipAddress: address) } }
-        return dns + ips.map(\.description)
+        let uris = names.uris.filter { uri in !allowedNames.contains { $0.allows(uri: uri) } }
+        return dns + ips.map(\.description) + uris
     }
 }
 

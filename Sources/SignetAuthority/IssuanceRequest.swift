@@ -19,14 +19,17 @@ public struct IssuanceRequest: Sendable {
 public struct RequestedNames: Hashable, Sendable {
     public var dnsNames: [String]
     public var ipAddresses: [IPAddress]
+    /// URIs (workload identities such as SPIFFE IDs), only ever from the CSR.
+    public var uris: [String]
 
-    public init(dnsNames: [String] = [], ipAddresses: [IPAddress] = []) {
+    public init(dnsNames: [String] = [], ipAddresses: [IPAddress] = [], uris: [String] = []) {
         self.dnsNames = dnsNames
         self.ipAddresses = ipAddresses
+        self.uris = uris
     }
 
-    public var isEmpty: Bool { dnsNames.isEmpty && ipAddresses.isEmpty }
+    public var isEmpty: Bool { dnsNames.isEmpty && ipAddresses.isEmpty && uris.isEmpty }
 
     /// All names as text, DNS names first: the form stored in the ledger and shown to people.
-    public var all: [String] { dnsNames + ipAddresses.map(\.description) }
+    public var all: [String] { dnsNames + ipAddresses.map(\.description) + uris }
 }

@@ -77,25 +77,35 @@ public enum IssuanceRules {
 
     /// The certificate's names: the CSR's and/or the body's, validated and canonical. When both are given they
     /// must be the same set, so nobody is surprised by a certificate for names they did not list.
-    /// The most names one certificate may carry (dnsNames and ipAddresses together; `maxItems` in api/openapi.yaml).
+    /// The most names one certificate may carry (dnsNames, ipAddresses and URIs together; `maxItems` in api/openapi.yaml).
     /// Past this, a request is a resource problem, not a certificate.
     public static let maximumNames = 100
 
     static func names(of request: InspectedRequest, body: IssuanceRequest) throws(IssuanceRefusal) -> RequestedNames {
-        let listed = (body.dnsNames?.count ?? 0) + (body.ipAddresses?.count ?? 0)
-        let inCSR = request.requestedDNSNames.count + request.requestedIPAddresses.count
+        let listed = (body.dnsNames?.count ?? 0) + (body.ipAddresses?.count ?? 0) + request.requestedURIs.count
+        let inCSR = request.requestedDNSNames.count + request.requestedIPAddresses.count + request.requestedURIs.count
         guard max(listed, inCSR) <= maximumNames else { throw .tooManyNames(max(listed, inCSR), maximum: maximumNames) }
         var errors: [NameError] = []
         let csrDNS = canonical(dnsNames: request.requestedDNSNames, ipAddresses: [], errors: &errors).dnsNames
         let bodyNames = canonical(dnsNames: body.dnsNames ?? [], ipAddresses: body.ipAddresses ?? [], errors: &errors)
         let bodyIPs = bodyNames.ipAddresses
+        // URIs come from the CSR alone (the request body has no field for them), validated here.
+        var uris: [String] = []
+        for text in request.requestedURIs {
+            do {
+                let uri = try URIRules.validate(text)
+                if !uris.contains(uri) { uris.append(uri) }
+            } catch {
+                errors.append(error)
+            }
+        }
         guard errors.isEmpty else { throw .invalidNames(errors) }
 
         var csrIPs: [IPAddress] = []
         for address in request.requestedIPAddresses where !csrIPs.contains(address) { csrIPs.append(address) }
-        let csrNames = RequestedNames(dnsNames: csrDNS, ipAddresses: csrIPs)
+        let csrNames = RequestedNames(dnsNames: csrDNS, ipAddresses: csrIPs, uris: uris)
 
-        let chosen: RequestedNames
+        var chosen: RequestedNames
         switch (csrNames.isEmpty, bodyNames.isEmpty) {
         case (true, true):
             throw .noNames
@@ -108,6 +118,7 @@ public enum IssuanceRules {
                 throw .namesDisagree(csr: csrNames.all, body: bodyNames.all)
             }
             chosen = bodyNames
+            chosen.uris = uris
         }
         return chosen
     }

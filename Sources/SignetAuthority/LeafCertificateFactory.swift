@@ -39,6 +39,7 @@ public enum LeafCertificateFactory {
     ) async throws -> Certificate {
         var alternativeNames: [GeneralName] = plan.names.dnsNames.map { .dnsName($0) }
         alternativeNames += plan.names.ipAddresses.map { .ipAddress(ASN1OctetString(contentBytes: $0.bytes[...])) }
+        alternativeNames += plan.names.uris.map { .uniformResourceIdentifier($0) }
         let sans = SubjectAlternativeNames(alternativeNames)
         // With an empty subject the subjectAltName is the only identity and must be critical (RFC 5280 4.2.1.6).
         let subjectIsEmpty = plan.subject.isEmpty

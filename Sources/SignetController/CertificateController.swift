@@ -521,13 +521,8 @@ public final class CertificateController: Sendable {
         }
     }
 
-    private let roots = RootCache()
-
     private func trustedRoots() async throws -> [Certificate] {
-        if let cached = await roots.current() { return cached }
-        let chain = try await issuer.caChain()
-        await roots.store(chain)
-        return chain
+        try await issuer.caChain()
     }
 
     private func until(_ date: Date) -> Duration {

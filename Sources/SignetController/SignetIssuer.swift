@@ -100,11 +100,16 @@ public final class SignetIssuer: Sendable {
         }
     }
 
-    /// The CA chain, intermediates then the root.
+    /// The CA chain, intermediates then the root; fetched at most once an hour (it changes only when the CA is rotated).
     public func caChain() async throws -> [Certificate] {
+        if let cached = await chain.current() { return cached }
         let data = try await send(.GET, "/v1/ca", namespace: nil, accept: "application/pem-certificate-chain", authenticated: false)
-        return try PEMFiles.certificates(in: String(decoding: data, as: UTF8.self), source: "Signet's /v1/ca")
+        let fetched = try PEMFiles.certificates(in: String(decoding: data, as: UTF8.self), source: "Signet's /v1/ca")
+        await chain.store(fetched)
+        return fetched
     }
+
+    private let chain = RootCache()
 
     /// The CRLs of the whole chain (PEM), as `ca.crl` holds them; nil when Signet has none (no root CRL configured).
     public func chainCRLs() async throws -> String? {

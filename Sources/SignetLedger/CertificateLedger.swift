@@ -72,18 +72,18 @@ public final class CertificateLedger: Sendable {
         let ipJSON = JSONList.encode(entry.ipAddresses)
         try await committer.commit { db in
             try db.cachedStatement(sql: """
-                INSERT INTO certificates (serial, issuer_key_id, subject, dns_names, ip_addresses, public_key_sha256,
+                INSERT INTO certificates (serial, issuer_key_id, subject, dns_names, ip_addresses, uris, public_key_sha256,
                     csr_sha256, profile, not_before, not_after, requester, issued_at, der, signer_key_version, signer_request_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT max(issued_at) FROM certificates), 0)), ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT max(issued_at) FROM certificates), 0)), ?, ?, ?)
                 """).execute(arguments: [
-                    entry.serial, entry.issuerKeyID, entry.subject, dnsJSON, ipJSON, entry.publicKeySHA256, entry.csrSHA256,
-                    entry.profile.rawValue, Int64(entry.notBefore.timeIntervalSince1970),
+                    entry.serial, entry.issuerKeyID, entry.subject, dnsJSON, ipJSON, JSONList.encode(entry.uris), entry.publicKeySHA256,
+                    entry.csrSHA256, entry.profile.rawValue, Int64(entry.notBefore.timeIntervalSince1970),
                     Int64(entry.notAfter.timeIntervalSince1970), entry.requester, Self.milliseconds(entry.issuedAt),
                     Data(entry.der), entry.signerKeyVersion, entry.signerRequestID,
                 ])
             let id = db.lastInsertedRowID
             let insertName = try db.cachedStatement(sql: "INSERT OR IGNORE INTO certificate_names (certificate_id, name) VALUES (?, ?)")
-            for name in entry.dnsNames + entry.ipAddresses {
+            for name in entry.dnsNames + entry.ipAddresses + entry.uris {
                 try insertName.execute(arguments: [id, name])
             }
             try Self.insert(event, into: db)
@@ -295,6 +295,7 @@ public final class CertificateLedger: Sendable {
             issuedAt: Date(timeIntervalSince1970: Double(row["issued_at"] as Int64) / 1000),
             der: Array(der)
         )
+        entry.uris = try decodeList(row["uris"])
         entry.storedStatus = CertificateEntry.StoredStatus(rawValue: row["status"]) ?? .valid
         entry.revokedAt = (row["revoked_at"] as Int64?).map { Date(timeIntervalSince1970: TimeInterval($0)) }
         entry.revocationReason = row["revocation_reason"]

@@ -17,6 +17,8 @@ public struct CertificateEntry: Sendable, Equatable {
     public var subject: String
     public var dnsNames: [String]
     public var ipAddresses: [String]
+    /// URI names (SPIFFE IDs), set after initialization by the rare issuance that has them.
+    public var uris: [String] = []
     public var publicKeySHA256: String
     public var csrSHA256: String
     public var profile: CertificateProfile

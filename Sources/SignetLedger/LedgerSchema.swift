@@ -253,6 +253,11 @@ enum LedgerSchema {
                 CREATE INDEX certificates_revoked_by_issuer ON certificates (issuer_key_id, not_after) WHERE status = 'revoked';
                 """)
         }
+        migrator.registerMigration("v11: URI names") { db in
+            // Workload identities (SPIFFE IDs) in subjectAltName, as a JSON list like dns_names; also in certificate_names,
+            // so a lookup by URI finds them.
+            try db.execute(sql: "ALTER TABLE certificates ADD COLUMN uris TEXT NOT NULL DEFAULT '[]'")
+        }
         return migrator
     }
 }

@@ -113,6 +113,7 @@ public final class IssuanceService: Sendable {
             issuedAt: issuedAt,
             der: serializer.serializedBytes
         )
+        entry.uris = plan.names.uris
         entry.signerKeyVersion = receipt.recorded.keyVersion
         entry.signerRequestID = receipt.recorded.requestID
         do {

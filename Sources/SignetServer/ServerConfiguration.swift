@@ -211,8 +211,13 @@ public struct ServerConfiguration: Sendable, Equatable {
             settings.controllers = try identities(accounts.controllers, "controllers")
             settings.auditors = try identities(accounts.auditors, "auditors")
             for entry in accounts.namespaces ?? [] {
+                let allowed = try entry.allow.map { try NamePattern($0) }
+                // A namespace's workload identities are its own: a URI pattern must be a SPIFFE ID under /ns/<namespace>/.
+                for pattern in allowed where pattern.staysInNamespace(entry.namespace) == false {
+                    throw ConfigurationError("serviceAccounts.namespaces[\(entry.namespace)].allow: '\(pattern)' is not a SPIFFE ID of namespace \(entry.namespace) (spiffe://TRUST-DOMAIN/ns/\(entry.namespace)/sa/…)")
+                }
                 settings.namespaces[entry.namespace] = IssuancePolicy(
-                    allowedNames: try entry.allow.map { try NamePattern($0) },
+                    allowedNames: allowed,
                     allowedProfiles: Set(try (entry.profiles ?? [CertificateProfile.server.rawValue]).map { try profile($0, "serviceAccounts.namespaces.profiles") }),
                     maximumLifetime: try entry.maxDuration.map { try lifetime($0, "serviceAccounts.namespaces.maxDuration") } ?? maximumLifetime,
                     defaultLifetime: defaultLifetime

@@ -251,6 +251,7 @@ public struct SignetAPI: APIProtocol {
             subject: entry.subject,
             dnsNames: entry.dnsNames,
             ipAddresses: entry.ipAddresses,
+            uris: entry.uris.isEmpty ? nil : entry.uris,
             profile: Components.Schemas.IssuedProfile(rawValue: entry.profile.rawValue) ?? .server,
             notBefore: entry.notBefore,
             notAfter: entry.notAfter,

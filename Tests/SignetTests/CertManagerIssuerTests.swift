@@ -189,6 +189,37 @@ struct CertManagerIssuerTests {
         #expect(Self.condition(try Self.object(rig, "certificaterequest", "redirected-1"), "Ready")?["reason"] as? String == "Pending")
     }
 
+    @Test("istio-csr at volume: 1,000 URI-only requests (a SPIFFE ID each, 1 h, ECDSA P-256) through CertificateRequests, 20 of them for another namespace's identity: 980 issued and in the ledger with their SPIFFE IDs, the 20 Failed, none outside the policy")
+    func istioCSRVolume() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        _ = try rig.startController("one", extra: ["--cert-manager", "--concurrency", "8"])
+        try Self.issuers(rig)
+        let load = try Tool.run("python3", [Fixtures.packageRoot + "/Tests/KubernetesDouble/istio_csr_load.py", "--api", rig.cluster.url, "--token", "admin",
+                                            "--cafile", rig.cluster.caFile, "--namespace", "team-a", "--count", "1000", "--foreign", "20", "--timeout", "400"])
+        #expect(load.succeeded, "\(load.output)\(load.error)")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(load.output.utf8)) as? [String: Any], "\(load.output)\(load.error)")
+        print("istio-csr volume: \(load.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        let counts = summary["counts"] as? [String: Int] ?? [:]
+        #expect(counts["Issued"] == 980 && counts["Failed"] == 20 && summary["foreignFailed"] as? Bool == true, "\(summary)")
+
+        let auditor = try rig.server.createToken(name: "audit", allow: [], extra: ["--auditor"])
+        var uris: [String] = []
+        var cursor: String?
+        repeat {
+            let page = try Tool.run("curl", ["-s", "--cacert", rig.server.rootCertificate, "-H", "Authorization: Bearer \(auditor)",
+                                             rig.server.url + "/v1/certificates?limit=1000" + (cursor.map { "&cursor=\($0)" } ?? "")]).output
+            let json = try JSONSerialization.jsonObject(with: Data(page.utf8)) as? [String: Any]
+            for item in json?["items"] as? [[String: Any]] ?? [] where item["requester"] as? String == "serviceaccount:signet-system:signet-controller for team-a" {
+                uris += item["uris"] as? [String] ?? []
+                #expect((item["dnsNames"] as? [String] ?? []).isEmpty)
+            }
+            cursor = json?["nextCursor"] as? String
+        } while cursor != nil
+        #expect(uris.count == 980 && Set(uris).count == 980, "\(uris.count) recorded")
+        #expect(uris.allSatisfy { $0.hasPrefix("spiffe://cluster.local/ns/team-a/sa/workload-") }, "none outside the policy")
+    }
+
     @Test("CertificateRequest faults: Signet down (Pending, then Issued), a controller killed after Signet answered (the same certificate, not a second), and two replicas (one certificate a request)")
     func certificateRequestFaults() throws {
         let rig = try Rig()

@@ -90,6 +90,12 @@ struct ConfigurationTests {
         ("clientCertificates:\n  - commonName: ops-robot\n    allow: [a.example.com]\n", "a common name alone is not an identity"),
         ("clientCertificates:\n  - subject: CN=ops-robot\n    allow: [a.example.com]\n", "clientCertificates[0].issuer"),
         ("clientCertificates:\n  - subject: CN=a\n    uri: spiffe://x\n    issuer: CN=ca\n    allow: [a.example.com]\n", "exactly one of subject"),
+        ("clusters:\n  - name: c\n    kubeconfig: /k\nserviceAccounts:\n  cluster: c\n  audience: signet\n  namespaces:\n    - namespace: team-a\n      allow: ['spiffe://cluster.local/ns/team-b/sa/*']\n",
+         "is not a SPIFFE ID of namespace team-a"),
+        ("clusters:\n  - name: c\n    kubeconfig: /k\nserviceAccounts:\n  cluster: c\n  audience: signet\n  namespaces:\n    - namespace: team-a\n      allow: ['spiffe://cluster.local/*']\n",
+         "is not a SPIFFE ID of namespace team-a"),
+        ("issuance:\n  maxDuration: 1h\nocsp:\n  validity: 1d\n  responderLifetime: 1d\n", "must be at least twice ocsp.validity"),
+        ("ocsp:\n  baseURL: ftp://pki.example.com\n", "ocsp.baseURL must be an http(s) URL"),
     ])
     func errors(_ yaml: String, _ message: String) throws {
         let path = try Fixtures.temporaryDirectory() + "/signet.yaml"

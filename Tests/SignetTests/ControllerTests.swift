@@ -44,8 +44,8 @@ struct ControllerTests {
                   controllers: [signet-system/signet-controller]
                   namespaces:
                     - namespace: team-a
-                      allow: ['*.team-a.example.com']
-                      profiles: [server, client]
+                      allow: ['*.team-a.example.com', 'spiffe://cluster.local/ns/team-a/sa/*']
+                      profiles: [server, client, server-client]
                     - namespace: istio-system
                       allow: [httpbin.example.com, bookinfo.com]
                 \(extraConfiguration)

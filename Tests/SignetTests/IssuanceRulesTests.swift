@@ -24,6 +24,39 @@ struct IssuanceRulesTests {
         }
     }
 
+    @Test("URI names (workload identities): SPIFFE IDs checked (lower-case trust domains, clean paths), allowed only by URI patterns (exact, or one more segment with /*), in the certificate's subjectAltName; a namespace's patterns stay in it")
+    func uriNames() async throws {
+        let policy = try Fixtures.policy("spiffe://cluster.local/ns/team-a/sa/*", "spiffe://cluster.local/ns/team-a/sa/exact/x", "*.example.com")
+        let planned = try plan(IssuanceRequest(csrPEM: try Fixtures.csr(uris: ["spiffe://cluster.local/ns/team-a/sa/web"]), duration: "1h"), policy)
+        #expect(planned.names.uris == ["spiffe://cluster.local/ns/team-a/sa/web"] && planned.names.dnsNames.isEmpty)
+        #expect(planned.subject.isEmpty, "a URI-only certificate has an empty subject (and a critical subjectAltName)")
+        #expect(try plan(IssuanceRequest(csrPEM: try Fixtures.csr(dnsNames: ["a.example.com"], uris: ["spiffe://cluster.local/ns/team-a/sa/exact/x"]), duration: "1h"), policy).names.all
+                == ["a.example.com", "spiffe://cluster.local/ns/team-a/sa/exact/x"])
+        for outside in ["spiffe://cluster.local/ns/team-b/sa/web", "spiffe://cluster.local/ns/team-a/sa/web/deeper", "spiffe://cluster.local/ns/team-a/sa/",
+                        "spiffe://other.domain/ns/team-a/sa/web", "https://cluster.local/ns/team-a/sa/web"] {
+            let refused = refusal(IssuanceRequest(csrPEM: try Fixtures.csr(uris: [outside]), duration: "1h"), policy)
+            #expect(refused != nil, "\(outside) is refused")
+        }
+        for malformed in ["spiffe://cluster.local", "spiffe://cluster.local/ns//sa/x", "spiffe://cluster.local/ns/a?x=1", "spiffe://UPPER_ok/ns/../x",
+                          "not a uri", "spiffe://user@cluster.local/x", "spiffe://Cluster.Local/ns/team-a/sa/web", "spiffe://cluster.local/a#frag"] {
+            if case .invalidNames = refusal(IssuanceRequest(csrPEM: try Fixtures.csr(uris: [malformed]), duration: "1h"), policy) {} else {
+                Issue.record("\(malformed) is an invalid name")
+            }
+        }
+        let (ca, _) = try await Fixtures.issuingCA()
+        let leaf = try await LeafCertificateFactory.issue(planned, by: ca, serial: SerialNumbers.random(),
+                                                          validity: LeafCertificateFactory.validity(for: .seconds(3600), now: now))
+        let alternatives = try #require(try leaf.extensions.subjectAlternativeNames)
+        #expect(Array(alternatives) == [.uniformResourceIdentifier("spiffe://cluster.local/ns/team-a/sa/web")])
+        #expect(leaf.extensions[oid: .X509ExtensionID.subjectAlternativeName]?.critical == true)
+
+        #expect(try NamePattern("spiffe://cluster.local/ns/team-a/sa/*").staysInNamespace("team-a") == true)
+        #expect(try NamePattern("spiffe://cluster.local/ns/team-b/sa/*").staysInNamespace("team-a") == false)
+        #expect(try NamePattern("spiffe://cluster.local/*").staysInNamespace("team-a") == false)
+        #expect(try NamePattern("*.example.com").staysInNamespace("team-a") == nil)
+        #expect(throws: PolicyError.self) { try NamePattern("spiffe://cluster.local/ns/*/sa/web") }
+    }
+
     @Test("accepts P-256, P-384, RSA-2048 and Ed25519 keys")
     func acceptedKeys() throws {
         let keys: [Certificate.PrivateKey] = [

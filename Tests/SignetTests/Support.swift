@@ -32,11 +32,13 @@ enum Fixtures {
         commonName: String? = nil,
         dnsNames: [String] = [],
         ipAddresses: [String] = [],
+        uris: [String] = [],
         extraExtensions: [Certificate.Extension] = []
     ) throws -> String {
         var extensions = Certificate.Extensions()
         var names: [GeneralName] = dnsNames.map { .dnsName($0) }
         names += ipAddresses.map { .ipAddress(ASN1OctetString(contentBytes: IPAddress($0)!.bytes[...])) }
+        names += uris.map { .uniformResourceIdentifier($0) }
         if !names.isEmpty { try extensions.append(Certificate.Extension(SubjectAlternativeNames(names), critical: false)) }
         for ext in extraExtensions { try extensions.append(ext) }
         var attributes = CertificateSigningRequest.Attributes()

@@ -288,6 +288,10 @@ extension Components {
             public var dnsNames: [Swift.String]
             /// - Remark: Generated from `#/components/schemas/CertificateRecord/ipAddresses`.
             public var ipAddresses: [Swift.String]
+            /// URI names (SPIFFE IDs), taken from the CSR.
+            ///
+            /// - Remark: Generated from `#/components/schemas/CertificateRecord/uris`.
+            public var uris: [Swift.String]?
             /// - Remark: Generated from `#/components/schemas/CertificateRecord/profile`.
             public var profile: Components.Schemas.IssuedProfile
             /// - Remark: Generated from `#/components/schemas/CertificateRecord/notBefore`.
@@ -328,6 +332,7 @@ extension Components {
             ///   - subject:
             ///   - dnsNames:
             ///   - ipAddresses:
+            ///   - uris: URI names (SPIFFE IDs), taken from the CSR.
             ///   - profile:
             ///   - notBefore:
             ///   - notAfter:
@@ -347,6 +352,7 @@ extension Components {
                 subject: Swift.String,
                 dnsNames: [Swift.String],
                 ipAddresses: [Swift.String],
+                uris: [Swift.String]? = nil,
                 profile: Components.Schemas.IssuedProfile,
                 notBefore: Foundation.Date,
                 notAfter: Foundation.Date,
@@ -366,6 +372,7 @@ extension Components {
                 self.subject = subject
                 self.dnsNames = dnsNames
                 self.ipAddresses = ipAddresses
+                self.uris = uris
                 self.profile = profile
                 self.notBefore = notBefore
                 self.notAfter = notAfter
@@ -386,6 +393,7 @@ extension Components {
                 case subject
                 case dnsNames
                 case ipAddresses
+                case uris
                 case profile
                 case notBefore
                 case notAfter
