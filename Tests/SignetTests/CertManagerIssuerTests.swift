@@ -245,12 +245,7 @@ struct CertManagerIssuerTests {
         try Self.wait(rig, "certificaterequest", "cut-1") { Self.condition($0, "Ready")?["reason"] as? String == "Pending" }
         try rig.cluster.admin("faults", ["hang_names": ["cut-1"]])
         rig.server = try ServerProcess(dataDirectory: rig.work + "/data", arguments: ["--config", rig.configPath], port: rig.serverPort)
-        let deadline = Date().addingTimeInterval(60)
-        while try rig.issuedSerials().count == before, Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
-        kill(controller.processIdentifier, SIGKILL)
-        controller.waitUntilExit()
-        try rig.cluster.admin("faults", ["hang_names": [String]()])
-        let signed = try rig.issuedSerials()
+        let signed = try rig.killAfterNextIssuance(controller, before: before)
         #expect(signed.count == before + 1)
         (controller, _) = try rig.startController("one", extra: ["--cert-manager"])
         let resumed = try Self.wait(rig, "certificaterequest", "cut-1", seconds: 40) { Self.condition($0, "Ready")?["reason"] as? String == "Issued" }

@@ -118,6 +118,18 @@ struct ControllerTests {
             return (json?["items"] as? [[String: Any]] ?? []).compactMap { $0["serial"] as? String }
         }
 
+        /// Waits until Signet has issued one more certificate than `before` for the controller, then kills `controller`
+        /// (whose write of the result never answers: the test set a hang fault on it) and clears the faults; returns
+        /// the serials Signet issued.
+        func killAfterNextIssuance(_ controller: Process, before: Int) throws -> [String] {
+            let deadline = Date().addingTimeInterval(60)
+            while try issuedSerials().count == before, Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+            kill(controller.processIdentifier, SIGKILL)
+            controller.waitUntilExit()
+            try cluster.admin("faults", ["hang_names": [String]()])
+            return try issuedSerials()
+        }
+
         func stop() {
             for process in controllers where process.isRunning {
                 kill(process.processIdentifier, SIGKILL)
@@ -277,35 +289,14 @@ struct ControllerTests {
 
         // haproxy as a MUTUAL gateway, its certificate and CRLs pushed from the Secret through the runtime API.
         let haproxyPort = try freePort()
-        try """
-            global
-                stats socket \(work)/admin.sock level admin
-            defaults
-                mode http
-                timeout connect 5s
-                timeout client 30s
-                timeout server 30s
-            frontend gateway
+        let haproxy = try HAProxyGateway.start(work: work, frontend: """
                 bind 127.0.0.1:\(haproxyPort) ssl crt \(work)/gateway.pem ca-file \(work)/ca.crt crl-file \(work)/haproxy-crl.pem verify required
                 http-request return status 200 content-type text/plain string "ok"
-
-            """.write(to: work + "/haproxy.cfg")
-        let haproxy = Process()
-        haproxy.executableURL = URL(fileURLWithPath: try Tool.which("haproxy"))
-        haproxy.arguments = ["-f", work + "/haproxy.cfg", "-db"]
-        haproxy.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        haproxy.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try haproxy.run()
+            """)
         defer { haproxy.terminate(); haproxy.waitUntilExit() }
-        let sync = Process()
-        sync.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
-        sync.arguments = [Fixtures.packageRoot + "/Tests/Gateway/haproxy_sync.py", "--api", rig.cluster.url, "--token", "admin", "--cafile", rig.cluster.caFile,
-                          "--namespace", "team-a", "--secret", "gateway-tls", "--socket", work + "/admin.sock", "--cert-file", work + "/gateway.pem",
-                          "--crl-file", work + "/haproxy-crl.pem"]
+        let sync = try HAProxyGateway.follow(rig.cluster, namespace: "team-a", secret: "gateway-tls", work: work, certFile: work + "/gateway.pem",
+                                             crlFile: work + "/haproxy-crl.pem")
         let syncLog = work + "/sync.log"
-        _ = FileManager.default.createFile(atPath: syncLog, contents: nil)
-        sync.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: syncLog))
-        try sync.run()
         defer { kill(sync.processIdentifier, SIGKILL); sync.waitUntilExit() }
 
         // nginx as the other MUTUAL gateway: ssl_crl is read at (re)load, so the Secret's ca.crl is written and nginx reloaded.
@@ -479,12 +470,7 @@ struct ControllerTests {
         let before = try rig.issuedSerials().count
         let deleted = try rig.cluster.kubectl(["delete", "secret", "flaky-tls", "-n", "team-a"])
         #expect(deleted.succeeded, "\(deleted.error)")
-        let deadline = Date().addingTimeInterval(60)
-        while try rig.issuedSerials().count == before, Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
-        kill(controller.processIdentifier, SIGKILL)
-        controller.waitUntilExit()
-        try rig.cluster.admin("faults", ["hang_names": [String]()])
-        let signed = try rig.issuedSerials()
+        let signed = try rig.killAfterNextIssuance(controller, before: before)
         #expect(signed.count == before + 1)
         (controller, _) = try rig.startController("one")
         let resumed = try rig.waitFor("flaky", seconds: 40) { Rig.status($0)["revision"] as? Int == 4 }

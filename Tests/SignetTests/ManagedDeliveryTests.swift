@@ -508,35 +508,13 @@ struct ManagedDeliveryTests {
         let secret = try #require(try rig.cluster.secret("istio-system", "edge-tls"))
         try (Self.decoded(secret, "tls.crt") + Self.decoded(secret, "tls.key")).write(to: work + "/edge.pem")
         try Self.decoded(secret, "ca.crt").write(to: work + "/ca.crt")
-        try """
-            global
-                stats socket \(work)/admin.sock level admin
-            defaults
-                mode http
-                timeout connect 5s
-                timeout client 120s
-                timeout server 120s
-                timeout http-keep-alive 120s
-            frontend gateway
+        let haproxy = try HAProxyGateway.start(work: work, frontend: """
                 bind 127.0.0.1:\(haproxyPort) ssl crt \(work)/edge.pem
                 http-request return status 200 content-type text/plain string "ok"
-
-            """.write(to: work + "/haproxy.cfg")
-        let haproxy = Process()
-        haproxy.executableURL = URL(fileURLWithPath: try Tool.which("haproxy"))
-        haproxy.arguments = ["-f", work + "/haproxy.cfg", "-db"]
-        haproxy.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        haproxy.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try haproxy.run()
+            """)
         defer { haproxy.terminate(); haproxy.waitUntilExit() }
-        let sync = Process()
-        sync.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
-        sync.arguments = [Fixtures.packageRoot + "/Tests/Gateway/haproxy_sync.py", "--api", rig.cluster.url, "--token", "admin", "--cafile", rig.cluster.caFile,
-                          "--namespace", "istio-system", "--secret", "edge-tls", "--socket", work + "/admin.sock", "--cert-file", work + "/edge.pem"]
+        let sync = try HAProxyGateway.follow(rig.cluster, namespace: "istio-system", secret: "edge-tls", work: work, certFile: work + "/edge.pem")
         let syncLog = work + "/sync.log"
-        _ = FileManager.default.createFile(atPath: syncLog, contents: nil)
-        sync.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: syncLog))
-        try sync.run()
         defer { kill(sync.processIdentifier, SIGKILL); sync.waitUntilExit() }
 
         func servedSerial() throws -> String? {

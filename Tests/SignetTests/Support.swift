@@ -207,3 +207,46 @@ extension Fixtures {
         """
     }
 }
+
+/// haproxy as a test's gateway (its runtime API on `work/admin.sock`), and Tests/Gateway/haproxy_sync.py feeding it
+/// from a Secret of the Kubernetes API double, as Istio's SDS feeds Envoy.
+enum HAProxyGateway {
+    /// Starts haproxy with `frontend` (its bind and rules) after the stats socket and timeouts every test uses.
+    static func start(work: String, frontend: String) throws -> Process {
+        try """
+            global
+                stats socket \(work)/admin.sock level admin
+            defaults
+                mode http
+                timeout connect 5s
+                timeout client 120s
+                timeout server 120s
+                timeout http-keep-alive 120s
+            frontend gateway
+            \(frontend)
+
+            """.write(to: work + "/haproxy.cfg")
+        let haproxy = Process()
+        haproxy.executableURL = URL(fileURLWithPath: try Tool.which("haproxy"))
+        haproxy.arguments = ["-f", work + "/haproxy.cfg", "-db"]
+        haproxy.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        haproxy.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try haproxy.run()
+        return haproxy
+    }
+
+    /// Follows Secret `namespace/secret`, pushing its certificate (and with `crlFile`, its `ca.crl`) into haproxy;
+    /// one line per push in `work/sync.log`.
+    static func follow(_ cluster: KubernetesDoubleProcess, namespace: String, secret: String, work: String, certFile: String,
+                       crlFile: String? = nil) throws -> Process {
+        let sync = Process()
+        sync.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
+        sync.arguments = [Fixtures.packageRoot + "/Tests/Gateway/haproxy_sync.py", "--api", cluster.url, "--token", "admin", "--cafile", cluster.caFile,
+                          "--namespace", namespace, "--secret", secret, "--socket", work + "/admin.sock", "--cert-file", certFile]
+            + (crlFile.map { ["--crl-file", $0] } ?? [])
+        _ = FileManager.default.createFile(atPath: work + "/sync.log", contents: nil)
+        sync.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: work + "/sync.log"))
+        try sync.run()
+        return sync
+    }
+}
