@@ -124,6 +124,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Reads `path` (if given) and applies the environment.
     public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServerConfiguration {
         var configuration = ServerConfiguration()
+        var file: ConfigurationFile?
         if let path {
             let text: String
             do {
@@ -131,13 +132,16 @@ public struct ServerConfiguration: Sendable, Equatable {
             } catch {
                 throw ConfigurationError("cannot read \(path): \(error)")
             }
-            try configuration.apply(yaml: text, source: path)
+            file = try configuration.apply(yaml: text, source: path)
         }
         try configuration.apply(environment: environment)
+        try configuration.resolvePolicies(file)
         return configuration
     }
 
-    mutating func apply(yaml text: String, source: String) throws {
+    /// Applies a configuration file; returns it decoded, for `resolvePolicies`.
+    @discardableResult
+    fileprivate mutating func apply(yaml text: String, source: String) throws -> ConfigurationFile {
         let file: ConfigurationFile
         do {
             try ConfigurationFile.rejectUnknownKeys(in: text)
@@ -193,38 +197,6 @@ public struct ServerConfiguration: Sendable, Equatable {
             cluster.allowPlainHTTP = entry.allowPlainHTTP ?? false
             clusters.append(cluster)
         }
-        if let accounts = file.serviceAccounts {
-            guard clusters.contains(where: { $0.name == accounts.cluster }) else {
-                throw ConfigurationError("serviceAccounts.cluster: '\(accounts.cluster)' is not among clusters")
-            }
-            var settings = ServiceAccountSettings(cluster: accounts.cluster)
-            settings.audience = accounts.audience ?? settings.audience
-            if let validation = accounts.validation { settings.validation = try parse(validation, "serviceAccounts.validation") }
-            settings.issuer = accounts.issuer ?? settings.issuer
-            func identities(_ entries: [String]?, _ key: String) throws -> Set<ServiceAccountIdentity> {
-                Set(try (entries ?? []).map { entry in
-                    let parts = entry.split(separator: "/").map(String.init)
-                    guard parts.count == 2 else { throw ConfigurationError("serviceAccounts.\(key): '\(entry)' is not namespace/name") }
-                    return ServiceAccountIdentity(namespace: parts[0], name: parts[1])
-                })
-            }
-            settings.controllers = try identities(accounts.controllers, "controllers")
-            settings.auditors = try identities(accounts.auditors, "auditors")
-            for entry in accounts.namespaces ?? [] {
-                let allowed = try entry.allow.map { try NamePattern($0) }
-                // A namespace's workload identities are its own: a URI pattern must be a SPIFFE ID under /ns/<namespace>/.
-                for pattern in allowed where pattern.staysInNamespace(entry.namespace) == false {
-                    throw ConfigurationError("serviceAccounts.namespaces[\(entry.namespace)].allow: '\(pattern)' is not a SPIFFE ID of namespace \(entry.namespace) (spiffe://TRUST-DOMAIN/ns/\(entry.namespace)/sa/…)")
-                }
-                settings.namespaces[entry.namespace] = IssuancePolicy(
-                    allowedNames: allowed,
-                    allowedProfiles: Set(try (entry.profiles ?? [CertificateProfile.server.rawValue]).map { try profile($0, "serviceAccounts.namespaces.profiles") }),
-                    maximumLifetime: try entry.maxDuration.map { try lifetime($0, "serviceAccounts.namespaces.maxDuration") } ?? maximumLifetime,
-                    defaultLifetime: defaultLifetime
-                )
-            }
-            serviceAccounts = settings
-        }
         if let section = file.acme { acme = try ACMESettings(section) }
         if let base = file.crl?.baseURL {
             guard base.hasPrefix("http://") || base.hasPrefix("https://") else { throw ConfigurationError("crl.baseURL must be an http(s) URL, not '\(base)'") }
@@ -264,6 +236,46 @@ public struct ServerConfiguration: Sendable, Equatable {
         if let value = file.renewalConcurrency {
             guard value >= 1 else { throw ConfigurationError("renewalConcurrency must be at least 1") }
             renewalConcurrency = value
+        }
+        return file
+    }
+
+    /// Builds the policies of service accounts and client certificates from the file's sections, once the file and
+    /// the environment are both applied: a policy without its own maxDuration gets the final `issuance.maxDuration`
+    /// (or `SIGNET_MAX_DURATION`), and every policy the final default duration.
+    fileprivate mutating func resolvePolicies(_ file: ConfigurationFile?) throws {
+        guard let file else { return }
+        if let accounts = file.serviceAccounts {
+            guard clusters.contains(where: { $0.name == accounts.cluster }) else {
+                throw ConfigurationError("serviceAccounts.cluster: '\(accounts.cluster)' is not among clusters")
+            }
+            var settings = ServiceAccountSettings(cluster: accounts.cluster)
+            settings.audience = accounts.audience ?? settings.audience
+            if let validation = accounts.validation { settings.validation = try parse(validation, "serviceAccounts.validation") }
+            settings.issuer = accounts.issuer ?? settings.issuer
+            func identities(_ entries: [String]?, _ key: String) throws -> Set<ServiceAccountIdentity> {
+                Set(try (entries ?? []).map { entry in
+                    let parts = entry.split(separator: "/").map(String.init)
+                    guard parts.count == 2 else { throw ConfigurationError("serviceAccounts.\(key): '\(entry)' is not namespace/name") }
+                    return ServiceAccountIdentity(namespace: parts[0], name: parts[1])
+                })
+            }
+            settings.controllers = try identities(accounts.controllers, "controllers")
+            settings.auditors = try identities(accounts.auditors, "auditors")
+            for entry in accounts.namespaces ?? [] {
+                let allowed = try entry.allow.map { try NamePattern($0) }
+                // A namespace's workload identities are its own: a URI pattern must be a SPIFFE ID under /ns/<namespace>/.
+                for pattern in allowed where pattern.staysInNamespace(entry.namespace) == false {
+                    throw ConfigurationError("serviceAccounts.namespaces[\(entry.namespace)].allow: '\(pattern)' is not a SPIFFE ID of namespace \(entry.namespace) (spiffe://TRUST-DOMAIN/ns/\(entry.namespace)/sa/…)")
+                }
+                settings.namespaces[entry.namespace] = IssuancePolicy(
+                    allowedNames: allowed,
+                    allowedProfiles: Set(try (entry.profiles ?? [CertificateProfile.server.rawValue]).map { try profile($0, "serviceAccounts.namespaces.profiles") }),
+                    maximumLifetime: try entry.maxDuration.map { try lifetime($0, "serviceAccounts.namespaces.maxDuration") } ?? maximumLifetime,
+                    defaultLifetime: defaultLifetime
+                )
+            }
+            serviceAccounts = settings
         }
         for (index, entry) in (file.clientCertificates ?? []).enumerated() {
             let place = "clientCertificates[\(index)]"

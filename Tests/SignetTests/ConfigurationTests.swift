@@ -107,6 +107,36 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("SIGNET_MAX_DURATION and SIGNET_DEFAULT_DURATION reach the service-account and client-certificate policies that set no maxDuration of their own")
+    func environmentLifetimesReachPolicies() throws {
+        let path = try Fixtures.temporaryDirectory() + "/signet.yaml"
+        try """
+            clusters:
+              - name: c
+                kubeconfig: /k
+            serviceAccounts:
+              cluster: c
+              audience: signet
+              namespaces:
+                - namespace: team-a
+                  allow: ['*.team-a.example.com']
+                - namespace: team-b
+                  allow: ['*.team-b.example.com']
+                  maxDuration: 24h
+            clientCertificates:
+              - subject: CN=robot
+                issuer: CN=Corp CA
+                allow: [a.example.com]
+
+            """.write(to: path)
+        let configuration = try ServerConfiguration.load(path: path, environment: ["SIGNET_MAX_DURATION": "720h", "SIGNET_DEFAULT_DURATION": "48h"])
+        let teamA = try #require(configuration.serviceAccounts?.namespaces["team-a"])
+        #expect(teamA.maximumLifetime == .seconds(720 * 3600) && teamA.defaultLifetime == .seconds(48 * 3600))
+        #expect(configuration.serviceAccounts?.namespaces["team-b"]?.maximumLifetime == .seconds(24 * 3600), "its own maxDuration stays")
+        let robot = try #require(configuration.clientCertificatePolicies.first?.policy)
+        #expect(robot.maximumLifetime == .seconds(720 * 3600) && robot.defaultLifetime == .seconds(48 * 3600))
+    }
+
     @Test("a configured CA directory that does not exist stops the server instead of creating a development CA")
     func missingConfiguredCA() throws {
         let directory = try Fixtures.temporaryDirectory()
