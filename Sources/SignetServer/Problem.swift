@@ -43,62 +43,70 @@ public struct Problem: Error, Codable, Sendable, Equatable {
 
 /// The single mapping from Signet's error values to problems. Only the HTTP edge knows about status codes.
 extension Problem {
+    /// Any error as a problem: Signet's own by `known`, anything else a 500 whose cause stays in the log.
     public init(_ error: any Error) {
+        self = Self.known(error) ?? Problem("internal", "Internal error", status: 500, detail: "the server failed while handling the request; see its log")
+    }
+
+    /// The one list of Signet's error types and their problems; nil for an error that is not Signet's own.
+    static func known(_ error: any Error) -> Problem? {
+        var problem: Problem
         switch error {
-        case let problem as Problem:
-            self = problem
+        case let known as Problem:
+            problem = known
         case let serverError as ServerError:
-            self = Problem(openAPIError: serverError)
+            problem = Problem(openAPIError: serverError)
         case let refusal as IssuanceRefusal:
-            self = Problem(refusal)
+            problem = Problem(refusal)
         case let error as AuthenticationError:
-            self = Problem(
+            problem = Problem(
                 "unauthorized", "Authentication required", status: 401, detail: error.description,
                 headers: ["WWW-Authenticate": #"Bearer realm="signet""#]
             )
         case let error as AuthorizationError:
-            self = Problem("forbidden", "Not allowed", status: 403, detail: error.description)
+            problem = Problem("forbidden", "Not allowed", status: 403, detail: error.description)
         case let error as LedgerError:
             switch error {
-            case .invalidCursor: self = Problem("invalid-query", "Invalid query", status: 400, detail: error.description)
-            case .managedCertificateExists: self = Problem("already-exists", "Already exists", status: 409, detail: error.description)
-            case .secretTaken: self = Problem("secret-owned-elsewhere", "The Secret has another owner", status: 409, detail: error.description)
-            case .noSuchManagedCertificate: self = Problem("not-found", "No such managed certificate", status: 404, detail: error.description)
-            default: self = Problem("ledger-error", "Ledger error", status: 500, detail: error.description)
+            case .invalidCursor: problem = Problem("invalid-query", "Invalid query", status: 400, detail: error.description)
+            case .managedCertificateExists: problem = Problem("already-exists", "Already exists", status: 409, detail: error.description)
+            case .secretTaken: problem = Problem("secret-owned-elsewhere", "The Secret has another owner", status: 409, detail: error.description)
+            case .noSuchManagedCertificate: problem = Problem("not-found", "No such managed certificate", status: 404, detail: error.description)
+            default: problem = Problem("ledger-error", "Ledger error", status: 500, detail: error.description)
             }
         case let error as SigningFailure:
-            self = Problem(
+            problem = Problem(
                 "signer-unavailable", "The CA key could not sign", status: 503,
                 detail: "\(error.signer) could not sign; nothing was issued; try again shortly", headers: ["Retry-After": "5"]
             )
-            internalCause = error.reason
+            problem.internalCause = error.reason
         case let error as AuthenticationUnavailable:
-            self = Problem(
+            problem = Problem(
                 "authentication-unavailable", "Credentials cannot be checked now", status: 503,
                 detail: "the cluster that checks service-account tokens did not answer; try again shortly", headers: ["Retry-After": "5"]
             )
-            internalCause = error.cause
+            problem.internalCause = error.cause
         case let limited as RateLimited:
-            self = Problem(
+            problem = Problem(
                 "rate-limited", "Too many requests", status: 429, detail: limited.description,
                 headers: ["Retry-After": String(limited.retryAfterSeconds)]
             )
         case let busy as AdmissionRefused:
-            self = Problem(
+            problem = Problem(
                 "signer-busy", "The CA signer is at its limit", status: 503, detail: busy.description,
                 headers: ["Retry-After": String(busy.retryAfterSeconds)]
             )
         case let refusal as ManagedCertificateRefusal:
             switch refusal {
-            case .issuance(let inner): self = Problem(inner)
-            case .invalid: self = Problem("invalid-managed-certificate", "Invalid managed certificate", status: 400, detail: refusal.description)
-            case .targetNotAllowed: self = Problem("target-not-allowed", "Target outside policy", status: 403, detail: refusal.description)
+            case .issuance(let inner): problem = Problem(inner)
+            case .invalid: problem = Problem("invalid-managed-certificate", "Invalid managed certificate", status: 400, detail: refusal.description)
+            case .targetNotAllowed: problem = Problem("target-not-allowed", "Target outside policy", status: 403, detail: refusal.description)
             }
         case let error as DecodingError:
-            self = Problem("malformed-body", "Malformed request body", status: 400, detail: Self.describe(error))
+            problem = Problem("malformed-body", "Malformed request body", status: 400, detail: Self.describe(error))
         default:
-            self = Problem("internal", "Internal error", status: 500, detail: "the server failed while handling the request; see its log")
+            return nil
         }
+        return problem
     }
 
     init(_ refusal: IssuanceRefusal) {
@@ -142,8 +150,8 @@ extension Problem {
             self = Problem("malformed-body", "Malformed request", status: 400, detail: Self.describe(decoding))
             return
         }
-        if !(error.underlyingError is ServerError), Self.isOurs(error.underlyingError) {
-            self = Problem(error.underlyingError)
+        if !(error.underlyingError is ServerError), let known = Self.known(error.underlyingError) {
+            self = known
             return
         }
         // No input means the request could not be turned into one (a parameter that is not what its schema says):
@@ -161,12 +169,6 @@ extension Problem {
         } else {
             self = Problem("internal", "Internal error", status: 500, detail: "the server failed while handling the request; see its log")
         }
-    }
-
-    private static func isOurs(_ error: any Error) -> Bool {
-        error is Problem || error is IssuanceRefusal || error is AuthenticationError || error is AuthorizationError
-            || error is LedgerError || error is SigningFailure || error is AdmissionRefused || error is ManagedCertificateRefusal
-            || error is RateLimited || error is AuthenticationUnavailable
     }
 
     static func describe(_ error: DecodingError) -> String {
