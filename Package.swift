@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird.git", from: "2.1.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-openapi-async-http-client.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -134,6 +135,23 @@ let package = Package(
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             ]
         ),
+        // The one client of Signet's own API (the generated client over AsyncHTTPClient), for the controller and the CLI:
+        // they differ only in how they authenticate.
+        .target(
+            name: "SignetClient",
+            dependencies: [
+                "SignetAuthority", "SignetKeys", "SignetOpenAPI",
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: strictness
+        ),
         // The HTTP service: configuration, the issuance pipeline, managed certificates and their renewal, handlers,
         // problem+json, metrics, TLS, lifecycle.
         .target(
@@ -180,7 +198,7 @@ let package = Package(
         .target(
             name: "SignetController",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKubernetes", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKubernetes", "SignetOpenAPI", "SignetClient",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -201,7 +219,7 @@ let package = Package(
             name: "signet",
             dependencies: [
                 "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetServer", "SignetOpenAPI",
-                "SignetController", "SignetACME",
+                "SignetController", "SignetACME", "SignetClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

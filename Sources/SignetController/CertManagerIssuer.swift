@@ -1,5 +1,6 @@
 import Logging
 import SignetAuthority
+import SignetClient
 import SignetKeys
 import SignetKubernetes
 import SignetOpenAPI
@@ -20,7 +21,7 @@ public final class CertManagerIssuer: Sendable {
     }
 
     let client: KubernetesClient
-    let signet: SignetIssuer
+    let signet: SignetClient
     let settings: ControllerSettings
     let metrics: ControllerMetrics
     let logger: Logger
@@ -29,7 +30,7 @@ public final class CertManagerIssuer: Sendable {
     /// Transient failures per request (by uid), for the backoff before the next attempt.
     let failures = Mutex<[String: Int]>([:])
 
-    public init(client: KubernetesClient, signet: SignetIssuer, settings: ControllerSettings, metrics: ControllerMetrics, logger: Logger,
+    public init(client: KubernetesClient, signet: SignetClient, settings: ControllerSettings, metrics: ControllerMetrics, logger: Logger,
                 now: @escaping @Sendable () -> Date = Date.init) {
         self.client = client
         self.signet = signet
@@ -142,7 +143,7 @@ public final class CertManagerIssuer: Sendable {
             }
             if namespaces.isEmpty { _ = try await signet.caChain() }
             return (true, "Verified", granted.isEmpty ? "Signet at \(signet.base) answers" : "Signet at \(signet.base) issues to " + granted.joined(separator: "; "))
-        } catch let failure as SignetIssuer.Failure {
+        } catch let failure as SignetClient.Failure {
             return (false, failure.status == nil ? "Unreachable" : "NotTrusted", failure.description)
         } catch {
             return (false, "Unreachable", "\(error)")
@@ -213,7 +214,7 @@ public final class CertManagerIssuer: Sendable {
                 csrPEM: signing.csrPEM, profile: signing.profile, durationSeconds: signing.durationSeconds, namespace: key.namespace,
                 requestedAt: Self.created(request)
             )
-            guard let root = try await signet.caChain().last else { throw SignetIssuer.Failure(status: nil, description: "Signet's CA chain is empty") }
+            guard let root = try await signet.caChain().last else { throw SignetClient.Failure(status: nil, description: "Signet's CA chain is empty") }
             let rootPEM = try PEMFiles.pem([root])
             try await client.updateStatus(.certificateRequests, namespace: key.namespace, name: key.name) { status, _ in
                 status["certificate"] = .string(Data(chainPEM.utf8).base64EncodedString())
@@ -224,7 +225,7 @@ public final class CertManagerIssuer: Sendable {
             metrics.recordIssuance(succeeded: true)
             logger.info("CertificateRequest signed", metadata: ["request": "\(key)", "issuer": "\(signing.issuerKind.rawValue)/\(signing.issuerName)"])
             return nil
-        } catch let failure as SignetIssuer.Failure where Self.isRefusal(failure) {
+        } catch let failure as SignetClient.Failure where Self.isRefusal(failure) {
             metrics.recordIssuance(succeeded: false)
             await finish(key, request, reason: "Failed", message: failure.description)
             return nil
@@ -236,7 +237,7 @@ public final class CertManagerIssuer: Sendable {
 
     /// Signet said no (bad request, policy, not allowed): cert-manager gives up on the request, as it should. Its own
     /// troubles (unreachable, 5xx, rate limits, authentication it could not check) are retried.
-    static func isRefusal(_ failure: SignetIssuer.Failure) -> Bool {
+    static func isRefusal(_ failure: SignetClient.Failure) -> Bool {
         guard let status = failure.status else { return false }
         return (400..<500).contains(status) && ![401, 408, 429].contains(status)
     }

@@ -1,5 +1,6 @@
 import Logging
 import SignetAuthority
+import SignetClient
 import SignetKeys
 import SignetKubernetes
 import SignetOpenAPI
@@ -27,7 +28,7 @@ public struct ControllerSettings: Sendable {
     public var revocationCheck: Duration = .seconds(60)
     /// How often Signet's chain CRLs are read; when they changed, every Secret that carries `ca.crl` is rewritten.
     public var crlRefresh: Duration = .seconds(5)
-    /// Act as cert-manager's external issuer: SignetIssuer and SignetClusterIssuer, and CertificateRequests naming them.
+    /// Act as cert-manager's external issuer: SignetClient and SignetClusterIssuer, and CertificateRequests naming them.
     public var certManager = false
     /// The audience of the projected token the controller presents to Signet (what issuers may name).
     public var tokenAudience = "signet"
@@ -47,7 +48,7 @@ public final class CertificateController: Sendable {
     }
 
     let client: KubernetesClient
-    let issuer: SignetIssuer
+    let issuer: SignetClient
     let settings: ControllerSettings
     let metrics: ControllerMetrics
     let logger: Logger
@@ -61,7 +62,7 @@ public final class CertificateController: Sendable {
     let chainCRLs = Mutex<String??>(nil)
     let now: @Sendable () -> Date
 
-    public init(client: KubernetesClient, issuer: SignetIssuer, settings: ControllerSettings, metrics: ControllerMetrics, logger: Logger,
+    public init(client: KubernetesClient, issuer: SignetClient, settings: ControllerSettings, metrics: ControllerMetrics, logger: Logger,
                 now: @escaping @Sendable () -> Date = Date.init) {
         self.client = client
         self.issuer = issuer
@@ -390,10 +391,13 @@ public final class CertificateController: Sendable {
                         metadata: ["certificate": "\(key)", "serial": "\(earlier.record.serial)"])
             chainPEM = earlier.chainPEM
         } else {
-            chainPEM = try await issuer.issue(csrPEM: try spec.keyAlgorithm.signingRequest(for: privateKey), spec: spec, namespace: key.namespace).chain
+            chainPEM = try await issuer.issue(
+                csrPEM: try spec.keyAlgorithm.signingRequest(for: privateKey), dnsNames: spec.dnsNames, ipAddresses: spec.ipAddresses,
+                duration: spec.duration, profile: spec.profile, namespace: key.namespace
+            ).chain
         }
         let chain = try PEMFiles.certificates(in: chainPEM, source: "Signet's answer")
-        guard let leaf = chain.first, let root = roots.last else { throw SignetIssuer.Failure(status: nil, description: "Signet's answer holds no certificate") }
+        guard let leaf = chain.first, let root = roots.last else { throw SignetClient.Failure(status: nil, description: "Signet's answer holds no certificate") }
         let held = HeldCertificate(
             serial: SerialNumbers.hex(leaf.serialNumber), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
             renewalTime: Reconciler.renewalTime(of: leaf, spec: spec)
@@ -412,7 +416,7 @@ public final class CertificateController: Sendable {
             do {
                 if let existing = try await client.getSecret(namespace: key.namespace, name: name) {
                     guard existing.annotations[Self.nextKeyAnnotation] == key.name else {
-                        throw SignetIssuer.Failure(status: nil, description: "Secret \(key.namespace)/\(name) exists and is not this Certificate's pending key")
+                        throw SignetClient.Failure(status: nil, description: "Secret \(key.namespace)/\(name) exists and is not this Certificate's pending key")
                     }
                     if let pem = existing.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }), let parsed = try? PrivateKeyPEM.read(pem),
                        KeyAlgorithm.of(parsed.publicKey) == algorithm {
@@ -436,7 +440,7 @@ public final class CertificateController: Sendable {
                 conflict = error
             }
         }
-        throw conflict ?? SignetIssuer.Failure(status: nil, description: "the pending key could not be stored")
+        throw conflict ?? SignetClient.Failure(status: nil, description: "the pending key could not be stored")
     }
 
     /// The delivered key's pending copy goes; a failure here is only logged (the next issuance notices a leftover).

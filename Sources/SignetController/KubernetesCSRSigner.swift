@@ -1,5 +1,6 @@
 import Logging
 import SignetAuthority
+import SignetClient
 import SignetKubernetes
 import SignetOpenAPI
 import Synchronization
@@ -75,7 +76,7 @@ public enum KubernetesCSRRules {
 /// name signs under one namespace's policy in Signet; the ledger records the controller acting for that namespace.
 public final class KubernetesCSRSigner: Sendable {
     let client: KubernetesClient
-    let signet: SignetIssuer
+    let signet: SignetClient
     let signers: [String: String]
     let settings: ControllerSettings
     let metrics: ControllerMetrics
@@ -83,7 +84,7 @@ public final class KubernetesCSRSigner: Sendable {
     let queue = WorkQueue<String>()
     let failures = Mutex<[String: Int]>([:])
 
-    public init(client: KubernetesClient, signet: SignetIssuer, signers: [String: String], settings: ControllerSettings, metrics: ControllerMetrics,
+    public init(client: KubernetesClient, signet: SignetClient, signers: [String: String], settings: ControllerSettings, metrics: ControllerMetrics,
                 logger: Logger) {
         self.client = client
         self.signet = signet
@@ -141,7 +142,7 @@ public final class KubernetesCSRSigner: Sendable {
                 metrics.recordIssuance(succeeded: true)
                 logger.info("CertificateSigningRequest signed", metadata: ["csr": "\(name)", "signer": "\(csr.json["spec"]?["signerName"]?.string ?? "")"])
                 return nil
-            } catch let failure as SignetIssuer.Failure where CertManagerIssuer.isRefusal(failure) {
+            } catch let failure as SignetClient.Failure where CertManagerIssuer.isRefusal(failure) {
                 metrics.recordIssuance(succeeded: false)
                 await fail(csr, failure.description)
                 return nil

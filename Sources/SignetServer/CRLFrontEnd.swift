@@ -11,47 +11,33 @@ import Foundation
 #endif
 
 /// `GET /crl/{issuer}.crl` (DER, `application/pkix-crl`, what a cRLDistributionPoints URL must answer) and
-/// `GET /crl/{issuer}.pem`, without authentication; `{issuer}` is the CA's key identifier in hexadecimal. Also
-/// `GET /crl/chain.pem`: the CRLs of the whole chain (the intermediate's, then the root's), exactly what `ca.crl` holds,
-/// which is how the in-cluster controller fills the Secrets it writes. Caches may keep an answer for a minute, never
-/// past the earliest nextUpdate.
+/// `GET /crl/{issuer}.pem`, without authentication; `{issuer}` is the CA's key identifier in hexadecimal (the whole
+/// chain's, as `ca.crl` holds them, is the API's `GET /v1/ca/crls`). Caches may keep an answer for a minute, never past
+/// nextUpdate.
 struct CRLFrontEnd: Sendable {
     let publisher: CRLPublisher
 
     func register(on router: Router<SignetRequestContext>) {
         router.get("crl/:file") { _, context in
             let file = context.parameters.get("file") ?? ""
-            if file == "chain.pem" { return try await chain() }
             let (name, format) = file.hasSuffix(".crl") ? (String(file.dropLast(4)), "der") : file.hasSuffix(".pem") ? (String(file.dropLast(4)), "pem") : ("", "")
             if name.lowercased() == publisher.rootKeyID, let root = try publisher.rootCRL() {
                 return Self.answer(der: root.der, thisUpdate: root.thisUpdate, nextUpdate: root.nextUpdate, pem: format == "pem")
             }
             guard name.lowercased() == publisher.issuerKeyID, !format.isEmpty else {
                 throw Problem("not-found", "No such CRL", status: 404,
-                              detail: "CRLs are at /crl/\(publisher.issuerKeyID).crl (DER), /crl/\(publisher.issuerKeyID).pem and /crl/chain.pem (the whole chain's)")
+                              detail: "CRLs are at /crl/\(publisher.issuerKeyID).crl (DER) and /crl/\(publisher.issuerKeyID).pem (the whole chain's: /v1/ca/crls)")
             }
             let crl = try await publisher.current()
             return Self.answer(der: crl.der, thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate, pem: format == "pem")
         }
     }
 
-    /// Both CRLs or none: a chain missing one CA's CRL fails every client of a gateway that checks them all.
-    private func chain() async throws -> Response {
-        guard let chain = try await publisher.chain() else {
-            throw Problem("not-found", "No root CRL", status: 404,
-                          detail: "the root's CRL is not configured (crl.rootCRL); without it no ca.crl is delivered, since half a chain's CRLs fails every client")
-        }
-        return Self.answer(pem: chain.pem, thisUpdate: chain.thisUpdate, nextUpdate: chain.nextUpdate)
-    }
-
     static func answer(der: [UInt8], thisUpdate: Date, nextUpdate: Date, pem: Bool) -> Response {
-        pem ? answer(pem: PEM.encode(der, type: "X509 CRL"), thisUpdate: thisUpdate, nextUpdate: nextUpdate)
+        pem ? answer(ByteBuffer(string: PEM.encode(der, type: "X509 CRL")), type: "application/x-pem-file", thisUpdate: thisUpdate, nextUpdate: nextUpdate)
             : answer(ByteBuffer(bytes: der), type: "application/pkix-crl", thisUpdate: thisUpdate, nextUpdate: nextUpdate)
     }
 
-    static func answer(pem: String, thisUpdate: Date, nextUpdate: Date) -> Response {
-        answer(ByteBuffer(string: pem), type: "application/x-pem-file", thisUpdate: thisUpdate, nextUpdate: nextUpdate)
-    }
 
     private static func answer(_ body: ByteBuffer, type: String, thisUpdate: Date, nextUpdate: Date) -> Response {
         let remaining = max(0, Int(nextUpdate.timeIntervalSinceNow))

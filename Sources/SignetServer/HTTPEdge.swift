@@ -111,6 +111,7 @@ public struct APIEdgeMiddleware: RouterMiddleware {
         (["v1", "managed-certificates", "{name}"], ["DELETE", "GET", "PATCH"]),
         (["v1", "managed-certificates", "{name}", "renew"], ["POST"]),
         (["v1", "identity"], ["GET"]),
+        (["v1", "ca", "crls"], ["GET"]),
         (["v1", "ca"], ["GET"]),
         (["healthz"], ["GET"]),
         (["readyz"], ["GET"]),

@@ -20,6 +20,7 @@ public struct SignetAPI: APIProtocol {
     let metrics: SignetMetrics
     let signer: any CASigner
     let managed: ManagedCertificates
+    let crl: CRLPublisher?
     /// Issuances per caller identity.
     let issuanceLimiter: RateLimiter
     /// `/readyz` and `/metrics` are unauthenticated: they answer from results at most `probeCacheSeconds` old.
@@ -77,6 +78,7 @@ public struct SignetAPI: APIProtocol {
         self.ledger = ledger
         self.authenticator = authenticator
         self.metrics = metrics
+        self.crl = crl
         self.signer = signer
     }
 
@@ -215,6 +217,14 @@ public struct SignetAPI: APIProtocol {
             profiles: CertificateProfile.requestable.filter(policy.allowedProfiles.contains).compactMap { Components.Schemas.Profile(rawValue: $0.rawValue) },
             maxDuration: Lifetime.format(policy.maximumLifetime), auditor: caller.isAuditor, administrator: caller.isAdministrator
         ))))
+    }
+
+    public func getChainCRLs(_ input: Operations.GetChainCRLs.Input) async throws -> Operations.GetChainCRLs.Output {
+        guard let chain = try await crl?.chain() else {
+            throw Problem("not-found", "No root CRL", status: 404,
+                          detail: "the root's CRL is not configured (crl.rootCRL); without it no ca.crl is delivered, since half a chain's CRLs fails every client")
+        }
+        return .ok(.init(body: .applicationXPemFile(HTTPBody(chain.pem))))
     }
 
     public func getCAChain(_ input: Operations.GetCAChain.Input) async throws -> Operations.GetCAChain.Output {

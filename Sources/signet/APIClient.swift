@@ -1,11 +1,6 @@
 import ArgumentParser
-import AsyncHTTPClient
 import Foundation
-import NIOCore
-import NIOFoundationCompat
-import NIOHTTP1
-import NIOSSL
-import SignetOpenAPI
+import SignetClient
 
 /// How client commands reach a Signet server. Each option also reads an environment variable.
 struct ServerOptions: ParsableArguments {
@@ -27,55 +22,22 @@ struct ServerOptions: ParsableArguments {
     }
 }
 
-/// A small REST client for the commands; it decodes answers into the contract's generated types.
-struct APIClient {
-    let base: String
-    let token: String?
-    let http: HTTPClient
-
-    static func with<T>(_ options: ServerOptions, _ body: (APIClient) async throws -> T) async throws -> T {
+extension SignetClient {
+    /// Signet's client for one command, with the command's API token, shut down when the command is done; what Signet
+    /// refuses is the command's failure, in Signet's words.
+    static func with<T>(_ options: ServerOptions, _ body: (SignetClient) async throws -> T) async throws -> T {
         let (server, token, cacert) = try options.resolved()
-        var tls = TLSConfiguration.makeClientConfiguration()
-        if let cacert {
-            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(cacert))
-        }
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        let client = try SignetClient(url: server, caFile: cacert) { token }
         do {
-            let result = try await body(APIClient(base: server, token: token, http: http))
-            try await http.shutdown()
+            let result = try await body(client)
+            try await client.shutdown()
             return result
+        } catch let failure as SignetClient.Failure {
+            try? await client.shutdown()
+            throw CommandFailure(failure.description)
         } catch {
-            try? await http.shutdown()
+            try? await client.shutdown()
             throw error
         }
-    }
-
-    func send(_ method: HTTPMethod, _ path: String, json: Data? = nil, accept: String = "application/json") async throws -> Data {
-        var request = HTTPClientRequest(url: base + path)
-        request.method = method
-        request.headers.add(name: "Accept", value: accept)
-        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        if let json {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(data: json))
-        }
-        let response = try await http.execute(request, timeout: .seconds(30))
-        let body = try await response.body.collect(upTo: 16 * 1024 * 1024)
-        let data = Data(buffer: body)
-        guard (200..<300).contains(response.status.code) else {
-            if let problem = try? JSONDecoder().decode(Components.Schemas.Problem.self, from: data) {
-                var message = "\(problem.status) \(problem.title)" + (problem.detail.map { ": \($0)" } ?? "")
-                for item in problem.errors ?? [] { message += "\n  - \(item)" }
-                throw CommandFailure(message)
-            }
-            throw CommandFailure("\(response.status.code) \(response.status.reasonPhrase)")
-        }
-        return data
-    }
-
-    func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return try decoder.decode(type, from: data)
     }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import NIOHTTP1
+import SignetClient
 import SignetOpenAPI
 
 struct CertsCommand: AsyncParsableCommand {
@@ -22,22 +22,22 @@ struct CertsCommand: AsyncParsableCommand {
 
         func run() async throws {
             var items: [Components.Schemas.CertificateRecord] = []
-            try await APIClient.with(server) { client in
-                var cursor: String?
+            var query = Operations.ListCertificates.Input.Query(dnsName: dns, requester: requester)
+            if let status {
+                guard let parsed = Components.Schemas.CertificateStatus(rawValue: status) else { throw ValidationError("--status must be valid, expired or revoked") }
+                query.status = parsed
+            }
+            if let expiringBefore {
+                guard let date = ISO8601DateFormatter().date(from: expiringBefore) else { throw ValidationError("--expiring-before must be an ISO 8601 time such as 2027-01-01T00:00:00Z") }
+                query.expiringBefore = date
+            }
+            try await SignetClient.with(server) { client in
                 repeat {
-                    var query = URLComponents()
-                    query.queryItems = [
-                        dns.map { URLQueryItem(name: "dnsName", value: $0) },
-                        status.map { URLQueryItem(name: "status", value: $0) },
-                        requester.map { URLQueryItem(name: "requester", value: $0) },
-                        expiringBefore.map { URLQueryItem(name: "expiringBefore", value: $0) },
-                        URLQueryItem(name: "limit", value: String(min(1000, limit - items.count))),
-                        cursor.map { URLQueryItem(name: "cursor", value: $0) },
-                    ].compactMap { $0 }
-                    let page = try client.decode(Components.Schemas.CertificatePage.self, from: try await client.send(.GET, "/v1/certificates" + (query.string ?? "")))
+                    query.limit = min(1000, limit - items.count)
+                    let page = try await client.certificates(query)
                     items += page.items
-                    cursor = page.nextCursor
-                } while cursor != nil && items.count < limit
+                    query.cursor = page.nextCursor
+                } while query.cursor != nil && items.count < limit
             }
             if json {
                 let encoder = JSONEncoder()
@@ -64,17 +64,19 @@ struct CertsCommand: AsyncParsableCommand {
         @Flag(help: "Print the chain as PEM.") var pem = false
 
         func run() async throws {
-            try await APIClient.with(server) { client in
+            try await SignetClient.with(server) { client in
                 if pem {
-                    print(String(decoding: try await client.send(.GET, "/v1/certificates/\(serial)", accept: "application/pem-certificate-chain"), as: UTF8.self), terminator: "")
+                    print(try await client.chain(serial: serial), terminator: "")
                     return
                 }
-                let data = try await client.send(.GET, "/v1/certificates/\(serial)")
+                guard let item = try await client.record(serial: serial) else { throw CommandFailure("404 Not Found: no certificate \(serial) that this credential may read") }
                 if json {
-                    print(String(decoding: data, as: UTF8.self))
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                    encoder.dateEncodingStrategy = .iso8601
+                    print(String(decoding: try encoder.encode(item), as: UTF8.self))
                     return
                 }
-                let item = try client.decode(Components.Schemas.CertificateRecord.self, from: data)
                 let fields: [(String, String)] = [
                     ("serial", item.serial), ("status", item.status.rawValue), ("subject", item.subject),
                     ("dnsNames", item.dnsNames.joined(separator: ", ")), ("ipAddresses", item.ipAddresses.joined(separator: ", ")),
@@ -103,9 +105,8 @@ struct CertsCommand: AsyncParsableCommand {
             guard let reason = Components.Schemas.RevocationRequest.ReasonPayload(rawValue: reason) else {
                 throw ValidationError("--reason must be one of \(Components.Schemas.RevocationRequest.ReasonPayload.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            try await APIClient.with(server) { client in
-                let body = try JSONEncoder().encode(Components.Schemas.RevocationRequest(reason: reason))
-                let item = try client.decode(Components.Schemas.CertificateRecord.self, from: try await client.send(.POST, "/v1/certificates/\(serial)/revoke", json: body))
+            try await SignetClient.with(server) { client in
+                let item = try await client.revoke(serial: serial, reason: reason)
                 print("revoked \(item.serial) at \(item.revokedAt?.formatted(.iso8601) ?? "?") (\(item.revocationReason ?? reason.rawValue))")
             }
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SignetClient
 import SignetController
 import SignetKubernetes
 import SignetServer
@@ -96,7 +97,14 @@ struct ControllerCommand: AsyncParsableCommand {
         var kubernetes = try KubernetesConfiguration.resolve(kubeconfig: kubeconfig, context: context)
         kubernetes.allowPlainHTTP = allowPlainHttp
         let client = try KubernetesClient(configuration: kubernetes, logger: logger)
-        let issuer = try SignetIssuer(url: server, caFile: cacert ?? environment["SIGNET_CACERT"], tokenFile: tokenFile)
+        let token = RotatingTokenFile(path: tokenFile)
+        let issuer = try SignetClient(url: server, caFile: cacert ?? environment["SIGNET_CACERT"]) {
+            do {
+                return try token.current()
+            } catch {
+                throw SignetClient.Failure(status: nil, description: "cannot read the service-account token \(token.path)")
+            }
+        }
         var settings = ControllerSettings()
         settings.namespace = namespace
         settings.issuerName = issuerName

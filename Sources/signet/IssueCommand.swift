@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import SignetKubernetes
-import NIOHTTP1
+import SignetAuthority
+import SignetClient
 import SignetKeys
 import SignetOpenAPI
 import SwiftASN1
@@ -80,12 +81,9 @@ struct IssueCommand: AsyncParsableCommand {
             keyPEM = generated.pkcs8PEM
             csrPEM = generated.csrPEM
         }
-        let body = Components.Schemas.IssueRequest(
-            csr: csrPEM, dnsNames: dns.isEmpty ? nil : dns, ipAddresses: ip.isEmpty ? nil : ip,
-            duration: duration, profile: Components.Schemas.Profile(rawValue: profile)
-        )
-        let issued = try await APIClient.with(server) { client in
-            try client.decode(Components.Schemas.IssuedCertificate.self, from: try await client.send(.POST, "/v1/certificates", json: try JSONEncoder().encode(body)))
+        let chosen = CertificateProfile(requested: profile) ?? .server
+        let issued = try await SignetClient.with(server) { client in
+            try await client.issue(csrPEM: csrPEM, dnsNames: dns, ipAddresses: ip, duration: duration, profile: chosen, namespace: nil)
         }
         print("serial     \(issued.serial)")
         print("notAfter   \(issued.notAfter.formatted(.iso8601))")

@@ -159,6 +159,17 @@ extension APIProtocol {
         )
         try transport.register(
             {
+                try await server.getChainCRLs(
+                    request: $0,
+                    body: $1,
+                    metadata: $2
+                )
+            },
+            method: .get,
+            path: server.apiPathComponentsWithServerPrefix("/v1/ca/crls")
+        )
+        try transport.register(
+            {
                 try await server.getCAChain(
                     request: $0,
                     body: $1,
@@ -288,7 +299,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         as: Swift.String.self
                     )
                 )
-                let headers: Operations.ListCertificates.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.ListCertificates.Input.Headers = .init(
+                    signetOnBehalfOf: try converter.getOptionalHeaderFieldAsURI(
+                        in: request.headerFields,
+                        name: "Signet-On-Behalf-Of",
+                        as: Components.Parameters.OnBehalfOf.self
+                    ),
+                    accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
+                )
                 return Operations.ListCertificates.Input(
                     query: query,
                     headers: headers
@@ -378,7 +396,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                 APIHandler.issueCertificate($0)
             },
             deserializer: { request, requestBody, metadata in
-                let headers: Operations.IssueCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.IssueCertificate.Input.Headers = .init(
+                    signetOnBehalfOf: try converter.getOptionalHeaderFieldAsURI(
+                        in: request.headerFields,
+                        name: "Signet-On-Behalf-Of",
+                        as: Components.Parameters.OnBehalfOf.self
+                    ),
+                    accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
+                )
                 let contentType = converter.extractContentTypeIfPresent(in: request.headerFields)
                 let body: Operations.IssueCertificate.Input.Body
                 let chosenContentType = try converter.bestContentType(
@@ -586,7 +611,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                     name: "serial",
                     as: Swift.String.self
                 ))
-                let headers: Operations.GetCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.GetCertificate.Input.Headers = .init(
+                    signetOnBehalfOf: try converter.getOptionalHeaderFieldAsURI(
+                        in: request.headerFields,
+                        name: "Signet-On-Behalf-Of",
+                        as: Components.Parameters.OnBehalfOf.self
+                    ),
+                    accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
+                )
                 return Operations.GetCertificate.Input(
                     path: path,
                     headers: headers
@@ -711,7 +743,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                     name: "serial",
                     as: Swift.String.self
                 ))
-                let headers: Operations.RevokeCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.RevokeCertificate.Input.Headers = .init(
+                    signetOnBehalfOf: try converter.getOptionalHeaderFieldAsURI(
+                        in: request.headerFields,
+                        name: "Signet-On-Behalf-Of",
+                        as: Components.Parameters.OnBehalfOf.self
+                    ),
+                    accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
+                )
                 let contentType = converter.extractContentTypeIfPresent(in: request.headerFields)
                 let body: Operations.RevokeCertificate.Input.Body
                 let chosenContentType = try converter.bestContentType(
@@ -888,7 +927,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         as: Swift.String.self
                     )
                 )
-                let headers: Operations.ListManagedCertificates.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.ListManagedCertificates.Input.Headers = .init(
+                    signetOnBehalfOf: try converter.getOptionalHeaderFieldAsURI(
+                        in: request.headerFields,
+                        name: "Signet-On-Behalf-Of",
+                        as: Components.Parameters.OnBehalfOf.self
+                    ),
+                    accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
+                )
                 return Operations.ListManagedCertificates.Input(
                     query: query,
                     headers: headers
@@ -978,7 +1024,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                 APIHandler.createManagedCertificate($0)
             },
             deserializer: { request, requestBody, metadata in
-                let headers: Operations.CreateManagedCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.CreateManagedCertificate.Input.Headers = .init(
+                    signetOnBehalfOf: try converter.getOptionalHeaderFieldAsURI(
+                        in: request.headerFields,
+                        name: "Signet-On-Behalf-Of",
+                        as: Components.Parameters.OnBehalfOf.self
+                    ),
+                    accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
+                )
                 let contentType = converter.extractContentTypeIfPresent(in: request.headerFields)
                 let body: Operations.CreateManagedCertificate.Input.Body
                 let chosenContentType = try converter.bestContentType(
@@ -1148,7 +1201,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                     name: "name",
                     as: Components.Schemas.ManagedCertificateName.self
                 ))
-                let headers: Operations.GetManagedCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.GetManagedCertificate.Input.Headers = .init(
+                    signetOnBehalfOf: try converter.getOptionalHeaderFieldAsURI(
+                        in: request.headerFields,
+                        name: "Signet-On-Behalf-Of",
+                        as: Components.Parameters.OnBehalfOf.self
+                    ),
+                    accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
+                )
                 return Operations.GetManagedCertificate.Input(
                     path: path,
                     headers: headers
@@ -1242,7 +1302,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                     name: "name",
                     as: Components.Schemas.ManagedCertificateName.self
                 ))
-                let headers: Operations.UpdateManagedCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.UpdateManagedCertificate.Input.Headers = .init(
+                    signetOnBehalfOf: try converter.getOptionalHeaderFieldAsURI(
+                        in: request.headerFields,
+                        name: "Signet-On-Behalf-Of",
+                        as: Components.Parameters.OnBehalfOf.self
+                    ),
+                    accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
+                )
                 let contentType = converter.extractContentTypeIfPresent(in: request.headerFields)
                 let body: Operations.UpdateManagedCertificate.Input.Body
                 let chosenContentType = try converter.bestContentType(
@@ -1417,7 +1484,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                     name: "name",
                     as: Components.Schemas.ManagedCertificateName.self
                 ))
-                let headers: Operations.DeleteManagedCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.DeleteManagedCertificate.Input.Headers = .init(
+                    signetOnBehalfOf: try converter.getOptionalHeaderFieldAsURI(
+                        in: request.headerFields,
+                        name: "Signet-On-Behalf-Of",
+                        as: Components.Parameters.OnBehalfOf.self
+                    ),
+                    accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
+                )
                 return Operations.DeleteManagedCertificate.Input(
                     path: path,
                     headers: headers
@@ -1513,7 +1587,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                     name: "name",
                     as: Components.Schemas.ManagedCertificateName.self
                 ))
-                let headers: Operations.RenewManagedCertificate.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.RenewManagedCertificate.Input.Headers = .init(
+                    signetOnBehalfOf: try converter.getOptionalHeaderFieldAsURI(
+                        in: request.headerFields,
+                        name: "Signet-On-Behalf-Of",
+                        as: Components.Parameters.OnBehalfOf.self
+                    ),
+                    accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
+                )
                 return Operations.RenewManagedCertificate.Input(
                     path: path,
                     headers: headers
@@ -1619,7 +1700,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                 APIHandler.getIdentity($0)
             },
             deserializer: { request, requestBody, metadata in
-                let headers: Operations.GetIdentity.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                let headers: Operations.GetIdentity.Input.Headers = .init(
+                    signetOnBehalfOf: try converter.getOptionalHeaderFieldAsURI(
+                        in: request.headerFields,
+                        name: "Signet-On-Behalf-Of",
+                        as: Components.Parameters.OnBehalfOf.self
+                    ),
+                    accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
+                )
                 return Operations.GetIdentity.Input(headers: headers)
             },
             serializer: { output, request in
@@ -1663,6 +1751,73 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                 case let .forbidden(value):
                     suppressUnusedWarning(value)
                     var response = HTTPTypes.HTTPResponse(soar_statusCode: 403)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .applicationProblemJson(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/problem+json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/problem+json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
+                case let .undocumented(statusCode, _):
+                    return (.init(soar_statusCode: statusCode), nil)
+                }
+            }
+        )
+    }
+    /// The CRLs of the whole chain (the intermediate's, then the root's) as PEM, exactly what a Secret's ca.crl holds.
+    ///
+    /// Signet's own CRL is kept fresh (re-signed at half its validity and within seconds of a revocation); the root's is the one made offline with `signet ca crl` (crl.rootCRL). Without it there is no chain to serve (404), since half a chain's CRLs fails every client of a gateway that checks them all.
+    ///
+    /// - Remark: HTTP `GET /v1/ca/crls`.
+    /// - Remark: Generated from `#/paths//v1/ca/crls/get(getChainCRLs)`.
+    func getChainCRLs(
+        request: HTTPTypes.HTTPRequest,
+        body: OpenAPIRuntime.HTTPBody?,
+        metadata: OpenAPIRuntime.ServerRequestMetadata
+    ) async throws -> (HTTPTypes.HTTPResponse, OpenAPIRuntime.HTTPBody?) {
+        try await handle(
+            request: request,
+            requestBody: body,
+            metadata: metadata,
+            forOperation: Operations.GetChainCRLs.id,
+            using: {
+                APIHandler.getChainCRLs($0)
+            },
+            deserializer: { request, requestBody, metadata in
+                let headers: Operations.GetChainCRLs.Input.Headers = .init(accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields))
+                return Operations.GetChainCRLs.Input(headers: headers)
+            },
+            serializer: { output, request in
+                switch output {
+                case let .ok(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 200)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .applicationXPemFile(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/x-pem-file",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsBinary(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/x-pem-file"
+                        )
+                    }
+                    return (response, body)
+                case let .notFound(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 404)
                     suppressMutabilityWarning(&response)
                     let body: OpenAPIRuntime.HTTPBody
                     switch value.body {

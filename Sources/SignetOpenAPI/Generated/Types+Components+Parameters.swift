@@ -17,5 +17,10 @@ public import struct Foundation.Data
 public import struct Foundation.Date
 extension Components {
     /// Types generated from the `#/components/parameters` section of the OpenAPI document.
-    public enum Parameters {}
+    public enum Parameters {
+        /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+        ///
+        /// - Remark: Generated from `#/components/parameters/OnBehalfOf`.
+        public typealias OnBehalfOf = Swift.String
+    }
 }

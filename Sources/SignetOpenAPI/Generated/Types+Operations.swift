@@ -89,12 +89,21 @@ public enum Operations {
             public var query: Operations.ListCertificates.Input.Query
             /// - Remark: Generated from `#/paths/v1/certificates/GET/header`.
             public struct Headers: Sendable, Hashable {
+                /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+                ///
+                /// - Remark: Generated from `#/paths/v1/certificates/GET/header/Signet-On-Behalf-Of`.
+                public var signetOnBehalfOf: Components.Parameters.OnBehalfOf?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListCertificates.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
+                ///   - signetOnBehalfOf: A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListCertificates.AcceptableContentType>] = .defaultValues()) {
+                public init(
+                    signetOnBehalfOf: Components.Parameters.OnBehalfOf? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListCertificates.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.signetOnBehalfOf = signetOnBehalfOf
                     self.accept = accept
                 }
             }
@@ -260,12 +269,21 @@ public enum Operations {
         public struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/v1/certificates/POST/header`.
             public struct Headers: Sendable, Hashable {
+                /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+                ///
+                /// - Remark: Generated from `#/paths/v1/certificates/POST/header/Signet-On-Behalf-Of`.
+                public var signetOnBehalfOf: Components.Parameters.OnBehalfOf?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.IssueCertificate.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
+                ///   - signetOnBehalfOf: A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.IssueCertificate.AcceptableContentType>] = .defaultValues()) {
+                public init(
+                    signetOnBehalfOf: Components.Parameters.OnBehalfOf? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.IssueCertificate.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.signetOnBehalfOf = signetOnBehalfOf
                     self.accept = accept
                 }
             }
@@ -586,12 +604,21 @@ public enum Operations {
             public var path: Operations.GetCertificate.Input.Path
             /// - Remark: Generated from `#/paths/v1/certificates/{serial}/GET/header`.
             public struct Headers: Sendable, Hashable {
+                /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+                ///
+                /// - Remark: Generated from `#/paths/v1/certificates/{serial}/GET/header/Signet-On-Behalf-Of`.
+                public var signetOnBehalfOf: Components.Parameters.OnBehalfOf?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetCertificate.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
+                ///   - signetOnBehalfOf: A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetCertificate.AcceptableContentType>] = .defaultValues()) {
+                public init(
+                    signetOnBehalfOf: Components.Parameters.OnBehalfOf? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetCertificate.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.signetOnBehalfOf = signetOnBehalfOf
                     self.accept = accept
                 }
             }
@@ -827,12 +854,21 @@ public enum Operations {
             public var path: Operations.RevokeCertificate.Input.Path
             /// - Remark: Generated from `#/paths/v1/certificates/{serial}/revoke/POST/header`.
             public struct Headers: Sendable, Hashable {
+                /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+                ///
+                /// - Remark: Generated from `#/paths/v1/certificates/{serial}/revoke/POST/header/Signet-On-Behalf-Of`.
+                public var signetOnBehalfOf: Components.Parameters.OnBehalfOf?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RevokeCertificate.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
+                ///   - signetOnBehalfOf: A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RevokeCertificate.AcceptableContentType>] = .defaultValues()) {
+                public init(
+                    signetOnBehalfOf: Components.Parameters.OnBehalfOf? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RevokeCertificate.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.signetOnBehalfOf = signetOnBehalfOf
                     self.accept = accept
                 }
             }
@@ -1094,12 +1130,21 @@ public enum Operations {
             public var query: Operations.ListManagedCertificates.Input.Query
             /// - Remark: Generated from `#/paths/v1/managed-certificates/GET/header`.
             public struct Headers: Sendable, Hashable {
+                /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+                ///
+                /// - Remark: Generated from `#/paths/v1/managed-certificates/GET/header/Signet-On-Behalf-Of`.
+                public var signetOnBehalfOf: Components.Parameters.OnBehalfOf?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListManagedCertificates.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
+                ///   - signetOnBehalfOf: A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListManagedCertificates.AcceptableContentType>] = .defaultValues()) {
+                public init(
+                    signetOnBehalfOf: Components.Parameters.OnBehalfOf? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListManagedCertificates.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.signetOnBehalfOf = signetOnBehalfOf
                     self.accept = accept
                 }
             }
@@ -1265,12 +1310,21 @@ public enum Operations {
         public struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/v1/managed-certificates/POST/header`.
             public struct Headers: Sendable, Hashable {
+                /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+                ///
+                /// - Remark: Generated from `#/paths/v1/managed-certificates/POST/header/Signet-On-Behalf-Of`.
+                public var signetOnBehalfOf: Components.Parameters.OnBehalfOf?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.CreateManagedCertificate.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
+                ///   - signetOnBehalfOf: A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.CreateManagedCertificate.AcceptableContentType>] = .defaultValues()) {
+                public init(
+                    signetOnBehalfOf: Components.Parameters.OnBehalfOf? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.CreateManagedCertificate.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.signetOnBehalfOf = signetOnBehalfOf
                     self.accept = accept
                 }
             }
@@ -1539,12 +1593,21 @@ public enum Operations {
             public var path: Operations.GetManagedCertificate.Input.Path
             /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/GET/header`.
             public struct Headers: Sendable, Hashable {
+                /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+                ///
+                /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/GET/header/Signet-On-Behalf-Of`.
+                public var signetOnBehalfOf: Components.Parameters.OnBehalfOf?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetManagedCertificate.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
+                ///   - signetOnBehalfOf: A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetManagedCertificate.AcceptableContentType>] = .defaultValues()) {
+                public init(
+                    signetOnBehalfOf: Components.Parameters.OnBehalfOf? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetManagedCertificate.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.signetOnBehalfOf = signetOnBehalfOf
                     self.accept = accept
                 }
             }
@@ -1722,12 +1785,21 @@ public enum Operations {
             public var path: Operations.UpdateManagedCertificate.Input.Path
             /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/PATCH/header`.
             public struct Headers: Sendable, Hashable {
+                /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+                ///
+                /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/PATCH/header/Signet-On-Behalf-Of`.
+                public var signetOnBehalfOf: Components.Parameters.OnBehalfOf?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.UpdateManagedCertificate.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
+                ///   - signetOnBehalfOf: A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.UpdateManagedCertificate.AcceptableContentType>] = .defaultValues()) {
+                public init(
+                    signetOnBehalfOf: Components.Parameters.OnBehalfOf? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.UpdateManagedCertificate.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.signetOnBehalfOf = signetOnBehalfOf
                     self.accept = accept
                 }
             }
@@ -1982,12 +2054,21 @@ public enum Operations {
             public var path: Operations.DeleteManagedCertificate.Input.Path
             /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/DELETE/header`.
             public struct Headers: Sendable, Hashable {
+                /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+                ///
+                /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/DELETE/header/Signet-On-Behalf-Of`.
+                public var signetOnBehalfOf: Components.Parameters.OnBehalfOf?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.DeleteManagedCertificate.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
+                ///   - signetOnBehalfOf: A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.DeleteManagedCertificate.AcceptableContentType>] = .defaultValues()) {
+                public init(
+                    signetOnBehalfOf: Components.Parameters.OnBehalfOf? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.DeleteManagedCertificate.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.signetOnBehalfOf = signetOnBehalfOf
                     self.accept = accept
                 }
             }
@@ -2163,12 +2244,21 @@ public enum Operations {
             public var path: Operations.RenewManagedCertificate.Input.Path
             /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/renew/POST/header`.
             public struct Headers: Sendable, Hashable {
+                /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+                ///
+                /// - Remark: Generated from `#/paths/v1/managed-certificates/{name}/renew/POST/header/Signet-On-Behalf-Of`.
+                public var signetOnBehalfOf: Components.Parameters.OnBehalfOf?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RenewManagedCertificate.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
+                ///   - signetOnBehalfOf: A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RenewManagedCertificate.AcceptableContentType>] = .defaultValues()) {
+                public init(
+                    signetOnBehalfOf: Components.Parameters.OnBehalfOf? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RenewManagedCertificate.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.signetOnBehalfOf = signetOnBehalfOf
                     self.accept = accept
                 }
             }
@@ -2355,12 +2445,21 @@ public enum Operations {
         public struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/v1/identity/GET/header`.
             public struct Headers: Sendable, Hashable {
+                /// A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
+                ///
+                /// - Remark: Generated from `#/paths/v1/identity/GET/header/Signet-On-Behalf-Of`.
+                public var signetOnBehalfOf: Components.Parameters.OnBehalfOf?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetIdentity.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
+                ///   - signetOnBehalfOf: A controller's service account acting for this Kubernetes namespace, whose policy then applies (refused for anyone not listed in serviceAccounts.controllers).
                 ///   - accept:
-                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetIdentity.AcceptableContentType>] = .defaultValues()) {
+                public init(
+                    signetOnBehalfOf: Components.Parameters.OnBehalfOf? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetIdentity.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.signetOnBehalfOf = signetOnBehalfOf
                     self.accept = accept
                 }
             }
@@ -2503,6 +2602,147 @@ public enum Operations {
             public static var allCases: [Self] {
                 [
                     .json,
+                    .applicationProblemJson
+                ]
+            }
+        }
+    }
+    /// The CRLs of the whole chain (the intermediate's, then the root's) as PEM, exactly what a Secret's ca.crl holds.
+    ///
+    /// Signet's own CRL is kept fresh (re-signed at half its validity and within seconds of a revocation); the root's is the one made offline with `signet ca crl` (crl.rootCRL). Without it there is no chain to serve (404), since half a chain's CRLs fails every client of a gateway that checks them all.
+    ///
+    /// - Remark: HTTP `GET /v1/ca/crls`.
+    /// - Remark: Generated from `#/paths//v1/ca/crls/get(getChainCRLs)`.
+    public enum GetChainCRLs {
+        public static let id: Swift.String = "getChainCRLs"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/v1/ca/crls/GET/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetChainCRLs.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetChainCRLs.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.GetChainCRLs.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - headers:
+            public init(headers: Operations.GetChainCRLs.Input.Headers = .init()) {
+                self.headers = headers
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/v1/ca/crls/GET/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/v1/ca/crls/GET/responses/200/content/application\/x-pem-file`.
+                    case applicationXPemFile(OpenAPIRuntime.HTTPBody)
+                    /// The associated value of the enum case if `self` is `.applicationXPemFile`.
+                    ///
+                    /// - Throws: An error if `self` is not `.applicationXPemFile`.
+                    /// - SeeAlso: `.applicationXPemFile`.
+                    public var applicationXPemFile: OpenAPIRuntime.HTTPBody {
+                        get throws {
+                            switch self {
+                            case let .applicationXPemFile(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.GetChainCRLs.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                public init(body: Operations.GetChainCRLs.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// Both CRLs, PEM.
+            ///
+            /// - Remark: Generated from `#/paths//v1/ca/crls/get(getChainCRLs)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.GetChainCRLs.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.GetChainCRLs.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// An RFC 9457 problem.
+            ///
+            /// - Remark: Generated from `#/paths//v1/ca/crls/get(getChainCRLs)/responses/404`.
+            ///
+            /// HTTP response code: `404 notFound`.
+            case notFound(Components.Responses.Problem)
+            /// The associated value of the enum case if `self` is `.notFound`.
+            ///
+            /// - Throws: An error if `self` is not `.notFound`.
+            /// - SeeAlso: `.notFound`.
+            public var notFound: Components.Responses.Problem {
+                get throws {
+                    switch self {
+                    case let .notFound(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case applicationXPemFile
+            case applicationProblemJson
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/x-pem-file":
+                    self = .applicationXPemFile
+                case "application/problem+json":
+                    self = .applicationProblemJson
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .applicationXPemFile:
+                    return "application/x-pem-file"
+                case .applicationProblemJson:
+                    return "application/problem+json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .applicationXPemFile,
                     .applicationProblemJson
                 ]
             }

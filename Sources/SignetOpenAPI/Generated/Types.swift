@@ -93,6 +93,13 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `GET /v1/identity`.
     /// - Remark: Generated from `#/paths//v1/identity/get(getIdentity)`.
     func getIdentity(_ input: Operations.GetIdentity.Input) async throws -> Operations.GetIdentity.Output
+    /// The CRLs of the whole chain (the intermediate's, then the root's) as PEM, exactly what a Secret's ca.crl holds.
+    ///
+    /// Signet's own CRL is kept fresh (re-signed at half its validity and within seconds of a revocation); the root's is the one made offline with `signet ca crl` (crl.rootCRL). Without it there is no chain to serve (404), since half a chain's CRLs fails every client of a gateway that checks them all.
+    ///
+    /// - Remark: HTTP `GET /v1/ca/crls`.
+    /// - Remark: Generated from `#/paths//v1/ca/crls/get(getChainCRLs)`.
+    func getChainCRLs(_ input: Operations.GetChainCRLs.Input) async throws -> Operations.GetChainCRLs.Output
     /// The CA chain (intermediates, then the root) as PEM.
     ///
     /// - Remark: HTTP `GET /v1/ca`.
@@ -278,6 +285,15 @@ extension APIProtocol {
     /// - Remark: Generated from `#/paths//v1/identity/get(getIdentity)`.
     public func getIdentity(headers: Operations.GetIdentity.Input.Headers = .init()) async throws -> Operations.GetIdentity.Output {
         try await getIdentity(Operations.GetIdentity.Input(headers: headers))
+    }
+    /// The CRLs of the whole chain (the intermediate's, then the root's) as PEM, exactly what a Secret's ca.crl holds.
+    ///
+    /// Signet's own CRL is kept fresh (re-signed at half its validity and within seconds of a revocation); the root's is the one made offline with `signet ca crl` (crl.rootCRL). Without it there is no chain to serve (404), since half a chain's CRLs fails every client of a gateway that checks them all.
+    ///
+    /// - Remark: HTTP `GET /v1/ca/crls`.
+    /// - Remark: Generated from `#/paths//v1/ca/crls/get(getChainCRLs)`.
+    public func getChainCRLs(headers: Operations.GetChainCRLs.Input.Headers = .init()) async throws -> Operations.GetChainCRLs.Output {
+        try await getChainCRLs(Operations.GetChainCRLs.Input(headers: headers))
     }
     /// The CA chain (intermediates, then the root) as PEM.
     ///

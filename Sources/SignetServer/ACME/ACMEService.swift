@@ -3,6 +3,7 @@ import SignetACME
 import SignetAuthority
 import SignetKeys
 import SignetLedger
+import SignetOpenAPI
 import SwiftASN1
 import Synchronization
 import X509
