@@ -149,6 +149,11 @@ public final class IssuanceService: Sendable {
         try await ledger.certificate(serial: serial)
     }
 
+    /// A page of the ledger's certificates (the caller's scope is the handler's to set in `query`).
+    public func certificates(matching query: CertificateQuery) async throws -> CertificatePage {
+        try await ledger.certificates(matching: query)
+    }
+
     public func leafPEM(of entry: CertificateEntry) -> String {
         PEM.encode(entry.der, type: "CERTIFICATE")
     }

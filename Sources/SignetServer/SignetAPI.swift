@@ -157,7 +157,7 @@ public struct SignetAPI: APIProtocol {
             query.limit = limit
         }
         query.cursor = parameters.cursor
-        let page = try await ledger.certificates(matching: query)
+        let page = try await issuance.certificates(matching: query)
         let now = Date()
         return .ok(.init(body: .json(.init(items: page.entries.map { record($0, now: now) }, nextCursor: page.nextCursor))))
     }
