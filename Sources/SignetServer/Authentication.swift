@@ -131,7 +131,7 @@ public enum DistinguishedNames {
 /// Turns presented credentials into a `Caller`. Token lookups are cached for `cacheLifetime` so that the hot
 /// issuance path does not read the token table on every request; a revoked token stops working within that time.
 public final class CallerAuthenticator: Sendable {
-    private let ledger: CertificateLedger
+    private let ledger: any TokenStore
     private let defaultLifetime: Duration
     private let cacheLifetime: Duration
     private let certificatePolicies: [ClientCertificatePolicy]
@@ -142,7 +142,7 @@ public final class CallerAuthenticator: Sendable {
     private let onRateLimited: @Sendable () -> Void
 
     public init(
-        ledger: CertificateLedger, defaultLifetime: Duration, cacheLifetime: Duration = .seconds(1), certificatePolicies: [ClientCertificatePolicy] = [],
+        ledger: any TokenStore, defaultLifetime: Duration, cacheLifetime: Duration = .seconds(1), certificatePolicies: [ClientCertificatePolicy] = [],
         serviceAccounts: ServiceAccountVerifier? = nil, failedAuthenticationsPerMinute: Double = 60, onRateLimited: @escaping @Sendable () -> Void = {}
     ) {
         self.failures = RateLimiter(rate: failedAuthenticationsPerMinute / 60, burst: failedAuthenticationsPerMinute)

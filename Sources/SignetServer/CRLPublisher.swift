@@ -18,7 +18,7 @@ import Foundation
 /// one back). Signed through the CA's key like certificates: a key file, Key Vault or a PKCS#11 token alike.
 public final class CRLPublisher: Sendable {
     let ca: IssuingCA
-    let ledger: CertificateLedger
+    let ledger: any RevocationListStore
     let validity: Duration
     let metrics: SignetMetrics?
     let logger: Logger
@@ -63,7 +63,7 @@ public final class CRLPublisher: Sendable {
     }
 
     public init(
-        ca: IssuingCA, ledger: CertificateLedger, validity: Duration, rootCRLFile: String? = nil, metrics: SignetMetrics? = nil, logger: Logger,
+        ca: IssuingCA, ledger: any RevocationListStore, validity: Duration, rootCRLFile: String? = nil, metrics: SignetMetrics? = nil, logger: Logger,
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.rootCRLFile = rootCRLFile

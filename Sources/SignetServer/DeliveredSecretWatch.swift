@@ -19,13 +19,13 @@ public struct DeliveredSecretWatch: Service {
         let namespace: String
     }
 
-    let ledger: CertificateLedger
+    let ledger: any ManagedCertificateStore
     let clusters: ClusterConnections
     let logger: Logger
     /// How often the set of watched namespaces is brought up to date with the registered certificates.
     let refresh: Duration
 
-    public init(ledger: CertificateLedger, clusters: ClusterConnections, logger: Logger, refresh: Duration = .seconds(5)) {
+    public init(ledger: any ManagedCertificateStore, clusters: ClusterConnections, logger: Logger, refresh: Duration = .seconds(5)) {
         self.ledger = ledger
         self.clusters = clusters
         self.logger = logger

@@ -27,7 +27,7 @@ public struct IssuedCertificate: Sendable {
 /// A certificate leaves `issue` only after its ledger row is durable; a refusal leaves an audit event and nothing else.
 public final class IssuanceService: Sendable {
     public let ca: IssuingCA
-    private let ledger: CertificateLedger
+    private let ledger: any IssuedCertificateStore & AuditLog
     private let metrics: SignetMetrics
     private let logger: Logger
     private let now: @Sendable () -> Date
@@ -43,7 +43,7 @@ public final class IssuanceService: Sendable {
     private let onRevocation: @Sendable (String) -> Void
 
     public init(
-        ca: IssuingCA, ledger: CertificateLedger, metrics: SignetMetrics, logger: Logger, reservedSubjects: Set<String> = [],
+        ca: IssuingCA, ledger: any IssuedCertificateStore & AuditLog, metrics: SignetMetrics, logger: Logger, reservedSubjects: Set<String> = [],
         signerDescription: String = "the CA key", onRevocation: @escaping @Sendable (String) -> Void = { _ in }, now: @escaping @Sendable () -> Date = Date.init
     ) throws {
         self.onRevocation = onRevocation

@@ -61,7 +61,7 @@ public final class ClusterConnections: Sendable {
 /// holding a fresh certificate. Every step is recorded in the ledger before the next one starts, so a renewal
 /// interrupted at any point resumes where it stopped and never issues twice (see `renew`).
 public final class ManagedCertificates: Sendable {
-    private let ledger: CertificateLedger
+    private let ledger: any ManagedCertificateStore & IssuedCertificateStore & AuditLog
     private let issuance: IssuanceService
     private let clusters: ClusterConnections
     private let authenticator: CallerAuthenticator
@@ -74,7 +74,7 @@ public final class ManagedCertificates: Sendable {
     private let forcedRenewals: RateLimiter
 
     public init(
-        ledger: CertificateLedger, issuance: IssuanceService, clusters: ClusterConnections, authenticator: CallerAuthenticator,
+        ledger: any ManagedCertificateStore & IssuedCertificateStore & AuditLog, issuance: IssuanceService, clusters: ClusterConnections, authenticator: CallerAuthenticator,
         metrics: SignetMetrics, logger: Logger, forcedRenewalsPerHour: Double = 10, probeWindow: Duration = .seconds(60),
         crlBundle: @escaping @Sendable () async -> String? = { nil }, now: @escaping @Sendable () -> Date = Date.init
     ) {

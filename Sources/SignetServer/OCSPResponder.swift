@@ -48,7 +48,7 @@ public final class OCSPResponder: Sendable {
     static let cacheLimit = 100_000
 
     let ca: IssuingCA
-    let ledger: CertificateLedger
+    let ledger: any IssuedCertificateStore
     /// nextUpdate - thisUpdate of every answer.
     let validity: Duration
     /// How long each responder certificate is valid; it is replaced when half has passed.
@@ -61,7 +61,7 @@ public final class OCSPResponder: Sendable {
     private let keeper: DelegateKeeper
 
     public init(
-        ca: IssuingCA, ledger: CertificateLedger, validity: Duration, responderLifetime: Duration, metrics: SignetMetrics? = nil, logger: Logger,
+        ca: IssuingCA, ledger: any IssuedCertificateStore, validity: Duration, responderLifetime: Duration, metrics: SignetMetrics? = nil, logger: Logger,
         now: @escaping @Sendable () -> Date = Date.init
     ) throws {
         self.ca = ca
