@@ -1,4 +1,5 @@
 import Prometheus
+import SignetAuthority
 import Synchronization
 
 import Foundation
@@ -50,18 +51,13 @@ public final class ControllerMetrics: Sendable {
     }
 
     public func render() -> String {
-        var expiration = "# HELP signet_certificate_expiration_timestamp_seconds The notAfter of the Certificate's current certificate (Unix time).\n# TYPE signet_certificate_expiration_timestamp_seconds gauge\n"
-        var renewal = "# HELP signet_certificate_renewal_timestamp_seconds When the Certificate is renewed (Unix time).\n# TYPE signet_certificate_renewal_timestamp_seconds gauge\n"
-        var ready = "# HELP signet_certificate_ready_status The Certificate's Ready condition: 1 for the current value (True, False, Unknown).\n# TYPE signet_certificate_ready_status gauge\n"
-        for (key, observed) in certificates.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
+        let series = certificates.withLock { $0 }.sorted { $0.key < $1.key }.map { key, observed in
             let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
-            let labels = "name=\"\(parts[1])\",namespace=\"\(parts[0])\",secret=\"\(observed.secret ?? "")\""
-            expiration += "signet_certificate_expiration_timestamp_seconds{\(labels)} \(Int64(observed.notAfter?.timeIntervalSince1970 ?? 0))\n"
-            renewal += "signet_certificate_renewal_timestamp_seconds{\(labels)} \(Int64(observed.renewalTime?.timeIntervalSince1970 ?? 0))\n"
-            for condition in ["True", "False", "Unknown"] {
-                ready += "signet_certificate_ready_status{\(labels),condition=\"\(condition)\"} \((condition == "True") == observed.ready && condition != "Unknown" ? 1 : 0)\n"
-            }
+            return CertificateMetricFamilies.Series(
+                labels: [("name", parts[1]), ("namespace", parts[0]), ("secret", observed.secret ?? "")],
+                notAfter: observed.notAfter, renewalTime: observed.renewalTime, condition: observed.ready ? .ready : .notReady
+            )
         }
-        return registry.emitToString() + expiration + renewal + ready
+        return registry.emitToString() + CertificateMetricFamilies.render(series, noun: "Certificate")
     }
 }

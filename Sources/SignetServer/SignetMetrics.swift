@@ -198,32 +198,17 @@ public final class SignetMetrics: Sendable {
     }
 }
 
-/// cert-manager's certificate metrics under Signet's prefix, one series per managed certificate, so existing
-/// dashboards and alerts (`expiration - time() < …`, `ready_status{condition="False"} == 1`) carry over.
+/// The managed certificates as cert-manager's per-certificate metric families, one series each.
 enum ManagedCertificateMetrics {
     static func render(_ records: [ManagedCertificateRecord], now: Date) -> String {
-        var expiration = family("signet_certificate_expiration_timestamp_seconds", "The notAfter of the certificate in the managed certificate's Secret (Unix time).")
-        var renewal = family("signet_certificate_renewal_timestamp_seconds", "When the managed certificate is next renewed (Unix time).")
-        var ready = family("signet_certificate_ready_status", "1 for the managed certificate's readiness condition (True, False, Unknown), 0 for the others.")
-        var failing = family("signet_certificate_failed_attempts", "Failed renewal attempts of the managed certificate since its last success.")
-        for record in records {
-            let labels = "name=\"\(escape(record.name))\",cluster=\"\(escape(record.spec.target.cluster))\",namespace=\"\(escape(record.spec.target.namespace))\",secret=\"\(escape(record.spec.target.secretName))\""
-            expiration += "signet_certificate_expiration_timestamp_seconds{\(labels)} \(record.delivered.map { Int64($0.notAfter.timeIntervalSince1970) } ?? 0)\n"
-            renewal += "signet_certificate_renewal_timestamp_seconds{\(labels)} \(Int64(record.nextAttemptAt.timeIntervalSince1970))\n"
-            let condition = ManagedCertificateStatus(record, now: now).ready ? "True" : (record.delivered == nil && record.lastError == nil ? "Unknown" : "False")
-            for value in ["True", "False", "Unknown"] {
-                ready += "signet_certificate_ready_status{\(labels),condition=\"\(value)\"} \(value == condition ? 1 : 0)\n"
-            }
-            failing += "signet_certificate_failed_attempts{\(labels)} \(record.attempts)\n"
-        }
-        return expiration + renewal + ready + failing
-    }
-
-    private static func family(_ name: String, _ help: String) -> String {
-        "# HELP \(name) \(help)\n# TYPE \(name) gauge\n"
-    }
-
-    private static func escape(_ value: String) -> String {
-        value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n")
+        CertificateMetricFamilies.render(records.map { record in
+            CertificateMetricFamilies.Series(
+                labels: [("name", record.name), ("cluster", record.spec.target.cluster), ("namespace", record.spec.target.namespace),
+                         ("secret", record.spec.target.secretName)],
+                notAfter: record.delivered?.notAfter, renewalTime: record.nextAttemptAt,
+                condition: ManagedCertificateStatus(record, now: now).ready ? .ready : (record.delivered == nil && record.lastError == nil ? .unknown : .notReady),
+                failedAttempts: record.attempts
+            )
+        }, noun: "managed certificate")
     }
 }
