@@ -21,5 +21,8 @@ public final class SignatureReceipt: Sendable {
     public func record(_ new: Facts) { facts.withLock { $0 = new } }
     public var recorded: Facts { facts.withLock { $0 } }
 
+    /// A task-local because the value crosses a library boundary: swift-certificates calls the signer
+    /// (`CustomPrivateKey.signAsynchronously`) with the bytes to sign and nothing else, so there is no parameter to
+    /// carry the receipt through; issuance sets it around the one call and reads it right after.
     @TaskLocal public static var current: SignatureReceipt?
 }

@@ -80,7 +80,7 @@ public struct SignetServer: Sendable {
             let observed = Certificate.PrivateKey(ObservedPrivateKey(custodyKey) { seconds, failure in
                 metrics.recordSignature(seconds: seconds, failure: failure)
             })
-            var ca = try await CALoader.load(from: directory, signer: FileKeySigner(privateKey: observed))
+            var ca = try await CALoader.load(from: directory, key: observed)
             if let base = configuration.crlBaseURL { ca.crlDistributionPoint = base + "/crl/\(ca.keyIdentifier.hexString).crl" }
             if let base = configuration.ocspBaseURL { ca.ocspResponderURL = base + "/ocsp" }
             let ledger = try CertificateLedger(
