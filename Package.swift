@@ -58,11 +58,24 @@ let package = Package(
             ],
             swiftSettings: strictness
         ),
+        // The one outbound HTTP transport (retries, backoff, Retry-After, one credential refresh) for Key Vault and
+        // Kubernetes.
+        .target(
+            name: "SignetHTTP",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictness
+        ),
         // The CA key in Azure Key Vault: Entra ID tokens, the keys REST API with retries, the signer.
         .target(
             name: "SignetKeyVault",
             dependencies: [
-                "SignetAuthority", "SignetKeys",
+                "SignetAuthority", "SignetKeys", "SignetHTTP",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -103,7 +116,7 @@ let package = Package(
         .target(
             name: "SignetKubernetes",
             dependencies: [
-                "SignetAuthority", "SignetKeys",
+                "SignetAuthority", "SignetKeys", "SignetHTTP",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),

@@ -5,6 +5,7 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import SignetAuthority
+import SignetHTTP
 import SignetKeys
 
 /// The few Key Vault keys operations Signet uses, with the retry rules Microsoft documents: exponential backoff
@@ -30,6 +31,12 @@ public struct KeyVaultClient: Sendable {
         public var maximumDelay: Duration = .seconds(5)
         public var timeout: TimeAmount = .seconds(10)
         public init() {}
+
+        var transport: HTTPTransport.RetryPolicy {
+            var policy = HTTPTransport.RetryPolicy(attempts: attempts)
+            (policy.baseDelay, policy.maximumDelay, policy.timeout) = (baseDelay, maximumDelay, timeout)
+            return policy
+        }
     }
 
     public let vaultURL: String
@@ -72,70 +79,43 @@ public struct KeyVaultClient: Sendable {
 
     private func call(_ method: HTTPMethod, _ path: String, body: [String: any Sendable]?) async throws -> Answer {
         let payload = try body.map { try JSONSerialization.data(withJSONObject: $0) }
-        var refreshedToken = false
-        var attempt = 0
-        while true {
-            attempt += 1
-            var request = HTTPClientRequest(url: "\(vaultURL)\(path)?api-version=\(apiVersion)")
-            request.method = method
-            request.headers.add(name: "Authorization", value: "Bearer \(try await credential.token())")
-            if let payload {
-                request.headers.add(name: "Content-Type", value: "application/json")
-                request.body = .bytes(ByteBuffer(data: payload))
-            }
-            let outcome: (HTTPResponseStatus, HTTPHeaders, Data)
-            do {
-                let response = try await http.execute(request, timeout: retry.timeout)
-                outcome = (response.status, response.headers, Data(buffer: try await response.body.collect(upTo: 1 << 20)))
-            } catch {
-                // Timeouts, refused and dropped connections: transient until the attempts run out.
-                guard attempt < retry.attempts else { throw KeyVaultError.unreachable("\(method) \(path): \(error)") }
-                observer?(.retried(reason: "transport"))
-                try await Task.sleep(for: backoff(attempt))
-                continue
-            }
-            let (status, headers, data) = outcome
-            let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: any Sendable] ?? [:]
-            switch status.code {
-            case 200..<300:
-                return Answer(json: object, requestID: headers.first(name: "x-ms-request-id"))
-            case 401 where !refreshedToken:
+        let transport = HTTPTransport(http: http, retry: retry.transport, logger: logger)
+        let answer: HTTPTransport.Answer
+        do {
+            answer = try await transport.send({
+                var request = HTTPClientRequest(url: "\(vaultURL)\(path)?api-version=\(apiVersion)")
+                request.method = method
+                request.headers.add(name: "Authorization", value: "Bearer \(try await credential.token())")
+                if let payload {
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    request.body = .bytes(ByteBuffer(data: payload))
+                }
+                return request
+            }, transient: { [408, 500, 502, 503, 504].contains($0) || (506...599).contains($0) }, maximumBody: 1 << 20, refresh: { headers in
                 // A stale token or another tenant: take the tenant from the challenge and get a new token once.
                 if let challenge = headers.first(name: "WWW-Authenticate"), let tenant = Self.tenant(fromChallenge: challenge) {
                     await credential.adoptChallenge(tenant: tenant)
                 }
                 _ = try await credential.token(refresh: true)
-                refreshedToken = true
-                attempt -= 1
-                continue
-            case 408, 429, 500, 502, 503, 504, 506...599:
-                if status.code == 429 { observer?(.throttled) }
-                guard attempt < retry.attempts else {
-                    throw status.code == 429 ? KeyVaultError.throttled(Self.describe(object, status)) : KeyVaultError.unavailable(Self.describe(object, status))
-                }
-                let delay = status.code == 429 ? retryAfter(headers) ?? backoff(attempt) : backoff(attempt)
-                observer?(.retried(reason: status.code == 429 ? "throttled" : "server_error"))
-                logger.debug("Key Vault asked to retry", metadata: ["status": "\(status.code)", "delay": "\(delay)", "path": "\(path)"])
-                try await Task.sleep(for: delay)
-            default:
-                throw KeyVaultError.refused(status: Int(status.code), Self.describe(object, status))
-            }
+            }, onRetry: { reason in
+                if reason == .throttled { observer?(.throttled) }
+                observer?(.retried(reason: reason.rawValue))
+            })
+        } catch let error as HTTPTransportError {
+            throw KeyVaultError.unreachable(error.description)
         }
-    }
-
-    /// Exponential backoff with full jitter, capped.
-    func backoff(_ attempt: Int) -> Duration {
-        let ceiling = min(retry.maximumDelay, retry.baseDelay * (1 << min(attempt - 1, 10)))
-        let milliseconds = Int64(Double(ceiling.components.seconds * 1000 + ceiling.components.attoseconds / 1_000_000_000_000_000) * Double.random(in: 0.5...1))
-        return .milliseconds(milliseconds)
-    }
-
-    func retryAfter(_ headers: HTTPHeaders) -> Duration? {
-        if let ms = headers.first(name: "retry-after-ms").flatMap(Double.init) ?? headers.first(name: "x-ms-retry-after-ms").flatMap(Double.init) {
-            return min(.milliseconds(Int64(ms)), .seconds(60))
+        let object = (try? JSONSerialization.jsonObject(with: answer.body)) as? [String: any Sendable] ?? [:]
+        switch answer.status.code {
+        case 200..<300:
+            return Answer(json: object, requestID: answer.headers.first(name: "x-ms-request-id"))
+        case 429:
+            observer?(.throttled)  // every 429 counts, the one that ends the attempts too
+            throw KeyVaultError.throttled(Self.describe(object, answer.status))
+        case 408, 500, 502, 503, 504, 506...599:
+            throw KeyVaultError.unavailable(Self.describe(object, answer.status))
+        default:
+            throw KeyVaultError.refused(status: Int(answer.status.code), Self.describe(object, answer.status))
         }
-        guard let seconds = headers.first(name: "Retry-After").flatMap(Double.init) else { return nil }
-        return min(.milliseconds(Int64(seconds * 1000)), .seconds(60))
     }
 
     static func tenant(fromChallenge challenge: String) -> String? {

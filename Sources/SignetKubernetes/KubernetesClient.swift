@@ -4,6 +4,7 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import NIOSSL
+import SignetHTTP
 
 import Foundation
 
@@ -44,11 +45,20 @@ public final class KubernetesClient: Sendable {
         public var maximumDelay: Duration = .seconds(5)
         public var timeout: TimeAmount = .seconds(10)
         public init() {}
+
+        var transport: HTTPTransport.RetryPolicy {
+            var policy = HTTPTransport.RetryPolicy(attempts: attempts)
+            (policy.baseDelay, policy.maximumDelay, policy.timeout) = (baseDelay, maximumDelay, timeout)
+            policy.maximumRetryAfter = .seconds(30)
+            return policy
+        }
     }
 
     public let configuration: KubernetesConfiguration
     let http: HTTPClient
     let retry: RetryPolicy
+    /// Every call but watches goes through it (a watch is one long request, resumed by the informer instead).
+    let transport: HTTPTransport
     let logger: Logger
     /// The service-account token, for a `.tokenFile` credential.
     private let tokenFile: RotatingTokenFile?
@@ -97,6 +107,7 @@ public final class KubernetesClient: Sendable {
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
         self.retry = retry
         self.logger = logger
+        self.transport = HTTPTransport(http: self.http, retry: retry.transport, logger: logger)
     }
 
     public func shutdown() async throws {
@@ -299,48 +310,31 @@ public final class KubernetesClient: Sendable {
     }
 
     private func call<Answer: Decodable>(_ method: HTTPMethod, _ path: String, payload: Data?) async throws -> Answer {
-        var attempt = 0
-        var reloadedToken = false
-        while true {
-            attempt += 1
-            var request = HTTPClientRequest(url: base + path)
-            request.method = method
-            request.headers.add(name: "Accept", value: "application/json")
-            request.headers.add(name: "User-Agent", value: "signet")
-            try await authorize(&request)
-            if let payload {
-                request.headers.add(name: "Content-Type", value: "application/json")
-                request.body = .bytes(ByteBuffer(data: payload))
-            }
-            let status: HTTPResponseStatus, headers: HTTPHeaders, data: Data
-            do {
-                let response = try await http.execute(request, timeout: retry.timeout)
-                (status, headers, data) = (response.status, response.headers, Data(buffer: try await response.body.collect(upTo: 8 << 20)))
-            } catch {
-                guard attempt < retry.attempts else { throw KubernetesError.unreachable("\(method) \(path): \(error)") }
-                try await Task.sleep(for: backoff(attempt))
-                continue
-            }
-            switch status.code {
-            case 200..<300:
-                do {
-                    return try JSONDecoder().decode(Answer.self, from: data)
-                } catch {
-                    throw KubernetesError.invalidAnswer("\(method) \(path): \(error)")
+        let answer: HTTPTransport.Answer
+        do {
+            answer = try await transport.send({
+                var request = HTTPClientRequest(url: base + path)
+                request.method = method
+                request.headers.add(name: "Accept", value: "application/json")
+                request.headers.add(name: "User-Agent", value: "signet")
+                try await authorize(&request)
+                if let payload {
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    request.body = .bytes(ByteBuffer(data: payload))
                 }
-            case 401 where !reloadedToken:
+                return request
+            }, transient: { [500, 502, 503, 504].contains($0) }, refresh: tokenFile.map { file in
                 // A rotated service-account token: read the file again, once.
-                tokenFile?.reload()
-                reloadedToken = true
-                attempt -= 1
-            case 429, 500, 502, 503, 504:
-                guard attempt < retry.attempts else { throw Self.error(status: status, body: data) }
-                let retryAfter = headers.first(name: "Retry-After").flatMap(Double.init).map { Duration.milliseconds(Int64(min($0, 30) * 1000)) }
-                logger.debug("Kubernetes API asked to retry", metadata: ["status": "\(status.code)", "path": "\(path)"])
-                try await Task.sleep(for: retryAfter ?? backoff(attempt))
-            default:
-                throw Self.error(status: status, body: data)
-            }
+                { _ in file.reload() }
+            })
+        } catch let error as HTTPTransportError {
+            throw KubernetesError.unreachable(error.description)
+        }
+        guard (200..<300).contains(answer.status.code) else { throw Self.error(status: answer.status, body: answer.body) }
+        do {
+            return try JSONDecoder().decode(Answer.self, from: answer.body)
+        } catch {
+            throw KubernetesError.invalidAnswer("\(method) \(path): \(error)")
         }
     }
 
@@ -358,12 +352,6 @@ public final class KubernetesClient: Sendable {
         case .clientCertificate, .none:
             break
         }
-    }
-
-    private func backoff(_ attempt: Int) -> Duration {
-        let ceiling = min(retry.maximumDelay, retry.baseDelay * (1 << min(attempt - 1, 10)))
-        let milliseconds = Double(ceiling.components.seconds) * 1000 + Double(ceiling.components.attoseconds) / 1e15
-        return .milliseconds(Int64(milliseconds * Double.random(in: 0.5...1)))
     }
 
     static func error(status: HTTPResponseStatus, body: Data) -> KubernetesError {

@@ -4,6 +4,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOSSL
+import SignetAuthority
 import SwiftASN1
 import Foundation
 import X509
@@ -62,10 +63,15 @@ public struct APIEdgeMiddleware: RouterMiddleware {
             } catch let error as HTTPError where error.status == .contentTooLarge {
                 throw Self.tooLarge
             }
+            let onBehalfOf = request.headers[Self.onBehalfOfHeader]
+            if let onBehalfOf, !KubernetesNames.isLabel(onBehalfOf) {
+                throw Problem("invalid-header", "Invalid header", status: 400,
+                              detail: "Signet-On-Behalf-Of must be a Kubernetes namespace name (lower-case letters, digits and '-', at most 63)")
+            }
             let credentials = PresentedCredentials(
                 authorization: request.headers[.authorization],
                 clientCertificate: await context.clientCertificate(),
-                onBehalfOf: request.headers[HTTPField.Name("Signet-On-Behalf-Of")!],
+                onBehalfOf: onBehalfOf,
                 sourceAddress: context.channel.remoteAddress?.ipAddress
             )
             var response = try await PresentedCredentials.$current.withValue(credentials) {
@@ -94,6 +100,7 @@ public struct APIEdgeMiddleware: RouterMiddleware {
     }
 
     static let requestIDHeader = HTTPField.Name("Signet-Request-Id")!
+    static let onBehalfOfHeader = HTTPField.Name("Signet-On-Behalf-Of")!
 
     /// 16 random hex digits: enough to find one request in a log.
     static func requestID() -> String {
