@@ -806,23 +806,8 @@ private struct ConfigurationFile: Decodable {
 
     /// The keys each section may have. Decoding ignores unknown keys, so they are checked here: a misspelt
     /// setting is an error, never silently the default.
-    static let knownKeys: [String: Set<String>] = [
-        "": ["listen", "dataDirectory", "database", "ledgerKeyFile", "durability", "ca", "tls", "issuance", "tokenCacheSeconds", "clientCertificates", "clusters", "renewalConcurrency", "serviceAccounts", "limits", "acme", "crl", "ocsp"],
-        "crl": ["validity", "baseURL", "readinessMargin", "rootCRL"],
-        "ocsp": ["validity", "responderLifetime", "baseURL"],
-        "acme": ["baseURL", "httpPort", "tlsPort", "resolver", "validationTimeoutSeconds", "directories"],
-        "acme.directories": ["name", "allow", "challenges", "maxDuration", "defaultDuration", "profiles", "externalAccountRequired", "trustedNames", "alwaysValid", "website", "termsOfService", "caaIdentities"],
-        "limits": ["issuancesPerSecond", "issuanceBurst", "failedAuthenticationsPerMinute", "forcedRenewalsPerHour", "probeCacheSeconds"],
-        "ca": ["directory", "passphraseFile", "keyVault", "pkcs11"],
-        "ca.pkcs11": ["module", "tokenLabel", "keyLabel", "keyId", "pinFile", "pinEnv", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
-        "ca.keyVault": ["url", "keyName", "keyVersion", "apiVersion", "caFile", "maxSignsPerSecond", "maxConcurrentSigns", "maxQueuedSigns"],
-        "tls": ["mode", "certificate", "key", "hostnames", "clientAuth", "clientCA", "allowSelfIssuedClients"],
-        "issuance": ["defaultDuration", "maxDuration"],
-        "clientCertificates": ["commonName", "subject", "uri", "issuer", "allow", "maxDuration", "profiles", "targets"],
-        "clusters": ["name", "kubeconfig", "context", "inCluster", "gateway", "allowPlainHTTP"],
-        "serviceAccounts": ["cluster", "audience", "validation", "issuer", "controllers", "auditors", "namespaces"],
-        "serviceAccounts.namespaces": ["namespace", "allow", "maxDuration", "profiles"],
-    ]
+    /// The keys a file may have, from the one table of settings.
+    static var knownKeys: [String: Set<String>] { ConfigurationReference.knownKeys }
 
     static func rejectUnknownKeys(in yaml: String) throws {
         guard let root = try Yams.load(yaml: yaml) as? [String: Any] else { return }

@@ -107,6 +107,23 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("one table of settings: the README's reference is that table, and every environment variable the configuration reads is in it")
+    func settingsTable() throws {
+        let readme = try String(contentsOfFile: Fixtures.packageRoot + "/README.md", encoding: .utf8)
+        let begin = "<!-- settings: generated from ConfigurationReference.settings -->\n", end = "\n<!-- settings: end -->"
+        let start = try #require(readme.range(of: begin), "the README has the generated settings block")
+        let stop = try #require(readme.range(of: end, range: start.upperBound..<readme.endIndex))
+        let documented = String(readme[start.upperBound..<stop.lowerBound])
+        if documented != ConfigurationReference.markdown {
+            try ConfigurationReference.markdown.write(toFile: NSTemporaryDirectory() + "settings-reference.md", atomically: true, encoding: .utf8)
+        }
+        #expect(documented == ConfigurationReference.markdown, "the README's settings block is stale; the table is in \(NSTemporaryDirectory())settings-reference.md")
+        let source = try String(contentsOfFile: Fixtures.packageRoot + "/Sources/SignetServer/ServerConfiguration.swift", encoding: .utf8)
+        let read = Set(source.matches(of: /"(SIGNET_[A-Z0-9_]+)"/).map { String($0.1) })
+        let listed = Set(ConfigurationReference.settings.compactMap(\.environment))
+        #expect(read == listed, "read but not in the table: \(read.subtracting(listed)); in the table but not read: \(listed.subtracting(read))")
+    }
+
     @Test("SIGNET_MAX_DURATION and SIGNET_DEFAULT_DURATION reach the service-account and client-certificate policies that set no maxDuration of their own")
     func environmentLifetimesReachPolicies() throws {
         let path = try Fixtures.temporaryDirectory() + "/signet.yaml"
