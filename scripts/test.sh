@@ -20,6 +20,10 @@ bash scripts/ensure-packages.sh certbot python3-certbot-dns-rfc2136 lego bind9 b
 certbot_venv=.build/acme-clients/certbot
 [ -x "$certbot_venv/bin/certbot" ] || { python3 -m venv "$certbot_venv" && "$certbot_venv/bin/pip" install -q certbot; }
 
+# The code's formatting (.swift-format: line length 120, as swift-certificates uses); generated code stays as generated.
+swift format lint --strict -r $(ls -d Sources/*/ | grep -v SignetOpenAPI) Sources/SignetOpenAPI/RFC3339DateTranscoder.swift \
+    Tests/SignetTests bench/signet-bench
+
 # Building tests and products in one step, then running without rebuilding, avoids a second link of the graph.
 started=$SECONDS
 swift build --build-tests

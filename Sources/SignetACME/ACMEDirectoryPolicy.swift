@@ -32,19 +32,33 @@ public struct ACMEDirectoryPolicy: Sendable, Equatable {
         var problems: [ACMEError] = []
         for identifier in identifiers {
             if !allows(identifier, in: allowedNames) {
-                problems.append(ACMEError(.rejectedIdentifier, "'\(identifier.value)' is not allowed by ACME directory '\(name)'", identifier: identifier))
+                problems.append(
+                    ACMEError(
+                        .rejectedIdentifier, "'\(identifier.value)' is not allowed by ACME directory '\(name)'",
+                        identifier: identifier))
             } else if !accountNames.isEmpty, !allows(identifier, in: accountNames) {
-                problems.append(ACMEError(.rejectedIdentifier, "'\(identifier.value)' is not allowed for this account's external account key", identifier: identifier))
-            } else if !isTrusted(identifier), challengeTypes(for: identifier.authorizationIdentifier, wildcard: identifier.isWildcard).isEmpty {
+                problems.append(
+                    ACMEError(
+                        .rejectedIdentifier,
+                        "'\(identifier.value)' is not allowed for this account's external account key",
+                        identifier: identifier))
+            } else if !isTrusted(identifier),
+                challengeTypes(for: identifier.authorizationIdentifier, wildcard: identifier.isWildcard).isEmpty
+            {
                 let offered = challenges.map(\.rawValue).joined(separator: ", ")
-                problems.append(ACMEError(.rejectedIdentifier, identifier.isWildcard
-                    ? "'\(identifier.value)' is a wildcard, which only dns-01 can validate, and directory '\(name)' offers \(offered)"
-                    : "no challenge directory '\(name)' offers (\(offered)) can validate '\(identifier.value)'", identifier: identifier))
+                problems.append(
+                    ACMEError(
+                        .rejectedIdentifier,
+                        identifier.isWildcard
+                            ? "'\(identifier.value)' is a wildcard, which only dns-01 can validate, and directory '\(name)' offers \(offered)"
+                            : "no challenge directory '\(name)' offers (\(offered)) can validate '\(identifier.value)'",
+                        identifier: identifier))
             }
         }
         guard problems.isEmpty else {
             if problems.count == 1 { throw problems[0] }
-            throw ACMEError(.rejectedIdentifier, "\(problems.count) identifiers of the order are refused", subproblems: problems)
+            throw ACMEError(
+                .rejectedIdentifier, "\(problems.count) identifiers of the order are refused", subproblems: problems)
         }
     }
 
@@ -67,14 +81,17 @@ public struct ACMEDirectoryPolicy: Sendable, Equatable {
 
     /// What each offered profile means, for `meta.profiles` (cert-manager reads it as name → string).
     public var profileDescriptions: [String: String] {
-        Dictionary(uniqueKeysWithValues: profiles.map { profile in
-            let description = switch profile {
-            case .server: "TLS server certificates (serverAuth)"
-            case .client: "TLS client certificates (clientAuth)"
-            case .serverClient: "TLS server and client certificates (serverAuth, clientAuth)"
-            case .ocspSigning: "OCSP responder certificates (OCSPSigning)"  // never offered: the configuration refuses it
-            }
-            return (profile.rawValue, description)
-        })
+        Dictionary(
+            uniqueKeysWithValues: profiles.map { profile in
+                let description =
+                    switch profile {
+                    case .server: "TLS server certificates (serverAuth)"
+                    case .client: "TLS client certificates (clientAuth)"
+                    case .serverClient: "TLS server and client certificates (serverAuth, clientAuth)"
+                    // never offered: the configuration refuses it
+                    case .ocspSigning: "OCSP responder certificates (OCSPSigning)"
+                    }
+                return (profile.rawValue, description)
+            })
     }
 }

@@ -19,20 +19,28 @@ public struct ACMEIdentifier: Hashable, Sendable, Codable, CustomStringConvertib
         switch type {
         case "dns":
             if IPAddress(value) != nil {
-                throw ACMEError(.rejectedIdentifier, "'\(value)' is an IP address; send it as an identifier of type ip", identifier: ACMEIdentifier(type: .dns, value: value))
+                throw ACMEError(
+                    .rejectedIdentifier, "'\(value)' is an IP address; send it as an identifier of type ip",
+                    identifier: ACMEIdentifier(type: .dns, value: value))
             }
             do {
                 return ACMEIdentifier(type: .dns, value: try HostnameRules.validate(value))
             } catch {
-                throw ACMEError(.rejectedIdentifier, "'\(value)' is not a valid DNS name: \(error)", identifier: ACMEIdentifier(type: .dns, value: value))
+                throw ACMEError(
+                    .rejectedIdentifier, "'\(value)' is not a valid DNS name: \(error)",
+                    identifier: ACMEIdentifier(type: .dns, value: value))
             }
         case "ip":
             guard let address = IPAddress(value) else {
-                throw ACMEError(.malformed, "'\(value)' is not an IPv4 or IPv6 address", identifier: ACMEIdentifier(type: .ip, value: value))
+                throw ACMEError(
+                    .malformed, "'\(value)' is not an IPv4 or IPv6 address",
+                    identifier: ACMEIdentifier(type: .ip, value: value))
             }
             return ACMEIdentifier(type: .ip, value: address.description)
         default:
-            throw ACMEError(.unsupportedIdentifier, "identifier type '\(type)' is not supported; use dns or ip", identifier: ACMEIdentifier(type: .dns, value: value))
+            throw ACMEError(
+                .unsupportedIdentifier, "identifier type '\(type)' is not supported; use dns or ip",
+                identifier: ACMEIdentifier(type: .dns, value: value))
         }
     }
 

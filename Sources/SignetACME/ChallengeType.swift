@@ -2,9 +2,9 @@ import Crypto
 import SignetAuthority
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The challenges Signet validates (RFC 8555 §8.3–8.4, RFC 8737).

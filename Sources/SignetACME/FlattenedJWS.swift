@@ -1,7 +1,6 @@
 import Crypto
-import SignetAuthority
-
 import Foundation
+import SignetAuthority
 
 /// A request body as ACME sends it (RFC 8555 §6.2): a JWS in flattened JSON serialization, whose protected header
 /// names `alg`, `nonce`, `url` and exactly one of `jwk` (a new account, or a key proving itself) and `kid` (an
@@ -32,35 +31,52 @@ public struct FlattenedJWS: Sendable {
     }
 
     public init(object: [String: Any]) throws(ACMEError) {
-        if object["signatures"] != nil { throw ACMEError(.malformed, "the JWS must use the flattened serialization, with one signature") }
+        if object["signatures"] != nil {
+            throw ACMEError(.malformed, "the JWS must use the flattened serialization, with one signature")
+        }
         if object["header"] != nil { throw ACMEError(.malformed, "the JWS must not have an unprotected header") }
         if let extra = Set(object.keys).subtracting(["protected", "payload", "signature"]).sorted().first {
             throw ACMEError(.malformed, "the JWS has an unknown member '\(extra)'")
         }
         guard let protectedText = object["protected"] as? String, let payloadText = object["payload"] as? String,
-              let signatureText = object["signature"] as? String else {
+            let signatureText = object["signature"] as? String
+        else {
             throw ACMEError(.malformed, "the JWS needs protected, payload and signature, each a string")
         }
         guard let headerData = Base64URL.decode(protectedText),
-              let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
+            let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any]
+        else {
             throw ACMEError(.malformed, "the JWS protected header is not base64url-encoded JSON")
         }
-        guard let payload = Base64URL.decode(payloadText) else { throw ACMEError(.malformed, "the JWS payload is not base64url") }
+        guard let payload = Base64URL.decode(payloadText) else {
+            throw ACMEError(.malformed, "the JWS payload is not base64url")
+        }
         guard let signature = Base64URL.decode(signatureText), !signature.isEmpty else {
             throw ACMEError(.malformed, "the JWS signature is not base64url")
         }
-        guard let algorithm = header["alg"] as? String else { throw ACMEError(.malformed, "the JWS protected header has no alg") }
-        guard JSONWebKey.supportedAlgorithms.contains(algorithm) else {
-            throw ACMEError(.badSignatureAlgorithm, "JWS algorithm '\(algorithm)' is not accepted", algorithms: JSONWebKey.supportedAlgorithms)
+        guard let algorithm = header["alg"] as? String else {
+            throw ACMEError(.malformed, "the JWS protected header has no alg")
         }
-        if let critical = header["crit"] { throw ACMEError(.malformed, "the JWS names critical header parameters (\(critical)) this server does not understand") }
-        guard let url = header["url"] as? String, !url.isEmpty else { throw ACMEError(.malformed, "the JWS protected header has no url") }
+        guard JSONWebKey.supportedAlgorithms.contains(algorithm) else {
+            throw ACMEError(
+                .badSignatureAlgorithm, "JWS algorithm '\(algorithm)' is not accepted",
+                algorithms: JSONWebKey.supportedAlgorithms)
+        }
+        if let critical = header["crit"] {
+            throw ACMEError(
+                .malformed, "the JWS names critical header parameters (\(critical)) this server does not understand")
+        }
+        guard let url = header["url"] as? String, !url.isEmpty else {
+            throw ACMEError(.malformed, "the JWS protected header has no url")
+        }
         let keyID = header["kid"] as? String
         let jwkObject = header["jwk"] as? [String: Any]
         guard (keyID == nil) != (jwkObject == nil) else {
             throw ACMEError(.malformed, "the JWS protected header must have exactly one of jwk and kid")
         }
-        if header["nonce"] != nil, !(header["nonce"] is String) { throw ACMEError(.malformed, "the JWS nonce is not a string") }
+        if header["nonce"] != nil, !(header["nonce"] is String) {
+            throw ACMEError(.malformed, "the JWS nonce is not a string")
+        }
         self.algorithm = algorithm
         self.nonce = header["nonce"] as? String
         self.url = url
@@ -75,8 +91,9 @@ public struct FlattenedJWS: Sendable {
     /// Checks that `key` made the signature with the algorithm the header names, which must be the key's own.
     public func verify(with key: JSONWebKey) throws(ACMEError) {
         guard key.accepts(algorithm) else {
-            throw ACMEError(.badSignatureAlgorithm, "JWS algorithm '\(algorithm)' does not fit the account's \(key.algorithm) key",
-                            algorithms: JSONWebKey.supportedAlgorithms)
+            throw ACMEError(
+                .badSignatureAlgorithm, "JWS algorithm '\(algorithm)' does not fit the account's \(key.algorithm) key",
+                algorithms: JSONWebKey.supportedAlgorithms)
         }
         guard key.verifies(signature, over: signingInput, algorithm: algorithm) else {
             throw ACMEError(.malformed, "JWS verification error: the signature does not verify")
@@ -104,17 +121,26 @@ public enum ExternalAccountBinding {
     public static func verify(
         _ object: [String: Any], outerURL: String, accountKey: JSONWebKey, macKey: (String) -> [UInt8]?
     ) throws(ACMEError) -> String {
-        guard Set(object.keys) == ["protected", "payload", "signature"], let protectedText = object["protected"] as? String,
-              let payloadText = object["payload"] as? String, let signatureText = object["signature"] as? String,
-              let headerData = Base64URL.decode(protectedText), let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any],
-              let payload = Base64URL.decode(payloadText), let signature = Base64URL.decode(signatureText) else {
+        guard Set(object.keys) == ["protected", "payload", "signature"],
+            let protectedText = object["protected"] as? String,
+            let payloadText = object["payload"] as? String, let signatureText = object["signature"] as? String,
+            let headerData = Base64URL.decode(protectedText),
+            let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any],
+            let payload = Base64URL.decode(payloadText), let signature = Base64URL.decode(signatureText)
+        else {
             throw ACMEError(.malformed, "externalAccountBinding is not a flattened JWS")
         }
         guard let algorithm = header["alg"] as? String, algorithms.contains(algorithm) else {
-            throw ACMEError(.badSignatureAlgorithm, "externalAccountBinding must be MACed with HS256, HS384 or HS512", algorithms: algorithms)
+            throw ACMEError(
+                .badSignatureAlgorithm, "externalAccountBinding must be MACed with HS256, HS384 or HS512",
+                algorithms: algorithms)
         }
-        guard header["nonce"] == nil else { throw ACMEError(.malformed, "externalAccountBinding must not have a nonce") }
-        guard header["url"] as? String == outerURL else { throw ACMEError(.unauthorized, "externalAccountBinding's url is not this request's") }
+        guard header["nonce"] == nil else {
+            throw ACMEError(.malformed, "externalAccountBinding must not have a nonce")
+        }
+        guard header["url"] as? String == outerURL else {
+            throw ACMEError(.unauthorized, "externalAccountBinding's url is not this request's")
+        }
         guard let keyID = header["kid"] as? String, !keyID.isEmpty, let secret = macKey(keyID) else {
             throw ACMEError(.unauthorized, "externalAccountBinding names an unknown key id")
         }
@@ -126,9 +152,12 @@ public enum ExternalAccountBinding {
         case "HS384": valid = HMAC<SHA384>.isValidAuthenticationCode(signature, authenticating: input, using: key)
         default: valid = HMAC<SHA512>.isValidAuthenticationCode(signature, authenticating: input, using: key)
         }
-        guard valid else { throw ACMEError(.unauthorized, "externalAccountBinding's MAC does not verify with key id '\(keyID)'") }
+        guard valid else {
+            throw ACMEError(.unauthorized, "externalAccountBinding's MAC does not verify with key id '\(keyID)'")
+        }
         guard let bound = (try? JSONSerialization.jsonObject(with: payload)) as? [String: Any],
-              (try? JSONWebKey(json: bound)) == accountKey else {
+            (try? JSONWebKey(json: bound)) == accountKey
+        else {
             throw ACMEError(.unauthorized, "externalAccountBinding binds another key than the account's")
         }
         return keyID

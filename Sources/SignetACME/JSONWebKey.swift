@@ -1,8 +1,7 @@
 import Crypto
+import Foundation
 import SignetAuthority
 import _CryptoExtras
-
-import Foundation
 
 /// An account's public key as a JWK (RFC 7517): RSA (RS256, at least 2048 bits, as cert-manager's and certbot's
 /// accounts are), EC P-256 / P-384 (ES256 / ES384) or Ed25519 (EdDSA). Hand-written because no package here parses
@@ -43,21 +42,31 @@ public struct JSONWebKey: Sendable, Equatable {
     /// From the JSON object of a JWK. Only the members RFC 7638 hashes are read; a private key is refused.
     public init(json object: [String: Any]) throws(ACMEError) {
         func member(_ name: String) throws(ACMEError) -> String {
-            guard let value = object[name] as? String, !value.isEmpty else { throw ACMEError(.malformed, "the JWK has no \(name)") }
+            guard let value = object[name] as? String, !value.isEmpty else {
+                throw ACMEError(.malformed, "the JWK has no \(name)")
+            }
             return value
         }
         func bytes(_ name: String) throws(ACMEError) -> Data {
-            guard let data = Base64URL.decode(try member(name)) else { throw ACMEError(.malformed, "the JWK's \(name) is not base64url") }
+            guard let data = Base64URL.decode(try member(name)) else {
+                throw ACMEError(.malformed, "the JWK's \(name) is not base64url")
+            }
             return data
         }
-        guard object["d"] == nil else { throw ACMEError(.badPublicKey, "the JWK holds a private key; send the public key only") }
+        guard object["d"] == nil else {
+            throw ACMEError(.badPublicKey, "the JWK holds a private key; send the public key only")
+        }
         let canonical: [(String, String)]
         do {
             switch try member("kty") {
             case "RSA":
                 let n = try bytes("n"), e = try bytes("e")
                 let bits = (n.drop { $0 == 0 }.count) * 8
-                guard bits >= Self.minimumRSABits else { throw ACMEError(.badPublicKey, "RSA keys must have at least \(Self.minimumRSABits) bits, this one has about \(bits)") }
+                guard bits >= Self.minimumRSABits else {
+                    throw ACMEError(
+                        .badPublicKey,
+                        "RSA keys must have at least \(Self.minimumRSABits) bits, this one has about \(bits)")
+                }
                 key = .rsa(try _RSA.Signing.PublicKey(n: n, e: e), modulus: n, exponent: e)
                 canonical = [("e", try member("e")), ("kty", "RSA"), ("n", try member("n"))]
             case "EC":
@@ -71,7 +80,9 @@ public struct JSONWebKey: Sendable, Equatable {
                 canonical = [("crv", curve), ("kty", "EC"), ("x", try member("x")), ("y", try member("y"))]
             case "OKP":
                 let curve = try member("crv")
-                guard curve == "Ed25519" else { throw ACMEError(.badPublicKey, "OKP curve \(curve) is not accepted; use Ed25519") }
+                guard curve == "Ed25519" else {
+                    throw ACMEError(.badPublicKey, "OKP curve \(curve) is not accepted; use Ed25519")
+                }
                 key = .ed25519(try Curve25519.Signing.PublicKey(rawRepresentation: try bytes("x")))
                 canonical = [("crv", curve), ("kty", "OKP"), ("x", try member("x"))]
             case let other:
@@ -94,16 +105,26 @@ public struct JSONWebKey: Sendable, Equatable {
         case .p256(let key): Array(key.derRepresentation)
         case .p384(let key): Array(key.derRepresentation)
         // id-Ed25519 (RFC 8410): SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING key }.
-        case .ed25519(let key): [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00] + Array(key.rawRepresentation)
+        case .ed25519(let key):
+            [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00] + Array(key.rawRepresentation)
         }
     }
 
     /// The JWK's JSON object, as RFC 7638 names its members.
     public var json: [String: String] {
         switch key {
-        case .rsa(_, let modulus, let exponent): ["kty": "RSA", "n": Base64URL.encode(modulus), "e": Base64URL.encode(exponent)]
-        case .p256(let key): ["kty": "EC", "crv": "P-256", "x": Base64URL.encode(key.rawRepresentation.prefix(32)), "y": Base64URL.encode(key.rawRepresentation.suffix(32))]
-        case .p384(let key): ["kty": "EC", "crv": "P-384", "x": Base64URL.encode(key.rawRepresentation.prefix(48)), "y": Base64URL.encode(key.rawRepresentation.suffix(48))]
+        case .rsa(_, let modulus, let exponent):
+            ["kty": "RSA", "n": Base64URL.encode(modulus), "e": Base64URL.encode(exponent)]
+        case .p256(let key):
+            [
+                "kty": "EC", "crv": "P-256", "x": Base64URL.encode(key.rawRepresentation.prefix(32)),
+                "y": Base64URL.encode(key.rawRepresentation.suffix(32)),
+            ]
+        case .p384(let key):
+            [
+                "kty": "EC", "crv": "P-384", "x": Base64URL.encode(key.rawRepresentation.prefix(48)),
+                "y": Base64URL.encode(key.rawRepresentation.suffix(48)),
+            ]
         case .ed25519(let key): ["kty": "OKP", "crv": "Ed25519", "x": Base64URL.encode(key.rawRepresentation)]
         }
     }
@@ -112,9 +133,11 @@ public struct JSONWebKey: Sendable, Equatable {
     func verifies(_ signature: Data, over input: Data, algorithm: String) -> Bool {
         switch (key, algorithm) {
         case (.rsa(let key, _, _), "RS256"):
-            return key.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: input, padding: .insecurePKCS1v1_5)
+            return key.isValidSignature(
+                _RSA.Signing.RSASignature(rawRepresentation: signature), for: input, padding: .insecurePKCS1v1_5)
         case (.rsa(let key, _, _), "PS256"):
-            return key.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: input, padding: .PSS)
+            return key.isValidSignature(
+                _RSA.Signing.RSASignature(rawRepresentation: signature), for: input, padding: .PSS)
         case (.p256(let key), "ES256"):
             guard let parsed = try? P256.Signing.ECDSASignature(rawRepresentation: signature) else { return false }
             return key.isValidSignature(parsed, for: input)

@@ -1,8 +1,7 @@
 import Crypto
+import Foundation
 import SignetAuthority
 import _CryptoExtras
-
-import Foundation
 
 /// The client side of ACME's JWS: an account key that signs requests in flattened JSON. Signet itself never signs
 /// JWS; this serves its benchmark's ACME client and the tests that speak ACME as cert-manager, certbot and lego do.
@@ -23,13 +22,22 @@ public struct JWSSigner: Sendable {
         switch key {
         case .rsa(let key):
             let components = try? key.publicKey.getKeyPrimitives()
-            object = ["kty": "RSA", "n": Base64URL.encode(components?.modulus ?? Data()), "e": Base64URL.encode(components?.publicExponent ?? Data())]
+            object = [
+                "kty": "RSA", "n": Base64URL.encode(components?.modulus ?? Data()),
+                "e": Base64URL.encode(components?.publicExponent ?? Data()),
+            ]
         case .p256(let key):
             let raw = key.publicKey.rawRepresentation
-            object = ["kty": "EC", "crv": "P-256", "x": Base64URL.encode(raw.prefix(32)), "y": Base64URL.encode(raw.suffix(32))]
+            object = [
+                "kty": "EC", "crv": "P-256", "x": Base64URL.encode(raw.prefix(32)),
+                "y": Base64URL.encode(raw.suffix(32)),
+            ]
         case .p384(let key):
             let raw = key.publicKey.rawRepresentation
-            object = ["kty": "EC", "crv": "P-384", "x": Base64URL.encode(raw.prefix(48)), "y": Base64URL.encode(raw.suffix(48))]
+            object = [
+                "kty": "EC", "crv": "P-384", "x": Base64URL.encode(raw.prefix(48)),
+                "y": Base64URL.encode(raw.suffix(48)),
+            ]
         case .ed25519(let key):
             object = ["kty": "OKP", "crv": "Ed25519", "x": Base64URL.encode(key.publicKey.rawRepresentation)]
         }
@@ -57,14 +65,20 @@ public struct JWSSigner: Sendable {
         case .p384(let key): signature = try key.signature(for: input).rawRepresentation
         case .ed25519(let key): signature = try key.signature(for: input)
         }
-        return try JSONSerialization.data(withJSONObject: ["protected": protected, "payload": encodedPayload, "signature": Base64URL.encode(signature)])
+        return try JSONSerialization.data(withJSONObject: [
+            "protected": protected, "payload": encodedPayload, "signature": Base64URL.encode(signature),
+        ])
     }
 
     /// An External Account Binding (RFC 8555 §7.3.4) of this key, MACed with HS256.
     public func externalAccountBinding(keyID: String, macKey: [UInt8], url: String) throws -> [String: Any] {
-        let protected = Base64URL.encode(try JSONSerialization.data(withJSONObject: ["alg": "HS256", "kid": keyID, "url": url], options: [.sortedKeys]))
-        let payload = Base64URL.encode(try JSONSerialization.data(withJSONObject: publicJWK.json, options: [.sortedKeys]))
-        let mac = HMAC<SHA256>.authenticationCode(for: Data((protected + "." + payload).utf8), using: SymmetricKey(data: macKey))
+        let protected = Base64URL.encode(
+            try JSONSerialization.data(
+                withJSONObject: ["alg": "HS256", "kid": keyID, "url": url], options: [.sortedKeys]))
+        let payload = Base64URL.encode(
+            try JSONSerialization.data(withJSONObject: publicJWK.json, options: [.sortedKeys]))
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: Data((protected + "." + payload).utf8), using: SymmetricKey(data: macKey))
         return ["protected": protected, "payload": payload, "signature": Base64URL.encode(Data(mac))]
     }
 }

@@ -15,8 +15,12 @@ public struct DeliveryTarget: Hashable, Sendable, Codable, CustomStringConvertib
     /// Checks the Kubernetes naming rules, so that a bad name is refused when the certificate is registered rather
     /// than at every renewal by the API server.
     public func validate() throws(TargetError) {
-        guard KubernetesNames.isLabel(cluster) else { throw .invalid("cluster '\(cluster)' is not a valid name (lower-case letters, digits and '-', at most 63)") }
-        guard KubernetesNames.isLabel(namespace) else { throw .invalid("namespace '\(namespace)' is not a valid Kubernetes namespace (a DNS-1123 label)") }
+        guard KubernetesNames.isLabel(cluster) else {
+            throw .invalid("cluster '\(cluster)' is not a valid name (lower-case letters, digits and '-', at most 63)")
+        }
+        guard KubernetesNames.isLabel(namespace) else {
+            throw .invalid("namespace '\(namespace)' is not a valid Kubernetes namespace (a DNS-1123 label)")
+        }
         guard KubernetesNames.isSubdomain(secretName) else {
             throw .invalid("secretName '\(secretName)' is not a valid Kubernetes object name (a DNS-1123 subdomain)")
         }
@@ -35,7 +39,8 @@ public struct TargetPattern: Hashable, Sendable, CustomStringConvertible {
             let stars = part.filter { $0 == "*" }.count
             let literal = part.filter { $0 != "*" }
             guard stars <= 1, part == "*" || !literal.isEmpty,
-                  literal.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == ".") }) else {
+                literal.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == ".") })
+            else {
                 throw .invalid("target pattern '\(text)': '\(part)' must be a name, '*', or a name with one '*'")
             }
         }
@@ -70,13 +75,19 @@ public enum TargetError: Error, Equatable, Sendable, CustomStringConvertible {
 public enum KubernetesNames {
     /// A label: at most 63 of `[a-z0-9-]`, starting and ending alphanumeric (namespaces).
     public static func isLabel(_ name: String) -> Bool {
-        guard (1...63).contains(name.utf8.count), let first = name.utf8.first, let last = name.utf8.last else { return false }
-        let alphanumeric: (UInt8) -> Bool = { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
-        return alphanumeric(first) && alphanumeric(last) && name.utf8.allSatisfy { alphanumeric($0) || $0 == UInt8(ascii: "-") }
+        guard (1...63).contains(name.utf8.count), let first = name.utf8.first, let last = name.utf8.last else {
+            return false
+        }
+        let alphanumeric: (UInt8) -> Bool = {
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+        }
+        return alphanumeric(first) && alphanumeric(last)
+            && name.utf8.allSatisfy { alphanumeric($0) || $0 == UInt8(ascii: "-") }
     }
 
     /// A subdomain: at most 253, dot-separated labels (Secret names).
     public static func isSubdomain(_ name: String) -> Bool {
-        name.utf8.count <= 253 && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isLabel(String($0)) }
+        name.utf8.count <= 253
+            && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isLabel(String($0)) }
     }
 }

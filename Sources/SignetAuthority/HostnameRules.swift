@@ -12,7 +12,8 @@ public enum HostnameRules {
     public static func validate(_ name: String) throws(NameError) -> String {
         guard !name.isEmpty else { throw .invalidDNSName(name, "is empty") }
         guard name.allSatisfy(\.isASCII) else {
-            throw .invalidDNSName(name, "contains non-ASCII characters; internationalised names must be given as A-labels (xn--…)")
+            throw .invalidDNSName(
+                name, "contains non-ASCII characters; internationalised names must be given as A-labels (xn--…)")
         }
         let lowered = name.lowercased()
         // A single trailing dot is the absolute form of the same name; certificates never carry it.
@@ -38,14 +39,17 @@ public enum HostnameRules {
             try validateLabel(label, in: name)
         }
         if let last = labels.last, last.allSatisfy(\.isNumber) {
-            throw .invalidDNSName(name, "looks like an IP address or has an all-numeric top-level label; IP addresses belong in ipAddresses")
+            throw .invalidDNSName(
+                name,
+                "looks like an IP address or has an all-numeric top-level label; IP addresses belong in ipAddresses")
         }
         return lowered
     }
 
     private static func validateLabel(_ label: Substring, in name: String) throws(NameError) {
         guard label.utf8.count <= maximumLabelLength else {
-            throw .invalidDNSName(name, "has the label '\(label)' of \(label.utf8.count) characters; the limit is \(maximumLabelLength)")
+            throw .invalidDNSName(
+                name, "has the label '\(label)' of \(label.utf8.count) characters; the limit is \(maximumLabelLength)")
         }
         for character in label {
             switch character {
@@ -60,8 +64,13 @@ public enum HostnameRules {
         }
         // "xn--" marks an A-label; other labels with hyphens in positions 3 and 4 are reserved (RFC 5891 §4.2.3.1).
         let characters = Array(label.utf8)
-        if characters.count >= 4, characters[2] == UInt8(ascii: "-"), characters[3] == UInt8(ascii: "-"), !label.hasPrefix("xn--") {
-            throw .invalidDNSName(name, "has the label '\(label)' with '--' in the third and fourth positions, which is reserved for A-labels (xn--)")
+        if characters.count >= 4, characters[2] == UInt8(ascii: "-"), characters[3] == UInt8(ascii: "-"),
+            !label.hasPrefix("xn--")
+        {
+            throw .invalidDNSName(
+                name,
+                "has the label '\(label)' with '--' in the third and fourth positions, which is reserved for A-labels (xn--)"
+            )
         }
     }
 

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An IPv4 or IPv6 address as it appears in an iPAddress subjectAltName: 4 or 16 bytes.
@@ -42,7 +42,9 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// Whether this address lies in `network`/`prefixLength`.
     public func isIn(network: IPAddress, prefixLength: Int) -> Bool {
-        guard network.bytes.count == bytes.count, prefixLength >= 0, prefixLength <= bytes.count * 8 else { return false }
+        guard network.bytes.count == bytes.count, prefixLength >= 0, prefixLength <= bytes.count * 8 else {
+            return false
+        }
         var remaining = prefixLength
         for (mine, theirs) in zip(bytes, network.bytes) where remaining > 0 {
             let bits = min(8, remaining)

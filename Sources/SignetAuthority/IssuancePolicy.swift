@@ -56,7 +56,8 @@ public enum PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .namesNotAllowed(names):
             "not allowed for this caller: " + names.map { "'\($0)'" }.joined(separator: ", ")
         case let .profileNotAllowed(profile, allowed):
-            "profile '\(profile.rawValue)' is not allowed for this caller; allowed: " + allowed.map(\.rawValue).joined(separator: ", ")
+            "profile '\(profile.rawValue)' is not allowed for this caller; allowed: "
+                + allowed.map(\.rawValue).joined(separator: ", ")
         case let .lifetimeTooLong(requested, maximum):
             "duration \(Lifetime.format(requested)) exceeds the maximum of \(Lifetime.format(maximum))"
         case let .lifetimeTooShort(requested, minimum):

@@ -6,7 +6,10 @@ public struct IssuanceRequest: Sendable {
     public var duration: String?
     public var profile: CertificateProfile?
 
-    public init(csrPEM: String, dnsNames: [String]? = nil, ipAddresses: [String]? = nil, duration: String? = nil, profile: CertificateProfile? = nil) {
+    public init(
+        csrPEM: String, dnsNames: [String]? = nil, ipAddresses: [String]? = nil, duration: String? = nil,
+        profile: CertificateProfile? = nil
+    ) {
         self.csrPEM = csrPEM
         self.dnsNames = dnsNames
         self.ipAddresses = ipAddresses

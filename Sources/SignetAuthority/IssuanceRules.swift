@@ -2,9 +2,9 @@ import SwiftASN1
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Everything decided about a certificate before it is built: the one thing the signing step needs.
@@ -48,7 +48,9 @@ public enum IssuanceRules {
 
         let profile = request.profile ?? .server
         guard policy.allowedProfiles.contains(profile) else {
-            throw .policy(.profileNotAllowed(profile, allowed: CertificateProfile.requestable.filter(policy.allowedProfiles.contains)))
+            throw .policy(
+                .profileNotAllowed(
+                    profile, allowed: CertificateProfile.requestable.filter(policy.allowedProfiles.contains)))
         }
 
         let lifetime: Duration
@@ -124,7 +126,9 @@ public enum IssuanceRules {
     }
 
     /// Within the policy's bounds and the issuer's own validity.
-    public static func check(_ lifetime: Duration, policy: IssuancePolicy, now: Date, issuerNotAfter: Date) throws(IssuanceRefusal) {
+    public static func check(_ lifetime: Duration, policy: IssuancePolicy, now: Date, issuerNotAfter: Date)
+        throws(IssuanceRefusal)
+    {
         guard lifetime <= policy.maximumLifetime else {
             throw .policy(.lifetimeTooLong(requested: lifetime, maximum: policy.maximumLifetime))
         }
@@ -138,7 +142,9 @@ public enum IssuanceRules {
 
     /// Names given as lists (no CSR), validated and canonical, duplicates dropped: a managed certificate's names.
     public static func names(dnsNames: [String], ipAddresses: [String]) throws(IssuanceRefusal) -> RequestedNames {
-        guard dnsNames.count + ipAddresses.count <= maximumNames else { throw .tooManyNames(dnsNames.count + ipAddresses.count, maximum: maximumNames) }
+        guard dnsNames.count + ipAddresses.count <= maximumNames else {
+            throw .tooManyNames(dnsNames.count + ipAddresses.count, maximum: maximumNames)
+        }
         var errors: [NameError] = []
         let names = canonical(dnsNames: dnsNames, ipAddresses: ipAddresses, errors: &errors)
         guard errors.isEmpty else { throw .invalidNames(errors) }
@@ -148,7 +154,9 @@ public enum IssuanceRules {
 
     /// Lower-cased, validated DNS names and parsed addresses, in order, without duplicates; every bad entry is
     /// added to `errors` so that one answer names them all.
-    private static func canonical(dnsNames: [String], ipAddresses: [String], errors: inout [NameError]) -> RequestedNames {
+    private static func canonical(dnsNames: [String], ipAddresses: [String], errors: inout [NameError])
+        -> RequestedNames
+    {
         var result = RequestedNames()
         for name in dnsNames {
             if IPAddress(name) != nil {
@@ -175,6 +183,8 @@ public enum IssuanceRules {
     static func subject(commonName: String?, names: RequestedNames) -> DistinguishedName {
         let candidate = commonName?.lowercased() ?? names.dnsNames.first ?? names.ipAddresses.first?.description
         guard let candidate, candidate.utf8.count <= commonNameLimit else { return DistinguishedName() }
-        return DistinguishedName([RelativeDistinguishedName(.init(type: .RDNAttributeType.commonName, utf8String: candidate))])
+        return DistinguishedName([
+            RelativeDistinguishedName(.init(type: .RDNAttributeType.commonName, utf8String: candidate))
+        ])
     }
 }

@@ -4,9 +4,9 @@ import X509
 import _CryptoExtras
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The issuing intermediate as issuance sees it: its certificate, the chain up to the root, and a handle on its
@@ -26,7 +26,9 @@ public struct IssuingCA: Sendable {
     /// The URL of Signet's OCSP responder, put in every certificate it issues as authorityInfoAccess (none when nil).
     public var ocspResponderURL: String?
 
-    public init(certificate: Certificate, intermediates: [Certificate] = [], root: Certificate, key: Certificate.PrivateKey) throws {
+    public init(
+        certificate: Certificate, intermediates: [Certificate] = [], root: Certificate, key: Certificate.PrivateKey
+    ) throws {
         self.certificate = certificate
         self.intermediates = intermediates
         self.root = root
@@ -71,7 +73,7 @@ public enum SerialNumbers {
         var generator = SystemRandomNumberGenerator()
         for index in bytes.indices { bytes[index] = generator.next() }
         bytes[0] &= 0x7F
-        if bytes[0] == 0 { bytes[0] = 0x01 } // keep the full 20 octets so serials have one length
+        if bytes[0] == 0 { bytes[0] = 0x01 }  // keep the full 20 octets so serials have one length
         return Certificate.SerialNumber(bytes: bytes)
     }
 

@@ -2,9 +2,9 @@ import SwiftASN1
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Builds and signs the end-entity certificate for a plan. The only place a leaf's contents are decided.
@@ -57,12 +57,17 @@ public enum LeafCertificateFactory {
             }
         }
         if let url = ca.crlDistributionPoint {
-            try extensions.append(Certificate.Extension(oid: [2, 5, 29, 31], critical: false, value: try crlDistributionPoints(url)[...]))
+            try extensions.append(
+                Certificate.Extension(oid: [2, 5, 29, 31], critical: false, value: try crlDistributionPoints(url)[...]))
         }
         if let url = ca.ocspResponderURL {
-            try extensions.append(Certificate.Extension(AuthorityInformationAccess([AuthorityInformationAccess.AccessDescription(
-                method: .ocspServer, location: .uniformResourceIdentifier(url)
-            )]), critical: false))
+            try extensions.append(
+                Certificate.Extension(
+                    AuthorityInformationAccess([
+                        AuthorityInformationAccess.AccessDescription(
+                            method: .ocspServer, location: .uniformResourceIdentifier(url)
+                        )
+                    ]), critical: false))
         }
         return try await Certificate(
             version: .v3,
@@ -82,7 +87,8 @@ public enum LeafCertificateFactory {
     /// by the CA: OCSPSigning alone, digitalSignature, not a CA, id-pkix-ocsp-nocheck (so clients do not ask about the
     /// responder itself, which is why it lives only days), and no CRL distribution point or names.
     public static func ocspResponder(
-        publicKey: Certificate.PublicKey, by ca: IssuingCA, serial: Certificate.SerialNumber, validity: Validity, name: String
+        publicKey: Certificate.PublicKey, by ca: IssuingCA, serial: Certificate.SerialNumber, validity: Validity,
+        name: String
     ) async throws -> Certificate {
         var extensions = try Certificate.Extensions {
             Critical(BasicConstraints.notCertificateAuthority)
@@ -91,7 +97,8 @@ public enum LeafCertificateFactory {
             SubjectKeyIdentifier(hash: publicKey)
             AuthorityKeyIdentifier(keyIdentifier: ca.keyIdentifier[...])
         }
-        try extensions.append(Certificate.Extension(oid: [1, 3, 6, 1, 5, 5, 7, 48, 1, 5], critical: false, value: [0x05, 0x00]))  // NULL
+        try extensions.append(
+            Certificate.Extension(oid: [1, 3, 6, 1, 5, 5, 7, 48, 1, 5], critical: false, value: [0x05, 0x00]))  // NULL
         return try await Certificate(
             version: .v3,
             serialNumber: serial,
@@ -113,9 +120,15 @@ public enum LeafCertificateFactory {
         var serializer = DER.Serializer()
         try serializer.appendConstructedNode(identifier: .sequence) { points in
             try points.appendConstructedNode(identifier: .sequence) { point in
-                try point.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) { name in
-                    try name.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) { fullName in
-                        fullName.appendPrimitiveNode(identifier: ASN1Identifier(tagWithNumber: 6, tagClass: .contextSpecific)) { $0.append(contentsOf: Array(url.utf8)) }
+                try point.appendConstructedNode(
+                    identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)
+                ) { name in
+                    try name.appendConstructedNode(
+                        identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)
+                    ) { fullName in
+                        fullName.appendPrimitiveNode(
+                            identifier: ASN1Identifier(tagWithNumber: 6, tagClass: .contextSpecific)
+                        ) { $0.append(contentsOf: Array(url.utf8)) }
                     }
                 }
             }

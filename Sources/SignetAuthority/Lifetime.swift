@@ -39,7 +39,9 @@ public enum Lifetime {
             case "h": unit = 3600
             case "d": unit = 86_400
             case "y": unit = 365 * 86_400
-            default: throw .unparseable(original, "has the unknown unit '\(character)'; use s, m, h, d or y, or ISO 8601 such as P90D")
+            default:
+                throw .unparseable(
+                    original, "has the unknown unit '\(character)'; use s, m, h, d or y, or ISO 8601 such as P90D")
             }
             total = try add(total, value, times: unit, original: original)
             number = ""
@@ -75,7 +77,8 @@ public enum Lifetime {
             case ("M", true): unit = 60
             case ("S", true): unit = 1
             case ("Y", false), ("M", false):
-                throw .unparseable(original, "uses years or months, whose length depends on the calendar; use days (P365D)")
+                throw .unparseable(
+                    original, "uses years or months, whose length depends on the calendar; use days (P365D)")
             default:
                 throw .unparseable(original, "is not a valid ISO 8601 duration")
             }
@@ -87,7 +90,9 @@ public enum Lifetime {
         return total
     }
 
-    private static func add(_ total: Int64, _ value: Int64, times unit: Int64, original: String) throws(LifetimeError) -> Int64 {
+    private static func add(_ total: Int64, _ value: Int64, times unit: Int64, original: String) throws(LifetimeError)
+        -> Int64
+    {
         let (product, overflow1) = value.multipliedReportingOverflow(by: unit)
         let (sum, overflow2) = total.addingReportingOverflow(product)
         // Nothing sensible lives past a thousand years; refusing early keeps date arithmetic in range.
@@ -98,7 +103,8 @@ public enum Lifetime {
     /// Formats a duration the way Signet prints policies: the largest exact unit (`90d`, `36h`, `90m`, `45s`).
     public static func format(_ duration: Duration) -> String {
         let seconds = duration.components.seconds
-        for (unit, suffix) in [(Int64(86_400), "d"), (3600, "h"), (60, "m")] where seconds % unit == 0 && seconds >= unit {
+        for (unit, suffix) in [(Int64(86_400), "d"), (3600, "h"), (60, "m")]
+        where seconds % unit == 0 && seconds >= unit {
             return "\(seconds / unit)\(suffix)"
         }
         return "\(seconds)s"

@@ -24,7 +24,9 @@ public enum NamePattern: Hashable, Sendable, CustomStringConvertible {
         if text.contains("://") {
             let oneSegment = text.hasSuffix("/*")
             let base = oneSegment ? String(text.dropLast(1)) : text
-            guard !base.contains("*") else { throw .invalidPattern(text, "may have a wildcard only as its last path segment ('/*')") }
+            guard !base.contains("*") else {
+                throw .invalidPattern(text, "may have a wildcard only as its last path segment ('/*')")
+            }
             do {
                 // With "/*" the base ends in "/", as a URI's path may.
                 self = .uri(try URIRules.validate(base), oneSegment: oneSegment)
@@ -35,8 +37,8 @@ public enum NamePattern: Hashable, Sendable, CustomStringConvertible {
         }
         if let slash = lowered.firstIndex(of: "/") {
             guard let address = IPAddress(String(lowered[..<slash])),
-                  let length = Int(lowered[lowered.index(after: slash)...]),
-                  length >= 0, length <= address.bytes.count * 8
+                let length = Int(lowered[lowered.index(after: slash)...]),
+                length >= 0, length <= address.bytes.count * 8
             else { throw .invalidPattern(text, "is not a valid network in CIDR notation") }
             self = .ipNetwork(address, prefixLength: length)
         } else if let address = IPAddress(lowered) {

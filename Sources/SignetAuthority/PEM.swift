@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Writing PEM on the issuance path. swift-asn1's `PEMDocument.pemString` builds its lines with String index

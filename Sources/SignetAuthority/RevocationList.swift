@@ -2,9 +2,9 @@ import SwiftASN1
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// An X.509 v2 CRL (RFC 5280 §5), built on swift-asn1 because swift-certificates has no CRL type: the issuer name
@@ -53,23 +53,30 @@ public struct RevocationList: Sendable {
                         try list.appendConstructedNode(identifier: .sequence) { revoked in
                             try revoked.serialize(ArraySlice(entry.serial))
                             try serialize(time: entry.revokedAt, into: &revoked)
-                            if entry.reason != .unspecified {  // RFC 5280 §5.3.1: omit the extension rather than say unspecified
+                            // RFC 5280 §5.3.1: omit the extension rather than say unspecified
+                            if entry.reason != .unspecified {
                                 try revoked.appendConstructedNode(identifier: .sequence) { extensions in
                                     // ENUMERATED, one content octet: every reason code is below 128.
-                                    try serializeExtension(oid: [2, 5, 29, 21], value: [0x0a, 0x01, UInt8(entry.reason.rawValue)], into: &extensions)
+                                    try serializeExtension(
+                                        oid: [2, 5, 29, 21], value: [0x0a, 0x01, UInt8(entry.reason.rawValue)],
+                                        into: &extensions)
                                 }
                             }
                         }
                     }
                 }
             }
-            try tbs.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) { explicit in
+            try tbs.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) {
+                explicit in
                 try explicit.appendConstructedNode(identifier: .sequence) { extensions in
                     var keyIdentifier = DER.Serializer()
                     try keyIdentifier.appendConstructedNode(identifier: .sequence) { sequence in
-                        sequence.appendPrimitiveNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) { $0.append(contentsOf: ca.keyIdentifier) }
+                        sequence.appendPrimitiveNode(
+                            identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)
+                        ) { $0.append(contentsOf: ca.keyIdentifier) }
                     }
-                    try serializeExtension(oid: [2, 5, 29, 35], value: keyIdentifier.serializedBytes, into: &extensions)
+                    try serializeExtension(
+                        oid: [2, 5, 29, 35], value: keyIdentifier.serializedBytes, into: &extensions)
                     var crlNumber = DER.Serializer()
                     try crlNumber.serialize(number)
                     try serializeExtension(oid: [2, 5, 29, 20], value: crlNumber.serializedBytes, into: &extensions)
@@ -84,22 +91,30 @@ public struct RevocationList: Sendable {
             list.serializeRawBytes(algorithm)
             try list.serialize(ASN1BitString(bytes: ArraySlice(signature.rawRepresentation)))
         }
-        return RevocationList(number: number, thisUpdate: thisUpdate, nextUpdate: nextUpdate, entries: entries, der: list.serializedBytes)
+        return RevocationList(
+            number: number, thisUpdate: thisUpdate, nextUpdate: nextUpdate, entries: entries, der: list.serializedBytes)
     }
 
     /// thisUpdate and nextUpdate of a CRL someone else signed (the root's, made offline), read from its DER.
     public static func validity(ofDER der: [UInt8]) throws -> (thisUpdate: Date, nextUpdate: Date) {
         let list = try DER.parse(der)
         guard case .constructed(let outer) = list.content, let tbsNode = outer.first(where: { _ in true }),
-              case .constructed(let tbs) = tbsNode.content else { throw RevocationListError.malformed("not a CertificateList") }
+            case .constructed(let tbs) = tbsNode.content
+        else { throw RevocationListError.malformed("not a CertificateList") }
         var times: [Date] = []
         for node in tbs where node.identifier == .utcTime || node.identifier == .generalizedTime {
             if node.identifier == .utcTime {
                 let time = try UTCTime(derEncoded: node, withIdentifier: .utcTime)
-                times.append(try date(year: time.year, month: time.month, day: time.day, hours: time.hours, minutes: time.minutes, seconds: time.seconds))
+                times.append(
+                    try date(
+                        year: time.year, month: time.month, day: time.day, hours: time.hours, minutes: time.minutes,
+                        seconds: time.seconds))
             } else {
                 let time = try GeneralizedTime(derEncoded: node, withIdentifier: .generalizedTime)
-                times.append(try date(year: time.year, month: time.month, day: time.day, hours: time.hours, minutes: time.minutes, seconds: time.seconds))
+                times.append(
+                    try date(
+                        year: time.year, month: time.month, day: time.day, hours: time.hours, minutes: time.minutes,
+                        seconds: time.seconds))
             }
             if times.count == 2 { break }
         }
@@ -112,7 +127,9 @@ public struct RevocationList: Sendable {
         (components.year, components.month, components.day) = (year, month, day)
         (components.hour, components.minute, components.second) = (hours, minutes, seconds)
         components.timeZone = TimeZone(identifier: "UTC")
-        guard let date = Calendar(identifier: .gregorian).date(from: components) else { throw RevocationListError.malformed("an impossible time") }
+        guard let date = Calendar(identifier: .gregorian).date(from: components) else {
+            throw RevocationListError.malformed("an impossible time")
+        }
         return date
     }
 
@@ -122,9 +139,13 @@ public struct RevocationList: Sendable {
         let (year, month, day) = (components.year!, components.month!, components.day!)
         let (hours, minutes, seconds) = (components.hour!, components.minute!, components.second!)
         if year < 2050 {
-            try serializer.serialize(try UTCTime(year: year, month: month, day: day, hours: hours, minutes: minutes, seconds: seconds))
+            try serializer.serialize(
+                try UTCTime(year: year, month: month, day: day, hours: hours, minutes: minutes, seconds: seconds))
         } else {
-            try serializer.serialize(try GeneralizedTime(year: year, month: month, day: day, hours: hours, minutes: minutes, seconds: seconds, fractionalSeconds: 0))
+            try serializer.serialize(
+                try GeneralizedTime(
+                    year: year, month: month, day: day, hours: hours, minutes: minutes, seconds: seconds,
+                    fractionalSeconds: 0))
         }
     }
 

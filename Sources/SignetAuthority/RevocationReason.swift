@@ -40,7 +40,8 @@ public enum RevocationReason: Int, CaseIterable, Sendable {
     /// (revocation is final), and removeFromCRL only undoes a hold.
     public var mayBeRequested: Bool {
         switch self {
-        case .unspecified, .keyCompromise, .affiliationChanged, .superseded, .cessationOfOperation, .privilegeWithdrawn: true
+        case .unspecified, .keyCompromise, .affiliationChanged, .superseded, .cessationOfOperation, .privilegeWithdrawn:
+            true
         case .caCompromise, .certificateHold, .removeFromCRL, .aaCompromise: false
         }
     }

@@ -65,9 +65,9 @@ public enum SubjectKeyKind: Hashable, Sendable, CustomStringConvertible {
     /// in the error. Returns nil when even that structure is not there.
     static func probe(csrDER: [UInt8]) -> SubjectKeyKind? {
         guard let root = try? DER.parse(csrDER),
-              case .constructed(let outer) = root.content,
-              let info = outer.first(where: { _ in true }),
-              case .constructed(let infoFields) = info.content
+            case .constructed(let outer) = root.content,
+            let info = outer.first(where: { _ in true }),
+            case .constructed(let infoFields) = info.content
         else { return nil }
         let fields = Array(infoFields)
         guard fields.count >= 3, case .constructed(let spkiFields) = fields[2].content else { return nil }
@@ -78,10 +78,10 @@ public enum SubjectKeyKind: Hashable, Sendable, CustomStringConvertible {
         switch oid {
         case rsaEncryption:
             guard let bitString = try? ASN1BitString(derEncoded: spki[1]),
-                  let rsaKey = try? DER.parse(bitString.bytes),
-                  case .constructed(let rsaFields) = rsaKey.content,
-                  let modulusNode = rsaFields.first(where: { _ in true }),
-                  case .primitive(let modulus) = modulusNode.content
+                let rsaKey = try? DER.parse(bitString.bytes),
+                case .constructed(let rsaFields) = rsaKey.content,
+                let modulusNode = rsaFields.first(where: { _ in true }),
+                case .primitive(let modulus) = modulusNode.content
             else { return .unknown("an RSA key that does not parse") }
             let significant = modulus.drop { $0 == 0 }
             guard let top = significant.first else { return .rsa(bits: 0) }

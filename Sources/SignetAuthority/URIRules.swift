@@ -6,14 +6,20 @@ public enum URIRules {
     public static let maximumLength = 2048
 
     public static func validate(_ text: String) throws(NameError) -> String {
-        guard !text.isEmpty, text.utf8.count <= maximumLength else { throw .invalidURI(text, "must be 1 to \(maximumLength) bytes") }
+        guard !text.isEmpty, text.utf8.count <= maximumLength else {
+            throw .invalidURI(text, "must be 1 to \(maximumLength) bytes")
+        }
         guard text.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
             throw .invalidURI(text, "may hold only printable ASCII, without spaces")
         }
         let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2, parts[1].hasPrefix("//") else { throw .invalidURI(text, "is not an absolute URI with scheme://host") }
+        guard parts.count == 2, parts[1].hasPrefix("//") else {
+            throw .invalidURI(text, "is not an absolute URI with scheme://host")
+        }
         let scheme = parts[0].lowercased()
-        guard let first = scheme.first, first.isLetter, scheme.allSatisfy({ $0.isLetter || $0.isNumber || "+-.".contains($0) }) else {
+        guard let first = scheme.first, first.isLetter,
+            scheme.allSatisfy({ $0.isLetter || $0.isNumber || "+-.".contains($0) })
+        else {
             throw .invalidURI(text, "has no valid scheme")
         }
         let rest = parts[1].dropFirst(2)
@@ -28,7 +34,8 @@ public enum URIRules {
             guard !path.contains("?") else { throw .invalidURI(text, "is a SPIFFE ID and may not have a query") }
             let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
             guard !path.isEmpty, !segments.dropLast().contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
-                  segments.last.map({ $0 != "." && $0 != ".." }) ?? false else {
+                segments.last.map({ $0 != "." && $0 != ".." }) ?? false
+            else {
                 throw .invalidURI(text, "is a SPIFFE ID and needs a path of non-empty segments other than '.' and '..'")
             }
         }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import HTTPTypes
 import NIOCore
 import NIOSSL
@@ -9,8 +10,6 @@ import SignetKeys
 import SignetOpenAPI
 import SwiftASN1
 import X509
-
-import Foundation
 
 /// The one client of Signet's REST API, generated from api/openapi.yaml (swift-openapi-generator's client over
 /// AsyncHTTPClient). The in-cluster controller and the CLI use it alike; they differ only in the bearer token they
@@ -38,7 +37,9 @@ public final class SignetClient: Sendable {
         var tls = TLSConfiguration.makeClientConfiguration()
         if let caFile { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile)) }
         base = url.hasSuffix("/") ? String(url.dropLast()) : url
-        guard let serverURL = URL(string: base) else { throw Failure(status: nil, description: "'\(url)' is not a URL") }
+        guard let serverURL = URL(string: base) else {
+            throw Failure(status: nil, description: "'\(url)' is not a URL")
+        }
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
         client = Client(
             serverURL: serverURL, configuration: .init(dateTranscoder: RFC3339DateTranscoder()),
@@ -54,14 +55,17 @@ public final class SignetClient: Sendable {
     /// Signs a CSR (for `namespace` when the caller is a controller); the answer comes only after Signet has recorded
     /// the certificate. The names are the CSR's when none are given.
     public func issue(
-        csrPEM: String, dnsNames: [String] = [], ipAddresses: [String] = [], duration: String?, profile: CertificateProfile, namespace: String?
+        csrPEM: String, dnsNames: [String] = [], ipAddresses: [String] = [], duration: String?,
+        profile: CertificateProfile, namespace: String?
     ) async throws -> Components.Schemas.IssuedCertificate {
         let body = Components.Schemas.IssueRequest(
-            csr: csrPEM, dnsNames: dnsNames.isEmpty ? nil : dnsNames, ipAddresses: ipAddresses.isEmpty ? nil : ipAddresses,
+            csr: csrPEM, dnsNames: dnsNames.isEmpty ? nil : dnsNames,
+            ipAddresses: ipAddresses.isEmpty ? nil : ipAddresses,
             duration: duration, profile: Components.Schemas.Profile(rawValue: profile.rawValue)
         )
         return try await call {
-            try await client.issueCertificate(headers: .init(signetOnBehalfOf: namespace), body: .json(body)).created.body.json
+            try await client.issueCertificate(headers: .init(signetOnBehalfOf: namespace), body: .json(body)).created
+                .body.json
         }
     }
 
@@ -73,10 +77,15 @@ public final class SignetClient: Sendable {
     ) async throws -> String {
         let csr = try CertificateSigningRequest(pemEncoded: csrPEM)
         if let requestedAt,
-           let earlier = try await issued(publicKeySHA256: csr.publicKey.sha256Fingerprint, namespace: namespace, issuedAfter: requestedAt.addingTimeInterval(-1)) {
+            let earlier = try await issued(
+                publicKeySHA256: csr.publicKey.sha256Fingerprint, namespace: namespace,
+                issuedAfter: requestedAt.addingTimeInterval(-1))
+        {
             return earlier.chainPEM
         }
-        return try await issue(csrPEM: csrPEM, duration: durationSeconds.map { "\($0)s" }, profile: profile, namespace: namespace).chain
+        return try await issue(
+            csrPEM: csrPEM, duration: durationSeconds.map { "\($0)s" }, profile: profile, namespace: namespace
+        ).chain
     }
 
     /// The newest valid certificate Signet issued for this public key (since `issuedAfter`, when given): how an
@@ -84,23 +93,31 @@ public final class SignetClient: Sendable {
     public func issued(
         publicKeySHA256: String, namespace: String?, issuedAfter: Date? = nil
     ) async throws -> (record: Components.Schemas.CertificateRecord, chainPEM: String)? {
-        var query = Operations.ListCertificates.Input.Query(status: .valid, issuedAfter: issuedAfter, publicKeySHA256: publicKeySHA256)
+        var query = Operations.ListCertificates.Input.Query(
+            status: .valid, issuedAfter: issuedAfter, publicKeySHA256: publicKeySHA256)
         query.limit = 1
         guard let record = try await certificates(query, namespace: namespace).items.first else { return nil }
         return (record, try await chain(serial: record.serial, namespace: namespace))
     }
 
     /// One page of the caller's certificates (everyone's for an auditor).
-    public func certificates(_ query: Operations.ListCertificates.Input.Query, namespace: String? = nil) async throws -> Components.Schemas.CertificatePage {
-        try await call { try await client.listCertificates(query: query, headers: .init(signetOnBehalfOf: namespace)).ok.body.json }
+    public func certificates(_ query: Operations.ListCertificates.Input.Query, namespace: String? = nil) async throws
+        -> Components.Schemas.CertificatePage
+    {
+        try await call {
+            try await client.listCertificates(query: query, headers: .init(signetOnBehalfOf: namespace)).ok.body.json
+        }
     }
 
     /// The ledger's record of a certificate, as the caller may read it; nil when Signet has none it may see.
     public func record(serial: String, namespace: String? = nil) async throws -> Components.Schemas.CertificateRecord? {
         do {
             return try await call {
-                try await client.getCertificate(path: .init(serial: serial), headers: .init(signetOnBehalfOf: namespace, accept: [.init(contentType: .json)]))
-                    .ok.body.json
+                try await client.getCertificate(
+                    path: .init(serial: serial),
+                    headers: .init(signetOnBehalfOf: namespace, accept: [.init(contentType: .json)])
+                )
+                .ok.body.json
             }
         } catch let failure as Failure where failure.status == 404 {
             return nil
@@ -111,14 +128,21 @@ public final class SignetClient: Sendable {
     public func chain(serial: String, namespace: String? = nil) async throws -> String {
         try await call {
             let body = try await client.getCertificate(
-                path: .init(serial: serial), headers: .init(signetOnBehalfOf: namespace, accept: [.init(contentType: .applicationPemCertificateChain)])
+                path: .init(serial: serial),
+                headers: .init(
+                    signetOnBehalfOf: namespace, accept: [.init(contentType: .applicationPemCertificateChain)])
             ).ok.body.applicationPemCertificateChain
             return try await String(collecting: body, upTo: 1 << 20)
         }
     }
 
-    public func revoke(serial: String, reason: Components.Schemas.RevocationRequest.ReasonPayload?) async throws -> Components.Schemas.CertificateRecord {
-        try await call { try await client.revokeCertificate(path: .init(serial: serial), body: .json(.init(reason: reason))).ok.body.json }
+    public func revoke(serial: String, reason: Components.Schemas.RevocationRequest.ReasonPayload?) async throws
+        -> Components.Schemas.CertificateRecord
+    {
+        try await call {
+            try await client.revokeCertificate(path: .init(serial: serial), body: .json(.init(reason: reason))).ok.body
+                .json
+        }
     }
 
     // MARK: The caller and the CA
@@ -132,7 +156,10 @@ public final class SignetClient: Sendable {
     /// The CA chain, intermediates then the root; fetched at most once an hour (it changes only when the CA is rotated).
     public func caChain() async throws -> [Certificate] {
         if let cached = await chainCache.current() { return cached }
-        let text = try await call { try await String(collecting: try await client.getCAChain().ok.body.applicationPemCertificateChain, upTo: 1 << 20) }
+        let text = try await call {
+            try await String(
+                collecting: try await client.getCAChain().ok.body.applicationPemCertificateChain, upTo: 1 << 20)
+        }
         let fetched = try PEMFiles.certificates(in: text, source: "Signet's /v1/ca")
         await chainCache.store(fetched)
         return fetched
@@ -143,7 +170,9 @@ public final class SignetClient: Sendable {
     /// The CRLs of the whole chain (PEM), as `ca.crl` holds them; nil when Signet has none (no root CRL configured).
     public func chainCRLs() async throws -> String? {
         do {
-            return try await call { try await String(collecting: try await client.getChainCRLs().ok.body.applicationXPemFile, upTo: 4 << 20) }
+            return try await call {
+                try await String(collecting: try await client.getChainCRLs().ok.body.applicationXPemFile, upTo: 4 << 20)
+            }
         } catch let failure as Failure where failure.status == 404 {
             return nil
         }
@@ -158,7 +187,9 @@ public final class SignetClient: Sendable {
             return try await body()
         } catch let error as ClientError {
             if let failure = error.underlyingError as? Failure { throw failure }
-            throw Failure(status: error.response.map { Int($0.status.code) }, description: "Signet at \(base) is unreachable: \(error.underlyingError)")
+            throw Failure(
+                status: error.response.map { Int($0.status.code) },
+                description: "Signet at \(base) is unreachable: \(error.underlyingError)")
         } catch let failure as Failure {
             throw failure
         } catch {
@@ -194,11 +225,13 @@ public final class SignetClient: Sendable {
             guard response.status.code >= 400 else { return (response, responseBody) }
             var detail = response.status.reasonPhrase
             if let responseBody, let data = try? await Data(collecting: responseBody, upTo: 1 << 20),
-               let problem = try? JSONDecoder().decode(Components.Schemas.Problem.self, from: data) {
+                let problem = try? JSONDecoder().decode(Components.Schemas.Problem.self, from: data)
+            {
                 detail = problem.title + (problem.detail.map { ": \($0)" } ?? "")
                 for item in problem.errors ?? [] { detail += "\n  - \(item)" }
             }
-            throw Failure(status: response.status.code, description: "Signet answered \(response.status.code): \(detail)")
+            throw Failure(
+                status: response.status.code, description: "Signet answered \(response.status.code): \(detail)")
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import SignetAuthority
 import SignetClient
@@ -6,8 +7,6 @@ import SignetKubernetes
 import SignetOpenAPI
 import Synchronization
 import X509
-
-import Foundation
 
 /// Signet as a cert-manager external issuer. `SignetIssuer` (namespaced) and `SignetClusterIssuer` resources get a
 /// `Ready` condition from asking Signet who it takes the controller for; cert-manager `CertificateRequest`s that name
@@ -30,8 +29,11 @@ public final class CertManagerIssuer: Sendable {
     /// Transient failures per request (by uid), for the backoff before the next attempt.
     let failures = Mutex<[String: Int]>([:])
 
-    public init(client: KubernetesClient, signet: SignetClient, settings: ControllerSettings, metrics: ControllerMetrics, logger: Logger,
-                now: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        client: KubernetesClient, signet: SignetClient, settings: ControllerSettings, metrics: ControllerMetrics,
+        logger: Logger,
+        now: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.client = client
         self.signet = signet
         self.settings = settings
@@ -46,7 +48,9 @@ public final class CertManagerIssuer: Sendable {
             group.addTask {
                 guard await self.waitForCertManager() else { return }
                 await self.client.follow(.certificateRequests, namespace: self.settings.namespace) { observed in
-                    for object in Self.objects(observed) { await self.queue.add(Key(namespace: object.namespace ?? "", name: object.name)) }
+                    for object in Self.objects(observed) {
+                        await self.queue.add(Key(namespace: object.namespace ?? "", name: object.name))
+                    }
                 }
             }
             group.addTask {
@@ -79,7 +83,9 @@ public final class CertManagerIssuer: Sendable {
         while !Task.isCancelled {
             if (try? await client.document("/apis/cert-manager.io/v1")) != nil { return true }
             if !logged {
-                logger.warning("cert-manager's API (cert-manager.io/v1) is not served; CertificateRequests are watched once it is (looking every minute)")
+                logger.warning(
+                    "cert-manager's API (cert-manager.io/v1) is not served; CertificateRequests are watched once it is (looking every minute)"
+                )
                 logged = true
             }
             try? await Task.sleep(for: .seconds(60))
@@ -99,11 +105,17 @@ public final class CertManagerIssuer: Sendable {
     private func recheckPeriodically() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: settings.resync)
-            for kind in settings.namespace == nil ? [ResourceKind.signetIssuers, .signetClusterIssuers] : [.signetIssuers] {
-                guard let items = try? await client.list(kind, namespace: kind.namespaced ? settings.namespace : nil).items else { continue }
+            for kind in settings.namespace == nil
+                ? [ResourceKind.signetIssuers, .signetClusterIssuers] : [.signetIssuers]
+            {
+                guard
+                    let items = try? await client.list(kind, namespace: kind.namespaced ? settings.namespace : nil)
+                        .items
+                else { continue }
                 for item in items { await checkIssuer(kind, item) }
             }
-            guard let requests = try? await client.list(.certificateRequests, namespace: settings.namespace).items else { continue }
+            guard let requests = try? await client.list(.certificateRequests, namespace: settings.namespace).items
+            else { continue }
             for request in requests { await queue.add(Key(namespace: request.namespace ?? "", name: request.name)) }
         }
     }
@@ -111,7 +123,9 @@ public final class CertManagerIssuer: Sendable {
     // MARK: Issuers
 
     /// Why an issuer cannot be used, or nil with the Ready message when it can.
-    func readiness(of kind: ResourceKind, _ issuer: KubernetesObject) async -> (ready: Bool, reason: String, message: String) {
+    func readiness(of kind: ResourceKind, _ issuer: KubernetesObject) async -> (
+        ready: Bool, reason: String, message: String
+    ) {
         let spec: IssuerSpec
         do {
             spec = try IssuerSpec(issuer)
@@ -119,11 +133,16 @@ public final class CertManagerIssuer: Sendable {
             return (false, "InvalidSpec", error.description)
         }
         guard IssuerSpec.sameServer(spec.url, signet.base) else {
-            return (false, "ServerNotAllowed",
-                    "this controller sends its token only to \(signet.base) (its --server); spec.url \(spec.url) names another server")
+            return (
+                false, "ServerNotAllowed",
+                "this controller sends its token only to \(signet.base) (its --server); spec.url \(spec.url) names another server"
+            )
         }
         if let audience = spec.audience, audience != settings.tokenAudience {
-            return (false, "AudienceNotAllowed", "the controller's token is for audience \(settings.tokenAudience), not \(audience)")
+            return (
+                false, "AudienceNotAllowed",
+                "the controller's token is for audience \(settings.tokenAudience), not \(audience)"
+            )
         }
         do {
             if let bundle = spec.caBundle {
@@ -132,9 +151,13 @@ public final class CertManagerIssuer: Sendable {
                     return (false, "UntrustedServer", "Signet's root certificate is not in spec.caBundle")
                 }
             }
-            let namespaces: [String?] = kind.namespaced ? [issuer.namespace] : spec.namespaces.filter { $0 != "*" }.prefix(20).map { $0 }
+            let namespaces: [String?] =
+                kind.namespaced ? [issuer.namespace] : spec.namespaces.filter { $0 != "*" }.prefix(20).map { $0 }
             if !kind.namespaced && spec.namespaces.isEmpty {
-                return (false, "NoNamespaces", "spec.namespaces names no namespace whose CertificateRequests this issuer serves")
+                return (
+                    false, "NoNamespaces",
+                    "spec.namespaces names no namespace whose CertificateRequests this issuer serves"
+                )
             }
             var granted: [String] = []
             for namespace in namespaces {
@@ -142,7 +165,12 @@ public final class CertManagerIssuer: Sendable {
                 granted.append("\(identity.identity): \(identity.allow.joined(separator: ", "))")
             }
             if namespaces.isEmpty { _ = try await signet.caChain() }
-            return (true, "Verified", granted.isEmpty ? "Signet at \(signet.base) answers" : "Signet at \(signet.base) issues to " + granted.joined(separator: "; "))
+            return (
+                true, "Verified",
+                granted.isEmpty
+                    ? "Signet at \(signet.base) answers"
+                    : "Signet at \(signet.base) issues to " + granted.joined(separator: "; ")
+            )
         } catch let failure as SignetClient.Failure {
             return (false, failure.status == nil ? "Unreachable" : "NotTrusted", failure.description)
         } catch {
@@ -154,10 +182,14 @@ public final class CertManagerIssuer: Sendable {
         let (ready, reason, message) = await readiness(of: kind, issuer)
         do {
             try await client.updateStatus(kind, namespace: issuer.namespace, name: issuer.name) { status, generation in
-                Conditions.set(&status, type: "Ready", status: ready ? "True" : "False", reason: reason, message: message, generation: generation, now: self.now())
+                Conditions.set(
+                    &status, type: "Ready", status: ready ? "True" : "False", reason: reason, message: message,
+                    generation: generation, now: self.now())
             }
         } catch {
-            logger.warning("cannot update an issuer's status", metadata: ["issuer": "\(issuer.namespace ?? "")/\(issuer.name)", "error": "\(error)"])
+            logger.warning(
+                "cannot update an issuer's status",
+                metadata: ["issuer": "\(issuer.namespace ?? "")/\(issuer.name)", "error": "\(error)"])
         }
     }
 
@@ -167,7 +199,8 @@ public final class CertManagerIssuer: Sendable {
     func reconcile(_ key: Key) async -> Duration? {
         let request: KubernetesObject
         do {
-            guard let found = try await client.get(.certificateRequests, namespace: key.namespace, name: key.name) else { return nil }
+            guard let found = try await client.get(.certificateRequests, namespace: key.namespace, name: key.name)
+            else { return nil }
             request = found
         } catch {
             logger.warning("cannot read a CertificateRequest", metadata: ["request": "\(key)", "error": "\(error)"])
@@ -177,7 +210,8 @@ public final class CertManagerIssuer: Sendable {
         case .notOurs, .finished, .awaitingApproval:
             return nil
         case .denied:
-            await finish(key, request, reason: "Denied", message: "The CertificateRequest was denied by an approval controller")
+            await finish(
+                key, request, reason: "Denied", message: "The CertificateRequest was denied by an approval controller")
             return nil
         case .invalid(let message):
             await finish(key, request, reason: "Failed", message: message)
@@ -187,43 +221,63 @@ public final class CertManagerIssuer: Sendable {
         }
     }
 
-    private func sign(_ key: Key, _ request: KubernetesObject, _ signing: CertificateRequestRules.SigningRequest) async -> Duration? {
+    private func sign(_ key: Key, _ request: KubernetesObject, _ signing: CertificateRequestRules.SigningRequest) async
+        -> Duration?
+    {
         let kind: ResourceKind = signing.issuerKind == .cluster ? .signetClusterIssuers : .signetIssuers
         let issuer: KubernetesObject?
         do {
-            issuer = try await client.get(kind, namespace: kind.namespaced ? key.namespace : nil, name: signing.issuerName)
+            issuer = try await client.get(
+                kind, namespace: kind.namespaced ? key.namespace : nil, name: signing.issuerName)
         } catch {
-            return await pending(key, request, "cannot read \(signing.issuerKind.rawValue) \(signing.issuerName): \(error)")
+            return await pending(
+                key, request, "cannot read \(signing.issuerKind.rawValue) \(signing.issuerName): \(error)")
         }
         guard let issuer else {
-            return await pending(key, request, "\(signing.issuerKind.rawValue) \(signing.issuerName) not found" + (kind.namespaced ? " in namespace \(key.namespace)" : ""))
+            return await pending(
+                key, request,
+                "\(signing.issuerKind.rawValue) \(signing.issuerName) not found"
+                    + (kind.namespaced ? " in namespace \(key.namespace)" : ""))
         }
         if !kind.namespaced {
             let spec = try? IssuerSpec(issuer)
             guard spec?.serves(namespace: key.namespace) == true else {
-                await finish(key, request, reason: "Failed", message: "SignetClusterIssuer \(signing.issuerName) does not serve namespace \(key.namespace) (spec.namespaces)")
+                await finish(
+                    key, request, reason: "Failed",
+                    message:
+                        "SignetClusterIssuer \(signing.issuerName) does not serve namespace \(key.namespace) (spec.namespaces)"
+                )
                 return nil
             }
         }
         guard Conditions.get(issuer.json["status"] ?? .object([:]), "Ready")?["status"]?.string == "True" else {
-            let why = Conditions.get(issuer.json["status"] ?? .object([:]), "Ready")?["message"]?.string ?? "not checked yet"
-            return await pending(key, request, "\(signing.issuerKind.rawValue) \(signing.issuerName) is not ready: \(why)")
+            let why =
+                Conditions.get(issuer.json["status"] ?? .object([:]), "Ready")?["message"]?.string ?? "not checked yet"
+            return await pending(
+                key, request, "\(signing.issuerKind.rawValue) \(signing.issuerName) is not ready: \(why)")
         }
         do {
             let chainPEM = try await signet.issueOnce(
-                csrPEM: signing.csrPEM, profile: signing.profile, durationSeconds: signing.durationSeconds, namespace: key.namespace,
+                csrPEM: signing.csrPEM, profile: signing.profile, durationSeconds: signing.durationSeconds,
+                namespace: key.namespace,
                 requestedAt: Self.created(request)
             )
-            guard let root = try await signet.caChain().last else { throw SignetClient.Failure(status: nil, description: "Signet's CA chain is empty") }
+            guard let root = try await signet.caChain().last else {
+                throw SignetClient.Failure(status: nil, description: "Signet's CA chain is empty")
+            }
             let rootPEM = try PEMFiles.pem([root])
             try await client.updateStatus(.certificateRequests, namespace: key.namespace, name: key.name) { status, _ in
                 status["certificate"] = .string(Data(chainPEM.utf8).base64EncodedString())
                 status["ca"] = .string(Data(rootPEM.utf8).base64EncodedString())
-                Self.condition(&status, type: "Ready", status: "True", reason: "Issued", message: "Certificate fetched from issuer successfully", now: self.now())
+                Self.condition(
+                    &status, type: "Ready", status: "True", reason: "Issued",
+                    message: "Certificate fetched from issuer successfully", now: self.now())
             }
             failures.withLock { $0[Self.uid(request)] = nil }
             metrics.recordIssuance(succeeded: true)
-            logger.info("CertificateRequest signed", metadata: ["request": "\(key)", "issuer": "\(signing.issuerKind.rawValue)/\(signing.issuerName)"])
+            logger.info(
+                "CertificateRequest signed",
+                metadata: ["request": "\(key)", "issuer": "\(signing.issuerKind.rawValue)/\(signing.issuerName)"])
             return nil
         } catch let failure as SignetClient.Failure where Self.isRefusal(failure) {
             metrics.recordIssuance(succeeded: false)
@@ -251,12 +305,16 @@ public final class CertManagerIssuer: Sendable {
         }
         do {
             try await client.updateStatus(.certificateRequests, namespace: key.namespace, name: key.name) { status, _ in
-                Self.condition(&status, type: "Ready", status: "False", reason: "Pending", message: message, now: self.now())
+                Self.condition(
+                    &status, type: "Ready", status: "False", reason: "Pending", message: message, now: self.now())
             }
         } catch {
-            logger.warning("cannot update a CertificateRequest's status", metadata: ["request": "\(key)", "error": "\(error)"])
+            logger.warning(
+                "cannot update a CertificateRequest's status", metadata: ["request": "\(key)", "error": "\(error)"])
         }
-        logger.warning("CertificateRequest pending", metadata: ["request": "\(key)", "attempts": "\(attempts)", "why": "\(message)"])
+        logger.warning(
+            "CertificateRequest pending",
+            metadata: ["request": "\(key)", "attempts": "\(attempts)", "why": "\(message)"])
         return .seconds(min(300, 5 << min(attempts - 1, 6)))
     }
 
@@ -269,16 +327,23 @@ public final class CertManagerIssuer: Sendable {
                 status["failureTime"] = .string(Conditions.timestamp(at))
             }
             failures.withLock { $0[Self.uid(request)] = nil }
-            try? await client.recordEvent(regarding: request, type: "Warning", reason: reason, action: "Sign", note: message, controller: "signet.dev/controller")
+            try? await client.recordEvent(
+                regarding: request, type: "Warning", reason: reason, action: "Sign", note: message,
+                controller: "signet.dev/controller")
         } catch {
-            logger.warning("cannot update a CertificateRequest's status", metadata: ["request": "\(key)", "error": "\(error)"])
+            logger.warning(
+                "cannot update a CertificateRequest's status", metadata: ["request": "\(key)", "error": "\(error)"])
         }
     }
 
     /// cert-manager's CertificateRequest conditions carry no observedGeneration.
-    static func condition(_ status: inout JSONValue, type: String, status value: String, reason: String, message: String, now: Date) {
+    static func condition(
+        _ status: inout JSONValue, type: String, status value: String, reason: String, message: String, now: Date
+    ) {
         Conditions.set(&status, type: type, status: value, reason: reason, message: message, generation: 0, now: now)
-        if case .array(var items)? = status["conditions"], let index = items.firstIndex(where: { $0["type"]?.string == type }) {
+        if case .array(var items)? = status["conditions"],
+            let index = items.firstIndex(where: { $0["type"]?.string == type })
+        {
             items[index]["observedGeneration"] = nil
             status["conditions"] = .array(items)
         }

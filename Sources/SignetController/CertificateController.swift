@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import SignetAuthority
 import SignetClient
@@ -6,8 +7,6 @@ import SignetKubernetes
 import SignetOpenAPI
 import Synchronization
 import X509
-
-import Foundation
 
 public struct ControllerSettings: Sendable {
     /// Only this namespace, or all of them.
@@ -62,8 +61,11 @@ public final class CertificateController: Sendable {
     let chainCRLs = Mutex<String??>(nil)
     let now: @Sendable () -> Date
 
-    public init(client: KubernetesClient, issuer: SignetClient, settings: ControllerSettings, metrics: ControllerMetrics, logger: Logger,
-                now: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        client: KubernetesClient, issuer: SignetClient, settings: ControllerSettings, metrics: ControllerMetrics,
+        logger: Logger,
+        now: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.client = client
         self.issuer = issuer
         self.settings = settings
@@ -75,25 +77,31 @@ public final class CertificateController: Sendable {
     /// Watches and workers until cancelled (when leadership is lost, or at shutdown).
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.follow(.certificates, labelSelector: nil) { object, deleted in
-                let key = Key(namespace: object.namespace ?? "", name: object.name)
-                self.certificatesByNamespace.withLock { seen in
-                    if deleted {
-                        seen[key.namespace]?.remove(key.name)
-                        if seen[key.namespace]?.isEmpty == true { seen[key.namespace] = nil }
-                    } else {
-                        seen[key.namespace, default: []].insert(key.name)
+            group.addTask {
+                await self.follow(.certificates, labelSelector: nil) { object, deleted in
+                    let key = Key(namespace: object.namespace ?? "", name: object.name)
+                    self.certificatesByNamespace.withLock { seen in
+                        if deleted {
+                            seen[key.namespace]?.remove(key.name)
+                            if seen[key.namespace]?.isEmpty == true { seen[key.namespace] = nil }
+                        } else {
+                            seen[key.namespace, default: []].insert(key.name)
+                        }
                     }
+                    return key
                 }
-                return key
-            } }
+            }
             group.addTask { await self.followSecrets() }
             group.addTask { await self.resyncPeriodically() }
             group.addTask { await self.followCRLs() }
             if settings.gatewayShim {
                 group.addTask { await self.followGateways() }
             }
-            group.addTask { await self.queue.process(workers: self.settings.concurrency, metrics: self.metrics) { await self.reconcile($0) } }
+            group.addTask {
+                await self.queue.process(workers: self.settings.concurrency, metrics: self.metrics) {
+                    await self.reconcile($0)
+                }
+            }
         }
     }
 
@@ -103,7 +111,9 @@ public final class CertificateController: Sendable {
     // MARK: Watching
 
     /// Each object listed, changed or deleted enqueues the Certificate it belongs to.
-    private func follow(_ kind: ResourceKind, labelSelector: String?, key: @escaping @Sendable (KubernetesObject, Bool) -> Key?) async {
+    private func follow(
+        _ kind: ResourceKind, labelSelector: String?, key: @escaping @Sendable (KubernetesObject, Bool) -> Key?
+    ) async {
         await client.follow(kind, namespace: settings.namespace, labelSelector: labelSelector) { observed in
             switch observed {
             case .listed(let items):
@@ -138,14 +148,18 @@ public final class CertificateController: Sendable {
     }
 
     private func followSecrets(in namespace: String) async {
-        await client.follow(.secrets, namespace: namespace, labelSelector: "\(TLSSecret.managedByLabel)=\(TLSSecret.managedByValue)") { observed in
+        await client.follow(
+            .secrets, namespace: namespace, labelSelector: "\(TLSSecret.managedByLabel)=\(TLSSecret.managedByValue)"
+        ) { observed in
             let objects: [KubernetesObject]
             switch observed {
             case .listed(let items): objects = items
             case .changed(let object), .deleted(let object): objects = [object]
             }
             for object in objects {
-                if let name = object.annotations[Self.certificateAnnotation] { await self.queue.add(Key(namespace: namespace, name: name)) }
+                if let name = object.annotations[Self.certificateAnnotation] {
+                    await self.queue.add(Key(namespace: namespace, name: name))
+                }
             }
         }
     }
@@ -153,7 +167,9 @@ public final class CertificateController: Sendable {
     private func resyncPeriodically() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: settings.resync)
-            guard let items = try? await client.list(.certificates, namespace: settings.namespace).items else { continue }
+            guard let items = try? await client.list(.certificates, namespace: settings.namespace).items else {
+                continue
+            }
             for item in items { await queue.add(Key(namespace: item.namespace ?? "", name: item.name)) }
         }
     }
@@ -169,12 +185,17 @@ public final class CertificateController: Sendable {
                     return known
                 }
                 if let previous, previous != served {
-                    let keys = certificatesByNamespace.withLock { seen in seen.flatMap { namespace, names in names.map { Key(namespace: namespace, name: $0) } } }
-                    logger.info("the chain's CRLs changed; refreshing ca.crl", metadata: ["certificates": "\(keys.count)"])
+                    let keys = certificatesByNamespace.withLock { seen in
+                        seen.flatMap { namespace, names in names.map { Key(namespace: namespace, name: $0) } }
+                    }
+                    logger.info(
+                        "the chain's CRLs changed; refreshing ca.crl", metadata: ["certificates": "\(keys.count)"])
                     for key in keys { await queue.add(key) }
                 }
                 if served == nil, previous != .some(nil) {
-                    logger.warning("Signet serves no CRL for its root (crl.rootCRL is not set): Certificates asking for ca.crl get none until it does")
+                    logger.warning(
+                        "Signet serves no CRL for its root (crl.rootCRL is not set): Certificates asking for ca.crl get none until it does"
+                    )
                 }
             } catch {
                 logger.warning("cannot read the chain's CRLs from Signet", metadata: ["error": "\(error)"])
@@ -218,7 +239,9 @@ public final class CertificateController: Sendable {
             spec = try CertificateSpec(object)
         } catch {
             await updateStatus(key) { status, generation in
-                Conditions.set(&status, type: "Ready", status: "False", reason: "InvalidSpec", message: error.description, generation: generation, now: self.now())
+                Conditions.set(
+                    &status, type: "Ready", status: "False", reason: "InvalidSpec", message: error.description,
+                    generation: generation, now: self.now())
             }
             await announce(object, type: "Warning", reason: "InvalidSpec", note: error.description)
             metrics.observe(key.namespace, key.name, secret: nil, held: nil, ready: false)
@@ -232,7 +255,8 @@ public final class CertificateController: Sendable {
             let owner = Self.owner(key), mayAdopt = Self.mayAdopt(object)
             let crl = try await caCRL(for: spec)
             let decision = Reconciler.decide(
-                spec: spec, secret: secret, owner: owner, mayAdopt: mayAdopt, record: record, trustedRoots: roots, caCRL: crl, now: now()
+                spec: spec, secret: secret, owner: owner, mayAdopt: mayAdopt, record: record, trustedRoots: roots,
+                caCRL: crl, now: now()
             )
             switch decision {
             case .upToDate(let held), .refreshMetadata(let held):
@@ -240,8 +264,10 @@ public final class CertificateController: Sendable {
                 if let reason = await revocation(of: held.serial, namespace: key.namespace) {
                     let message = "certificate \(held.serial) was revoked (\(reason)); issuing a new one with a new key"
                     await announce(object, type: "Warning", reason: "Revoked", note: message)
-                    return await issue(key, object: object, spec: spec, secret: secret, roots: roots, crl: crl, reason: "Revoked", message: message,
-                                       record: record, adopt: mayAdopt, newKey: true)
+                    return await issue(
+                        key, object: object, spec: spec, secret: secret, roots: roots, crl: crl, reason: "Revoked",
+                        message: message,
+                        record: record, adopt: mayAdopt, newKey: true)
                 }
             default:
                 break
@@ -251,7 +277,10 @@ public final class CertificateController: Sendable {
                 await recordHeld(key, object: object, spec: spec, held: held)
                 return Requeue(after: min(until(held.renewalTime), settings.revocationCheck))
             case .refreshMetadata(let held):
-                if let secret { try await rewriteMetadata(secret, spec: spec, certificate: key, held: held, crl: crl, adopt: mayAdopt) }
+                if let secret {
+                    try await rewriteMetadata(
+                        secret, spec: spec, certificate: key, held: held, crl: crl, adopt: mayAdopt)
+                }
                 await recordHeld(key, object: object, spec: spec, held: held)
                 return Requeue(after: min(until(held.renewalTime), settings.revocationCheck))
             case .backingOff(let retryAt):
@@ -261,8 +290,10 @@ public final class CertificateController: Sendable {
                 // The Secret's watch brings it back when the Secret changes; the resync and this retry otherwise.
                 return Requeue(after: .seconds(60), failed: true)
             case let .issue(reason, message):
-                return await issue(key, object: object, spec: spec, secret: secret, roots: roots, crl: crl, reason: reason, message: message, record: record,
-                                   adopt: mayAdopt)
+                return await issue(
+                    key, object: object, spec: spec, secret: secret, roots: roots, crl: crl, reason: reason,
+                    message: message, record: record,
+                    adopt: mayAdopt)
             }
         } catch {
             logger.warning("reconcile failed", metadata: ["certificate": "\(key)", "error": "\(error)"])
@@ -275,18 +306,27 @@ public final class CertificateController: Sendable {
 
     /// A Certificate a user made may take over an existing Secret, as cert-manager's do (the user named it, in their
     /// own namespace); one the Gateway shim made may not, since a Gateway's author does not own the namespace's Secrets.
-    static func mayAdopt(_ certificate: KubernetesObject) -> Bool { certificate.labels[GatewayShim.gatewayLabel] == nil }
+    static func mayAdopt(_ certificate: KubernetesObject) -> Bool {
+        certificate.labels[GatewayShim.gatewayLabel] == nil
+    }
 
     /// Not Ready, with the reason, and a Warning Event when the reason is new; nothing is issued.
-    private func block(_ key: Key, object: KubernetesObject, spec: CertificateSpec, reason: String, message: String) async {
+    private func block(_ key: Key, object: KubernetesObject, spec: CertificateSpec, reason: String, message: String)
+        async
+    {
         let known = Conditions.get(object.json["status"] ?? .object([:]), "Ready")?["reason"]?.string == reason
         await updateStatus(key) { status, generation in
             let at = self.now()
-            Conditions.set(&status, type: "Ready", status: "False", reason: reason, message: message, generation: generation, now: at)
-            Conditions.set(&status, type: "Issuing", status: "False", reason: reason, message: message, generation: generation, now: at)
+            Conditions.set(
+                &status, type: "Ready", status: "False", reason: reason, message: message, generation: generation,
+                now: at)
+            Conditions.set(
+                &status, type: "Issuing", status: "False", reason: reason, message: message, generation: generation,
+                now: at)
         }
         if !known { await announce(object, type: "Warning", reason: reason, note: message) }
-        logger.warning("not writing a Secret", metadata: ["certificate": "\(key)", "reason": "\(reason)", "message": "\(message)"])
+        logger.warning(
+            "not writing a Secret", metadata: ["certificate": "\(key)", "reason": "\(reason)", "message": "\(message)"])
         metrics.observe(key.namespace, key.name, secret: spec.secretName, held: nil, ready: false)
     }
 
@@ -294,7 +334,9 @@ public final class CertificateController: Sendable {
     /// (nil: not revoked, or Signet could not be asked; the next check asks again).
     private func revocation(of serial: String, namespace: String) async -> String? {
         let now = ContinuousClock.now
-        if let known = revocations.withLock({ $0[serial] }), now - known.checked < settings.revocationCheck { return known.reason }
+        if let known = revocations.withLock({ $0[serial] }), now - known.checked < settings.revocationCheck {
+            return known.reason
+        }
         do {
             let record = try await issuer.record(serial: serial, namespace: namespace)
             let reason = record?.status == .revoked ? (record?.revocationReason ?? "unspecified") : nil
@@ -304,35 +346,47 @@ public final class CertificateController: Sendable {
             }
             return reason
         } catch {
-            logger.warning("cannot ask Signet whether a certificate was revoked", metadata: ["serial": "\(serial)", "error": "\(error)"])
+            logger.warning(
+                "cannot ask Signet whether a certificate was revoked",
+                metadata: ["serial": "\(serial)", "error": "\(error)"])
             return nil
         }
     }
 
     private func issue(
-        _ key: Key, object: KubernetesObject, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate], crl: [UInt8]?,
+        _ key: Key, object: KubernetesObject, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate],
+        crl: [UInt8]?,
         reason: String, message: String, record: IssuanceRecord, adopt: Bool, newKey: Bool = false
     ) async -> Requeue {
         logger.info("issuing", metadata: ["certificate": "\(key)", "reason": "\(reason)"])
         await updateStatus(key) { status, generation in
-            Conditions.set(&status, type: "Issuing", status: "True", reason: reason, message: message, generation: generation, now: self.now())
+            Conditions.set(
+                &status, type: "Issuing", status: "True", reason: reason, message: message, generation: generation,
+                now: self.now())
         }
         do {
             let held = try await performIssuance(
-                key, spec: spec, secret: secret, roots: roots, crl: crl, deliveredSerial: object.json["status"]?["serial"]?.string, adopt: adopt,
+                key, spec: spec, secret: secret, roots: roots, crl: crl,
+                deliveredSerial: object.json["status"]?["serial"]?.string, adopt: adopt,
                 newKey: newKey
             )
             await updateStatus(key) { status, generation in
                 let at = self.now()
-                Conditions.set(&status, type: "Ready", status: "True", reason: "Ready", message: "Certificate is up to date and has not expired", generation: generation, now: at)
-                Conditions.set(&status, type: "Issuing", status: "False", reason: "Issued", message: "Issued certificate \(held.serial)", generation: generation, now: at)
+                Conditions.set(
+                    &status, type: "Ready", status: "True", reason: "Ready",
+                    message: "Certificate is up to date and has not expired", generation: generation, now: at)
+                Conditions.set(
+                    &status, type: "Issuing", status: "False", reason: "Issued",
+                    message: "Issued certificate \(held.serial)", generation: generation, now: at)
                 Self.write(held, into: &status)
                 status["revision"] = .number((status["revision"]?.number ?? 0) + 1)
                 status["failedIssuanceAttempts"] = nil
                 status["lastFailureTime"] = nil
                 status["nextPrivateKeySecretName"] = nil
             }
-            await announce(object, type: "Normal", reason: "Issued", note: "Certificate \(held.serial) issued by Signet and stored in Secret \(spec.secretName) (\(reason))")
+            await announce(
+                object, type: "Normal", reason: "Issued",
+                note: "Certificate \(held.serial) issued by Signet and stored in Secret \(spec.secretName) (\(reason))")
             metrics.recordIssuance(succeeded: true)
             metrics.observe(key.namespace, key.name, secret: spec.secretName, held: held, ready: true)
             return Requeue(after: until(held.renewalTime))
@@ -342,16 +396,23 @@ public final class CertificateController: Sendable {
             let stillValid = secret.flatMap { Reconciler.inspectedLeaf($0, roots: roots, now: now()) } != nil
             await updateStatus(key) { status, generation in
                 let at = self.now()
-                Conditions.set(&status, type: "Issuing", status: "False", reason: "Failed", message: "\(error)", generation: generation, now: at)
+                Conditions.set(
+                    &status, type: "Issuing", status: "False", reason: "Failed", message: "\(error)",
+                    generation: generation, now: at)
                 if !stillValid {
-                    Conditions.set(&status, type: "Ready", status: "False", reason: "Failed", message: "\(error)", generation: generation, now: at)
+                    Conditions.set(
+                        &status, type: "Ready", status: "False", reason: "Failed", message: "\(error)",
+                        generation: generation, now: at)
                 }
                 status["failedIssuanceAttempts"] = .number(Double(failures))
                 status["lastFailureTime"] = .string(Conditions.timestamp(at))
             }
-            await announce(object, type: "Warning", reason: "Failed", note: "Issuance failed (attempt \(failures), next in \(Int(delay.timeInterval)) s): \(error)")
+            await announce(
+                object, type: "Warning", reason: "Failed",
+                note: "Issuance failed (attempt \(failures), next in \(Int(delay.timeInterval)) s): \(error)")
             metrics.recordIssuance(succeeded: false)
-            logger.warning("issuance failed", metadata: ["certificate": "\(key)", "attempts": "\(failures)", "error": "\(error)"])
+            logger.warning(
+                "issuance failed", metadata: ["certificate": "\(key)", "attempts": "\(failures)", "error": "\(error)"])
             return Requeue(after: delay, failed: true)
         }
     }
@@ -359,7 +420,8 @@ public final class CertificateController: Sendable {
     /// Key (kept in a Secret of its own until the certificate is delivered), certificate (found in Signet's ledger if
     /// an interrupted attempt already got one for this key), the Secret, and the pending key's removal.
     private func performIssuance(
-        _ key: Key, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate], crl: [UInt8]?, deliveredSerial: String?, adopt: Bool,
+        _ key: Key, spec: CertificateSpec, secret: KubernetesObject?, roots: [Certificate], crl: [UInt8]?,
+        deliveredSerial: String?, adopt: Bool,
         newKey: Bool
     ) async throws -> HeldCertificate {
         var keyPEM = ""
@@ -367,8 +429,10 @@ public final class CertificateController: Sendable {
         var earlier: (record: Components.Schemas.CertificateRecord, chainPEM: String)?
         for _ in 0..<2 {
             // A revoked certificate's key is never reused, whatever the rotation policy says.
-            if spec.rotationPolicy == .never, !newKey, let existing = secret?.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
-               let parsed = try? PrivateKeyPEM.read(existing), KeyAlgorithm.of(parsed.publicKey) == spec.keyAlgorithm {
+            if spec.rotationPolicy == .never, !newKey,
+                let existing = secret?.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
+                let parsed = try? PrivateKeyPEM.read(existing), KeyAlgorithm.of(parsed.publicKey) == spec.keyAlgorithm
+            {
                 keyPEM = existing
             } else {
                 (keyPEM, pendingKeySecret) = try await pendingKey(key, algorithm: spec.keyAlgorithm)
@@ -377,32 +441,43 @@ public final class CertificateController: Sendable {
             earlier = try await issuer.issued(publicKeySHA256: fingerprint, namespace: key.namespace)
             // A pending key whose certificate was already delivered is left over from a finished issuance (its
             // removal failed): start again with a fresh key rather than hand out the old certificate once more.
-            guard let found = earlier, found.record.serial == deliveredSerial, let stale = pendingKeySecret else { break }
-            logger.info("discarding a pending key left over from an earlier issuance", metadata: ["certificate": "\(key)"])
+            guard let found = earlier, found.record.serial == deliveredSerial, let stale = pendingKeySecret else {
+                break
+            }
+            logger.info(
+                "discarding a pending key left over from an earlier issuance", metadata: ["certificate": "\(key)"])
             try await client.delete(.secrets, namespace: key.namespace, name: stale)
             earlier = nil
         }
         let privateKey = try PrivateKeyPEM.read(keyPEM)
 
         let chainPEM: String
-        if let earlier, Set(earlier.record.dnsNames + earlier.record.ipAddresses) == Reconciler.names(of: spec), earlier.record.notAfter > now(),
-           earlier.record.serial != deliveredSerial {
-            logger.info("resuming an interrupted issuance with the certificate Signet already issued for its key",
-                        metadata: ["certificate": "\(key)", "serial": "\(earlier.record.serial)"])
+        if let earlier, Set(earlier.record.dnsNames + earlier.record.ipAddresses) == Reconciler.names(of: spec),
+            earlier.record.notAfter > now(),
+            earlier.record.serial != deliveredSerial
+        {
+            logger.info(
+                "resuming an interrupted issuance with the certificate Signet already issued for its key",
+                metadata: ["certificate": "\(key)", "serial": "\(earlier.record.serial)"])
             chainPEM = earlier.chainPEM
         } else {
             chainPEM = try await issuer.issue(
-                csrPEM: try spec.keyAlgorithm.signingRequest(for: privateKey), dnsNames: spec.dnsNames, ipAddresses: spec.ipAddresses,
+                csrPEM: try spec.keyAlgorithm.signingRequest(for: privateKey), dnsNames: spec.dnsNames,
+                ipAddresses: spec.ipAddresses,
                 duration: spec.duration, profile: spec.profile, namespace: key.namespace
             ).chain
         }
         let chain = try PEMFiles.certificates(in: chainPEM, source: "Signet's answer")
-        guard let leaf = chain.first, let root = roots.last else { throw SignetClient.Failure(status: nil, description: "Signet's answer holds no certificate") }
+        guard let leaf = chain.first, let root = roots.last else {
+            throw SignetClient.Failure(status: nil, description: "Signet's answer holds no certificate")
+        }
         let held = HeldCertificate(
             serial: SerialNumbers.hex(leaf.serialNumber), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
             renewalTime: Reconciler.renewalTime(of: leaf, spec: spec)
         )
-        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: key, renewAfter: held.renewalTime, crl: crl, adopt: adopt)
+        try await writeSecret(
+            chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: key, renewAfter: held.renewalTime,
+            crl: crl, adopt: adopt)
         if let pendingKeySecret { await removePendingKey(pendingKeySecret, namespace: key.namespace) }
         return held
     }
@@ -416,19 +491,25 @@ public final class CertificateController: Sendable {
             do {
                 if let existing = try await client.getSecret(namespace: key.namespace, name: name) {
                     guard existing.annotations[Self.nextKeyAnnotation] == key.name else {
-                        throw SignetClient.Failure(status: nil, description: "Secret \(key.namespace)/\(name) exists and is not this Certificate's pending key")
+                        throw SignetClient.Failure(
+                            status: nil,
+                            description:
+                                "Secret \(key.namespace)/\(name) exists and is not this Certificate's pending key")
                     }
-                    if let pem = existing.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }), let parsed = try? PrivateKeyPEM.read(pem),
-                       KeyAlgorithm.of(parsed.publicKey) == algorithm {
+                    if let pem = existing.data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
+                        let parsed = try? PrivateKeyPEM.read(pem),
+                        KeyAlgorithm.of(parsed.publicKey) == algorithm
+                    {
                         return (pem, name)
                     }
                     try await client.delete(.secrets, namespace: key.namespace, name: name)
                 }
                 let (_, pem) = try algorithm.generate()
-                var secret = KubernetesObject(.object([
-                    "apiVersion": .string("v1"), "kind": .string("Secret"), "type": .string("Opaque"),
-                    "metadata": .object(["name": .string(name), "namespace": .string(key.namespace)]),
-                ]))
+                var secret = KubernetesObject(
+                    .object([
+                        "apiVersion": .string("v1"), "kind": .string("Secret"), "type": .string("Opaque"),
+                        "metadata": .object(["name": .string(name), "namespace": .string(key.namespace)]),
+                    ]))
                 secret.labels = [TLSSecret.managedByLabel: TLSSecret.managedByValue]
                 secret.annotations = [Self.nextKeyAnnotation: key.name]
                 secret.data = ["tls.key": Array(pem.utf8)]
@@ -452,7 +533,11 @@ public final class CertificateController: Sendable {
             } catch let error as KubernetesError where error.code == 404 {
                 return
             } catch {
-                if attempt == 5 { logger.warning("cannot remove a pending key", metadata: ["secret": "\(namespace)/\(name)", "error": "\(error)"]) }
+                if attempt == 5 {
+                    logger.warning(
+                        "cannot remove a pending key",
+                        metadata: ["secret": "\(namespace)/\(name)", "error": "\(error)"])
+                }
                 try? await Task.sleep(for: .milliseconds(200 * attempt))
             }
         }
@@ -461,14 +546,19 @@ public final class CertificateController: Sendable {
     /// Template labels or annotations, or the chain's CRLs, changed: the Secret is rewritten with the certificate and key
     /// it holds.
     private func rewriteMetadata(
-        _ secret: KubernetesObject, spec: CertificateSpec, certificate: Key, held: HeldCertificate, crl: [UInt8]?, adopt: Bool
+        _ secret: KubernetesObject, spec: CertificateSpec, certificate: Key, held: HeldCertificate, crl: [UInt8]?,
+        adopt: Bool
     ) async throws {
         let data = secret.data
-        guard let crt = data["tls.crt"].flatMap({ String(bytes: $0, encoding: .utf8) }), let keyPEM = data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
-              let root = try await trustedRoots().last else { return }
+        guard let crt = data["tls.crt"].flatMap({ String(bytes: $0, encoding: .utf8) }),
+            let keyPEM = data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
+            let root = try await trustedRoots().last
+        else { return }
         let chain = try PEMFiles.certificates(in: crt, source: "tls.crt")
-        try await writeSecret(chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: certificate, renewAfter: held.renewalTime, crl: crl,
-                              adopt: adopt)
+        try await writeSecret(
+            chain: chain, keyPEM: keyPEM, root: root, spec: spec, certificate: certificate,
+            renewAfter: held.renewalTime, crl: crl,
+            adopt: adopt)
     }
 
     /// The Istio-shaped Secret with the template's labels and annotations, the spec hash, the owning Certificate and
@@ -476,25 +566,34 @@ public final class CertificateController: Sendable {
     /// With `adopt`, an existing Secret Signet did not write is taken over, as cert-manager does; one that another
     /// Signet owner keeps never is.
     private func writeSecret(
-        chain: [Certificate], keyPEM: String, root: Certificate, spec: CertificateSpec, certificate: Key, renewAfter: Date, crl: [UInt8]?, adopt: Bool
+        chain: [Certificate], keyPEM: String, root: Certificate, spec: CertificateSpec, certificate: Key,
+        renewAfter: Date, crl: [UInt8]?, adopt: Bool
     ) async throws {
-        var contents = TLSSecretContents(chain: chain, privateKeyPEM: keyPEM, root: root, issuer: "\(chain[0].issuer)", renewAfter: renewAfter)
+        var contents = TLSSecretContents(
+            chain: chain, privateKeyPEM: keyPEM, root: root, issuer: "\(chain[0].issuer)", renewAfter: renewAfter)
         contents.templateLabels = spec.labels
         contents.templateAnnotations = spec.annotations.merging([
             Reconciler.specHashAnnotation: spec.issuanceHash, Self.certificateAnnotation: certificate.name,
         ]) { $1 }
         contents.owner = Self.owner(certificate)
         if let crl { contents.outputs[TLSSecret.crlKey] = crl }
-        try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: certificate.namespace, name: spec.secretName, adopt: adopt)
+        try await SecretDelivery(client: client, logger: logger).deliver(
+            contents, namespace: certificate.namespace, name: spec.secretName, adopt: adopt)
     }
 
     /// Keeps the status in step with the certificate held (after a restart, or a status edited by hand).
     private func recordHeld(_ key: Key, object: KubernetesObject, spec: CertificateSpec, held: HeldCertificate) async {
         await updateStatus(key) { status, generation in
             let at = self.now()
-            Conditions.set(&status, type: "Ready", status: "True", reason: "Ready", message: "Certificate is up to date and has not expired", generation: generation, now: at)
-            if Conditions.get(status, "Issuing") == nil || Conditions.get(status, "Issuing")?["status"]?.string == "True" {
-                Conditions.set(&status, type: "Issuing", status: "False", reason: "UpToDate", message: "No issuance needed", generation: generation, now: at)
+            Conditions.set(
+                &status, type: "Ready", status: "True", reason: "Ready",
+                message: "Certificate is up to date and has not expired", generation: generation, now: at)
+            if Conditions.get(status, "Issuing") == nil
+                || Conditions.get(status, "Issuing")?["status"]?.string == "True"
+            {
+                Conditions.set(
+                    &status, type: "Issuing", status: "False", reason: "UpToDate", message: "No issuance needed",
+                    generation: generation, now: at)
             }
             Self.write(held, into: &status)
         }
@@ -513,13 +612,16 @@ public final class CertificateController: Sendable {
         do {
             try await client.updateStatus(.certificates, namespace: key.namespace, name: key.name, change)
         } catch {
-            logger.warning("cannot update a Certificate's status", metadata: ["certificate": "\(key)", "error": "\(error)"])
+            logger.warning(
+                "cannot update a Certificate's status", metadata: ["certificate": "\(key)", "error": "\(error)"])
         }
     }
 
     private func announce(_ object: KubernetesObject, type: String, reason: String, note: String) async {
         do {
-            try await client.recordEvent(regarding: object, type: type, reason: reason, action: "Issue", note: note, controller: "signet.dev/controller")
+            try await client.recordEvent(
+                regarding: object, type: type, reason: reason, action: "Issue", note: note,
+                controller: "signet.dev/controller")
         } catch {
             logger.debug("could not record an Event", metadata: ["error": "\(error)"])
         }

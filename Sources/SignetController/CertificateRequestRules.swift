@@ -1,7 +1,6 @@
+import Foundation
 import SignetAuthority
 import SignetKubernetes
-
-import Foundation
 
 /// cert-manager's external-issuer conventions for a `CertificateRequest` (cert-manager.io/v1), as pure decisions: whose
 /// it is, whether it may be signed yet, and what Signet is asked for. The wire names are cert-manager's.
@@ -42,10 +41,13 @@ public enum CertificateRequestRules {
     public static func decide(_ request: KubernetesObject) -> Decision {
         let spec = request.json["spec"], status = request.json["status"] ?? .object([:])
         guard spec?["issuerRef"]?["group"]?.string == issuerGroup,
-              let kind = IssuerKind(rawValue: spec?["issuerRef"]?["kind"]?.string ?? ""),
-              let issuerName = spec?["issuerRef"]?["name"]?.string, !issuerName.isEmpty else { return .notOurs }
-        if let ready = Conditions.get(status, "Ready"), ready["status"]?.string == "True"
-            || ["Failed", "Denied"].contains(ready["reason"]?.string ?? "") {
+            let kind = IssuerKind(rawValue: spec?["issuerRef"]?["kind"]?.string ?? ""),
+            let issuerName = spec?["issuerRef"]?["name"]?.string, !issuerName.isEmpty
+        else { return .notOurs }
+        if let ready = Conditions.get(status, "Ready"),
+            ready["status"]?.string == "True"
+                || ["Failed", "Denied"].contains(ready["reason"]?.string ?? "")
+        {
             return .finished
         }
         if Conditions.get(status, "InvalidRequest")?["status"]?.string == "True" { return .finished }
@@ -53,7 +55,8 @@ public enum CertificateRequestRules {
         guard Conditions.get(status, "Approved")?["status"]?.string == "True" else { return .awaitingApproval }
         if spec?["isCA"] == .bool(true) { return .invalid("Signet does not issue CA certificates (spec.isCA is true)") }
         guard let encoded = spec?["request"]?.string, let der = Data(base64Encoded: encoded),
-              let pem = String(data: der, encoding: .utf8), pem.contains("-----BEGIN CERTIFICATE REQUEST-----") else {
+            let pem = String(data: der, encoding: .utf8), pem.contains("-----BEGIN CERTIFICATE REQUEST-----")
+        else {
             return .invalid("spec.request is not a base64-encoded PEM certificate signing request")
         }
         let profile: CertificateProfile
@@ -63,10 +66,14 @@ public enum CertificateRequestRules {
         }
         var seconds: Int64?
         if let text = spec?["duration"]?.string {
-            guard let parsed = goDurationSeconds(text), parsed > 0 else { return .invalid("spec.duration '\(text)' is not a positive duration") }
+            guard let parsed = goDurationSeconds(text), parsed > 0 else {
+                return .invalid("spec.duration '\(text)' is not a positive duration")
+            }
             seconds = parsed
         }
-        return .sign(SigningRequest(issuerKind: kind, issuerName: issuerName, csrPEM: pem, profile: profile, durationSeconds: seconds))
+        return .sign(
+            SigningRequest(
+                issuerKind: kind, issuerName: issuerName, csrPEM: pem, profile: profile, durationSeconds: seconds))
     }
 
     public struct Refusal: Error, Equatable, CustomStringConvertible {
@@ -80,7 +87,11 @@ public enum CertificateRequestRules {
         let asked = Set(usages.map { $0.lowercased() })
         let refused = asked.subtracting(keyUsages).subtracting(["server auth", "client auth"])
         guard refused.isEmpty else {
-            return .failure(Refusal(description: "Signet issues TLS server and client certificates; usages \(refused.sorted().joined(separator: ", ")) are not offered"))
+            return .failure(
+                Refusal(
+                    description:
+                        "Signet issues TLS server and client certificates; usages \(refused.sorted().joined(separator: ", ")) are not offered"
+                ))
         }
         switch (asked.contains("server auth"), asked.contains("client auth")) {
         case (true, true): return .success(.serverClient)
@@ -91,14 +102,18 @@ public enum CertificateRequestRules {
 
     /// A Go duration (`2160h0m0s`, `1h30m`, `90s`, `1.5h`), as cert-manager writes `spec.duration`, in whole seconds.
     public static func goDurationSeconds(_ text: String) -> Int64? {
-        let units: [(String, Double)] = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
+        let units: [(String, Double)] = [
+            ("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600),
+        ]
         var rest = Substring(text), total = 0.0
         guard !rest.isEmpty else { return nil }
         while !rest.isEmpty {
             let number = rest.prefix { $0.isNumber || $0 == "." }
             guard !number.isEmpty, let value = Double(number) else { return nil }
             rest = rest.dropFirst(number.count)
-            guard let (unit, scale) = units.filter({ rest.hasPrefix($0.0) }).max(by: { $0.0.count < $1.0.count }) else { return nil }
+            guard let (unit, scale) = units.filter({ rest.hasPrefix($0.0) }).max(by: { $0.0.count < $1.0.count }) else {
+                return nil
+            }
             rest = rest.dropFirst(unit.count)
             total += value * scale
         }
@@ -131,7 +146,9 @@ public struct IssuerSpec: Sendable, Equatable {
         }
         self.url = url
         if let encoded = spec?["caBundle"]?.string {
-            guard let data = Data(base64Encoded: encoded), let pem = String(data: data, encoding: .utf8), pem.contains("-----BEGIN CERTIFICATE-----") else {
+            guard let data = Data(base64Encoded: encoded), let pem = String(data: data, encoding: .utf8),
+                pem.contains("-----BEGIN CERTIFICATE-----")
+            else {
                 throw .invalid("spec.caBundle must be base64-encoded PEM certificates")
             }
             caBundle = pem

@@ -1,9 +1,8 @@
 import Crypto
+import Foundation
 import SignetAuthority
 import SignetKeys
 import SignetKubernetes
-
-import Foundation
 
 /// A `certificates.signet.dev` object's spec, read and checked. The wire names are cert-manager's.
 public struct CertificateSpec: Sendable, Equatable {
@@ -37,7 +36,9 @@ public struct CertificateSpec: Sendable, Equatable {
         self.secretName = secretName
         dnsNames = Self.strings(spec["dnsNames"])
         ipAddresses = Self.strings(spec["ipAddresses"])
-        guard !dnsNames.isEmpty || !ipAddresses.isEmpty else { throw .invalid("spec.dnsNames or spec.ipAddresses must name something") }
+        guard !dnsNames.isEmpty || !ipAddresses.isEmpty else {
+            throw .invalid("spec.dnsNames or spec.ipAddresses must name something")
+        }
         duration = spec["duration"]?.string
         if let text = spec["duration"]?.string {
             do { _ = try Lifetime.parse(text) } catch { throw .invalid("spec.duration: \(error)") }
@@ -46,20 +47,30 @@ public struct CertificateSpec: Sendable, Equatable {
             do { renewBefore = try Lifetime.parse(text) } catch { throw .invalid("spec.renewBefore: \(error)") }
         }
         renewBeforePercentage = spec["renewBeforePercentage"]?.number.map { Int($0) }
-        guard renewBefore == nil || renewBeforePercentage == nil else { throw .invalid("spec.renewBefore and spec.renewBeforePercentage are mutually exclusive") }
-        if let percentage = renewBeforePercentage, !(1...99).contains(percentage) { throw .invalid("spec.renewBeforePercentage must be between 1 and 99") }
+        guard renewBefore == nil || renewBeforePercentage == nil else {
+            throw .invalid("spec.renewBefore and spec.renewBeforePercentage are mutually exclusive")
+        }
+        if let percentage = renewBeforePercentage, !(1...99).contains(percentage) {
+            throw .invalid("spec.renewBeforePercentage must be between 1 and 99")
+        }
         let profileText = spec["profile"]?.string ?? "server"
-        guard let profile = CertificateProfile(requested: profileText) else { throw .invalid("spec.profile '\(profileText)' is not server, client or server-client") }
+        guard let profile = CertificateProfile(requested: profileText) else {
+            throw .invalid("spec.profile '\(profileText)' is not server, client or server-client")
+        }
         self.profile = profile
         let key = spec["privateKey"]
         let algorithm = key?["algorithm"]?.string ?? "ECDSA"
         let size = key?["size"]?.number.map { Int($0) }
         guard let chosen = KeyAlgorithm(algorithm: algorithm, size: size) else {
-            throw .invalid("spec.privateKey \(algorithm) size \(size.map(String.init) ?? "-") is not offered; use \(KeyAlgorithm.offeredKeys)")
+            throw .invalid(
+                "spec.privateKey \(algorithm) size \(size.map(String.init) ?? "-") is not offered; use \(KeyAlgorithm.offeredKeys)"
+            )
         }
         keyAlgorithm = chosen
         let rotation = key?["rotationPolicy"]?.string ?? "Always"
-        guard let policy = RotationPolicy(rawValue: rotation) else { throw .invalid("spec.privateKey.rotationPolicy '\(rotation)' is not Always or Never") }
+        guard let policy = RotationPolicy(rawValue: rotation) else {
+            throw .invalid("spec.privateKey.rotationPolicy '\(rotation)' is not Always or Never")
+        }
         rotationPolicy = policy
         labels = spec["secretTemplate"]?["labels"]?.stringMap ?? [:]
         annotations = spec["secretTemplate"]?["annotations"]?.stringMap ?? [:]
@@ -80,7 +91,8 @@ public struct CertificateSpec: Sendable, Equatable {
     /// certificate; anything else (labels, renewal timing) does not.
     public var issuanceHash: String {
         let canonical = [
-            dnsNames.map { $0.lowercased() }.sorted().joined(separator: ","), ipAddresses.sorted().joined(separator: ","),
+            dnsNames.map { $0.lowercased() }.sorted().joined(separator: ","),
+            ipAddresses.sorted().joined(separator: ","),
             profile.rawValue, keyAlgorithm.rawValue, duration ?? "",
         ].joined(separator: "|")
         return Array(SHA256.hash(data: Array(canonical.utf8))).prefix(8).map { String(format: "%02x", $0) }.joined()

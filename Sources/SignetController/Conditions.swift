@@ -1,6 +1,5 @@
-import SignetKubernetes
-
 import Foundation
+import SignetKubernetes
 
 /// The conditions list of a status, cert-manager style: one entry per type, its time moving only when it flips.
 enum Conditions {
@@ -9,16 +8,21 @@ enum Conditions {
         return items.first { $0["type"]?.string == type }
     }
 
-    static func set(_ status: inout JSONValue, type: String, status value: String, reason: String, message: String, generation: Int, now: Date) {
+    static func set(
+        _ status: inout JSONValue, type: String, status value: String, reason: String, message: String, generation: Int,
+        now: Date
+    ) {
         var items: [JSONValue] = []
         if case .array(let existing)? = status["conditions"] { items = existing }
         let index = items.firstIndex { $0["type"]?.string == type }
         let previous = index.map { items[$0] }
         let changed = previous?["status"]?.string != value
         let condition: JSONValue = .object([
-            "type": .string(type), "status": .string(value), "reason": .string(reason), "message": .string(String(message.prefix(1024))),
+            "type": .string(type), "status": .string(value), "reason": .string(reason),
+            "message": .string(String(message.prefix(1024))),
             "observedGeneration": .number(Double(generation)),
-            "lastTransitionTime": changed ? .string(timestamp(now)) : (previous?["lastTransitionTime"] ?? .string(timestamp(now))),
+            "lastTransitionTime": changed
+                ? .string(timestamp(now)) : (previous?["lastTransitionTime"] ?? .string(timestamp(now))),
         ])
         if let index { items[index] = condition } else { items.append(condition) }
         status["conditions"] = .array(items)

@@ -30,16 +30,21 @@ public enum ControllerApplication {
     /// Serves until SIGTERM or SIGINT; the controller stops at once (an issuance in flight resumes on the next leader
     /// from its pending key).
     public static func run(
-        controller: CertificateController, certManager: CertManagerIssuer? = nil, csrSigner: KubernetesCSRSigner? = nil, election: LeaderElection,
+        controller: CertificateController, certManager: CertManagerIssuer? = nil, csrSigner: KubernetesCSRSigner? = nil,
+        election: LeaderElection,
         metrics: ControllerMetrics, host: String, port: Int, logger: Logger
     ) async throws {
-        try await make(controller: controller, certManager: certManager, csrSigner: csrSigner, election: election, metrics: metrics, host: host, port: port,
-                       logger: logger)
-            .runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        try await make(
+            controller: controller, certManager: certManager, csrSigner: csrSigner, election: election,
+            metrics: metrics, host: host, port: port,
+            logger: logger
+        )
+        .runService(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 
     static func make(
-        controller: CertificateController, certManager: CertManagerIssuer?, csrSigner: KubernetesCSRSigner?, election: LeaderElection,
+        controller: CertificateController, certManager: CertManagerIssuer?, csrSigner: KubernetesCSRSigner?,
+        election: LeaderElection,
         metrics: ControllerMetrics, host: String, port: Int, logger: Logger
     ) -> some ApplicationProtocol {
         let router = Router()
@@ -50,13 +55,17 @@ public enum ControllerApplication {
                 _ = try await controller.client.document("/version")
                 return Response(status: .ok, body: .init(byteBuffer: .init(string: "ok\n")))
             } catch {
-                return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "the API server is unreachable: \(error)\n")))
+                return Response(
+                    status: .serviceUnavailable,
+                    body: .init(byteBuffer: .init(string: "the API server is unreachable: \(error)\n")))
             }
         }
         return Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "signet-controller"),
-            services: [Controlling(election: election, controller: controller, certManager: certManager, csrSigner: csrSigner)],
+            services: [
+                Controlling(election: election, controller: controller, certManager: certManager, csrSigner: csrSigner)
+            ],
             logger: logger
         )
     }

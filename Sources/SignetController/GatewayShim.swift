@@ -1,8 +1,7 @@
+import Foundation
 import Logging
 import SignetAuthority
 import SignetKubernetes
-
-import Foundation
 
 /// Istio Gateways annotated `signet.dev/issue: "true"` get a Certificate per `tls.credentialName`, covering the hosts
 /// of the servers that name it, in each namespace the gateway workload runs in: Istio resolves a credentialName in
@@ -37,7 +36,9 @@ public enum GatewayShim {
             for entry in entries {
                 let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
                 let targets = parts.count == 2 ? parts[1].split(separator: ",").map(String.init) : []
-                guard parts.count == 2, KubernetesNames.isLabel(parts[0]), !targets.isEmpty, targets.allSatisfy(KubernetesNames.isLabel) else {
+                guard parts.count == 2, KubernetesNames.isLabel(parts[0]), !targets.isEmpty,
+                    targets.allSatisfy(KubernetesNames.isLabel)
+                else {
                     throw GatewayNamespacesError(entry: entry)
                 }
                 allowed[parts[0], default: []].formUnion(targets)
@@ -46,7 +47,8 @@ public enum GatewayShim {
         }
 
         public func permits(gatewayNamespace: String, certificateNamespace: String) -> Bool {
-            certificateNamespace == gatewayNamespace || allowed[gatewayNamespace]?.contains(certificateNamespace) == true
+            certificateNamespace == gatewayNamespace
+                || allowed[gatewayNamespace]?.contains(certificateNamespace) == true
         }
 
         /// The rule, for Warning Events.
@@ -60,7 +62,9 @@ public enum GatewayShim {
 
     public struct GatewayNamespacesError: Error, CustomStringConvertible {
         public let entry: String
-        public var description: String { "--gateway-namespaces '\(entry)' must be GATEWAY-NAMESPACE=NAMESPACE[,NAMESPACE...] of namespace names" }
+        public var description: String {
+            "--gateway-namespaces '\(entry)' must be GATEWAY-NAMESPACE=NAMESPACE[,NAMESPACE...] of namespace names"
+        }
     }
 
     /// A Warning the shim raises on the Gateway.
@@ -98,7 +102,8 @@ public enum GatewayShim {
             guard allowance.permits(gatewayNamespace: home, certificateNamespace: namespace) else {
                 // The Event is read by the Gateway's author: a namespace found through pods is not theirs to learn.
                 let place = named != nil ? "namespace \(namespace)" : "a namespace where pods matching the selector run"
-                let refusal = Refusal(reason: "NamespaceNotAllowed", note: "no Certificate in \(place): \(allowance.rule(for: home))")
+                let refusal = Refusal(
+                    reason: "NamespaceNotAllowed", note: "no Certificate in \(place): \(allowance.rule(for: home))")
                 if !refusals.contains(refusal) { refusals.append(refusal) }
                 continue
             }
@@ -109,17 +114,22 @@ public enum GatewayShim {
         return (all, refusals)
     }
 
-    private static func desired(_ gateway: KubernetesObject, in namespace: String) -> (certificates: [DesiredCertificate], refusals: [Refusal]) {
+    private static func desired(_ gateway: KubernetesObject, in namespace: String) -> (
+        certificates: [DesiredCertificate], refusals: [Refusal]
+    ) {
         var byCredential: [String: DesiredCertificate] = [:]
         var order: [String] = []
         var refusals: [Refusal] = []
         guard case .array(let servers)? = gateway.json["spec"]?["servers"] else { return ([], []) }
         for server in servers {
-            guard let tls = server["tls"], let credential = tls["credentialName"]?.string, !credential.isEmpty else { continue }
+            guard let tls = server["tls"], let credential = tls["credentialName"]?.string, !credential.isEmpty else {
+                continue
+            }
             let mode = tls["mode"]?.string ?? "SIMPLE"
             guard ["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"].contains(mode) else { continue }
             guard KubernetesNames.isSubdomain(credential) else {
-                refusals.append(Refusal(reason: "HostRefused", note: "credentialName '\(credential)' is not a valid Secret name"))
+                refusals.append(
+                    Refusal(reason: "HostRefused", note: "credentialName '\(credential)' is not a valid Secret name"))
                 continue
             }
             var hosts: [String] = []
@@ -128,7 +138,12 @@ public enum GatewayShim {
                     // "namespace/host" scopes the host to VirtualServices of a namespace; the certificate wants the host.
                     let bare = host.split(separator: "/", maxSplits: 1).last.map(String.init) ?? host
                     guard bare != "*" else {
-                        refusals.append(Refusal(reason: "HostRefused", note: "server with credentialName '\(credential)': host '\(host)' matches every name, and no certificate can; list the hosts"))
+                        refusals.append(
+                            Refusal(
+                                reason: "HostRefused",
+                                note:
+                                    "server with credentialName '\(credential)': host '\(host)' matches every name, and no certificate can; list the hosts"
+                            ))
                         continue
                     }
                     if !hosts.contains(bare.lowercased()) { hosts.append(bare.lowercased()) }
@@ -140,7 +155,8 @@ public enum GatewayShim {
                 existing.mutual = existing.mutual || mode != "SIMPLE"
                 byCredential[credential] = existing
             } else {
-                byCredential[credential] = DesiredCertificate(namespace: namespace, name: credential, dnsNames: hosts, mutual: mode != "SIMPLE")
+                byCredential[credential] = DesiredCertificate(
+                    namespace: namespace, name: credential, dnsNames: hosts, mutual: mode != "SIMPLE")
                 order.append(credential)
             }
         }
@@ -149,22 +165,27 @@ public enum GatewayShim {
 
     /// The Certificate object for a desired one. MUTUAL servers need `ca.crt`, which every Signet Secret carries, and
     /// `ca.crl`, so that a revoked client certificate is refused: asked for with `caCRL`.
-    static func object(_ desired: DesiredCertificate, gateway: KubernetesObject, issuerName: String) -> KubernetesObject {
+    static func object(_ desired: DesiredCertificate, gateway: KubernetesObject, issuerName: String) -> KubernetesObject
+    {
         var spec: [String: JSONValue] = [
             "secretName": .string(desired.name),
             "dnsNames": .array(desired.dnsNames.map(JSONValue.string)),
             "issuerRef": .object(["name": .string(issuerName)]),
         ]
         if desired.mutual { spec["caCRL"] = .bool(true) }
-        return KubernetesObject(.object([
-            "apiVersion": .string(ResourceKind.certificates.apiVersion), "kind": .string("Certificate"),
-            "metadata": .object([
-                "name": .string(desired.name), "namespace": .string(desired.namespace),
-                "labels": .object([gatewayLabel: .string(label(of: gateway)), TLSSecret.managedByLabel: .string(TLSSecret.managedByValue)]),
-                "annotations": .object(["signet.dev/gateway-mode": .string(desired.mutual ? "MUTUAL" : "SIMPLE")]),
-            ]),
-            "spec": .object(spec),
-        ]))
+        return KubernetesObject(
+            .object([
+                "apiVersion": .string(ResourceKind.certificates.apiVersion), "kind": .string("Certificate"),
+                "metadata": .object([
+                    "name": .string(desired.name), "namespace": .string(desired.namespace),
+                    "labels": .object([
+                        gatewayLabel: .string(label(of: gateway)),
+                        TLSSecret.managedByLabel: .string(TLSSecret.managedByValue),
+                    ]),
+                    "annotations": .object(["signet.dev/gateway-mode": .string(desired.mutual ? "MUTUAL" : "SIMPLE")]),
+                ]),
+                "spec": .object(spec),
+            ]))
     }
 
     static func label(of gateway: KubernetesObject) -> String {
@@ -193,9 +214,15 @@ extension CertificateController {
         let made = try await client.list(.certificates, namespace: nil, labelSelector: GatewayShim.gatewayLabel).items
         for certificate in made where !labels.contains(certificate.labels[GatewayShim.gatewayLabel] ?? "") {
             // With --namespace, Gateways elsewhere are not seen; their Certificates are not this replica's to judge.
-            if let namespace = settings.namespace, !(certificate.labels[GatewayShim.gatewayLabel] ?? "").hasPrefix(namespace + ".") { continue }
+            if let namespace = settings.namespace,
+                !(certificate.labels[GatewayShim.gatewayLabel] ?? "").hasPrefix(namespace + ".")
+            {
+                continue
+            }
             try await client.delete(.certificates, namespace: certificate.namespace, name: certificate.name)
-            logger.info("removed a Certificate of a Gateway that is gone", metadata: ["certificate": "\(certificate.namespace ?? "")/\(certificate.name)"])
+            logger.info(
+                "removed a Certificate of a Gateway that is gone",
+                metadata: ["certificate": "\(certificate.namespace ?? "")/\(certificate.name)"])
         }
     }
 
@@ -204,54 +231,85 @@ extension CertificateController {
         let label = GatewayShim.label(of: gateway)
         do {
             var workloads: [String] = []
-            if !deleted, gateway.annotations[GatewayShim.issueAnnotation] == "true", gateway.annotations[GatewayShim.secretNamespaceAnnotation] == nil,
-               let selector = GatewayShim.workloadSelector(gateway) {
+            if !deleted, gateway.annotations[GatewayShim.issueAnnotation] == "true",
+                gateway.annotations[GatewayShim.secretNamespaceAnnotation] == nil,
+                let selector = GatewayShim.workloadSelector(gateway)
+            {
                 let pods = try await client.list(.pods, namespace: nil, labelSelector: selector).items
                 workloads = Array(Set(pods.compactMap(\.namespace))).sorted()
                 if workloads.isEmpty {
-                    await announceGateway(gateway, type: "Warning", reason: "NoWorkload",
-                                          note: "no pods match the selector \(selector); Certificates go to the Gateway's namespace \(gateway.namespace ?? "")")
+                    await announceGateway(
+                        gateway, type: "Warning", reason: "NoWorkload",
+                        note:
+                            "no pods match the selector \(selector); Certificates go to the Gateway's namespace \(gateway.namespace ?? "")"
+                    )
                 }
             }
-            let (desired, refusals) = deleted ? ([], []) : GatewayShim.desired(gateway, workloadNamespaces: workloads, allowance: settings.gatewayNamespaces)
+            let (desired, refusals) =
+                deleted
+                ? ([], [])
+                : GatewayShim.desired(gateway, workloadNamespaces: workloads, allowance: settings.gatewayNamespaces)
             // Wherever they were made (the secret namespace may have changed since), the Gateway's Certificates carry its
             // label; a label is text a tenant can imitate, so only those in this Gateway's own namespace or one
             // allowed for it are its own.
             let home = gateway.namespace ?? "default"
-            let owned = try await client.list(.certificates, namespace: nil, labelSelector: "\(GatewayShim.gatewayLabel)=\(label)").items
-                .filter { settings.gatewayNamespaces.permits(gatewayNamespace: home, certificateNamespace: $0.namespace ?? "") }
-            logger.debug("syncing a Gateway", metadata: ["gateway": "\(label)", "wanted": "\(desired.count)", "existing": "\(owned.count)"])
+            let owned = try await client.list(
+                .certificates, namespace: nil, labelSelector: "\(GatewayShim.gatewayLabel)=\(label)"
+            ).items
+                .filter {
+                    settings.gatewayNamespaces.permits(gatewayNamespace: home, certificateNamespace: $0.namespace ?? "")
+                }
+            logger.debug(
+                "syncing a Gateway",
+                metadata: ["gateway": "\(label)", "wanted": "\(desired.count)", "existing": "\(owned.count)"])
             for certificate in desired {
                 let wanted = GatewayShim.object(certificate, gateway: gateway, issuerName: settings.issuerName)
-                if var existing = owned.first(where: { $0.name == certificate.name && $0.namespace == certificate.namespace }) {
+                if var existing = owned.first(where: {
+                    $0.name == certificate.name && $0.namespace == certificate.namespace
+                }) {
                     guard existing.json["spec"] != wanted.json["spec"] else { continue }
                     existing.json["spec"] = wanted.json["spec"]
                     _ = try await client.replace(.certificates, existing)
-                } else if let clash = try await client.get(.certificates, namespace: certificate.namespace, name: certificate.name) {
-                    await announceGateway(gateway, type: "Warning", reason: "CertificateExists",
-                                          note: "Certificate \(certificate.namespace)/\(certificate.name) exists and was not made for this Gateway; left alone (\(clash.labels[GatewayShim.gatewayLabel] ?? "no gateway label"))")
+                } else if let clash = try await client.get(
+                    .certificates, namespace: certificate.namespace, name: certificate.name)
+                {
+                    await announceGateway(
+                        gateway, type: "Warning", reason: "CertificateExists",
+                        note:
+                            "Certificate \(certificate.namespace)/\(certificate.name) exists and was not made for this Gateway; left alone (\(clash.labels[GatewayShim.gatewayLabel] ?? "no gateway label"))"
+                    )
                 } else {
                     _ = try await client.create(.certificates, wanted)
-                    await announceGateway(gateway, type: "Normal", reason: "CertificateCreated",
-                                          note: "Certificate \(certificate.namespace)/\(certificate.name) for \(certificate.dnsNames.joined(separator: ", "))")
+                    await announceGateway(
+                        gateway, type: "Normal", reason: "CertificateCreated",
+                        note:
+                            "Certificate \(certificate.namespace)/\(certificate.name) for \(certificate.dnsNames.joined(separator: ", "))"
+                    )
                 }
             }
-            for stale in owned where !desired.contains(where: { $0.name == stale.name && $0.namespace == stale.namespace }) {
+            for stale in owned
+            where !desired.contains(where: { $0.name == stale.name && $0.namespace == stale.namespace }) {
                 try await client.delete(.certificates, namespace: stale.namespace, name: stale.name)
                 if !deleted {
-                    await announceGateway(gateway, type: "Normal", reason: "CertificateRemoved",
-                                          note: "Certificate \(stale.namespace ?? "")/\(stale.name) is no longer asked for; its Secret stays")
+                    await announceGateway(
+                        gateway, type: "Normal", reason: "CertificateRemoved",
+                        note:
+                            "Certificate \(stale.namespace ?? "")/\(stale.name) is no longer asked for; its Secret stays"
+                    )
                 }
             }
             for refusal in refusals {
                 await announceGateway(gateway, type: "Warning", reason: refusal.reason, note: refusal.note)
             }
         } catch {
-            logger.warning("cannot sync a Gateway's Certificates", metadata: ["gateway": "\(label)", "error": "\(error)"])
+            logger.warning(
+                "cannot sync a Gateway's Certificates", metadata: ["gateway": "\(label)", "error": "\(error)"])
         }
     }
 
     private func announceGateway(_ gateway: KubernetesObject, type: String, reason: String, note: String) async {
-        try? await client.recordEvent(regarding: gateway, type: type, reason: reason, action: "Sync", note: note, controller: "signet.dev/controller")
+        try? await client.recordEvent(
+            regarding: gateway, type: type, reason: reason, action: "Sync", note: note,
+            controller: "signet.dev/controller")
     }
 }

@@ -1,11 +1,10 @@
+import Foundation
 import Logging
 import SignetAuthority
 import SignetClient
 import SignetKubernetes
 import SignetOpenAPI
 import Synchronization
-
-import Foundation
 
 /// Kubernetes' own certificate API (`certificates.k8s.io/v1` CertificateSigningRequests), as pure decisions. A CSR is
 /// Signet's when its `signerName` is one the controller was configured with; it is signed only once approved.
@@ -34,12 +33,15 @@ public enum KubernetesCSRRules {
         let spec = csr.json["spec"], status = csr.json["status"] ?? .object([:])
         guard let signer = spec?["signerName"]?.string, let namespace = signers[signer] else { return .notOurs }
         if let certificate = status["certificate"]?.string, !certificate.isEmpty { return .finished }
-        if Conditions.get(status, "Failed")?["status"]?.string == "True" || Conditions.get(status, "Denied")?["status"]?.string == "True" {
+        if Conditions.get(status, "Failed")?["status"]?.string == "True"
+            || Conditions.get(status, "Denied")?["status"]?.string == "True"
+        {
             return .finished
         }
         guard Conditions.get(status, "Approved")?["status"]?.string == "True" else { return .awaitingApproval }
         guard let encoded = spec?["request"]?.string, let der = Data(base64Encoded: encoded),
-              let pem = String(data: der, encoding: .utf8), pem.contains("-----BEGIN CERTIFICATE REQUEST-----") else {
+            let pem = String(data: der, encoding: .utf8), pem.contains("-----BEGIN CERTIFICATE REQUEST-----")
+        else {
             return .invalid("spec.request is not a base64-encoded PEM certificate signing request")
         }
         let profile: CertificateProfile
@@ -62,7 +64,8 @@ public enum KubernetesCSRRules {
         for value in values {
             let parts = value.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, parts[0].contains("/"), KubernetesNames.isSubdomain(parts[1]) else {
-                throw .invalid("--csr-signer '\(value)' must be SIGNER-NAME=NAMESPACE, e.g. signet.dev/istio=istio-system")
+                throw .invalid(
+                    "--csr-signer '\(value)' must be SIGNER-NAME=NAMESPACE, e.g. signet.dev/istio=istio-system")
             }
             guard signers[parts[0]] == nil else { throw .invalid("--csr-signer names \(parts[0]) twice") }
             signers[parts[0]] = parts[1]
@@ -84,8 +87,11 @@ public final class KubernetesCSRSigner: Sendable {
     let queue = WorkQueue<String>()
     let failures = Mutex<[String: Int]>([:])
 
-    public init(client: KubernetesClient, signet: SignetClient, signers: [String: String], settings: ControllerSettings, metrics: ControllerMetrics,
-                logger: Logger) {
+    public init(
+        client: KubernetesClient, signet: SignetClient, signers: [String: String], settings: ControllerSettings,
+        metrics: ControllerMetrics,
+        logger: Logger
+    ) {
         self.client = client
         self.signet = signet
         self.signers = signers
@@ -98,7 +104,8 @@ public final class KubernetesCSRSigner: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await self.client.follow(.certificateSigningRequests, namespace: nil) { observed in
-                    for object in CertManagerIssuer.objects(observed) where object.json["spec"]?["signerName"]?.string.map({ self.signers[$0] != nil }) == true {
+                    for object in CertManagerIssuer.objects(observed)
+                    where object.json["spec"]?["signerName"]?.string.map({ self.signers[$0] != nil }) == true {
                         await self.queue.add(object.name)
                     }
                 }
@@ -114,10 +121,13 @@ public final class KubernetesCSRSigner: Sendable {
     func reconcile(_ name: String) async -> Duration? {
         let csr: KubernetesObject
         do {
-            guard let found = try await client.get(.certificateSigningRequests, namespace: nil, name: name) else { return nil }
+            guard let found = try await client.get(.certificateSigningRequests, namespace: nil, name: name) else {
+                return nil
+            }
             csr = found
         } catch {
-            logger.warning("cannot read a CertificateSigningRequest", metadata: ["csr": "\(name)", "error": "\(error)"])
+            logger.warning(
+                "cannot read a CertificateSigningRequest", metadata: ["csr": "\(name)", "error": "\(error)"])
             return .seconds(5)
         }
         switch KubernetesCSRRules.decide(csr, signers: signers) {
@@ -130,17 +140,23 @@ public final class KubernetesCSRSigner: Sendable {
             do {
                 // Within policy: a longer expirationSeconds is shortened to the namespace's maximum, as the CSR API allows.
                 var seconds = signing.expirationSeconds
-                if let asked = seconds, let maximum = try? Lifetime.parse(try await signet.identity(namespace: signing.namespace).maxDuration) {
+                if let asked = seconds,
+                    let maximum = try? Lifetime.parse(
+                        try await signet.identity(namespace: signing.namespace).maxDuration)
+                {
                     seconds = min(asked, maximum.components.seconds)
                 }
-                let chain = try await signet.issueOnce(csrPEM: signing.csrPEM, profile: signing.profile, durationSeconds: seconds,
-                                                       namespace: signing.namespace, requestedAt: CertManagerIssuer.created(csr))
+                let chain = try await signet.issueOnce(
+                    csrPEM: signing.csrPEM, profile: signing.profile, durationSeconds: seconds,
+                    namespace: signing.namespace, requestedAt: CertManagerIssuer.created(csr))
                 try await client.updateStatus(.certificateSigningRequests, namespace: nil, name: name) { status, _ in
                     status["certificate"] = .string(Data(chain.utf8).base64EncodedString())
                 }
                 failures.withLock { $0[name] = nil }
                 metrics.recordIssuance(succeeded: true)
-                logger.info("CertificateSigningRequest signed", metadata: ["csr": "\(name)", "signer": "\(csr.json["spec"]?["signerName"]?.string ?? "")"])
+                logger.info(
+                    "CertificateSigningRequest signed",
+                    metadata: ["csr": "\(name)", "signer": "\(csr.json["spec"]?["signerName"]?.string ?? "")"])
                 return nil
             } catch let failure as SignetClient.Failure where CertManagerIssuer.isRefusal(failure) {
                 metrics.recordIssuance(succeeded: false)
@@ -152,7 +168,9 @@ public final class KubernetesCSRSigner: Sendable {
                     failures[name, default: 0] += 1
                     return failures[name] ?? 1
                 }
-                logger.warning("CertificateSigningRequest not signed yet", metadata: ["csr": "\(name)", "attempts": "\(attempts)", "error": "\(error)"])
+                logger.warning(
+                    "CertificateSigningRequest not signed yet",
+                    metadata: ["csr": "\(name)", "attempts": "\(attempts)", "error": "\(error)"])
                 return .seconds(min(300, 5 << min(attempts - 1, 6)))
             }
         }
@@ -162,8 +180,12 @@ public final class KubernetesCSRSigner: Sendable {
     private func fail(_ csr: KubernetesObject, _ message: String) async {
         do {
             try await client.updateStatus(.certificateSigningRequests, namespace: nil, name: csr.name) { status, _ in
-                Conditions.set(&status, type: "Failed", status: "True", reason: "SignetRefused", message: message, generation: 0, now: Date())
-                if case .array(var items)? = status["conditions"], let index = items.firstIndex(where: { $0["type"]?.string == "Failed" }) {
+                Conditions.set(
+                    &status, type: "Failed", status: "True", reason: "SignetRefused", message: message, generation: 0,
+                    now: Date())
+                if case .array(var items)? = status["conditions"],
+                    let index = items.firstIndex(where: { $0["type"]?.string == "Failed" })
+                {
                     items[index]["observedGeneration"] = nil
                     items[index]["lastUpdateTime"] = items[index]["lastTransitionTime"]
                     status["conditions"] = .array(items)
@@ -172,7 +194,9 @@ public final class KubernetesCSRSigner: Sendable {
             failures.withLock { $0[csr.name] = nil }
             logger.warning("CertificateSigningRequest refused", metadata: ["csr": "\(csr.name)", "why": "\(message)"])
         } catch {
-            logger.warning("cannot update a CertificateSigningRequest's status", metadata: ["csr": "\(csr.name)", "error": "\(error)"])
+            logger.warning(
+                "cannot update a CertificateSigningRequest's status",
+                metadata: ["csr": "\(csr.name)", "error": "\(error)"])
         }
     }
 }

@@ -1,7 +1,6 @@
+import Foundation
 import Logging
 import SignetKubernetes
-
-import Foundation
 
 /// Leader election with a `coordination.k8s.io/v1` Lease, as client-go's leaderelection does it: the holder renews
 /// every few seconds; another replica takes over only once a whole lease duration has passed without a renewal; and
@@ -15,8 +14,10 @@ public struct LeaderElection: Sendable {
     let renewInterval: Duration
     let logger: Logger
 
-    public init(client: KubernetesClient, namespace: String, name: String, identity: String,
-                leaseDuration: Duration = .seconds(15), renewInterval: Duration = .seconds(5), logger: Logger) {
+    public init(
+        client: KubernetesClient, namespace: String, name: String, identity: String,
+        leaseDuration: Duration = .seconds(15), renewInterval: Duration = .seconds(5), logger: Logger
+    ) {
         self.client = client
         self.namespace = namespace
         self.name = name
@@ -52,7 +53,9 @@ public struct LeaderElection: Sendable {
                 await group.next()
                 group.cancelAll()
             }
-            if !Task.isCancelled { logger.warning("lost the lease; stopped working", metadata: ["lease": "\(namespace)/\(name)"]) }
+            if !Task.isCancelled {
+                logger.warning("lost the lease; stopped working", metadata: ["lease": "\(namespace)/\(name)"])
+            }
         }
     }
 
@@ -62,14 +65,16 @@ public struct LeaderElection: Sendable {
         let stamp = Self.microTime(now)
         do {
             guard var lease = try await client.get(.leases, namespace: namespace, name: name) else {
-                let fresh = KubernetesObject(.object([
-                    "apiVersion": .string("coordination.k8s.io/v1"), "kind": .string("Lease"),
-                    "metadata": .object(["name": .string(name), "namespace": .string(namespace)]),
-                    "spec": .object([
-                        "holderIdentity": .string(identity), "leaseDurationSeconds": .number(Double(leaseDuration.components.seconds)),
-                        "acquireTime": .string(stamp), "renewTime": .string(stamp), "leaseTransitions": .number(0),
-                    ]),
-                ]))
+                let fresh = KubernetesObject(
+                    .object([
+                        "apiVersion": .string("coordination.k8s.io/v1"), "kind": .string("Lease"),
+                        "metadata": .object(["name": .string(name), "namespace": .string(namespace)]),
+                        "spec": .object([
+                            "holderIdentity": .string(identity),
+                            "leaseDurationSeconds": .number(Double(leaseDuration.components.seconds)),
+                            "acquireTime": .string(stamp), "renewTime": .string(stamp), "leaseTransitions": .number(0),
+                        ]),
+                    ]))
                 _ = try await client.create(.leases, fresh)
                 return true
             }
@@ -94,7 +99,8 @@ public struct LeaderElection: Sendable {
             return true
         } catch {
             if (error as? KubernetesError)?.code != 409 {
-                logger.warning("lease request failed", metadata: ["lease": "\(namespace)/\(name)", "error": "\(error)"])
+                logger.warning(
+                    "lease request failed", metadata: ["lease": "\(namespace)/\(name)", "error": "\(error)"])
             }
             return false
         }

@@ -1,11 +1,10 @@
 import Crypto
+import Foundation
 import SignetAuthority
 import SignetKeys
 import SignetKubernetes
 import SwiftASN1
 import X509
-
-import Foundation
 
 /// What the controller has recorded about a Certificate's issuances (its status, as far as decisions need it).
 public struct IssuanceRecord: Sendable, Equatable {
@@ -56,7 +55,8 @@ public enum Reconciler {
     /// take over a Secret Signet did not write (a Certificate a user made may, as in cert-manager; one the Gateway
     /// shim made may not); `caCRL` the `ca.crl` the Secret should hold (nil: none).
     public static func decide(
-        spec: CertificateSpec, secret: KubernetesObject?, owner: String, mayAdopt: Bool, record: IssuanceRecord, trustedRoots: [Certificate],
+        spec: CertificateSpec, secret: KubernetesObject?, owner: String, mayAdopt: Bool, record: IssuanceRecord,
+        trustedRoots: [Certificate],
         caCRL: [UInt8]? = nil, now: Date
     ) -> Decision {
         if let secret, let refusal = TLSSecret.refusal(toWrite: secret, owner: owner, adopt: mayAdopt) {
@@ -67,7 +67,8 @@ public enum Reconciler {
             }
         }
         if record.failedAttempts > 0, let failure = record.lastFailure {
-            let retryAt = failure.addingTimeInterval(RenewalSchedule.retryDelay(afterFailures: record.failedAttempts, jitter: 0.5).timeInterval)
+            let retryAt = failure.addingTimeInterval(
+                RenewalSchedule.retryDelay(afterFailures: record.failedAttempts, jitter: 0.5).timeInterval)
             if now < retryAt { return .backingOff(until: retryAt) }
         }
         guard let secret else {
@@ -76,29 +77,41 @@ public enum Reconciler {
         let held: (certificate: Certificate, chain: [Certificate])
         switch inspect(secret, trustedRoots: trustedRoots, now: now) {
         case .failure(let problem):
-            return .issue(reason: "InvalidContents", message: "Issuing certificate as Secret contents are invalid: \(problem)")
+            return .issue(
+                reason: "InvalidContents", message: "Issuing certificate as Secret contents are invalid: \(problem)")
         case .success(let found):
             held = found
         }
         guard secret.annotations[specHashAnnotation] == spec.issuanceHash else {
-            return .issue(reason: "SpecChanged", message: "Issuing certificate as the Certificate's names, key, profile or duration changed")
+            return .issue(
+                reason: "SpecChanged",
+                message: "Issuing certificate as the Certificate's names, key, profile or duration changed")
         }
         let leaf = held.certificate
         guard names(of: leaf) == names(of: spec) else {
-            return .issue(reason: "IncorrectCertificate", message: "Issuing certificate as the Secret's certificate is not for the Certificate's names")
+            return .issue(
+                reason: "IncorrectCertificate",
+                message: "Issuing certificate as the Secret's certificate is not for the Certificate's names")
         }
-        guard now < leaf.notValidAfter else { return .issue(reason: "Expired", message: "Issuing certificate as the certificate expired at \(leaf.notValidAfter)") }
+        guard now < leaf.notValidAfter else {
+            return .issue(
+                reason: "Expired", message: "Issuing certificate as the certificate expired at \(leaf.notValidAfter)")
+        }
         let info = HeldCertificate(
             serial: SerialNumbers.hex(leaf.serialNumber), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
             renewalTime: renewalTime(of: leaf, spec: spec)
         )
         if now >= info.renewalTime {
-            return .issue(reason: "Renewing", message: "Renewing certificate as renewal was scheduled at \(info.renewalTime.formatted(.iso8601))")
+            return .issue(
+                reason: "Renewing",
+                message: "Renewing certificate as renewal was scheduled at \(info.renewalTime.formatted(.iso8601))")
         }
         let labels = secret.labels, annotations = secret.annotations
         // A Secret written before owners were recorded is stamped with its owner, so no other may claim it.
-        if spec.labels.contains(where: { labels[$0.key] != $0.value }) || spec.annotations.contains(where: { annotations[$0.key] != $0.value })
-            || annotations[TLSSecret.ownerAnnotation] != owner || secret.data[TLSSecret.crlKey] != caCRL {
+        if spec.labels.contains(where: { labels[$0.key] != $0.value })
+            || spec.annotations.contains(where: { annotations[$0.key] != $0.value })
+            || annotations[TLSSecret.ownerAnnotation] != owner || secret.data[TLSSecret.crlKey] != caCRL
+        {
             return .refreshMetadata(info)
         }
         return .upToDate(info)
@@ -111,7 +124,8 @@ public enum Reconciler {
         for name in alternatives {
             switch name {
             case .dnsName(let host): names.insert(host.lowercased())
-            case .ipAddress(let octets): if let address = IPAddress(bytes: octets.bytes) { names.insert(address.description) }
+            case .ipAddress(let octets):
+                if let address = IPAddress(bytes: octets.bytes) { names.insert(address.description) }
             default: continue
             }
         }
@@ -128,28 +142,38 @@ public enum Reconciler {
     public static func renewalTime(of leaf: Certificate, spec: CertificateSpec) -> Date {
         let lifetime = Duration.seconds(leaf.notValidAfter.timeIntervalSince(leaf.notValidBefore))
         let before = RenewalSchedule.renewBefore(
-            lifetime: lifetime, seconds: spec.renewBefore.map { $0.components.seconds }, percentage: spec.renewBeforePercentage
+            lifetime: lifetime, seconds: spec.renewBefore.map { $0.components.seconds },
+            percentage: spec.renewBeforePercentage
         )
         let digest = Array(SHA256.hash(data: leaf.serialNumber.bytes))
         let fraction = Double(digest.prefix(6).reduce(0) { $0 << 8 | UInt64($1) }) / Double(1 << 48)
-        return RenewalSchedule.renewalTime(notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter, renewBefore: before, jitter: fraction)
+        return RenewalSchedule.renewalTime(
+            notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter, renewBefore: before, jitter: fraction)
     }
 
     /// The Secret's certificate, if the key matches it and its chain leads to one of `trustedRoots`.
-    static func inspect(_ secret: KubernetesObject, trustedRoots: [Certificate], now: Date) -> Result<(certificate: Certificate, chain: [Certificate]), ContentProblem> {
+    static func inspect(_ secret: KubernetesObject, trustedRoots: [Certificate], now: Date) -> Result<
+        (certificate: Certificate, chain: [Certificate]), ContentProblem
+    > {
         let data = secret.data
         guard let crt = data["tls.crt"].flatMap({ String(bytes: $0, encoding: .utf8) }),
-              let chain = try? PEMFiles.certificates(in: crt, source: "tls.crt"), let leaf = chain.first else {
+            let chain = try? PEMFiles.certificates(in: crt, source: "tls.crt"), let leaf = chain.first
+        else {
             return .failure(ContentProblem("tls.crt holds no certificate"))
         }
-        guard let keyText = data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }), let key = try? PrivateKeyPEM.read(keyText) else {
+        guard let keyText = data["tls.key"].flatMap({ String(bytes: $0, encoding: .utf8) }),
+            let key = try? PrivateKeyPEM.read(keyText)
+        else {
             return .failure(ContentProblem("tls.key holds no readable private key"))
         }
-        guard key.publicKey == leaf.publicKey else { return .failure(ContentProblem("tls.key does not match the certificate in tls.crt")) }
+        guard key.publicKey == leaf.publicKey else {
+            return .failure(ContentProblem("tls.key does not match the certificate in tls.crt"))
+        }
         guard !trustedRoots.isEmpty else { return .success((leaf, chain)) }
         var current = leaf
         for issuer in chain.dropFirst() + trustedRoots {
-            guard current.issuer == issuer.subject, issuer.publicKey.isValidSignature(current.signature, for: current) else { continue }
+            guard current.issuer == issuer.subject, issuer.publicKey.isValidSignature(current.signature, for: current)
+            else { continue }
             if trustedRoots.contains(issuer) { return .success((leaf, chain)) }
             current = issuer
         }
@@ -158,7 +182,9 @@ public enum Reconciler {
 
     /// The Secret's leaf, if it is sound and unexpired.
     static func inspectedLeaf(_ secret: KubernetesObject, roots: [Certificate], now: Date) -> Certificate? {
-        guard case .success(let found) = inspect(secret, trustedRoots: roots, now: now), now < found.certificate.notValidAfter else { return nil }
+        guard case .success(let found) = inspect(secret, trustedRoots: roots, now: now),
+            now < found.certificate.notValidAfter
+        else { return nil }
         return found.certificate
     }
 

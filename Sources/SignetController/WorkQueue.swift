@@ -15,7 +15,10 @@ actor WorkQueue<Key: Hashable & Sendable> {
 
     func take() -> Key? {
         let now = ContinuousClock.now
-        guard let next = due.filter({ $0.value <= now && !inFlight.contains($0.key) }).min(by: { $0.value < $1.value })?.key else { return nil }
+        guard
+            let next = due.filter({ $0.value <= now && !inFlight.contains($0.key) }).min(by: { $0.value < $1.value })?
+                .key
+        else { return nil }
         due[next] = nil
         inFlight.insert(next)
         return next
@@ -34,7 +37,9 @@ actor WorkQueue<Key: Hashable & Sendable> {
 
     /// `workers` loops that take due keys and reconcile them, timing each; a key comes back when its reconciliation
     /// asks. Runs until cancelled.
-    nonisolated func process(workers: Int, metrics: ControllerMetrics, _ reconcile: @escaping @Sendable (Key) async -> Outcome?) async {
+    nonisolated func process(
+        workers: Int, metrics: ControllerMetrics, _ reconcile: @escaping @Sendable (Key) async -> Outcome?
+    ) async {
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<max(1, workers) {
                 group.addTask {
@@ -45,7 +50,8 @@ actor WorkQueue<Key: Hashable & Sendable> {
                         }
                         let started = ContinuousClock.now
                         let again = await reconcile(key)
-                        metrics.recordReconcile(seconds: (ContinuousClock.now - started).timeInterval, failed: again?.failed ?? false)
+                        metrics.recordReconcile(
+                            seconds: (ContinuousClock.now - started).timeInterval, failed: again?.failed ?? false)
                         await self.done(key)
                         if let again { await self.add(key, after: again.after) }
                     }

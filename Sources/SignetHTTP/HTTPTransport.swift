@@ -1,10 +1,9 @@
 import AsyncHTTPClient
+import Foundation
 import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
-
-import Foundation
 
 /// The one outbound HTTP transport of Signet's clients of other services (Azure Key Vault, Kubernetes API servers):
 /// a bounded number of attempts with capped, jittered exponential backoff for dropped connections, timeouts and the
@@ -31,7 +30,9 @@ public struct HTTPTransport: Sendable {
 
         /// The wait a service asked for: `retry-after-ms`, `x-ms-retry-after-ms` or `Retry-After` (seconds), capped.
         public func retryAfter(_ headers: HTTPHeaders) -> Duration? {
-            if let ms = headers.first(name: "retry-after-ms").flatMap(Double.init) ?? headers.first(name: "x-ms-retry-after-ms").flatMap(Double.init) {
+            if let ms = headers.first(name: "retry-after-ms").flatMap(Double.init)
+                ?? headers.first(name: "x-ms-retry-after-ms").flatMap(Double.init)
+            {
                 return min(.milliseconds(Int64(ms)), maximumRetryAfter)
             }
             guard let seconds = headers.first(name: "Retry-After").flatMap(Double.init) else { return nil }
@@ -79,10 +80,14 @@ public struct HTTPTransport: Sendable {
             let answer: Answer
             do {
                 let response = try await http.execute(request, timeout: retry.timeout)
-                answer = Answer(status: response.status, headers: response.headers, body: Data(buffer: try await response.body.collect(upTo: maximumBody)))
+                answer = Answer(
+                    status: response.status, headers: response.headers,
+                    body: Data(buffer: try await response.body.collect(upTo: maximumBody)))
             } catch {
                 // Timeouts, refused and dropped connections: transient until the attempts run out.
-                guard attempt < retry.attempts else { throw HTTPTransportError(description: "\(request.method) \(request.url): \(error)") }
+                guard attempt < retry.attempts else {
+                    throw HTTPTransportError(description: "\(request.method) \(request.url): \(error)")
+                }
                 onRetry(.transport)
                 try await Task.sleep(for: retry.backoff(attempt))
                 continue
@@ -95,9 +100,12 @@ public struct HTTPTransport: Sendable {
                 continue
             }
             guard code == 429 || transient(code), attempt < retry.attempts else { return answer }
-            let delay = code == 429 ? retry.retryAfter(answer.headers) ?? retry.backoff(attempt) : retry.backoff(attempt)
+            let delay =
+                code == 429 ? retry.retryAfter(answer.headers) ?? retry.backoff(attempt) : retry.backoff(attempt)
             onRetry(code == 429 ? .throttled : .serverError)
-            logger.debug("the service asked to retry", metadata: ["status": "\(code)", "url": "\(request.url)", "delay": "\(delay)"])
+            logger.debug(
+                "the service asked to retry",
+                metadata: ["status": "\(code)", "url": "\(request.url)", "delay": "\(delay)"])
             try await Task.sleep(for: delay)
         }
     }

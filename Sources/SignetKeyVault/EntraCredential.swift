@@ -37,7 +37,10 @@ public actor EntraCredential {
     private var cached: (token: String, refreshAt: Date)?
     private var tenantOverride: String?
 
-    public init(flow: Flow, authorityHost: String = "https://login.microsoftonline.com/", imdsEndpoint: String = "http://169.254.169.254/metadata/identity/oauth2/token", http: HTTPClient) {
+    public init(
+        flow: Flow, authorityHost: String = "https://login.microsoftonline.com/",
+        imdsEndpoint: String = "http://169.254.169.254/metadata/identity/oauth2/token", http: HTTPClient
+    ) {
         self.flow = flow
         self.authorityHost = authorityHost.hasSuffix("/") ? authorityHost : authorityHost + "/"
         self.imdsEndpoint = imdsEndpoint
@@ -50,14 +53,23 @@ public actor EntraCredential {
         let tenant = environment["AZURE_TENANT_ID"]
         let client = environment["AZURE_CLIENT_ID"]
         if let file = environment["AZURE_FEDERATED_TOKEN_FILE"] {
-            guard let tenant, let client else { throw EntraError.configuration("workload identity needs AZURE_TENANT_ID and AZURE_CLIENT_ID") }
-            return EntraCredential(flow: .workloadIdentity(tenant: tenant, clientID: client, tokenFile: file), authorityHost: authority, imdsEndpoint: imds, http: http)
+            guard let tenant, let client else {
+                throw EntraError.configuration("workload identity needs AZURE_TENANT_ID and AZURE_CLIENT_ID")
+            }
+            return EntraCredential(
+                flow: .workloadIdentity(tenant: tenant, clientID: client, tokenFile: file), authorityHost: authority,
+                imdsEndpoint: imds, http: http)
         }
         if let secret = environment["AZURE_CLIENT_SECRET"] {
-            guard let tenant, let client else { throw EntraError.configuration("a client secret needs AZURE_TENANT_ID and AZURE_CLIENT_ID") }
-            return EntraCredential(flow: .clientSecret(tenant: tenant, clientID: client, secret: secret), authorityHost: authority, imdsEndpoint: imds, http: http)
+            guard let tenant, let client else {
+                throw EntraError.configuration("a client secret needs AZURE_TENANT_ID and AZURE_CLIENT_ID")
+            }
+            return EntraCredential(
+                flow: .clientSecret(tenant: tenant, clientID: client, secret: secret), authorityHost: authority,
+                imdsEndpoint: imds, http: http)
         }
-        return EntraCredential(flow: .managedIdentity(clientID: client), authorityHost: authority, imdsEndpoint: imds, http: http)
+        return EntraCredential(
+            flow: .managedIdentity(clientID: client), authorityHost: authority, imdsEndpoint: imds, http: http)
     }
 
     /// A valid access token, from the cache unless it is close to expiry or `refresh` is asked for
@@ -81,26 +93,38 @@ public actor EntraCredential {
     private func fetch() async throws -> (String, TimeInterval) {
         switch flow {
         case let .clientSecret(tenant, clientID, secret):
-            return try await tokenRequest(tenant: tenantOverride ?? tenant, form: [
-                ("grant_type", "client_credentials"), ("client_id", clientID), ("client_secret", secret), ("scope", Self.scope),
-            ])
+            return try await tokenRequest(
+                tenant: tenantOverride ?? tenant,
+                form: [
+                    ("grant_type", "client_credentials"), ("client_id", clientID), ("client_secret", secret),
+                    ("scope", Self.scope),
+                ])
         case let .workloadIdentity(tenant, clientID, tokenFile):
             let assertion: String
             do {
-                assertion = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                assertion = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(
+                    in: .whitespacesAndNewlines)
             } catch {
                 throw EntraError.configuration("cannot read the federated token file \(tokenFile)")
             }
-            return try await tokenRequest(tenant: tenantOverride ?? tenant, form: [
-                ("grant_type", "client_credentials"), ("client_id", clientID),
-                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                ("client_assertion", assertion), ("scope", Self.scope),
-            ])
+            return try await tokenRequest(
+                tenant: tenantOverride ?? tenant,
+                form: [
+                    ("grant_type", "client_credentials"), ("client_id", clientID),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_assertion", assertion), ("scope", Self.scope),
+                ])
         case .managedIdentity(let clientID):
             var components = URLComponents(string: imdsEndpoint)
-            components?.queryItems = [URLQueryItem(name: "api-version", value: "2018-02-01"), URLQueryItem(name: "resource", value: "https://vault.azure.net")]
+            components?.queryItems =
+                [
+                    URLQueryItem(name: "api-version", value: "2018-02-01"),
+                    URLQueryItem(name: "resource", value: "https://vault.azure.net"),
+                ]
                 + (clientID.map { [URLQueryItem(name: "client_id", value: $0)] } ?? [])
-            guard let url = components?.string else { throw EntraError.configuration("invalid IMDS endpoint \(imdsEndpoint)") }
+            guard let url = components?.string else {
+                throw EntraError.configuration("invalid IMDS endpoint \(imdsEndpoint)")
+            }
             var request = HTTPClientRequest(url: url)
             request.headers.add(name: "Metadata", value: "true")
             return try await send(request)
@@ -113,7 +137,8 @@ public actor EntraCredential {
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
-        let body = form.map { "\($0)=\($1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")" }.joined(separator: "&")
+        let body = form.map { "\($0)=\($1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")" }.joined(
+            separator: "&")
         request.body = .bytes(ByteBuffer(string: body))
         return try await send(request)
     }
@@ -133,7 +158,8 @@ public actor EntraCredential {
             throw EntraError.refused("\(flow): \(code)\(description)")
         }
         // IMDS sends numbers as strings.
-        let lifetime = (object["expires_in"] as? Double) ?? (object["expires_in"] as? String).flatMap(Double.init) ?? 3600
+        let lifetime =
+            (object["expires_in"] as? Double) ?? (object["expires_in"] as? String).flatMap(Double.init) ?? 3600
         return (token, lifetime)
     }
 }

@@ -62,7 +62,9 @@ public struct KeyVaultClient: Sendable {
 
     /// The same client with another retry policy (readiness probes want one quick attempt).
     public func with(retry: RetryPolicy) -> KeyVaultClient {
-        KeyVaultClient(vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, retry: retry, observer: observer, logger: logger)
+        KeyVaultClient(
+            vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, retry: retry,
+            observer: observer, logger: logger)
     }
 
     public func getKey(name: String, version: String?) async throws -> Answer {
@@ -74,7 +76,8 @@ public struct KeyVaultClient: Sendable {
     }
 
     public func sign(name: String, version: String, algorithm: String, digest: [UInt8]) async throws -> Answer {
-        try await call(.POST, "/keys/\(name)/\(version)/sign", body: ["alg": algorithm, "value": Base64URL.encode(digest)])
+        try await call(
+            .POST, "/keys/\(name)/\(version)/sign", body: ["alg": algorithm, "value": Base64URL.encode(digest)])
     }
 
     private func call(_ method: HTTPMethod, _ path: String, body: [String: any Sendable]?) async throws -> Answer {
@@ -82,25 +85,31 @@ public struct KeyVaultClient: Sendable {
         let transport = HTTPTransport(http: http, retry: retry.transport, logger: logger)
         let answer: HTTPTransport.Answer
         do {
-            answer = try await transport.send({
-                var request = HTTPClientRequest(url: "\(vaultURL)\(path)?api-version=\(apiVersion)")
-                request.method = method
-                request.headers.add(name: "Authorization", value: "Bearer \(try await credential.token())")
-                if let payload {
-                    request.headers.add(name: "Content-Type", value: "application/json")
-                    request.body = .bytes(ByteBuffer(data: payload))
-                }
-                return request
-            }, transient: { [408, 500, 502, 503, 504].contains($0) || (506...599).contains($0) }, maximumBody: 1 << 20, refresh: { headers in
-                // A stale token or another tenant: take the tenant from the challenge and get a new token once.
-                if let challenge = headers.first(name: "WWW-Authenticate"), let tenant = Self.tenant(fromChallenge: challenge) {
-                    await credential.adoptChallenge(tenant: tenant)
-                }
-                _ = try await credential.token(refresh: true)
-            }, onRetry: { reason in
-                if reason == .throttled { observer?(.throttled) }
-                observer?(.retried(reason: reason.rawValue))
-            })
+            answer = try await transport.send(
+                {
+                    var request = HTTPClientRequest(url: "\(vaultURL)\(path)?api-version=\(apiVersion)")
+                    request.method = method
+                    request.headers.add(name: "Authorization", value: "Bearer \(try await credential.token())")
+                    if let payload {
+                        request.headers.add(name: "Content-Type", value: "application/json")
+                        request.body = .bytes(ByteBuffer(data: payload))
+                    }
+                    return request
+                }, transient: { [408, 500, 502, 503, 504].contains($0) || (506...599).contains($0) },
+                maximumBody: 1 << 20,
+                refresh: { headers in
+                    // A stale token or another tenant: take the tenant from the challenge and get a new token once.
+                    if let challenge = headers.first(name: "WWW-Authenticate"),
+                        let tenant = Self.tenant(fromChallenge: challenge)
+                    {
+                        await credential.adoptChallenge(tenant: tenant)
+                    }
+                    _ = try await credential.token(refresh: true)
+                },
+                onRetry: { reason in
+                    if reason == .throttled { observer?(.throttled) }
+                    observer?(.retried(reason: reason.rawValue))
+                })
         } catch let error as HTTPTransportError {
             throw KeyVaultError.unreachable(error.description)
         }
@@ -120,7 +129,9 @@ public struct KeyVaultClient: Sendable {
 
     static func tenant(fromChallenge challenge: String) -> String? {
         for part in challenge.dropFirst("Bearer ".count).split(separator: ",") {
-            let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " \"")) }
+            let pair = part.split(separator: "=", maxSplits: 1).map {
+                $0.trimmingCharacters(in: CharacterSet(charactersIn: " \""))
+            }
             if pair.count == 2, pair[0] == "authorization" || pair[0] == "authorization_uri" {
                 return URL(string: pair[1])?.pathComponents.dropFirst().first
             }
@@ -162,7 +173,8 @@ public enum KeyVaultError: SignerFailure, Equatable, CustomStringConvertible {
         case .unavailable(let what): "Key Vault unavailable (\(what))"
         case let .refused(status, what): "Key Vault refused the request: \(status) \(what)"
         case .invalidAnswer(let what): "Key Vault answered something unexpected: \(what)"
-        case .wrongSignature(let what): "Key Vault returned a signature that does not verify with the key's public key (\(what)); it was discarded"
+        case .wrongSignature(let what):
+            "Key Vault returned a signature that does not verify with the key's public key (\(what)); it was discarded"
         }
     }
 }

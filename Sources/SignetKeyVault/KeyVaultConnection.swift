@@ -25,7 +25,9 @@ public enum KeyVaultConnection {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
             let credential = try EntraCredential.fromEnvironment(environment, http: http)
-            let client = KeyVaultClient(vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, observer: observer, logger: logger)
+            let client = KeyVaultClient(
+                vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, observer: observer,
+                logger: logger)
             return (client, http)
         } catch {
             try? http.syncShutdown()

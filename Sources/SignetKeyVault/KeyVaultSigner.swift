@@ -15,12 +15,15 @@ public struct KeyVaultSigner: CASigner {
 
     /// Fetches the key (the pinned version, or the current one), so that its public key can be checked against
     /// the intermediate certificate before anything is signed.
-    public static func connect(client: KeyVaultClient, keyName: String, keyVersion: String?) async throws -> KeyVaultSigner {
+    public static func connect(client: KeyVaultClient, keyName: String, keyVersion: String?) async throws
+        -> KeyVaultSigner
+    {
         let answer = try await client.getKey(name: keyName, version: keyVersion)
         guard let jwk = answer.json["key"] as? [String: any Sendable], let kid = jwk["kid"] as? String,
-              let version = URL(string: kid)?.lastPathComponent
+            let version = URL(string: kid)?.lastPathComponent
         else { throw KeyVaultError.invalidAnswer("the key bundle has no key.kid") }
-        let key = KeyVaultKey(client: client, name: keyName, version: version, kid: kid, publicKey: try JWK.publicKey(jwk))
+        let key = KeyVaultKey(
+            client: client, name: keyName, version: version, kid: kid, publicKey: try JWK.publicKey(jwk))
         return KeyVaultSigner(privateKey: Certificate.PrivateKey(key), key: key)
     }
 
@@ -44,18 +47,24 @@ struct KeyVaultKey: CustodyKey {
     let kid: String
     let publicKey: Certificate.PublicKey
 
-    func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws -> Certificate.Signature {
+    func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws
+        -> Certificate.Signature
+    {
         throw KeyVaultError.invalidAnswer("a Key Vault key signs only asynchronously")
     }
 
-    func signAsynchronously(bytes: some DataProtocol & Sendable, signatureAlgorithm: Certificate.SignatureAlgorithm) async throws -> Certificate.Signature {
+    func signAsynchronously(bytes: some DataProtocol & Sendable, signatureAlgorithm: Certificate.SignatureAlgorithm)
+        async throws -> Certificate.Signature
+    {
         let (alg, digest): (String, [UInt8])
         switch signatureAlgorithm {
         case .ecdsaWithSHA256: (alg, digest) = ("ES256", Array(SHA256.hash(data: bytes)))
         case .ecdsaWithSHA384: (alg, digest) = ("ES384", Array(SHA384.hash(data: bytes)))
         case .sha256WithRSAEncryption: (alg, digest) = ("RS256", Array(SHA256.hash(data: bytes)))
         case .sha384WithRSAEncryption: (alg, digest) = ("RS384", Array(SHA384.hash(data: bytes)))
-        default: throw KeyVaultError.invalidAnswer("signature algorithm \(signatureAlgorithm) is not supported with Key Vault")
+        default:
+            throw KeyVaultError.invalidAnswer(
+                "signature algorithm \(signatureAlgorithm) is not supported with Key Vault")
         }
         let answer = try await client.sign(name: name, version: version, algorithm: alg, digest: digest)
         guard let value = answer.json["value"] as? String, let raw = Base64URL.decode(value).map(Array.init) else {
@@ -65,11 +74,13 @@ struct KeyVaultKey: CustodyKey {
         guard let signatureBytes = alg.hasPrefix("ES") ? RawECDSASignature.der(raw) : raw else {
             throw KeyVaultError.invalidAnswer("an ECDSA signature of \(raw.count) bytes")
         }
-        let signature = try Certificate.Signature(signatureAlgorithm: signatureAlgorithm, signatureBytes: ASN1BitString(bytes: signatureBytes[...]))
+        let signature = try Certificate.Signature(
+            signatureAlgorithm: signatureAlgorithm, signatureBytes: ASN1BitString(bytes: signatureBytes[...]))
         guard publicKey.isValidSignature(signatureBytes, for: bytes, signatureAlgorithm: signatureAlgorithm) else {
             throw KeyVaultError.wrongSignature("request \(answer.requestID ?? "?")")
         }
-        SignatureReceipt.current?.record(.init(keyVersion: (answer.json["kid"] as? String) ?? kid, requestID: answer.requestID))
+        SignatureReceipt.current?.record(
+            .init(keyVersion: (answer.json["kid"] as? String) ?? kid, requestID: answer.requestID))
         return signature
     }
 
@@ -92,9 +103,13 @@ enum JWK {
             let length = crv == "P-256" ? 32 : crv == "P-384" ? 48 : 0
             guard length > 0 else { throw KeyVaultError.invalidAnswer("unsupported curve \(crv ?? "none")") }
             // Rebuild the uncompressed point, padding coordinates the service may have shortened.
-            let pad = { (bytes: [UInt8]) in [UInt8](repeating: 0, count: max(0, length - bytes.count)) + bytes.suffix(length) }
+            let pad = { (bytes: [UInt8]) in
+                [UInt8](repeating: 0, count: max(0, length - bytes.count)) + bytes.suffix(length)
+            }
             let point = [0x04] + pad(try member("x")) + pad(try member("y"))
-            return length == 32 ? .init(try P256.Signing.PublicKey(x963Representation: point)) : .init(try P384.Signing.PublicKey(x963Representation: point))
+            return length == 32
+                ? .init(try P256.Signing.PublicKey(x963Representation: point))
+                : .init(try P384.Signing.PublicKey(x963Representation: point))
         case "RSA", "RSA-HSM":
             return .init(try _RSA.Signing.PublicKey(n: try member("n"), e: try member("e")))
         default:

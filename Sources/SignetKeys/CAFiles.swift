@@ -3,15 +3,15 @@ import SwiftASN1
 import X509
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Where a CA directory keeps its files. `signet ca init` and `signet ca import` write this layout;
@@ -70,7 +70,8 @@ public enum PEMFiles {
         guard !documents.isEmpty else { throw CAFileError.unreadable(source, "holds no certificate") }
         return try documents.map { document in
             guard document.discriminator == "CERTIFICATE" else {
-                throw CAFileError.unreadable(source, "holds a '\(document.discriminator)' block where a CERTIFICATE belongs")
+                throw CAFileError.unreadable(
+                    source, "holds a '\(document.discriminator)' block where a CERTIFICATE belongs")
             }
             do {
                 return try Certificate(derEncoded: document.derBytes)

@@ -3,9 +3,9 @@ import SwiftASN1
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Creates an offline root and an intermediate signed by it: the job the Istio tutorial gives to an openssl script.
@@ -30,20 +30,27 @@ public struct CAInitializer: Sendable {
     /// With `externalIntermediateKey` (a key held in Key Vault or an HSM), the intermediate is issued for that
     /// public key and no intermediate.key is written: the key stays where it is.
     @discardableResult
-    public func create(in directory: CADirectory, overwrite: Bool, externalIntermediateKey: Certificate.PublicKey? = nil, now: Date = Date()) async throws -> Result {
-        let paths = [directory.rootCertificate, directory.rootKey, directory.certificate] + (externalIntermediateKey == nil ? [directory.key] : [])
+    public func create(
+        in directory: CADirectory, overwrite: Bool, externalIntermediateKey: Certificate.PublicKey? = nil,
+        now: Date = Date()
+    ) async throws -> Result {
+        let paths =
+            [directory.rootCertificate, directory.rootKey, directory.certificate]
+            + (externalIntermediateKey == nil ? [directory.key] : [])
         if !overwrite, let existing = paths.first(where: FileManager.default.fileExists(atPath:)) {
             throw CAFileError.exists(existing)
         }
         guard intermediateLifetime <= rootLifetime else {
             throw CAFileError.write(directory.certificate, "the intermediate's validity cannot exceed the root's")
         }
-        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: directory.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
 
         let (rootKey, rootKeyPEM) = try keyAlgorithm.generate()
         let generated = externalIntermediateKey == nil ? try keyAlgorithm.generate() : nil
         let intermediatePublicKey = externalIntermediateKey ?? generated!.key.publicKey
-        let start = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down) - LeafCertificateFactory.backdating)
+        let start = Date(
+            timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down) - LeafCertificateFactory.backdating)
         let rootName = try DistinguishedName {
             OrganizationName(organization)
             CommonName("\(organization) Root CA")
@@ -54,7 +61,8 @@ public struct CAInitializer: Sendable {
         }
         let rootKeyID = SubjectKeyIdentifier(hash: rootKey.publicKey)
         let root = try await certificate(
-            subject: rootName, key: rootKey.publicKey, issuer: rootName, issuerKey: rootKey, start: start, lifetime: rootLifetime,
+            subject: rootName, key: rootKey.publicKey, issuer: rootName, issuerKey: rootKey, start: start,
+            lifetime: rootLifetime,
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 1))
                 Critical(KeyUsage(keyCertSign: true, cRLSign: true))
@@ -62,7 +70,8 @@ public struct CAInitializer: Sendable {
             }
         )
         let intermediate = try await certificate(
-            subject: intermediateName, key: intermediatePublicKey, issuer: rootName, issuerKey: rootKey, start: start, lifetime: intermediateLifetime,
+            subject: intermediateName, key: intermediatePublicKey, issuer: rootName, issuerKey: rootKey, start: start,
+            lifetime: intermediateLifetime,
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
                 Critical(KeyUsage(digitalSignature: true, keyCertSign: true, cRLSign: true))
@@ -73,15 +82,18 @@ public struct CAInitializer: Sendable {
 
         try PEMFiles.write(try encryptedIfAsked(rootKeyPEM), to: directory.rootKey, mode: 0o600, overwrite: overwrite)
         if let generated {
-            try PEMFiles.write(try encryptedIfAsked(generated.pkcs8PEM), to: directory.key, mode: 0o600, overwrite: overwrite)
+            try PEMFiles.write(
+                try encryptedIfAsked(generated.pkcs8PEM), to: directory.key, mode: 0o600, overwrite: overwrite)
         }
         try PEMFiles.write(try PEMFiles.pem([root]), to: directory.rootCertificate, mode: 0o644, overwrite: overwrite)
-        try PEMFiles.write(try PEMFiles.pem([intermediate]), to: directory.certificate, mode: 0o644, overwrite: overwrite)
+        try PEMFiles.write(
+            try PEMFiles.pem([intermediate]), to: directory.certificate, mode: 0o644, overwrite: overwrite)
         return Result(root: root, intermediate: intermediate)
     }
 
     private func certificate(
-        subject: DistinguishedName, key: Certificate.PublicKey, issuer: DistinguishedName, issuerKey: Certificate.PrivateKey,
+        subject: DistinguishedName, key: Certificate.PublicKey, issuer: DistinguishedName,
+        issuerKey: Certificate.PrivateKey,
         start: Date, lifetime: Duration, extensions: Certificate.Extensions
     ) async throws -> Certificate {
         try await Certificate(
@@ -136,18 +148,24 @@ public enum CAImporter {
         case .external(let external):
             publicKey = external
         }
-        try await CAMaterialCheck.validate(certificate: certificate, key: publicKey, intermediates: intermediates, root: root, now: now)
-        let destinations = (keyFile == nil ? [] : [directory.key]) + [directory.certificate, directory.rootCertificate]
+        try await CAMaterialCheck.validate(
+            certificate: certificate, key: publicKey, intermediates: intermediates, root: root, now: now)
+        let destinations =
+            (keyFile == nil ? [] : [directory.key]) + [directory.certificate, directory.rootCertificate]
             + (intermediates.isEmpty ? [] : [directory.chain])
         if !overwrite, let existing = destinations.first(where: FileManager.default.fileExists(atPath:)) {
             throw CAFileError.exists(existing)
         }
-        try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: directory.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if let keyFile {
             // The key is copied byte for byte: an encrypted key stays encrypted.
-            try PEMFiles.write(try String(contentsOfFile: keyFile, encoding: .utf8), to: directory.key, mode: 0o600, overwrite: overwrite)
+            try PEMFiles.write(
+                try String(contentsOfFile: keyFile, encoding: .utf8), to: directory.key, mode: 0o600,
+                overwrite: overwrite)
         }
-        try PEMFiles.write(try PEMFiles.pem([certificate]), to: directory.certificate, mode: 0o644, overwrite: overwrite)
+        try PEMFiles.write(
+            try PEMFiles.pem([certificate]), to: directory.certificate, mode: 0o644, overwrite: overwrite)
         try PEMFiles.write(try PEMFiles.pem([root]), to: directory.rootCertificate, mode: 0o644, overwrite: overwrite)
         if !intermediates.isEmpty {
             try PEMFiles.write(try PEMFiles.pem(intermediates), to: directory.chain, mode: 0o644, overwrite: overwrite)

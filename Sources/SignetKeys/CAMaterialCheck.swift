@@ -3,9 +3,9 @@ import SwiftASN1
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The checks an intermediate must pass before Signet issues with it, each failing with its own message.
@@ -87,16 +87,23 @@ public enum CAMaterialCheck {
 public enum CALoader {
     /// The CA of `directory`, signing with `key`: a key in memory, or one whose signatures are made elsewhere (Key
     /// Vault, a token), wrapped as it is to be used (admission limits, timing). Checked before it is returned.
-    public static func load(from directory: CADirectory, key: Certificate.PrivateKey, now: Date = Date()) async throws -> IssuingCA {
+    public static func load(from directory: CADirectory, key: Certificate.PrivateKey, now: Date = Date()) async throws
+        -> IssuingCA
+    {
         let certificate = try singleCertificate(at: directory.certificate)
         let root = try singleCertificate(at: directory.rootCertificate)
-        let intermediates = FileManager.default.fileExists(atPath: directory.chain) ? try PEMFiles.certificates(at: directory.chain) : []
-        try await CAMaterialCheck.validate(certificate: certificate, key: key.publicKey, intermediates: intermediates, root: root, now: now)
+        let intermediates =
+            FileManager.default.fileExists(atPath: directory.chain)
+            ? try PEMFiles.certificates(at: directory.chain) : []
+        try await CAMaterialCheck.validate(
+            certificate: certificate, key: key.publicKey, intermediates: intermediates, root: root, now: now)
         return try IssuingCA(certificate: certificate, intermediates: intermediates, root: root, key: key)
     }
 
     /// The CA of `directory`, signing through `signer`.
-    public static func load(from directory: CADirectory, signer: any CASigner, now: Date = Date()) async throws -> IssuingCA {
+    public static func load(from directory: CADirectory, signer: any CASigner, now: Date = Date()) async throws
+        -> IssuingCA
+    {
         try await load(from: directory, key: signer.privateKey, now: now)
     }
 

@@ -3,9 +3,9 @@ import SwiftASN1
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Custody of the CA's private key: the seam between issuance and wherever the key lives.
@@ -70,7 +70,9 @@ public struct ObservedPrivateKey: CustodyKey {
 
     public var publicKey: Certificate.PublicKey { inner.publicKey }
 
-    public func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws -> Certificate.Signature {
+    public func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws
+        -> Certificate.Signature
+    {
         let start = ContinuousClock.now
         do {
             let signature = try inner.sign(bytes: bytes, signatureAlgorithm: signatureAlgorithm)
@@ -82,7 +84,9 @@ public struct ObservedPrivateKey: CustodyKey {
         }
     }
 
-    public func signAsynchronously(bytes: some DataProtocol & Sendable, signatureAlgorithm: Certificate.SignatureAlgorithm) async throws -> Certificate.Signature {
+    public func signAsynchronously(
+        bytes: some DataProtocol & Sendable, signatureAlgorithm: Certificate.SignatureAlgorithm
+    ) async throws -> Certificate.Signature {
         let start = ContinuousClock.now
         do {
             let signature = try await inner.signAsynchronously(bytes: bytes, signatureAlgorithm: signatureAlgorithm)

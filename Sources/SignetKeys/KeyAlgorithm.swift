@@ -22,11 +22,12 @@ public enum KeyAlgorithm: String, CaseIterable, Sendable {
             let key = P384.Signing.PrivateKey()
             return (Certificate.PrivateKey(key), key.pemRepresentation)
         case .rsa2048, .rsa3072, .rsa4096:
-            let size: _RSA.Signing.KeySize = switch self {
-            case .rsa2048: .bits2048
-            case .rsa3072: .bits3072
-            default: .bits4096
-            }
+            let size: _RSA.Signing.KeySize =
+                switch self {
+                case .rsa2048: .bits2048
+                case .rsa3072: .bits3072
+                default: .bits4096
+                }
             let key = try _RSA.Signing.PrivateKey(keySize: size)
             return (Certificate.PrivateKey(key), key.pkcs8PEMRepresentation)
         case .ed25519:

@@ -22,21 +22,34 @@ public enum PKCS12 {
     static let sha256: ASN1ObjectIdentifier = [2, 16, 840, 1, 101, 3, 4, 2, 1]
 
     /// A keystore: the private key (PKCS#8 DER) and its chain, leaf first, linked by a localKeyId.
-    public static func keystore(privateKeyInfo: [UInt8], chain: [Certificate], password: String, alias: String = "certificate") throws -> [UInt8] {
+    public static func keystore(
+        privateKeyInfo: [UInt8], chain: [Certificate], password: String, alias: String = "certificate"
+    ) throws -> [UInt8] {
         guard let leaf = chain.first else { throw PKCS12Error("a keystore needs a certificate") }
         let keyID = Array(SHA256.hash(data: try der(leaf)).prefix(20))
-        let encryptedKey = try EncryptedPrivateKeyInfo.encrypt(privateKeyInfo, passphrase: Array(password.utf8), rounds: rounds)
-        let certificates = try safeContents(chain.enumerated().map { index, certificate in
-            try certificateBag(certificate, attributes: index == 0 ? [(localKeyID, .octets(keyID)), (friendlyName, .text(alias))] : [])
-        })
-        let key = try safeContents([try bag(keyBag, value: encryptedKey, attributes: [(localKeyID, .octets(keyID)), (friendlyName, .text(alias))])])
+        let encryptedKey = try EncryptedPrivateKeyInfo.encrypt(
+            privateKeyInfo, passphrase: Array(password.utf8), rounds: rounds)
+        let certificates = try safeContents(
+            chain.enumerated().map { index, certificate in
+                try certificateBag(
+                    certificate,
+                    attributes: index == 0 ? [(localKeyID, .octets(keyID)), (friendlyName, .text(alias))] : [])
+            })
+        let key = try safeContents([
+            try bag(
+                keyBag, value: encryptedKey, attributes: [(localKeyID, .octets(keyID)), (friendlyName, .text(alias))])
+        ])
         return try pfx([certificates, key], password: password)
     }
 
     /// A truststore: certificates only, each marked as trusted for Java.
     public static func truststore(_ certificates: [Certificate], password: String) throws -> [UInt8] {
         let bags = try certificates.enumerated().map { index, certificate in
-            try certificateBag(certificate, attributes: [(friendlyName, .text("ca-\(index)")), (javaTrustedUsage, .identifier(anyExtendedKeyUsage))])
+            try certificateBag(
+                certificate,
+                attributes: [
+                    (friendlyName, .text("ca-\(index)")), (javaTrustedUsage, .identifier(anyExtendedKeyUsage)),
+                ])
         }
         return try pfx([try safeContents(bags)], password: password)
     }
@@ -55,12 +68,15 @@ public enum PKCS12 {
         return serializer.serializedBytes
     }
 
-    private static func certificateBag(_ certificate: Certificate, attributes: [(ASN1ObjectIdentifier, AttributeValue)]) throws -> [UInt8] {
+    private static func certificateBag(_ certificate: Certificate, attributes: [(ASN1ObjectIdentifier, AttributeValue)])
+        throws -> [UInt8]
+    {
         let encoded = try der(certificate)
         var serializer = DER.Serializer()
         try serializer.appendConstructedNode(identifier: .sequence) { bag in
             try bag.serialize(x509Certificate)
-            try bag.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) { explicit in
+            try bag.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) {
+                explicit in
                 try explicit.serialize(ASN1OctetString(contentBytes: encoded[...]))
             }
         }
@@ -68,11 +84,14 @@ public enum PKCS12 {
     }
 
     /// SafeBag ::= SEQUENCE { bagId, [0] EXPLICIT bagValue, SET OF attributes }; `value` is DER.
-    private static func bag(_ type: ASN1ObjectIdentifier, value: [UInt8], attributes: [(ASN1ObjectIdentifier, AttributeValue)]) throws -> [UInt8] {
+    private static func bag(
+        _ type: ASN1ObjectIdentifier, value: [UInt8], attributes: [(ASN1ObjectIdentifier, AttributeValue)]
+    ) throws -> [UInt8] {
         var serializer = DER.Serializer()
         try serializer.appendConstructedNode(identifier: .sequence) { bag in
             try bag.serialize(type)
-            bag.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) { explicit in
+            bag.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) {
+                explicit in
                 explicit.serializeRawBytes(value)
             }
             guard !attributes.isEmpty else { return }
@@ -83,7 +102,8 @@ public enum PKCS12 {
                         try attribute.appendConstructedNode(identifier: .set) { values in
                             switch value {
                             case .octets(let bytes): try values.serialize(ASN1OctetString(contentBytes: bytes[...]))
-                            case .text(let text): try values.serialize(ASN1BMPString(contentBytes: bmpPassword(text).dropLast(2)))
+                            case .text(let text):
+                                try values.serialize(ASN1BMPString(contentBytes: bmpPassword(text).dropLast(2)))
                             case .identifier(let identifier): try values.serialize(identifier)
                             }
                         }
@@ -106,7 +126,8 @@ public enum PKCS12 {
     private static func dataContentInfo(_ content: [UInt8], into serializer: inout DER.Serializer) throws {
         try serializer.appendConstructedNode(identifier: .sequence) { info in
             try info.serialize(data)
-            try info.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) { explicit in
+            try info.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific)) {
+                explicit in
                 try explicit.serialize(ASN1OctetString(contentBytes: content[...]))
             }
         }

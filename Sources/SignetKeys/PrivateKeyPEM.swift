@@ -52,9 +52,11 @@ public enum KeyError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notPEM: "the key file is not PEM"
         case .wrongPEMType(let type): "the key file holds a '\(type)' block, not a private key"
         case .unreadable(let reason): "the private key cannot be read: \(reason)"
-        case .passphraseRequired: "the private key is encrypted; give its passphrase (a passphrase file or environment variable)"
+        case .passphraseRequired:
+            "the private key is encrypted; give its passphrase (a passphrase file or environment variable)"
         case .wrongPassphrase: "the private key could not be decrypted: wrong passphrase"
-        case .unsupportedEncryption(let what): "the private key is encrypted with \(what), which Signet does not support; use PBES2 with PBKDF2 and AES-CBC"
+        case .unsupportedEncryption(let what):
+            "the private key is encrypted with \(what), which Signet does not support; use PBES2 with PBKDF2 and AES-CBC"
         }
     }
 }
@@ -123,7 +125,8 @@ enum EncryptedPrivateKeyInfo {
                 }
                 let (cipherOID, cipherParameters) = try algorithmIdentifier(&pbes2Nodes)
                 guard let keyLength = ciphers[cipherOID], let cipherParameters else {
-                    throw KeyError.unsupportedEncryption("the cipher \(cipherOID) (only AES-128/192/256-CBC are supported)")
+                    throw KeyError.unsupportedEncryption(
+                        "the cipher \(cipherOID) (only AES-128/192/256-CBC are supported)")
                 }
                 let iv = try ASN1OctetString(derEncoded: cipherParameters).bytes
                 return try DER.sequence(kdfParameters, identifier: .sequence) { kdfNodes in
@@ -148,7 +151,9 @@ enum EncryptedPrivateKeyInfo {
                     guard iterations > 0, iterations <= 10_000_000 else {
                         throw KeyError.unreadable("PBKDF2 iteration count \(iterations) is out of range")
                     }
-                    return Parameters(salt: Array(salt), iterations: iterations, prf: prf, keyLength: keyLength, iv: Array(iv), ciphertext: [])
+                    return Parameters(
+                        salt: Array(salt), iterations: iterations, prf: prf, keyLength: keyLength, iv: Array(iv),
+                        ciphertext: [])
                 }
             }
             parameters.ciphertext = Array(ciphertext)
@@ -157,7 +162,9 @@ enum EncryptedPrivateKeyInfo {
     }
 
     /// AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }
-    private static func algorithmIdentifier(_ nodes: inout ASN1NodeCollection.Iterator) throws -> (ASN1ObjectIdentifier, ASN1Node?) {
+    private static func algorithmIdentifier(_ nodes: inout ASN1NodeCollection.Iterator) throws -> (
+        ASN1ObjectIdentifier, ASN1Node?
+    ) {
         guard let node = nodes.next() else { throw ASN1Error.invalidASN1Object(reason: "missing AlgorithmIdentifier") }
         return try algorithmIdentifier(node)
     }
@@ -175,7 +182,8 @@ enum EncryptedPrivateKeyInfo {
         let salt = (0..<16).map { _ in UInt8.random(in: 0...255) }
         let iv = AES._CBC.IV()
         let ivBytes = Array(iv)
-        let key = try KDF.Insecure.PBKDF2.deriveKey(from: passphrase, salt: salt, using: .sha256, outputByteCount: 32, rounds: rounds)
+        let key = try KDF.Insecure.PBKDF2.deriveKey(
+            from: passphrase, salt: salt, using: .sha256, outputByteCount: 32, rounds: rounds)
         let ciphertext = try AES._CBC.encrypt(privateKeyInfo, using: key, iv: iv)
         var serializer = DER.Serializer()
         try serializer.appendConstructedNode(identifier: .sequence) { outer in

@@ -3,9 +3,9 @@ import SwiftASN1
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Admission control in front of a remote signer whose quota must never be exceeded (Key Vault allows a fixed
@@ -77,7 +77,8 @@ public actor SignAdmission {
             return
         }
         guard queue.count < limits.maximumQueued else {
-            throw AdmissionRefused(retryAfterSeconds: max(1, Int((Double(queue.count) / limits.ratePerSecond).rounded(.up))))
+            throw AdmissionRefused(
+                retryAfterSeconds: max(1, Int((Double(queue.count) / limits.ratePerSecond).rounded(.up))))
         }
         let urgency = Self.urgency
         let order = nextOrder
@@ -127,7 +128,10 @@ public actor SignAdmission {
         let now = ContinuousClock.now
         let elapsed = now - lastRefill
         lastRefill = now
-        tokens = min(limits.burst, tokens + (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18) * limits.ratePerSecond)
+        tokens = min(
+            limits.burst,
+            tokens + (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                * limits.ratePerSecond)
         guard tokens >= 1 else { return false }
         tokens -= 1
         return true
@@ -138,7 +142,9 @@ public actor SignAdmission {
 public struct AdmissionRefused: SignerFailure, Equatable, CustomStringConvertible {
     public let retryAfterSeconds: Int
     public var failureKind: String { "queue_full" }
-    public var description: String { "the CA signer is at its rate limit and its queue is full; retry after \(retryAfterSeconds) s" }
+    public var description: String {
+        "the CA signer is at its rate limit and its queue is full; retry after \(retryAfterSeconds) s"
+    }
 }
 
 /// A CA key behind admission control: every signature waits for its turn.
@@ -153,11 +159,15 @@ public struct AdmittedPrivateKey: CustodyKey {
 
     public var publicKey: Certificate.PublicKey { inner.publicKey }
 
-    public func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws -> Certificate.Signature {
+    public func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws
+        -> Certificate.Signature
+    {
         try inner.sign(bytes: bytes, signatureAlgorithm: signatureAlgorithm)
     }
 
-    public func signAsynchronously(bytes: some DataProtocol & Sendable, signatureAlgorithm: Certificate.SignatureAlgorithm) async throws -> Certificate.Signature {
+    public func signAsynchronously(
+        bytes: some DataProtocol & Sendable, signatureAlgorithm: Certificate.SignatureAlgorithm
+    ) async throws -> Certificate.Signature {
         let inner = self.inner
         return try await admission.run {
             try await inner.signAsynchronously(bytes: bytes, signatureAlgorithm: signatureAlgorithm)

@@ -1,6 +1,5 @@
-import Logging
-
 import Foundation
+import Logging
 
 extension KubernetesClient {
     /// What `follow` reports: the whole list after each (re)list, then changes one by one.
@@ -16,7 +15,8 @@ extension KubernetesClient {
     /// Objects deleted while no watch was open are reported as deleted at the relist that no longer finds them
     /// (client-go's Replace does the same), so no deletion is lost in a watch gap.
     public func follow(
-        _ kind: ResourceKind, namespace: String?, labelSelector: String? = nil, _ handle: @escaping @Sendable (Observed) async throws -> Void
+        _ kind: ResourceKind, namespace: String?, labelSelector: String? = nil,
+        _ handle: @escaping @Sendable (Observed) async throws -> Void
     ) async {
         var failures = 0
         var known: [String: KubernetesObject] = [:]
@@ -24,7 +24,9 @@ extension KubernetesClient {
         while !Task.isCancelled {
             do {
                 let (items, listed) = try await list(kind, namespace: namespace, labelSelector: labelSelector)
-                logger.debug("listed", metadata: ["kind": "\(kind.plural)", "items": "\(items.count)", "resourceVersion": "\(listed)"])
+                logger.debug(
+                    "listed",
+                    metadata: ["kind": "\(kind.plural)", "items": "\(items.count)", "resourceVersion": "\(listed)"])
                 let present = Dictionary(items.map { (key($0), $0) }, uniquingKeysWith: { first, _ in first })
                 for (name, gone) in known where present[name] == nil {
                     try await handle(.deleted(gone))
@@ -35,7 +37,9 @@ extension KubernetesClient {
                 var version = listed
                 relist: while !Task.isCancelled {
                     logger.debug("watching", metadata: ["kind": "\(kind.plural)", "resourceVersion": "\(version)"])
-                    for try await event in watch(kind, namespace: namespace, labelSelector: labelSelector, resourceVersion: version) {
+                    for try await event in watch(
+                        kind, namespace: namespace, labelSelector: labelSelector, resourceVersion: version)
+                    {
                         switch event {
                         case .added(let object), .modified(let object):
                             version = object.resourceVersion ?? version
@@ -55,9 +59,12 @@ extension KubernetesClient {
             } catch {
                 failures += 1
                 let delay = min(Double(1 << min(failures, 6)), 60) * Double.random(in: 0.5...1)
-                logger.warning("watch failed; relisting", metadata: [
-                    "kind": "\(kind.plural)", "namespace": "\(namespace ?? "*")", "error": "\(error)", "retryIn": "\(Int(delay)) s",
-                ])
+                logger.warning(
+                    "watch failed; relisting",
+                    metadata: [
+                        "kind": "\(kind.plural)", "namespace": "\(namespace ?? "*")", "error": "\(error)",
+                        "retryIn": "\(Int(delay)) s",
+                    ])
                 try? await Task.sleep(for: .seconds(delay))
             }
         }

@@ -1,12 +1,11 @@
 import AsyncHTTPClient
+import Foundation
 import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import NIOSSL
 import SignetHTTP
-
-import Foundation
 
 public enum KubernetesError: Error, Equatable, CustomStringConvertible {
     case configuration(String)
@@ -72,15 +71,19 @@ public final class KubernetesClient: Sendable {
             throw KubernetesError.configuration("the API server '\(configuration.server)' is not a URL")
         }
         guard scheme == "https" || (scheme == "http" && configuration.allowPlainHTTP) else {
-            throw KubernetesError.configuration(scheme == "http"
-                ? "the API server \(configuration.server) is plain HTTP: tokens and Secrets would cross the network unencrypted; use https, or allow it explicitly (allowPlainHTTP)"
-                : "the API server \(configuration.server) is not an https:// URL")
+            throw KubernetesError.configuration(
+                scheme == "http"
+                    ? "the API server \(configuration.server) is plain HTTP: tokens and Secrets would cross the network unencrypted; use https, or allow it explicitly (allowPlainHTTP)"
+                    : "the API server \(configuration.server) is not an https:// URL")
         }
         var dnsOverride: [String: String] = [:]
         if let name = configuration.tlsServerName, !name.isEmpty, name != host {
-            guard scheme == "https" else { throw KubernetesError.configuration("tls-server-name '\(name)' needs an https:// API server") }
+            guard scheme == "https" else {
+                throw KubernetesError.configuration("tls-server-name '\(name)' needs an https:// API server")
+            }
             guard !configuration.insecureSkipTLSVerify else {
-                throw KubernetesError.configuration("tls-server-name '\(name)' and insecure-skip-tls-verify contradict each other; keep one")
+                throw KubernetesError.configuration(
+                    "tls-server-name '\(name)' and insecure-skip-tls-verify contradict each other; keep one")
             }
             guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }) else {
                 throw KubernetesError.configuration("tls-server-name '\(name)' is not a host name")
@@ -97,11 +100,17 @@ public final class KubernetesClient: Sendable {
         }
         if configuration.insecureSkipTLSVerify { tls.certificateVerification = .none }
         if case let .clientCertificate(certificatePEM, keyPEM) = configuration.credential {
-            tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map { .certificate($0) }
+            tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map {
+                .certificate($0)
+            }
             tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
         }
         self.configuration = configuration
-        if case .tokenFile(let path) = configuration.credential { tokenFile = RotatingTokenFile(path: path) } else { tokenFile = nil }
+        if case .tokenFile(let path) = configuration.credential {
+            tokenFile = RotatingTokenFile(path: path)
+        } else {
+            tokenFile = nil
+        }
         var http = HTTPClient.Configuration(tlsConfiguration: tls)
         http.dnsOverride = dnsOverride
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
@@ -131,12 +140,16 @@ public final class KubernetesClient: Sendable {
 
     /// PUT with the object's resourceVersion: a stale one is answered 409 Conflict.
     public func replace(_ kind: ResourceKind, _ object: KubernetesObject) async throws -> KubernetesObject {
-        try await call(.PUT, kind.path(namespace: object.namespace ?? configuration.namespace, name: object.name), body: object)
+        try await call(
+            .PUT, kind.path(namespace: object.namespace ?? configuration.namespace, name: object.name), body: object)
     }
 
     /// PUT to the status subresource: only `.status` is written, guarded by the resourceVersion like any replace.
     public func replaceStatus(_ kind: ResourceKind, _ object: KubernetesObject) async throws -> KubernetesObject {
-        try await call(.PUT, kind.path(namespace: object.namespace ?? configuration.namespace, name: object.name, subresource: "status"), body: object)
+        try await call(
+            .PUT,
+            kind.path(namespace: object.namespace ?? configuration.namespace, name: object.name, subresource: "status"),
+            body: object)
     }
 
     public func delete(_ kind: ResourceKind, namespace: String?, name: String) async throws {
@@ -145,7 +158,9 @@ public final class KubernetesClient: Sendable {
 
     /// The objects matching `labelSelector` (in all namespaces when `namespace` is nil), and the list's
     /// resourceVersion to watch from.
-    public func list(_ kind: ResourceKind, namespace: String?, labelSelector: String? = nil) async throws -> (items: [KubernetesObject], resourceVersion: String) {
+    public func list(_ kind: ResourceKind, namespace: String?, labelSelector: String? = nil) async throws -> (
+        items: [KubernetesObject], resourceVersion: String
+    ) {
         var query = ""
         if let labelSelector { query = "?labelSelector=" + Self.escape(labelSelector) }
         let list: JSONValue = try await call(.GET, kind.path(namespace: namespace) + query)
@@ -184,7 +199,9 @@ public final class KubernetesClient: Sendable {
         try await replace(.secrets, secret)
     }
 
-    public func listSecrets(namespace: String, labelSelector: String? = nil) async throws -> (items: [KubernetesObject], resourceVersion: String) {
+    public func listSecrets(namespace: String, labelSelector: String? = nil) async throws -> (
+        items: [KubernetesObject], resourceVersion: String
+    ) {
         try await list(.secrets, namespace: namespace, labelSelector: labelSelector)
     }
 
@@ -204,7 +221,10 @@ public final class KubernetesClient: Sendable {
     }
 
     /// An events.k8s.io/v1 Event about `object` (best effort: callers log a failure and go on).
-    public func recordEvent(regarding object: KubernetesObject, type: String, reason: String, action: String, note: String, controller: String = "signet.dev/signet") async throws {
+    public func recordEvent(
+        regarding object: KubernetesObject, type: String, reason: String, action: String, note: String,
+        controller: String = "signet.dev/signet"
+    ) async throws {
         let namespace = object.namespace ?? configuration.namespace
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
@@ -221,7 +241,8 @@ public final class KubernetesClient: Sendable {
                 "name": .string(object.name), "uid": object.json["metadata"]?["uid"] ?? .null,
             ]),
         ])
-        let _: JSONValue = try await call(.POST, "/apis/events.k8s.io/v1/namespaces/\(Self.escape(namespace))/events", body: event)
+        let _: JSONValue = try await call(
+            .POST, "/apis/events.k8s.io/v1/namespaces/\(Self.escape(namespace))/events", body: event)
     }
 
     // MARK: Watch
@@ -236,14 +257,22 @@ public final class KubernetesClient: Sendable {
     }
 
     /// One watch request from `resourceVersion`: its events until the server ends the stream (or `timeoutSeconds`).
-    public func watchSecrets(namespace: String, labelSelector: String? = nil, resourceVersion: String, timeoutSeconds: Int = 300) -> AsyncThrowingStream<WatchEvent, any Error> {
-        watch(.secrets, namespace: namespace, labelSelector: labelSelector, resourceVersion: resourceVersion, timeoutSeconds: timeoutSeconds)
+    public func watchSecrets(
+        namespace: String, labelSelector: String? = nil, resourceVersion: String, timeoutSeconds: Int = 300
+    ) -> AsyncThrowingStream<WatchEvent, any Error> {
+        watch(
+            .secrets, namespace: namespace, labelSelector: labelSelector, resourceVersion: resourceVersion,
+            timeoutSeconds: timeoutSeconds)
     }
 
     /// One watch request from `resourceVersion` (all namespaces when `namespace` is nil): its events until the server
     /// ends the stream (or `timeoutSeconds`).
-    public func watch(_ kind: ResourceKind, namespace: String?, labelSelector: String? = nil, resourceVersion: String, timeoutSeconds: Int = 300) -> AsyncThrowingStream<WatchEvent, any Error> {
-        var query = "?watch=1&allowWatchBookmarks=true&resourceVersion=\(Self.escape(resourceVersion))&timeoutSeconds=\(timeoutSeconds)"
+    public func watch(
+        _ kind: ResourceKind, namespace: String?, labelSelector: String? = nil, resourceVersion: String,
+        timeoutSeconds: Int = 300
+    ) -> AsyncThrowingStream<WatchEvent, any Error> {
+        var query =
+            "?watch=1&allowWatchBookmarks=true&resourceVersion=\(Self.escape(resourceVersion))&timeoutSeconds=\(timeoutSeconds)"
         if let labelSelector { query += "&labelSelector=" + Self.escape(labelSelector) }
         let url = base + kind.path(namespace: namespace) + query
         return AsyncThrowingStream { continuation in
@@ -294,14 +323,17 @@ public final class KubernetesClient: Sendable {
         case "ERROR":
             let code = Int(object["code"]?.number ?? 0)
             if code == 410 { return .expired }
-            throw KubernetesError.status(code: code, reason: object["reason"]?.string ?? "", message: object["message"]?.string ?? "watch error")
+            throw KubernetesError.status(
+                code: code, reason: object["reason"]?.string ?? "", message: object["message"]?.string ?? "watch error")
         default: return nil
         }
     }
 
     // MARK: Requests
 
-    func call<Body: Encodable, Answer: Decodable>(_ method: HTTPMethod, _ path: String, body: Body) async throws -> Answer {
+    func call<Body: Encodable, Answer: Decodable>(_ method: HTTPMethod, _ path: String, body: Body) async throws
+        -> Answer
+    {
         try await call(method, path, payload: try JSONEncoder().encode(body))
     }
 
@@ -312,25 +344,29 @@ public final class KubernetesClient: Sendable {
     private func call<Answer: Decodable>(_ method: HTTPMethod, _ path: String, payload: Data?) async throws -> Answer {
         let answer: HTTPTransport.Answer
         do {
-            answer = try await transport.send({
-                var request = HTTPClientRequest(url: base + path)
-                request.method = method
-                request.headers.add(name: "Accept", value: "application/json")
-                request.headers.add(name: "User-Agent", value: "signet")
-                try await authorize(&request)
-                if let payload {
-                    request.headers.add(name: "Content-Type", value: "application/json")
-                    request.body = .bytes(ByteBuffer(data: payload))
-                }
-                return request
-            }, transient: { [500, 502, 503, 504].contains($0) }, refresh: tokenFile.map { file in
-                // A rotated service-account token: read the file again, once.
-                { _ in file.reload() }
-            })
+            answer = try await transport.send(
+                {
+                    var request = HTTPClientRequest(url: base + path)
+                    request.method = method
+                    request.headers.add(name: "Accept", value: "application/json")
+                    request.headers.add(name: "User-Agent", value: "signet")
+                    try await authorize(&request)
+                    if let payload {
+                        request.headers.add(name: "Content-Type", value: "application/json")
+                        request.body = .bytes(ByteBuffer(data: payload))
+                    }
+                    return request
+                }, transient: { [500, 502, 503, 504].contains($0) },
+                refresh: tokenFile.map { file in
+                    // A rotated service-account token: read the file again, once.
+                    { _ in file.reload() }
+                })
         } catch let error as HTTPTransportError {
             throw KubernetesError.unreachable(error.description)
         }
-        guard (200..<300).contains(answer.status.code) else { throw Self.error(status: answer.status, body: answer.body) }
+        guard (200..<300).contains(answer.status.code) else {
+            throw Self.error(status: answer.status, body: answer.body)
+        }
         do {
             return try JSONDecoder().decode(Answer.self, from: answer.body)
         } catch {
@@ -364,7 +400,8 @@ public final class KubernetesClient: Sendable {
     }
 
     static func escape(_ component: String) -> String {
-        component.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? component
+        component.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~")))
+            ?? component
     }
 }
 
@@ -386,18 +423,25 @@ public struct ResourceKind: Sendable, Hashable {
 
     public static let secrets = ResourceKind(group: "", version: "v1", plural: "secrets", kind: "Secret")
     public static let pods = ResourceKind(group: "", version: "v1", plural: "pods", kind: "Pod")
-    public static let leases = ResourceKind(group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease")
-    public static let gateways = ResourceKind(group: "networking.istio.io", version: "v1", plural: "gateways", kind: "Gateway")
-    public static let certificates = ResourceKind(group: "signet.dev", version: "v1alpha1", plural: "certificates", kind: "Certificate")
-    public static let signetIssuers = ResourceKind(group: "signet.dev", version: "v1alpha1", plural: "signetissuers", kind: "SignetIssuer")
+    public static let leases = ResourceKind(
+        group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease")
+    public static let gateways = ResourceKind(
+        group: "networking.istio.io", version: "v1", plural: "gateways", kind: "Gateway")
+    public static let certificates = ResourceKind(
+        group: "signet.dev", version: "v1alpha1", plural: "certificates", kind: "Certificate")
+    public static let signetIssuers = ResourceKind(
+        group: "signet.dev", version: "v1alpha1", plural: "signetissuers", kind: "SignetIssuer")
     public static let signetClusterIssuers = ResourceKind(
-        group: "signet.dev", version: "v1alpha1", plural: "signetclusterissuers", kind: "SignetClusterIssuer", namespaced: false
+        group: "signet.dev", version: "v1alpha1", plural: "signetclusterissuers", kind: "SignetClusterIssuer",
+        namespaced: false
     )
     /// cert-manager's CertificateRequest, which an external issuer signs.
-    public static let certificateRequests = ResourceKind(group: "cert-manager.io", version: "v1", plural: "certificaterequests", kind: "CertificateRequest")
+    public static let certificateRequests = ResourceKind(
+        group: "cert-manager.io", version: "v1", plural: "certificaterequests", kind: "CertificateRequest")
     /// Kubernetes' own CSR API (cluster-scoped), signed by whoever serves its `signerName`.
     public static let certificateSigningRequests = ResourceKind(
-        group: "certificates.k8s.io", version: "v1", plural: "certificatesigningrequests", kind: "CertificateSigningRequest", namespaced: false
+        group: "certificates.k8s.io", version: "v1", plural: "certificatesigningrequests",
+        kind: "CertificateSigningRequest", namespaced: false
     )
 
     public var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }

@@ -1,6 +1,5 @@
-import Synchronization
-
 import Foundation
+import Synchronization
 
 /// A bearer token kept in a file that the kubelet rotates (a projected service-account token): read again every
 /// minute, as client-go does, and at once after the server refused it.

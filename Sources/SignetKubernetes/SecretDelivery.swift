@@ -16,26 +16,37 @@ public struct SecretDelivery: Sendable {
 
     /// The Secret as stored after the write.
     @discardableResult
-    public func deliver(_ contents: TLSSecretContents, namespace: String, name: String, adopt: Bool = false) async throws -> KubernetesObject {
+    public func deliver(_ contents: TLSSecretContents, namespace: String, name: String, adopt: Bool = false)
+        async throws -> KubernetesObject
+    {
         var lastConflict: KubernetesError?
         for _ in 0..<maximumAttempts {
             let existing = try await client.getSecret(namespace: namespace, name: name)
             let desired: KubernetesObject
             do {
-                desired = try TLSSecret.desired(existing: existing, namespace: namespace, name: name, contents: contents, adopt: adopt)
+                desired = try TLSSecret.desired(
+                    existing: existing, namespace: namespace, name: name, contents: contents, adopt: adopt)
             } catch {
-                if let existing { await announce(existing, type: "Warning", reason: "SecretNotWritten", note: error.description) }
+                if let existing {
+                    await announce(existing, type: "Warning", reason: "SecretNotWritten", note: error.description)
+                }
                 throw error
             }
             do {
-                let written = existing == nil ? try await client.createSecret(desired) : try await client.replaceSecret(desired)
+                let written =
+                    existing == nil ? try await client.createSecret(desired) : try await client.replaceSecret(desired)
                 let serial = written.annotations[TLSSecret.serialAnnotation] ?? "?"
-                await announce(written, type: "Normal", reason: existing == nil ? "CertificateIssued" : "CertificateRenewed",
-                               note: "Signet wrote certificate \(serial) for \(contents.chain[0].subject) (renew after \(written.annotations[TLSSecret.renewAfterAnnotation] ?? "?"))")
+                await announce(
+                    written, type: "Normal", reason: existing == nil ? "CertificateIssued" : "CertificateRenewed",
+                    note:
+                        "Signet wrote certificate \(serial) for \(contents.chain[0].subject) (renew after \(written.annotations[TLSSecret.renewAfterAnnotation] ?? "?"))"
+                )
                 return written
             } catch let error as KubernetesError where error.code == 409 {
                 // Conflict (stale resourceVersion) or AlreadyExists (created meanwhile): read again and re-apply.
-                logger.debug("Secret write conflicted; re-reading", metadata: ["secret": "\(namespace)/\(name)", "reason": "\(error.reason ?? "")"])
+                logger.debug(
+                    "Secret write conflicted; re-reading",
+                    metadata: ["secret": "\(namespace)/\(name)", "reason": "\(error.reason ?? "")"])
                 lastConflict = error
             }
         }
@@ -49,8 +60,9 @@ public struct SecretDelivery: Sendable {
         var lastConflict: KubernetesError?
         for _ in 0..<maximumAttempts {
             guard var existing = try await client.getSecret(namespace: namespace, name: name),
-                  TLSSecret.refusal(toWrite: existing, owner: owner, adopt: false) == nil,
-                  existing.annotations[TLSSecret.ownerAnnotation] == owner else { return false }
+                TLSSecret.refusal(toWrite: existing, owner: owner, adopt: false) == nil,
+                existing.annotations[TLSSecret.ownerAnnotation] == owner
+            else { return false }
             var data = existing.data
             guard data[TLSSecret.crlKey] != Array(pem.utf8) else { return false }
             data[TLSSecret.crlKey] = Array(pem.utf8)
@@ -69,7 +81,9 @@ public struct SecretDelivery: Sendable {
         do {
             try await client.recordEvent(regarding: object, type: type, reason: reason, action: "Write", note: note)
         } catch {
-            logger.warning("could not record an Event", metadata: ["secret": "\(object.namespace ?? "")/\(object.name)", "error": "\(error)"])
+            logger.warning(
+                "could not record an Event",
+                metadata: ["secret": "\(object.namespace ?? "")/\(object.name)", "error": "\(error)"])
         }
     }
 }

@@ -1,9 +1,8 @@
+import Foundation
 import SignetAuthority
 import SignetKeys
 import SwiftASN1
 import X509
-
-import Foundation
 
 /// What goes into a `kubernetes.io/tls` Secret for an Istio gateway's `credentialName`.
 public struct TLSSecretContents: Sendable {
@@ -106,15 +105,21 @@ public enum TLSSecret {
         } catch {
             throw .brokenContents("the private key cannot be read (\(error))")
         }
-        guard key.publicKey == leaf.publicKey else { throw .brokenContents("the private key does not match the certificate") }
+        guard key.publicKey == leaf.publicKey else {
+            throw .brokenContents("the private key does not match the certificate")
+        }
         for (index, certificate) in contents.chain.enumerated() {
             let issuer = index + 1 < contents.chain.count ? contents.chain[index + 1] : contents.root
-            guard certificate.issuer == issuer.subject, issuer.publicKey.isValidSignature(certificate.signature, for: certificate) else {
-                throw .brokenContents("certificate \(index) of tls.crt (\(certificate.subject)) is not signed by \(issuer.subject)")
+            guard certificate.issuer == issuer.subject,
+                issuer.publicKey.isValidSignature(certificate.signature, for: certificate)
+            else {
+                throw .brokenContents(
+                    "certificate \(index) of tls.crt (\(certificate.subject)) is not signed by \(issuer.subject)")
             }
         }
         guard leaf.notValidBefore <= now.addingTimeInterval(300), now < leaf.notValidAfter else {
-            throw .brokenContents("the certificate is not currently valid (\(leaf.notValidBefore) – \(leaf.notValidAfter))")
+            throw .brokenContents(
+                "the certificate is not currently valid (\(leaf.notValidBefore) – \(leaf.notValidAfter))")
         }
     }
 
@@ -129,7 +134,9 @@ public enum TLSSecret {
         if let holder = existing.annotations[ownerAnnotation], holder != owner {
             return .ownedElsewhere(namespace: namespace, name: name, owner: holder)
         }
-        guard adopt || existing.labels[managedByLabel] == managedByValue else { return .notManaged(namespace: namespace, name: name) }
+        guard adopt || existing.labels[managedByLabel] == managedByValue else {
+            return .notManaged(namespace: namespace, name: name)
+        }
         return nil
     }
 
@@ -139,10 +146,13 @@ public enum TLSSecret {
         existing: KubernetesObject?, namespace: String, name: String, contents: TLSSecretContents, adopt: Bool
     ) throws(SecretRefusal) -> KubernetesObject {
         try verify(contents)
-        var secret = existing ?? KubernetesObject(.object([
-            "apiVersion": .string("v1"), "kind": .string("Secret"), "type": .string("kubernetes.io/tls"),
-            "metadata": .object(["name": .string(name), "namespace": .string(namespace)]),
-        ]))
+        var secret =
+            existing
+            ?? KubernetesObject(
+                .object([
+                    "apiVersion": .string("v1"), "kind": .string("Secret"), "type": .string("kubernetes.io/tls"),
+                    "metadata": .object(["name": .string(name), "namespace": .string(namespace)]),
+                ]))
         if let existing, let refusal = refusal(toWrite: existing, owner: contents.owner, adopt: adopt) { throw refusal }
         let leaf = contents.chain[0]
         let pem: (([Certificate]) -> String) = { certificates in (try? PEMFiles.pem(certificates)) ?? "" }
@@ -153,16 +163,18 @@ public enum TLSSecret {
         data["tls.key"] = Array(contents.privateKeyPEM.utf8)
         data["ca.crt"] = Array(pem([contents.root]).utf8)
         secret.data = data
-        secret.labels = secret.labels.merging(contents.templateLabels) { $1 }.merging([managedByLabel: managedByValue]) { $1 }
+        secret.labels = secret.labels.merging(contents.templateLabels) { $1 }.merging([managedByLabel: managedByValue])
+        { $1 }
         let iso = ISO8601DateFormatter()
         var owned = [String: String]()
         if let owner = contents.owner { owned[ownerAnnotation] = owner }
-        secret.annotations = secret.annotations.merging(contents.templateAnnotations) { $1 }.merging(owned) { $1 }.merging([
-            serialAnnotation: SerialNumbers.hex(leaf.serialNumber),
-            notAfterAnnotation: iso.string(from: leaf.notValidAfter),
-            renewAfterAnnotation: iso.string(from: contents.renewAfter),
-            issuerAnnotation: contents.issuer,
-        ]) { $1 }
+        secret.annotations = secret.annotations.merging(contents.templateAnnotations) { $1 }.merging(owned) { $1 }
+            .merging([
+                serialAnnotation: SerialNumbers.hex(leaf.serialNumber),
+                notAfterAnnotation: iso.string(from: leaf.notValidAfter),
+                renewAfterAnnotation: iso.string(from: contents.renewAfter),
+                issuerAnnotation: contents.issuer,
+            ]) { $1 }
         return secret
     }
 }

@@ -3,9 +3,9 @@ import SignetACME
 import SignetAuthority
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// An External Account Binding key as the ledger keeps it (the MAC key itself only sealed).
@@ -18,7 +18,9 @@ public struct ACMEExternalKey: Sendable, Equatable {
     public var createdAt: Date
     public var revokedAt: Date?
 
-    public init(keyID: String, directory: String, label: String, allowedNames: [String], createdAt: Date, revokedAt: Date? = nil) {
+    public init(
+        keyID: String, directory: String, label: String, allowedNames: [String], createdAt: Date, revokedAt: Date? = nil
+    ) {
         self.keyID = keyID
         self.directory = directory
         self.label = label
@@ -44,7 +46,10 @@ public struct ACMEAccount: Sendable, Equatable {
     /// The bound EAB key was revoked: the account may no longer order.
     public var externalKeyRevoked = false
 
-    public init(id: String, directory: String, thumbprint: String, jwk: String, status: AccountStatus, contact: [String], externalKeyID: String?, createdAt: Date) {
+    public init(
+        id: String, directory: String, thumbprint: String, jwk: String, status: AccountStatus, contact: [String],
+        externalKeyID: String?, createdAt: Date
+    ) {
         self.id = id
         self.directory = directory
         self.thumbprint = thumbprint
@@ -82,7 +87,10 @@ public struct ACMEChallenge: Sendable, Equatable, Codable {
     public var validated: Date?
     public var error: ACMEStoredProblem?
 
-    public init(type: ChallengeType, token: String, status: ChallengeStatus = .pending, validated: Date? = nil, error: ACMEStoredProblem? = nil) {
+    public init(
+        type: ChallengeType, token: String, status: ChallengeStatus = .pending, validated: Date? = nil,
+        error: ACMEStoredProblem? = nil
+    ) {
         self.type = type
         self.token = token
         self.status = status
@@ -103,7 +111,10 @@ public struct ACMEAuthorization: Sendable, Equatable {
     public var trusted: Bool
     public var challenges: [ACMEChallenge]
 
-    public init(id: String, accountID: String, identifier: ACMEIdentifier, wildcard: Bool, status: AuthorizationStatus, expires: Date, trusted: Bool, challenges: [ACMEChallenge]) {
+    public init(
+        id: String, accountID: String, identifier: ACMEIdentifier, wildcard: Bool, status: AuthorizationStatus,
+        expires: Date, trusted: Bool, challenges: [ACMEChallenge]
+    ) {
         self.id = id
         self.accountID = accountID
         self.identifier = identifier
@@ -133,7 +144,8 @@ public struct ACMEOrder: Sendable, Equatable {
     public var createdAt: Date
 
     public init(
-        id: String, accountID: String, status: OrderStatus, identifiers: [ACMEIdentifier], authorizationIDs: [String], notBefore: Date?,
+        id: String, accountID: String, status: OrderStatus, identifiers: [ACMEIdentifier], authorizationIDs: [String],
+        notBefore: Date?,
         notAfter: Date?, profile: String?, replaces: String?, expires: Date, createdAt: Date
     ) {
         self.id = id

@@ -5,9 +5,9 @@ import SignetAuthority
 import Synchronization
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// What the ACME front end keeps: nonces, external account keys, accounts, orders and authorizations, renewal
@@ -31,7 +31,8 @@ public protocol ACMEStore: Sendable {
     /// Gives the account a new key; returns the id of another account holding that key instead, if there is one.
     func changeAccountKey(id: String, jwk: String, thumbprint: String) async throws -> String?
 
-    func reusableAuthorization(accountID: String, identifier: ACMEIdentifier, wildcard: Bool, now: Date) async throws -> ACMEAuthorization?
+    func reusableAuthorization(accountID: String, identifier: ACMEIdentifier, wildcard: Bool, now: Date) async throws
+        -> ACMEAuthorization?
     func createOrder(_ order: ACMEOrder, authorizations: [ACMEAuthorization], events: [AuditEvent]) async throws
     func order(id: String) async throws -> ACMEOrder?
     func orders(accountID: String, limit: Int) async throws -> [String]
@@ -63,7 +64,9 @@ extension CertificateLedger: ACMEStore {
     /// spent set (until it expires), so each is accepted once.
     public func issueNonce(now: Date = Date()) async throws -> String {
         let key = try await nonceKey()
-        var bytes = withUnsafeBytes(of: (Self.milliseconds(now) + Self.nonceLifetimeMilliseconds).bigEndian) { Array($0) }
+        var bytes = withUnsafeBytes(of: (Self.milliseconds(now) + Self.nonceLifetimeMilliseconds).bigEndian) {
+            Array($0)
+        }
         bytes += withUnsafeBytes(of: UInt64.random(in: 0...UInt64.max)) { Array($0) }
         bytes += HMAC<SHA256>.authenticationCode(for: bytes, using: key).prefix(16)
         return Base64URL.encode(bytes)
@@ -78,8 +81,10 @@ extension CertificateLedger: ACMEStore {
         let expires = stamped[0..<8].reduce(Int64(0)) { $0 << 8 | Int64($1) }
         guard expires > Self.milliseconds(now) else { return false }
         return try await commitReturning { db in
-            try db.cachedStatement(sql: "INSERT INTO acme_nonces (value, expires_ms) VALUES (?, ?) ON CONFLICT DO NOTHING")
-                .execute(arguments: [value, expires])
+            try db.cachedStatement(
+                sql: "INSERT INTO acme_nonces (value, expires_ms) VALUES (?, ?) ON CONFLICT DO NOTHING"
+            )
+            .execute(arguments: [value, expires])
             return db.changesCount == 1
         }
     }
@@ -90,7 +95,11 @@ extension CertificateLedger: ACMEStore {
     private func nonceKey() async throws -> SymmetricKey {
         if let key = nonceKeyCache.withLock({ $0 }) { return key }
         let bytes = try await pool.write { db -> Data in
-            if let existing = try Data.fetchOne(try db.cachedStatement(sql: "SELECT value FROM acme_settings WHERE name = 'nonce-key'")) { return existing }
+            if let existing = try Data.fetchOne(
+                try db.cachedStatement(sql: "SELECT value FROM acme_settings WHERE name = 'nonce-key'"))
+            {
+                return existing
+            }
             let fresh = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
             try db.execute(sql: "INSERT INTO acme_settings (name, value) VALUES ('nonce-key', ?)", arguments: [fresh])
             return fresh
@@ -107,7 +116,9 @@ extension CertificateLedger: ACMEStore {
             let value = try work(db)
             result.withLock { $0 = value }
         }
-        guard let value = result.withLock({ $0 }) else { throw LedgerError.corrupt("a committed write returned nothing") }
+        guard let value = result.withLock({ $0 }) else {
+            throw LedgerError.corrupt("a committed write returned nothing")
+        }
         return value
     }
 
@@ -117,36 +128,57 @@ extension CertificateLedger: ACMEStore {
         guard let ledgerKey = self.key else { throw LedgerError.corrupt("EAB keys need the ledger key to be sealed") }
         let sealed = try ledgerKey.seal(Base64URL.encode(macKey), binding: "acme-eab:" + key.keyID)
         try await pool.write { db in
-            try db.execute(sql: """
-                INSERT INTO acme_eab_keys (key_id, directory, label, allowed_names, sealed_mac_key, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [key.keyID, key.directory, key.label, JSONList.encode(key.allowedNames), sealed, Self.milliseconds(key.createdAt)])
-            try Self.insert(AuditEvent(at: key.createdAt, actor: actor, action: "acme.eab.create", outcome: .success, subject: key.keyID,
-                                       names: key.allowedNames, reason: "directory \(key.directory), label \(key.label)"), into: db)
+            try db.execute(
+                sql: """
+                    INSERT INTO acme_eab_keys (key_id, directory, label, allowed_names, sealed_mac_key, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    key.keyID, key.directory, key.label, JSONList.encode(key.allowedNames), sealed,
+                    Self.milliseconds(key.createdAt),
+                ])
+            try Self.insert(
+                AuditEvent(
+                    at: key.createdAt, actor: actor, action: "acme.eab.create", outcome: .success, subject: key.keyID,
+                    names: key.allowedNames, reason: "directory \(key.directory), label \(key.label)"), into: db)
         }
     }
 
     public func externalKeys(directory: String?) async throws -> [ACMEExternalKey] {
         try await pool.read { db in
-            try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM acme_eab_keys WHERE ?1 IS NULL OR directory = ?1 ORDER BY created_at_ms"), arguments: [directory])
-                .map(Self.externalKey(from:))
+            try Row.fetchAll(
+                try db.cachedStatement(
+                    sql: "SELECT * FROM acme_eab_keys WHERE ?1 IS NULL OR directory = ?1 ORDER BY created_at_ms"),
+                arguments: [directory]
+            )
+            .map(Self.externalKey(from:))
         }
     }
 
     public func externalKey(id: String) async throws -> (key: ACMEExternalKey, macKey: [UInt8])? {
-        guard let row = try await pool.read({ db in try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM acme_eab_keys WHERE key_id = ?"), arguments: [id]) }) else {
+        guard
+            let row = try await pool.read({ db in
+                try Row.fetchOne(
+                    try db.cachedStatement(sql: "SELECT * FROM acme_eab_keys WHERE key_id = ?"), arguments: [id])
+            })
+        else {
             return nil
         }
         guard let ledgerKey = self.key else { throw LedgerError.corrupt("EAB keys need the ledger key to be opened") }
         let text = try ledgerKey.open(row["sealed_mac_key"], binding: "acme-eab:" + id)
-        guard let mac = Base64URL.decode(text) else { throw LedgerError.corrupt("EAB key \(id) does not open to base64url") }
+        guard let mac = Base64URL.decode(text) else {
+            throw LedgerError.corrupt("EAB key \(id) does not open to base64url")
+        }
         return (try Self.externalKey(from: row), Array(mac))
     }
 
     public func revokeExternalKey(id: String, at date: Date = Date(), actor: String) async throws -> Bool {
         try await pool.write { db in
-            try db.execute(sql: "UPDATE acme_eab_keys SET revoked_at_ms = ? WHERE key_id = ? AND revoked_at_ms IS NULL", arguments: [Self.milliseconds(date), id])
+            try db.execute(
+                sql: "UPDATE acme_eab_keys SET revoked_at_ms = ? WHERE key_id = ? AND revoked_at_ms IS NULL",
+                arguments: [Self.milliseconds(date), id])
             guard db.changesCount == 1 else { return false }
-            try Self.insert(AuditEvent(at: date, actor: actor, action: "acme.eab.revoke", outcome: .success, subject: id), into: db)
+            try Self.insert(
+                AuditEvent(at: date, actor: actor, action: "acme.eab.revoke", outcome: .success, subject: id), into: db)
             return true
         }
     }
@@ -154,7 +186,8 @@ extension CertificateLedger: ACMEStore {
     private static func externalKey(from row: Row) throws -> ACMEExternalKey {
         ACMEExternalKey(
             keyID: row["key_id"], directory: row["directory"], label: row["label"],
-            allowedNames: try JSONList.decode(row["allowed_names"]), createdAt: date(milliseconds: row["created_at_ms"]),
+            allowedNames: try JSONList.decode(row["allowed_names"]),
+            createdAt: date(milliseconds: row["created_at_ms"]),
             revokedAt: (row["revoked_at_ms"] as Int64?).map(date(milliseconds:))
         )
     }
@@ -168,16 +201,30 @@ extension CertificateLedger: ACMEStore {
 
     public func createAccount(_ account: ACMEAccount) async throws -> (account: ACMEAccount, created: Bool) {
         try await pool.write { db in
-            if let existing = try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.directory = ? AND a.thumbprint = ?"), arguments: [account.directory, account.thumbprint]) {
+            if let existing = try Row.fetchOne(
+                try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.directory = ? AND a.thumbprint = ?"),
+                arguments: [account.directory, account.thumbprint])
+            {
                 return (try Self.account(from: existing), false)
             }
-            try db.execute(sql: """
-                INSERT INTO acme_accounts (id, directory, thumbprint, jwk, status, contact, eab_key_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [account.id, account.directory, account.thumbprint, account.jwk, account.status.rawValue,
-                                 JSONList.encode(account.contact), account.externalKeyID, Self.milliseconds(account.createdAt)])
-            try Self.insert(AuditEvent(at: account.createdAt, actor: "acme:\(account.directory)/\(account.id)", action: "acme.account.create", outcome: .success,
-                                       subject: account.id, reason: account.externalKeyID.map { "bound to EAB key \($0)" }), into: db)
-            guard let row = try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.id = ?"), arguments: [account.id]) else {
+            try db.execute(
+                sql: """
+                    INSERT INTO acme_accounts (id, directory, thumbprint, jwk, status, contact, eab_key_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    account.id, account.directory, account.thumbprint, account.jwk, account.status.rawValue,
+                    JSONList.encode(account.contact), account.externalKeyID, Self.milliseconds(account.createdAt),
+                ])
+            try Self.insert(
+                AuditEvent(
+                    at: account.createdAt, actor: "acme:\(account.directory)/\(account.id)",
+                    action: "acme.account.create", outcome: .success,
+                    subject: account.id, reason: account.externalKeyID.map { "bound to EAB key \($0)" }), into: db)
+            guard
+                let row = try Row.fetchOne(
+                    try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.id = ?"), arguments: [account.id]
+                )
+            else {
                 throw LedgerError.corrupt("account \(account.id) vanished")
             }
             return (try Self.account(from: row), true)
@@ -186,58 +233,91 @@ extension CertificateLedger: ACMEStore {
 
     public func account(id: String) async throws -> ACMEAccount? {
         try await pool.read { db in
-            try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.id = ?"), arguments: [id]).map(Self.account(from:))
+            try Row.fetchOne(
+                try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.id = ?"), arguments: [id]
+            ).map(Self.account(from:))
         }
     }
 
     public func account(directory: String, thumbprint: String) async throws -> ACMEAccount? {
         try await pool.read { db in
-            try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.directory = ? AND a.thumbprint = ?"), arguments: [directory, thumbprint])
-                .map(Self.account(from:))
+            try Row.fetchOne(
+                try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.directory = ? AND a.thumbprint = ?"),
+                arguments: [directory, thumbprint]
+            )
+            .map(Self.account(from:))
         }
     }
 
     public func accounts(directory: String?) async throws -> [ACMEAccount] {
         try await pool.read { db in
-            try Row.fetchAll(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE ?1 IS NULL OR a.directory = ?1 ORDER BY a.created_at_ms"), arguments: [directory])
-                .map(Self.account(from:))
+            try Row.fetchAll(
+                try db.cachedStatement(
+                    sql: "SELECT \(Self.accountColumns) WHERE ?1 IS NULL OR a.directory = ?1 ORDER BY a.created_at_ms"),
+                arguments: [directory]
+            )
+            .map(Self.account(from:))
         }
     }
 
     public func updateAccount(id: String, contact: [String]?, status: AccountStatus?) async throws -> ACMEAccount? {
         try await pool.write { db in
             if let contact {
-                try db.execute(sql: "UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'", arguments: [JSONList.encode(contact), id])
+                try db.execute(
+                    sql: "UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'",
+                    arguments: [JSONList.encode(contact), id])
             }
             if let status {
-                try db.execute(sql: "UPDATE acme_accounts SET status = ? WHERE id = ? AND status = 'valid'", arguments: [status.rawValue, id])
+                try db.execute(
+                    sql: "UPDATE acme_accounts SET status = ? WHERE id = ? AND status = 'valid'",
+                    arguments: [status.rawValue, id])
                 if db.changesCount == 1 {
                     // A deactivated account's pending authorizations can never complete (§7.3.6).
-                    try db.execute(sql: "UPDATE acme_authorizations SET status = 'deactivated' WHERE account_id = ? AND status IN ('pending', 'valid')", arguments: [id])
-                    try Self.insert(AuditEvent(at: Date(), actor: "acme:\(id)", action: "acme.account.\(status.rawValue)", outcome: .success, subject: id), into: db)
+                    try db.execute(
+                        sql:
+                            "UPDATE acme_authorizations SET status = 'deactivated' WHERE account_id = ? AND status IN ('pending', 'valid')",
+                        arguments: [id])
+                    try Self.insert(
+                        AuditEvent(
+                            at: Date(), actor: "acme:\(id)", action: "acme.account.\(status.rawValue)",
+                            outcome: .success, subject: id), into: db)
                 }
             }
-            return try Row.fetchOne(try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.id = ?"), arguments: [id]).map(Self.account(from:))
+            return try Row.fetchOne(
+                try db.cachedStatement(sql: "SELECT \(Self.accountColumns) WHERE a.id = ?"), arguments: [id]
+            ).map(Self.account(from:))
         }
     }
 
     public func changeAccountKey(id: String, jwk: String, thumbprint: String) async throws -> String? {
         try await pool.write { db in
-            let directory = try String.fetchOne(try db.cachedStatement(sql: "SELECT directory FROM acme_accounts WHERE id = ?"), arguments: [id])
-            if let other = try String.fetchOne(try db.cachedStatement(sql: "SELECT id FROM acme_accounts WHERE directory = ? AND thumbprint = ?"), arguments: [directory, thumbprint]) {
+            let directory = try String.fetchOne(
+                try db.cachedStatement(sql: "SELECT directory FROM acme_accounts WHERE id = ?"), arguments: [id])
+            if let other = try String.fetchOne(
+                try db.cachedStatement(sql: "SELECT id FROM acme_accounts WHERE directory = ? AND thumbprint = ?"),
+                arguments: [directory, thumbprint])
+            {
                 return other
             }
-            try db.execute(sql: "UPDATE acme_accounts SET jwk = ?, thumbprint = ? WHERE id = ? AND status = 'valid'", arguments: [jwk, thumbprint, id])
-            try Self.insert(AuditEvent(at: Date(), actor: "acme:\(id)", action: "acme.account.key-change", outcome: .success, subject: id, reason: "new key \(thumbprint)"), into: db)
+            try db.execute(
+                sql: "UPDATE acme_accounts SET jwk = ?, thumbprint = ? WHERE id = ? AND status = 'valid'",
+                arguments: [jwk, thumbprint, id])
+            try Self.insert(
+                AuditEvent(
+                    at: Date(), actor: "acme:\(id)", action: "acme.account.key-change", outcome: .success, subject: id,
+                    reason: "new key \(thumbprint)"), into: db)
             return nil
         }
     }
 
     private static func account(from row: Row) throws -> ACMEAccount {
-        guard let status = AccountStatus(rawValue: row["status"]) else { throw LedgerError.corrupt("account status \(String(describing: row["status"]))") }
+        guard let status = AccountStatus(rawValue: row["status"]) else {
+            throw LedgerError.corrupt("account status \(String(describing: row["status"]))")
+        }
         var account = ACMEAccount(
             id: row["id"], directory: row["directory"], thumbprint: row["thumbprint"], jwk: row["jwk"], status: status,
-            contact: try JSONList.decode(row["contact"]), externalKeyID: row["eab_key_id"], createdAt: date(milliseconds: row["created_at_ms"])
+            contact: try JSONList.decode(row["contact"]), externalKeyID: row["eab_key_id"],
+            createdAt: date(milliseconds: row["created_at_ms"])
         )
         account.label = row["eab_label"]
         account.allowedNames = try (row["eab_allowed_names"] as String?).map(JSONList.decode) ?? []
@@ -247,59 +327,86 @@ extension CertificateLedger: ACMEStore {
 
     // MARK: Orders and authorizations
 
-    public func reusableAuthorization(accountID: String, identifier: ACMEIdentifier, wildcard: Bool, now: Date) async throws -> ACMEAuthorization? {
+    public func reusableAuthorization(accountID: String, identifier: ACMEIdentifier, wildcard: Bool, now: Date)
+        async throws -> ACMEAuthorization?
+    {
         try await pool.read { db in
-            try Row.fetchOne(try db.cachedStatement(sql: """
-                SELECT * FROM acme_authorizations
-                WHERE account_id = ? AND identifier_value = ? AND status = 'valid' AND expires_ms > ? AND identifier_type = ? AND wildcard = ?
-                ORDER BY expires_ms DESC LIMIT 1
-                """), arguments: [accountID, identifier.value, Self.milliseconds(now) + 3_600_000, identifier.type.rawValue, wildcard])
-                .map(Self.authorization(from:))
+            try Row.fetchOne(
+                try db.cachedStatement(
+                    sql: """
+                        SELECT * FROM acme_authorizations
+                        WHERE account_id = ? AND identifier_value = ? AND status = 'valid' AND expires_ms > ? AND identifier_type = ? AND wildcard = ?
+                        ORDER BY expires_ms DESC LIMIT 1
+                        """),
+                arguments: [
+                    accountID, identifier.value, Self.milliseconds(now) + 3_600_000, identifier.type.rawValue, wildcard,
+                ]
+            )
+            .map(Self.authorization(from:))
         }
     }
 
-    public func createOrder(_ order: ACMEOrder, authorizations: [ACMEAuthorization], events: [AuditEvent] = []) async throws {
+    public func createOrder(_ order: ACMEOrder, authorizations: [ACMEAuthorization], events: [AuditEvent] = [])
+        async throws
+    {
         let identifiers = try Self.json(order.identifiers)
         let authorizationIDs = JSONList.encode(order.authorizationIDs)
         let rows = try authorizations.map { ($0, try Self.json($0.challenges)) }
         try await committer.commit { db in
             for (authorization, challenges) in rows {
-                try db.cachedStatement(sql: """
-                    INSERT INTO acme_authorizations (id, account_id, identifier_type, identifier_value, wildcard, status, expires_ms, trusted, challenges)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """).execute(arguments: [
-                        authorization.id, authorization.accountID, authorization.identifier.type.rawValue, authorization.identifier.value,
-                        authorization.wildcard, authorization.status.rawValue, Self.milliseconds(authorization.expires), authorization.trusted, challenges,
-                    ])
-            }
-            try db.cachedStatement(sql: """
-                INSERT INTO acme_orders (id, account_id, status, identifiers, authorizations, not_before_ms, not_after_ms, profile, replaces, expires_ms, created_at_ms)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [
-                    order.id, order.accountID, order.status.rawValue, identifiers, authorizationIDs, order.notBefore.map(Self.milliseconds),
-                    order.notAfter.map(Self.milliseconds), order.profile, order.replaces, Self.milliseconds(order.expires), Self.milliseconds(order.createdAt),
+                try db.cachedStatement(
+                    sql: """
+                        INSERT INTO acme_authorizations (id, account_id, identifier_type, identifier_value, wildcard, status, expires_ms, trusted, challenges)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """
+                ).execute(arguments: [
+                    authorization.id, authorization.accountID, authorization.identifier.type.rawValue,
+                    authorization.identifier.value,
+                    authorization.wildcard, authorization.status.rawValue, Self.milliseconds(authorization.expires),
+                    authorization.trusted, challenges,
                 ])
+            }
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO acme_orders (id, account_id, status, identifiers, authorizations, not_before_ms, not_after_ms, profile, replaces, expires_ms, created_at_ms)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [
+                order.id, order.accountID, order.status.rawValue, identifiers, authorizationIDs,
+                order.notBefore.map(Self.milliseconds),
+                order.notAfter.map(Self.milliseconds), order.profile, order.replaces, Self.milliseconds(order.expires),
+                Self.milliseconds(order.createdAt),
+            ])
             for event in events { try Self.insert(event, into: db) }
         }
     }
 
     public func order(id: String) async throws -> ACMEOrder? {
         try await pool.read { db in
-            try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM acme_orders WHERE id = ?"), arguments: [id]).map(Self.order(from:))
+            try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM acme_orders WHERE id = ?"), arguments: [id])
+                .map(Self.order(from:))
         }
     }
 
     public func orders(accountID: String, limit: Int) async throws -> [String] {
         try await pool.read { db in
-            try String.fetchAll(try db.cachedStatement(sql: "SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at_ms DESC LIMIT ?"), arguments: [accountID, limit])
+            try String.fetchAll(
+                try db.cachedStatement(
+                    sql: "SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at_ms DESC LIMIT ?"),
+                arguments: [accountID, limit])
         }
     }
 
     public func authorizations(ids: [String]) async throws -> [ACMEAuthorization] {
         guard !ids.isEmpty else { return [] }
         let found = try await pool.read { db in
-            try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM acme_authorizations WHERE id IN (\(ids.map { _ in "?" }.joined(separator: ",")))"), arguments: StatementArguments(ids))
-                .map(Self.authorization(from:))
+            try Row.fetchAll(
+                try db.cachedStatement(
+                    sql:
+                        "SELECT * FROM acme_authorizations WHERE id IN (\(ids.map { _ in "?" }.joined(separator: ",")))"
+                ), arguments: StatementArguments(ids)
+            )
+            .map(Self.authorization(from:))
         }
         let byID = Dictionary(found.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         return ids.compactMap { byID[$0] }
@@ -309,74 +416,109 @@ extension CertificateLedger: ACMEStore {
         try await authorizations(ids: [id]).first
     }
 
-    public func updateAuthorization(_ authorization: ACMEAuthorization, expected: AuthorizationStatus) async throws -> Bool {
+    public func updateAuthorization(_ authorization: ACMEAuthorization, expected: AuthorizationStatus) async throws
+        -> Bool
+    {
         let challenges = try Self.json(authorization.challenges)
         return try await commitReturning { db in
-            try db.cachedStatement(sql: "UPDATE acme_authorizations SET status = ?, challenges = ?, expires_ms = ? WHERE id = ? AND status = ?")
-                .execute(arguments: [authorization.status.rawValue, challenges, Self.milliseconds(authorization.expires), authorization.id, expected.rawValue])
+            try db.cachedStatement(
+                sql:
+                    "UPDATE acme_authorizations SET status = ?, challenges = ?, expires_ms = ? WHERE id = ? AND status = ?"
+            )
+            .execute(arguments: [
+                authorization.status.rawValue, challenges, Self.milliseconds(authorization.expires), authorization.id,
+                expected.rawValue,
+            ])
             return db.changesCount == 1
         }
     }
 
     public func challengesInProgress() async throws -> [ACMEAuthorization] {
         try await pool.read { db in
-            try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM acme_authorizations WHERE status = 'pending' AND challenges LIKE '%\"processing\"%'"))
-                .map(Self.authorization(from:))
+            try Row.fetchAll(
+                try db.cachedStatement(
+                    sql:
+                        "SELECT * FROM acme_authorizations WHERE status = 'pending' AND challenges LIKE '%\"processing\"%'"
+                )
+            )
+            .map(Self.authorization(from:))
         }
     }
 
     public func beginFinalization(orderID: String) async throws -> Bool {
         try await commitReturning { db in
-            try db.cachedStatement(sql: "UPDATE acme_orders SET status = 'processing' WHERE id = ? AND status IN ('pending', 'ready')").execute(arguments: [orderID])
+            try db.cachedStatement(
+                sql: "UPDATE acme_orders SET status = 'processing' WHERE id = ? AND status IN ('pending', 'ready')"
+            ).execute(arguments: [orderID])
             return db.changesCount == 1
         }
     }
 
     public func completeOrder(orderID: String, serial: String) -> LedgerWrite {
         LedgerWrite { db in
-            try db.cachedStatement(sql: "UPDATE acme_orders SET status = 'valid', certificate_serial = ? WHERE id = ? AND status = 'processing'")
-                .execute(arguments: [serial, orderID])
-            guard db.changesCount == 1 else { throw LedgerError.corrupt("order \(orderID) was not processing when its certificate was recorded") }
+            try db.cachedStatement(
+                sql:
+                    "UPDATE acme_orders SET status = 'valid', certificate_serial = ? WHERE id = ? AND status = 'processing'"
+            )
+            .execute(arguments: [serial, orderID])
+            guard db.changesCount == 1 else {
+                throw LedgerError.corrupt("order \(orderID) was not processing when its certificate was recorded")
+            }
         }
     }
 
     public func failOrder(orderID: String, error: ACMEStoredProblem?, invalid: Bool) async throws {
         let problem = try error.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
         try await committer.commit { db in
-            try db.cachedStatement(sql: "UPDATE acme_orders SET status = ?, error = ? WHERE id = ? AND status = 'processing'")
-                .execute(arguments: [invalid ? "invalid" : "ready", problem, orderID])
+            try db.cachedStatement(
+                sql: "UPDATE acme_orders SET status = ?, error = ? WHERE id = ? AND status = 'processing'"
+            )
+            .execute(arguments: [invalid ? "invalid" : "ready", problem, orderID])
         }
     }
 
     public func replacingOrders(certificateID: String) async throws -> [String] {
         try await pool.read { db in
-            try String.fetchAll(try db.cachedStatement(sql: "SELECT id FROM acme_orders WHERE replaces = ? AND status != 'invalid' AND expires_ms > ?"),
-                                arguments: [certificateID, Self.milliseconds(Date())])
+            try String.fetchAll(
+                try db.cachedStatement(
+                    sql: "SELECT id FROM acme_orders WHERE replaces = ? AND status != 'invalid' AND expires_ms > ?"),
+                arguments: [certificateID, Self.milliseconds(Date())])
         }
     }
 
     private static func authorization(from row: Row) throws -> ACMEAuthorization {
-        guard let type = ACMEIdentifier.Kind(rawValue: row["identifier_type"]), let status = AuthorizationStatus(rawValue: row["status"]) else {
+        guard let type = ACMEIdentifier.Kind(rawValue: row["identifier_type"]),
+            let status = AuthorizationStatus(rawValue: row["status"])
+        else {
             throw LedgerError.corrupt("authorization \(String(describing: row["id"]))")
         }
         return ACMEAuthorization(
-            id: row["id"], accountID: row["account_id"], identifier: ACMEIdentifier(type: type, value: row["identifier_value"]),
-            wildcard: row["wildcard"], status: status, expires: date(milliseconds: row["expires_ms"]), trusted: row["trusted"],
+            id: row["id"], accountID: row["account_id"],
+            identifier: ACMEIdentifier(type: type, value: row["identifier_value"]),
+            wildcard: row["wildcard"], status: status, expires: date(milliseconds: row["expires_ms"]),
+            trusted: row["trusted"],
             challenges: try decoder.decode([ACMEChallenge].self, from: Data((row["challenges"] as String).utf8))
         )
     }
 
     private static func order(from row: Row) throws -> ACMEOrder {
-        guard let status = OrderStatus(rawValue: row["status"]) else { throw LedgerError.corrupt("order \(String(describing: row["id"]))") }
+        guard let status = OrderStatus(rawValue: row["status"]) else {
+            throw LedgerError.corrupt("order \(String(describing: row["id"]))")
+        }
         var order = ACMEOrder(
             id: row["id"], accountID: row["account_id"], status: status,
-            identifiers: try JSONDecoder().decode([ACMEIdentifier].self, from: Data((row["identifiers"] as String).utf8)),
+            identifiers: try JSONDecoder().decode(
+                [ACMEIdentifier].self, from: Data((row["identifiers"] as String).utf8)),
             authorizationIDs: try JSONList.decode(row["authorizations"]),
-            notBefore: (row["not_before_ms"] as Int64?).map(date(milliseconds:)), notAfter: (row["not_after_ms"] as Int64?).map(date(milliseconds:)),
-            profile: row["profile"], replaces: row["replaces"], expires: date(milliseconds: row["expires_ms"]), createdAt: date(milliseconds: row["created_at_ms"])
+            notBefore: (row["not_before_ms"] as Int64?).map(date(milliseconds:)),
+            notAfter: (row["not_after_ms"] as Int64?).map(date(milliseconds:)),
+            profile: row["profile"], replaces: row["replaces"], expires: date(milliseconds: row["expires_ms"]),
+            createdAt: date(milliseconds: row["created_at_ms"])
         )
         order.certificateSerial = row["certificate_serial"]
-        order.error = try (row["error"] as String?).map { try JSONDecoder().decode(ACMEStoredProblem.self, from: Data($0.utf8)) }
+        order.error = try (row["error"] as String?).map {
+            try JSONDecoder().decode(ACMEStoredProblem.self, from: Data($0.utf8))
+        }
         return order
     }
 
@@ -399,20 +541,32 @@ extension CertificateLedger: ACMEStore {
         try await pool.write { db in
             var count = 0
             for serial in serials {
-                guard try Bool.fetchOne(try db.cachedStatement(sql: "SELECT 1 FROM certificates WHERE serial = ?"), arguments: [serial.lowercased()]) == true else { continue }
-                try db.execute(sql: "INSERT INTO acme_renewal_advances (serial, advanced_at_ms) VALUES (?, ?) ON CONFLICT (serial) DO UPDATE SET advanced_at_ms = excluded.advanced_at_ms",
-                               arguments: [serial.lowercased(), Self.milliseconds(date)])
+                guard
+                    try Bool.fetchOne(
+                        try db.cachedStatement(sql: "SELECT 1 FROM certificates WHERE serial = ?"),
+                        arguments: [serial.lowercased()]) == true
+                else { continue }
+                try db.execute(
+                    sql:
+                        "INSERT INTO acme_renewal_advances (serial, advanced_at_ms) VALUES (?, ?) ON CONFLICT (serial) DO UPDATE SET advanced_at_ms = excluded.advanced_at_ms",
+                    arguments: [serial.lowercased(), Self.milliseconds(date)])
                 count += 1
             }
-            try Self.insert(AuditEvent(at: date, actor: "cli", action: "acme.renewal-info.advance", outcome: .success, names: serials.map { $0.lowercased() }), into: db)
+            try Self.insert(
+                AuditEvent(
+                    at: date, actor: "cli", action: "acme.renewal-info.advance", outcome: .success,
+                    names: serials.map { $0.lowercased() }), into: db)
             return count
         }
     }
 
     public func renewalAdvancedAt(serial: String) async throws -> Date? {
         try await pool.read { db in
-            try Int64.fetchOne(try db.cachedStatement(sql: "SELECT advanced_at_ms FROM acme_renewal_advances WHERE serial = ?"), arguments: [serial.lowercased()])
-                .map(Self.date(milliseconds:))
+            try Int64.fetchOne(
+                try db.cachedStatement(sql: "SELECT advanced_at_ms FROM acme_renewal_advances WHERE serial = ?"),
+                arguments: [serial.lowercased()]
+            )
+            .map(Self.date(milliseconds:))
         }
     }
 
@@ -422,12 +576,14 @@ extension CertificateLedger: ACMEStore {
             var removed = 0
             try db.execute(sql: "DELETE FROM acme_nonces WHERE expires_ms <= ?", arguments: [Self.milliseconds(now)])
             removed += db.changesCount
-            try db.execute(sql: "DELETE FROM acme_orders WHERE expires_ms <= ? AND status != 'valid'", arguments: [cutoff])
+            try db.execute(
+                sql: "DELETE FROM acme_orders WHERE expires_ms <= ? AND status != 'valid'", arguments: [cutoff])
             removed += db.changesCount
-            try db.execute(sql: """
-                DELETE FROM acme_authorizations WHERE expires_ms <= ?
-                AND NOT EXISTS (SELECT 1 FROM acme_orders o, json_each(o.authorizations) j WHERE j.value = acme_authorizations.id)
-                """, arguments: [cutoff])
+            try db.execute(
+                sql: """
+                    DELETE FROM acme_authorizations WHERE expires_ms <= ?
+                    AND NOT EXISTS (SELECT 1 FROM acme_orders o, json_each(o.authorizations) j WHERE j.value = acme_authorizations.id)
+                    """, arguments: [cutoff])
             removed += db.changesCount
             return removed
         }

@@ -2,9 +2,9 @@ import GRDB
 import SignetAuthority
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// A published CRL as the ledger keeps it.
@@ -38,12 +38,16 @@ extension CertificateLedger {
     /// previous CRL's thisUpdate, so an entry leaves only after one more CRL was published past its expiry).
     public func revokedCertificates(issuerKeyID: String, expiredAfter: Date) async throws -> [RevokedCertificate] {
         try await pool.read { db in
-            try Row.fetchAll(try db.cachedStatement(sql: """
-                SELECT serial, revoked_at, revocation_reason FROM certificates
-                WHERE status = 'revoked' AND issuer_key_id = ? AND not_after > ? ORDER BY revoked_at, serial
-                """), arguments: [issuerKeyID, Int64(expiredAfter.timeIntervalSince1970)]).map { row in
+            try Row.fetchAll(
+                try db.cachedStatement(
+                    sql: """
+                        SELECT serial, revoked_at, revocation_reason FROM certificates
+                        WHERE status = 'revoked' AND issuer_key_id = ? AND not_after > ? ORDER BY revoked_at, serial
+                        """), arguments: [issuerKeyID, Int64(expiredAfter.timeIntervalSince1970)]
+            ).map { row in
                 RevokedCertificate(
-                    serial: row["serial"], revokedAt: Date(timeIntervalSince1970: TimeInterval(row["revoked_at"] as Int64)),
+                    serial: row["serial"],
+                    revokedAt: Date(timeIntervalSince1970: TimeInterval(row["revoked_at"] as Int64)),
                     reason: (row["revocation_reason"] as String?).flatMap(RevocationReason.init(name:)) ?? .unspecified
                 )
             }
@@ -52,9 +56,14 @@ extension CertificateLedger {
 
     public func latestCRL(issuerKeyID: String) async throws -> StoredCRL? {
         try await pool.read { db in
-            try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM crls WHERE issuer_key_id = ?"), arguments: [issuerKeyID]).map { row in
-                StoredCRL(issuerKeyID: row["issuer_key_id"], number: row["number"], thisUpdate: Self.date(milliseconds: row["this_update_ms"]),
-                          nextUpdate: Self.date(milliseconds: row["next_update_ms"]), entries: row["entries"], der: Array(row["der"] as Data))
+            try Row.fetchOne(
+                try db.cachedStatement(sql: "SELECT * FROM crls WHERE issuer_key_id = ?"), arguments: [issuerKeyID]
+            ).map { row in
+                StoredCRL(
+                    issuerKeyID: row["issuer_key_id"], number: row["number"],
+                    thisUpdate: Self.date(milliseconds: row["this_update_ms"]),
+                    nextUpdate: Self.date(milliseconds: row["next_update_ms"]), entries: row["entries"],
+                    der: Array(row["der"] as Data))
             }
         }
     }
@@ -64,13 +73,17 @@ extension CertificateLedger {
     @discardableResult
     public func storeCRL(_ crl: StoredCRL) async throws -> Bool {
         try await commitReturning { db in
-            try db.cachedStatement(sql: """
-                INSERT INTO crls (issuer_key_id, number, this_update_ms, next_update_ms, entries, der) VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (issuer_key_id) DO UPDATE SET number = excluded.number, this_update_ms = excluded.this_update_ms,
-                    next_update_ms = excluded.next_update_ms, entries = excluded.entries, der = excluded.der
-                WHERE excluded.number > crls.number
-                """).execute(arguments: [crl.issuerKeyID, crl.number, Self.milliseconds(crl.thisUpdate), Self.milliseconds(crl.nextUpdate),
-                                         crl.entries, Data(crl.der)])
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO crls (issuer_key_id, number, this_update_ms, next_update_ms, entries, der) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (issuer_key_id) DO UPDATE SET number = excluded.number, this_update_ms = excluded.this_update_ms,
+                        next_update_ms = excluded.next_update_ms, entries = excluded.entries, der = excluded.der
+                    WHERE excluded.number > crls.number
+                    """
+            ).execute(arguments: [
+                crl.issuerKeyID, crl.number, Self.milliseconds(crl.thisUpdate), Self.milliseconds(crl.nextUpdate),
+                crl.entries, Data(crl.der),
+            ])
             return db.changesCount == 1
         }
     }

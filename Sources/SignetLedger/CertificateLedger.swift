@@ -4,9 +4,9 @@ import SignetAuthority
 import Synchronization
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The record of everything the CA signed, the API tokens, and the audit trail, in one SQLite file (WAL).
@@ -71,18 +71,22 @@ public final class CertificateLedger: Sendable {
         let dnsJSON = JSONList.encode(entry.dnsNames)
         let ipJSON = JSONList.encode(entry.ipAddresses)
         try await committer.commit { db in
-            try db.cachedStatement(sql: """
-                INSERT INTO certificates (serial, issuer_key_id, subject, dns_names, ip_addresses, uris, public_key_sha256,
-                    csr_sha256, profile, not_before, not_after, requester, issued_at, der, signer_key_version, signer_request_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT max(issued_at) FROM certificates), 0)), ?, ?, ?)
-                """).execute(arguments: [
-                    entry.serial, entry.issuerKeyID, entry.subject, dnsJSON, ipJSON, JSONList.encode(entry.uris), entry.publicKeySHA256,
-                    entry.csrSHA256, entry.profile.rawValue, Int64(entry.notBefore.timeIntervalSince1970),
-                    Int64(entry.notAfter.timeIntervalSince1970), entry.requester, Self.milliseconds(entry.issuedAt),
-                    Data(entry.der), entry.signerKeyVersion, entry.signerRequestID,
-                ])
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO certificates (serial, issuer_key_id, subject, dns_names, ip_addresses, uris, public_key_sha256,
+                        csr_sha256, profile, not_before, not_after, requester, issued_at, der, signer_key_version, signer_request_id)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT max(issued_at) FROM certificates), 0)), ?, ?, ?)
+                    """
+            ).execute(arguments: [
+                entry.serial, entry.issuerKeyID, entry.subject, dnsJSON, ipJSON, JSONList.encode(entry.uris),
+                entry.publicKeySHA256,
+                entry.csrSHA256, entry.profile.rawValue, Int64(entry.notBefore.timeIntervalSince1970),
+                Int64(entry.notAfter.timeIntervalSince1970), entry.requester, Self.milliseconds(entry.issuedAt),
+                Data(entry.der), entry.signerKeyVersion, entry.signerRequestID,
+            ])
             let id = db.lastInsertedRowID
-            let insertName = try db.cachedStatement(sql: "INSERT OR IGNORE INTO certificate_names (certificate_id, name) VALUES (?, ?)")
+            let insertName = try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO certificate_names (certificate_id, name) VALUES (?, ?)")
             for name in entry.dnsNames + entry.ipAddresses + entry.uris {
                 try insertName.execute(arguments: [id, name])
             }
@@ -98,9 +102,14 @@ public final class CertificateLedger: Sendable {
 
     static func insert(_ event: AuditEvent, into db: Database) throws {
         let names = event.names.isEmpty ? nil : JSONList.encode(event.names)
-        try db.cachedStatement(sql: """
-            INSERT INTO audit_events (at_ms, actor, action, outcome, subject, names, reason) VALUES (?, ?, ?, ?, ?, ?, ?)
-            """).execute(arguments: [milliseconds(event.at), event.actor, event.action, event.outcome.rawValue, event.subject, names, event.reason])
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO audit_events (at_ms, actor, action, outcome, subject, names, reason) VALUES (?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            milliseconds(event.at), event.actor, event.action, event.outcome.rawValue, event.subject, names,
+            event.reason,
+        ])
     }
 
     // MARK: Reading certificates
@@ -117,15 +126,19 @@ public final class CertificateLedger: Sendable {
         var arguments: StatementArguments = []
         if let cursor = query.cursor {
             // Exactly the form handed out (a positive decimal id, no sign or leading zero), as api/openapi.yaml states.
-            guard (1...18).contains(cursor.utf8.count), cursor.first != "0", cursor.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
-                  let position = Int64(cursor) else { throw LedgerError.invalidCursor(cursor) }
+            guard (1...18).contains(cursor.utf8.count), cursor.first != "0",
+                cursor.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+                let position = Int64(cursor)
+            else { throw LedgerError.invalidCursor(cursor) }
             clauses.append("id < ?")
             arguments += [position]
         }
         if let host = query.dnsName?.lowercased() {
             var names = [host]
             if let wildcard = HostnameRules.coveringWildcard(of: host) { names.append(wildcard) }
-            clauses.append("id IN (SELECT certificate_id FROM certificate_names WHERE name IN (\(names.map { _ in "?" }.joined(separator: ", "))))")
+            clauses.append(
+                "id IN (SELECT certificate_id FROM certificate_names WHERE name IN (\(names.map { _ in "?" }.joined(separator: ", "))))"
+            )
             arguments += StatementArguments(names)
         }
         let nowSeconds = Int64(now.timeIntervalSince1970)
@@ -151,12 +164,15 @@ public final class CertificateLedger: Sendable {
         // Issue times are non-decreasing in id order, so each bound becomes an id bound found with one index
         // lookup, and the listing walks the primary key instead of sorting a time range.
         if let date = query.issuedAfter {
-            clauses.append("id > coalesce((SELECT id FROM certificates WHERE issued_at <= ? ORDER BY issued_at DESC, id DESC LIMIT 1), 0)")
+            clauses.append(
+                "id > coalesce((SELECT id FROM certificates WHERE issued_at <= ? ORDER BY issued_at DESC, id DESC LIMIT 1), 0)"
+            )
             clauses.append("issued_at > ?")
             arguments += [Self.milliseconds(date), Self.milliseconds(date)]
         }
         if let date = query.issuedBefore {
-            clauses.append("id <= (SELECT id FROM certificates WHERE issued_at < ? ORDER BY issued_at DESC, id DESC LIMIT 1)")
+            clauses.append(
+                "id <= (SELECT id FROM certificates WHERE issued_at < ? ORDER BY issued_at DESC, id DESC LIMIT 1)")
             arguments += [Self.milliseconds(date)]
         }
         if let requester = query.requester {
@@ -183,11 +199,22 @@ public final class CertificateLedger: Sendable {
     public func summary(now: Date = Date()) async throws -> (counts: [CertificateStatus: Int], earliestExpiry: Date?) {
         let nowSeconds = Int64(now.timeIntervalSince1970)
         return try await pool.read { db in
-            let valid = try Int.fetchOne(db, sql: "SELECT count(*) FROM certificates WHERE status = 'valid' AND not_after >= ?", arguments: [nowSeconds]) ?? 0
-            let expired = try Int.fetchOne(db, sql: "SELECT count(*) FROM certificates WHERE status = 'valid' AND not_after < ?", arguments: [nowSeconds]) ?? 0
+            let valid =
+                try Int.fetchOne(
+                    db, sql: "SELECT count(*) FROM certificates WHERE status = 'valid' AND not_after >= ?",
+                    arguments: [nowSeconds]) ?? 0
+            let expired =
+                try Int.fetchOne(
+                    db, sql: "SELECT count(*) FROM certificates WHERE status = 'valid' AND not_after < ?",
+                    arguments: [nowSeconds]) ?? 0
             let revoked = try Int.fetchOne(db, sql: "SELECT count(*) FROM certificates WHERE status = 'revoked'") ?? 0
-            let earliest = try Int64.fetchOne(db, sql: "SELECT min(not_after) FROM certificates WHERE status = 'valid' AND not_after >= ?", arguments: [nowSeconds])
-            return ([.valid: valid, .expired: expired, .revoked: revoked], earliest.map { Date(timeIntervalSince1970: TimeInterval($0)) })
+            let earliest = try Int64.fetchOne(
+                db, sql: "SELECT min(not_after) FROM certificates WHERE status = 'valid' AND not_after >= ?",
+                arguments: [nowSeconds])
+            return (
+                [.valid: valid, .expired: expired, .revoked: revoked],
+                earliest.map { Date(timeIntervalSince1970: TimeInterval($0)) }
+            )
         }
     }
 
@@ -197,7 +224,8 @@ public final class CertificateLedger: Sendable {
 
     public func auditEvents(limit: Int = 100) async throws -> [AuditEvent] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM audit_events ORDER BY id DESC LIMIT ?", arguments: [limit]).map { row in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit_events ORDER BY id DESC LIMIT ?", arguments: [limit]).map {
+                row in
                 let names: String? = row["names"]
                 return AuditEvent(
                     at: Date(timeIntervalSince1970: Double(row["at_ms"] as Int64) / 1000),
@@ -225,25 +253,33 @@ public final class CertificateLedger: Sendable {
 
     public func createToken(_ token: TokenEntry) async throws {
         try await pool.write { db in
-                guard try Row.fetchOne(db, sql: "SELECT 1 FROM tokens WHERE name = ?", arguments: [token.name]) == nil else {
-                    throw LedgerError.tokenExists(token.name)
-                }
-                try db.execute(sql: """
+            guard try Row.fetchOne(db, sql: "SELECT 1 FROM tokens WHERE name = ?", arguments: [token.name]) == nil
+            else {
+                throw LedgerError.tokenExists(token.name)
+            }
+            try db.execute(
+                sql: """
                     INSERT INTO tokens (name, secret_sha256, allowed_names, allowed_profiles, max_lifetime_seconds, created_at, allowed_targets, auditor,
                         administrator)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [
-                        token.name, token.secretSHA256, JSONList.encode(token.allowedNames),
-                        JSONList.encode(token.allowedProfiles.map(\.rawValue)),
-                        token.maximumLifetime.components.seconds, Int64(token.createdAt.timeIntervalSince1970),
-                        JSONList.encode(token.allowedTargets), token.auditor, token.administrator,
-                    ])
-                try Self.insert(AuditEvent(at: token.createdAt, actor: "cli", action: "token.create", outcome: .success, subject: token.name, names: token.allowedNames), into: db)
+                    """,
+                arguments: [
+                    token.name, token.secretSHA256, JSONList.encode(token.allowedNames),
+                    JSONList.encode(token.allowedProfiles.map(\.rawValue)),
+                    token.maximumLifetime.components.seconds, Int64(token.createdAt.timeIntervalSince1970),
+                    JSONList.encode(token.allowedTargets), token.auditor, token.administrator,
+                ])
+            try Self.insert(
+                AuditEvent(
+                    at: token.createdAt, actor: "cli", action: "token.create", outcome: .success, subject: token.name,
+                    names: token.allowedNames), into: db)
         }
     }
 
     public func tokens() async throws -> [TokenEntry] {
-        try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM tokens ORDER BY name").map(Self.token(from:)) }
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM tokens ORDER BY name").map(Self.token(from:))
+        }
     }
 
     public func token(name: String) async throws -> TokenEntry? {
@@ -254,17 +290,22 @@ public final class CertificateLedger: Sendable {
 
     public func token(secretSHA256: String) async throws -> TokenEntry? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM tokens WHERE secret_sha256 = ?", arguments: [secretSHA256]).map(Self.token(from:))
+            try Row.fetchOne(db, sql: "SELECT * FROM tokens WHERE secret_sha256 = ?", arguments: [secretSHA256]).map(
+                Self.token(from:))
         }
     }
 
     /// Marks a token revoked. Its row stays, so the name cannot be reused to impersonate the old holder in the audit trail.
     public func revokeToken(name: String, at date: Date = Date()) async throws {
         let changed = try await pool.write { db in
-            try db.execute(sql: "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", arguments: [Int64(date.timeIntervalSince1970), name])
+            try db.execute(
+                sql: "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                arguments: [Int64(date.timeIntervalSince1970), name])
             let changes = db.changesCount
             if changes > 0 {
-                try Self.insert(AuditEvent(at: date, actor: "cli", action: "token.revoke", outcome: .success, subject: name), into: db)
+                try Self.insert(
+                    AuditEvent(at: date, actor: "cli", action: "token.revoke", outcome: .success, subject: name),
+                    into: db)
             }
             return changes
         }
@@ -283,7 +324,9 @@ public final class CertificateLedger: Sendable {
 
     static func entry(from row: Row) throws -> CertificateEntry {
         let profileText: String = row["profile"]
-        guard let profile = CertificateProfile(rawValue: profileText) else { throw LedgerError.corrupt("unknown profile \(profileText)") }
+        guard let profile = CertificateProfile(rawValue: profileText) else {
+            throw LedgerError.corrupt("unknown profile \(profileText)")
+        }
         let der: Data = row["der"]
         var entry = CertificateEntry(
             serial: row["serial"], issuerKeyID: row["issuer_key_id"], subject: row["subject"],
@@ -332,10 +375,12 @@ public enum LedgerError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .invalidCursor(let cursor): "cursor '\(cursor)' is not one this server handed out"
-        case .tokenExists(let name): "a token named '\(name)' already exists (names are never reused, even after revocation)"
+        case .tokenExists(let name):
+            "a token named '\(name)' already exists (names are never reused, even after revocation)"
         case .noSuchToken(let name): "no active token named '\(name)'"
         case .corrupt(let what): "the ledger holds an unreadable row: \(what)"
-        case .managedCertificateExists(let name): "a managed certificate named '\(name)' already exists; PATCH it to change it"
+        case .managedCertificateExists(let name):
+            "a managed certificate named '\(name)' already exists; PATCH it to change it"
         case let .secretTaken(target, name):
             "the managed certificate '\(name)' already delivers into Secret \(target); one Secret has one owner (delete '\(name)' first, or pick another secretName)"
         case .noSuchManagedCertificate(let name): "no managed certificate named '\(name)'"
@@ -358,7 +403,8 @@ enum JSONList {
                 case "\n": out += "\\n"
                 case "\r": out += "\\r"
                 case "\t": out += "\\t"
-                case _ where scalar.value < 0x20: out += (scalar.value < 0x10 ? "\\u000" : "\\u00") + String(scalar.value, radix: 16)
+                case _ where scalar.value < 0x20:
+                    out += (scalar.value < 0x10 ? "\\u000" : "\\u00") + String(scalar.value, radix: 16)
                 default: out.unicodeScalars.append(scalar)
                 }
             }

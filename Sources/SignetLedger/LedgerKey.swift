@@ -1,5 +1,4 @@
 import Crypto
-
 import Foundation
 
 /// The data-encryption key for private keys the ledger holds (a renewal's pending key), kept outside the database:
@@ -10,7 +9,8 @@ public struct LedgerKey: Sendable {
     private static let prefix = "sealed:v1:"
 
     public init(base64 text: String) throws(LedgerKeyError) {
-        guard let bytes = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)), bytes.count == 32 else {
+        guard let bytes = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)), bytes.count == 32
+        else {
             throw .malformed("the ledger key must be 32 bytes, base64-encoded (as 'openssl rand -base64 32' prints)")
         }
         key = SymmetricKey(data: bytes)
@@ -21,7 +21,8 @@ public struct LedgerKey: Sendable {
         let manager = FileManager.default
         if !manager.fileExists(atPath: path) {
             let fresh = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.base64EncodedString() + "\n"
-            guard manager.createFile(atPath: path, contents: Data(fresh.utf8), attributes: [.posixPermissions: 0o600]) else {
+            guard manager.createFile(atPath: path, contents: Data(fresh.utf8), attributes: [.posixPermissions: 0o600])
+            else {
                 throw .unreadable("cannot create the ledger key file \(path)")
             }
         }
@@ -47,11 +48,13 @@ public struct LedgerKey: Sendable {
     }
 
     func open(_ sealed: String, binding: String) throws -> String {
-        guard Self.isSealed(sealed), let combined = Data(base64Encoded: String(sealed.dropFirst(Self.prefix.count))) else {
+        guard Self.isSealed(sealed), let combined = Data(base64Encoded: String(sealed.dropFirst(Self.prefix.count)))
+        else {
             throw LedgerKeyError.malformed("a sealed value is not in the sealed:v1 form")
         }
         do {
-            let plaintext = try AES.GCM.open(try AES.GCM.SealedBox(combined: combined), using: key, authenticating: Data(binding.utf8))
+            let plaintext = try AES.GCM.open(
+                try AES.GCM.SealedBox(combined: combined), using: key, authenticating: Data(binding.utf8))
             return String(decoding: plaintext, as: UTF8.self)
         } catch {
             throw LedgerKeyError.wrongKey
@@ -70,7 +73,8 @@ public enum LedgerKeyError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .malformed(let why), .unreadable(let why): why
-        case .wrongKey: "a sealed private key in the ledger does not open with this ledger key (another key file, or the row was altered)"
+        case .wrongKey:
+            "a sealed private key in the ledger does not open with this ledger key (another key file, or the row was altered)"
         case .noKey: "the ledger was opened without its key (ledgerKeyFile), so it cannot store or read private keys"
         }
     }
@@ -89,7 +93,9 @@ public enum LedgerFiles {
     /// The files (and directories) of these that group or others may read, with their modes, for start-up warnings.
     public static func widerThanOwner(_ paths: [String]) -> [(path: String, mode: Int)] {
         paths.compactMap { path in
-            guard let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int, mode & 0o077 != 0 else { return nil }
+            guard let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int,
+                mode & 0o077 != 0
+            else { return nil }
             return (path, mode)
         }
     }

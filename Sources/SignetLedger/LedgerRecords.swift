@@ -1,9 +1,9 @@
 import SignetAuthority
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// One issued certificate as the ledger keeps it.
@@ -83,8 +83,10 @@ public struct TokenEntry: Sendable, Equatable {
     public var administrator: Bool
 
     public init(
-        name: String, secretSHA256: String, allowedNames: [String], allowedProfiles: [CertificateProfile], maximumLifetime: Duration,
-        createdAt: Date, revokedAt: Date? = nil, allowedTargets: [String] = [], auditor: Bool = false, administrator: Bool = false
+        name: String, secretSHA256: String, allowedNames: [String], allowedProfiles: [CertificateProfile],
+        maximumLifetime: Duration,
+        createdAt: Date, revokedAt: Date? = nil, allowedTargets: [String] = [], auditor: Bool = false,
+        administrator: Bool = false
     ) {
         self.auditor = auditor
         self.administrator = administrator
@@ -113,7 +115,10 @@ public struct AuditEvent: Sendable, Equatable {
     public var names: [String]
     public var reason: String?
 
-    public init(at: Date, actor: String, action: String, outcome: Outcome, subject: String? = nil, names: [String] = [], reason: String? = nil) {
+    public init(
+        at: Date, actor: String, action: String, outcome: Outcome, subject: String? = nil, names: [String] = [],
+        reason: String? = nil
+    ) {
         self.at = at
         self.actor = actor
         self.action = action

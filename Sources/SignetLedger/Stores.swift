@@ -1,9 +1,9 @@
 import SignetAuthority
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 // The narrow storage seams, one per consumer's need, as Boulder's services each hold a narrow storage client. The SQLite
@@ -19,7 +19,8 @@ public protocol IssuedCertificateStore: Sendable {
     func certificate(requester: String, publicKeySHA256: String) async throws -> CertificateEntry?
     func certificates(matching query: CertificateQuery, now: Date) async throws -> CertificatePage
     /// Revokes once, recording the revocation's audit event in the same transaction.
-    func revoke(serial: String, reason: RevocationReason, at date: Date, actor: String) async throws -> RevocationOutcome
+    func revoke(serial: String, reason: RevocationReason, at date: Date, actor: String) async throws
+        -> RevocationOutcome
 }
 
 /// API tokens, stored by the digest of their secret.
@@ -67,15 +68,18 @@ public protocol ManagedCertificateStore: Sendable {
     func createManagedCertificate(_ record: ManagedCertificateRecord, event: AuditEvent) async throws
     func managedCertificate(name: String) async throws -> ManagedCertificateRecord?
     func managedCertificates(after cursor: String?, limit: Int) async throws -> [ManagedCertificateRecord]
-    func managedCertificates(cluster: String, namespace: String, secretName: String?) async throws -> [ManagedCertificateRecord]
+    func managedCertificates(cluster: String, namespace: String, secretName: String?) async throws
+        -> [ManagedCertificateRecord]
     func managedTargetNamespaces() async throws -> [(cluster: String, namespace: String)]
     func dueManagedCertificates(at now: Date, limit: Int) async throws -> [ManagedCertificateRecord]
-    func updateManagedCertificate(name: String, spec: ManagedCertificateSpec, at now: Date, event: AuditEvent) async throws -> ManagedCertificateRecord
+    func updateManagedCertificate(name: String, spec: ManagedCertificateSpec, at now: Date, event: AuditEvent)
+        async throws -> ManagedCertificateRecord
     func deleteManagedCertificate(name: String, event: AuditEvent) async throws
     func scheduleManagedCertificate(name: String, at date: Date, event: AuditEvent) async throws
     func beginRenewal(name: String, key pending: ManagedCertificateRecord.PendingKey, at now: Date) async throws
     func completeRenewal(name: String, delivered: ManagedCertificateRecord.Delivered, event: AuditEvent) async throws
-    func failRenewal(name: String, error: String, reason: String?, at now: Date, retryAt: Date, event: AuditEvent?) async throws
+    func failRenewal(name: String, error: String, reason: String?, at now: Date, retryAt: Date, event: AuditEvent?)
+        async throws
     func recordProbe(name: String, deliveredSerial serial: String, probe: ManagedCertificateRecord.Probe) async throws
 }
 

@@ -15,7 +15,9 @@ public struct RFC3339DateTranscoder: DateTranscoder {
 
     public func decode(_ text: String) throws -> Date {
         // ISO8601DateFormatter is not documented as thread-safe on every platform; these are cheap to make.
-        for options: ISO8601DateFormatter.Options in [[.withInternetDateTime], [.withInternetDateTime, .withFractionalSeconds]] {
+        for options: ISO8601DateFormatter.Options in [
+            [.withInternetDateTime], [.withInternetDateTime, .withFractionalSeconds],
+        ] {
             let formatter = ISO8601DateFormatter()
             formatter.formatOptions = options
             if let date = formatter.date(from: text) { return date }

@@ -1,9 +1,9 @@
 import CPKCS11
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A vendor's PKCS#11 library, loaded at run time: the handful of Cryptoki calls a CA signer needs, each
@@ -17,7 +17,8 @@ final class PKCS11Module: @unchecked Sendable {
     let functions: UnsafeMutablePointer<CK_FUNCTION_LIST>
     let path: String
 
-    private typealias GetFunctionList = @convention(c) (UnsafeMutablePointer<UnsafeMutablePointer<CK_FUNCTION_LIST>?>?) -> CK_RV
+    private typealias GetFunctionList =
+        @convention(c) (UnsafeMutablePointer<UnsafeMutablePointer<CK_FUNCTION_LIST>?>?) -> CK_RV
 
     init(path: String) throws {
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
@@ -39,7 +40,9 @@ final class PKCS11Module: @unchecked Sendable {
 
         var arguments = CK_C_INITIALIZE_ARGS()
         arguments.flags = CK_FLAGS(CKF_OS_LOCKING_OK)
-        let initialized = withUnsafeMutablePointer(to: &arguments) { functions.pointee.C_Initialize!(UnsafeMutableRawPointer($0)) }
+        let initialized = withUnsafeMutablePointer(to: &arguments) {
+            functions.pointee.C_Initialize!(UnsafeMutableRawPointer($0))
+        }
         // Another part of the process (or an earlier signer) may have initialised the module already; that is fine.
         guard initialized == CKR_OK || initialized == CKR_CRYPTOKI_ALREADY_INITIALIZED else {
             throw PKCS11Error.call("C_Initialize", initialized)
@@ -59,14 +62,17 @@ final class PKCS11Module: @unchecked Sendable {
             let label = withUnsafeBytes(of: info.label) { String(decoding: $0, as: UTF8.self) }
                 .trimmingTrailing(" ")
             if label == tokenLabel { return slot }
-            if !label.isEmpty { seen.append(label) } // SoftHSM always offers one uninitialised, unlabelled slot
+            if !label.isEmpty { seen.append(label) }  // SoftHSM always offers one uninitialised, unlabelled slot
         }
-        throw PKCS11Error.notFound("no token labelled '\(tokenLabel)' in \(path) (tokens present: \(seen.isEmpty ? "none" : seen.joined(separator: ", ")))")
+        throw PKCS11Error.notFound(
+            "no token labelled '\(tokenLabel)' in \(path) (tokens present: \(seen.isEmpty ? "none" : seen.joined(separator: ", ")))"
+        )
     }
 
     func openSession(slot: CK_SLOT_ID) throws -> CK_SESSION_HANDLE {
         var session: CK_SESSION_HANDLE = 0
-        try check("C_OpenSession", functions.pointee.C_OpenSession!(slot, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &session))
+        try check(
+            "C_OpenSession", functions.pointee.C_OpenSession!(slot, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &session))
         return session
     }
 
@@ -83,25 +89,41 @@ final class PKCS11Module: @unchecked Sendable {
     }
 
     /// Handles of the objects of `objectClass` whose label or id is the one given.
-    func findObjects(session: CK_SESSION_HANDLE, objectClass: CK_OBJECT_CLASS, label: String?, id: [UInt8]?) throws -> [CK_OBJECT_HANDLE] {
+    func findObjects(session: CK_SESSION_HANDLE, objectClass: CK_OBJECT_CLASS, label: String?, id: [UInt8]?) throws
+        -> [CK_OBJECT_HANDLE]
+    {
         var objectClass = objectClass
         var labelBytes = Array((label ?? "").utf8)
         var idBytes = id ?? []
         return try withUnsafeMutableBytes(of: &objectClass) { classPointer in
             try labelBytes.withUnsafeMutableBytes { labelPointer in
                 try idBytes.withUnsafeMutableBytes { idPointer in
-                    var template = [CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: classPointer.baseAddress, ulValueLen: CK_ULONG(classPointer.count))]
+                    var template = [
+                        CK_ATTRIBUTE(
+                            type: CK_ATTRIBUTE_TYPE(CKA_CLASS), pValue: classPointer.baseAddress,
+                            ulValueLen: CK_ULONG(classPointer.count))
+                    ]
                     if label != nil {
-                        template.append(CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: labelPointer.baseAddress, ulValueLen: CK_ULONG(labelPointer.count)))
+                        template.append(
+                            CK_ATTRIBUTE(
+                                type: CK_ATTRIBUTE_TYPE(CKA_LABEL), pValue: labelPointer.baseAddress,
+                                ulValueLen: CK_ULONG(labelPointer.count)))
                     }
                     if id != nil {
-                        template.append(CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_ID), pValue: idPointer.baseAddress, ulValueLen: CK_ULONG(idPointer.count)))
+                        template.append(
+                            CK_ATTRIBUTE(
+                                type: CK_ATTRIBUTE_TYPE(CKA_ID), pValue: idPointer.baseAddress,
+                                ulValueLen: CK_ULONG(idPointer.count)))
                     }
-                    try check("C_FindObjectsInit", functions.pointee.C_FindObjectsInit!(session, &template, CK_ULONG(template.count)))
+                    try check(
+                        "C_FindObjectsInit",
+                        functions.pointee.C_FindObjectsInit!(session, &template, CK_ULONG(template.count)))
                     defer { _ = functions.pointee.C_FindObjectsFinal!(session) }
                     var found = [CK_OBJECT_HANDLE](repeating: 0, count: 8)
                     var count: CK_ULONG = 0
-                    try check("C_FindObjects", functions.pointee.C_FindObjects!(session, &found, CK_ULONG(found.count), &count))
+                    try check(
+                        "C_FindObjects",
+                        functions.pointee.C_FindObjects!(session, &found, CK_ULONG(found.count), &count))
                     return Array(found.prefix(Int(count)))
                 }
             }
@@ -109,7 +131,8 @@ final class PKCS11Module: @unchecked Sendable {
     }
 
     /// One attribute's value (two calls: the length, then the bytes).
-    func attribute(_ type: CK_ATTRIBUTE_TYPE, of object: CK_OBJECT_HANDLE, session: CK_SESSION_HANDLE) throws -> [UInt8] {
+    func attribute(_ type: CK_ATTRIBUTE_TYPE, of object: CK_OBJECT_HANDLE, session: CK_SESSION_HANDLE) throws -> [UInt8]
+    {
         var probe = CK_ATTRIBUTE(type: type, pValue: nil, ulValueLen: 0)
         try check("C_GetAttributeValue", functions.pointee.C_GetAttributeValue!(session, object, &probe, 1))
         var value = [UInt8](repeating: 0, count: Int(probe.ulValueLen))
@@ -122,7 +145,10 @@ final class PKCS11Module: @unchecked Sendable {
 
     /// One signature with `mechanism` (and its parameter, for PSS). The output buffer is sized for any RSA key up
     /// to 16384 bits and any ECDSA curve, so one C_Sign call suffices.
-    func sign(session: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE, mechanism: CK_MECHANISM_TYPE, parameter: [UInt8]?, data: [UInt8]) throws -> [UInt8] {
+    func sign(
+        session: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE, mechanism: CK_MECHANISM_TYPE, parameter: [UInt8]?,
+        data: [UInt8]
+    ) throws -> [UInt8] {
         var parameterBytes = parameter ?? []
         try parameterBytes.withUnsafeMutableBytes { parameterPointer in
             var mechanism = CK_MECHANISM(

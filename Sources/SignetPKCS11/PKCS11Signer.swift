@@ -8,9 +8,9 @@ import X509
 import _CryptoExtras
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Which key on which token: the token by its label (slot ids are not stable — SoftHSM picks a random one), the key
@@ -30,7 +30,9 @@ public struct PKCS11KeyReference: Sendable, Equatable {
     public var uri: String {
         var parts = ["token=\(Self.percentEncoded(Array(tokenLabel.utf8)))"]
         if let keyLabel { parts.append("object=\(Self.percentEncoded(Array(keyLabel.utf8)))") }
-        if let keyID { parts.append("id=" + keyID.map { "%" + String($0, radix: 16, uppercase: true).leftPadded(to: 2) }.joined()) }
+        if let keyID {
+            parts.append("id=" + keyID.map { "%" + String($0, radix: 16, uppercase: true).leftPadded(to: 2) }.joined())
+        }
         return "pkcs11:" + parts.joined(separator: ";")
     }
 
@@ -62,29 +64,43 @@ public struct PKCS11Signer: CASigner {
 
     /// Loads the module, finds the token and the key pair, and logs in. `sessions` sessions at most are opened;
     /// each signature holds one for its duration.
-    public static func connect(module path: String, key reference: PKCS11KeyReference, pin: [UInt8], sessions: Int) async throws -> PKCS11Signer {
+    public static func connect(module path: String, key reference: PKCS11KeyReference, pin: [UInt8], sessions: Int)
+        async throws -> PKCS11Signer
+    {
         let module = try PKCS11Module(path: path)
         let slot = try module.slot(tokenLabel: reference.tokenLabel)
         let token = PKCS11Token(module: module, slot: slot, pin: pin, sessions: max(1, sessions))
         let (handle, publicKey, exportable) = try await token.withSession { session in
-            let privateKeys = try module.findObjects(session: session, objectClass: CK_OBJECT_CLASS(CKO_PRIVATE_KEY), label: reference.keyLabel, id: reference.keyID)
+            let privateKeys = try module.findObjects(
+                session: session, objectClass: CK_OBJECT_CLASS(CKO_PRIVATE_KEY), label: reference.keyLabel,
+                id: reference.keyID)
             guard privateKeys.count == 1 else {
                 throw privateKeys.isEmpty
                     ? PKCS11Error.notFound("no private key \(reference.uri) on the token (is the PIN the user PIN?)")
-                    : PKCS11Error.unusable("\(privateKeys.count) private keys match \(reference.uri); name one by label and id")
+                    : PKCS11Error.unusable(
+                        "\(privateKeys.count) private keys match \(reference.uri); name one by label and id")
             }
-            let publicKeys = try module.findObjects(session: session, objectClass: CK_OBJECT_CLASS(CKO_PUBLIC_KEY), label: reference.keyLabel, id: reference.keyID)
+            let publicKeys = try module.findObjects(
+                session: session, objectClass: CK_OBJECT_CLASS(CKO_PUBLIC_KEY), label: reference.keyLabel,
+                id: reference.keyID)
             guard let publicObject = publicKeys.first else {
-                throw PKCS11Error.notFound("no public key object \(reference.uri) beside the private key; Signet needs it to verify signatures")
+                throw PKCS11Error.notFound(
+                    "no public key object \(reference.uri) beside the private key; Signet needs it to verify signatures"
+                )
             }
             let flag = { (attribute: UInt) in
-                (try? module.attribute(CK_ATTRIBUTE_TYPE(attribute), of: privateKeys[0], session: session)).map { $0.first.map { $0 == CK_TRUE } ?? false }
+                (try? module.attribute(CK_ATTRIBUTE_TYPE(attribute), of: privateKeys[0], session: session)).map {
+                    $0.first.map { $0 == CK_TRUE } ?? false
+                }
             }
             let exportable = flag(UInt(CKA_EXTRACTABLE)) == true || flag(UInt(CKA_SENSITIVE)) == false
-            return (privateKeys[0], try PKCS11PublicKey.read(publicObject, module: module, session: session), exportable)
+            return (
+                privateKeys[0], try PKCS11PublicKey.read(publicObject, module: module, session: session), exportable
+            )
         }
         let key = PKCS11Key(token: token, handle: handle, publicKey: publicKey, uri: reference.uri)
-        return PKCS11Signer(privateKey: Certificate.PrivateKey(key), reference: reference, keyIsExportable: exportable, token: token)
+        return PKCS11Signer(
+            privateKey: Certificate.PrivateKey(key), reference: reference, keyIsExportable: exportable, token: token)
     }
 
     public func checkHealth() async throws {
@@ -204,18 +220,27 @@ struct PKCS11Key: CustodyKey {
     let publicKey: Certificate.PublicKey
     let uri: String
 
-    func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws -> Certificate.Signature {
+    func signSynchronously(bytes: some DataProtocol, signatureAlgorithm: Certificate.SignatureAlgorithm) throws
+        -> Certificate.Signature
+    {
         throw PKCS11Error.unusable("a token key signs only asynchronously")
     }
 
-    func signAsynchronously(bytes: some DataProtocol & Sendable, signatureAlgorithm: Certificate.SignatureAlgorithm) async throws -> Certificate.Signature {
+    func signAsynchronously(bytes: some DataProtocol & Sendable, signatureAlgorithm: Certificate.SignatureAlgorithm)
+        async throws -> Certificate.Signature
+    {
         let mechanism: CK_MECHANISM_TYPE, input: [UInt8], ecdsa: Bool
         switch signatureAlgorithm {
-        case .ecdsaWithSHA256: (mechanism, input, ecdsa) = (CK_MECHANISM_TYPE(CKM_ECDSA), Array(SHA256.hash(data: bytes)), true)
-        case .ecdsaWithSHA384: (mechanism, input, ecdsa) = (CK_MECHANISM_TYPE(CKM_ECDSA), Array(SHA384.hash(data: bytes)), true)
-        case .sha256WithRSAEncryption: (mechanism, input, ecdsa) = (CK_MECHANISM_TYPE(CKM_SHA256_RSA_PKCS), Array(bytes), false)
-        case .sha384WithRSAEncryption: (mechanism, input, ecdsa) = (CK_MECHANISM_TYPE(CKM_SHA384_RSA_PKCS), Array(bytes), false)
-        default: throw PKCS11Error.unusable("signature algorithm \(signatureAlgorithm) is not supported with a PKCS#11 key")
+        case .ecdsaWithSHA256:
+            (mechanism, input, ecdsa) = (CK_MECHANISM_TYPE(CKM_ECDSA), Array(SHA256.hash(data: bytes)), true)
+        case .ecdsaWithSHA384:
+            (mechanism, input, ecdsa) = (CK_MECHANISM_TYPE(CKM_ECDSA), Array(SHA384.hash(data: bytes)), true)
+        case .sha256WithRSAEncryption:
+            (mechanism, input, ecdsa) = (CK_MECHANISM_TYPE(CKM_SHA256_RSA_PKCS), Array(bytes), false)
+        case .sha384WithRSAEncryption:
+            (mechanism, input, ecdsa) = (CK_MECHANISM_TYPE(CKM_SHA384_RSA_PKCS), Array(bytes), false)
+        default:
+            throw PKCS11Error.unusable("signature algorithm \(signatureAlgorithm) is not supported with a PKCS#11 key")
         }
         let module = token.module, handle = self.handle
         let raw = try await token.withSession { session in
@@ -229,7 +254,8 @@ struct PKCS11Key: CustodyKey {
             throw PKCS11Error.wrongSignature(uri)
         }
         SignatureReceipt.current?.record(.init(keyVersion: uri, requestID: nil))
-        return try Certificate.Signature(signatureAlgorithm: signatureAlgorithm, signatureBytes: ASN1BitString(bytes: signatureBytes[...]))
+        return try Certificate.Signature(
+            signatureAlgorithm: signatureAlgorithm, signatureBytes: ASN1BitString(bytes: signatureBytes[...]))
     }
 
     static func == (lhs: Self, rhs: Self) -> Bool { lhs.uri == rhs.uri && lhs.handle == rhs.handle }
@@ -241,7 +267,9 @@ enum PKCS11PublicKey {
     private static let p256 = try! ASN1ObjectIdentifier(elements: [1, 2, 840, 10045, 3, 1, 7])
     private static let p384 = try! ASN1ObjectIdentifier(elements: [1, 3, 132, 0, 34])
 
-    static func read(_ object: CK_OBJECT_HANDLE, module: PKCS11Module, session: CK_SESSION_HANDLE) throws -> Certificate.PublicKey {
+    static func read(_ object: CK_OBJECT_HANDLE, module: PKCS11Module, session: CK_SESSION_HANDLE) throws
+        -> Certificate.PublicKey
+    {
         let keyType = try module.attribute(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), of: object, session: session)
         switch keyType.withUnsafeBytes({ $0.loadUnaligned(as: CK_KEY_TYPE.self) }) {
         case CK_KEY_TYPE(CKK_EC):

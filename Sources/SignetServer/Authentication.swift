@@ -1,11 +1,10 @@
 import Crypto
+import Foundation
 import SignetAuthority
 import SignetKubernetes
 import SignetLedger
 import Synchronization
 import X509
-
-import Foundation
 
 /// Who is asking, and what they may be issued.
 public struct Caller: Sendable, Equatable {
@@ -94,7 +93,8 @@ public struct ClientCertificatePolicy: Sendable, Equatable {
     /// Whether a verified client certificate is this identity: issued by the named CA, and with this subject or URI.
     func matches(_ certificate: Certificate) -> Bool {
         guard DistinguishedNames.normalized(certificate.issuer.description) == issuer, let issuerKey,
-              issuerKey.isValidSignature(certificate.signature, for: certificate) else { return false }
+            issuerKey.isValidSignature(certificate.signature, for: certificate)
+        else { return false }
         switch match {
         case .subject(let subject):
             return DistinguishedNames.normalized(certificate.subject.description) == subject
@@ -136,14 +136,18 @@ public final class CallerAuthenticator: Sendable {
     private let cacheLifetime: Duration
     private let certificatePolicies: [ClientCertificatePolicy]
     private let serviceAccounts: ServiceAccountVerifier?
-    private let cache = Mutex<[String: (caller: Result<Caller, AuthenticationError>, expires: ContinuousClock.Instant)]>([:])
+    private let cache = Mutex<
+        [String: (caller: Result<Caller, AuthenticationError>, expires: ContinuousClock.Instant)]
+    >([:])
     /// Failed authentications per source address: past the limit, the address is refused before any lookup.
     private let failures: RateLimiter
     private let onRateLimited: @Sendable () -> Void
 
     public init(
-        ledger: any TokenStore, defaultLifetime: Duration, cacheLifetime: Duration = .seconds(1), certificatePolicies: [ClientCertificatePolicy] = [],
-        serviceAccounts: ServiceAccountVerifier? = nil, failedAuthenticationsPerMinute: Double = 60, onRateLimited: @escaping @Sendable () -> Void = {}
+        ledger: any TokenStore, defaultLifetime: Duration, cacheLifetime: Duration = .seconds(1),
+        certificatePolicies: [ClientCertificatePolicy] = [],
+        serviceAccounts: ServiceAccountVerifier? = nil, failedAuthenticationsPerMinute: Double = 60,
+        onRateLimited: @escaping @Sendable () -> Void = {}
     ) {
         self.failures = RateLimiter(rate: failedAuthenticationsPerMinute / 60, burst: failedAuthenticationsPerMinute)
         self.onRateLimited = onRateLimited
@@ -160,8 +164,9 @@ public final class CallerAuthenticator: Sendable {
         let source = credentials.sourceAddress ?? "unknown"
         if let wait = failures.wait(source) {
             onRateLimited()
-            throw RateLimited(limit: "authentication", retryAfter: wait,
-                              description: "too many failed authentications from \(source); try again later")
+            throw RateLimited(
+                limit: "authentication", retryAfter: wait,
+                description: "too many failed authentications from \(source); try again later")
         }
         do {
             return try await identify(credentials)
@@ -174,14 +179,19 @@ public final class CallerAuthenticator: Sendable {
     private func identify(_ credentials: PresentedCredentials) async throws -> Caller {
         if let header = credentials.authorization {
             let parts = header.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else { throw AuthenticationError.malformed }
+            guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
+                throw AuthenticationError.malformed
+            }
             let token = String(parts[1]).trimmingCharacters(in: .whitespaces)
             if !token.hasPrefix(APITokens.prefix), let serviceAccounts, ServiceAccountToken.looksLikeJWT(token) {
-                return try await caller(forServiceAccountToken: token, verifier: serviceAccounts, onBehalfOf: credentials.onBehalfOf)
+                return try await caller(
+                    forServiceAccountToken: token, verifier: serviceAccounts, onBehalfOf: credentials.onBehalfOf)
             }
             return try await caller(forToken: token)
         }
-        if let certificate = credentials.clientCertificate, let identity = certificatePolicies.first(where: { $0.matches(certificate) }) {
+        if let certificate = credentials.clientCertificate,
+            let identity = certificatePolicies.first(where: { $0.matches(certificate) })
+        {
             return Caller(identity: "certificate:\(identity.match)", policy: identity.policy)
         }
         throw AuthenticationError.missing
@@ -195,7 +205,9 @@ public final class CallerAuthenticator: Sendable {
         let kind = parts.first ?? "", name = parts.count == 2 ? parts[1] : ""
         switch kind {
         case "token":
-            guard let entry = try await ledger.token(name: name) else { throw RenewalUnauthorized("token '\(name)' no longer exists") }
+            guard let entry = try await ledger.token(name: name) else {
+                throw RenewalUnauthorized("token '\(name)' no longer exists")
+            }
             guard entry.revokedAt == nil else { throw RenewalUnauthorized("token '\(name)' has been revoked") }
             return try APITokens.policy(of: entry, defaultLifetime: defaultLifetime)
         case "certificate":
@@ -210,7 +222,10 @@ public final class CallerAuthenticator: Sendable {
                 throw RenewalUnauthorized("service account '\(parts[0])' is no longer accepted (serviceAccounts)")
             }
             do {
-                return try settings.policy(for: ServiceAccountIdentity(namespace: account[0], name: account[1]), onBehalfOf: parts.count == 2 ? parts[1] : nil).policy
+                return try settings.policy(
+                    for: ServiceAccountIdentity(namespace: account[0], name: account[1]),
+                    onBehalfOf: parts.count == 2 ? parts[1] : nil
+                ).policy
             } catch {
                 throw RenewalUnauthorized(error.description)
             }
@@ -221,7 +236,9 @@ public final class CallerAuthenticator: Sendable {
 
     /// A service account's caller: its namespace's policy, or, for a controller asking on behalf of a namespace,
     /// that namespace's. The identity records both, so the ledger says who asked for whom.
-    private func caller(forServiceAccountToken token: String, verifier: ServiceAccountVerifier, onBehalfOf: String?) async throws -> Caller {
+    private func caller(forServiceAccountToken token: String, verifier: ServiceAccountVerifier, onBehalfOf: String?)
+        async throws -> Caller
+    {
         let account: ServiceAccountIdentity
         do {
             account = try await verifier.identity(of: token)
@@ -232,10 +249,14 @@ public final class CallerAuthenticator: Sendable {
         }
         let identity = "serviceaccount:\(account.namespace):\(account.name)"
         if verifier.settings.auditors.contains(account), onBehalfOf == nil {
-            return Caller(identity: identity, policy: verifier.settings.namespaces[account.namespace] ?? IssuancePolicy(allowedNames: []), isAuditor: true)
+            return Caller(
+                identity: identity,
+                policy: verifier.settings.namespaces[account.namespace] ?? IssuancePolicy(allowedNames: []),
+                isAuditor: true)
         }
         let (namespace, policy) = try verifier.settings.policy(for: account, onBehalfOf: onBehalfOf)
-        return Caller(identity: namespace == account.namespace ? identity : "\(identity) for \(namespace)", policy: policy)
+        return Caller(
+            identity: namespace == account.namespace ? identity : "\(identity) for \(namespace)", policy: policy)
     }
 
     private func caller(forToken token: String) async throws -> Caller {
@@ -249,10 +270,13 @@ public final class CallerAuthenticator: Sendable {
             if entry.revokedAt != nil {
                 result = .failure(.revokedToken(entry.name))
             } else {
-                result = .success(Caller(
-                    identity: "token:\(entry.name)", policy: try APITokens.policy(of: entry, defaultLifetime: defaultLifetime), isAuditor: entry.auditor,
-                    isAdministrator: entry.administrator
-                ))
+                result = .success(
+                    Caller(
+                        identity: "token:\(entry.name)",
+                        policy: try APITokens.policy(of: entry, defaultLifetime: defaultLifetime),
+                        isAuditor: entry.auditor,
+                        isAdministrator: entry.administrator
+                    ))
             }
         } else {
             result = .failure(.unknownToken)

@@ -6,9 +6,9 @@ import Synchronization
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Keeps the issuing CA's CRL fresh, because a CRL past its nextUpdate makes every client of the CA fail wherever
@@ -38,8 +38,10 @@ public final class CRLPublisher: Sendable {
     public func chain() async throws -> (pem: String, thisUpdate: Date, nextUpdate: Date)? {
         guard let root = try rootCRL() else { return nil }
         let own = try await current()
-        return (PEM.encode(own.der, type: "X509 CRL") + PEM.encode(root.der, type: "X509 CRL"),
-                max(own.thisUpdate, root.thisUpdate), min(own.nextUpdate, root.nextUpdate))
+        return (
+            PEM.encode(own.der, type: "X509 CRL") + PEM.encode(root.der, type: "X509 CRL"),
+            max(own.thisUpdate, root.thisUpdate), min(own.nextUpdate, root.nextUpdate)
+        )
     }
 
     /// `chain()`'s PEM; nil without the root's CRL or when it cannot be read.
@@ -51,7 +53,8 @@ public final class CRLPublisher: Sendable {
 
     /// The root's key identifier, under which its CRL is served.
     public var rootKeyID: String {
-        ((try? ca.root.extensions.subjectKeyIdentifier)?.map { Array($0.keyIdentifier) } ?? Array(SubjectKeyIdentifier(hash: ca.root.publicKey).keyIdentifier)).hexString
+        ((try? ca.root.extensions.subjectKeyIdentifier)?.map { Array($0.keyIdentifier) }
+            ?? Array(SubjectKeyIdentifier(hash: ca.root.publicKey).keyIdentifier)).hexString
     }
 
     /// The root's CRL (DER) and its validity, read from `rootCRLFile` on each call (it is replaced offline).
@@ -63,7 +66,8 @@ public final class CRLPublisher: Sendable {
     }
 
     public init(
-        ca: IssuingCA, ledger: any RevocationListStore, validity: Duration, rootCRLFile: String? = nil, metrics: SignetMetrics? = nil, logger: Logger,
+        ca: IssuingCA, ledger: any RevocationListStore, validity: Duration, rootCRLFile: String? = nil,
+        metrics: SignetMetrics? = nil, logger: Logger,
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.rootCRLFile = rootCRLFile
@@ -96,24 +100,31 @@ public final class CRLPublisher: Sendable {
         stale.withLock { $0 = false }
         let issued = now()
         let previous = try await ledger.latestCRL(issuerKeyID: issuerKeyID)
-        let revoked = try await ledger.revokedCertificates(issuerKeyID: issuerKeyID, expiredAfter: previous?.thisUpdate ?? issued)
+        let revoked = try await ledger.revokedCertificates(
+            issuerKeyID: issuerKeyID, expiredAfter: previous?.thisUpdate ?? issued)
         let number = max((previous?.number ?? 0) + 1, Int64(issued.timeIntervalSince1970 * 1000))
         let list = try await RevocationList.sign(
             by: ca, number: number, thisUpdate: issued, nextUpdate: issued.addingTimeInterval(validity.timeInterval),
             entries: revoked.compactMap { entry in
-                [UInt8](hexString: entry.serial).map { RevocationList.Entry(serial: $0, revokedAt: entry.revokedAt, reason: entry.reason) }
+                [UInt8](hexString: entry.serial).map {
+                    RevocationList.Entry(serial: $0, revokedAt: entry.revokedAt, reason: entry.reason)
+                }
             }
         )
         metrics?.recordCRLSignature()
-        let crl = StoredCRL(issuerKeyID: issuerKeyID, number: number, thisUpdate: list.thisUpdate, nextUpdate: list.nextUpdate,
-                            entries: list.entries.count, der: list.der)
+        let crl = StoredCRL(
+            issuerKeyID: issuerKeyID, number: number, thisUpdate: list.thisUpdate, nextUpdate: list.nextUpdate,
+            entries: list.entries.count, der: list.der)
         let kept = try await ledger.storeCRL(crl)
         let served = kept ? crl : (try await ledger.latestCRL(issuerKeyID: issuerKeyID) ?? crl)
         latest.withLock { $0 = served }
         if let action = published.withLock({ $0 }) { Task { await action() } }
-        logger.info("CRL published", metadata: [
-            "number": "\(served.number)", "entries": "\(served.entries)", "nextUpdate": "\(served.nextUpdate.formatted(.iso8601))",
-        ])
+        logger.info(
+            "CRL published",
+            metadata: [
+                "number": "\(served.number)", "entries": "\(served.entries)",
+                "nextUpdate": "\(served.nextUpdate.formatted(.iso8601))",
+            ])
         return served
     }
 
@@ -130,7 +141,8 @@ public final class CRLPublisher: Sendable {
         guard rootCRLFile != nil else { return nil }
         guard let root = try? rootCRL() else { return "the root's CRL (crl.rootCRL) cannot be read" }
         if root.nextUpdate < horizon {
-            return "the root's CRL (crl.rootCRL, made offline with signet ca crl) has nextUpdate \(root.nextUpdate.formatted(.iso8601)), within \(Lifetime.format(margin))"
+            return
+                "the root's CRL (crl.rootCRL, made offline with signet ca crl) has nextUpdate \(root.nextUpdate.formatted(.iso8601)), within \(Lifetime.format(margin))"
         }
         return nil
     }
@@ -158,7 +170,8 @@ public final class CRLPublisher: Sendable {
                     // A signer that is down is not asked every second: 2 s, 4 s, … up to a minute.
                     failures += 1
                     pause = .seconds(min(60, 1 << min(failures, 6)))
-                    publisher.logger.error("could not publish the CRL; retrying", metadata: ["error": "\(error)", "retryIn": "\(pause)"])
+                    publisher.logger.error(
+                        "could not publish the CRL; retrying", metadata: ["error": "\(error)", "retryIn": "\(pause)"])
                 }
                 let wait = pause
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }

@@ -10,7 +10,9 @@ public enum ConfigurationReference {
         public let help: String
     }
 
-    static func setting(_ key: String, _ environment: String? = nil, _ defaultValue: String = "", _ help: String) -> Setting {
+    static func setting(_ key: String, _ environment: String? = nil, _ defaultValue: String = "", _ help: String)
+        -> Setting
+    {
         Setting(key: key, environment: environment, defaultValue: defaultValue, help: help)
     }
 
@@ -18,9 +20,14 @@ public enum ConfigurationReference {
         setting("listen", "SIGNET_LISTEN", "127.0.0.1:8443", "address and port of the API"),
         setting("dataDirectory", "SIGNET_DATA_DIR", "./signet-data", "where the ledger (and a development CA) live"),
         setting("database", "SIGNET_DATABASE", "<dataDirectory>/ledger.sqlite", "the SQLite ledger"),
-        setting("ledgerKeyFile", "SIGNET_LEDGER_KEY_FILE", "<dataDirectory>/ledger.key", "the key that seals pending keys in the ledger"),
-        setting("ledgerKey", "SIGNET_LEDGER_KEY", "", "that key itself (base64), instead of the file; environment only"),
-        setting("durability", "SIGNET_DURABILITY", "full", "full (survives power loss) or normal (survives a crash of Signet)"),
+        setting(
+            "ledgerKeyFile", "SIGNET_LEDGER_KEY_FILE", "<dataDirectory>/ledger.key",
+            "the key that seals pending keys in the ledger"),
+        setting(
+            "ledgerKey", "SIGNET_LEDGER_KEY", "", "that key itself (base64), instead of the file; environment only"),
+        setting(
+            "durability", "SIGNET_DURABILITY", "full",
+            "full (survives power loss) or normal (survives a crash of Signet)"),
         setting("ca.directory", "SIGNET_CA_DIR", "<dataDirectory>/ca", "the CA's certificates and key file"),
         setting("ca.passphraseFile", "SIGNET_CA_PASSPHRASE_FILE", "", "the passphrase of an encrypted CA key"),
         setting("ca.passphrase", "SIGNET_CA_PASSPHRASE", "", "that passphrase itself; environment only"),
@@ -29,34 +36,59 @@ public enum ConfigurationReference {
         setting("ca.keyVault.keyVersion", "SIGNET_KEYVAULT_KEY_VERSION", "the current version", "a pinned key version"),
         setting("ca.keyVault.apiVersion", "SIGNET_KEYVAULT_API_VERSION", "7.6", "the Key Vault REST API version"),
         setting("ca.keyVault.caFile", "SIGNET_KEYVAULT_CA_FILE", "the system roots", "CA bundle for the vault's TLS"),
-        setting("ca.keyVault.maxSignsPerSecond", "SIGNET_KEYVAULT_MAX_SIGNS_PER_SECOND", "unlimited", "signatures a second asked of the vault"),
-        setting("ca.keyVault.maxConcurrentSigns", "SIGNET_KEYVAULT_MAX_CONCURRENT_SIGNS", "unlimited", "signatures in flight"),
-        setting("ca.keyVault.maxQueuedSigns", "SIGNET_KEYVAULT_MAX_QUEUED_SIGNS", "unlimited", "signatures waiting; more are refused with 503"),
+        setting(
+            "ca.keyVault.maxSignsPerSecond", "SIGNET_KEYVAULT_MAX_SIGNS_PER_SECOND", "unlimited",
+            "signatures a second asked of the vault"),
+        setting(
+            "ca.keyVault.maxConcurrentSigns", "SIGNET_KEYVAULT_MAX_CONCURRENT_SIGNS", "unlimited",
+            "signatures in flight"),
+        setting(
+            "ca.keyVault.maxQueuedSigns", "SIGNET_KEYVAULT_MAX_QUEUED_SIGNS", "unlimited",
+            "signatures waiting; more are refused with 503"),
         setting("ca.pkcs11.module", "SIGNET_PKCS11_MODULE", "", "the CA key on a PKCS#11 token: the module"),
         setting("ca.pkcs11.tokenLabel", "SIGNET_PKCS11_TOKEN", "", "the token's label"),
         setting("ca.pkcs11.keyLabel", "SIGNET_PKCS11_KEY_LABEL", "", "the key's label (or keyId)"),
         setting("ca.pkcs11.keyId", "SIGNET_PKCS11_KEY_ID", "", "the key's CKA_ID in hexadecimal (or keyLabel)"),
         setting("ca.pkcs11.pinFile", "SIGNET_PKCS11_PIN_FILE", "", "a file holding the user PIN"),
         setting("ca.pkcs11.pinEnv", "SIGNET_PKCS11_PIN_ENV", "", "the environment variable holding the user PIN"),
-        setting("ca.pkcs11.maxSignsPerSecond", "SIGNET_PKCS11_MAX_SIGNS_PER_SECOND", "unlimited", "signatures a second asked of the token"),
-        setting("ca.pkcs11.maxConcurrentSigns", "SIGNET_PKCS11_MAX_CONCURRENT_SIGNS", "the sessions", "signatures in flight"),
-        setting("ca.pkcs11.maxQueuedSigns", "SIGNET_PKCS11_MAX_QUEUED_SIGNS", "unlimited", "signatures waiting; more are refused with 503"),
+        setting(
+            "ca.pkcs11.maxSignsPerSecond", "SIGNET_PKCS11_MAX_SIGNS_PER_SECOND", "unlimited",
+            "signatures a second asked of the token"),
+        setting(
+            "ca.pkcs11.maxConcurrentSigns", "SIGNET_PKCS11_MAX_CONCURRENT_SIGNS", "the sessions", "signatures in flight"
+        ),
+        setting(
+            "ca.pkcs11.maxQueuedSigns", "SIGNET_PKCS11_MAX_QUEUED_SIGNS", "unlimited",
+            "signatures waiting; more are refused with 503"),
         setting("tls.mode", "SIGNET_TLS", "https", "https, or http when asked"),
-        setting("tls.hostnames", "SIGNET_TLS_HOSTNAMES", "localhost, 127.0.0.1", "names of the server's own certificate (issued by its CA)"),
+        setting(
+            "tls.hostnames", "SIGNET_TLS_HOSTNAMES", "localhost, 127.0.0.1",
+            "names of the server's own certificate (issued by its CA)"),
         setting("tls.certificate", nil, "", "bring your own server certificate"),
         setting("tls.key", nil, "", "and its key"),
         setting("tls.clientAuth", nil, "none", "none, optional or require: mutual TLS"),
         setting("tls.clientCA", nil, "", "the CA of client certificates (not Signet's own chain)"),
-        setting("tls.allowSelfIssuedClients", nil, "false", "accept Signet's own chain for client certificates (warned)"),
+        setting(
+            "tls.allowSelfIssuedClients", nil, "false", "accept Signet's own chain for client certificates (warned)"),
         setting("issuance.defaultDuration", "SIGNET_DEFAULT_DURATION", "2160h", "lifetime when a request names none"),
-        setting("issuance.maxDuration", "SIGNET_MAX_DURATION", "2160h", "the longest lifetime; policies without their own inherit it"),
+        setting(
+            "issuance.maxDuration", "SIGNET_MAX_DURATION", "2160h",
+            "the longest lifetime; policies without their own inherit it"),
         setting("tokenCacheSeconds", nil, "1", "how long an API token's lookup is cached"),
         setting("renewalConcurrency", nil, "8", "managed certificates renewed at the same time"),
-        setting("limits.issuancesPerSecond", "SIGNET_LIMIT_ISSUANCES_PER_SECOND", "100", "issuances a second per caller (0: no limit)"),
+        setting(
+            "limits.issuancesPerSecond", "SIGNET_LIMIT_ISSUANCES_PER_SECOND", "100",
+            "issuances a second per caller (0: no limit)"),
         setting("limits.issuanceBurst", "SIGNET_LIMIT_ISSUANCE_BURST", "1000", "the burst above that rate"),
-        setting("limits.failedAuthenticationsPerMinute", "SIGNET_LIMIT_FAILED_AUTHENTICATIONS_PER_MINUTE", "60", "failed authentications a minute per address"),
-        setting("limits.forcedRenewalsPerHour", "SIGNET_LIMIT_FORCED_RENEWALS_PER_HOUR", "10", "POST …/renew an hour per managed certificate"),
-        setting("limits.probeCacheSeconds", "SIGNET_LIMIT_PROBE_CACHE_SECONDS", "2", "how old /readyz and /metrics answers may be"),
+        setting(
+            "limits.failedAuthenticationsPerMinute", "SIGNET_LIMIT_FAILED_AUTHENTICATIONS_PER_MINUTE", "60",
+            "failed authentications a minute per address"),
+        setting(
+            "limits.forcedRenewalsPerHour", "SIGNET_LIMIT_FORCED_RENEWALS_PER_HOUR", "10",
+            "POST …/renew an hour per managed certificate"),
+        setting(
+            "limits.probeCacheSeconds", "SIGNET_LIMIT_PROBE_CACHE_SECONDS", "2",
+            "how old /readyz and /metrics answers may be"),
         setting("clientCertificates.subject", nil, "", "a client certificate identity: its full subject DN (or uri)"),
         setting("clientCertificates.uri", nil, "", "or its URI SAN"),
         setting("clientCertificates.commonName", nil, "", "refused: a common name alone is not an identity"),
@@ -75,7 +107,8 @@ public enum ConfigurationReference {
         setting("serviceAccounts.audience", nil, "signet", "the audience those tokens must have"),
         setting("serviceAccounts.validation", nil, "tokenreview", "tokenreview, or jwks"),
         setting("serviceAccounts.issuer", nil, "", "the tokens' issuer (jwks)"),
-        setting("serviceAccounts.controllers", nil, "[]", "namespace/name of accounts that may act for other namespaces"),
+        setting(
+            "serviceAccounts.controllers", nil, "[]", "namespace/name of accounts that may act for other namespaces"),
         setting("serviceAccounts.auditors", nil, "[]", "namespace/name of accounts that read everything"),
         setting("serviceAccounts.namespaces.namespace", nil, "", "a namespace's policy: the namespace"),
         setting("serviceAccounts.namespaces.allow", nil, "", "its name patterns (SPIFFE IDs of that namespace only)"),
@@ -98,7 +131,8 @@ public enum ConfigurationReference {
         setting("acme.directories.website", nil, "", "meta.website"),
         setting("acme.directories.termsOfService", nil, "", "meta.termsOfService"),
         setting("acme.directories.caaIdentities", nil, "[]", "meta.caaIdentities"),
-        setting("crl.validity", nil, "7d", "nextUpdate - thisUpdate; re-signed at half, and within seconds of a revocation"),
+        setting(
+            "crl.validity", nil, "7d", "nextUpdate - thisUpdate; re-signed at half, and within seconds of a revocation"),
         setting("crl.baseURL", nil, "", "public URL of /crl/: cRLDistributionPoints in new certificates"),
         setting("crl.readinessMargin", nil, "1d", "/readyz fails when a CRL is closer than this to its nextUpdate"),
         setting("crl.rootCRL", nil, "", "the root's CRL, made offline with signet ca crl"),
@@ -127,7 +161,9 @@ public enum ConfigurationReference {
         var rows = ["| setting | environment | default | what it is |", "|---|---|---|---|"]
         for setting in settings {
             let key = environmentOnly.contains(setting.key) ? "(environment only)" : "`\(setting.key)`"
-            rows.append("| \(key) | \(setting.environment.map { "`\($0)`" } ?? "") | \(setting.defaultValue.isEmpty ? "" : "`\(setting.defaultValue)`") | \(setting.help) |")
+            rows.append(
+                "| \(key) | \(setting.environment.map { "`\($0)`" } ?? "") | \(setting.defaultValue.isEmpty ? "" : "`\(setting.defaultValue)`") | \(setting.help) |"
+            )
         }
         return rows.joined(separator: "\n")
     }

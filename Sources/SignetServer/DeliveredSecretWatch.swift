@@ -5,9 +5,9 @@ import SignetKubernetes
 import SignetLedger
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Watches the Secrets Signet delivers, one watch per (cluster, namespace) that managed certificates target. A
@@ -25,7 +25,10 @@ public struct DeliveredSecretWatch: Service {
     /// How often the set of watched namespaces is brought up to date with the registered certificates.
     let refresh: Duration
 
-    public init(ledger: any ManagedCertificateStore, clusters: ClusterConnections, logger: Logger, refresh: Duration = .seconds(5)) {
+    public init(
+        ledger: any ManagedCertificateStore, clusters: ClusterConnections, logger: Logger,
+        refresh: Duration = .seconds(5)
+    ) {
         self.ledger = ledger
         self.clusters = clusters
         self.logger = logger
@@ -38,7 +41,10 @@ public struct DeliveredSecretWatch: Service {
         var watches: [Scope: Task<Void, Never>] = [:]
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
-                let wanted = Set(try await ledger.managedTargetNamespaces().map { Scope(cluster: $0.cluster, namespace: $0.namespace) })
+                let wanted = Set(
+                    try await ledger.managedTargetNamespaces().map {
+                        Scope(cluster: $0.cluster, namespace: $0.namespace)
+                    })
                 for scope in wanted where watches[scope] == nil {
                     guard let client = clusters[scope.cluster]?.client else { continue }
                     watches[scope] = Task { await watch(scope, client: client) }
@@ -57,7 +63,10 @@ public struct DeliveredSecretWatch: Service {
 
     /// The Secrets Signet labelled, relisted and watched by the client's informer loop.
     private func watch(_ scope: Scope, client: KubernetesClient) async {
-        await client.follow(.secrets, namespace: scope.namespace, labelSelector: "\(TLSSecret.managedByLabel)=\(TLSSecret.managedByValue)") { observed in
+        await client.follow(
+            .secrets, namespace: scope.namespace,
+            labelSelector: "\(TLSSecret.managedByLabel)=\(TLSSecret.managedByValue)"
+        ) { observed in
             switch observed {
             case .listed(let items): try await reconcile(scope, present: items)
             case .changed(let secret): try await inspect(scope, secret: secret, deleted: false)
@@ -75,7 +84,8 @@ public struct DeliveredSecretWatch: Service {
     }
 
     private func inspect(_ scope: Scope, secret: KubernetesObject, deleted: Bool) async throws {
-        let records = try await ledger.managedCertificates(cluster: scope.cluster, namespace: scope.namespace, secretName: secret.name)
+        let records = try await ledger.managedCertificates(
+            cluster: scope.cluster, namespace: scope.namespace, secretName: secret.name)
         for record in records {
             try await check(record, secret: deleted ? nil : secret)
         }
@@ -87,12 +97,17 @@ public struct DeliveredSecretWatch: Service {
         guard let delivered = record.delivered, record.pendingKey == nil, record.nextAttemptAt > Date() else { return }
         let found = secret?.annotations[TLSSecret.serialAnnotation]
         guard found != delivered.serial else { return }
-        let reason = secret == nil
+        let reason =
+            secret == nil
             ? "Secret \(record.spec.target) is gone"
             : "Secret \(record.spec.target) holds serial \(found ?? "none"), not the delivered \(delivered.serial)"
-        logger.warning("a delivered Secret changed; delivering again", metadata: ["name": "\(record.name)", "reason": "\(reason)"])
-        try await ledger.scheduleManagedCertificate(name: record.name, at: Date(), event: AuditEvent(
-            at: Date(), actor: "signet", action: "managed.redeliver", outcome: .success, subject: record.name, reason: reason
-        ))
+        logger.warning(
+            "a delivered Secret changed; delivering again", metadata: ["name": "\(record.name)", "reason": "\(reason)"])
+        try await ledger.scheduleManagedCertificate(
+            name: record.name, at: Date(),
+            event: AuditEvent(
+                at: Date(), actor: "signet", action: "managed.redeliver", outcome: .success, subject: record.name,
+                reason: reason
+            ))
     }
 }

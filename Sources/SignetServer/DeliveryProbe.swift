@@ -2,8 +2,8 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import SignetAuthority
-import Synchronization
 import SwiftASN1
+import Synchronization
 import X509
 
 /// Asks a TLS gateway which certificate it serves for a name: a handshake with SNI set to the name, stopped as soon
@@ -15,7 +15,9 @@ enum DeliveryProbe {
     }
 
     /// The serial (lower-case hex) of the leaf served at `host:port` for `serverName`.
-    static func servedSerial(host: String, port: Int, serverName: String, timeout: TimeAmount = .seconds(5)) async throws -> String {
+    static func servedSerial(host: String, port: Int, serverName: String, timeout: TimeAmount = .seconds(5))
+        async throws -> String
+    {
         var configuration = TLSConfiguration.makeClientConfiguration()
         // The custom callback below replaces verification; with `.none` BoringSSL would never call it.
         configuration.certificateVerification = .noHostnameVerification
@@ -35,7 +37,8 @@ enum DeliveryProbe {
             .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = try NIOSSLClientHandler(context: context, serverHostname: serverName) { certificates, verification in
+                    let handler = try NIOSSLClientHandler(context: context, serverHostname: serverName) {
+                        certificates, verification in
                         if let leaf = certificates.first {
                             settle(.success(leaf))
                         } else {
@@ -55,10 +58,18 @@ enum DeliveryProbe {
             throw Failure(description: "cannot connect to \(host):\(port): \(error)")
         }
         channel.closeFuture.whenComplete { _ in
-            settle(.failure(Failure(description: "the gateway closed the connection without presenting a certificate for \(serverName)")))
+            settle(
+                .failure(
+                    Failure(
+                        description:
+                            "the gateway closed the connection without presenting a certificate for \(serverName)")))
         }
         let timer = channel.eventLoop.scheduleTask(in: timeout) {
-            settle(.failure(Failure(description: "no certificate from \(host):\(port) within \(timeout.nanoseconds / 1_000_000) ms")))
+            settle(
+                .failure(
+                    Failure(
+                        description: "no certificate from \(host):\(port) within \(timeout.nanoseconds / 1_000_000) ms")
+                ))
         }
         defer {
             timer.cancel()

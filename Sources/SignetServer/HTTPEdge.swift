@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
@@ -6,9 +7,7 @@ import NIOCore
 import NIOSSL
 import SignetAuthority
 import SwiftASN1
-import Foundation
 import X509
-
 
 /// The request context: Hummingbird's core storage plus the connection, from which the client certificate of
 /// a mutual-TLS connection is read.
@@ -24,7 +23,9 @@ public struct SignetRequestContext: RequestContext {
     public var maxUploadSize: Int { APIEdgeMiddleware.maximumBodySize }
 
     func clientCertificate() async -> Certificate? {
-        guard let peer = try? await channel.nioSSL_peerCertificate().get(), let der = try? peer.toDERBytes() else { return nil }
+        guard let peer = try? await channel.nioSSL_peerCertificate().get(), let der = try? peer.toDERBytes() else {
+            return nil
+        }
         return try? Certificate(derEncoded: der)
     }
 }
@@ -38,7 +39,9 @@ public struct APIEdgeMiddleware: RouterMiddleware {
 
     public init() {}
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
         let requestID = Self.requestID()
         if request.uri.path.hasPrefix("/acme/") || request.uri.path == "/ocsp" || request.uri.path.hasPrefix("/ocsp/") {
             // ACME and OCSP answer in their own formats, with their own body limits (ACMEEdge, OCSPFrontEnd); only
@@ -48,7 +51,8 @@ public struct APIEdgeMiddleware: RouterMiddleware {
                 response.headers[Self.requestIDHeader] = requestID
                 return response
             } catch {
-                var answer = Self.response(Self.problem(for: error, method: request.method.rawValue, path: request.uri.path))
+                var answer = Self.response(
+                    Self.problem(for: error, method: request.method.rawValue, path: request.uri.path))
                 answer.headers[Self.requestIDHeader] = requestID
                 return answer
             }
@@ -65,8 +69,11 @@ public struct APIEdgeMiddleware: RouterMiddleware {
             }
             let onBehalfOf = request.headers[Self.onBehalfOfHeader]
             if let onBehalfOf, !KubernetesNames.isLabel(onBehalfOf) {
-                throw Problem("invalid-header", "Invalid header", status: 400,
-                              detail: "Signet-On-Behalf-Of must be a Kubernetes namespace name (lower-case letters, digits and '-', at most 63)")
+                throw Problem(
+                    "invalid-header", "Invalid header", status: 400,
+                    detail:
+                        "Signet-On-Behalf-Of must be a Kubernetes namespace name (lower-case letters, digits and '-', at most 63)"
+                )
             }
             let credentials = PresentedCredentials(
                 authorization: request.headers[.authorization],
@@ -88,10 +95,13 @@ public struct APIEdgeMiddleware: RouterMiddleware {
             var problem = Self.problem(for: error, method: request.method.rawValue, path: request.uri.path)
             problem.requestId = requestID
             if problem.status >= 500 || problem.internalCause != nil {
-                context.logger.error("request failed", metadata: [
-                    "requestId": "\(requestID)", "method": "\(request.method.rawValue)", "path": "\(request.uri.path)",
-                    "status": "\(problem.status)", "error": "\(problem.internalCause ?? "\(error)")",
-                ])
+                context.logger.error(
+                    "request failed",
+                    metadata: [
+                        "requestId": "\(requestID)", "method": "\(request.method.rawValue)",
+                        "path": "\(request.uri.path)",
+                        "status": "\(problem.status)", "error": "\(problem.internalCause ?? "\(error)")",
+                    ])
             }
             var answer = Self.response(problem)
             answer.headers[Self.requestIDHeader] = requestID
@@ -107,7 +117,9 @@ public struct APIEdgeMiddleware: RouterMiddleware {
         String(UInt64.random(in: 0...UInt64.max), radix: 16).leftPadded(to: 16)
     }
 
-    static let tooLarge = Problem("body-too-large", "Request body too large", status: 413, detail: "request bodies are limited to \(maximumBodySize) bytes")
+    static let tooLarge = Problem(
+        "body-too-large", "Request body too large", status: 413,
+        detail: "request bodies are limited to \(maximumBodySize) bytes")
 
     /// The methods each path of api/openapi.yaml declares (DeployTests checks this table against the document).
     public static let declaredMethods: [(template: [String], methods: [String])] = [
@@ -130,21 +142,29 @@ public struct APIEdgeMiddleware: RouterMiddleware {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         return declaredMethods.first { entry in
             entry.template.count == segments.count
-                && zip(entry.template, segments).allSatisfy { template, segment in template.hasPrefix("{") || template == segment }
+                && zip(entry.template, segments).allSatisfy { template, segment in
+                    template.hasPrefix("{") || template == segment
+                }
         }?.methods
     }
 
     static func problem(for error: any Error, method: String, path: String) -> Problem {
-        if let httpError = error as? HTTPError, httpError.status == .notFound, let allowed = allowedMethods(for: path), !allowed.contains(method) {
+        if let httpError = error as? HTTPError, httpError.status == .notFound, let allowed = allowedMethods(for: path),
+            !allowed.contains(method)
+        {
             return Problem(
-                "method-not-allowed", "Method Not Allowed", status: 405, detail: "\(path) answers \(allowed.joined(separator: ", ")), not \(method)",
+                "method-not-allowed", "Method Not Allowed", status: 405,
+                detail: "\(path) answers \(allowed.joined(separator: ", ")), not \(method)",
                 headers: ["Allow": allowed.joined(separator: ", ")]
             )
         }
         if let httpError = error as? HTTPError {
             let status = Int(httpError.status.code)
             let slug = status == 404 ? "not-found" : status == 405 ? "method-not-allowed" : "http-error"
-            let detail = httpError.body ?? (status == 404 ? "no resource at \(method) \(path)" : "\(method) \(path): \(httpError.status.reasonPhrase)")
+            let detail =
+                httpError.body
+                ?? (status == 404
+                    ? "no resource at \(method) \(path)" : "\(method) \(path): \(httpError.status.reasonPhrase)")
             return Problem(slug, httpError.status.reasonPhrase, status: status, detail: detail)
         }
         return Problem(error)
@@ -155,7 +175,9 @@ public struct APIEdgeMiddleware: RouterMiddleware {
         for (name, value) in problem.headers {
             if let field = HTTPField.Name(name) { headers[field] = value }
         }
-        let body = (try? JSONEncoder().encode(problem)) ?? Data(#"{"type":"about:blank","title":"Internal error","status":500}"#.utf8)
+        let body =
+            (try? JSONEncoder().encode(problem))
+            ?? Data(#"{"type":"about:blank","title":"Internal error","status":500}"#.utf8)
         return Response(
             status: .init(code: problem.status),
             headers: headers,

@@ -7,9 +7,9 @@ import SwiftASN1
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// A certificate that has been signed and committed to the ledger: safe to hand out.
@@ -43,8 +43,10 @@ public final class IssuanceService: Sendable {
     private let onRevocation: @Sendable (String) -> Void
 
     public init(
-        ca: IssuingCA, ledger: any IssuedCertificateStore & AuditLog, metrics: SignetMetrics, logger: Logger, reservedSubjects: Set<String> = [],
-        signerDescription: String = "the CA key", onRevocation: @escaping @Sendable (String) -> Void = { _ in }, now: @escaping @Sendable () -> Date = Date.init
+        ca: IssuingCA, ledger: any IssuedCertificateStore & AuditLog, metrics: SignetMetrics, logger: Logger,
+        reservedSubjects: Set<String> = [],
+        signerDescription: String = "the CA key", onRevocation: @escaping @Sendable (String) -> Void = { _ in },
+        now: @escaping @Sendable () -> Date = Date.init
     ) throws {
         self.onRevocation = onRevocation
         self.ca = ca
@@ -67,13 +69,17 @@ public final class IssuanceService: Sendable {
         let issuedAt = now()
         let plan: IssuancePlan
         do throws(IssuanceRefusal) {
-            plan = try IssuanceRules.plan(request, policy: caller.policy, now: issuedAt, issuerNotAfter: ca.certificate.notValidAfter)
+            plan = try IssuanceRules.plan(
+                request, policy: caller.policy, now: issuedAt, issuerNotAfter: ca.certificate.notValidAfter)
             let subject = DistinguishedNames.normalized(plan.subject.description)
             guard !reservedSubjects.contains(subject) else { throw .policy(.identityReserved(subject)) }
         } catch {
             metrics.recordRefused()
             let names = (request.dnsNames ?? []) + (request.ipAddresses ?? [])
-            try await ledger.record(AuditEvent(at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .refused, names: names, reason: error.description))
+            try await ledger.record(
+                AuditEvent(
+                    at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .refused, names: names,
+                    reason: error.description))
             throw error
         }
 
@@ -91,7 +97,10 @@ public final class IssuanceService: Sendable {
         } catch {
             metrics.recordFailed()
             logger.error("signing failed", metadata: ["error": "\(error)", "requester": "\(caller.identity)"])
-            try? await ledger.record(AuditEvent(at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .failed, names: plan.names.all, reason: "signing failed: \(error)"))
+            try? await ledger.record(
+                AuditEvent(
+                    at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .failed,
+                    names: plan.names.all, reason: "signing failed: \(error)"))
             throw SigningFailure(signer: signerDescription, reason: String(describing: error))
         }
 
@@ -118,19 +127,25 @@ public final class IssuanceService: Sendable {
         entry.signerRequestID = receipt.recorded.requestID
         do {
             try await ledger.record(
-                entry, event: AuditEvent(at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .success, subject: serialHex, names: plan.names.all),
+                entry,
+                event: AuditEvent(
+                    at: issuedAt, actor: caller.identity, action: "certificate.issue", outcome: .success,
+                    subject: serialHex, names: plan.names.all),
                 alongside: alongside?(serialHex)
             )
         } catch {
             metrics.recordFailed()
-            logger.error("could not record an issued certificate; it is discarded", metadata: ["error": "\(error)", "serial": "\(serialHex)"])
+            logger.error(
+                "could not record an issued certificate; it is discarded",
+                metadata: ["error": "\(error)", "serial": "\(serialHex)"])
             throw error
         }
         metrics.recordIssued(after: ContinuousClock.now - started)
 
         let leafPEM = leafPEM(of: entry)
         return IssuedCertificate(
-            entry: entry, leafPEM: leafPEM, chainPEM: leafPEM + intermediatesPEM, rootPEM: rootPEM, renewAfter: validity.renewAfter
+            entry: entry, leafPEM: leafPEM, chainPEM: leafPEM + intermediatesPEM, rootPEM: rootPEM,
+            renewAfter: validity.renewAfter
         )
     }
 
@@ -140,7 +155,9 @@ public final class IssuanceService: Sendable {
         let outcome = try await ledger.revoke(serial: serial, reason: reason, at: now(), actor: actor)
         if case .revoked(let entry) = outcome {
             onRevocation(entry.serial)
-            logger.info("certificate revoked", metadata: ["serial": "\(entry.serial)", "reason": "\(reason.name)", "by": "\(actor)"])
+            logger.info(
+                "certificate revoked",
+                metadata: ["serial": "\(entry.serial)", "reason": "\(reason.name)", "by": "\(actor)"])
         }
         return outcome
     }

@@ -7,9 +7,9 @@ import SwiftASN1
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The configured clusters, each with its client, opened once at start.
@@ -33,14 +33,23 @@ public final class ClusterConnections: Sendable {
             for cluster in settings {
                 var configuration: KubernetesConfiguration
                 do {
-                    configuration = try cluster.kubeconfig.map { try KubernetesConfiguration.kubeconfig(path: $0, context: cluster.context) }
+                    configuration =
+                        try cluster.kubeconfig.map {
+                            try KubernetesConfiguration.kubeconfig(path: $0, context: cluster.context)
+                        }
                         ?? KubernetesConfiguration.inCluster()
                     configuration.allowPlainHTTP = cluster.allowPlainHTTP
                 } catch {
                     throw ConfigurationError("clusters.\(cluster.name): \(error)")
                 }
-                clusters[cluster.name] = Cluster(settings: cluster, client: try KubernetesClient(configuration: configuration, logger: logger))
-                logger.info("cluster configured", metadata: ["cluster": "\(cluster.name)", "server": "\(configuration.server)", "gateway": "\(cluster.gateway ?? "-")"])
+                clusters[cluster.name] = Cluster(
+                    settings: cluster, client: try KubernetesClient(configuration: configuration, logger: logger))
+                logger.info(
+                    "cluster configured",
+                    metadata: [
+                        "cluster": "\(cluster.name)", "server": "\(configuration.server)",
+                        "gateway": "\(cluster.gateway ?? "-")",
+                    ])
             }
         } catch {
             for cluster in clusters.values { try? await cluster.client.shutdown() }
@@ -74,8 +83,10 @@ public final class ManagedCertificates: Sendable {
     private let forcedRenewals: RateLimiter
 
     public init(
-        ledger: any ManagedCertificateStore & IssuedCertificateStore & AuditLog, issuance: IssuanceService, clusters: ClusterConnections, authenticator: CallerAuthenticator,
-        metrics: SignetMetrics, logger: Logger, forcedRenewalsPerHour: Double = 10, probeWindow: Duration = .seconds(60),
+        ledger: any ManagedCertificateStore & IssuedCertificateStore & AuditLog, issuance: IssuanceService,
+        clusters: ClusterConnections, authenticator: CallerAuthenticator,
+        metrics: SignetMetrics, logger: Logger, forcedRenewalsPerHour: Double = 10,
+        probeWindow: Duration = .seconds(60),
         crlBundle: @escaping @Sendable () async -> String? = { nil }, now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.crlBundle = crlBundle
@@ -100,17 +111,21 @@ public final class ManagedCertificates: Sendable {
     public func refreshCRLs() async {
         guard let bundle = await crlBundle() else { return }
         do {
-            for record in try await ledger.managedCertificates() where record.spec.deliversCRL && record.delivered != nil {
+            for record in try await ledger.managedCertificates()
+            where record.spec.deliversCRL && record.delivered != nil {
                 guard let cluster = clusters[record.spec.target.cluster] else { continue }
                 let target = record.spec.target
                 do {
                     if try await SecretDelivery(client: cluster.client, logger: logger).refreshCRL(
-                        bundle, namespace: target.namespace, name: target.secretName, owner: ManagedCertificateRecord.secretOwner(for: record.name)
+                        bundle, namespace: target.namespace, name: target.secretName,
+                        owner: ManagedCertificateRecord.secretOwner(for: record.name)
                     ) {
                         logger.info("ca.crl refreshed", metadata: ["name": "\(record.name)", "target": "\(target)"])
                     }
                 } catch {
-                    logger.warning("could not refresh ca.crl; the next CRL tries again", metadata: ["name": "\(record.name)", "error": "\(error)"])
+                    logger.warning(
+                        "could not refresh ca.crl; the next CRL tries again",
+                        metadata: ["name": "\(record.name)", "error": "\(error)"])
                 }
             }
         } catch {
@@ -120,34 +135,46 @@ public final class ManagedCertificates: Sendable {
 
     // MARK: The API's operations
 
-    public func register(name: String, spec: ManagedCertificateSpec, by caller: Caller) async throws -> ManagedCertificateRecord {
+    public func register(name: String, spec: ManagedCertificateSpec, by caller: Caller) async throws
+        -> ManagedCertificateRecord
+    {
         let at = now()
         let accepted = try await accept(spec, name: name, by: caller, action: "managed.create", at: at)
         let record = ManagedCertificateRecord(name: name, owner: caller.identity, spec: accepted, createdAt: at)
-        try await ledger.createManagedCertificate(record, event: event(caller, "managed.create", record.name, accepted, at: at))
-        logger.info("managed certificate registered", metadata: ["name": "\(name)", "target": "\(accepted.target)", "by": "\(caller.identity)"])
+        try await ledger.createManagedCertificate(
+            record, event: event(caller, "managed.create", record.name, accepted, at: at))
+        logger.info(
+            "managed certificate registered",
+            metadata: ["name": "\(name)", "target": "\(accepted.target)", "by": "\(caller.identity)"])
         return record
     }
 
     public func record(named name: String) async throws -> ManagedCertificateRecord {
-        guard let record = try await ledger.managedCertificate(name: name) else { throw LedgerError.noSuchManagedCertificate(name) }
+        guard let record = try await ledger.managedCertificate(name: name) else {
+            throw LedgerError.noSuchManagedCertificate(name)
+        }
         return record
     }
 
     /// Applies `change` to the spec. The caller must be allowed the certificate as it is and as it will be.
-    public func update(name: String, by caller: Caller, change: (inout ManagedCertificateSpec) throws -> Void) async throws -> ManagedCertificateRecord {
+    public func update(name: String, by caller: Caller, change: (inout ManagedCertificateSpec) throws -> Void)
+        async throws -> ManagedCertificateRecord
+    {
         let existing = try await authorized(name, caller, action: "managed.update")
         var spec = existing.spec
         try change(&spec)
         let at = now()
         let accepted = try await accept(spec, name: name, by: caller, action: "managed.update", at: at)
-        return try await ledger.updateManagedCertificate(name: name, spec: accepted, at: at, event: event(caller, "managed.update", name, accepted, at: at))
+        return try await ledger.updateManagedCertificate(
+            name: name, spec: accepted, at: at, event: event(caller, "managed.update", name, accepted, at: at))
     }
 
     public func delete(name: String, by caller: Caller) async throws {
         let existing = try await authorized(name, caller, action: "managed.delete")
-        try await ledger.deleteManagedCertificate(name: name, event: event(caller, "managed.delete", name, existing.spec, at: now()))
-        logger.info("managed certificate deleted; renewals stop", metadata: ["name": "\(name)", "by": "\(caller.identity)"])
+        try await ledger.deleteManagedCertificate(
+            name: name, event: event(caller, "managed.delete", name, existing.spec, at: now()))
+        logger.info(
+            "managed certificate deleted; renewals stop", metadata: ["name": "\(name)", "by": "\(caller.identity)"])
     }
 
     /// A new key and certificate at the scheduler's next look (within a second).
@@ -155,24 +182,34 @@ public final class ManagedCertificates: Sendable {
         let existing = try await authorized(name, caller, action: "managed.renew")
         if let wait = forcedRenewals.take(name) {
             metrics.recordRateLimited("renewal")
-            throw RateLimited(limit: "renewal", retryAfter: wait,
-                              description: "managed certificate '\(name)' was renewed by request too often; its scheduled renewals go on")
+            throw RateLimited(
+                limit: "renewal", retryAfter: wait,
+                description:
+                    "managed certificate '\(name)' was renewed by request too often; its scheduled renewals go on")
         }
         let at = now()
-        try await ledger.scheduleManagedCertificate(name: name, at: at, event: event(caller, "managed.renew", name, existing.spec, at: at))
+        try await ledger.scheduleManagedCertificate(
+            name: name, at: at, event: event(caller, "managed.renew", name, existing.spec, at: at))
         return try await record(named: name)
     }
 
-    private func accept(_ spec: ManagedCertificateSpec, name: String, by caller: Caller, action: String, at: Date) async throws -> ManagedCertificateSpec {
+    private func accept(_ spec: ManagedCertificateSpec, name: String, by caller: Caller, action: String, at: Date)
+        async throws -> ManagedCertificateSpec
+    {
         do {
-            guard KeyAlgorithm(rawValue: spec.keyAlgorithm) != nil else { throw ManagedCertificateRefusal.invalid("unknown key algorithm '\(spec.keyAlgorithm)'") }
+            guard KeyAlgorithm(rawValue: spec.keyAlgorithm) != nil else {
+                throw ManagedCertificateRefusal.invalid("unknown key algorithm '\(spec.keyAlgorithm)'")
+            }
             let accepted = try ManagedCertificateRules.validate(
-                name: name, spec, policy: caller.policy, clusters: clusters.names, now: at, issuerNotAfter: issuance.ca.certificate.notValidAfter
+                name: name, spec, policy: caller.policy, clusters: clusters.names, now: at,
+                issuerNotAfter: issuance.ca.certificate.notValidAfter
             )
             return accepted
         } catch {
-            try await ledger.record(AuditEvent(at: at, actor: caller.identity, action: action, outcome: .refused, subject: name,
-                                               names: spec.dnsNames + spec.ipAddresses, reason: "\(error)"))
+            try await ledger.record(
+                AuditEvent(
+                    at: at, actor: caller.identity, action: action, outcome: .refused, subject: name,
+                    names: spec.dnsNames + spec.ipAddresses, reason: "\(error)"))
             throw error
         }
     }
@@ -188,7 +225,9 @@ public final class ManagedCertificates: Sendable {
     public func mayRead(requester: String, by caller: Caller) async throws -> Bool {
         if caller.isAuditor || requester == caller.identity { return true }
         let prefix = ManagedCertificateRecord.requester(for: "")
-        guard requester.hasPrefix(prefix), let record = try await ledger.managedCertificate(name: String(requester.dropFirst(prefix.count))) else {
+        guard requester.hasPrefix(prefix),
+            let record = try await ledger.managedCertificate(name: String(requester.dropFirst(prefix.count)))
+        else {
             return false
         }
         return readable(record, by: caller)
@@ -200,10 +239,13 @@ public final class ManagedCertificates: Sendable {
     public func mayRevoke(requester: String, by caller: Caller) async throws -> Bool {
         if caller.isAdministrator || requester == caller.identity { return true }
         let prefix = ManagedCertificateRecord.requester(for: "")
-        guard requester.hasPrefix(prefix), let record = try await ledger.managedCertificate(name: String(requester.dropFirst(prefix.count))) else {
+        guard requester.hasPrefix(prefix),
+            let record = try await ledger.managedCertificate(name: String(requester.dropFirst(prefix.count)))
+        else {
             return false
         }
-        return record.owner == caller.identity || (caller.mayIssue && ManagedCertificateRules.coverageRefusal(record.spec, policy: caller.policy) == nil)
+        return record.owner == caller.identity
+            || (caller.mayIssue && ManagedCertificateRules.coverageRefusal(record.spec, policy: caller.policy) == nil)
     }
 
     /// The record, if the caller may manage it as it stands: its names and its target.
@@ -211,15 +253,21 @@ public final class ManagedCertificates: Sendable {
         let existing = try await record(named: name)
         if let refusal = ManagedCertificateRules.coverageRefusal(existing.spec, policy: caller.policy) {
             let reason = refusal.description
-            try await ledger.record(AuditEvent(at: now(), actor: caller.identity, action: action, outcome: .refused, subject: name, reason: reason))
+            try await ledger.record(
+                AuditEvent(
+                    at: now(), actor: caller.identity, action: action, outcome: .refused, subject: name, reason: reason)
+            )
             throw AuthorizationError.managedCertificate(name, reason)
         }
         return existing
     }
 
-    private func event(_ caller: Caller, _ action: String, _ name: String, _ spec: ManagedCertificateSpec, at: Date) -> AuditEvent {
-        AuditEvent(at: at, actor: caller.identity, action: action, outcome: .success, subject: name,
-                   names: spec.dnsNames + spec.ipAddresses, reason: "target \(spec.target)")
+    private func event(_ caller: Caller, _ action: String, _ name: String, _ spec: ManagedCertificateSpec, at: Date)
+        -> AuditEvent
+    {
+        AuditEvent(
+            at: at, actor: caller.identity, action: action, outcome: .success, subject: name,
+            names: spec.dnsNames + spec.ipAddresses, reason: "target \(spec.target)")
     }
 
     // MARK: Renewal
@@ -236,17 +284,20 @@ public final class ManagedCertificates: Sendable {
             // The ledger made this renewal due when the current certificate was revoked; the Secret's readers learn why.
             let target = record.spec.target
             if let secret = try? await client.getSecret(namespace: target.namespace, name: target.secretName) {
-                try? await client.recordEvent(regarding: secret, type: "Warning", reason: Self.revokedReason, action: "Renew",
-                                              note: "managed certificate \(record.name): \(record.lastError ?? "its certificate was revoked")")
+                try? await client.recordEvent(
+                    regarding: secret, type: "Warning", reason: Self.revokedReason, action: "Renew",
+                    note: "managed certificate \(record.name): \(record.lastError ?? "its certificate was revoked")")
             }
         }
         do {
             let delivered = try await attempt(record, at: started)
             metrics.recordRenewal(.delivered)
-            logger.info("managed certificate delivered", metadata: [
-                "name": "\(record.name)", "serial": "\(delivered.serial)", "target": "\(record.spec.target)",
-                "renewalTime": "\(delivered.renewalTime.formatted(.iso8601))",
-            ])
+            logger.info(
+                "managed certificate delivered",
+                metadata: [
+                    "name": "\(record.name)", "serial": "\(delivered.serial)", "target": "\(record.spec.target)",
+                    "renewalTime": "\(delivered.renewalTime.formatted(.iso8601))",
+                ])
             if let gateway = clusters[record.spec.target.cluster]?.settings.gateway {
                 await probe(record, serial: delivered.serial, gateway: gateway)
             }
@@ -255,15 +306,19 @@ public final class ManagedCertificates: Sendable {
         } catch {
             metrics.recordRenewal(.failed)
             let failures = record.attempts + 1
-            let retryAt = now().addingTimeInterval(RenewalSchedule.retryDelay(afterFailures: failures, jitter: .random(in: 0..<1)).timeInterval)
-            logger.warning("managed certificate not delivered; will retry", metadata: [
-                "name": "\(record.name)", "target": "\(record.spec.target)", "attempts": "\(failures)",
-                "retryAt": "\(retryAt.formatted(.iso8601))", "error": "\(error)",
-            ])
+            let retryAt = now().addingTimeInterval(
+                RenewalSchedule.retryDelay(afterFailures: failures, jitter: .random(in: 0..<1)).timeInterval)
+            logger.warning(
+                "managed certificate not delivered; will retry",
+                metadata: [
+                    "name": "\(record.name)", "target": "\(record.spec.target)", "attempts": "\(failures)",
+                    "retryAt": "\(retryAt.formatted(.iso8601))", "error": "\(error)",
+                ])
             do {
                 try await ledger.failRenewal(name: record.name, error: "\(error)", at: started, retryAt: retryAt)
             } catch {
-                logger.error("could not record a failed renewal", metadata: ["name": "\(record.name)", "error": "\(error)"])
+                logger.error(
+                    "could not record a failed renewal", metadata: ["name": "\(record.name)", "error": "\(error)"])
             }
         }
     }
@@ -283,44 +338,63 @@ public final class ManagedCertificates: Sendable {
 
     private func refuse(_ record: ManagedCertificateRecord, _ refusal: RenewalUnauthorized, at started: Date) async {
         metrics.recordRenewal(.unauthorized)
-        let retryAt = now().addingTimeInterval(RenewalSchedule.retryDelay(afterFailures: record.attempts + 1, jitter: .random(in: 0..<1)).timeInterval)
+        let retryAt = now().addingTimeInterval(
+            RenewalSchedule.retryDelay(afterFailures: record.attempts + 1, jitter: .random(in: 0..<1)).timeInterval)
         let reason = "renewal not authorized: \(refusal.description)"
-        logger.warning("managed certificate not renewed: its owner is no longer allowed it", metadata: [
-            "name": "\(record.name)", "owner": "\(record.owner)", "reason": "\(refusal.description)", "retryAt": "\(retryAt.formatted(.iso8601))",
-        ])
+        logger.warning(
+            "managed certificate not renewed: its owner is no longer allowed it",
+            metadata: [
+                "name": "\(record.name)", "owner": "\(record.owner)", "reason": "\(refusal.description)",
+                "retryAt": "\(retryAt.formatted(.iso8601))",
+            ])
         let firstTime = record.lastErrorReason != RenewalUnauthorized.reason
         do {
             try await ledger.failRenewal(
                 name: record.name, error: reason, reason: RenewalUnauthorized.reason, at: started, retryAt: retryAt,
-                event: firstTime ? AuditEvent(at: started, actor: "signet", action: "managed.renew", outcome: .refused, subject: record.name,
-                                              names: record.spec.dnsNames + record.spec.ipAddresses, reason: reason) : nil
+                event: firstTime
+                    ? AuditEvent(
+                        at: started, actor: "signet", action: "managed.renew", outcome: .refused, subject: record.name,
+                        names: record.spec.dnsNames + record.spec.ipAddresses, reason: reason) : nil
             )
         } catch {
-            logger.error("could not record a refused renewal", metadata: ["name": "\(record.name)", "error": "\(error)"])
+            logger.error(
+                "could not record a refused renewal", metadata: ["name": "\(record.name)", "error": "\(error)"])
         }
         guard firstTime, let client = clusters[record.spec.target.cluster]?.client else { return }
         let target = record.spec.target
-        let secret = (try? await client.getSecret(namespace: target.namespace, name: target.secretName))
-            ?? KubernetesObject(.object(["kind": .string("Secret"), "metadata": .object(["name": .string(target.secretName), "namespace": .string(target.namespace)])]))
-        try? await client.recordEvent(regarding: secret, type: "Warning", reason: RenewalUnauthorized.reason, action: "Renew",
-                                      note: "managed certificate \(record.name) was not renewed: \(refusal.description)")
+        let secret =
+            (try? await client.getSecret(namespace: target.namespace, name: target.secretName))
+            ?? KubernetesObject(
+                .object([
+                    "kind": .string("Secret"),
+                    "metadata": .object(["name": .string(target.secretName), "namespace": .string(target.namespace)]),
+                ]))
+        try? await client.recordEvent(
+            regarding: secret, type: "Warning", reason: RenewalUnauthorized.reason, action: "Renew",
+            note: "managed certificate \(record.name) was not renewed: \(refusal.description)")
     }
 
     /// The steps, each durable before the next: (1) the key, remembered as pending; (2) the certificate for that
     /// key, found in the ledger if an earlier attempt signed it, else issued; (3) the Secret; (4) the ledger row.
-    private func attempt(_ record: ManagedCertificateRecord, at start: Date) async throws -> ManagedCertificateRecord.Delivered {
+    private func attempt(_ record: ManagedCertificateRecord, at start: Date) async throws
+        -> ManagedCertificateRecord.Delivered
+    {
         let spec = record.spec
         guard let cluster = clusters[spec.target.cluster] else {
             throw RenewalFailure("cluster '\(spec.target.cluster)' is no longer configured")
         }
-        guard let algorithm = KeyAlgorithm(rawValue: spec.keyAlgorithm) else { throw RenewalFailure("unknown key algorithm '\(spec.keyAlgorithm)'") }
+        guard let algorithm = KeyAlgorithm(rawValue: spec.keyAlgorithm) else {
+            throw RenewalFailure("unknown key algorithm '\(spec.keyAlgorithm)'")
+        }
         let owner = ManagedCertificateRecord.secretOwner(for: record.name)
         try await authorize(record)
 
         // (1) The key. A pending key of an older spec generation belongs to a certificate nobody wants any more.
         let pending: ManagedCertificateRecord.PendingKey
         let key: Certificate.PrivateKey
-        if let kept = record.pendingKey, kept.generation == record.generation, let read = try? PrivateKeyPEM.read(kept.pem) {
+        if let kept = record.pendingKey, kept.generation == record.generation,
+            let read = try? PrivateKeyPEM.read(kept.pem)
+        {
             pending = kept
             key = read
         } else {
@@ -334,15 +408,20 @@ public final class ManagedCertificates: Sendable {
         let requester = ManagedCertificateRecord.requester(for: record.name)
         let entry: CertificateEntry
         if let signed = try await ledger.certificate(requester: requester, publicKeySHA256: pending.publicKeySHA256),
-           signed.status(at: start) == .valid,
-           start < signed.notAfter.addingTimeInterval(-spec.renewBefore.timeInterval) {
-            logger.info("resuming an interrupted renewal with the certificate it already has", metadata: ["name": "\(record.name)", "serial": "\(signed.serial)"])
+            signed.status(at: start) == .valid,
+            start < signed.notAfter.addingTimeInterval(-spec.renewBefore.timeInterval)
+        {
+            logger.info(
+                "resuming an interrupted renewal with the certificate it already has",
+                metadata: ["name": "\(record.name)", "serial": "\(signed.serial)"])
             entry = signed
         } else {
             // Nothing is signed for a Secret this certificate may not write (another owner keeps it, or it is not
             // Signet's and not to be adopted): the write would be refused, and every retry would sign again.
-            if let existing = try await cluster.client.getSecret(namespace: spec.target.namespace, name: spec.target.secretName),
-               let refusal = TLSSecret.refusal(toWrite: existing, owner: owner, adopt: spec.adopt) {
+            if let existing = try await cluster.client.getSecret(
+                namespace: spec.target.namespace, name: spec.target.secretName),
+                let refusal = TLSSecret.refusal(toWrite: existing, owner: owner, adopt: spec.adopt)
+            {
                 throw refusal
             }
             let request = IssuanceRequest(
@@ -360,7 +439,8 @@ public final class ManagedCertificates: Sendable {
         // (3) The Secret.
         let leaf = try Certificate(derEncoded: entry.der)
         let renewalTime = RenewalSchedule.renewalTime(
-            notBefore: entry.notBefore, notAfter: entry.notAfter, renewBefore: spec.renewBefore, jitter: .random(in: 0..<1)
+            notBefore: entry.notBefore, notAfter: entry.notAfter, renewBefore: spec.renewBefore,
+            jitter: .random(in: 0..<1)
         )
         var contents = TLSSecretContents(
             chain: [leaf] + issuance.ca.chainAboveLeaf, privateKeyPEM: pending.pem, root: issuance.ca.root,
@@ -378,7 +458,9 @@ public final class ManagedCertificates: Sendable {
             if let bundle = await crlBundle() {
                 contents.outputs[TLSSecret.crlKey] = Array(bundle.utf8)
             } else {
-                logger.warning("ca.crl not written: the root's CRL is not configured (crl.rootCRL), and a chain missing one fails every client", metadata: ["name": "\(record.name)"])
+                logger.warning(
+                    "ca.crl not written: the root's CRL is not configured (crl.rootCRL), and a chain missing one fails every client",
+                    metadata: ["name": "\(record.name)"])
             }
         }
         let written = try await SecretDelivery(client: cluster.client, logger: logger)
@@ -389,20 +471,29 @@ public final class ManagedCertificates: Sendable {
             serial: entry.serial, notBefore: entry.notBefore, notAfter: entry.notAfter, renewalTime: renewalTime,
             generation: record.generation, deliveredAt: now(), secretResourceVersion: written.resourceVersion
         )
-        try await ledger.completeRenewal(name: record.name, delivered: delivered, event: AuditEvent(
-            at: delivered.deliveredAt, actor: requester, action: "certificate.deliver", outcome: .success, subject: entry.serial,
-            names: spec.dnsNames + spec.ipAddresses, reason: "Secret \(spec.target) (resourceVersion \(written.resourceVersion ?? "?"))"
-        ))
+        try await ledger.completeRenewal(
+            name: record.name, delivered: delivered,
+            event: AuditEvent(
+                at: delivered.deliveredAt, actor: requester, action: "certificate.deliver", outcome: .success,
+                subject: entry.serial,
+                names: spec.dnsNames + spec.ipAddresses,
+                reason: "Secret \(spec.target) (resourceVersion \(written.resourceVersion ?? "?"))"
+            ))
         return delivered
     }
 
     /// The keystore password: the bytes of one key of a Secret beside the target, as cert-manager reads it.
-    private func readPassword(_ reference: SecretKeyReference, namespace: String, client: KubernetesClient) async throws -> String {
+    private func readPassword(_ reference: SecretKeyReference, namespace: String, client: KubernetesClient) async throws
+        -> String
+    {
         guard let secret = try await client.getSecret(namespace: namespace, name: reference.name) else {
             throw RenewalFailure("the PKCS#12 password Secret \(namespace)/\(reference.name) does not exist")
         }
-        guard let bytes = secret.data[reference.key], let password = String(bytes: bytes, encoding: .utf8), !password.isEmpty else {
-            throw RenewalFailure("the PKCS#12 password Secret \(namespace)/\(reference.name) has no non-empty key '\(reference.key)'")
+        guard let bytes = secret.data[reference.key], let password = String(bytes: bytes, encoding: .utf8),
+            !password.isEmpty
+        else {
+            throw RenewalFailure(
+                "the PKCS#12 password Secret \(namespace)/\(reference.name) has no non-empty key '\(reference.key)'")
         }
         return password
     }
@@ -410,13 +501,17 @@ public final class ManagedCertificates: Sendable {
     /// Watches the gateway for the delivered serial: gateways pick Secrets up within seconds (Istio's SDS), so it is
     /// asked every two seconds for `probeWindow`; the last observation is recorded either way.
     private func probe(_ record: ManagedCertificateRecord, serial: String, gateway: String) async {
-        guard let (host, port) = HostPort.split(gateway), let serverName = record.spec.dnsNames.first ?? record.spec.ipAddresses.first else { return }
+        guard let (host, port) = HostPort.split(gateway),
+            let serverName = record.spec.dnsNames.first ?? record.spec.ipAddresses.first
+        else { return }
         let deadline = ContinuousClock.now + probeWindow
         var observation = ManagedCertificateRecord.Probe(at: now(), servedSerial: nil, error: "not probed")
         while !Task.isCancelled {
             do {
                 let served = try await DeliveryProbe.servedSerial(host: host, port: port, serverName: serverName)
-                observation = .init(at: now(), servedSerial: served, error: served == serial ? nil : "the gateway still serves \(served)")
+                observation = .init(
+                    at: now(), servedSerial: served,
+                    error: served == serial ? nil : "the gateway still serves \(served)")
             } catch {
                 observation = .init(at: now(), servedSerial: nil, error: "\(error)")
             }
@@ -425,9 +520,12 @@ public final class ManagedCertificates: Sendable {
         }
         metrics.recordProbe(matched: observation.servedSerial == serial)
         if observation.servedSerial != serial {
-            logger.warning("the gateway does not serve the delivered certificate", metadata: [
-                "name": "\(record.name)", "gateway": "\(gateway)", "serial": "\(serial)", "observed": "\(observation.error ?? "")",
-            ])
+            logger.warning(
+                "the gateway does not serve the delivered certificate",
+                metadata: [
+                    "name": "\(record.name)", "gateway": "\(gateway)", "serial": "\(serial)",
+                    "observed": "\(observation.error ?? "")",
+                ])
         }
         try? await ledger.recordProbe(name: record.name, deliveredSerial: serial, probe: observation)
     }

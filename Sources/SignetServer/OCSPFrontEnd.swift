@@ -1,9 +1,8 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
 import SignetAuthority
-
-import Foundation
 
 /// `POST /ocsp` (body: a DER OCSPRequest, `application/ocsp-request`) and `GET /ocsp/{base64 of the request}`
 /// (RFC 6960 Appendix A, RFC 5019 §5), without authentication. OCSP's own failures are OCSP responses with status 200
@@ -18,9 +17,13 @@ struct OCSPFrontEnd: Sendable {
 
     func register(on router: Router<SignetRequestContext>) {
         router.post("ocsp") { request, _ in
-            guard let type = request.headers[.contentType], type.lowercased().hasPrefix("application/ocsp-request") else {
-                throw Problem("unsupported-media-type", "Unsupported Media Type", status: 415,
-                              detail: "POST /ocsp takes the DER OCSPRequest as application/ocsp-request, not \(request.headers[.contentType] ?? "no Content-Type")")
+            guard let type = request.headers[.contentType], type.lowercased().hasPrefix("application/ocsp-request")
+            else {
+                throw Problem(
+                    "unsupported-media-type", "Unsupported Media Type", status: 415,
+                    detail:
+                        "POST /ocsp takes the DER OCSPRequest as application/ocsp-request, not \(request.headers[.contentType] ?? "no Content-Type")"
+                )
             }
             guard let body = try? await request.body.collect(upTo: Self.maximumRequestSize) else { return malformed() }
             return await answer(Array(buffer: body))
@@ -31,7 +34,9 @@ struct OCSPFrontEnd: Sendable {
             let encoded = String(request.uri.path.dropFirst("/ocsp/".count))
             let text = (encoded.removingPercentEncoding ?? encoded).replacingOccurrences(of: " ", with: "+")
             let padded = text + String(repeating: "=", count: (4 - text.count % 4) % 4)
-            guard text.count <= Self.maximumRequestSize * 2, let der = Data(base64Encoded: padded), !der.isEmpty else { return malformed() }
+            guard text.count <= Self.maximumRequestSize * 2, let der = Data(base64Encoded: padded), !der.isEmpty else {
+                return malformed()
+            }
             return await answer(Array(der))
         }
     }
@@ -55,7 +60,8 @@ struct OCSPFrontEnd: Sendable {
     /// What is not a request at all (too large, not base64) never reaches the responder.
     private func malformed() -> Response {
         metrics.recordOCSPResponse("malformedRequest")
-        return Response(status: .ok, headers: [.contentType: "application/ocsp-response", .cacheControl: "no-store"],
-                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: OCSPResponse.failure(.malformedRequest))))
+        return Response(
+            status: .ok, headers: [.contentType: "application/ocsp-response", .cacheControl: "no-store"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: OCSPResponse.failure(.malformedRequest))))
     }
 }

@@ -7,9 +7,9 @@ import Synchronization
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Signet's OCSP responder (RFC 6960). Answers come from the ledger (good, revoked with its time and reason, unknown)
@@ -61,7 +61,8 @@ public final class OCSPResponder: Sendable {
     private let keeper: DelegateKeeper
 
     public init(
-        ca: IssuingCA, ledger: any IssuedCertificateStore, validity: Duration, responderLifetime: Duration, metrics: SignetMetrics? = nil, logger: Logger,
+        ca: IssuingCA, ledger: any IssuedCertificateStore, validity: Duration, responderLifetime: Duration,
+        metrics: SignetMetrics? = nil, logger: Logger,
         now: @escaping @Sendable () -> Date = Date.init
     ) throws {
         self.ca = ca
@@ -89,12 +90,16 @@ public final class OCSPResponder: Sendable {
             return failure(.malformedRequest, "malformedRequest")
         }
         for id in request.certIDs {
-            guard let algorithm = id.hashAlgorithm, let hashes = issuerHashes[algorithm], hashes.name == id.issuerNameHash, hashes.key == id.issuerKeyHash else {
+            guard let algorithm = id.hashAlgorithm, let hashes = issuerHashes[algorithm],
+                hashes.name == id.issuerNameHash, hashes.key == id.issuerKeyHash
+            else {
                 return failure(.unauthorized, "unauthorized")
             }
         }
         let at = now()
-        if request.nonce == nil, request.certIDs.count == 1, let cached = cache.withLock({ $0[request.certIDs[0].der] }), at < cached.refreshAt {
+        if request.nonce == nil, request.certIDs.count == 1,
+            let cached = cache.withLock({ $0[request.certIDs[0].der] }), at < cached.refreshAt
+        {
             return Answer(der: cached.der, validity: (cached.thisUpdate, cached.nextUpdate), outcome: cached.outcome)
         }
         do {
@@ -124,7 +129,8 @@ public final class OCSPResponder: Sendable {
         guard let (delegate, failure) = await keeper.state() else { return nil }
         let due = dueDate(of: delegate)
         guard now() >= due, let failure else { return nil }
-        return "the OCSP responder certificate ends \(delegate.notAfter.formatted(.iso8601)) and could not be replaced: \(failure)"
+        return
+            "the OCSP responder certificate ends \(delegate.notAfter.formatted(.iso8601)) and could not be replaced: \(failure)"
     }
 
     private func sign(_ certIDs: [OCSPCertID], nonce: [UInt8]?, at: Date) async throws -> Answer {
@@ -133,13 +139,19 @@ public final class OCSPResponder: Sendable {
         let delegate = try await currentDelegate(at: at)
         let thisUpdate = Date(timeIntervalSince1970: at.timeIntervalSince1970.rounded(.down))
         let nextUpdate = min(thisUpdate.addingTimeInterval(validity.timeInterval), delegate.notAfter)
-        let responses = zip(certIDs, statuses).map { OCSPSingleResponse(certID: $0.der, status: $1, thisUpdate: thisUpdate, nextUpdate: nextUpdate) }
-        let der = try OCSPResponse.signed(responses, producedAt: thisUpdate, responder: delegate.certificate, responderKey: delegate.key, nonce: nonce)
+        let responses = zip(certIDs, statuses).map {
+            OCSPSingleResponse(certID: $0.der, status: $1, thisUpdate: thisUpdate, nextUpdate: nextUpdate)
+        }
+        let der = try OCSPResponse.signed(
+            responses, producedAt: thisUpdate, responder: delegate.certificate, responderKey: delegate.key, nonce: nonce
+        )
         metrics?.recordOCSPSignature()
         let outcome = statuses.count == 1 ? Self.name(statuses[0]) : "good"
         if nonce == nil, certIDs.count == 1 {
-            let entry = Cached(certID: certIDs[0], der: der, thisUpdate: thisUpdate, nextUpdate: nextUpdate,
-                               refreshAt: thisUpdate.addingTimeInterval(nextUpdate.timeIntervalSince(thisUpdate) / 2), outcome: outcome)
+            let entry = Cached(
+                certID: certIDs[0], der: der, thisUpdate: thisUpdate, nextUpdate: nextUpdate,
+                refreshAt: thisUpdate.addingTimeInterval(nextUpdate.timeIntervalSince(thisUpdate) / 2), outcome: outcome
+            )
             cache.withLock { cache in
                 if cache.count >= Self.cacheLimit { cache.removeAll() }
                 cache[entry.certID.der] = entry
@@ -150,9 +162,13 @@ public final class OCSPResponder: Sendable {
     }
 
     private func status(of id: OCSPCertID) async throws -> OCSPCertStatus {
-        guard let entry = try await ledger.certificate(serial: id.serial.hexString), entry.issuerKeyID == ca.keyIdentifier.hexString else { return .unknown }
+        guard let entry = try await ledger.certificate(serial: id.serial.hexString),
+            entry.issuerKeyID == ca.keyIdentifier.hexString
+        else { return .unknown }
         if entry.storedStatus == .revoked {
-            return .revoked(at: entry.revokedAt ?? entry.issuedAt, reason: entry.revocationReason.flatMap(RevocationReason.init(name:)) ?? .unspecified)
+            return .revoked(
+                at: entry.revokedAt ?? entry.issuedAt,
+                reason: entry.revocationReason.flatMap(RevocationReason.init(name:)) ?? .unspecified)
         }
         return .good
     }
@@ -199,12 +215,20 @@ public final class OCSPResponder: Sendable {
         try serializer.serialize(certificate)
         let serialHex = SerialNumbers.hex(serial)
         let entry = CertificateEntry(
-            serial: serialHex, issuerKeyID: ca.keyIdentifier.hexString, subject: "\(certificate.subject)", dnsNames: [], ipAddresses: [],
-            publicKeySHA256: publicKey.sha256Fingerprint, csrSHA256: "", profile: .ocspSigning, notBefore: validity.notBefore,
+            serial: serialHex, issuerKeyID: ca.keyIdentifier.hexString, subject: "\(certificate.subject)", dnsNames: [],
+            ipAddresses: [],
+            publicKeySHA256: publicKey.sha256Fingerprint, csrSHA256: "", profile: .ocspSigning,
+            notBefore: validity.notBefore,
             notAfter: validity.notAfter, requester: Self.requester, issuedAt: issuedAt, der: serializer.serializedBytes
         )
-        try await ledger.record(entry, event: AuditEvent(at: issuedAt, actor: Self.requester, action: "certificate.issue", outcome: .success, subject: serialHex))
-        logger.info("OCSP responder certificate issued", metadata: ["serial": "\(serialHex)", "notAfter": "\(validity.notAfter)"])
+        try await ledger.record(
+            entry,
+            event: AuditEvent(
+                at: issuedAt, actor: Self.requester, action: "certificate.issue", outcome: .success, subject: serialHex)
+        )
+        logger.info(
+            "OCSP responder certificate issued",
+            metadata: ["serial": "\(serialHex)", "notAfter": "\(validity.notAfter)"])
         return Delegate(certificate: certificate, key: Certificate.PrivateKey(key))
     }
 }
@@ -228,7 +252,9 @@ private actor DelegateKeeper {
         _ = try? await renew(using: make)
     }
 
-    func renew(using make: @escaping @Sendable () async throws -> OCSPResponder.Delegate) async throws -> OCSPResponder.Delegate {
+    func renew(using make: @escaping @Sendable () async throws -> OCSPResponder.Delegate) async throws
+        -> OCSPResponder.Delegate
+    {
         if let renewing { return try await renewing.value }
         let task = Task { try await make() }
         renewing = task

@@ -5,9 +5,9 @@ import SignetKeys
 import SignetLedger
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// An RFC 9457 problem: what every error answer of Signet's API carries, as `application/problem+json`.
@@ -31,7 +31,10 @@ public struct Problem: Error, Codable, Sendable, Equatable {
 
     public static let typeBase = "https://signet.dev/problems/"
 
-    public init(_ slug: String, _ title: String, status: Int, detail: String? = nil, errors: [String]? = nil, headers: [String: String] = [:]) {
+    public init(
+        _ slug: String, _ title: String, status: Int, detail: String? = nil, errors: [String]? = nil,
+        headers: [String: String] = [:]
+    ) {
         self.type = Self.typeBase + slug
         self.title = title
         self.status = status
@@ -45,7 +48,11 @@ public struct Problem: Error, Codable, Sendable, Equatable {
 extension Problem {
     /// Any error as a problem: Signet's own by `known`, anything else a 500 whose cause stays in the log.
     public init(_ error: any Error) {
-        self = Self.known(error) ?? Problem("internal", "Internal error", status: 500, detail: "the server failed while handling the request; see its log")
+        self =
+            Self.known(error)
+            ?? Problem(
+                "internal", "Internal error", status: 500,
+                detail: "the server failed while handling the request; see its log")
     }
 
     /// The one list of Signet's error types and their problems; nil for an error that is not Signet's own.
@@ -67,22 +74,29 @@ extension Problem {
             problem = Problem("forbidden", "Not allowed", status: 403, detail: error.description)
         case let error as LedgerError:
             switch error {
-            case .invalidCursor: problem = Problem("invalid-query", "Invalid query", status: 400, detail: error.description)
-            case .managedCertificateExists: problem = Problem("already-exists", "Already exists", status: 409, detail: error.description)
-            case .secretTaken: problem = Problem("secret-owned-elsewhere", "The Secret has another owner", status: 409, detail: error.description)
-            case .noSuchManagedCertificate: problem = Problem("not-found", "No such managed certificate", status: 404, detail: error.description)
+            case .invalidCursor:
+                problem = Problem("invalid-query", "Invalid query", status: 400, detail: error.description)
+            case .managedCertificateExists:
+                problem = Problem("already-exists", "Already exists", status: 409, detail: error.description)
+            case .secretTaken:
+                problem = Problem(
+                    "secret-owned-elsewhere", "The Secret has another owner", status: 409, detail: error.description)
+            case .noSuchManagedCertificate:
+                problem = Problem("not-found", "No such managed certificate", status: 404, detail: error.description)
             default: problem = Problem("ledger-error", "Ledger error", status: 500, detail: error.description)
             }
         case let error as SigningFailure:
             problem = Problem(
                 "signer-unavailable", "The CA key could not sign", status: 503,
-                detail: "\(error.signer) could not sign; nothing was issued; try again shortly", headers: ["Retry-After": "5"]
+                detail: "\(error.signer) could not sign; nothing was issued; try again shortly",
+                headers: ["Retry-After": "5"]
             )
             problem.internalCause = error.reason
         case let error as AuthenticationUnavailable:
             problem = Problem(
                 "authentication-unavailable", "Credentials cannot be checked now", status: 503,
-                detail: "the cluster that checks service-account tokens did not answer; try again shortly", headers: ["Retry-After": "5"]
+                detail: "the cluster that checks service-account tokens did not answer; try again shortly",
+                headers: ["Retry-After": "5"]
             )
             problem.internalCause = error.cause
         case let limited as RateLimited:
@@ -98,8 +112,13 @@ extension Problem {
         case let refusal as ManagedCertificateRefusal:
             switch refusal {
             case .issuance(let inner): problem = Problem(inner)
-            case .invalid: problem = Problem("invalid-managed-certificate", "Invalid managed certificate", status: 400, detail: refusal.description)
-            case .targetNotAllowed: problem = Problem("target-not-allowed", "Target outside policy", status: 403, detail: refusal.description)
+            case .invalid:
+                problem = Problem(
+                    "invalid-managed-certificate", "Invalid managed certificate", status: 400,
+                    detail: refusal.description)
+            case .targetNotAllowed:
+                problem = Problem(
+                    "target-not-allowed", "Target outside policy", status: 403, detail: refusal.description)
             }
         case let error as DecodingError:
             problem = Problem("malformed-body", "Malformed request body", status: 400, detail: Self.describe(error))
@@ -112,15 +131,18 @@ extension Problem {
     init(_ refusal: IssuanceRefusal) {
         switch refusal {
         case .request(let error):
-            let slug = switch error {
-            case .badSignature: "bad-csr-signature"
-            case .unacceptableKey: "unacceptable-key"
-            case .requestsCertificateAuthority: "ca-not-allowed"
-            default: "bad-csr"
-            }
+            let slug =
+                switch error {
+                case .badSignature: "bad-csr-signature"
+                case .unacceptableKey: "unacceptable-key"
+                case .requestsCertificateAuthority: "ca-not-allowed"
+                default: "bad-csr"
+                }
             self = Problem(slug, "Unacceptable CSR", status: 400, detail: refusal.description)
         case .invalidNames:
-            self = Problem("invalid-name", "Invalid name", status: 400, detail: refusal.description, errors: refusal.offendingInputs)
+            self = Problem(
+                "invalid-name", "Invalid name", status: 400, detail: refusal.description,
+                errors: refusal.offendingInputs)
         case .tooManyNames:
             self = Problem("too-many-names", "Too many names", status: 400, detail: refusal.description)
         case .namesDisagree, .noNames, .commonNameNotAmongNames:
@@ -130,15 +152,19 @@ extension Problem {
         case .policy(let error):
             switch error {
             case .namesNotAllowed:
-                self = Problem("names-not-allowed", "Names outside policy", status: 403, detail: refusal.description, errors: refusal.offendingInputs)
+                self = Problem(
+                    "names-not-allowed", "Names outside policy", status: 403, detail: refusal.description,
+                    errors: refusal.offendingInputs)
             case .profileNotAllowed:
-                self = Problem("profile-not-allowed", "Profile outside policy", status: 403, detail: refusal.description)
+                self = Problem(
+                    "profile-not-allowed", "Profile outside policy", status: 403, detail: refusal.description)
             case .lifetimeTooLong, .lifetimeTooShort, .lifetimeBeyondIssuer:
                 self = Problem("invalid-duration", "Duration outside policy", status: 400, detail: refusal.description)
             case .invalidPattern:
                 self = Problem("internal", "Invalid policy", status: 500, detail: refusal.description)
             case .identityReserved:
-                self = Problem("identity-reserved", "Subject reserved for an identity", status: 403, detail: refusal.description)
+                self = Problem(
+                    "identity-reserved", "Subject reserved for an identity", status: 403, detail: refusal.description)
             }
         }
     }
@@ -157,17 +183,23 @@ extension Problem {
         // No input means the request could not be turned into one (a parameter that is not what its schema says):
         // the caller's mistake, whatever the runtime calls it.
         if error.operationInput == nil, error.httpStatus.code >= 500 {
-            self = Problem("malformed-request", "Malformed request", status: 400,
-                           detail: "a parameter of \(error.operationID) is not what the API description allows: \(error.underlyingError)")
+            self = Problem(
+                "malformed-request", "Malformed request", status: 400,
+                detail:
+                    "a parameter of \(error.operationID) is not what the API description allows: \(error.underlyingError)"
+            )
             return
         }
         let status = error.httpStatus.code
         if status == 415 || error.causeDescription.lowercased().contains("content type") {
-            self = Problem("unsupported-media-type", "Unsupported media type", status: 415, detail: error.causeDescription)
+            self = Problem(
+                "unsupported-media-type", "Unsupported media type", status: 415, detail: error.causeDescription)
         } else if (400..<500).contains(status) {
             self = Problem("malformed-request", "Malformed request", status: status, detail: error.causeDescription)
         } else {
-            self = Problem("internal", "Internal error", status: 500, detail: "the server failed while handling the request; see its log")
+            self = Problem(
+                "internal", "Internal error", status: 500,
+                detail: "the server failed while handling the request; see its log")
         }
     }
 
@@ -225,8 +257,10 @@ public enum AuthorizationError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .readOnly(let name): "'\(name)' may read the ledger but has no names it may be issued"
         case let .managedCertificate(name, reason): "managed certificate '\(name)': \(reason)"
-        case let .notAController(identity, namespace): "'\(identity)' may not ask on behalf of namespace '\(namespace)' (it is not among serviceAccounts.controllers)"
-        case let .noNamespacePolicy(identity, namespace): "'\(identity)': namespace '\(namespace)' has no policy (serviceAccounts.namespaces), so nothing may be issued for it"
+        case let .notAController(identity, namespace):
+            "'\(identity)' may not ask on behalf of namespace '\(namespace)' (it is not among serviceAccounts.controllers)"
+        case let .noNamespacePolicy(identity, namespace):
+            "'\(identity)': namespace '\(namespace)' has no policy (serviceAccounts.namespaces), so nothing may be issued for it"
         case let .notYours(identity, requester):
             "'\(identity)' reads its own certificates, not those of '\(requester)'; an auditor's credential reads everything"
         }

@@ -70,5 +70,10 @@ public struct RateLimited: Error, CustomStringConvertible {
     public let retryAfter: Duration
     public let description: String
 
-    var retryAfterSeconds: Int { max(1, Int((Double(retryAfter.components.seconds) + Double(retryAfter.components.attoseconds) / 1e18).rounded(.up))) }
+    var retryAfterSeconds: Int {
+        max(
+            1,
+            Int((Double(retryAfter.components.seconds) + Double(retryAfter.components.attoseconds) / 1e18).rounded(.up))
+        )
+    }
 }

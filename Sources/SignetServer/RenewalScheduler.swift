@@ -3,9 +3,9 @@ import ServiceLifecycle
 import SignetLedger
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Runs managed-certificate renewals as they fall due. The schedule is the ledger's `next_attempt_ms` column, not

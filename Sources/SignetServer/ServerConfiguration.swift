@@ -6,9 +6,9 @@ import SignetLedger
 import Yams
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// `signet serve`'s settings: a YAML file (all keys optional), then `SIGNET_*` environment variables on top.
@@ -108,7 +108,8 @@ public struct ServerConfiguration: Sendable, Equatable {
 
     /// Where the CA key is, in a caller's words.
     public var signerDescription: String {
-        keyVault != nil ? "the CA key in Azure Key Vault" : pkcs11 != nil ? "the CA key on its PKCS#11 token" : "the CA key"
+        keyVault != nil
+            ? "the CA key in Azure Key Vault" : pkcs11 != nil ? "the CA key on its PKCS#11 token" : "the CA key"
     }
 
     /// Admission control for a remote key (a vault's quota, an HSM's sessions); a key in memory needs none.
@@ -117,12 +118,16 @@ public struct ServerConfiguration: Sendable, Equatable {
     }
 
     static func nonNegative(_ value: Double, _ name: String) throws -> Double {
-        guard value >= 0, value.isFinite else { throw ConfigurationError("\(name) must be a number ≥ 0 (0 turns the limit off)") }
+        guard value >= 0, value.isFinite else {
+            throw ConfigurationError("\(name) must be a number ≥ 0 (0 turns the limit off)")
+        }
         return value
     }
 
     /// Reads `path` (if given) and applies the environment.
-    public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServerConfiguration {
+    public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws
+        -> ServerConfiguration
+    {
         var configuration = ServerConfiguration()
         var file: ConfigurationFile?
         if let path {
@@ -160,11 +165,14 @@ public struct ServerConfiguration: Sendable, Equatable {
             caDirectory = ca.directory ?? caDirectory
             caPassphraseFile = ca.passphraseFile ?? caPassphraseFile
             if let vault = ca.keyVault {
-                keyVault = KeyVaultSettings(url: vault.url, keyName: vault.keyName, keyVersion: vault.keyVersion, apiVersion: vault.apiVersion ?? "7.6", caFile: vault.caFile)
+                keyVault = KeyVaultSettings(
+                    url: vault.url, keyName: vault.keyName, keyVersion: vault.keyVersion,
+                    apiVersion: vault.apiVersion ?? "7.6", caFile: vault.caFile)
                 keyVault?.limits.apply(vault.maxSignsPerSecond, vault.maxConcurrentSigns, vault.maxQueuedSigns)
             }
             if let token = ca.pkcs11 {
-                pkcs11 = PKCS11Settings(module: token.module, tokenLabel: token.tokenLabel, keyLabel: token.keyLabel, keyID: token.keyId)
+                pkcs11 = PKCS11Settings(
+                    module: token.module, tokenLabel: token.tokenLabel, keyLabel: token.keyLabel, keyID: token.keyId)
                 pkcs11?.pinFile = token.pinFile
                 pkcs11?.pinEnvironmentVariable = token.pinEnv
                 pkcs11?.limits.apply(token.maxSignsPerSecond, token.maxConcurrentSigns, token.maxQueuedSigns)
@@ -180,58 +188,89 @@ public struct ServerConfiguration: Sendable, Equatable {
             allowSelfIssuedClients = tls.allowSelfIssuedClients ?? allowSelfIssuedClients
         }
         if let issuance = file.issuance {
-            if let value = issuance.defaultDuration { defaultLifetime = try lifetime(value, "issuance.defaultDuration") }
+            if let value = issuance.defaultDuration {
+                defaultLifetime = try lifetime(value, "issuance.defaultDuration")
+            }
             if let value = issuance.maxDuration { maximumLifetime = try lifetime(value, "issuance.maxDuration") }
         }
         if let value = file.tokenCacheSeconds { tokenCacheLifetime = .milliseconds(Int64(value * 1000)) }
         for entry in file.clusters ?? [] {
             guard KubernetesNames.isLabel(entry.name) else {
-                throw ConfigurationError("clusters: '\(entry.name)' is not a valid cluster name (lower-case letters, digits and '-')")
+                throw ConfigurationError(
+                    "clusters: '\(entry.name)' is not a valid cluster name (lower-case letters, digits and '-')")
             }
-            guard !clusters.contains(where: { $0.name == entry.name }) else { throw ConfigurationError("clusters: '\(entry.name)' is configured twice") }
+            guard !clusters.contains(where: { $0.name == entry.name }) else {
+                throw ConfigurationError("clusters: '\(entry.name)' is configured twice")
+            }
             guard (entry.kubeconfig != nil) != (entry.inCluster ?? false) else {
-                throw ConfigurationError("clusters.\(entry.name): give exactly one of kubeconfig (a path) and inCluster: true")
+                throw ConfigurationError(
+                    "clusters.\(entry.name): give exactly one of kubeconfig (a path) and inCluster: true")
             }
             if let gateway = entry.gateway { try HostPort.validate(gateway, "clusters.\(entry.name).gateway") }
-            var cluster = ClusterSettings(name: entry.name, kubeconfig: entry.kubeconfig, context: entry.context, gateway: entry.gateway)
+            var cluster = ClusterSettings(
+                name: entry.name, kubeconfig: entry.kubeconfig, context: entry.context, gateway: entry.gateway)
             cluster.allowPlainHTTP = entry.allowPlainHTTP ?? false
             clusters.append(cluster)
         }
         if let section = file.acme { acme = try ACMESettings(section) }
         if let base = file.crl?.baseURL {
-            guard base.hasPrefix("http://") || base.hasPrefix("https://") else { throw ConfigurationError("crl.baseURL must be an http(s) URL, not '\(base)'") }
+            guard base.hasPrefix("http://") || base.hasPrefix("https://") else {
+                throw ConfigurationError("crl.baseURL must be an http(s) URL, not '\(base)'")
+            }
             crlBaseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
         }
         if let path = file.crl?.rootCRL { rootCRLFile = path }
         if let margin = file.crl?.readinessMargin { crlReadinessMargin = try lifetime(margin, "crl.readinessMargin") }
         if let validity = file.crl?.validity {
             let parsed = try lifetime(validity, "crl.validity")
-            guard parsed >= .seconds(60) else { throw ConfigurationError("crl.validity must be at least a minute; a CRL is re-signed when half of it has passed") }
+            guard parsed >= .seconds(60) else {
+                throw ConfigurationError(
+                    "crl.validity must be at least a minute; a CRL is re-signed when half of it has passed")
+            }
             crlValidity = parsed
         }
         if let base = file.ocsp?.baseURL {
-            guard base.hasPrefix("http://") || base.hasPrefix("https://") else { throw ConfigurationError("ocsp.baseURL must be an http(s) URL, not '\(base)'") }
+            guard base.hasPrefix("http://") || base.hasPrefix("https://") else {
+                throw ConfigurationError("ocsp.baseURL must be an http(s) URL, not '\(base)'")
+            }
             ocspBaseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
         }
         if let validity = file.ocsp?.validity {
             ocspValidity = try lifetime(validity, "ocsp.validity")
-            guard ocspValidity >= .seconds(60) else { throw ConfigurationError("ocsp.validity must be at least a minute") }
+            guard ocspValidity >= .seconds(60) else {
+                throw ConfigurationError("ocsp.validity must be at least a minute")
+            }
         }
-        if let responderLifetime = file.ocsp?.responderLifetime { ocspResponderLifetime = try lifetime(responderLifetime, "ocsp.responderLifetime") }
+        if let responderLifetime = file.ocsp?.responderLifetime {
+            ocspResponderLifetime = try lifetime(responderLifetime, "ocsp.responderLifetime")
+        }
         guard ocspResponderLifetime >= ocspValidity * 2 else {
-            throw ConfigurationError("ocsp.responderLifetime (\(Lifetime.format(ocspResponderLifetime))) must be at least twice ocsp.validity (\(Lifetime.format(ocspValidity))): it is replaced at half its life and must outlive every answer it signed")
+            throw ConfigurationError(
+                "ocsp.responderLifetime (\(Lifetime.format(ocspResponderLifetime))) must be at least twice ocsp.validity (\(Lifetime.format(ocspValidity))): it is replaced at half its life and must outlive every answer it signed"
+            )
         }
         guard crlReadinessMargin < crlValidity / 2 else {
-            throw ConfigurationError("crl.readinessMargin (\(Lifetime.format(crlReadinessMargin))) must be under half of crl.validity (\(Lifetime.format(crlValidity))): a CRL is re-signed when half its validity has passed")
+            throw ConfigurationError(
+                "crl.readinessMargin (\(Lifetime.format(crlReadinessMargin))) must be under half of crl.validity (\(Lifetime.format(crlValidity))): a CRL is re-signed when half its validity has passed"
+            )
         }
         if let section = file.limits {
-            if let value = section.issuancesPerSecond { limits.issuancesPerSecond = try Self.nonNegative(value, "limits.issuancesPerSecond") }
-            if let value = section.issuanceBurst { limits.issuanceBurst = try Self.nonNegative(value, "limits.issuanceBurst") }
-            if let value = section.failedAuthenticationsPerMinute {
-                limits.failedAuthenticationsPerMinute = try Self.nonNegative(value, "limits.failedAuthenticationsPerMinute")
+            if let value = section.issuancesPerSecond {
+                limits.issuancesPerSecond = try Self.nonNegative(value, "limits.issuancesPerSecond")
             }
-            if let value = section.forcedRenewalsPerHour { limits.forcedRenewalsPerHour = try Self.nonNegative(value, "limits.forcedRenewalsPerHour") }
-            if let value = section.probeCacheSeconds { limits.probeCacheSeconds = try Self.nonNegative(value, "limits.probeCacheSeconds") }
+            if let value = section.issuanceBurst {
+                limits.issuanceBurst = try Self.nonNegative(value, "limits.issuanceBurst")
+            }
+            if let value = section.failedAuthenticationsPerMinute {
+                limits.failedAuthenticationsPerMinute = try Self.nonNegative(
+                    value, "limits.failedAuthenticationsPerMinute")
+            }
+            if let value = section.forcedRenewalsPerHour {
+                limits.forcedRenewalsPerHour = try Self.nonNegative(value, "limits.forcedRenewalsPerHour")
+            }
+            if let value = section.probeCacheSeconds {
+                limits.probeCacheSeconds = try Self.nonNegative(value, "limits.probeCacheSeconds")
+            }
         }
         if let value = file.renewalConcurrency {
             guard value >= 1 else { throw ConfigurationError("renewalConcurrency must be at least 1") }
@@ -251,14 +290,19 @@ public struct ServerConfiguration: Sendable, Equatable {
             }
             var settings = ServiceAccountSettings(cluster: accounts.cluster)
             settings.audience = accounts.audience ?? settings.audience
-            if let validation = accounts.validation { settings.validation = try parse(validation, "serviceAccounts.validation") }
+            if let validation = accounts.validation {
+                settings.validation = try parse(validation, "serviceAccounts.validation")
+            }
             settings.issuer = accounts.issuer ?? settings.issuer
             func identities(_ entries: [String]?, _ key: String) throws -> Set<ServiceAccountIdentity> {
-                Set(try (entries ?? []).map { entry in
-                    let parts = entry.split(separator: "/").map(String.init)
-                    guard parts.count == 2 else { throw ConfigurationError("serviceAccounts.\(key): '\(entry)' is not namespace/name") }
-                    return ServiceAccountIdentity(namespace: parts[0], name: parts[1])
-                })
+                Set(
+                    try (entries ?? []).map { entry in
+                        let parts = entry.split(separator: "/").map(String.init)
+                        guard parts.count == 2 else {
+                            throw ConfigurationError("serviceAccounts.\(key): '\(entry)' is not namespace/name")
+                        }
+                        return ServiceAccountIdentity(namespace: parts[0], name: parts[1])
+                    })
             }
             settings.controllers = try identities(accounts.controllers, "controllers")
             settings.auditors = try identities(accounts.auditors, "auditors")
@@ -266,12 +310,19 @@ public struct ServerConfiguration: Sendable, Equatable {
                 let allowed = try entry.allow.map { try NamePattern($0) }
                 // A namespace's workload identities are its own: a URI pattern must be a SPIFFE ID under /ns/<namespace>/.
                 for pattern in allowed where pattern.staysInNamespace(entry.namespace) == false {
-                    throw ConfigurationError("serviceAccounts.namespaces[\(entry.namespace)].allow: '\(pattern)' is not a SPIFFE ID of namespace \(entry.namespace) (spiffe://TRUST-DOMAIN/ns/\(entry.namespace)/sa/…)")
+                    throw ConfigurationError(
+                        "serviceAccounts.namespaces[\(entry.namespace)].allow: '\(pattern)' is not a SPIFFE ID of namespace \(entry.namespace) (spiffe://TRUST-DOMAIN/ns/\(entry.namespace)/sa/…)"
+                    )
                 }
                 settings.namespaces[entry.namespace] = IssuancePolicy(
                     allowedNames: allowed,
-                    allowedProfiles: Set(try (entry.profiles ?? [CertificateProfile.server.rawValue]).map { try profile($0, "serviceAccounts.namespaces.profiles") }),
-                    maximumLifetime: try entry.maxDuration.map { try lifetime($0, "serviceAccounts.namespaces.maxDuration") } ?? maximumLifetime,
+                    allowedProfiles: Set(
+                        try (entry.profiles ?? [CertificateProfile.server.rawValue]).map {
+                            try profile($0, "serviceAccounts.namespaces.profiles")
+                        }),
+                    maximumLifetime: try entry.maxDuration.map {
+                        try lifetime($0, "serviceAccounts.namespaces.maxDuration")
+                    } ?? maximumLifetime,
                     defaultLifetime: defaultLifetime
                 )
             }
@@ -280,7 +331,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         for (index, entry) in (file.clientCertificates ?? []).enumerated() {
             let place = "clientCertificates[\(index)]"
             guard entry.commonName == nil else {
-                throw ConfigurationError("\(place).commonName: a common name alone is not an identity (any CA could put it in a certificate); match the full subject (subject: 'CN=ops-robot,O=Example') or a URI SAN (uri:), with the issuing CA's subject (issuer:)")
+                throw ConfigurationError(
+                    "\(place).commonName: a common name alone is not an identity (any CA could put it in a certificate); match the full subject (subject: 'CN=ops-robot,O=Example') or a URI SAN (uri:), with the issuing CA's subject (issuer:)"
+                )
             }
             let match: ClientCertificatePolicy.Match
             switch (entry.subject, entry.uri) {
@@ -289,26 +342,36 @@ public struct ServerConfiguration: Sendable, Equatable {
             default: throw ConfigurationError("\(place): give exactly one of subject (the full DN) and uri (a URI SAN)")
             }
             guard let issuer = entry.issuer, !issuer.isEmpty else {
-                throw ConfigurationError("\(place).issuer: name the issuing CA's subject DN, so that only certificates from that CA match")
+                throw ConfigurationError(
+                    "\(place).issuer: name the issuing CA's subject DN, so that only certificates from that CA match")
             }
             let policy = IssuancePolicy(
                 allowedNames: try entry.allow.map { try NamePattern($0) },
-                allowedProfiles: Set(try (entry.profiles ?? [CertificateProfile.server.rawValue]).map { try profile($0, "\(place).profiles") }),
-                maximumLifetime: try entry.maxDuration.map { try lifetime($0, "\(place).maxDuration") } ?? maximumLifetime,
+                allowedProfiles: Set(
+                    try (entry.profiles ?? [CertificateProfile.server.rawValue]).map {
+                        try profile($0, "\(place).profiles")
+                    }),
+                maximumLifetime: try entry.maxDuration.map { try lifetime($0, "\(place).maxDuration") }
+                    ?? maximumLifetime,
                 defaultLifetime: defaultLifetime,
                 allowedTargets: try (entry.targets ?? []).map { text in
-                    do { return try TargetPattern(text) } catch { throw ConfigurationError("\(place).targets: \(error)") }
+                    do { return try TargetPattern(text) } catch {
+                        throw ConfigurationError("\(place).targets: \(error)")
+                    }
                 }
             )
-            clientCertificatePolicies.append(ClientCertificatePolicy(match: match, issuer: DistinguishedNames.normalized(issuer), policy: policy))
+            clientCertificatePolicies.append(
+                ClientCertificatePolicy(match: match, issuer: DistinguishedNames.normalized(issuer), policy: policy))
         }
     }
 
     mutating func apply(environment: [String: String]) throws {
         for (variable, path) in [
-            ("SIGNET_LIMIT_ISSUANCES_PER_SECOND", \RequestLimits.issuancesPerSecond), ("SIGNET_LIMIT_ISSUANCE_BURST", \.issuanceBurst),
+            ("SIGNET_LIMIT_ISSUANCES_PER_SECOND", \RequestLimits.issuancesPerSecond),
+            ("SIGNET_LIMIT_ISSUANCE_BURST", \.issuanceBurst),
             ("SIGNET_LIMIT_FAILED_AUTHENTICATIONS_PER_MINUTE", \.failedAuthenticationsPerMinute),
-            ("SIGNET_LIMIT_FORCED_RENEWALS_PER_HOUR", \.forcedRenewalsPerHour), ("SIGNET_LIMIT_PROBE_CACHE_SECONDS", \.probeCacheSeconds),
+            ("SIGNET_LIMIT_FORCED_RENEWALS_PER_HOUR", \.forcedRenewalsPerHour),
+            ("SIGNET_LIMIT_PROBE_CACHE_SECONDS", \.probeCacheSeconds),
         ] as [(String, WritableKeyPath<RequestLimits, Double>)] {
             guard let text = environment[variable] else { continue }
             guard let value = Double(text) else { throw ConfigurationError("\(variable): '\(text)' is not a number") }
@@ -327,9 +390,10 @@ public struct ServerConfiguration: Sendable, Equatable {
             guard let name = environment["SIGNET_KEYVAULT_KEY"] ?? keyVault?.keyName else {
                 throw ConfigurationError("SIGNET_KEYVAULT_URL needs SIGNET_KEYVAULT_KEY (the key's name)")
             }
-            keyVault = KeyVaultSettings(url: url, keyName: name, keyVersion: environment["SIGNET_KEYVAULT_KEY_VERSION"] ?? keyVault?.keyVersion,
-                                        apiVersion: environment["SIGNET_KEYVAULT_API_VERSION"] ?? keyVault?.apiVersion ?? "7.6",
-                                        caFile: environment["SIGNET_KEYVAULT_CA_FILE"] ?? keyVault?.caFile)
+            keyVault = KeyVaultSettings(
+                url: url, keyName: name, keyVersion: environment["SIGNET_KEYVAULT_KEY_VERSION"] ?? keyVault?.keyVersion,
+                apiVersion: environment["SIGNET_KEYVAULT_API_VERSION"] ?? keyVault?.apiVersion ?? "7.6",
+                caFile: environment["SIGNET_KEYVAULT_CA_FILE"] ?? keyVault?.caFile)
         }
         keyVault?.limits.apply(
             try Self.number(environment, "SIGNET_KEYVAULT_MAX_SIGNS_PER_SECOND"),
@@ -361,11 +425,19 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
         try pkcs11?.validate()
         if let value = environment["SIGNET_TLS"] { transport = try parse(value, "SIGNET_TLS") }
-        if let value = environment["SIGNET_TLS_HOSTNAMES"] { tlsHostnames = value.split(separator: ",").map(String.init) }
-        if let value = environment["SIGNET_DEFAULT_DURATION"] { defaultLifetime = try lifetime(value, "SIGNET_DEFAULT_DURATION") }
-        if let value = environment["SIGNET_MAX_DURATION"] { maximumLifetime = try lifetime(value, "SIGNET_MAX_DURATION") }
+        if let value = environment["SIGNET_TLS_HOSTNAMES"] {
+            tlsHostnames = value.split(separator: ",").map(String.init)
+        }
+        if let value = environment["SIGNET_DEFAULT_DURATION"] {
+            defaultLifetime = try lifetime(value, "SIGNET_DEFAULT_DURATION")
+        }
+        if let value = environment["SIGNET_MAX_DURATION"] {
+            maximumLifetime = try lifetime(value, "SIGNET_MAX_DURATION")
+        }
         guard defaultLifetime <= maximumLifetime else {
-            throw ConfigurationError("the default duration \(Lifetime.format(defaultLifetime)) exceeds the maximum \(Lifetime.format(maximumLifetime))")
+            throw ConfigurationError(
+                "the default duration \(Lifetime.format(defaultLifetime)) exceeds the maximum \(Lifetime.format(maximumLifetime))"
+            )
         }
     }
 
@@ -377,21 +449,27 @@ public struct ServerConfiguration: Sendable, Equatable {
         (host, port) = address
     }
 
-    private static func number<T: LosslessStringConvertible>(_ environment: [String: String], _ key: String) throws -> T? {
+    private static func number<T: LosslessStringConvertible>(_ environment: [String: String], _ key: String) throws
+        -> T?
+    {
         guard let text = environment[key] else { return nil }
         guard let value = T(text) else { throw ConfigurationError("\(key): '\(text)' is not a number") }
         return value
     }
 
     private func parse<T: RawRepresentable>(_ value: String, _ key: String) throws -> T where T.RawValue == String {
-        guard let parsed = T(rawValue: value.lowercased()) else { throw ConfigurationError("\(key): '\(value)' is not a valid value") }
+        guard let parsed = T(rawValue: value.lowercased()) else {
+            throw ConfigurationError("\(key): '\(value)' is not a valid value")
+        }
         return parsed
     }
 
     /// A profile a policy may allow: server, client or server-client (never Signet's own ocsp-signing).
     private func profile(_ value: String, _ key: String) throws -> CertificateProfile {
         guard let parsed = CertificateProfile(requested: value.lowercased()) else {
-            throw ConfigurationError("\(key): '\(value)' is not one of \(CertificateProfile.requestable.map(\.rawValue).joined(separator: ", "))")
+            throw ConfigurationError(
+                "\(key): '\(value)' is not one of \(CertificateProfile.requestable.map(\.rawValue).joined(separator: ", "))"
+            )
         }
         return parsed
     }
@@ -432,27 +510,38 @@ public struct ACMESettings: Sendable, Equatable {
             throw ConfigurationError("acme.baseURL must be an http(s) URL, not '\(baseURL)'")
         }
         for (key, port) in [("httpPort", file.httpPort), ("tlsPort", file.tlsPort)] {
-            if let port, !(1...65_535).contains(port) { throw ConfigurationError("acme.\(key) must be a port number, not \(port)") }
+            if let port, !(1...65_535).contains(port) {
+                throw ConfigurationError("acme.\(key) must be a port number, not \(port)")
+            }
         }
         httpPort = file.httpPort ?? httpPort
         tlsPort = file.tlsPort ?? tlsPort
         if let resolver = file.resolver {
             guard let (host, _) = HostPort.split(resolver), IPAddress(host)?.bytes.count == 4 else {
-                throw ConfigurationError("acme.resolver must be an IPv4 address and port (10.0.0.10:53), not '\(resolver)'")
+                throw ConfigurationError(
+                    "acme.resolver must be an IPv4 address and port (10.0.0.10:53), not '\(resolver)'")
             }
             self.resolver = resolver
         }
         if let seconds = file.validationTimeoutSeconds {
-            guard seconds > 0, seconds <= 120 else { throw ConfigurationError("acme.validationTimeoutSeconds must be in (0, 120]") }
+            guard seconds > 0, seconds <= 120 else {
+                throw ConfigurationError("acme.validationTimeoutSeconds must be in (0, 120]")
+            }
             validationTimeout = .milliseconds(Int64(seconds * 1000))
         }
         for (index, entry) in (file.directories ?? []).enumerated() {
             let key = "acme.directories[\(index)]"
-            guard !entry.name.isEmpty, entry.name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+            guard !entry.name.isEmpty,
+                entry.name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") })
+            else {
                 throw ConfigurationError("\(key).name may contain letters, digits and '-' only (it is part of URLs)")
             }
-            guard directory(named: entry.name) == nil else { throw ConfigurationError("\(key).name '\(entry.name)' is used twice") }
-            guard !entry.allow.isEmpty else { throw ConfigurationError("\(key).allow lists no name pattern: its accounts could order nothing") }
+            guard directory(named: entry.name) == nil else {
+                throw ConfigurationError("\(key).name '\(entry.name)' is used twice")
+            }
+            guard !entry.allow.isEmpty else {
+                throw ConfigurationError("\(key).allow lists no name pattern: its accounts could order nothing")
+            }
             func patterns(_ texts: [String], _ field: String) throws -> [NamePattern] {
                 try texts.map { text in
                     do { return try NamePattern(text) } catch { throw ConfigurationError("\(key).\(field): \(error)") }
@@ -462,7 +551,8 @@ public struct ACMESettings: Sendable, Equatable {
             if let names = entry.challenges {
                 policy.challenges = try names.map { name in
                     guard let type = ChallengeType(rawValue: name) else {
-                        throw ConfigurationError("\(key).challenges: '\(name)' is not one of http-01, dns-01, tls-alpn-01")
+                        throw ConfigurationError(
+                            "\(key).challenges: '\(name)' is not one of http-01, dns-01, tls-alpn-01")
                     }
                     return type
                 }
@@ -472,11 +562,14 @@ public struct ACMESettings: Sendable, Equatable {
                 do { return try Lifetime.parse(text) } catch { throw ConfigurationError("\(key).\(field): \(error)") }
             }
             policy.maximumLifetime = try lifetime(entry.maxDuration, "maxDuration") ?? policy.maximumLifetime
-            policy.defaultLifetime = min(try lifetime(entry.defaultDuration, "defaultDuration") ?? policy.maximumLifetime, policy.maximumLifetime)
+            policy.defaultLifetime = min(
+                try lifetime(entry.defaultDuration, "defaultDuration") ?? policy.maximumLifetime, policy.maximumLifetime
+            )
             if let names = entry.profiles {
                 policy.profiles = try names.map { name in
                     guard let profile = CertificateProfile(requested: name) else {
-                        throw ConfigurationError("\(key).profiles: '\(name)' is not one of server, client, server-client")
+                        throw ConfigurationError(
+                            "\(key).profiles: '\(name)' is not one of server, client, server-client")
                     }
                     return profile
                 }
@@ -543,7 +636,9 @@ public struct ServiceAccountSettings: Sendable, Equatable {
     /// The namespace and policy a service account is issued under: its own namespace's, or, for a listed controller
     /// asking on behalf of another namespace, that namespace's. The one place this rule is stated, for requests and
     /// for renewals made on an account's behalf.
-    func policy(for account: ServiceAccountIdentity, onBehalfOf: String?) throws(AuthorizationError) -> (namespace: String, policy: IssuancePolicy) {
+    func policy(for account: ServiceAccountIdentity, onBehalfOf: String?) throws(AuthorizationError) -> (
+        namespace: String, policy: IssuancePolicy
+    ) {
         let identity = "serviceaccount:\(account.namespace):\(account.name)"
         var namespace = account.namespace
         if let onBehalfOf, onBehalfOf != account.namespace {
@@ -577,9 +672,12 @@ public struct ClusterSettings: Sendable, Equatable {
 
 public enum HostPort {
     /// `host:port` or `[v6]:port`; `:port` too when a `wildcardHost` stands in for "every interface".
-    public static func split(_ text: String, wildcardHost: String? = nil, allowingPortZero: Bool = false) -> (host: String, port: Int)? {
+    public static func split(_ text: String, wildcardHost: String? = nil, allowingPortZero: Bool = false) -> (
+        host: String, port: Int
+    )? {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              ((allowingPortZero ? 0 : 1)...65535).contains(port) else { return nil }
+            ((allowingPortZero ? 0 : 1)...65535).contains(port)
+        else { return nil }
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard let chosen = host.isEmpty ? wildcardHost : host else { return nil }
@@ -615,7 +713,8 @@ public struct PKCS11Settings: Sendable, Equatable {
     public var pinFile: String?
     public var pinEnvironmentVariable: String?
     /// The concurrency limit is also the number of sessions opened on the token.
-    public var limits = SignAdmission.Limits(ratePerSecond: 10_000, burst: 1_000, maximumConcurrent: 4, maximumQueued: 1_024)
+    public var limits = SignAdmission.Limits(
+        ratePerSecond: 10_000, burst: 1_000, maximumConcurrent: 4, maximumQueued: 1_024)
 
     public init(module: String, tokenLabel: String, keyLabel: String?, keyID: String?) {
         self.module = module
@@ -640,15 +739,21 @@ public struct PKCS11Settings: Sendable, Equatable {
     }
 
     func validate() throws {
-        guard !tokenLabel.isEmpty else { throw ConfigurationError("the PKCS#11 token needs its label: ca.pkcs11.tokenLabel or SIGNET_PKCS11_TOKEN") }
+        guard !tokenLabel.isEmpty else {
+            throw ConfigurationError("the PKCS#11 token needs its label: ca.pkcs11.tokenLabel or SIGNET_PKCS11_TOKEN")
+        }
         guard (keyLabel != nil) != (keyID != nil) else {
-            throw ConfigurationError("the PKCS#11 key needs exactly one of keyLabel and keyId (SIGNET_PKCS11_KEY_LABEL, SIGNET_PKCS11_KEY_ID)")
+            throw ConfigurationError(
+                "the PKCS#11 key needs exactly one of keyLabel and keyId (SIGNET_PKCS11_KEY_LABEL, SIGNET_PKCS11_KEY_ID)"
+            )
         }
         if let keyID, keyID.isEmpty || keyID.count % 2 != 0 || !keyID.allSatisfy(\.isHexDigit) {
             throw ConfigurationError("the PKCS#11 key id '\(keyID)' is not hex (e.g. 01 or a1b2)")
         }
         guard pinFile != nil || pinEnvironmentVariable != nil else {
-            throw ConfigurationError("the PKCS#11 token needs a PIN: ca.pkcs11.pinFile or pinEnv (SIGNET_PKCS11_PIN_FILE, SIGNET_PKCS11_PIN_ENV)")
+            throw ConfigurationError(
+                "the PKCS#11 token needs a PIN: ca.pkcs11.pinFile or pinEnv (SIGNET_PKCS11_PIN_FILE, SIGNET_PKCS11_PIN_ENV)"
+            )
         }
     }
 }
@@ -828,7 +933,9 @@ private struct ConfigurationFile: Decodable {
     private static func check(_ mapping: [String: Any], section: String, path: [String]) throws {
         let known = knownKeys[section] ?? []
         if let unknown = mapping.keys.sorted().first(where: { !known.contains($0) }) {
-            throw ConfigurationError("unknown setting '\((path + [unknown]).joined(separator: "."))'; known here: \(known.sorted().joined(separator: ", "))")
+            throw ConfigurationError(
+                "unknown setting '\((path + [unknown]).joined(separator: "."))'; known here: \(known.sorted().joined(separator: ", "))"
+            )
         }
     }
 }

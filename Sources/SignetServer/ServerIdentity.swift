@@ -4,9 +4,9 @@ import ServiceLifecycle
 import Synchronization
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The server's own TLS certificate when Signet issues it to itself. Each new handshake is given the current
@@ -57,15 +57,20 @@ final class ServerIdentity: Sendable {
             while !Task.isShuttingDownGracefully {
                 let wait = max(0, identity.credentials.renewAfter.timeIntervalSinceNow)
                 do {
-                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Int64(wait * 1000))) }
+                    try await cancelWhenGracefulShutdown {
+                        try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+                    }
                 } catch {
                     return
                 }
                 do {
                     try await identity.renew()
-                    logger.info("renewed the server's own TLS certificate", metadata: ["serial": "\(identity.credentials.serial)"])
+                    logger.info(
+                        "renewed the server's own TLS certificate",
+                        metadata: ["serial": "\(identity.credentials.serial)"])
                 } catch {
-                    logger.error("could not renew the server's own TLS certificate; retrying", metadata: ["error": "\(error)"])
+                    logger.error(
+                        "could not renew the server's own TLS certificate; retrying", metadata: ["error": "\(error)"])
                     try? await cancelWhenGracefulShutdown { try await Task.sleep(for: retryInterval) }
                 }
             }

@@ -1,10 +1,9 @@
 import Crypto
+import Foundation
 import Logging
 import SignetAuthority
 import SignetKubernetes
 import Synchronization
-
-import Foundation
 
 /// Checks Kubernetes service-account tokens presented as bearer tokens: by TokenReview against the cluster, or
 /// offline against the cluster's JWKS. Results are cached briefly (as API tokens are), keyed by the token's hash.
@@ -13,10 +12,15 @@ public final class ServiceAccountVerifier: Sendable {
     private let client: KubernetesClient
     private let logger: Logger
     private let cacheLifetime: Duration
-    private let verdicts = Mutex<[String: (identity: Result<ServiceAccountIdentity, ServiceAccountTokenError>, expires: ContinuousClock.Instant)]>([:])
+    private let verdicts = Mutex<
+        [String: (identity: Result<ServiceAccountIdentity, ServiceAccountTokenError>, expires: ContinuousClock.Instant)]
+    >([:])
     private let keySet = Mutex<(keys: JSONWebKeySet, fetched: ContinuousClock.Instant)?>(nil)
 
-    public init(settings: ServiceAccountSettings, client: KubernetesClient, logger: Logger, cacheLifetime: Duration = .seconds(10)) {
+    public init(
+        settings: ServiceAccountSettings, client: KubernetesClient, logger: Logger,
+        cacheLifetime: Duration = .seconds(10)
+    ) {
         self.settings = settings
         self.client = client
         self.logger = logger
@@ -54,7 +58,8 @@ public final class ServiceAccountVerifier: Sendable {
             // An API server that ignores the requested audiences answers without them; such an answer proves nothing
             // about the audience, so it is a failure.
             guard case .array(let audiences)? = status["audiences"] else {
-                throw ServiceAccountTokenError.rejected("the TokenReview answer does not confirm the audience (no status.audiences)")
+                throw ServiceAccountTokenError.rejected(
+                    "the TokenReview answer does not confirm the audience (no status.audiences)")
             }
             guard audiences.contains(.string(settings.audience)) else {
                 throw ServiceAccountTokenError.wrongAudience(audiences.compactMap(\.string))
@@ -74,9 +79,12 @@ public final class ServiceAccountVerifier: Sendable {
         }
     }
 
-    private func verify(_ token: String, keys: JSONWebKeySet) -> Result<ServiceAccountIdentity, ServiceAccountTokenError> {
+    private func verify(_ token: String, keys: JSONWebKeySet) -> Result<
+        ServiceAccountIdentity, ServiceAccountTokenError
+    > {
         Result { () throws(ServiceAccountTokenError) in
-            try ServiceAccountToken.verify(token, keys: keys, issuer: settings.resolvedIssuer, audience: settings.audience)
+            try ServiceAccountToken.verify(
+                token, keys: keys, issuer: settings.resolvedIssuer, audience: settings.audience)
         }
     }
 

@@ -4,9 +4,9 @@ import SignetKeys
 import SignetLedger
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Signet's Prometheus metrics. Counters and histograms are updated on the request path; the ledger-derived
@@ -47,48 +47,65 @@ public final class SignetMetrics: Sendable {
         refused = registry.makeCounter(descriptor: issuances, labels: [("outcome", "refused")])
         failed = registry.makeCounter(descriptor: issuances, labels: [("outcome", "failed")])
         issuanceLatency = registry.makeDurationHistogram(
-            descriptor: .init(namespace: "signet", metricName: "issuance_duration", unitName: "seconds", helpText: "Time from a request's arrival at the issuer to its committed certificate."),
+            descriptor: .init(
+                namespace: "signet", metricName: "issuance_duration", unitName: "seconds",
+                helpText: "Time from a request's arrival at the issuer to its committed certificate."),
             buckets: Self.latencyBuckets
         )
         signerLatency = registry.makeDurationHistogram(
-            descriptor: .init(namespace: "signet", metricName: "signer_duration", unitName: "seconds", helpText: "Time the CA key took to make one signature."),
+            descriptor: .init(
+                namespace: "signet", metricName: "signer_duration", unitName: "seconds",
+                helpText: "Time the CA key took to make one signature."),
             labels: [("backend", signerBackend)],
             buckets: Self.latencyBuckets
         )
         self.signerBackend = signerBackend
         signerThrottled = registry.makeCounter(
-            descriptor: .init(namespace: "signet", metricName: "signer_throttled_responses", unitName: "total", helpText: "429 answers from the remote signer (each one, retried or not)."),
+            descriptor: .init(
+                namespace: "signet", metricName: "signer_throttled_responses", unitName: "total",
+                helpText: "429 answers from the remote signer (each one, retried or not)."),
             labels: [("backend", signerBackend)]
         )
         signerQueued = registry.makeGauge(
-            descriptor: .init(namespace: "signet", metricName: "signer_queue_depth", unitName: "", helpText: "Signatures waiting for admission to the signer's rate and concurrency limits."),
+            descriptor: .init(
+                namespace: "signet", metricName: "signer_queue_depth", unitName: "",
+                helpText: "Signatures waiting for admission to the signer's rate and concurrency limits."),
             labels: [("backend", signerBackend)]
         )
         signerRunning = registry.makeGauge(
-            descriptor: .init(namespace: "signet", metricName: "signer_in_flight", unitName: "", helpText: "Signatures admitted and not yet answered."),
+            descriptor: .init(
+                namespace: "signet", metricName: "signer_in_flight", unitName: "",
+                helpText: "Signatures admitted and not yet answered."),
             labels: [("backend", signerBackend)]
         )
         var byStatus: [CertificateStatus: Gauge] = [:]
         for status in CertificateStatus.allCases {
             byStatus[status] = registry.makeGauge(
-                descriptor: .init(namespace: "signet", metricName: "certificates", unitName: "", helpText: "Certificates in the ledger by status."),
+                descriptor: .init(
+                    namespace: "signet", metricName: "certificates", unitName: "",
+                    helpText: "Certificates in the ledger by status."),
                 labels: [("status", status.rawValue)]
             )
         }
         certificatesByStatus = byStatus
         earliestExpiry = registry.makeGauge(
-            descriptor: .init(namespace: "signet", metricName: "earliest_expiry_timestamp", unitName: "seconds", helpText: "notAfter of the valid certificate that expires first (Unix time); 0 when there is none.")
+            descriptor: .init(
+                namespace: "signet", metricName: "earliest_expiry_timestamp", unitName: "seconds",
+                helpText: "notAfter of the valid certificate that expires first (Unix time); 0 when there is none.")
         )
         let renewalDescriptor = MetricNameDescriptor(
             namespace: "signet", metricName: "managed_renewals", unitName: "total",
-            helpText: "Managed-certificate renewal attempts (issue and deliver) by outcome: delivered, failed, unauthorized (the owner's credential no longer allows it)."
+            helpText:
+                "Managed-certificate renewal attempts (issue and deliver) by outcome: delivered, failed, unauthorized (the owner's credential no longer allows it)."
         )
-        renewals = Dictionary(uniqueKeysWithValues: RenewalOutcome.allCases.map {
-            ($0, registry.makeCounter(descriptor: renewalDescriptor, labels: [("outcome", $0.rawValue)]))
-        })
+        renewals = Dictionary(
+            uniqueKeysWithValues: RenewalOutcome.allCases.map {
+                ($0, registry.makeCounter(descriptor: renewalDescriptor, labels: [("outcome", $0.rawValue)]))
+            })
         let probeDescriptor = MetricNameDescriptor(
             namespace: "signet", metricName: "delivery_probes", unitName: "total",
-            helpText: "Gateway probes after a delivery by outcome: served (the new serial), stale (anything else, or no answer)."
+            helpText:
+                "Gateway probes after a delivery by outcome: served (the new serial), stale (anything else, or no answer)."
         )
         probes = [
             true: registry.makeCounter(descriptor: probeDescriptor, labels: [("outcome", "served")]),
@@ -96,25 +113,37 @@ public final class SignetMetrics: Sendable {
         ]
         let limitedDescriptor = MetricNameDescriptor(
             namespace: "signet", metricName: "rate_limited", unitName: "total",
-            helpText: "Requests refused with 429 by limit: issuance (per caller), authentication (failed attempts per source address), renewal (forced renewals per managed certificate)."
+            helpText:
+                "Requests refused with 429 by limit: issuance (per caller), authentication (failed attempts per source address), renewal (forced renewals per managed certificate)."
         )
-        rateLimited = Dictionary(uniqueKeysWithValues: ["issuance", "authentication", "renewal"].map {
-            ($0, registry.makeCounter(descriptor: limitedDescriptor, labels: [("limit", $0)]))
-        })
+        rateLimited = Dictionary(
+            uniqueKeysWithValues: ["issuance", "authentication", "renewal"].map {
+                ($0, registry.makeCounter(descriptor: limitedDescriptor, labels: [("limit", $0)]))
+            })
         crlSignatures = registry.makeCounter(
-            descriptor: .init(namespace: "signet", metricName: "crl_signatures", unitName: "total",
-                              helpText: "CRLs signed with the CA key (each one a signature of the key's backend, Key Vault's quota included).")
+            descriptor: .init(
+                namespace: "signet", metricName: "crl_signatures", unitName: "total",
+                helpText:
+                    "CRLs signed with the CA key (each one a signature of the key's backend, Key Vault's quota included)."
+            )
         )
         let ocspDescriptor = MetricNameDescriptor(
             namespace: "signet", metricName: "ocsp_responses", unitName: "total",
-            helpText: "OCSP answers by certificate status (good, revoked, unknown) or failure status (malformedRequest, unauthorized, tryLater)."
+            helpText:
+                "OCSP answers by certificate status (good, revoked, unknown) or failure status (malformedRequest, unauthorized, tryLater)."
         )
-        ocspResponses = Dictionary(uniqueKeysWithValues: ["good", "revoked", "unknown", "malformedRequest", "unauthorized", "tryLater", "internalError"].map {
-            ($0, registry.makeCounter(descriptor: ocspDescriptor, labels: [("status", $0)]))
-        })
+        ocspResponses = Dictionary(
+            uniqueKeysWithValues: [
+                "good", "revoked", "unknown", "malformedRequest", "unauthorized", "tryLater", "internalError",
+            ].map {
+                ($0, registry.makeCounter(descriptor: ocspDescriptor, labels: [("status", $0)]))
+            })
         ocspSignatures = registry.makeCounter(
-            descriptor: .init(namespace: "signet", metricName: "ocsp_signatures", unitName: "total",
-                              helpText: "OCSP responses signed with the delegated responder's local key (never the CA key); cached answers are not counted.")
+            descriptor: .init(
+                namespace: "signet", metricName: "ocsp_signatures", unitName: "total",
+                helpText:
+                    "OCSP responses signed with the delegated responder's local key (never the CA key); cached answers are not counted."
+            )
         )
     }
 
@@ -146,7 +175,8 @@ public final class SignetMetrics: Sendable {
         if let failure {
             // The registry hands back the same counter for the same labels; failures are rare, so the lookup is cheap.
             registry.makeCounter(
-                descriptor: Self.signerErrors, labels: [("backend", signerBackend), ("kind", SignerFailureKind.of(failure))]
+                descriptor: Self.signerErrors,
+                labels: [("backend", signerBackend), ("kind", SignerFailureKind.of(failure))]
             ).increment()
         }
     }
@@ -154,7 +184,8 @@ public final class SignetMetrics: Sendable {
     public func recordThrottledResponse() { signerThrottled.increment() }
 
     public func recordRetry(reason: String) {
-        registry.makeCounter(descriptor: Self.signerRetries, labels: [("backend", signerBackend), ("reason", reason)]).increment()
+        registry.makeCounter(descriptor: Self.signerRetries, labels: [("backend", signerBackend), ("reason", reason)])
+            .increment()
     }
 
     public func recordAdmission(queued: Int, running: Int) {
@@ -164,18 +195,22 @@ public final class SignetMetrics: Sendable {
 
     private static var signerErrors: MetricNameDescriptor {
         MetricNameDescriptor(
-            namespace: "signet", metricName: "signer_errors", unitName: "total", helpText: "Signatures the CA key failed to make, by kind of failure."
+            namespace: "signet", metricName: "signer_errors", unitName: "total",
+            helpText: "Signatures the CA key failed to make, by kind of failure."
         )
     }
     private static var signerRetries: MetricNameDescriptor {
         MetricNameDescriptor(
-            namespace: "signet", metricName: "signer_retries", unitName: "total", helpText: "Calls to the remote signer retried, by reason: throttled, server_error, transport."
+            namespace: "signet", metricName: "signer_retries", unitName: "total",
+            helpText: "Calls to the remote signer retried, by reason: throttled, server_error, transport."
         )
     }
 
     /// Refreshes the ledger gauges and renders the exposition text, with the managed-certificate families
     /// computed from the ledger at this moment (so a deleted one disappears at once).
-    public func render(from ledger: CertificateLedger, crlIssuer: String? = nil, now: Date = Date()) async throws -> String {
+    public func render(from ledger: CertificateLedger, crlIssuer: String? = nil, now: Date = Date()) async throws
+        -> String
+    {
         let summary = try await ledger.summary(now: now)
         for (status, gauge) in certificatesByStatus {
             gauge.set(Double(summary.counts[status] ?? 0))
@@ -201,14 +236,19 @@ public final class SignetMetrics: Sendable {
 /// The managed certificates as cert-manager's per-certificate metric families, one series each.
 enum ManagedCertificateMetrics {
     static func render(_ records: [ManagedCertificateRecord], now: Date) -> String {
-        CertificateMetricFamilies.render(records.map { record in
-            CertificateMetricFamilies.Series(
-                labels: [("name", record.name), ("cluster", record.spec.target.cluster), ("namespace", record.spec.target.namespace),
-                         ("secret", record.spec.target.secretName)],
-                notAfter: record.delivered?.notAfter, renewalTime: record.nextAttemptAt,
-                condition: ManagedCertificateStatus(record, now: now).ready ? .ready : (record.delivered == nil && record.lastError == nil ? .unknown : .notReady),
-                failedAttempts: record.attempts
-            )
-        }, noun: "managed certificate")
+        CertificateMetricFamilies.render(
+            records.map { record in
+                CertificateMetricFamilies.Series(
+                    labels: [
+                        ("name", record.name), ("cluster", record.spec.target.cluster),
+                        ("namespace", record.spec.target.namespace),
+                        ("secret", record.spec.target.secretName),
+                    ],
+                    notAfter: record.delivered?.notAfter, renewalTime: record.nextAttemptAt,
+                    condition: ManagedCertificateStatus(record, now: now).ready
+                        ? .ready : (record.delivered == nil && record.lastError == nil ? .unknown : .notReady),
+                    failedAttempts: record.attempts
+                )
+            }, noun: "managed certificate")
     }
 }

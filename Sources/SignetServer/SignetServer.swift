@@ -1,6 +1,6 @@
+import AsyncHTTPClient
 import Hummingbird
 import HummingbirdCore
-import AsyncHTTPClient
 import HummingbirdTLS
 import Logging
 import NIOCore
@@ -12,17 +12,17 @@ import SignetACME
 import SignetAuthority
 import SignetKeyVault
 import SignetKeys
-import SignetPKCS11
 import SignetLedger
 import SignetOpenAPI
+import SignetPKCS11
 import SwiftASN1
 import UnixSignals
 import X509
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Composes the service from its configuration: CA, signer, ledger, issuer, HTTP application. The one place
@@ -48,13 +48,17 @@ public struct SignetServer: Sendable {
 
     /// Opens the ledger and loads (or, on the embedded default, creates) the CA. Refuses to start on any CA check failure.
     public static func prepare(_ configuration: ServerConfiguration, logger: Logger) async throws -> SignetServer {
-        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: configuration.dataDirectory, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
         let directory = CADirectory(path: configuration.resolvedCADirectory)
         if !directory.exists {
             guard configuration.mayCreateDevelopmentCA else {
-                throw ConfigurationError("no CA in \(directory.path): run 'signet ca init --dir \(directory.path)' or 'signet ca import'")
+                throw ConfigurationError(
+                    "no CA in \(directory.path): run 'signet ca init --dir \(directory.path)' or 'signet ca import'")
             }
-            logger.warning("""
+            logger.warning(
+                """
                 ********************************************************************************
                 DEVELOPMENT CA: no CA was configured, so a new root and intermediate were created
                 in \(directory.path). Certificates it issues are trusted by nothing but its own
@@ -77,84 +81,116 @@ public struct SignetServer: Sendable {
                 }
                 custodyKey = Certificate.PrivateKey(AdmittedPrivateKey(custodyKey, admission: admission))
             }
-            let observed = Certificate.PrivateKey(ObservedPrivateKey(custodyKey) { seconds, failure in
-                metrics.recordSignature(seconds: seconds, failure: failure)
-            })
+            let observed = Certificate.PrivateKey(
+                ObservedPrivateKey(custodyKey) { seconds, failure in
+                    metrics.recordSignature(seconds: seconds, failure: failure)
+                })
             var ca = try await CALoader.load(from: directory, key: observed)
-            if let base = configuration.crlBaseURL { ca.crlDistributionPoint = base + "/crl/\(ca.keyIdentifier.hexString).crl" }
+            if let base = configuration.crlBaseURL {
+                ca.crlDistributionPoint = base + "/crl/\(ca.keyIdentifier.hexString).crl"
+            }
             if let base = configuration.ocspBaseURL { ca.ocspResponderURL = base + "/ocsp" }
             let ledger = try CertificateLedger(
-                path: configuration.resolvedDatabasePath, durability: configuration.durability, key: try configuration.loadLedgerKey()
+                path: configuration.resolvedDatabasePath, durability: configuration.durability,
+                key: try configuration.loadLedgerKey()
             )
             let database = configuration.resolvedDatabasePath
-            let files = [configuration.dataDirectory, database, database + "-wal", database + "-shm"]
+            let files =
+                [configuration.dataDirectory, database, database + "-wal", database + "-shm"]
                 + (configuration.ledgerKey == nil ? [configuration.resolvedLedgerKeyFile] : [])
             for (path, mode) in LedgerFiles.widerThanOwner(files) {
-                logger.warning("readable by others than Signet's user: make it 0600 (files) or 0700 (directories)", metadata: [
-                    "path": "\(path)", "mode": "\(String(mode, radix: 8))",
-                ])
+                logger.warning(
+                    "readable by others than Signet's user: make it 0600 (files) or 0700 (directories)",
+                    metadata: [
+                        "path": "\(path)", "mode": "\(String(mode, radix: 8))",
+                    ])
             }
-            logger.info("CA loaded", metadata: [
-                "subject": "\(ca.certificate.subject)", "keyID": "\(ca.keyIdentifier.hexString)",
-                "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(configuration.resolvedDatabasePath)",
-                "durability": "\(configuration.durability.rawValue)",
-            ])
+            logger.info(
+                "CA loaded",
+                metadata: [
+                    "subject": "\(ca.certificate.subject)", "keyID": "\(ca.keyIdentifier.hexString)",
+                    "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(configuration.resolvedDatabasePath)",
+                    "durability": "\(configuration.durability.rawValue)",
+                ])
             let crl = CRLPublisher(
-                ca: ca, ledger: ledger, validity: configuration.crlValidity, rootCRLFile: configuration.rootCRLFile, metrics: metrics, logger: logger
+                ca: ca, ledger: ledger, validity: configuration.crlValidity, rootCRLFile: configuration.rootCRLFile,
+                metrics: metrics, logger: logger
             )
             do {
                 if let root = try crl.rootCRL(), root.nextUpdate < Date() {
-                    logger.error("the root's CRL (crl.rootCRL) is past its nextUpdate: clients that check the whole chain fail; make a new one with 'signet ca crl'")
+                    logger.error(
+                        "the root's CRL (crl.rootCRL) is past its nextUpdate: clients that check the whole chain fail; make a new one with 'signet ca crl'"
+                    )
                 }
             } catch {
-                logger.error("the root's CRL (crl.rootCRL) cannot be read; /readyz fails until it can", metadata: ["error": "\(error)"])
+                logger.error(
+                    "the root's CRL (crl.rootCRL) cannot be read; /readyz fails until it can",
+                    metadata: ["error": "\(error)"])
             }
             let ocsp = try OCSPResponder(
-                ca: ca, ledger: ledger, validity: configuration.ocspValidity, responderLifetime: configuration.ocspResponderLifetime, metrics: metrics,
+                ca: ca, ledger: ledger, validity: configuration.ocspValidity,
+                responderLifetime: configuration.ocspResponderLifetime, metrics: metrics,
                 logger: logger
             )
             let issuance = try IssuanceService(
                 ca: ca, ledger: ledger, metrics: metrics, logger: logger,
-                reservedSubjects: Set(configuration.clientCertificatePolicies.compactMap {
-                    if case .subject(let subject) = $0.match { subject } else { nil }
-                }),
-                signerDescription: configuration.signerDescription, onRevocation: { serial in
+                reservedSubjects: Set(
+                    configuration.clientCertificatePolicies.compactMap {
+                        if case .subject(let subject) = $0.match { subject } else { nil }
+                    }),
+                signerDescription: configuration.signerDescription,
+                onRevocation: { serial in
                     crl.revoked()
                     ocsp.revoked(serial: serial)
                 }
             )
             let clusters = try await ClusterConnections.open(configuration.clusters, logger: logger)
             let serviceAccounts = configuration.serviceAccounts.flatMap { settings in
-                clusters[settings.cluster].map { ServiceAccountVerifier(settings: settings, client: $0.client, logger: logger) }
+                clusters[settings.cluster].map {
+                    ServiceAccountVerifier(settings: settings, client: $0.client, logger: logger)
+                }
             }
             let authenticator = CallerAuthenticator(
                 ledger: ledger, defaultLifetime: configuration.defaultLifetime,
-                cacheLifetime: configuration.tokenCacheLifetime, certificatePolicies: try resolvingIssuers(configuration, ca: ca),
-                serviceAccounts: serviceAccounts, failedAuthenticationsPerMinute: configuration.limits.failedAuthenticationsPerMinute,
+                cacheLifetime: configuration.tokenCacheLifetime,
+                certificatePolicies: try resolvingIssuers(configuration, ca: ca),
+                serviceAccounts: serviceAccounts,
+                failedAuthenticationsPerMinute: configuration.limits.failedAuthenticationsPerMinute,
                 onRateLimited: { metrics.recordRateLimited("authentication") }
             )
             let managed = ManagedCertificates(
-                ledger: ledger, issuance: issuance, clusters: clusters, authenticator: authenticator, metrics: metrics, logger: logger,
+                ledger: ledger, issuance: issuance, clusters: clusters, authenticator: authenticator, metrics: metrics,
+                logger: logger,
                 forcedRenewalsPerHour: configuration.limits.forcedRenewalsPerHour, crlBundle: { await crl.bundle() }
             )
             crl.onPublish { await managed.refreshCRLs() }
             var acme: ACMEService?
             if !configuration.acme.directories.isEmpty {
-                acme = ACMEService(settings: configuration.acme, store: ledger, issuance: issuance, limits: configuration.limits, logger: logger)
+                acme = ACMEService(
+                    settings: configuration.acme, store: ledger, issuance: issuance, limits: configuration.limits,
+                    logger: logger)
                 for directory in configuration.acme.directories {
-                    logger.info("ACME directory", metadata: [
-                        "url": "\(configuration.acmeBaseURL)/acme/\(directory.name)/directory", "allow": "\(directory.allowedNames)",
-                        "challenges": "\(directory.challenges.map(\.rawValue))", "externalAccountRequired": "\(directory.externalAccountRequired)",
-                        "trustedNames": "\(directory.trustedNames)",
-                    ])
+                    logger.info(
+                        "ACME directory",
+                        metadata: [
+                            "url": "\(configuration.acmeBaseURL)/acme/\(directory.name)/directory",
+                            "allow": "\(directory.allowedNames)",
+                            "challenges": "\(directory.challenges.map(\.rawValue))",
+                            "externalAccountRequired": "\(directory.externalAccountRequired)",
+                            "trustedNames": "\(directory.trustedNames)",
+                        ])
                     if directory.alwaysValid {
-                        logger.warning("ACME directory '\(directory.name)' passes every challenge without validating it (alwaysValid): for tests and benchmarks only")
+                        logger.warning(
+                            "ACME directory '\(directory.name)' passes every challenge without validating it (alwaysValid): for tests and benchmarks only"
+                        )
                     }
                 }
             }
             return SignetServer(
-                configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics, authenticator: authenticator,
-                managed: managed, acme: acme, crl: crl, ocsp: ocsp, clusters: clusters, signer: signer, http: http, logger: logger
+                configuration: configuration, ledger: ledger, issuance: issuance, metrics: metrics,
+                authenticator: authenticator,
+                managed: managed, acme: acme, crl: crl, ocsp: ocsp, clusters: clusters, signer: signer, http: http,
+                logger: logger
             )
         } catch {
             // A CA that fails its checks stops the start; the remote signer's client is closed first.
@@ -170,23 +206,30 @@ public struct SignetServer: Sendable {
         if let token = configuration.pkcs11 {
             let signer = try await PKCS11Signer.connect(
                 module: token.module,
-                key: PKCS11KeyReference(tokenLabel: token.tokenLabel, keyLabel: token.keyLabel, keyID: token.keyID.flatMap(PKCS11KeyReference.keyID(hex:))),
+                key: PKCS11KeyReference(
+                    tokenLabel: token.tokenLabel, keyLabel: token.keyLabel,
+                    keyID: token.keyID.flatMap(PKCS11KeyReference.keyID(hex:))),
                 pin: try token.readPIN(),
                 sessions: token.limits.maximumConcurrent
             )
-            logger.info("CA key on a PKCS#11 token", metadata: ["key": "\(signer.reference.uri)", "module": "\(token.module)"])
+            logger.info(
+                "CA key on a PKCS#11 token", metadata: ["key": "\(signer.reference.uri)", "module": "\(token.module)"])
             if signer.keyIsExportable {
-                logger.warning("the CA key on the token can be exported (CKA_EXTRACTABLE or not CKA_SENSITIVE); generate CA keys non-extractable")
+                logger.warning(
+                    "the CA key on the token can be exported (CKA_EXTRACTABLE or not CKA_SENSITIVE); generate CA keys non-extractable"
+                )
             }
             return (signer, nil)
         }
         guard let vault = configuration.keyVault else {
-            let passphrase = try configuration.caPassphrase.map { Array($0.utf8) }
+            let passphrase =
+                try configuration.caPassphrase.map { Array($0.utf8) }
                 ?? configuration.caPassphraseFile.map { try PassphraseFile.read($0) }
             return (try FileKeySigner(path: directory.key, passphrase: passphrase), nil)
         }
         let (client, http) = try KeyVaultConnection.open(
-            vaultURL: vault.url, apiVersion: vault.apiVersion, caFile: vault.caFile, maximumConnections: vault.limits.maximumConcurrent,
+            vaultURL: vault.url, apiVersion: vault.apiVersion, caFile: vault.caFile,
+            maximumConnections: vault.limits.maximumConcurrent,
             observer: { event in
                 switch event {
                 case .throttled: metrics.recordThrottledResponse()
@@ -196,8 +239,14 @@ public struct SignetServer: Sendable {
             logger: logger
         )
         do {
-            let signer = try await KeyVaultSigner.connect(client: client, keyName: vault.keyName, keyVersion: vault.keyVersion)
-            logger.info("CA key in Azure Key Vault", metadata: ["kid": "\(signer.keyID)", "auth": "\(client.credential.flow)", "pinned": "\(vault.keyVersion != nil)"])
+            let signer = try await KeyVaultSigner.connect(
+                client: client, keyName: vault.keyName, keyVersion: vault.keyVersion)
+            logger.info(
+                "CA key in Azure Key Vault",
+                metadata: [
+                    "kid": "\(signer.keyID)", "auth": "\(client.credential.flow)",
+                    "pinned": "\(vault.keyVersion != nil)",
+                ])
             return (signer, http)
         } catch {
             try? await http.shutdown()
@@ -209,25 +258,35 @@ public struct SignetServer: Sendable {
         let router = Router(context: SignetRequestContext.self)
         router.add(middleware: APIEdgeMiddleware())
         let api = SignetAPI(
-            issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer, managed: managed,
-            limits: configuration.limits, signerDescription: configuration.signerDescription, crl: crl, crlReadinessMargin: configuration.crlReadinessMargin, ocsp: ocsp,
+            issuance: issuance, ledger: ledger, authenticator: authenticator, metrics: metrics, signer: signer,
+            managed: managed,
+            limits: configuration.limits, signerDescription: configuration.signerDescription, crl: crl,
+            crlReadinessMargin: configuration.crlReadinessMargin, ocsp: ocsp,
             logger: logger
         )
         // Compact JSON without escaped slashes (PEM is full of them): the default pretty-printed, key-sorted output
         // costs measurable time at thousands of answers a second.
-        try api.registerHandlers(on: router, configuration: .init(dateTranscoder: RFC3339DateTranscoder(), jsonEncodingOptions: [.withoutEscapingSlashes]))
+        try api.registerHandlers(
+            on: router,
+            configuration: .init(
+                dateTranscoder: RFC3339DateTranscoder(), jsonEncodingOptions: [.withoutEscapingSlashes]))
         CRLFrontEnd(publisher: crl).register(on: router)
         OCSPFrontEnd(responder: ocsp, metrics: metrics).register(on: router)
         if let acme {
-            ACMEFrontEnd(service: acme, store: ledger, baseURL: configuration.acmeBaseURL, cacheLifetime: configuration.tokenCacheLifetime)
-                .register(on: router)
+            ACMEFrontEnd(
+                service: acme, store: ledger, baseURL: configuration.acmeBaseURL,
+                cacheLifetime: configuration.tokenCacheLifetime
+            )
+            .register(on: router)
         }
         return router
     }
 
     /// The HTTP application, and the services that must run beside it. `onServerRunning` receives the listening
     /// channel (tests bind port 0 and read it).
-    public func makeApplication(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) async throws -> some ApplicationProtocol {
+    public func makeApplication(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in })
+        async throws -> some ApplicationProtocol
+    {
         let server: HTTPServerBuilder
         var services: [any Service] = [
             RenewalScheduler(managed: managed, concurrency: configuration.renewalConcurrency, logger: logger),
@@ -247,7 +306,8 @@ public struct SignetServer: Sendable {
         return Application(
             router: try makeRouter(),
             server: server,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "signet"),
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "signet"),
             services: services,
             onServerRunning: onServerRunning,
             logger: logger
@@ -257,7 +317,12 @@ public struct SignetServer: Sendable {
     /// Serves until SIGTERM or SIGINT, then stops accepting, finishes in-flight requests and closes the ledger.
     public func run() async throws {
         let app = try await makeApplication { channel in
-            logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "transport": "\(configuration.transport.rawValue)"])
+            logger.info(
+                "listening",
+                metadata: [
+                    "address": "\(channel.localAddress.map { "\($0)" } ?? "?")",
+                    "transport": "\(configuration.transport.rawValue)",
+                ])
         }
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
         await clusters.shutdown()
@@ -291,27 +356,36 @@ public struct SignetServer: Sendable {
             tls.certificateVerification = .none
         case .optional, .require:
             tls.trustRoots = .certificates(try clientTrustAnchors())
-            tls.certificateVerification = configuration.clientAuthentication == .require ? .noHostnameVerification : .optionalVerification
+            tls.certificateVerification =
+                configuration.clientAuthentication == .require ? .noHostnameVerification : .optionalVerification
         }
         return (tls, identity)
     }
 
     /// The client-certificate identities with the key of the CA each names (`issuer`): exactly one CA of the client
     /// trust anchors (and of Signet's own chain, when self-issued clients are allowed) must carry that name.
-    static func resolvingIssuers(_ configuration: ServerConfiguration, ca: IssuingCA) throws -> [ClientCertificatePolicy] {
+    static func resolvingIssuers(_ configuration: ServerConfiguration, ca: IssuingCA) throws
+        -> [ClientCertificatePolicy]
+    {
         let policies = configuration.clientCertificatePolicies
         guard configuration.clientAuthentication != .none, !policies.isEmpty,
-              configuration.clientCA != nil || configuration.allowSelfIssuedClients else {
-            return policies  // nothing authenticates by certificate, or the start fails on tls.clientCA (clientTrustAnchors)
+            configuration.clientCA != nil || configuration.allowSelfIssuedClients
+        else {
+            // nothing authenticates by certificate, or the start fails on tls.clientCA (clientTrustAnchors)
+            return policies
         }
         var anchors = try configuration.clientCA.map { try PEMFiles.certificates(at: $0) } ?? []
         if configuration.allowSelfIssuedClients { anchors += ca.chainAboveLeaf + [ca.root] }
         return try policies.enumerated().map { index, policy in
-            let keys = Set(anchors.filter { DistinguishedNames.normalized($0.subject.description) == policy.issuer }.map(\.publicKey))
+            let keys = Set(
+                anchors.filter { DistinguishedNames.normalized($0.subject.description) == policy.issuer }.map(
+                    \.publicKey))
             guard keys.count == 1, let key = keys.first else {
-                throw ConfigurationError(keys.isEmpty
-                    ? "clientCertificates[\(index)].issuer '\(policy.issuer)' names no CA of tls.clientCA"
-                    : "clientCertificates[\(index)].issuer '\(policy.issuer)' names \(keys.count) CAs with different keys in tls.clientCA; give each CA its own name")
+                throw ConfigurationError(
+                    keys.isEmpty
+                        ? "clientCertificates[\(index)].issuer '\(policy.issuer)' names no CA of tls.clientCA"
+                        : "clientCertificates[\(index)].issuer '\(policy.issuer)' names \(keys.count) CAs with different keys in tls.clientCA; give each CA its own name"
+                )
             }
             var resolved = policy
             resolved.issuerKey = key
@@ -326,13 +400,16 @@ public struct SignetServer: Sendable {
         let issuing = issuance.ca.chainAboveLeaf + [issuance.ca.root]
         guard let path = configuration.clientCA else {
             guard configuration.allowSelfIssuedClients else {
-                throw ConfigurationError("""
+                throw ConfigurationError(
+                    """
                     tls.clientAuth is \(configuration.clientAuthentication.rawValue) but tls.clientCA is not set: client certificates must come \
                     from a CA of your own, not from Signet's issuing chain (any caller allowed a name could be issued a certificate with \
                     that subject); set tls.clientCA, or tls.allowSelfIssuedClients: true to accept Signet's own certificates knowingly
                     """)
             }
-            logger.warning("client certificates issued by Signet's own CA authenticate callers (tls.allowSelfIssuedClients); subjects reserved from issuance: \(issuance.reservedSubjects.sorted())")
+            logger.warning(
+                "client certificates issued by Signet's own CA authenticate callers (tls.allowSelfIssuedClients); subjects reserved from issuance: \(issuance.reservedSubjects.sorted())"
+            )
             return try NIOSSLCertificate.fromPEMBytes(Array(issuance.rootPEM.utf8))
         }
         let bundle: [NIOSSLCertificate]
@@ -345,12 +422,15 @@ public struct SignetServer: Sendable {
             let certificate = try Certificate(derEncoded: try anchor.toDERBytes())
             guard let own = issuing.first(where: { $0.publicKey == certificate.publicKey }) else { continue }
             guard configuration.allowSelfIssuedClients else {
-                throw ConfigurationError("""
+                throw ConfigurationError(
+                    """
                     tls.clientCA (\(path)) holds Signet's own issuing CA '\(own.subject)': any caller allowed a name could be issued a client \
                     certificate with that subject; use a separate CA for client identities, or set tls.allowSelfIssuedClients: true knowingly
                     """)
             }
-            logger.warning("tls.clientCA holds Signet's own issuing CA (tls.allowSelfIssuedClients); subjects reserved from issuance: \(issuance.reservedSubjects.sorted())")
+            logger.warning(
+                "tls.clientCA holds Signet's own issuing CA (tls.allowSelfIssuedClients); subjects reserved from issuance: \(issuance.reservedSubjects.sorted())"
+            )
         }
         return bundle
     }
@@ -363,15 +443,19 @@ public struct SignetServer: Sendable {
         let lifetime = min(configuration.maximumLifetime, .seconds(30 * 86_400))
         let selfCaller = Caller(
             identity: "signet:server",
-            policy: IssuancePolicy(allowedNames: try names.map { try NamePattern($0) }, maximumLifetime: lifetime, defaultLifetime: lifetime)
+            policy: IssuancePolicy(
+                allowedNames: try names.map { try NamePattern($0) }, maximumLifetime: lifetime,
+                defaultLifetime: lifetime)
         )
         let issued = try await issuance.issue(
             IssuanceRequest(csrPEM: csrPEM, dnsNames: dnsNames, ipAddresses: ipAddresses, profile: .server),
             for: selfCaller
         )
-        logger.info("issued the server's own TLS certificate", metadata: [
-            "serial": "\(issued.entry.serial)", "names": "\(names)", "renewAfter": "\(issued.renewAfter)",
-        ])
+        logger.info(
+            "issued the server's own TLS certificate",
+            metadata: [
+                "serial": "\(issued.entry.serial)", "names": "\(names)", "renewAfter": "\(issued.renewAfter)",
+            ])
         return ServerIdentity.Credentials(
             chain: try NIOSSLCertificate.fromPEMBytes(Array(issued.chainPEM.utf8)).map { .certificate($0) },
             key: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)),

@@ -8,18 +8,21 @@ import SignetServer
 struct ACMECommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "acme",
-        abstract: "Manage the ACME front end: external account keys, accounts, renewal information (run on the server).",
+        abstract:
+            "Manage the ACME front end: external account keys, accounts, renewal information (run on the server).",
         subcommands: [EAB.self, Accounts.self, ARI.self]
     )
 
     struct EAB: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "eab", abstract: "External Account Binding keys (RFC 8555 §7.3.4).", subcommands: [Create.self, List.self, Revoke.self]
+            commandName: "eab", abstract: "External Account Binding keys (RFC 8555 §7.3.4).",
+            subcommands: [Create.self, List.self, Revoke.self]
         )
 
         struct Create: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
-                abstract: "Create a key id and HMAC key, printed once; the ledger keeps the HMAC key sealed with the ledger key.",
+                abstract:
+                    "Create a key id and HMAC key, printed once; the ledger keeps the HMAC key sealed with the ledger key.",
                 discussion: """
                     Accounts registered with the key are bound to it: they may order only names its --allow patterns \
                     (and the directory) allow, and are recorded as requester acme:DIRECTORY/LABEL/ACCOUNT. A key may bind \
@@ -29,7 +32,10 @@ struct ACMECommand: AsyncParsableCommand {
             @OptionGroup var location: LedgerLocation
             @Option(help: "The ACME directory (acme.directories[].name) the key binds accounts to.")
             var directory: String
-            @Option(help: "A name pattern accounts bound with this key may order (repeatable; default: whatever the directory allows).")
+            @Option(
+                help:
+                    "A name pattern accounts bound with this key may order (repeatable; default: whatever the directory allows)."
+            )
             var allow: [String] = []
             @Option(help: "A label recorded in every certificate's requester (default: the key id).")
             var name: String?
@@ -37,7 +43,9 @@ struct ACMECommand: AsyncParsableCommand {
             func run() async throws {
                 let configuration = try location.configuration()
                 guard let policy = configuration.acme.directory(named: directory) else {
-                    throw ValidationError("no ACME directory named '\(directory)' in the configuration; known: \(configuration.acme.directories.map(\.name).joined(separator: ", "))")
+                    throw ValidationError(
+                        "no ACME directory named '\(directory)' in the configuration; known: \(configuration.acme.directories.map(\.name).joined(separator: ", "))"
+                    )
                 }
                 for pattern in allow {
                     do { _ = try NamePattern(pattern) } catch { throw ValidationError("--allow: \(error)") }
@@ -49,11 +57,14 @@ struct ACMECommand: AsyncParsableCommand {
                 let mac = (0..<32).map { _ in UInt8.random(in: 0...255) }
                 let ledger = try location.open(sealing: true)
                 try await ledger.createExternalKey(
-                    ACMEExternalKey(keyID: keyID, directory: policy.name, label: name ?? keyID, allowedNames: allow, createdAt: Date()), macKey: mac, actor: "cli"
+                    ACMEExternalKey(
+                        keyID: keyID, directory: policy.name, label: name ?? keyID, allowedNames: allow,
+                        createdAt: Date()), macKey: mac, actor: "cli"
                 )
                 print("key id:   \(keyID)")
                 print("hmac key: \(Base64URL.encode(mac))")
-                FileHandle.standardError.write(Data("EAB key created for directory '\(policy.name)'; the HMAC key is shown only this once\n".utf8))
+                FileHandle.standardError.write(
+                    Data("EAB key created for directory '\(policy.name)'; the HMAC key is shown only this once\n".utf8))
             }
         }
 
@@ -65,22 +76,31 @@ struct ACMECommand: AsyncParsableCommand {
 
             func run() async throws {
                 let keys = try await location.open().externalKeys(directory: directory)
-                Table.print(header: ["KEY ID", "DIRECTORY", "LABEL", "ALLOW", "CREATED", "REVOKED"], rows: keys.map { key in
-                    [key.keyID, key.directory, key.label, key.allowedNames.isEmpty ? "(directory's)" : key.allowedNames.joined(separator: ","),
-                     key.createdAt.formatted(.iso8601), key.revokedAt?.formatted(.iso8601) ?? "-"]
-                })
+                Table.print(
+                    header: ["KEY ID", "DIRECTORY", "LABEL", "ALLOW", "CREATED", "REVOKED"],
+                    rows: keys.map { key in
+                        [
+                            key.keyID, key.directory, key.label,
+                            key.allowedNames.isEmpty ? "(directory's)" : key.allowedNames.joined(separator: ","),
+                            key.createdAt.formatted(.iso8601), key.revokedAt?.formatted(.iso8601) ?? "-",
+                        ]
+                    })
             }
         }
 
         struct Revoke: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Revoke an EAB key: no new account binds with it, and accounts bound with it may no longer order.")
+            static let configuration = CommandConfiguration(
+                abstract:
+                    "Revoke an EAB key: no new account binds with it, and accounts bound with it may no longer order.")
             @OptionGroup var location: LedgerLocation
             @Argument(help: "The key id.")
             var keyID: String
 
             func run() async throws {
                 let ledger = try location.open()
-                guard try await ledger.revokeExternalKey(id: keyID, at: Date(), actor: "cli") else { throw ValidationError("no active EAB key '\(keyID)'") }
+                guard try await ledger.revokeExternalKey(id: keyID, at: Date(), actor: "cli") else {
+                    throw ValidationError("no active EAB key '\(keyID)'")
+                }
                 print("revoked \(keyID)")
             }
         }
@@ -92,30 +112,42 @@ struct ACMECommand: AsyncParsableCommand {
         )
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List accounts, with the requester their certificates are recorded under.")
+            static let configuration = CommandConfiguration(
+                abstract: "List accounts, with the requester their certificates are recorded under.")
             @OptionGroup var location: LedgerLocation
             @Option(help: "Only this directory's accounts.")
             var directory: String?
 
             func run() async throws {
                 let accounts = try await location.open().accounts(directory: directory)
-                Table.print(header: ["ACCOUNT", "DIRECTORY", "STATUS", "EAB KEY", "CONTACT", "CREATED", "REQUESTER"], rows: accounts.map { account in
-                    [account.id, account.directory, account.status.rawValue + (account.externalKeyRevoked ? " (key revoked)" : ""),
-                     account.externalKeyID ?? "-", account.contact.joined(separator: ","), account.createdAt.formatted(.iso8601), account.requester]
-                })
+                Table.print(
+                    header: ["ACCOUNT", "DIRECTORY", "STATUS", "EAB KEY", "CONTACT", "CREATED", "REQUESTER"],
+                    rows: accounts.map { account in
+                        [
+                            account.id, account.directory,
+                            account.status.rawValue + (account.externalKeyRevoked ? " (key revoked)" : ""),
+                            account.externalKeyID ?? "-", account.contact.joined(separator: ","),
+                            account.createdAt.formatted(.iso8601), account.requester,
+                        ]
+                    })
             }
         }
 
         struct Deactivate: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Deactivate an account: its key can no longer do anything (RFC 8555 §7.3.6).")
+            static let configuration = CommandConfiguration(
+                abstract: "Deactivate an account: its key can no longer do anything (RFC 8555 §7.3.6).")
             @OptionGroup var location: LedgerLocation
             @Argument(help: "The account id (the last part of its URL).")
             var account: String
 
             func run() async throws {
                 let ledger = try location.open()
-                guard let found = try await ledger.account(id: account) else { throw ValidationError("no account '\(account)'") }
-                guard found.status == .valid else { throw ValidationError("account '\(account)' is already \(found.status.rawValue)") }
+                guard let found = try await ledger.account(id: account) else {
+                    throw ValidationError("no account '\(account)'")
+                }
+                guard found.status == .valid else {
+                    throw ValidationError("account '\(account)' is already \(found.status.rawValue)")
+                }
                 _ = try await ledger.updateAccount(id: account, contact: nil, status: .deactivated)
                 print("deactivated \(account)")
             }
@@ -129,8 +161,10 @@ struct ACMECommand: AsyncParsableCommand {
 
         struct Advance: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
-                abstract: "Ask ARI clients to renew chosen certificates now (after a key compromise, a mis-issuance, a CA change).",
-                discussion: "Their renewalInfo window moves into the past; clients that poll it (certbot 4.1+, lego, Caddy, cert-manager with ARI) renew at once."
+                abstract:
+                    "Ask ARI clients to renew chosen certificates now (after a key compromise, a mis-issuance, a CA change).",
+                discussion:
+                    "Their renewalInfo window moves into the past; clients that poll it (certbot 4.1+, lego, Caddy, cert-manager with ARI) renew at once."
             )
             @OptionGroup var location: LedgerLocation
             @Option(help: "A certificate serial (hex; repeatable).")
@@ -139,7 +173,9 @@ struct ACMECommand: AsyncParsableCommand {
             var requester: String?
 
             func run() async throws {
-                guard !serial.isEmpty || requester != nil else { throw ValidationError("name certificates with --serial or --requester") }
+                guard !serial.isEmpty || requester != nil else {
+                    throw ValidationError("name certificates with --serial or --requester")
+                }
                 let ledger = try location.open()
                 var serials = serial
                 if let requester {
@@ -157,7 +193,10 @@ struct ACMECommand: AsyncParsableCommand {
                 }
                 let count = try await ledger.advanceRenewal(serials: serials, at: Date())
                 print("advanced the renewal window of \(count) certificate(s)")
-                if count < serials.count { FileHandle.standardError.write(Data("\(serials.count - count) serial(s) are not in the ledger\n".utf8)) }
+                if count < serials.count {
+                    FileHandle.standardError.write(
+                        Data("\(serials.count - count) serial(s) are not in the ledger\n".utf8))
+                }
             }
         }
     }

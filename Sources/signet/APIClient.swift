@@ -18,7 +18,10 @@ struct ServerOptions: ParsableArguments {
         guard let server = server ?? environment["SIGNET_SERVER"] else {
             throw ValidationError("give --server URL (or set SIGNET_SERVER)")
         }
-        return (server.hasSuffix("/") ? String(server.dropLast()) : server, token ?? environment["SIGNET_TOKEN"], cacert ?? environment["SIGNET_CACERT"])
+        return (
+            server.hasSuffix("/") ? String(server.dropLast()) : server, token ?? environment["SIGNET_TOKEN"],
+            cacert ?? environment["SIGNET_CACERT"]
+        )
     }
 }
 

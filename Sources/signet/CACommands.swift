@@ -1,18 +1,17 @@
 import ArgumentParser
+import Foundation
+import Logging
 import SignetAuthority
 import SignetKeyVault
-import SwiftASN1
 import SignetKeys
-import SignetServer
 import SignetPKCS11
+import SignetServer
+import SwiftASN1
 import X509
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-
-import Foundation
-import Logging
 
 struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -58,7 +57,10 @@ struct CACommand: AsyncParsableCommand {
 
         @OptionGroup var token: PKCS11Options
 
-        @Flag(help: "With --key-vault or --pkcs11-module: write the intermediate's CSR (signed by that key) for an external root, and stop.")
+        @Flag(
+            help:
+                "With --key-vault or --pkcs11-module: write the intermediate's CSR (signed by that key) for an external root, and stop."
+        )
         var csrOnly = false
 
         func run() async throws {
@@ -88,21 +90,26 @@ struct CACommand: AsyncParsableCommand {
             initializer.intermediateLifetime = try lifetime(intermediateValidity, "--intermediate-validity")
             initializer.passphrase = try passphraseFile.map(PassphraseInput.read(file:))
             let result = try await initializer.create(in: CADirectory(path: dir), overwrite: force)
-            print("root:         \(dir)/root.crt  (\(result.root.subject), until \(result.root.notValidAfter.formatted(.iso8601)))")
-            print("intermediate: \(dir)/intermediate.crt  (\(result.intermediate.subject), until \(result.intermediate.notValidAfter.formatted(.iso8601)))")
+            print(
+                "root:         \(dir)/root.crt  (\(result.root.subject), until \(result.root.notValidAfter.formatted(.iso8601)))"
+            )
+            print(
+                "intermediate: \(dir)/intermediate.crt  (\(result.intermediate.subject), until \(result.intermediate.notValidAfter.formatted(.iso8601)))"
+            )
             print("keys:         \(dir)/root.key, \(dir)/intermediate.key (0600). Keep root.key offline.")
         }
 
         /// Uses (or first creates) the Key Vault key as the intermediate's key.
         func initWithKeyVault(url: String) async throws {
             let keyName = try vault.requiredKeyName()
-            let parameters: [String: any Sendable]? = switch createKey {
-            case nil: nil
-            case "ec-p256": ["kty": "EC", "crv": "P-256", "key_ops": ["sign", "verify"]]
-            case "ec-p384": ["kty": "EC", "crv": "P-384", "key_ops": ["sign", "verify"]]
-            case "rsa-3072": ["kty": "RSA", "key_size": 3072, "key_ops": ["sign", "verify"]]
-            default: throw ValidationError("--create-key must be ec-p256, ec-p384 or rsa-3072")
-            }
+            let parameters: [String: any Sendable]? =
+                switch createKey {
+                case nil: nil
+                case "ec-p256": ["kty": "EC", "crv": "P-256", "key_ops": ["sign", "verify"]]
+                case "ec-p384": ["kty": "EC", "crv": "P-384", "key_ops": ["sign", "verify"]]
+                case "rsa-3072": ["kty": "RSA", "key_size": 3072, "key_ops": ["sign", "verify"]]
+                default: throw ValidationError("--create-key must be ec-p256, ec-p384 or rsa-3072")
+                }
             try await vault.session(url: url) { client in
                 if let parameters {
                     _ = try await client.createKey(name: keyName, parameters: parameters)
@@ -111,7 +118,8 @@ struct CACommand: AsyncParsableCommand {
                 let version = URL(string: signer.keyID)?.lastPathComponent ?? ""
                 try await initWithExternalKey(
                     signer, keyDescription: signer.keyID,
-                    serveHint: "SIGNET_KEYVAULT_URL=\(url) SIGNET_KEYVAULT_KEY=\(keyName) SIGNET_KEYVAULT_KEY_VERSION=\(version)",
+                    serveHint:
+                        "SIGNET_KEYVAULT_URL=\(url) SIGNET_KEYVAULT_KEY=\(keyName) SIGNET_KEYVAULT_KEY_VERSION=\(version)",
                     importHint: "--key-vault \(url) --key-name \(keyName)"
                 )
             }
@@ -119,7 +127,9 @@ struct CACommand: AsyncParsableCommand {
 
         /// The intermediate's key stays where it is (a vault, a token): the CSR is signed there, which proves the key
         /// is usable, then the local offline root signs the certificate, or the CSR is written out for another root.
-        func initWithExternalKey(_ signer: some CASigner, keyDescription: String, serveHint: String, importHint: String) async throws {
+        func initWithExternalKey(_ signer: some CASigner, keyDescription: String, serveHint: String, importHint: String)
+            async throws
+        {
             let subject = try DistinguishedName {
                 OrganizationName(org)
                 CommonName("\(org) Intermediate CA")
@@ -134,9 +144,13 @@ struct CACommand: AsyncParsableCommand {
             }
             if csrOnly {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                try PEMFiles.write(try csr.serializeAsPEM().pemString + "\n", to: dir + "/intermediate.csr", mode: 0o644, overwrite: force)
+                try PEMFiles.write(
+                    try csr.serializeAsPEM().pemString + "\n", to: dir + "/intermediate.csr", mode: 0o644,
+                    overwrite: force)
                 print("csr:          \(dir)/intermediate.csr (signed by \(keyDescription))")
-                print("next:         have your root sign it, then 'signet ca import --cert <intermediate.crt> --root <root.crt> \(importHint)'")
+                print(
+                    "next:         have your root sign it, then 'signet ca import --cert <intermediate.crt> --root <root.crt> \(importHint)'"
+                )
                 return
             }
             var initializer = CAInitializer()
@@ -144,8 +158,11 @@ struct CACommand: AsyncParsableCommand {
             initializer.rootLifetime = try lifetime(rootValidity, "--root-validity")
             initializer.intermediateLifetime = try lifetime(intermediateValidity, "--intermediate-validity")
             initializer.passphrase = try passphraseFile.map(PassphraseInput.read(file:))
-            let result = try await initializer.create(in: CADirectory(path: dir), overwrite: force, externalIntermediateKey: csr.publicKey)
-            print("root:         \(dir)/root.crt  (\(result.root.subject), until \(result.root.notValidAfter.formatted(.iso8601)))")
+            let result = try await initializer.create(
+                in: CADirectory(path: dir), overwrite: force, externalIntermediateKey: csr.publicKey)
+            print(
+                "root:         \(dir)/root.crt  (\(result.root.subject), until \(result.root.notValidAfter.formatted(.iso8601)))"
+            )
             print("intermediate: \(dir)/intermediate.crt  (key \(keyDescription))")
             print("serve with:   SIGNET_CA_DIR=\(dir) \(serveHint)")
         }
@@ -196,11 +213,14 @@ struct CACommand: AsyncParsableCommand {
             let source: CAImporter.KeySource
             switch (key, vault.keyVault, token.pkcs11Module) {
             case let (path?, nil, nil):
-                source = .file(path: path, passphrase: try PassphraseInput.resolve(file: passphraseFile, environment: passphraseEnv))
+                source = .file(
+                    path: path,
+                    passphrase: try PassphraseInput.resolve(file: passphraseFile, environment: passphraseEnv))
             case let (nil, url?, nil):
                 let keyName = try vault.requiredKeyName()
                 let publicKey = try await vault.session(url: url) { client in
-                    try await KeyVaultSigner.connect(client: client, keyName: keyName, keyVersion: keyVersion).privateKey.publicKey
+                    try await KeyVaultSigner.connect(client: client, keyName: keyName, keyVersion: keyVersion)
+                        .privateKey.publicKey
                 }
                 source = .external(publicKey)
             case (nil, nil, _?):
@@ -210,7 +230,8 @@ struct CACommand: AsyncParsableCommand {
             }
             do {
                 try await CAImporter.importCA(
-                    certificatePath: cert, key: source, rootPath: root, chainPath: chain, into: CADirectory(path: dir), overwrite: force
+                    certificatePath: cert, key: source, rootPath: root, chainPath: chain, into: CADirectory(path: dir),
+                    overwrite: force
                 )
             } catch let failure as CAMaterialCheck.Failure {
                 throw CommandFailure("refused: \(failure)")
@@ -265,7 +286,8 @@ struct KeyVaultOptions: ParsableArguments {
     @Option(help: "The Key Vault key's name (with --key-vault).")
     var keyName: String?
 
-    @Option(help: "CA bundle for the vault's TLS certificate, if it is not publicly trusted (or SIGNET_KEYVAULT_CA_FILE).")
+    @Option(
+        help: "CA bundle for the vault's TLS certificate, if it is not publicly trusted (or SIGNET_KEYVAULT_CA_FILE).")
     var vaultCAFile: String?
 
     func requiredKeyName() throws -> String {
@@ -284,7 +306,8 @@ struct KeyVaultOptions: ParsableArguments {
 
 /// Where a CA key on a PKCS#11 token is, for `ca init` and `ca import`.
 struct PKCS11Options: ParsableArguments {
-    @Option(help: "The HSM vendor's PKCS#11 library holding the intermediate's key (e.g. /usr/lib/softhsm/libsofthsm2.so).")
+    @Option(
+        help: "The HSM vendor's PKCS#11 library holding the intermediate's key (e.g. /usr/lib/softhsm/libsofthsm2.so).")
     var pkcs11Module: String?
 
     @Option(help: "The token's label (with --pkcs11-module).")
@@ -303,17 +326,24 @@ struct PKCS11Options: ParsableArguments {
     var pinEnv: String?
 
     func connect() async throws -> PKCS11Signer {
-        guard let module = pkcs11Module, let tokenLabel else { throw ValidationError("--pkcs11-module needs --token-label") }
-        guard (keyLabel != nil) != (keyID != nil) else { throw ValidationError("--pkcs11-module needs exactly one of --key-label and --key-id") }
+        guard let module = pkcs11Module, let tokenLabel else {
+            throw ValidationError("--pkcs11-module needs --token-label")
+        }
+        guard (keyLabel != nil) != (keyID != nil) else {
+            throw ValidationError("--pkcs11-module needs exactly one of --key-label and --key-id")
+        }
         let id = try keyID.map { hex in
-            guard let bytes = PKCS11KeyReference.keyID(hex: hex) else { throw ValidationError("--key-id '\(hex)' is not hex") }
+            guard let bytes = PKCS11KeyReference.keyID(hex: hex) else {
+                throw ValidationError("--key-id '\(hex)' is not hex")
+            }
             return bytes
         }
         guard let pin = try PassphraseInput.resolve(file: pinFile, environment: pinEnv) else {
             throw ValidationError("--pkcs11-module needs --pin-file or --pin-env")
         }
         return try await PKCS11Signer.connect(
-            module: module, key: PKCS11KeyReference(tokenLabel: tokenLabel, keyLabel: keyLabel, keyID: id), pin: pin, sessions: 1
+            module: module, key: PKCS11KeyReference(tokenLabel: tokenLabel, keyLabel: keyLabel, keyID: id), pin: pin,
+            sessions: 1
         )
     }
 
@@ -344,36 +374,52 @@ extension CACommand {
         static let configuration = CommandConfiguration(
             commandName: "crl",
             abstract: "Sign the root's CRL with the root key (offline); Signet serves it from crl.rootCRL.",
-            discussion: "Make it again before its nextUpdate (Signet's /readyz fails within crl.readinessMargin of it). Numbers are the signing time in seconds, so each is above the last."
+            discussion:
+                "Make it again before its nextUpdate (Signet's /readyz fails within crl.readinessMargin of it). Numbers are the signing time in seconds, so each is above the last."
         )
         @Option(help: "The root certificate.") var rootCert: String
         @Option(help: "The root's private key (PEM; encrypted PKCS#8 with --passphrase-file).") var rootKey: String
         @Option(help: "The passphrase of an encrypted root key, in a file.") var passphraseFile: String?
-        @Option(help: "Serial (hex) of an intermediate to list as revoked (repeatable).") var revokeIntermediate: [String] = []
-        @Option(help: "The reason for --revoke-intermediate: keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation.")
+        @Option(help: "Serial (hex) of an intermediate to list as revoked (repeatable).") var revokeIntermediate:
+            [String] = []
+        @Option(
+            help:
+                "The reason for --revoke-intermediate: keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation."
+        )
         var reason: String = "superseded"
         @Option(help: "How long the CRL is valid, in days.") var days: Int = 30
         @Option(help: "Where to write it (DER; PEM beside it with .pem).") var out: String
 
         func run() async throws {
             guard days >= 1 else { throw ValidationError("--days must be at least 1") }
-            guard let revocationReason = RevocationReason(name: reason) else { throw ValidationError("--reason: '\(reason)' is not an RFC 5280 reason name") }
-            let root = try PEMFiles.certificates(at: rootCert).first ?? { throw ValidationError("no certificate in \(rootCert)") }()
+            guard let revocationReason = RevocationReason(name: reason) else {
+                throw ValidationError("--reason: '\(reason)' is not an RFC 5280 reason name")
+            }
+            let root =
+                try PEMFiles.certificates(at: rootCert).first
+                ?? { throw ValidationError("no certificate in \(rootCert)") }()
             let passphrase = try passphraseFile.map { try PassphraseFile.read($0) }
             let key = try FileKeySigner(path: rootKey, passphrase: passphrase).privateKey
-            guard key.publicKey == root.publicKey else { throw ValidationError("\(rootKey) is not the key of \(rootCert)") }
+            guard key.publicKey == root.publicKey else {
+                throw ValidationError("\(rootKey) is not the key of \(rootCert)")
+            }
             let signer = try IssuingCA(certificate: root, root: root, key: key)
             let now = Date()
             let entries = try revokeIntermediate.map { hex in
-                guard let bytes = [UInt8](hexString: hex) else { throw ValidationError("--revoke-intermediate: '\(hex)' is not a hex serial") }
+                guard let bytes = [UInt8](hexString: hex) else {
+                    throw ValidationError("--revoke-intermediate: '\(hex)' is not a hex serial")
+                }
                 return RevocationList.Entry(serial: bytes, revokedAt: now, reason: revocationReason)
             }
             let list = try await RevocationList.sign(
-                by: signer, number: Int64(now.timeIntervalSince1970), thisUpdate: now, nextUpdate: now.addingTimeInterval(Double(days) * 86_400), entries: entries
+                by: signer, number: Int64(now.timeIntervalSince1970), thisUpdate: now,
+                nextUpdate: now.addingTimeInterval(Double(days) * 86_400), entries: entries
             )
             try Data(list.der).write(to: URL(fileURLWithPath: out))
             try list.pem.write(toFile: out + ".pem", atomically: true, encoding: .utf8)
-            print("root CRL \(list.number): \(entries.count) entries, next update \(list.nextUpdate.formatted(.iso8601)); \(out) and \(out).pem")
+            print(
+                "root CRL \(list.number): \(entries.count) entries, next update \(list.nextUpdate.formatted(.iso8601)); \(out) and \(out).pem"
+            )
         }
     }
 }

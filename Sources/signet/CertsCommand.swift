@@ -24,11 +24,15 @@ struct CertsCommand: AsyncParsableCommand {
             var items: [Components.Schemas.CertificateRecord] = []
             var query = Operations.ListCertificates.Input.Query(dnsName: dns, requester: requester)
             if let status {
-                guard let parsed = Components.Schemas.CertificateStatus(rawValue: status) else { throw ValidationError("--status must be valid, expired or revoked") }
+                guard let parsed = Components.Schemas.CertificateStatus(rawValue: status) else {
+                    throw ValidationError("--status must be valid, expired or revoked")
+                }
                 query.status = parsed
             }
             if let expiringBefore {
-                guard let date = ISO8601DateFormatter().date(from: expiringBefore) else { throw ValidationError("--expiring-before must be an ISO 8601 time such as 2027-01-01T00:00:00Z") }
+                guard let date = ISO8601DateFormatter().date(from: expiringBefore) else {
+                    throw ValidationError("--expiring-before must be an ISO 8601 time such as 2027-01-01T00:00:00Z")
+                }
                 query.expiringBefore = date
             }
             try await SignetClient.with(server) { client in
@@ -49,8 +53,11 @@ struct CertsCommand: AsyncParsableCommand {
             Table.print(
                 header: ["SERIAL", "STATUS", "NOT AFTER", "PROFILE", "REQUESTER", "NAMES"],
                 rows: items.map { item in
-                    [item.serial, item.status.rawValue, item.notAfter.formatted(.iso8601), item.profile.rawValue, item.requester,
-                     (item.dnsNames + item.ipAddresses).joined(separator: ",")]
+                    [
+                        item.serial, item.status.rawValue, item.notAfter.formatted(.iso8601), item.profile.rawValue,
+                        item.requester,
+                        (item.dnsNames + item.ipAddresses).joined(separator: ","),
+                    ]
                 }
             )
         }
@@ -69,7 +76,9 @@ struct CertsCommand: AsyncParsableCommand {
                     print(try await client.chain(serial: serial), terminator: "")
                     return
                 }
-                guard let item = try await client.record(serial: serial) else { throw CommandFailure("404 Not Found: no certificate \(serial) that this credential may read") }
+                guard let item = try await client.record(serial: serial) else {
+                    throw CommandFailure("404 Not Found: no certificate \(serial) that this credential may read")
+                }
                 if json {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -77,14 +86,20 @@ struct CertsCommand: AsyncParsableCommand {
                     print(String(decoding: try encoder.encode(item), as: UTF8.self))
                     return
                 }
-                let fields: [(String, String)] = [
-                    ("serial", item.serial), ("status", item.status.rawValue), ("subject", item.subject),
-                    ("dnsNames", item.dnsNames.joined(separator: ", ")), ("ipAddresses", item.ipAddresses.joined(separator: ", ")),
-                    ("profile", item.profile.rawValue), ("notBefore", item.notBefore.formatted(.iso8601)),
-                    ("notAfter", item.notAfter.formatted(.iso8601)), ("issuedAt", item.issuedAt.formatted(.iso8601)),
-                    ("requester", item.requester), ("issuerKeyId", item.issuerKeyId),
-                    ("publicKeySHA256", item.publicKeySHA256), ("csrSHA256", item.csrSHA256),
-                ] + (item.revokedAt.map { [("revokedAt", $0.formatted(.iso8601)), ("reason", item.revocationReason ?? "")] } ?? [])
+                let fields: [(String, String)] =
+                    [
+                        ("serial", item.serial), ("status", item.status.rawValue), ("subject", item.subject),
+                        ("dnsNames", item.dnsNames.joined(separator: ", ")),
+                        ("ipAddresses", item.ipAddresses.joined(separator: ", ")),
+                        ("profile", item.profile.rawValue), ("notBefore", item.notBefore.formatted(.iso8601)),
+                        ("notAfter", item.notAfter.formatted(.iso8601)),
+                        ("issuedAt", item.issuedAt.formatted(.iso8601)),
+                        ("requester", item.requester), ("issuerKeyId", item.issuerKeyId),
+                        ("publicKeySHA256", item.publicKeySHA256), ("csrSHA256", item.csrSHA256),
+                    ]
+                    + (item.revokedAt.map {
+                        [("revokedAt", $0.formatted(.iso8601)), ("reason", item.revocationReason ?? "")]
+                    } ?? [])
                 for (name, value) in fields {
                     print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + value)
                 }
@@ -95,7 +110,8 @@ struct CertsCommand: AsyncParsableCommand {
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Revoke a certificate (its requester's credential, or an administrator's).",
-            discussion: "Reasons: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn. Revoking twice answers the first revocation."
+            discussion:
+                "Reasons: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn. Revoking twice answers the first revocation."
         )
         @OptionGroup var server: ServerOptions
         @Argument(help: "The serial number (hexadecimal).") var serial: String
@@ -103,11 +119,15 @@ struct CertsCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard let reason = Components.Schemas.RevocationRequest.ReasonPayload(rawValue: reason) else {
-                throw ValidationError("--reason must be one of \(Components.Schemas.RevocationRequest.ReasonPayload.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw ValidationError(
+                    "--reason must be one of \(Components.Schemas.RevocationRequest.ReasonPayload.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             try await SignetClient.with(server) { client in
                 let item = try await client.revoke(serial: serial, reason: reason)
-                print("revoked \(item.serial) at \(item.revokedAt?.formatted(.iso8601) ?? "?") (\(item.revocationReason ?? reason.rawValue))")
+                print(
+                    "revoked \(item.serial) at \(item.revokedAt?.formatted(.iso8601) ?? "?") (\(item.revocationReason ?? reason.rawValue))"
+                )
             }
         }
     }

@@ -54,31 +54,47 @@ struct ControllerCommand: AsyncParsableCommand {
     @Flag(help: "Also make Certificates for Istio Gateways annotated signet.dev/issue: \"true\".")
     var gateways = false
 
-    @Flag(help: "Also be cert-manager's external issuer: SignetIssuer and SignetClusterIssuer, and the approved CertificateRequests naming them.")
+    @Flag(
+        help:
+            "Also be cert-manager's external issuer: SignetIssuer and SignetClusterIssuer, and the approved CertificateRequests naming them."
+    )
     var certManager = false
 
     @Option(help: "The audience of the token in --token-file (what SignetIssuer resources may name in spec.auth).")
     var tokenAudience = "signet"
 
-    @Option(help: ArgumentHelp(
-        "Sign Kubernetes CertificateSigningRequests of this signerName under this namespace's policy: SIGNER-NAME=NAMESPACE (repeatable).",
-        discussion: "e.g. signet.dev/istio=istio-system for Istio's external-CA mode; only approved requests are signed."
-    ))
+    @Option(
+        help: ArgumentHelp(
+            "Sign Kubernetes CertificateSigningRequests of this signerName under this namespace's policy: SIGNER-NAME=NAMESPACE (repeatable).",
+            discussion:
+                "e.g. signet.dev/istio=istio-system for Istio's external-CA mode; only approved requests are signed."
+        ))
     var csrSigner: [String] = []
 
-    @Option(help: ArgumentHelp(
-        "Let Gateways in one namespace have Certificates made in others: GATEWAY-NAMESPACE=NAMESPACE[,NAMESPACE...] (repeatable).",
-        discussion: "By default a Gateway's Certificates go only into its own namespace, whatever its selector or annotations say."
-    ))
+    @Option(
+        help: ArgumentHelp(
+            "Let Gateways in one namespace have Certificates made in others: GATEWAY-NAMESPACE=NAMESPACE[,NAMESPACE...] (repeatable).",
+            discussion:
+                "By default a Gateway's Certificates go only into its own namespace, whatever its selector or annotations say."
+        ))
     var gatewayNamespaces: [String] = []
 
-    @Flag(help: "Accept a plain-HTTP API server (a local test cluster); tokens and Secrets would cross the network unencrypted.")
+    @Flag(
+        help:
+            "Accept a plain-HTTP API server (a local test cluster); tokens and Secrets would cross the network unencrypted."
+    )
     var allowPlainHttp = false
 
-    @Option(help: "How often Signet is asked whether each Certificate's current certificate was revoked (seconds); a revoked one is replaced at once.")
+    @Option(
+        help:
+            "How often Signet is asked whether each Certificate's current certificate was revoked (seconds); a revoked one is replaced at once."
+    )
     var revocationCheckSeconds: Int = 60
 
-    @Option(help: "How often Signet's chain CRLs are read (seconds); when they change, every Secret carrying ca.crl is rewritten.")
+    @Option(
+        help:
+            "How often Signet's chain CRLs are read (seconds); when they change, every Secret carrying ca.crl is rewritten."
+    )
     var crlRefreshSeconds: Int = 5
 
     @Option(help: "Certificates reconciled at the same time.")
@@ -92,8 +108,12 @@ struct ControllerCommand: AsyncParsableCommand {
         var logger = Logger(label: "signet-controller")
         logger.logLevel = logLevel
         let environment = ProcessInfo.processInfo.environment
-        guard let server = server ?? environment["SIGNET_SERVER"] else { throw ValidationError("give --server URL (or set SIGNET_SERVER)") }
-        guard let (host, port) = HostPort.split(listen, wildcardHost: "0.0.0.0") else { throw ValidationError("--listen must be host:port") }
+        guard let server = server ?? environment["SIGNET_SERVER"] else {
+            throw ValidationError("give --server URL (or set SIGNET_SERVER)")
+        }
+        guard let (host, port) = HostPort.split(listen, wildcardHost: "0.0.0.0") else {
+            throw ValidationError("--listen must be host:port")
+        }
         var kubernetes = try KubernetesConfiguration.resolve(kubeconfig: kubeconfig, context: context)
         kubernetes.allowPlainHTTP = allowPlainHttp
         let client = try KubernetesClient(configuration: kubernetes, logger: logger)
@@ -102,14 +122,17 @@ struct ControllerCommand: AsyncParsableCommand {
             do {
                 return try token.current()
             } catch {
-                throw SignetClient.Failure(status: nil, description: "cannot read the service-account token \(token.path)")
+                throw SignetClient.Failure(
+                    status: nil, description: "cannot read the service-account token \(token.path)")
             }
         }
         var settings = ControllerSettings()
         settings.namespace = namespace
         settings.issuerName = issuerName
         settings.concurrency = concurrency
-        guard revocationCheckSeconds >= 1 else { throw ValidationError("--revocation-check-seconds must be at least 1") }
+        guard revocationCheckSeconds >= 1 else {
+            throw ValidationError("--revocation-check-seconds must be at least 1")
+        }
         settings.revocationCheck = .seconds(revocationCheckSeconds)
         guard crlRefreshSeconds >= 1 else { throw ValidationError("--crl-refresh-seconds must be at least 1") }
         settings.crlRefresh = .seconds(crlRefreshSeconds)
@@ -127,18 +150,27 @@ struct ControllerCommand: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         let metrics = ControllerMetrics()
-        let controller = CertificateController(client: client, issuer: issuer, settings: settings, metrics: metrics, logger: logger)
-        let certManagerIssuer = certManager
-            ? CertManagerIssuer(client: client, signet: issuer, settings: settings, metrics: metrics, logger: logger) : nil
-        let csrSigner = settings.csrSigners.isEmpty
-            ? nil : KubernetesCSRSigner(client: client, signet: issuer, signers: settings.csrSigners, settings: settings, metrics: metrics, logger: logger)
+        let controller = CertificateController(
+            client: client, issuer: issuer, settings: settings, metrics: metrics, logger: logger)
+        let certManagerIssuer =
+            certManager
+            ? CertManagerIssuer(client: client, signet: issuer, settings: settings, metrics: metrics, logger: logger)
+            : nil
+        let csrSigner =
+            settings.csrSigners.isEmpty
+            ? nil
+            : KubernetesCSRSigner(
+                client: client, signet: issuer, signers: settings.csrSigners, settings: settings, metrics: metrics,
+                logger: logger)
         let election = LeaderElection(
             client: client, namespace: leaseNamespace ?? kubernetes.namespace, name: leaseName,
-            identity: identity ?? ProcessInfo.processInfo.hostName + "-" + String(ProcessInfo.processInfo.processIdentifier), logger: logger
+            identity: identity ?? ProcessInfo.processInfo.hostName + "-"
+                + String(ProcessInfo.processInfo.processIdentifier), logger: logger
         )
         do {
             try await ControllerApplication.run(
-                controller: controller, certManager: certManagerIssuer, csrSigner: csrSigner, election: election, metrics: metrics, host: host, port: port, logger: logger
+                controller: controller, certManager: certManagerIssuer, csrSigner: csrSigner, election: election,
+                metrics: metrics, host: host, port: port, logger: logger
             )
         } catch {
             try? await issuer.shutdown()

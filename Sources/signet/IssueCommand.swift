@@ -1,10 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
-import SignetKubernetes
 import SignetAuthority
 import SignetClient
 import SignetKeys
+import SignetKubernetes
 import SignetOpenAPI
 import SwiftASN1
 import X509
@@ -46,7 +46,10 @@ struct IssueCommand: AsyncParsableCommand {
     @Flag(help: "Replace existing files in --out.")
     var force = false
 
-    @Option(help: "Also (or instead) write a kubernetes.io/tls Secret NAMESPACE/NAME for an Istio gateway's credentialName (needs --generate-key).")
+    @Option(
+        help:
+            "Also (or instead) write a kubernetes.io/tls Secret NAMESPACE/NAME for an Istio gateway's credentialName (needs --generate-key)."
+    )
     var secret: String?
 
     @Option(help: "The kubeconfig for --secret (default: $KUBECONFIG, in-cluster, ~/.kube/config).")
@@ -59,13 +62,23 @@ struct IssueCommand: AsyncParsableCommand {
     var adopt = false
 
     func validate() throws {
-        guard (csr == nil) != (generateKey == nil) else { throw ValidationError("give exactly one of --csr and --generate-key") }
-        guard out != nil || secret != nil else { throw ValidationError("give --out DIR, --secret NAMESPACE/NAME, or both") }
-        if let secret {
-            guard generateKey != nil else { throw ValidationError("--secret needs --generate-key: the Secret holds the key") }
-            guard secret.split(separator: "/").count == 2 else { throw ValidationError("--secret must be NAMESPACE/NAME") }
+        guard (csr == nil) != (generateKey == nil) else {
+            throw ValidationError("give exactly one of --csr and --generate-key")
         }
-        guard Components.Schemas.Profile(rawValue: profile) != nil else { throw ValidationError("--profile must be server, client or server-client") }
+        guard out != nil || secret != nil else {
+            throw ValidationError("give --out DIR, --secret NAMESPACE/NAME, or both")
+        }
+        if let secret {
+            guard generateKey != nil else {
+                throw ValidationError("--secret needs --generate-key: the Secret holds the key")
+            }
+            guard secret.split(separator: "/").count == 2 else {
+                throw ValidationError("--secret must be NAMESPACE/NAME")
+            }
+        }
+        guard Components.Schemas.Profile(rawValue: profile) != nil else {
+            throw ValidationError("--profile must be server, client or server-client")
+        }
     }
 
     func run() async throws {
@@ -75,7 +88,8 @@ struct IssueCommand: AsyncParsableCommand {
             csrPEM = try String(contentsOfFile: csr, encoding: .utf8)
         } else {
             guard let algorithm = generateKey.flatMap(KeyAlgorithm.init(rawValue:)) else {
-                throw ValidationError("--generate-key must be one of \(KeyAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw ValidationError(
+                    "--generate-key must be one of \(KeyAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             let generated = try algorithm.generateWithRequest()
             keyPEM = generated.pkcs8PEM
@@ -83,7 +97,8 @@ struct IssueCommand: AsyncParsableCommand {
         }
         let chosen = CertificateProfile(requested: profile) ?? .server
         let issued = try await SignetClient.with(server) { client in
-            try await client.issue(csrPEM: csrPEM, dnsNames: dns, ipAddresses: ip, duration: duration, profile: chosen, namespace: nil)
+            try await client.issue(
+                csrPEM: csrPEM, dnsNames: dns, ipAddresses: ip, duration: duration, profile: chosen, namespace: nil)
         }
         print("serial     \(issued.serial)")
         print("notAfter   \(issued.notAfter.formatted(.iso8601))")
@@ -102,23 +117,32 @@ struct IssueCommand: AsyncParsableCommand {
         }
     }
 
-    private func writeSecret(_ target: String, issued: Components.Schemas.IssuedCertificate, keyPEM: String) async throws {
+    private func writeSecret(_ target: String, issued: Components.Schemas.IssuedCertificate, keyPEM: String)
+        async throws
+    {
         let parts = target.split(separator: "/").map(String.init)
         let chain = try PEMFiles.certificates(in: issued.chain, source: "the chain")
-        guard let root = try PEMFiles.certificates(in: issued.ca, source: "the root").first else { throw CommandFailure("the answer has no root certificate") }
+        guard let root = try PEMFiles.certificates(in: issued.ca, source: "the root").first else {
+            throw CommandFailure("the answer has no root certificate")
+        }
         let contents = TLSSecretContents(
-            chain: chain, privateKeyPEM: keyPEM, root: root, issuer: chain.dropFirst().first.map { "\($0.subject)" } ?? "\(root.subject)",
+            chain: chain, privateKeyPEM: keyPEM, root: root,
+            issuer: chain.dropFirst().first.map { "\($0.subject)" } ?? "\(root.subject)",
             renewAfter: issued.renewAfter
         )
         let logger = Logger(label: "signet")
-        let client = try KubernetesClient(configuration: try KubernetesConfiguration.resolve(kubeconfig: kubeconfig, context: context), logger: logger)
+        let client = try KubernetesClient(
+            configuration: try KubernetesConfiguration.resolve(kubeconfig: kubeconfig, context: context), logger: logger
+        )
         do {
-            let written = try await SecretDelivery(client: client, logger: logger).deliver(contents, namespace: parts[0], name: parts[1], adopt: adopt)
+            let written = try await SecretDelivery(client: client, logger: logger).deliver(
+                contents, namespace: parts[0], name: parts[1], adopt: adopt)
             try await client.shutdown()
             print("secret     \(parts[0])/\(parts[1]) (resourceVersion \(written.resourceVersion ?? "?"))")
         } catch {
             try? await client.shutdown()
-            throw CommandFailure("the certificate \(issued.serial) was issued, but the Secret was not written: \(error)")
+            throw CommandFailure(
+                "the certificate \(issued.serial) was issued, but the Secret was not written: \(error)")
         }
     }
 }

@@ -5,7 +5,10 @@ struct SignetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "signet",
         abstract: "A private certificate authority for Kubernetes and Istio gateways.",
-        subcommands: [ServeCommand.self, CACommand.self, TokenCommand.self, IssueCommand.self, CertsCommand.self, ACMECommand.self, ControllerCommand.self]
+        subcommands: [
+            ServeCommand.self, CACommand.self, TokenCommand.self, IssueCommand.self, CertsCommand.self,
+            ACMECommand.self, ControllerCommand.self,
+        ]
     )
 }
 

@@ -37,16 +37,24 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "The longest certificate lifetime the token may ask for.")
         var maxDuration: String = "90d"
 
-        @Flag(help: "An auditor's token: reads every tenant's certificates and managed certificates (with --allow it may issue too).")
+        @Flag(
+            help:
+                "An auditor's token: reads every tenant's certificates and managed certificates (with --allow it may issue too)."
+        )
         var auditor = false
 
-        @Flag(help: "An administrator's token: may revoke any tenant's certificate (POST /v1/certificates/{serial}/revoke).")
+        @Flag(
+            help:
+                "An administrator's token: may revoke any tenant's certificate (POST /v1/certificates/{serial}/revoke)."
+        )
         var administrator = false
 
-        @Option(help: ArgumentHelp(
-            "Comma-separated profiles: server, client, server-client.",
-            discussion: "Client certificates are identities wherever they are trusted, so a token may get them only when asked."
-        ))
+        @Option(
+            help: ArgumentHelp(
+                "Comma-separated profiles: server, client, server-client.",
+                discussion:
+                    "Client certificates are identities wherever they are trusted, so a token may get them only when asked."
+            ))
         var profiles: String = "server"
 
         func run() async throws {
@@ -54,7 +62,9 @@ struct TokenCommand: AsyncParsableCommand {
                 throw ValidationError("--name may contain letters, digits and - _ . @ only")
             }
             guard !allow.isEmpty || auditor || administrator else {
-                throw ValidationError("a token needs names it may be issued (--allow), the auditor's role (--auditor) or the administrator's (--administrator); without any it could do nothing")
+                throw ValidationError(
+                    "a token needs names it may be issued (--allow), the auditor's role (--auditor) or the administrator's (--administrator); without any it could do nothing"
+                )
             }
             for pattern in allow {
                 do { _ = try NamePattern(pattern) } catch { throw ValidationError("--allow: \(error)") }
@@ -71,11 +81,13 @@ struct TokenCommand: AsyncParsableCommand {
             }
             let ledger = try location.open()
             let (token, digest) = APITokens.mint()
-            try await ledger.createToken(TokenEntry(
-                name: name, secretSHA256: digest, allowedNames: allow, allowedProfiles: chosen,
-                maximumLifetime: try lifetime(maxDuration, "--max-duration"), createdAt: Date(), allowedTargets: target, auditor: auditor,
-                administrator: administrator
-            ))
+            try await ledger.createToken(
+                TokenEntry(
+                    name: name, secretSHA256: digest, allowedNames: allow, allowedProfiles: chosen,
+                    maximumLifetime: try lifetime(maxDuration, "--max-duration"), createdAt: Date(),
+                    allowedTargets: target, auditor: auditor,
+                    administrator: administrator
+                ))
             print(token)
             FileHandle.standardError.write(Data("token '\(name)' created; it is shown only this once\n".utf8))
         }
@@ -100,7 +112,10 @@ struct TokenCommand: AsyncParsableCommand {
                         "role": Self.role(of: token),
                     ]
                 }
-                print(String(decoding: try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+                print(
+                    String(
+                        decoding: try JSONSerialization.data(
+                            withJSONObject: rows, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
                 return
             }
             Table.print(
@@ -119,7 +134,8 @@ struct TokenCommand: AsyncParsableCommand {
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke a token; a running server refuses it within its token cache time (1 s by default).")
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a token; a running server refuses it within its token cache time (1 s by default).")
         @OptionGroup var location: LedgerLocation
         @Argument(help: "The token's name.") var name: String
 
@@ -141,9 +157,11 @@ extension LedgerLocation {
         let path = database ?? configuration.resolvedDatabasePath
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
-        return try CertificateLedger(path: path, durability: configuration.durability, key: sealing ? try configuration.loadLedgerKey() : nil)
+        return try CertificateLedger(
+            path: path, durability: configuration.durability, key: sealing ? try configuration.loadLedgerKey() : nil)
     }
 
     func configuration() throws -> ServerConfiguration {
@@ -166,7 +184,9 @@ enum Table {
 
 extension TokenCommand.List {
     static func role(of token: TokenEntry) -> String {
-        [token.auditor ? "auditor" : nil, token.administrator ? "administrator" : nil].compactMap { $0 }.joined(separator: "+").nonEmpty ?? "tenant"
+        [token.auditor ? "auditor" : nil, token.administrator ? "administrator" : nil].compactMap { $0 }.joined(
+            separator: "+"
+        ).nonEmpty ?? "tenant"
     }
 }
 

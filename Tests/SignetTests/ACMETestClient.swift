@@ -22,7 +22,9 @@ final class ACMETestClient: @unchecked Sendable {
         var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]) ?? [:] }
         var text: String { String(decoding: body, as: UTF8.self) }
         func header(_ name: String) -> String? { headers[name.lowercased()]?.first }
-        var problemType: String? { (json["type"] as? String)?.replacingOccurrences(of: "urn:ietf:params:acme:error:", with: "") }
+        var problemType: String? {
+            (json["type"] as? String)?.replacingOccurrences(of: "urn:ietf:params:acme:error:", with: "")
+        }
         var location: String? { header("Location") }
     }
 
@@ -47,7 +49,9 @@ final class ACMETestClient: @unchecked Sendable {
 
     func url(_ name: String) -> String { directory[name] as? String ?? "" }
 
-    static func send(_ http: HTTPClient, _ method: String, _ url: String, body: Data?, contentType: String = "application/jose+json") async throws -> Reply {
+    static func send(
+        _ http: HTTPClient, _ method: String, _ url: String, body: Data?, contentType: String = "application/jose+json"
+    ) async throws -> Reply {
         var request = HTTPClientRequest(url: url)
         request.method = .init(rawValue: method)
         request.headers.add(name: "User-Agent", value: "signet-tests")
@@ -62,14 +66,18 @@ final class ACMETestClient: @unchecked Sendable {
         return Reply(status: Int(response.status.code), headers: headers, body: Data(buffer: buffer))
     }
 
-    func raw(_ method: String, _ url: String, body: Data? = nil, contentType: String = "application/jose+json") async throws -> Reply {
+    func raw(_ method: String, _ url: String, body: Data? = nil, contentType: String = "application/jose+json")
+        async throws -> Reply
+    {
         try await Self.send(http, method, url, body: body, contentType: contentType)
     }
 
     /// A nonce, by HEAD as cert-manager gets them.
     func nonce() async throws -> String {
         let reply = try await raw("HEAD", url("newNonce"))
-        guard let nonce = reply.header("Replay-Nonce") else { throw ClientError("HEAD newNonce answered no Replay-Nonce") }
+        guard let nonce = reply.header("Replay-Nonce") else {
+            throw ClientError("HEAD newNonce answered no Replay-Nonce")
+        }
         return nonce
     }
 
@@ -82,7 +90,8 @@ final class ACMETestClient: @unchecked Sendable {
         var chosenNonce = nonce
         if chosenNonce == nil, !omitNonce { chosenNonce = try await self.nonce() }
         let kid = useJWK ? nil : accountURL.value
-        let body = try (signer ?? self.signer).sign(payload: payloadData, url: url, nonce: chosenNonce, keyID: kid, extraHeader: extraHeader)
+        let body = try (signer ?? self.signer).sign(
+            payload: payloadData, url: url, nonce: chosenNonce, keyID: kid, extraHeader: extraHeader)
         return try await raw("POST", url, body: body)
     }
 
@@ -94,7 +103,9 @@ final class ACMETestClient: @unchecked Sendable {
     }
 
     func order(_ names: [String], extra: [String: Any] = [:]) async throws -> Reply {
-        var payload: [String: Any] = ["identifiers": names.map { ["type": IPAddress($0) == nil ? "dns" : "ip", "value": $0] }]
+        var payload: [String: Any] = [
+            "identifiers": names.map { ["type": IPAddress($0) == nil ? "dns" : "ip", "value": $0] }
+        ]
         for (key, value) in extra { payload[key] = value }
         return try await post(url("newOrder"), payload)
     }
@@ -104,8 +115,12 @@ final class ACMETestClient: @unchecked Sendable {
         for authorization in order.json["authorizations"] as? [String] ?? [] {
             let authz = try await post(authorization, nil)
             guard authz.json["status"] as? String == "pending" else { continue }
-            guard let challenge = (authz.json["challenges"] as? [[String: Any]])?.first(where: { $0["type"] as? String == type }),
-                  let url = challenge["url"] as? String else { throw ClientError("no \(type) challenge in \(authz.text)") }
+            guard
+                let challenge = (authz.json["challenges"] as? [[String: Any]])?.first(where: {
+                    $0["type"] as? String == type
+                }),
+                let url = challenge["url"] as? String
+            else { throw ClientError("no \(type) challenge in \(authz.text)") }
             let answer = try await post(url, [:])
             guard answer.status == 200 else { throw ClientError("challenge answer: \(answer.status) \(answer.text)") }
         }
@@ -123,8 +138,12 @@ final class ACMETestClient: @unchecked Sendable {
     }
 
     /// A CSR (DER, base64url) for `names` with a fresh P-256 key, or `key`.
-    static func csr(_ names: [String], commonName: String? = nil, key: Certificate.PrivateKey = .init(P256.Signing.PrivateKey())) throws -> String {
-        let pem = try Fixtures.csr(key: key, commonName: commonName, dnsNames: names.filter { IPAddress($0) == nil }, ipAddresses: names.filter { IPAddress($0) != nil })
+    static func csr(
+        _ names: [String], commonName: String? = nil, key: Certificate.PrivateKey = .init(P256.Signing.PrivateKey())
+    ) throws -> String {
+        let pem = try Fixtures.csr(
+            key: key, commonName: commonName, dnsNames: names.filter { IPAddress($0) == nil },
+            ipAddresses: names.filter { IPAddress($0) != nil })
         return Base64URL.encode(try PEMDocument(pemString: pem).derBytes)
     }
 

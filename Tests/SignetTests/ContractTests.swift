@@ -17,34 +17,53 @@ struct ContractTests {
             """
         let listed = try Tool.run("python3", ["-c", script, Fixtures.packageRoot + "/api/openapi.yaml"])
         #expect(listed.succeeded, "\(listed.error)")
-        let table = APIEdgeMiddleware.declaredMethods.map { "/" + $0.template.joined(separator: "/") + " " + $0.methods.sorted().joined(separator: ",") }
+        let table = APIEdgeMiddleware.declaredMethods.map {
+            "/" + $0.template.joined(separator: "/") + " " + $0.methods.sorted().joined(separator: ",")
+        }
         #expect(table.sorted() == listed.output.split(separator: "\n").map(String.init).sorted())
 
         let server = try ServerProcess()
         defer { server.stop() }
-        let answer = try Tool.run("curl", ["-s", "-i", "-X", "TRACE", "--cacert", server.rootCertificate, server.url + "/v1/managed-certificates/web"])
-        #expect(answer.output.hasPrefix("HTTP/1.1 405") && answer.output.contains("Allow: DELETE, GET, PATCH"), "\(answer.output)")
+        let answer = try Tool.run(
+            "curl",
+            [
+                "-s", "-i", "-X", "TRACE", "--cacert", server.rootCertificate,
+                server.url + "/v1/managed-certificates/web",
+            ])
+        #expect(
+            answer.output.hasPrefix("HTTP/1.1 405") && answer.output.contains("Allow: DELETE, GET, PATCH"),
+            "\(answer.output)")
         #expect(answer.output.contains("application/problem+json") && answer.output.contains("method-not-allowed"))
     }
 
-    @Test("Schemathesis finds no server error, no schema-valid request refused, no schema-invalid request accepted, no undeclared method answered", .timeLimit(.minutes(5)))
+    @Test(
+        "Schemathesis finds no server error, no schema-valid request refused, no schema-invalid request accepted, no undeclared method answered",
+        .timeLimit(.minutes(5)))
     func fuzzedAgainstTheDocument() throws {
         let server = try ServerProcess()
         defer { server.stop() }
-        let token = try server.createToken(name: "fuzzer", allow: ["*.example.com", "example.com"], extra: ["--profiles", "server,client,server-client"])
+        let token = try server.createToken(
+            name: "fuzzer", allow: ["*.example.com", "example.com"],
+            extra: ["--profiles", "server,client,server-client"])
         // A fixed seed makes a failure reproducible (and CI repeatable); SIGNET_FUZZ_SEED explores others.
         let seed = ProcessInfo.processInfo.environment["SIGNET_FUZZ_SEED"] ?? "20261201"
         // Forty-five seconds on one worker: the suite runs beside it, on the same two cores.
         let seconds = ProcessInfo.processInfo.environment["SIGNET_FUZZ_SECONDS"] ?? "45"
         // `python3 -m schemathesis.cli` is `st`, found wherever pip put the package, PATH or not.
-        let run = try Tool.run("python3", [
-            "-m", "schemathesis.cli", "--config-file", Fixtures.packageRoot + "/Tests/Fuzz/schemathesis.toml", "run", Fixtures.packageRoot + "/api/openapi.yaml",
-            "--url", server.url, "--tls-verify", server.rootCertificate, "-H", "Authorization: Bearer \(token)",
-            "--checks", "not_a_server_error,positive_data_acceptance,negative_data_rejection,unsupported_method",
-            "--phases", "examples,coverage,fuzzing", "--max-time", seconds, "--seed", seed, "--workers", "1", "--no-color",
-        ])
+        let run = try Tool.run(
+            "python3",
+            [
+                "-m", "schemathesis.cli", "--config-file", Fixtures.packageRoot + "/Tests/Fuzz/schemathesis.toml",
+                "run", Fixtures.packageRoot + "/api/openapi.yaml",
+                "--url", server.url, "--tls-verify", server.rootCertificate, "-H", "Authorization: Bearer \(token)",
+                "--checks", "not_a_server_error,positive_data_acceptance,negative_data_rejection,unsupported_method",
+                "--phases", "examples,coverage,fuzzing", "--max-time", seconds, "--seed", seed, "--workers", "1",
+                "--no-color",
+            ])
         let summary = run.output.split(separator: "\n").suffix(40).joined(separator: "\n")
-        #expect(run.succeeded, "st exited \(run.status) (seed \(seed)):\n\(run.output.suffix(6000))\(run.error.suffix(2000))")
+        #expect(
+            run.succeeded,
+            "st exited \(run.status) (seed \(seed)):\n\(run.output.suffix(6000))\(run.error.suffix(2000))")
         #expect(run.output.contains("Fuzzing") && !run.output.contains("❌"), "\(summary)")
         #expect(!server.logText.contains("status=500"), "\(server.logText.suffix(2000))")
     }

@@ -3,36 +3,40 @@ import Testing
 
 @Suite("dnsName syntax")
 struct HostnameRulesTests {
-    @Test("accepts ordinary, wildcard and A-label names, lower-casing them", arguments: [
-        ("httpbin.example.com", "httpbin.example.com"),
-        ("Bookinfo.COM", "bookinfo.com"),
-        ("*.example.com", "*.example.com"),
-        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
-        ("a-b.c-d.example", "a-b.c-d.example"),
-        ("localhost", "localhost"),
-    ])
+    @Test(
+        "accepts ordinary, wildcard and A-label names, lower-casing them",
+        arguments: [
+            ("httpbin.example.com", "httpbin.example.com"),
+            ("Bookinfo.COM", "bookinfo.com"),
+            ("*.example.com", "*.example.com"),
+            ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+            ("a-b.c-d.example", "a-b.c-d.example"),
+            ("localhost", "localhost"),
+        ])
     func accepts(_ name: String, _ canonical: String) throws {
         #expect(try HostnameRules.validate(name) == canonical)
     }
 
-    @Test("refuses malformed names, saying why", arguments: [
-        ("has space.example.com", "contains a space"),
-        ("under_score.example.com", "underscore"),
-        ("a..example.com", "empty label"),
-        (".example.com", "empty label"),
-        ("example.com.", "ends with a dot"),
-        ("www.*.example.com", "wildcard that is not the whole left-most label"),
-        ("w*.example.com", "wildcard that is not the whole left-most label"),
-        ("*.com", "wildcard directly under a top-level domain"),
-        ("*", "bare wildcard"),
-        ("-lead.example.com", "hyphen"),
-        ("trail-.example.com", "hyphen"),
-        ("ab--cd.example.com", "reserved for A-labels"),
-        ("bücher.example", "A-labels"),
-        ("", "is empty"),
-        ("10.0.0.1", "IP"),
-        ("exa!mple.com", "character '!'"),
-    ])
+    @Test(
+        "refuses malformed names, saying why",
+        arguments: [
+            ("has space.example.com", "contains a space"),
+            ("under_score.example.com", "underscore"),
+            ("a..example.com", "empty label"),
+            (".example.com", "empty label"),
+            ("example.com.", "ends with a dot"),
+            ("www.*.example.com", "wildcard that is not the whole left-most label"),
+            ("w*.example.com", "wildcard that is not the whole left-most label"),
+            ("*.com", "wildcard directly under a top-level domain"),
+            ("*", "bare wildcard"),
+            ("-lead.example.com", "hyphen"),
+            ("trail-.example.com", "hyphen"),
+            ("ab--cd.example.com", "reserved for A-labels"),
+            ("bücher.example", "A-labels"),
+            ("", "is empty"),
+            ("10.0.0.1", "IP"),
+            ("exa!mple.com", "character '!'"),
+        ])
     func refuses(_ name: String, _ reason: String) {
         #expect {
             try HostnameRules.validate(name)
@@ -47,7 +51,9 @@ struct HostnameRulesTests {
         #expect(try HostnameRules.validate(label63 + ".example.com") == label63 + ".example.com")
         #expect(throws: NameError.self) { try HostnameRules.validate(label63 + "a.example.com") }
 
-        let name253 = [String](repeating: String(repeating: "b", count: 63), count: 3).joined(separator: ".") + "." + String(repeating: "c", count: 53) + ".example"
+        let name253 =
+            [String](repeating: String(repeating: "b", count: 63), count: 3).joined(separator: ".") + "."
+            + String(repeating: "c", count: 53) + ".example"
         #expect(name253.count == 253)
         #expect(try HostnameRules.validate(name253) == name253)
         #expect {
@@ -114,15 +120,19 @@ struct NamePatternTests {
 
 @Suite("durations")
 struct LifetimeTests {
-    @Test("Go-style and ISO 8601 durations", arguments: [
-        ("2160h", 2160 * 3600), ("1h30m", 5400), ("90d", 90 * 86_400), ("10y", 3650 * 86_400), ("45s", 45),
-        ("P90D", 90 * 86_400), ("PT12H", 12 * 3600), ("P1W", 7 * 86_400), ("P1DT12H30M", 86_400 + 12 * 3600 + 1800),
-    ] as [(String, Int64)])
+    @Test(
+        "Go-style and ISO 8601 durations",
+        arguments: [
+            ("2160h", 2160 * 3600), ("1h30m", 5400), ("90d", 90 * 86_400), ("10y", 3650 * 86_400), ("45s", 45),
+            ("P90D", 90 * 86_400), ("PT12H", 12 * 3600), ("P1W", 7 * 86_400), ("P1DT12H30M", 86_400 + 12 * 3600 + 1800),
+        ] as [(String, Int64)])
     func parses(_ text: String, _ seconds: Int64) throws {
         #expect(try Lifetime.parse(text) == .seconds(seconds))
     }
 
-    @Test("zero, negative and malformed durations are refused", arguments: ["0h", "-1h", "PT0S", "", "90", "h", "2160x", "P1Y", "P", "1h-5m"])
+    @Test(
+        "zero, negative and malformed durations are refused",
+        arguments: ["0h", "-1h", "PT0S", "", "90", "h", "2160x", "P1Y", "P", "1h-5m"])
     func refuses(_ text: String) {
         #expect(throws: LifetimeError.self) { try Lifetime.parse(text) }
     }

@@ -11,21 +11,31 @@ struct KeyCustodyTests {
     @Test("reads PKCS#8, SEC1, PKCS#1 and encrypted PKCS#8 keys written by openssl")
     func keyFormats() throws {
         let directory = try Fixtures.temporaryDirectory()
-        try Tool.run("openssl", ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", directory + "/ec-pkcs8.pem"])
+        try Tool.run(
+            "openssl",
+            ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", directory + "/ec-pkcs8.pem"])
         try Tool.run("openssl", ["ec", "-in", directory + "/ec-pkcs8.pem", "-out", directory + "/ec-sec1.pem"])
-        try Tool.run("openssl", ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", directory + "/rsa-pkcs8.pem"])
-        try Tool.run("openssl", ["rsa", "-in", directory + "/rsa-pkcs8.pem", "-traditional", "-out", directory + "/rsa-pkcs1.pem"])
+        try Tool.run(
+            "openssl",
+            ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", directory + "/rsa-pkcs8.pem"])
+        try Tool.run(
+            "openssl",
+            ["rsa", "-in", directory + "/rsa-pkcs8.pem", "-traditional", "-out", directory + "/rsa-pkcs1.pem"])
         for (cipher, prf) in [("aes-256-cbc", "hmacWithSHA256"), ("aes-128-cbc", "hmacWithSHA1")] {
-            let made = try Tool.run("openssl", [
-                "pkcs8", "-topk8", "-v2", cipher, "-v2prf", prf, "-in", directory + "/ec-pkcs8.pem",
-                "-out", directory + "/ec-\(cipher).pem", "-passout", "pass:correct horse",
-            ])
+            let made = try Tool.run(
+                "openssl",
+                [
+                    "pkcs8", "-topk8", "-v2", cipher, "-v2prf", prf, "-in", directory + "/ec-pkcs8.pem",
+                    "-out", directory + "/ec-\(cipher).pem", "-passout", "pass:correct horse",
+                ])
             #expect(made.succeeded, "\(made.error)")
         }
 
         let plain = try PrivateKeyPEM.read(try String(contentsOfFile: directory + "/ec-pkcs8.pem", encoding: .utf8))
-        #expect(try PrivateKeyPEM.read(try String(contentsOfFile: directory + "/ec-sec1.pem", encoding: .utf8)) == plain)
-        #expect(try String(contentsOfFile: directory + "/ec-sec1.pem", encoding: .utf8).contains("BEGIN EC PRIVATE KEY"))
+        #expect(
+            try PrivateKeyPEM.read(try String(contentsOfFile: directory + "/ec-sec1.pem", encoding: .utf8)) == plain)
+        #expect(
+            try String(contentsOfFile: directory + "/ec-sec1.pem", encoding: .utf8).contains("BEGIN EC PRIVATE KEY"))
         let rsa = try PrivateKeyPEM.read(try String(contentsOfFile: directory + "/rsa-pkcs8.pem", encoding: .utf8))
         let pkcs1 = try String(contentsOfFile: directory + "/rsa-pkcs1.pem", encoding: .utf8)
         #expect(pkcs1.contains("BEGIN RSA PRIVATE KEY"))
@@ -35,7 +45,9 @@ struct KeyCustodyTests {
             #expect(PrivateKeyPEM.isEncrypted(encrypted))
             #expect(try PrivateKeyPEM.read(encrypted, passphrase: Array("correct horse".utf8)) == plain)
             #expect(throws: KeyError.passphraseRequired) { try PrivateKeyPEM.read(encrypted) }
-            #expect(throws: KeyError.wrongPassphrase) { try PrivateKeyPEM.read(encrypted, passphrase: Array("wrong".utf8)) }
+            #expect(throws: KeyError.wrongPassphrase) {
+                try PrivateKeyPEM.read(encrypted, passphrase: Array("wrong".utf8))
+            }
         }
     }
 
@@ -43,10 +55,14 @@ struct KeyCustodyTests {
     func notAKey() async throws {
         #expect(throws: KeyError.notPEM) { try PrivateKeyPEM.read("nonsense") }
         let (ca, _) = try await Fixtures.issuingCA()
-        #expect(throws: KeyError.wrongPEMType("CERTIFICATE")) { try PrivateKeyPEM.read(try ca.certificate.serializeAsPEM().pemString) }
+        #expect(throws: KeyError.wrongPEMType("CERTIFICATE")) {
+            try PrivateKeyPEM.read(try ca.certificate.serializeAsPEM().pemString)
+        }
     }
 
-    @Test("ca init writes a verifiable root and intermediate, keys 0600, and refuses to overwrite without force", arguments: KeyAlgorithm.allCases.filter { $0 != .ed25519 && $0 != .rsa4096 })
+    @Test(
+        "ca init writes a verifiable root and intermediate, keys 0600, and refuses to overwrite without force",
+        arguments: KeyAlgorithm.allCases.filter { $0 != .ed25519 && $0 != .rsa4096 })
     func caInit(_ algorithm: KeyAlgorithm) async throws {
         let path = try Fixtures.temporaryDirectory()
         let (ca, directory) = try await Fixtures.issuingCA(keyAlgorithm: algorithm, directory: path + "/ca")
@@ -90,15 +106,23 @@ struct KeyCustodyTests {
 
         func attempt(cert: String, key: String, root: String) async -> String? {
             do {
-                try await CAImporter.importCA(certificatePath: cert, key: .file(path: key, passphrase: nil), rootPath: root, chainPath: nil, into: target, overwrite: true)
+                try await CAImporter.importCA(
+                    certificatePath: cert, key: .file(path: key, passphrase: nil), rootPath: root, chainPath: nil,
+                    into: target, overwrite: true)
                 return nil
             } catch {
                 return String(describing: error)
             }
         }
 
-        #expect(await attempt(cert: goodDirectory.certificate, key: otherDirectory.key, root: goodDirectory.rootCertificate)?.hasPrefix("key check failed") == true)
-        #expect(await attempt(cert: goodDirectory.certificate, key: goodDirectory.key, root: otherDirectory.rootCertificate)?.hasPrefix("chain check failed") == true)
+        #expect(
+            await attempt(
+                cert: goodDirectory.certificate, key: otherDirectory.key, root: goodDirectory.rootCertificate)?
+                .hasPrefix("key check failed") == true)
+        #expect(
+            await attempt(
+                cert: goodDirectory.certificate, key: goodDirectory.key, root: otherDirectory.rootCertificate)?
+                .hasPrefix("chain check failed") == true)
 
         // A leaf is not a CA.
         let leafDirectory = try Fixtures.temporaryDirectory()
@@ -107,10 +131,15 @@ struct KeyCustodyTests {
             IssuanceRequest(csrPEM: try Fixtures.csr(key: .init(leafKey), dnsNames: ["a.example.com"])),
             policy: try Fixtures.policy("*.example.com"), now: Date(), issuerNotAfter: good.certificate.notValidAfter
         )
-        let leaf = try await LeafCertificateFactory.issue(plan, by: good, serial: SerialNumbers.random(), validity: LeafCertificateFactory.validity(for: .seconds(3600), now: Date()))
+        let leaf = try await LeafCertificateFactory.issue(
+            plan, by: good, serial: SerialNumbers.random(),
+            validity: LeafCertificateFactory.validity(for: .seconds(3600), now: Date()))
         try PEMFiles.pem([leaf]).write(to: leafDirectory + "/leaf.crt")
         try leafKey.pemRepresentation.write(to: leafDirectory + "/leaf.key")
-        #expect(await attempt(cert: leafDirectory + "/leaf.crt", key: leafDirectory + "/leaf.key", root: goodDirectory.rootCertificate)?.hasPrefix("CA check failed") == true)
+        #expect(
+            await attempt(
+                cert: leafDirectory + "/leaf.crt", key: leafDirectory + "/leaf.key", root: goodDirectory.rootCertificate
+            )?.hasPrefix("CA check failed") == true)
 
         // An expired intermediate, signed by the right root.
         let expiredDirectory = try Fixtures.temporaryDirectory()
@@ -118,9 +147,13 @@ struct KeyCustodyTests {
         initializer.intermediateLifetime = .seconds(3600)
         let expiredCA = CADirectory(path: expiredDirectory)
         try await initializer.create(in: expiredCA, overwrite: false, now: Date().addingTimeInterval(-7200))
-        #expect(await attempt(cert: expiredCA.certificate, key: expiredCA.key, root: expiredCA.rootCertificate)?.hasPrefix("validity check failed") == true)
+        #expect(
+            await attempt(cert: expiredCA.certificate, key: expiredCA.key, root: expiredCA.rootCertificate)?.hasPrefix(
+                "validity check failed") == true)
 
-        #expect(await attempt(cert: goodDirectory.certificate, key: goodDirectory.key, root: goodDirectory.rootCertificate) == nil)
+        #expect(
+            await attempt(cert: goodDirectory.certificate, key: goodDirectory.key, root: goodDirectory.rootCertificate)
+                == nil)
         #expect(FileManager.default.fileExists(atPath: target.key))
     }
 

@@ -17,7 +17,8 @@ final class KeyVaultDoubleProcess: @unchecked Sendable {
     init() throws {
         directory = try Fixtures.temporaryDirectory("keyvault-double")
         (process, port) = try PythonDouble.launch(
-            "KeyVaultDouble/keyvault_double.py", arguments: ["--dir", directory, "--tenant", Self.tenant, "--client-secret", Self.clientSecret],
+            "KeyVaultDouble/keyvault_double.py",
+            arguments: ["--dir", directory, "--tenant", Self.tenant, "--client-secret", Self.clientSecret],
             name: "the Key Vault double"
         )
     }
@@ -25,7 +26,9 @@ final class KeyVaultDoubleProcess: @unchecked Sendable {
     /// Sets faults: latency_ms, throttle_every, retry_after, error_rate, drop_rate, down.
     func setFaults(_ faults: [String: Any]) throws {
         let body = String(decoding: try JSONSerialization.data(withJSONObject: faults), as: UTF8.self)
-        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/faults"], input: body)
+        let result = try Tool.run(
+            "curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/faults"],
+            input: body)
         guard result.succeeded else { throw Tool.ToolMissing(name: "the double's admin endpoint (\(result.error))") }
     }
 
@@ -35,8 +38,12 @@ final class KeyVaultDoubleProcess: @unchecked Sendable {
         if let subject { request["subject"] = subject }
         if let audience { request["audience"] = audience }
         let body = String(decoding: try JSONSerialization.data(withJSONObject: request), as: UTF8.self)
-        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/federated-token"], input: body)
-        guard let json = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any], let token = json["token"] as? String else {
+        let result = try Tool.run(
+            "curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/federated-token"],
+            input: body)
+        guard let json = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any],
+            let token = json["token"] as? String
+        else {
             throw Tool.ToolMissing(name: "a federated token from the double (\(result.error))")
         }
         return token
@@ -55,7 +62,7 @@ final class KeyVaultDoubleProcess: @unchecked Sendable {
 
     func stop() {
         if process.isRunning {
-            kill(process.processIdentifier, SIGKILL) // a test double: nothing to shut down gracefully
+            kill(process.processIdentifier, SIGKILL)  // a test double: nothing to shut down gracefully
             process.waitUntilExit()
         }
     }

@@ -16,7 +16,8 @@ final class KubernetesDoubleProcess: @unchecked Sendable {
         directory = try Fixtures.temporaryDirectory("kube-double")
         (process, port) = try PythonDouble.launch(
             "KubernetesDouble/kube_double.py",
-            arguments: ["--dir", directory, "--token", "admin=*", "--token", "gateway=istio-system"] + certificateNames.flatMap { ["--tls-dns-name", $0] },
+            arguments: ["--dir", directory, "--token", "admin=*", "--token", "gateway=istio-system"]
+                + certificateNames.flatMap { ["--tls-dns-name", $0] },
             name: "the Kubernetes double"
         )
         for user in ["admin", "gateway"] {
@@ -49,7 +50,9 @@ final class KubernetesDoubleProcess: @unchecked Sendable {
 
     /// Real kubectl against the double, with a discovery cache of its own.
     func kubectl(_ arguments: [String], user: String = "admin", input: String? = nil) throws -> Tool.Result {
-        try Tool.run("kubectl", ["--kubeconfig", kubeconfig(user), "--cache-dir", directory + "/kubectl-cache"] + arguments, input: input)
+        try Tool.run(
+            "kubectl", ["--kubeconfig", kubeconfig(user), "--cache-dir", directory + "/kubectl-cache"] + arguments,
+            input: input)
     }
 
     /// A Secret as JSON, read with kubectl.
@@ -61,20 +64,29 @@ final class KubernetesDoubleProcess: @unchecked Sendable {
 
     func admin(_ path: String, _ body: [String: Any] = [:]) throws {
         let text = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
-        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/" + path], input: text)
+        let result = try Tool.run(
+            "curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/" + path],
+            input: text)
         guard result.succeeded else { throw Tool.ToolMissing(name: "the double's admin endpoint (\(result.error))") }
     }
 
     /// A projected service-account token, minted and signed by the double as the API server would. With `rbac`, the
     /// token may do against the double exactly what the RBAC loaded by `loadRBAC` grants its service account.
     func serviceAccountToken(
-        namespace: String, account: String, audiences: [String] = ["signet"], seconds: Int = 3600, revoked: Bool = false, rbac: Bool = false
+        namespace: String, account: String, audiences: [String] = ["signet"], seconds: Int = 3600,
+        revoked: Bool = false, rbac: Bool = false
     ) throws -> String {
-        let body: [String: Any] = ["namespace": namespace, "serviceAccount": account, "audiences": audiences, "expirationSeconds": seconds,
-                                   "revoked": revoked, "rbac": rbac]
+        let body: [String: Any] = [
+            "namespace": namespace, "serviceAccount": account, "audiences": audiences, "expirationSeconds": seconds,
+            "revoked": revoked, "rbac": rbac,
+        ]
         let text = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
-        let answer = try Tool.run("curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/token"], input: text)
-        guard let json = try JSONSerialization.jsonObject(with: Data(answer.output.utf8)) as? [String: Any], let token = json["token"] as? String else {
+        let answer = try Tool.run(
+            "curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/token"], input: text
+        )
+        guard let json = try JSONSerialization.jsonObject(with: Data(answer.output.utf8)) as? [String: Any],
+            let token = json["token"] as? String
+        else {
             throw Tool.ToolMissing(name: "a token from the double (\(answer.error))")
         }
         return token
@@ -83,16 +95,25 @@ final class KubernetesDoubleProcess: @unchecked Sendable {
     /// Roles, ClusterRoles and their bindings from rendered manifests (other objects are ignored), which the double
     /// then evaluates as the API server's RBAC authorizer does for tokens minted with `rbac: true`.
     func loadRBAC(_ manifests: String) throws {
-        let converted = try Tool.run("python3", ["-c", "import sys, yaml, json; print(json.dumps({'objects': [d for d in yaml.safe_load_all(sys.stdin) if d]}))"],
-                                     input: manifests)
+        let converted = try Tool.run(
+            "python3",
+            [
+                "-c",
+                "import sys, yaml, json; print(json.dumps({'objects': [d for d in yaml.safe_load_all(sys.stdin) if d]}))",
+            ],
+            input: manifests)
         guard converted.succeeded else { throw Tool.ToolMissing(name: "manifests as JSON (\(converted.error))") }
-        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/rbac"], input: converted.output)
+        let result = try Tool.run(
+            "curl", ["-sf", "--cacert", caFile, "-X", "POST", "--data-binary", "@-", url + "/_admin/rbac"],
+            input: converted.output)
         guard result.succeeded else { throw Tool.ToolMissing(name: "the double's RBAC endpoint (\(result.error))") }
     }
 
     /// A kubeconfig for the API double that authenticates with a service account's token, with exactly its RBAC.
     func kubeconfig(serviceAccount account: String, namespace: String) throws -> String {
-        let token = try serviceAccountToken(namespace: namespace, account: account, audiences: ["https://kubernetes.default.svc.cluster.local"], rbac: true)
+        let token = try serviceAccountToken(
+            namespace: namespace, account: account, audiences: ["https://kubernetes.default.svc.cluster.local"],
+            rbac: true)
         let path = directory + "/kubeconfig-\(namespace)-\(account)"
         try kubeconfigText(token: token, namespace: namespace).write(to: path)
         return path
@@ -108,17 +129,21 @@ final class KubernetesDoubleProcess: @unchecked Sendable {
             let directory = try Fixtures.temporaryDirectory("access-\(namespace)")
             // kustomize takes bases by relative path only.
             let depth = directory.split(separator: "/").count
-            let base = String(repeating: "../", count: depth) + Fixtures.packageRoot.dropFirst() + "/deploy/namespace-access/base"
+            let base =
+                String(repeating: "../", count: depth) + Fixtures.packageRoot.dropFirst()
+                + "/deploy/namespace-access/base"
             try """
-                apiVersion: kustomize.config.k8s.io/v1beta1
-                kind: Kustomization
-                namespace: \(namespace)
-                resources:
-                  - \(base)
+            apiVersion: kustomize.config.k8s.io/v1beta1
+            kind: Kustomization
+            namespace: \(namespace)
+            resources:
+              - \(base)
 
-                """.write(to: directory + "/kustomization.yaml")
+            """.write(to: directory + "/kustomization.yaml")
             rendered = try Tool.run("kubectl", ["kustomize", directory])
-            guard rendered.succeeded else { throw Tool.ToolMissing(name: "kubectl kustomize \(namespace) (\(rendered.error))") }
+            guard rendered.succeeded else {
+                throw Tool.ToolMissing(name: "kubectl kustomize \(namespace) (\(rendered.error))")
+            }
             all += "\n---\n" + rendered.output
         }
         return all
@@ -132,8 +157,12 @@ final class KubernetesDoubleProcess: @unchecked Sendable {
 
     /// events.k8s.io/v1 Events in a namespace, as the API returns them.
     func events(_ namespace: String) throws -> [[String: Any]] {
-        let result = try Tool.run("curl", ["-sf", "--cacert", caFile, "-H", "Authorization: Bearer admin",
-                                           url + "/apis/events.k8s.io/v1/namespaces/\(namespace)/events"])
+        let result = try Tool.run(
+            "curl",
+            [
+                "-sf", "--cacert", caFile, "-H", "Authorization: Bearer admin",
+                url + "/apis/events.k8s.io/v1/namespaces/\(namespace)/events",
+            ])
         let list = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
         return list?["items"] as? [[String: Any]] ?? []
     }

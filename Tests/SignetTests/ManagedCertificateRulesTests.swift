@@ -12,15 +12,23 @@ struct ManagedCertificateRulesTests {
         let lifetime: Duration = .seconds(90 * 86_400)
         let end = start.addingTimeInterval(90 * 86_400)
         let byDefault = RenewalSchedule.renewBefore(lifetime: lifetime, seconds: nil, percentage: nil)
-        #expect(RenewalSchedule.renewalTime(notBefore: start, notAfter: end, renewBefore: byDefault, jitter: 0) == start.addingTimeInterval(60 * 86_400))
+        #expect(
+            RenewalSchedule.renewalTime(notBefore: start, notAfter: end, renewBefore: byDefault, jitter: 0)
+                == start.addingTimeInterval(60 * 86_400))
         let explicit = RenewalSchedule.renewBefore(lifetime: lifetime, seconds: 7 * 86_400, percentage: nil)
-        #expect(RenewalSchedule.renewalTime(notBefore: start, notAfter: end, renewBefore: explicit, jitter: 0) == end.addingTimeInterval(-7 * 86_400))
+        #expect(
+            RenewalSchedule.renewalTime(notBefore: start, notAfter: end, renewBefore: explicit, jitter: 0)
+                == end.addingTimeInterval(-7 * 86_400))
         let percentage = RenewalSchedule.renewBefore(lifetime: lifetime, seconds: nil, percentage: 50)
-        #expect(RenewalSchedule.renewalTime(notBefore: start, notAfter: end, renewBefore: percentage, jitter: 0) == start.addingTimeInterval(45 * 86_400))
+        #expect(
+            RenewalSchedule.renewalTime(notBefore: start, notAfter: end, renewBefore: percentage, jitter: 0)
+                == start.addingTimeInterval(45 * 86_400))
         // Jitter only ever brings the renewal forward, by at most a tenth of the window, and never before notBefore.
-        let earliest = RenewalSchedule.renewalTime(notBefore: start, notAfter: end, renewBefore: byDefault, jitter: 0.999_999)
+        let earliest = RenewalSchedule.renewalTime(
+            notBefore: start, notAfter: end, renewBefore: byDefault, jitter: 0.999_999)
         #expect(earliest < start.addingTimeInterval(60 * 86_400) && earliest >= start.addingTimeInterval(57 * 86_400))
-        let short = RenewalSchedule.renewalTime(notBefore: start, notAfter: start.addingTimeInterval(60), renewBefore: .seconds(59), jitter: 0.99)
+        let short = RenewalSchedule.renewalTime(
+            notBefore: start, notAfter: start.addingTimeInterval(60), renewBefore: .seconds(59), jitter: 0.99)
         #expect(short >= start)
     }
 
@@ -57,16 +65,22 @@ struct ManagedCertificateRulesTests {
     @Test("target patterns: names, '*' and one '*' within a part; malformed patterns are refused")
     func targets() throws {
         let pattern = try TargetPattern("aks-prod/istio-*/*-tls")
-        #expect(pattern.allows(DeliveryTarget(cluster: "aks-prod", namespace: "istio-system", secretName: "httpbin-tls")))
+        #expect(
+            pattern.allows(DeliveryTarget(cluster: "aks-prod", namespace: "istio-system", secretName: "httpbin-tls")))
         #expect(!pattern.allows(DeliveryTarget(cluster: "aks-prod", namespace: "default", secretName: "httpbin-tls")))
-        #expect(!pattern.allows(DeliveryTarget(cluster: "aks-dev", namespace: "istio-system", secretName: "httpbin-tls")))
+        #expect(
+            !pattern.allows(DeliveryTarget(cluster: "aks-dev", namespace: "istio-system", secretName: "httpbin-tls")))
         #expect(!pattern.allows(DeliveryTarget(cluster: "aks-prod", namespace: "istio-system", secretName: "httpbin")))
         #expect(try TargetPattern("*/*/*").allows(DeliveryTarget(cluster: "a", namespace: "b", secretName: "c")))
         for bad in ["aks-prod/istio-system", "a/b/c/d", "a/**/c", "a//c", "A/b/c", "a/b/c d"] {
             #expect(throws: TargetError.self, "\(bad)") { try TargetPattern(bad) }
         }
-        #expect(throws: TargetError.self) { try DeliveryTarget(cluster: "prod", namespace: "Istio", secretName: "x").validate() }
-        #expect(throws: TargetError.self) { try DeliveryTarget(cluster: "prod", namespace: "istio", secretName: "x_y").validate() }
+        #expect(throws: TargetError.self) {
+            try DeliveryTarget(cluster: "prod", namespace: "Istio", secretName: "x").validate()
+        }
+        #expect(throws: TargetError.self) {
+            try DeliveryTarget(cluster: "prod", namespace: "istio", secretName: "x_y").validate()
+        }
     }
 
     @Test("a spec is accepted only within the caller's names, profiles, lifetime and targets, and comes back canonical")
@@ -74,37 +88,54 @@ struct ManagedCertificateRulesTests {
         var policy = try Fixtures.policy("*.example.com")
         policy.allowedTargets = [try TargetPattern("prod/istio-system/*")]
         let target = DeliveryTarget(cluster: "prod", namespace: "istio-system", secretName: "web-tls")
-        let spec = ManagedCertificateSpec(dnsNames: ["Web.Example.com", "web.example.com"], durationSeconds: 86_400, target: target)
+        let spec = ManagedCertificateSpec(
+            dnsNames: ["Web.Example.com", "web.example.com"], durationSeconds: 86_400, target: target)
         let issuerEnd = start.addingTimeInterval(365 * 86_400)
-        let accepted = try ManagedCertificateRules.validate(name: "web", spec, policy: policy, clusters: ["prod"], now: start, issuerNotAfter: issuerEnd)
+        let accepted = try ManagedCertificateRules.validate(
+            name: "web", spec, policy: policy, clusters: ["prod"], now: start, issuerNotAfter: issuerEnd)
         #expect(accepted.dnsNames == ["web.example.com"])
 
-        func refusal(_ name: String = "web", _ change: (inout ManagedCertificateSpec) -> Void) -> ManagedCertificateRefusal? {
+        func refusal(_ name: String = "web", _ change: (inout ManagedCertificateSpec) -> Void)
+            -> ManagedCertificateRefusal?
+        {
             var changed = spec
             change(&changed)
             do {
-                _ = try ManagedCertificateRules.validate(name: name, changed, policy: policy, clusters: ["prod"], now: start, issuerNotAfter: issuerEnd)
+                _ = try ManagedCertificateRules.validate(
+                    name: name, changed, policy: policy, clusters: ["prod"], now: start, issuerNotAfter: issuerEnd)
                 return nil
             } catch {
                 return error
             }
         }
         #expect(refusal { $0.dnsNames = ["web.other.org"] } == .issuance(.policy(.namesNotAllowed(["web.other.org"]))))
-        #expect(refusal { $0.target.namespace = "default" } == .targetNotAllowed(DeliveryTarget(cluster: "prod", namespace: "default", secretName: "web-tls")))
+        #expect(
+            refusal { $0.target.namespace = "default" }
+                == .targetNotAllowed(DeliveryTarget(cluster: "prod", namespace: "default", secretName: "web-tls")))
         #expect(refusal { $0.dnsNames = [] } == .issuance(.noNames))
         #expect(refusal { $0.target.cluster = "staging" } == .invalid("unknown cluster 'staging'; configured: prod"))
         #expect(refusal("Web_1") { _ in } != nil)
-        #expect(refusal { $0.durationSeconds = 30 } == .issuance(.policy(.lifetimeTooShort(requested: .seconds(30), minimum: .seconds(60)))))
+        #expect(
+            refusal { $0.durationSeconds = 30 }
+                == .issuance(.policy(.lifetimeTooShort(requested: .seconds(30), minimum: .seconds(60)))))
         if case .invalid(let why)? = refusal("web", { $0.renewBeforeSeconds = 86_400 }) {
             #expect(why.contains("shorter than the duration"))
         } else {
             Issue.record("renewBefore equal to the duration was accepted")
         }
-        #expect(refusal { $0.renewBeforeSeconds = 3600; $0.renewBeforePercentage = 10 } == .invalid("give renewBefore or renewBeforePercentage, not both"))
+        #expect(
+            refusal {
+                $0.renewBeforeSeconds = 3600
+                $0.renewBeforePercentage = 10
+            } == .invalid("give renewBefore or renewBeforePercentage, not both"))
         #expect(refusal { $0.renewBeforePercentage = 100 } != nil)
         #expect(refusal { $0.secretLabels = ["app.kubernetes.io/managed-by": "me"] } != nil)
         #expect(refusal { $0.secretAnnotations = ["signet.dev/serial": "1"] } != nil)
         #expect(refusal { $0.secretLabels = ["team": "edge platform"] } != nil)
-        #expect(refusal { $0.secretLabels = ["team": "edge"]; $0.secretAnnotations = ["example.com/owner": "any text at all"] } == nil)
+        #expect(
+            refusal {
+                $0.secretLabels = ["team": "edge"]
+                $0.secretAnnotations = ["example.com/owner": "any text at all"]
+            } == nil)
     }
 }

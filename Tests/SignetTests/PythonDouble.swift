@@ -11,7 +11,11 @@ enum PythonDouble {
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
         let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
-        guard let port = line.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+        guard
+            let port = line.split(separator: " ").last.flatMap({
+                Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
+            })
+        else {
             process.terminate()
             throw Tool.ToolMissing(name: "\(name) (it printed '\(line)')")
         }

@@ -14,39 +14,55 @@ struct ServeProcessTests {
         #expect(token.hasPrefix("sgt_"))
 
         let out = server.dataDirectory + "/out"
-        let issued = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
-                                        "--generate-key", "ecdsa-p256", "--dns", "httpbin.example.com", "--out", out])
+        let issued = try server.signet([
+            "issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+            "--generate-key", "ecdsa-p256", "--dns", "httpbin.example.com", "--out", out,
+        ])
         #expect(issued.succeeded, "\(issued.error)")
         let keyMode = try FileManager.default.attributesOfItem(atPath: out + "/tls.key")[.posixPermissions] as? Int
         #expect(keyMode == 0o600)
         #expect(try String(contentsOfFile: out + "/tls.key", encoding: .utf8).contains("BEGIN PRIVATE KEY"))
-        let verify = try Tool.run("openssl", ["verify", "-CAfile", out + "/ca.crt", "-untrusted", server.intermediateCertificate, out + "/tls.crt"])
+        let verify = try Tool.run(
+            "openssl",
+            ["verify", "-CAfile", out + "/ca.crt", "-untrusted", server.intermediateCertificate, out + "/tls.crt"])
         #expect(verify.succeeded, "\(verify.output)\(verify.error)")
-        let matches = try Tool.run("openssl", ["x509", "-in", out + "/tls.crt", "-noout", "-pubkey"]).output
+        let matches =
+            try Tool.run("openssl", ["x509", "-in", out + "/tls.crt", "-noout", "-pubkey"]).output
             == Tool.run("openssl", ["pkey", "-in", out + "/tls.key", "-pubout"]).output
         #expect(matches, "tls.key belongs to tls.crt")
 
-        let refused = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
-                                         "--generate-key", "ecdsa-p256", "--dns", "evil.com", "--out", server.dataDirectory + "/refused"])
+        let refused = try server.signet([
+            "issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+            "--generate-key", "ecdsa-p256", "--dns", "evil.com", "--out", server.dataDirectory + "/refused",
+        ])
         #expect(!refused.succeeded)
         #expect(refused.error.contains("403") && refused.error.contains("evil.com"))
 
-        let listed = try server.signet(["certs", "list", "--server", server.url, "--token", token, "--cacert", server.rootCertificate])
+        let listed = try server.signet([
+            "certs", "list", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+        ])
         #expect(listed.succeeded, "\(listed.error)")
         #expect(listed.output.contains("httpbin.example.com") && listed.output.contains("token:team-a"))
-        let serial = try #require(issued.output.split(separator: "\n").first?.split(separator: " ").last.map(String.init))
-        let shown = try server.signet(["certs", "show", serial, "--server", server.url, "--token", token, "--cacert", server.rootCertificate])
+        let serial = try #require(
+            issued.output.split(separator: "\n").first?.split(separator: " ").last.map(String.init))
+        let shown = try server.signet([
+            "certs", "show", serial, "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+        ])
         #expect(shown.output.contains("httpbin.example.com") && shown.output.contains("valid"))
 
         let tokens = try server.signet(["token", "list"])
         #expect(tokens.output.contains("team-a") && tokens.output.contains("active") && !tokens.output.contains(token))
         #expect(try server.signet(["token", "revoke", "team-a"]).succeeded)
         // The server's token cache lives one second: the revocation takes effect within it (polled, five seconds at most).
-        var afterRevoke = try server.signet(["certs", "list", "--server", server.url, "--token", token, "--cacert", server.rootCertificate])
+        var afterRevoke = try server.signet([
+            "certs", "list", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+        ])
         let deadline = Date().addingTimeInterval(5)
         while afterRevoke.succeeded, Date() < deadline {
             Thread.sleep(forTimeInterval: 0.2)
-            afterRevoke = try server.signet(["certs", "list", "--server", server.url, "--token", token, "--cacert", server.rootCertificate])
+            afterRevoke = try server.signet([
+                "certs", "list", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+            ])
         }
         #expect(afterRevoke.error.contains("401") && afterRevoke.error.contains("revoked"), "\(afterRevoke.error)")
     }
@@ -57,16 +73,24 @@ struct ServeProcessTests {
         defer { server.stop() }
         func handshake(_ version: String) throws -> Tool.Result {
             // SECLEVEL=0 lets this client offer the old versions at all, so the refusal is the server's.
-            try Tool.run("openssl", ["s_client", "-connect", "127.0.0.1:\(server.port)", version, "-cipher", "DEFAULT:@SECLEVEL=0",
-                                     "-CAfile", server.rootCertificate, "-servername", "localhost", "-brief"], input: "")
+            try Tool.run(
+                "openssl",
+                [
+                    "s_client", "-connect", "127.0.0.1:\(server.port)", version, "-cipher", "DEFAULT:@SECLEVEL=0",
+                    "-CAfile", server.rootCertificate, "-servername", "localhost", "-brief",
+                ], input: "")
         }
         for version in ["-tls1_2", "-tls1_3"] {
             let result = try handshake(version)
-            #expect(result.succeeded && (result.output + result.error).contains("Verification: OK"), "\(version): \(result.error)")
+            #expect(
+                result.succeeded && (result.output + result.error).contains("Verification: OK"),
+                "\(version): \(result.error)")
         }
         for version in ["-tls1_1", "-tls1"] {
             let result = try handshake(version)
-            #expect(!result.succeeded && !(result.output + result.error).contains("Verification: OK"), "\(version): \(result.output)\(result.error)")
+            #expect(
+                !result.succeeded && !(result.output + result.error).contains("Verification: OK"),
+                "\(version): \(result.output)\(result.error)")
         }
     }
 
@@ -76,8 +100,12 @@ struct ServeProcessTests {
         let server = try ServerProcess(environment: ["SIGNET_MAX_DURATION": "60s", "SIGNET_DEFAULT_DURATION": "60s"])
         defer { server.stop() }
         func servedSerial() throws -> String {
-            let handshake = try Tool.run("openssl", ["s_client", "-connect", "127.0.0.1:\(server.port)", "-servername", "localhost",
-                                                     "-CAfile", server.rootCertificate, "-verify_return_error"], input: "")
+            let handshake = try Tool.run(
+                "openssl",
+                [
+                    "s_client", "-connect", "127.0.0.1:\(server.port)", "-servername", "localhost",
+                    "-CAfile", server.rootCertificate, "-verify_return_error",
+                ], input: "")
             let certificate = try Tool.run("openssl", ["x509", "-noout", "-serial"], input: handshake.output)
             return certificate.output.trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -93,39 +121,62 @@ struct ServeProcessTests {
         #expect(server.logText.contains("renewed the server's own TLS certificate"))
     }
 
-    @Test("ca init with an encrypted key, served with the passphrase from the environment; ca import refuses a mismatched key by name")
+    @Test(
+        "ca init with an encrypted key, served with the passphrase from the environment; ca import refuses a mismatched key by name"
+    )
     func caCommands() throws {
         let directory = try Fixtures.temporaryDirectory("signet-ca-cli")
         try "correct horse\n".write(to: directory + "/passphrase")
-        let created = try Tool.run(Fixtures.signetBinary, ["ca", "init", "--dir", directory + "/ca", "--key-type", "ecdsa-p384", "--org", "Example Corp", "--passphrase-file", directory + "/passphrase"])
+        let created = try Tool.run(
+            Fixtures.signetBinary,
+            [
+                "ca", "init", "--dir", directory + "/ca", "--key-type", "ecdsa-p384", "--org", "Example Corp",
+                "--passphrase-file", directory + "/passphrase",
+            ])
         #expect(created.succeeded, "\(created.error)")
-        #expect(try String(contentsOfFile: directory + "/ca/intermediate.key", encoding: .utf8).contains("ENCRYPTED PRIVATE KEY"))
+        #expect(
+            try String(contentsOfFile: directory + "/ca/intermediate.key", encoding: .utf8).contains(
+                "ENCRYPTED PRIVATE KEY"))
         let again = try Tool.run(Fixtures.signetBinary, ["ca", "init", "--dir", directory + "/ca"])
         #expect(!again.succeeded && again.error.contains("already exists; pass --force"))
 
-        let withoutPassphrase = try Tool.run(Fixtures.signetBinary, ["serve"], environment: [
-            "SIGNET_DATA_DIR": directory + "/data", "SIGNET_CA_DIR": directory + "/ca", "SIGNET_LISTEN": "127.0.0.1:0",
-        ])
+        let withoutPassphrase = try Tool.run(
+            Fixtures.signetBinary, ["serve"],
+            environment: [
+                "SIGNET_DATA_DIR": directory + "/data", "SIGNET_CA_DIR": directory + "/ca",
+                "SIGNET_LISTEN": "127.0.0.1:0",
+            ])
         #expect(!withoutPassphrase.succeeded && withoutPassphrase.error.contains("encrypted"))
-        let server = try ServerProcess(dataDirectory: directory + "/data", environment: [
-            "SIGNET_CA_DIR": directory + "/ca", "SIGNET_CA_PASSPHRASE": "correct horse",
-        ])
+        let server = try ServerProcess(
+            dataDirectory: directory + "/data",
+            environment: [
+                "SIGNET_CA_DIR": directory + "/ca", "SIGNET_CA_PASSPHRASE": "correct horse",
+            ])
         defer { server.stop() }
         #expect(server.logText.contains("Example Corp Intermediate CA"))
 
         let other = try Tool.run(Fixtures.signetBinary, ["ca", "init", "--dir", directory + "/other"])
         #expect(other.succeeded)
-        let refused = try Tool.run(Fixtures.signetBinary, [
-            "ca", "import", "--cert", directory + "/ca/intermediate.crt", "--key", directory + "/other/intermediate.key",
-            "--root", directory + "/ca/root.crt", "--dir", directory + "/imported",
-        ])
+        let refused = try Tool.run(
+            Fixtures.signetBinary,
+            [
+                "ca", "import", "--cert", directory + "/ca/intermediate.crt", "--key",
+                directory + "/other/intermediate.key",
+                "--root", directory + "/ca/root.crt", "--dir", directory + "/imported",
+            ])
         #expect(!refused.succeeded)
         #expect(refused.error.contains("key check failed"))
-        #expect(!FileManager.default.fileExists(atPath: directory + "/imported/intermediate.key"), "nothing is copied when a check fails")
-        let imported = try Tool.run(Fixtures.signetBinary, [
-            "ca", "import", "--cert", directory + "/ca/intermediate.crt", "--key", directory + "/ca/intermediate.key",
-            "--root", directory + "/ca/root.crt", "--dir", directory + "/imported", "--passphrase-file", directory + "/passphrase",
-        ])
+        #expect(
+            !FileManager.default.fileExists(atPath: directory + "/imported/intermediate.key"),
+            "nothing is copied when a check fails")
+        let imported = try Tool.run(
+            Fixtures.signetBinary,
+            [
+                "ca", "import", "--cert", directory + "/ca/intermediate.crt", "--key",
+                directory + "/ca/intermediate.key",
+                "--root", directory + "/ca/root.crt", "--dir", directory + "/imported", "--passphrase-file",
+                directory + "/passphrase",
+            ])
         #expect(imported.succeeded, "\(imported.error)")
     }
 
@@ -133,8 +184,10 @@ struct ServeProcessTests {
     func gracefulShutdown() throws {
         let server = try ServerProcess()
         let token = try server.createToken(name: "ci", allow: ["*.example.com"])
-        let first = try server.signet(["issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
-                                       "--generate-key", "ecdsa-p256", "--dns", "a.example.com", "--out", server.dataDirectory + "/one"])
+        let first = try server.signet([
+            "issue", "--server", server.url, "--token", token, "--cacert", server.rootCertificate,
+            "--generate-key", "ecdsa-p256", "--dns", "a.example.com", "--out", server.dataDirectory + "/one",
+        ])
         #expect(first.succeeded)
         server.kill(signal: SIGTERM)
         server.process.waitUntilExit()
@@ -144,7 +197,9 @@ struct ServeProcessTests {
         let again = try ServerProcess(dataDirectory: server.dataDirectory)
         defer { again.stop() }
         #expect(!again.logText.contains("DEVELOPMENT CA"), "the CA is reused, not recreated")
-        let listed = try again.signet(["certs", "list", "--server", again.url, "--token", token, "--cacert", again.rootCertificate, "--json"])
+        let listed = try again.signet([
+            "certs", "list", "--server", again.url, "--token", token, "--cacert", again.rootCertificate, "--json",
+        ])
         #expect(listed.output.contains("a.example.com"))
     }
 
@@ -161,15 +216,22 @@ struct ServeProcessTests {
         DispatchQueue.global().asyncAfter(deadline: .now() + 1.5) { server.kill(signal: SIGKILL) }
         DispatchQueue.concurrentPerform(iterations: 8) { _ in
             for _ in 0..<500 {
-                guard let result = try? Tool.run("curl", [
-                    "-s", "--max-time", "5", "--cacert", server.rootCertificate, "-H", "Authorization: Bearer \(token)",
-                    "-H", "Content-Type: application/json", "--data-binary", "@" + server.dataDirectory + "/body.json",
-                    "-w", "\n%{http_code}", server.url + "/v1/certificates",
-                ]) else { return }
+                guard
+                    let result = try? Tool.run(
+                        "curl",
+                        [
+                            "-s", "--max-time", "5", "--cacert", server.rootCertificate, "-H",
+                            "Authorization: Bearer \(token)",
+                            "-H", "Content-Type: application/json", "--data-binary",
+                            "@" + server.dataDirectory + "/body.json",
+                            "-w", "\n%{http_code}", server.url + "/v1/certificates",
+                        ])
+                else { return }
                 let lines = result.output.split(separator: "\n")
                 guard lines.last == "201",
-                      let object = try? JSONSerialization.jsonObject(with: Data(lines.dropLast().joined(separator: "\n").utf8)) as? [String: Any],
-                      let serial = object["serial"] as? String
+                    let object = try? JSONSerialization.jsonObject(
+                        with: Data(lines.dropLast().joined(separator: "\n").utf8)) as? [String: Any],
+                    let serial = object["serial"] as? String
                 else { return }
                 received.add(serial)
             }
@@ -181,15 +243,18 @@ struct ServeProcessTests {
         let queue = try DatabaseQueue(path: server.dataDirectory + "/ledger.sqlite")
         try await queue.read { db in
             #expect(try String.fetchOne(db, sql: "PRAGMA integrity_check") == "ok")
-            let stored = Set(try String.fetchAll(db, sql: "SELECT serial FROM certificates WHERE requester = 'token:burst'"))
+            let stored = Set(
+                try String.fetchAll(db, sql: "SELECT serial FROM certificates WHERE requester = 'token:burst'"))
             let lost = received.all.subtracting(stored)
             #expect(lost.isEmpty, "certificates handed out but not in the ledger: \(lost)")
             // Every certificate row has its names and its audit event: no half-written issuance.
-            let orphans = try Int.fetchOne(db, sql: """
-                SELECT count(*) FROM certificates c WHERE c.requester = 'token:burst' AND (
-                    NOT EXISTS (SELECT 1 FROM certificate_names n WHERE n.certificate_id = c.id)
-                    OR NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.subject = c.serial AND e.outcome = 'success'))
-                """)
+            let orphans = try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT count(*) FROM certificates c WHERE c.requester = 'token:burst' AND (
+                        NOT EXISTS (SELECT 1 FROM certificate_names n WHERE n.certificate_id = c.id)
+                        OR NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.subject = c.serial AND e.outcome = 'success'))
+                    """)
             #expect(orphans == 0)
         }
     }

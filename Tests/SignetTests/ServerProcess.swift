@@ -13,7 +13,9 @@ final class ServerProcess: @unchecked Sendable {
     var rootCertificate: String { caDirectory + "/root.crt" }
     var intermediateCertificate: String { caDirectory + "/intermediate.crt" }
 
-    init(dataDirectory: String? = nil, arguments: [String] = [], environment: [String: String] = [:], port: Int? = nil) throws {
+    init(dataDirectory: String? = nil, arguments: [String] = [], environment: [String: String] = [:], port: Int? = nil)
+        throws
+    {
         self.dataDirectory = try dataDirectory ?? Fixtures.temporaryDirectory("signet-serve")
         self.port = try port ?? freePort()
         self.caDirectory = environment["SIGNET_CA_DIR"] ?? self.dataDirectory + "/ca"
@@ -23,10 +25,12 @@ final class ServerProcess: @unchecked Sendable {
         process = Process()
         process.executableURL = URL(fileURLWithPath: Fixtures.signetBinary)
         process.arguments = ["serve"] + arguments
-        process.environment = ProcessInfo.processInfo.environment.merging([
-            "SIGNET_DATA_DIR": self.dataDirectory,
-            "SIGNET_LISTEN": "127.0.0.1:\(self.port)",
-        ].merging(environment) { $1 }) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(
+            [
+                "SIGNET_DATA_DIR": self.dataDirectory,
+                "SIGNET_LISTEN": "127.0.0.1:\(self.port)",
+            ].merging(environment) { $1 }
+        ) { $1 }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
         process.standardError = handle
@@ -41,7 +45,9 @@ final class ServerProcess: @unchecked Sendable {
         while Date() < deadline {
             guard process.isRunning else { throw ServerFailed(log: logText) }
             if FileManager.default.fileExists(atPath: rootCertificate),
-               let result = try? Tool.run("curl", ["-sf", "--max-time", "2", "--cacert", rootCertificate, url + "/healthz"]), result.succeeded {
+                let result = try? Tool.run(
+                    "curl", ["-sf", "--max-time", "2", "--cacert", rootCertificate, url + "/healthz"]), result.succeeded
+            {
                 return
             }
             Thread.sleep(forTimeInterval: 0.1)

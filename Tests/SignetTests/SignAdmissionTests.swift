@@ -7,13 +7,17 @@ import Testing
 struct SignAdmissionTests {
     @Test("never more signatures in flight than the concurrency limit")
     func concurrency() async throws {
-        let admission = SignAdmission(limits: .init(ratePerSecond: 10_000, burst: 10_000, maximumConcurrent: 2, maximumQueued: 100))
+        let admission = SignAdmission(
+            limits: .init(ratePerSecond: 10_000, burst: 10_000, maximumConcurrent: 2, maximumQueued: 100))
         let peak = Shared((now: 0, peak: 0))
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<12 {
                 group.addTask {
                     try await admission.run {
-                        peak.withLock { $0.now += 1; $0.peak = max($0.peak, $0.now) }
+                        peak.withLock {
+                            $0.now += 1
+                            $0.peak = max($0.peak, $0.now)
+                        }
                         try await Task.sleep(for: .milliseconds(20))
                         peak.withLock { $0.now -= 1 }
                     }
@@ -26,7 +30,8 @@ struct SignAdmissionTests {
 
     @Test("starts no more than the rate allows after the burst")
     func rate() async throws {
-        let admission = SignAdmission(limits: .init(ratePerSecond: 50, burst: 5, maximumConcurrent: 50, maximumQueued: 100))
+        let admission = SignAdmission(
+            limits: .init(ratePerSecond: 50, burst: 5, maximumConcurrent: 50, maximumQueued: 100))
         let started = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<25 { group.addTask { try await admission.run {} } }
@@ -39,7 +44,8 @@ struct SignAdmissionTests {
 
     @Test("a full queue refuses at once with a retry hint")
     func boundedQueue() async throws {
-        let admission = SignAdmission(limits: .init(ratePerSecond: 1000, burst: 1000, maximumConcurrent: 1, maximumQueued: 2))
+        let admission = SignAdmission(
+            limits: .init(ratePerSecond: 1000, burst: 1000, maximumConcurrent: 1, maximumQueued: 2))
         let (gate, open) = AsyncStream<Void>.makeStream()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await admission.run { for await _ in gate { break } } }
@@ -60,7 +66,8 @@ struct SignAdmissionTests {
 
     @Test("waiters are admitted most urgent first")
     func urgencyOrder() async throws {
-        let admission = SignAdmission(limits: .init(ratePerSecond: 1000, burst: 1000, maximumConcurrent: 1, maximumQueued: 10))
+        let admission = SignAdmission(
+            limits: .init(ratePerSecond: 1000, burst: 1000, maximumConcurrent: 1, maximumQueued: 10))
         let order = Shared<[Double]>([])
         let (gate, open) = AsyncStream<Void>.makeStream()
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -84,7 +91,8 @@ struct SignAdmissionTests {
 
     @Test("a caller that gives up while waiting never spends a signature, and its turn passes on")
     func cancelledWaiter() async throws {
-        let admission = SignAdmission(limits: .init(ratePerSecond: 1000, burst: 1000, maximumConcurrent: 1, maximumQueued: 10))
+        let admission = SignAdmission(
+            limits: .init(ratePerSecond: 1000, burst: 1000, maximumConcurrent: 1, maximumQueued: 10))
         let ran = Shared<[String]>([])
         let (gate, open) = AsyncStream<Void>.makeStream()
         let holder = Task { try await admission.run { for await _ in gate { break } } }
@@ -150,7 +158,8 @@ struct RequestGuardTests {
         let start = ContinuousClock.now
         for _ in 0..<3 { #expect(limiter.take("a", now: start) == nil) }
         let wait = limiter.take("a", now: start)
-        #expect(wait != nil && wait! <= .milliseconds(501) && wait! >= .milliseconds(499), "\(String(describing: wait))")
+        #expect(
+            wait != nil && wait! <= .milliseconds(501) && wait! >= .milliseconds(499), "\(String(describing: wait))")
         #expect(limiter.take("b", now: start) == nil)
         #expect(limiter.wait("a", now: start + .milliseconds(500)) == nil)
         #expect(limiter.take("a", now: start + .milliseconds(500)) == nil)

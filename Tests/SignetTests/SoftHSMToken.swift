@@ -28,27 +28,38 @@ final class SoftHSMToken: Sendable {
     private static let made = Result { try SoftHSMToken() }
 
     private init() throws {
-        guard FileManager.default.fileExists(atPath: Self.module), Tool.isInstalled("pkcs11-tool"), Tool.isInstalled("softhsm2-util") else {
+        guard FileManager.default.fileExists(atPath: Self.module), Tool.isInstalled("pkcs11-tool"),
+            Tool.isInstalled("softhsm2-util")
+        else {
             throw Tool.ToolMissing(name: "softhsm2 and opensc (pkcs11-tool)")
         }
         directory = try Fixtures.temporaryDirectory("signet-softhsm")
         configuration = directory + "/softhsm2.conf"
         try FileManager.default.createDirectory(atPath: directory + "/tokens", withIntermediateDirectories: true)
         try """
-            directories.tokendir = \(directory)/tokens
-            objectstore.backend = file
-            log.level = ERROR
-            slots.removable = false
-            slots.mechanisms = ALL
+        directories.tokendir = \(directory)/tokens
+        objectstore.backend = file
+        log.level = ERROR
+        slots.removable = false
+        slots.mechanisms = ALL
 
-            """.write(to: configuration)
+        """.write(to: configuration)
         let environment = ["SOFTHSM2_CONF": configuration]
-        let initialized = try Tool.run("softhsm2-util", ["--init-token", "--free", "--label", Self.label, "--pin", Self.pin, "--so-pin", "12345678"], environment: environment)
+        let initialized = try Tool.run(
+            "softhsm2-util",
+            ["--init-token", "--free", "--label", Self.label, "--pin", Self.pin, "--so-pin", "12345678"],
+            environment: environment)
         guard initialized.succeeded else { throw SetupFailed(what: "softhsm2-util --init-token: \(initialized.error)") }
         for (label, id, type) in Self.keys {
-            let generated = try Tool.run("pkcs11-tool", ["--module", Self.module, "--token-label", Self.label, "--login", "--pin", Self.pin,
-                                                        "--keypairgen", "--key-type", type, "--id", id, "--label", label], environment: environment)
-            guard generated.succeeded else { throw SetupFailed(what: "pkcs11-tool --keypairgen \(type): \(generated.error)") }
+            let generated = try Tool.run(
+                "pkcs11-tool",
+                [
+                    "--module", Self.module, "--token-label", Self.label, "--login", "--pin", Self.pin,
+                    "--keypairgen", "--key-type", type, "--id", id, "--label", label,
+                ], environment: environment)
+            guard generated.succeeded else {
+                throw SetupFailed(what: "pkcs11-tool --keypairgen \(type): \(generated.error)")
+            }
         }
         // For the module loaded into this process (before any test loads it).
         setenv("SOFTHSM2_CONF", configuration, 1)

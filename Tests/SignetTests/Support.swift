@@ -9,7 +9,8 @@ import _CryptoExtras
 
 /// Builders and tools the tests share. Fixtures are made in code (or by openssl, a real peer), never checked in.
 enum Fixtures {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
 
     /// The `signet` binary built alongside the tests (`swift build --build-tests` builds every product).
     static var signetBinary: String {
@@ -39,7 +40,9 @@ enum Fixtures {
         var names: [GeneralName] = dnsNames.map { .dnsName($0) }
         names += ipAddresses.map { .ipAddress(ASN1OctetString(contentBytes: IPAddress($0)!.bytes[...])) }
         names += uris.map { .uniformResourceIdentifier($0) }
-        if !names.isEmpty { try extensions.append(Certificate.Extension(SubjectAlternativeNames(names), critical: false)) }
+        if !names.isEmpty {
+            try extensions.append(Certificate.Extension(SubjectAlternativeNames(names), critical: false))
+        }
         for ext in extraExtensions { try extensions.append(ext) }
         var attributes = CertificateSigningRequest.Attributes()
         if !extensions.isEmpty { attributes.insert(try .init(ExtensionRequest(extensions: extensions))) }
@@ -52,7 +55,9 @@ enum Fixtures {
     }
 
     /// A CA in memory: a root and an intermediate, both P-256 unless asked otherwise.
-    static func issuingCA(keyAlgorithm: KeyAlgorithm = .ecdsaP256, directory: String? = nil) async throws -> (IssuingCA, CADirectory) {
+    static func issuingCA(keyAlgorithm: KeyAlgorithm = .ecdsaP256, directory: String? = nil) async throws -> (
+        IssuingCA, CADirectory
+    ) {
         let path = try directory ?? temporaryDirectory("signet-ca")
         var initializer = CAInitializer()
         initializer.keyAlgorithm = keyAlgorithm
@@ -64,7 +69,8 @@ enum Fixtures {
     }
 
     static func policy(_ patterns: String..., maximum: Duration = .seconds(90 * 86_400)) throws -> IssuancePolicy {
-        IssuancePolicy(allowedNames: try patterns.map { try NamePattern($0) }, maximumLifetime: maximum, defaultLifetime: maximum)
+        IssuancePolicy(
+            allowedNames: try patterns.map { try NamePattern($0) }, maximumLifetime: maximum, defaultLifetime: maximum)
     }
 }
 
@@ -78,7 +84,10 @@ struct Tool {
     }
 
     @discardableResult
-    static func run(_ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String]? = nil, directory: String? = nil) throws -> Result {
+    static func run(
+        _ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String]? = nil,
+        directory: String? = nil
+    ) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : try which(executable))
         process.arguments = arguments
@@ -95,7 +104,9 @@ struct Tool {
         let out = stdout.fileHandleForReading.readDataToEndOfFile()
         let err = stderr.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, output: String(decoding: out, as: UTF8.self), error: String(decoding: err, as: UTF8.self))
+        return Result(
+            status: process.terminationStatus, output: String(decoding: out, as: UTF8.self),
+            error: String(decoding: err, as: UTF8.self))
     }
 
     /// Resolves a program as the shell would (PATH first), so tests run the same python3 the test script
@@ -168,11 +179,14 @@ enum CRLCheck {
         let now = Date()
         let list = try await RevocationList.sign(
             by: ca, number: 7, thisUpdate: now, nextUpdate: now.addingTimeInterval(86_400),
-            entries: [RevocationList.Entry(serial: Array(leaf.serialNumber.bytes), revokedAt: now, reason: .keyCompromise)]
+            entries: [
+                RevocationList.Entry(serial: Array(leaf.serialNumber.bytes), revokedAt: now, reason: .keyCompromise)
+            ]
         )
         let path = try Fixtures.temporaryDirectory("crl") + "/list.crl"
         try Data(list.der).write(to: URL(fileURLWithPath: path))
-        let result = try Tool.run("openssl", ["crl", "-in", path, "-inform", "DER", "-noout", "-text", "-CAfile", issuerPath])
+        let result = try Tool.run(
+            "openssl", ["crl", "-in", path, "-inform", "DER", "-noout", "-text", "-CAfile", issuerPath])
         guard (result.output + result.error).contains("verify OK") else {
             Issue.record("openssl crl -verify: \(result.output)\(result.error)")
             return nil
@@ -186,7 +200,9 @@ extension Fixtures {
     /// under /crl/.
     static func subjectKeyIdentifier(ofCertificateAt path: String) throws -> String {
         try Tool.run("openssl", ["x509", "-in", path, "-noout", "-ext", "subjectKeyIdentifier"]).output
-            .split(separator: "\n").last.map { $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+            .split(separator: "\n").last.map {
+                $0.replacingOccurrences(of: ":", with: "").trimmingCharacters(in: .whitespaces).lowercased()
+            } ?? ""
     }
 
     /// An nginx configuration for tests: one worker, everything it writes kept in `work`, then `servers` inside `http`.
@@ -214,18 +230,18 @@ enum HAProxyGateway {
     /// Starts haproxy with `frontend` (its bind and rules) after the stats socket and timeouts every test uses.
     static func start(work: String, frontend: String) throws -> Process {
         try """
-            global
-                stats socket \(work)/admin.sock level admin
-            defaults
-                mode http
-                timeout connect 5s
-                timeout client 120s
-                timeout server 120s
-                timeout http-keep-alive 120s
-            frontend gateway
-            \(frontend)
+        global
+            stats socket \(work)/admin.sock level admin
+        defaults
+            mode http
+            timeout connect 5s
+            timeout client 120s
+            timeout server 120s
+            timeout http-keep-alive 120s
+        frontend gateway
+        \(frontend)
 
-            """.write(to: work + "/haproxy.cfg")
+        """.write(to: work + "/haproxy.cfg")
         let haproxy = Process()
         haproxy.executableURL = URL(fileURLWithPath: try Tool.which("haproxy"))
         haproxy.arguments = ["-f", work + "/haproxy.cfg", "-db"]
@@ -237,12 +253,18 @@ enum HAProxyGateway {
 
     /// Follows Secret `namespace/secret`, pushing its certificate (and with `crlFile`, its `ca.crl`) into haproxy;
     /// one line per push in `work/sync.log`.
-    static func follow(_ cluster: KubernetesDoubleProcess, namespace: String, secret: String, work: String, certFile: String,
-                       crlFile: String? = nil) throws -> Process {
+    static func follow(
+        _ cluster: KubernetesDoubleProcess, namespace: String, secret: String, work: String, certFile: String,
+        crlFile: String? = nil
+    ) throws -> Process {
         let sync = Process()
         sync.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
-        sync.arguments = [Fixtures.packageRoot + "/Tests/Gateway/haproxy_sync.py", "--api", cluster.url, "--token", "admin", "--cafile", cluster.caFile,
-                          "--namespace", namespace, "--secret", secret, "--socket", work + "/admin.sock", "--cert-file", certFile]
+        sync.arguments =
+            [
+                Fixtures.packageRoot + "/Tests/Gateway/haproxy_sync.py", "--api", cluster.url, "--token", "admin",
+                "--cafile", cluster.caFile,
+                "--namespace", namespace, "--secret", secret, "--socket", work + "/admin.sock", "--cert-file", certFile,
+            ]
             + (crlFile.map { ["--crl-file", $0] } ?? [])
         _ = FileManager.default.createFile(atPath: work + "/sync.log", contents: nil)
         sync.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: work + "/sync.log"))

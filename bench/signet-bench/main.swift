@@ -14,27 +14,35 @@ import X509
 let arguments = CommandLine.arguments.dropFirst()
 switch arguments.first {
 case "csrs":
-    try generateRequests(count: Int(arguments.dropFirst().first ?? "2000") ?? 2000, directory: arguments.dropFirst(2).first ?? ".")
+    try generateRequests(
+        count: Int(arguments.dropFirst().first ?? "2000") ?? 2000, directory: arguments.dropFirst(2).first ?? ".")
 case "ceiling":
     try await measureCeiling(seconds: Double(arguments.dropFirst().first ?? "5") ?? 5)
 case "ledger":
-    try await measureLedger(rows: Int(arguments.dropFirst().first ?? "1000000") ?? 1_000_000, path: arguments.dropFirst(2).first ?? "bench-ledger.sqlite")
+    try await measureLedger(
+        rows: Int(arguments.dropFirst().first ?? "1000000") ?? 1_000_000,
+        path: arguments.dropFirst(2).first ?? "bench-ledger.sqlite")
 case "acme":
     let values = Array(arguments.dropFirst())
     guard values.count == 5, let clients = Int(values[2]), let seconds = Double(values[3]) else {
         print("usage: signet-bench acme DIRECTORY_URL CA_FILE CLIENTS SECONDS LABEL")
         exit(2)
     }
-    try await runACMELoad(directoryURL: values[0], caFile: values[1], clients: clients, seconds: seconds, label: values[4])
+    try await runACMELoad(
+        directoryURL: values[0], caFile: values[1], clients: clients, seconds: seconds, label: values[4])
 default:
-    print("usage: signet-bench csrs COUNT DIR | ceiling SECONDS | ledger ROWS PATH | acme DIRECTORY_URL CA_FILE CLIENTS SECONDS LABEL")
+    print(
+        "usage: signet-bench csrs COUNT DIR | ceiling SECONDS | ledger ROWS PATH | acme DIRECTORY_URL CA_FILE CLIENTS SECONDS LABEL"
+    )
     exit(2)
 }
 
 func csrPEM(host: String) throws -> String {
     let key = P256.Signing.PrivateKey()
     var attributes = CertificateSigningRequest.Attributes()
-    attributes.insert(try .init(ExtensionRequest(extensions: try Certificate.Extensions { SubjectAlternativeNames([.dnsName(host)]) })))
+    attributes.insert(
+        try .init(
+            ExtensionRequest(extensions: try Certificate.Extensions { SubjectAlternativeNames([.dnsName(host)]) })))
     return try CertificateSigningRequest(
         version: .v1, subject: try DistinguishedName { CommonName(host) }, privateKey: .init(key),
         attributes: attributes, signatureAlgorithm: .ecdsaWithSHA256
@@ -58,7 +66,9 @@ func generateRequests(count: Int, directory: String) throws {
 func measureCeiling(seconds: Double) async throws {
     let directory = NSTemporaryDirectory() + "signet-bench-ca-\(getpid())"
     try await CAInitializer().create(in: CADirectory(path: directory), overwrite: true)
-    let ca = try await CALoader.load(from: CADirectory(path: directory), signer: FileKeySigner(path: directory + "/intermediate.key", passphrase: nil))
+    let ca = try await CALoader.load(
+        from: CADirectory(path: directory),
+        signer: FileKeySigner(path: directory + "/intermediate.key", passphrase: nil))
     let requests = try (0..<64).map { try csrPEM(host: "bench-\($0).example.com") }
     let policy = IssuancePolicy(allowedNames: [try NamePattern("*.example.com")])
     let cores = ProcessInfo.processInfo.activeProcessorCount
@@ -68,8 +78,12 @@ func measureCeiling(seconds: Double) async throws {
             group.addTask {
                 var done = 0
                 while ContinuousClock.now < deadline {
-                    let plan = try IssuanceRules.plan(IssuanceRequest(csrPEM: requests[(done + worker) % requests.count]), policy: policy, now: Date(), issuerNotAfter: ca.certificate.notValidAfter)
-                    _ = try await LeafCertificateFactory.issue(plan, by: ca, serial: SerialNumbers.random(), validity: LeafCertificateFactory.validity(for: plan.lifetime, now: Date()))
+                    let plan = try IssuanceRules.plan(
+                        IssuanceRequest(csrPEM: requests[(done + worker) % requests.count]), policy: policy,
+                        now: Date(), issuerNotAfter: ca.certificate.notValidAfter)
+                    _ = try await LeafCertificateFactory.issue(
+                        plan, by: ca, serial: SerialNumbers.random(),
+                        validity: LeafCertificateFactory.validity(for: plan.lifetime, now: Date()))
                     done += 1
                 }
                 return done
@@ -99,11 +113,17 @@ func measureLedger(rows: Int, path: String) async throws {
                         let host = "host-\(index).team-\(index % 1000).example.com"
                         let entry = CertificateEntry(
                             serial: String(format: "%040x", index), issuerKeyID: "bench", subject: "CN=\(host)",
-                            dnsNames: [host], ipAddresses: [], publicKeySHA256: "pk", csrSHA256: "csr", profile: .server,
-                            notBefore: issued, notAfter: issued.addingTimeInterval(90 * 86_400), requester: "token:team-\(index % 200)",
+                            dnsNames: [host], ipAddresses: [], publicKeySHA256: "pk", csrSHA256: "csr",
+                            profile: .server,
+                            notBefore: issued, notAfter: issued.addingTimeInterval(90 * 86_400),
+                            requester: "token:team-\(index % 200)",
                             issuedAt: issued, der: [UInt8](repeating: 0x30, count: 600)
                         )
-                        try await ledger.record(entry, event: AuditEvent(at: issued, actor: entry.requester, action: "certificate.issue", outcome: .success, subject: entry.serial))
+                        try await ledger.record(
+                            entry,
+                            event: AuditEvent(
+                                at: issued, actor: entry.requester, action: "certificate.issue", outcome: .success,
+                                subject: entry.serial))
                         index += writers
                     }
                 }
@@ -132,11 +152,17 @@ func measureLedger(rows: Int, path: String) async throws {
     try await time("dnsName-no-match") { $0.dnsName = "nothing.example.org" }
     try await time("status-valid") { $0.status = .valid }
     try await time("status-expired") { $0.status = .expired }
-    try await time("expiringBefore-7d") { $0.expiringBefore = now.addingTimeInterval(7 * 86_400); $0.status = .valid }
+    try await time("expiringBefore-7d") {
+        $0.expiringBefore = now.addingTimeInterval(7 * 86_400)
+        $0.status = .valid
+    }
     try await time("issuedAfter-1d") { $0.issuedAfter = now.addingTimeInterval(-86_400) }
     try await time("issuedBefore-300d-ago") { $0.issuedBefore = now.addingTimeInterval(-300 * 86_400) }
     try await time("requester") { $0.requester = "token:team-42" }
-    try await time("requester-and-expiring") { $0.requester = "token:team-42"; $0.expiringBefore = now.addingTimeInterval(30 * 86_400) }
+    try await time("requester-and-expiring") {
+        $0.requester = "token:team-42"
+        $0.expiringBefore = now.addingTimeInterval(30 * 86_400)
+    }
     // The metrics gauges' query, measured like the listings: the median of seven.
     var samples: [Double] = []
     for _ in 0..<7 {

@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -7,8 +8,6 @@ import SignetACME
 import SignetAuthority
 import SignetLedger
 import Synchronization
-
-import Foundation
 
 /// The ACME web front end (RFC 8555 §7): routes under `/acme/{directory}/`, JWS authentication (nonce, url,
 /// account or embedded key, signature), and the JSON of each resource. Decisions are the registration authority's
@@ -58,7 +57,8 @@ struct ACMEFrontEnd: Sendable {
         // Everything else under a directory answers in ACME's error format, with a nonce, like the rest.
         for method in [HTTPRequest.Method.get, .post, .head, .put, .delete, .patch] {
             group.on("**", method: method) { request, _ -> Response in
-                throw ACMEError(.malformed, "no ACME resource answers \(request.method.rawValue) \(request.uri.path)", status: 404)
+                throw ACMEError(
+                    .malformed, "no ACME resource answers \(request.method.rawValue) \(request.uri.path)", status: 404)
             }
         }
     }
@@ -73,7 +73,9 @@ struct ACMEFrontEnd: Sendable {
         let urls: ACMEURLs
 
         func requireAccount() throws(ACMEError) -> ACMEAccount {
-            guard let account else { throw ACMEError(.malformed, "this request must be signed by an account key and name the account (kid)") }
+            guard let account else {
+                throw ACMEError(.malformed, "this request must be signed by an account key and name the account (kid)")
+            }
             return account
         }
     }
@@ -85,7 +87,9 @@ struct ACMEFrontEnd: Sendable {
     /// Checks a POST (§6.2–6.5): content type, flattened JWS, `url` equal to this request's URL, the signer (an
     /// account by `kid`, or where allowed the `jwk` in the header), the signature, and then the nonce, which is
     /// spent only by a request that verified.
-    func authenticate(_ request: Request, _ context: SignetRequestContext, embeddedKey: Bool = false) async throws -> Authenticated {
+    func authenticate(_ request: Request, _ context: SignetRequestContext, embeddedKey: Bool = false) async throws
+        -> Authenticated
+    {
         let policy = try policy(context)
         let urls = ACMEURLs(base: baseURL, directory: policy.name)
         guard request.headers[.contentType]?.lowercased().hasPrefix("application/jose+json") == true else {
@@ -100,26 +104,39 @@ struct ACMEFrontEnd: Sendable {
         }
         let jws = try FlattenedJWS(body: Data(buffer: body))
         let url = baseURL + request.uri.path
-        guard jws.url == url else { throw ACMEError(.unauthorized, "the JWS url '\(jws.url)' is not this request's URL '\(url)'") }
+        guard jws.url == url else {
+            throw ACMEError(.unauthorized, "the JWS url '\(jws.url)' is not this request's URL '\(url)'")
+        }
         let key: JSONWebKey
         var account: ACMEAccount?
         if let keyID = jws.keyID {
-            guard keyID.hasPrefix(urls.accountPrefix), let (found, foundKey) = try await accounts.account(id: String(keyID.dropFirst(urls.accountPrefix.count))),
-                  found.directory == policy.name else {
+            guard keyID.hasPrefix(urls.accountPrefix),
+                let (found, foundKey) = try await accounts.account(
+                    id: String(keyID.dropFirst(urls.accountPrefix.count))),
+                found.directory == policy.name
+            else {
                 throw ACMEError(.accountDoesNotExist, "kid '\(keyID)' is not an account of directory '\(policy.name)'")
             }
-            guard found.status == .valid else { throw ACMEError(.unauthorized, "the account is \(found.status.rawValue)") }
+            guard found.status == .valid else {
+                throw ACMEError(.unauthorized, "the account is \(found.status.rawValue)")
+            }
             key = foundKey
             account = found
         } else {
             guard embeddedKey, let embedded = jws.jwk else {
-                throw ACMEError(.malformed, "this request must be signed by an account and name it (kid), not carry a jwk")
+                throw ACMEError(
+                    .malformed, "this request must be signed by an account and name it (kid), not carry a jwk")
             }
             key = embedded
         }
         try jws.verify(with: key)
         guard let nonce = jws.nonce, try await store.consumeNonce(nonce, now: Date()) else {
-            throw ACMEError(.badNonce, ACMEError.badNonceDetail + (jws.nonce == nil ? ": the JWS has no nonce" : ": '\(jws.nonce ?? "")' was not issued by this server, expired or was used"))
+            throw ACMEError(
+                .badNonce,
+                ACMEError.badNonceDetail
+                    + (jws.nonce == nil
+                        ? ": the JWS has no nonce"
+                        : ": '\(jws.nonce ?? "")' was not issued by this server, expired or was used"))
         }
         return Authenticated(jws: jws, key: key, account: account, policy: policy, urls: urls)
     }
@@ -137,23 +154,32 @@ struct ACMEFrontEnd: Sendable {
         if let website = policy.website { meta["website"] = website }
         if let terms = policy.termsOfService { meta["termsOfService"] = terms }
         return try Self.json([
-            "newNonce": urls.newNonce, "newAccount": urls.newAccount, "newOrder": urls.newOrder, "revokeCert": urls.revokeCert,
+            "newNonce": urls.newNonce, "newAccount": urls.newAccount, "newOrder": urls.newOrder,
+            "revokeCert": urls.revokeCert,
             "keyChange": urls.keyChange, "renewalInfo": urls.renewalInfo, "meta": meta,
         ])
     }
 
     func newAccount(_ request: Request, _ context: SignetRequestContext) async throws -> Response {
         let auth = try await authenticate(request, context, embeddedKey: true)
-        guard auth.account == nil else { throw ACMEError(.malformed, "newAccount is signed with the account key (jwk), not kid") }
-        let (account, created) = try await service.newAccount(directory: auth.policy, key: auth.key, payload: try auth.jws.payloadObject(), url: auth.jws.url)
-        return try Self.json(accountJSON(account, auth.urls), status: created ? .created : .ok, location: auth.urls.account(account.id))
+        guard auth.account == nil else {
+            throw ACMEError(.malformed, "newAccount is signed with the account key (jwk), not kid")
+        }
+        let (account, created) = try await service.newAccount(
+            directory: auth.policy, key: auth.key, payload: try auth.jws.payloadObject(), url: auth.jws.url)
+        return try Self.json(
+            accountJSON(account, auth.urls), status: created ? .created : .ok, location: auth.urls.account(account.id))
     }
 
     func account(_ request: Request, _ context: SignetRequestContext) async throws -> Response {
         let auth = try await authenticate(request, context)
         let account = try auth.requireAccount()
-        guard context.parameters.get("id") == account.id else { throw ACMEError(.unauthorized, "the request is signed by another account than the one it names") }
-        let updated = auth.jws.isPostAsGet ? account : try await service.updateAccount(account, payload: try auth.jws.payloadObject())
+        guard context.parameters.get("id") == account.id else {
+            throw ACMEError(.unauthorized, "the request is signed by another account than the one it names")
+        }
+        let updated =
+            auth.jws.isPostAsGet
+            ? account : try await service.updateAccount(account, payload: try auth.jws.payloadObject())
         if !auth.jws.isPostAsGet { accounts.forget(account.id) }
         return try Self.json(accountJSON(updated, auth.urls), location: auth.urls.account(updated.id))
     }
@@ -161,7 +187,9 @@ struct ACMEFrontEnd: Sendable {
     func orders(_ request: Request, _ context: SignetRequestContext) async throws -> Response {
         let auth = try await authenticate(request, context)
         let account = try auth.requireAccount()
-        guard context.parameters.get("id") == account.id else { throw ACMEError(.unauthorized, "an account's orders are listed to that account only") }
+        guard context.parameters.get("id") == account.id else {
+            throw ACMEError(.unauthorized, "an account's orders are listed to that account only")
+        }
         return try Self.json(["orders": try await service.orders(account: account).map(auth.urls.order)])
     }
 
@@ -170,37 +198,47 @@ struct ACMEFrontEnd: Sendable {
         let account = try auth.requireAccount()
         let accountURL = auth.urls.account(account.id)
         defer { accounts.forget(account.id) }
-        if let other = try await service.changeKey(account, oldKey: auth.key, accountURL: accountURL, payload: auth.jws.payload, url: auth.jws.url) {
-            var response = ACMEEdge.problem(ACMEError(.malformed, "the new key already belongs to another account", status: 409))
+        if let other = try await service.changeKey(
+            account, oldKey: auth.key, accountURL: accountURL, payload: auth.jws.payload, url: auth.jws.url)
+        {
+            var response = ACMEEdge.problem(
+                ACMEError(.malformed, "the new key already belongs to another account", status: 409))
             response.headers[.location] = auth.urls.account(other)
             return response
         }
-        return try Self.json(accountJSON(try await store.account(id: account.id) ?? account, auth.urls), location: accountURL)
+        return try Self.json(
+            accountJSON(try await store.account(id: account.id) ?? account, auth.urls), location: accountURL)
     }
 
     func newOrder(_ request: Request, _ context: SignetRequestContext) async throws -> Response {
         let auth = try await authenticate(request, context)
-        let (order, authorizations) = try await service.newOrder(directory: auth.policy, account: try auth.requireAccount(), payload: try auth.jws.payloadObject())
-        return try Self.json(orderJSON(order, authorizations, auth.urls), status: .created, location: auth.urls.order(order.id))
+        let (order, authorizations) = try await service.newOrder(
+            directory: auth.policy, account: try auth.requireAccount(), payload: try auth.jws.payloadObject())
+        return try Self.json(
+            orderJSON(order, authorizations, auth.urls), status: .created, location: auth.urls.order(order.id))
     }
 
     func order(_ request: Request, _ context: SignetRequestContext) async throws -> Response {
         let auth = try await authenticate(request, context)
-        let (order, authorizations) = try await service.order(id: context.parameters.get("id") ?? "", account: try auth.requireAccount())
+        let (order, authorizations) = try await service.order(
+            id: context.parameters.get("id") ?? "", account: try auth.requireAccount())
         return try orderResponse(order, authorizations, auth.urls)
     }
 
     func finalize(_ request: Request, _ context: SignetRequestContext) async throws -> Response {
         let auth = try await authenticate(request, context)
         let (order, authorizations) = try await service.finalize(
-            orderID: context.parameters.get("id") ?? "", account: try auth.requireAccount(), accountKey: auth.key, directory: auth.policy,
+            orderID: context.parameters.get("id") ?? "", account: try auth.requireAccount(), accountKey: auth.key,
+            directory: auth.policy,
             payload: try auth.jws.payloadObject()
         )
         return try orderResponse(order, authorizations, auth.urls)
     }
 
     /// An order with the `Location` x/crypto (cert-manager) polls and, while it is not final, a `Retry-After`.
-    private func orderResponse(_ order: ACMEOrder, _ authorizations: [ACMEAuthorization], _ urls: ACMEURLs) throws -> Response {
+    private func orderResponse(_ order: ACMEOrder, _ authorizations: [ACMEAuthorization], _ urls: ACMEURLs) throws
+        -> Response
+    {
         var response = try Self.json(orderJSON(order, authorizations, urls), location: urls.order(order.id))
         let status = service.status(of: order, authorizations)
         if status == .pending || status == .processing { response.headers[.retryAfter] = "1" }
@@ -209,10 +247,13 @@ struct ACMEFrontEnd: Sendable {
 
     func authorization(_ request: Request, _ context: SignetRequestContext) async throws -> Response {
         let auth = try await authenticate(request, context)
-        var authorization = try await service.authorization(id: context.parameters.get("id") ?? "", account: try auth.requireAccount())
+        var authorization = try await service.authorization(
+            id: context.parameters.get("id") ?? "", account: try auth.requireAccount())
         if !auth.jws.isPostAsGet {
             let payload = try auth.jws.payloadObject()
-            guard payload["status"] as? String == "deactivated" else { throw ACMEError(.malformed, "an authorization's status may only be set to deactivated") }
+            guard payload["status"] as? String == "deactivated" else {
+                throw ACMEError(.malformed, "an authorization's status may only be set to deactivated")
+            }
             authorization = try await service.deactivate(authorization)
         }
         var response = try Self.json(authorizationJSON(authorization, auth.urls))
@@ -230,21 +271,28 @@ struct ACMEFrontEnd: Sendable {
         let authorization: ACMEAuthorization, challenge: ACMEChallenge
         if auth.jws.isPostAsGet {
             authorization = try await service.authorization(id: authorizationID, account: account)
-            guard let found = authorization.challenges.first(where: { $0.type == type }) else { throw ACMEError(.malformed, "no such challenge", status: 404) }
+            guard let found = authorization.challenges.first(where: { $0.type == type }) else {
+                throw ACMEError(.malformed, "no such challenge", status: 404)
+            }
             challenge = found
         } else {
             _ = try auth.jws.payloadObject()
-            (authorization, challenge) = try await service.respond(to: type, of: authorizationID, account: account, directory: auth.policy)
+            (authorization, challenge) = try await service.respond(
+                to: type, of: authorizationID, account: account, directory: auth.policy)
         }
-        var response = try Self.json(challengeJSON(challenge, authorizationID: authorization.id, auth.urls), location: auth.urls.challenge(authorization.id, type))
-        response.headers.append(HTTPField(name: ACMEEdge.link, value: "<\(auth.urls.authorization(authorization.id))>;rel=\"up\""))
+        var response = try Self.json(
+            challengeJSON(challenge, authorizationID: authorization.id, auth.urls),
+            location: auth.urls.challenge(authorization.id, type))
+        response.headers.append(
+            HTTPField(name: ACMEEdge.link, value: "<\(auth.urls.authorization(authorization.id))>;rel=\"up\""))
         if challenge.status == .processing { response.headers[.retryAfter] = "1" }
         return response
     }
 
     func certificate(_ request: Request, _ context: SignetRequestContext) async throws -> Response {
         let auth = try await authenticate(request, context)
-        let chain = try await service.chain(serial: context.parameters.get("serial") ?? "", account: try auth.requireAccount())
+        let chain = try await service.chain(
+            serial: context.parameters.get("serial") ?? "", account: try auth.requireAccount())
         return Response(
             status: .ok, headers: [.contentType: "application/pem-certificate-chain"],
             body: ResponseBody(byteBuffer: ByteBuffer(string: chain))
@@ -253,14 +301,18 @@ struct ACMEFrontEnd: Sendable {
 
     func revokeCertificate(_ request: Request, _ context: SignetRequestContext) async throws -> Response {
         let auth = try await authenticate(request, context, embeddedKey: true)
-        try await service.revoke(payload: try auth.jws.payloadObject(), signer: auth.account.map { .account($0) } ?? .certificateKey(auth.key))
+        try await service.revoke(
+            payload: try auth.jws.payloadObject(),
+            signer: auth.account.map { .account($0) } ?? .certificateKey(auth.key))
         return Response(status: .ok)
     }
 
     func renewalInfo(_ context: SignetRequestContext) async throws -> Response {
         _ = try policy(context)
         let window = try await service.renewalWindow(certificateID: context.parameters.get("certID") ?? "")
-        var response = try Self.json(["suggestedWindow": ["start": RFC3339.format(window.start), "end": RFC3339.format(window.end)]])
+        var response = try Self.json([
+            "suggestedWindow": ["start": RFC3339.format(window.start), "end": RFC3339.format(window.end)]
+        ])
         response.headers[.retryAfter] = "21600"
         return response
     }
@@ -268,7 +320,9 @@ struct ACMEFrontEnd: Sendable {
     // MARK: JSON
 
     func accountJSON(_ account: ACMEAccount, _ urls: ACMEURLs) -> [String: Any] {
-        var object: [String: Any] = ["status": account.status.rawValue, "contact": account.contact, "orders": urls.orders(account.id)]
+        var object: [String: Any] = [
+            "status": account.status.rawValue, "contact": account.contact, "orders": urls.orders(account.id),
+        ]
         if let keyID = account.externalKeyID { object["externalAccountBinding"] = ["kid": keyID] }
         return object
     }
@@ -303,14 +357,17 @@ struct ACMEFrontEnd: Sendable {
 
     func challengeJSON(_ challenge: ACMEChallenge, authorizationID: String, _ urls: ACMEURLs) -> [String: Any] {
         var object: [String: Any] = [
-            "type": challenge.type.rawValue, "url": urls.challenge(authorizationID, challenge.type), "status": challenge.status.rawValue, "token": challenge.token,
+            "type": challenge.type.rawValue, "url": urls.challenge(authorizationID, challenge.type),
+            "status": challenge.status.rawValue, "token": challenge.token,
         ]
         if let validated = challenge.validated { object["validated"] = RFC3339.format(validated) }
         if let error = challenge.error { object["error"] = error.json }
         return object
     }
 
-    static func json(_ object: [String: Any], status: HTTPResponse.Status = .ok, location: String? = nil) throws -> Response {
+    static func json(_ object: [String: Any], status: HTTPResponse.Status = .ok, location: String? = nil) throws
+        -> Response
+    {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])
         var headers: HTTPFields = [.contentType: "application/json"]
         if let location { headers[.location] = location }
@@ -323,7 +380,8 @@ struct ACMEFrontEnd: Sendable {
 final class AccountCache: Sendable {
     private let store: any ACMEStore
     private let lifetime: Duration
-    private let entries = Mutex<[String: (account: ACMEAccount, key: JSONWebKey, expires: ContinuousClock.Instant)]>([:])
+    private let entries = Mutex<[String: (account: ACMEAccount, key: JSONWebKey, expires: ContinuousClock.Instant)]>([:]
+    )
     static let capacity = 10_000
 
     init(store: any ACMEStore, lifetime: Duration) {
@@ -372,7 +430,9 @@ struct ACMEURLs: Sendable {
     func order(_ id: String) -> String { root + "/order/" + id }
     func finalize(_ id: String) -> String { root + "/order/" + id + "/finalize" }
     func authorization(_ id: String) -> String { root + "/authz/" + id }
-    func challenge(_ authorizationID: String, _ type: ChallengeType) -> String { root + "/chall/" + authorizationID + "/" + type.rawValue }
+    func challenge(_ authorizationID: String, _ type: ChallengeType) -> String {
+        root + "/chall/" + authorizationID + "/" + type.rawValue
+    }
     func certificate(_ serial: String) -> String { root + "/cert/" + serial }
 }
 
@@ -387,17 +447,23 @@ struct ACMEEdge: RouterMiddleware {
     static let replayNonce = HTTPField.Name("Replay-Nonce")!
     static let link = HTTPField.Name("Link")!
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         var response: Response
         do {
             response = try await next(request, context)
         } catch let error as ACMEError {
             response = Self.problem(error)
         } catch let error as HTTPError {
-            response = Self.problem(ACMEError(.malformed, error.body ?? error.status.reasonPhrase, status: Int(error.status.code)))
+            response = Self.problem(
+                ACMEError(.malformed, error.body ?? error.status.reasonPhrase, status: Int(error.status.code)))
         } catch {
             context.logger.error("ACME request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
-            response = Self.problem(ACMEError(.serverInternal, "the server could not complete the request; try again", status: 503, retryAfter: 5))
+            response = Self.problem(
+                ACMEError(
+                    .serverInternal, "the server could not complete the request; try again", status: 503, retryAfter: 5)
+            )
         }
         do {
             response.headers[Self.replayNonce] = try await store.issueNonce(now: Date())
@@ -405,7 +471,10 @@ struct ACMEEdge: RouterMiddleware {
             context.logger.error("could not issue an ACME nonce", metadata: ["error": "\(error)"])
         }
         if let directory = context.parameters.get("directory") {
-            response.headers.append(HTTPField(name: Self.link, value: "<\(ACMEURLs(base: baseURL, directory: directory).directory)>;rel=\"index\""))
+            response.headers.append(
+                HTTPField(
+                    name: Self.link, value: "<\(ACMEURLs(base: baseURL, directory: directory).directory)>;rel=\"index\""
+                ))
         }
         return response
     }
@@ -413,7 +482,10 @@ struct ACMEEdge: RouterMiddleware {
     static func problem(_ error: ACMEError) -> Response {
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let seconds = error.retryAfter { headers[.retryAfter] = String(seconds) }
-        let data = (try? JSONSerialization.data(withJSONObject: error.json, options: [.withoutEscapingSlashes])) ?? Data()
-        return Response(status: .init(code: error.status), headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        let data =
+            (try? JSONSerialization.data(withJSONObject: error.json, options: [.withoutEscapingSlashes])) ?? Data()
+        return Response(
+            status: .init(code: error.status), headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data))
+        )
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import SignetLedger
 import ServiceLifecycle
+import SignetLedger
 
 /// Runs beside the ACME front end: validations a stop interrupted are resumed at start, and spent nonces and
 /// unfinished orders and authorizations a day past their expiry are deleted every hour.

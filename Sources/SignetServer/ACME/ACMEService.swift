@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import SignetACME
 import SignetAuthority
@@ -7,8 +8,6 @@ import SignetOpenAPI
 import SwiftASN1
 import Synchronization
 import X509
-
-import Foundation
 
 /// The ACME registration authority: accounts, orders, authorizations and challenges under each directory's
 /// policy, finalization through the same issuance pipeline as the REST API (rules, signer, ledger, audit),
@@ -30,7 +29,10 @@ public final class ACMEService: Sendable {
     /// Validations running at once; past this a challenge waits (the client keeps polling).
     static let maximumConcurrentValidations = 64
 
-    init(settings: ACMESettings, store: any ACMEStore, issuance: IssuanceService, limits: RequestLimits, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) {
+    init(
+        settings: ACMESettings, store: any ACMEStore, issuance: IssuanceService, limits: RequestLimits, logger: Logger,
+        now: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.settings = settings
         self.store = store
         self.issuance = issuance
@@ -62,25 +64,38 @@ public final class ACMEService: Sendable {
         directory: ACMEDirectoryPolicy, key: JSONWebKey, payload: [String: Any], url: String
     ) async throws -> (account: ACMEAccount, created: Bool) {
         if let existing = try await store.account(directory: directory.name, thumbprint: key.thumbprint) {
-            guard existing.status == .valid else { throw ACMEError(.unauthorized, "the account for this key is \(existing.status.rawValue)") }
+            guard existing.status == .valid else {
+                throw ACMEError(.unauthorized, "the account for this key is \(existing.status.rawValue)")
+            }
             return (existing, false)
         }
         if payload["onlyReturnExisting"] as? Bool == true {
             throw ACMEError(.accountDoesNotExist, "no account in directory '\(directory.name)' has this key")
         }
         if directory.termsOfService != nil, payload["termsOfServiceAgreed"] as? Bool != true {
-            throw ACMEError(.userActionRequired, "agree to the terms of service at \(directory.termsOfService ?? "") (termsOfServiceAgreed: true)")
+            throw ACMEError(
+                .userActionRequired,
+                "agree to the terms of service at \(directory.termsOfService ?? "") (termsOfServiceAgreed: true)")
         }
         let contact = try Self.contacts(payload["contact"])
         var externalKeyID: String?
         if let binding = payload["externalAccountBinding"] {
-            guard let object = binding as? [String: Any] else { throw ACMEError(.malformed, "externalAccountBinding must be a JWS object") }
+            guard let object = binding as? [String: Any] else {
+                throw ACMEError(.malformed, "externalAccountBinding must be a JWS object")
+            }
             let keyID = Self.bindingKeyID(object)
             let found = try await keyID.asyncMap { try await store.externalKey(id: $0) } ?? nil
-            let usable = found.flatMap { $0.key.directory == directory.name && $0.key.revokedAt == nil ? $0.macKey : nil }
-            externalKeyID = try ExternalAccountBinding.verify(object, outerURL: url, accountKey: key) { id in id == keyID ? usable : nil }
+            let usable = found.flatMap {
+                $0.key.directory == directory.name && $0.key.revokedAt == nil ? $0.macKey : nil
+            }
+            externalKeyID = try ExternalAccountBinding.verify(object, outerURL: url, accountKey: key) { id in
+                id == keyID ? usable : nil
+            }
         } else if directory.externalAccountRequired {
-            throw ACMEError(.externalAccountRequired, "directory '\(directory.name)' requires an external account binding (ask an administrator for an EAB key id and MAC key)")
+            throw ACMEError(
+                .externalAccountRequired,
+                "directory '\(directory.name)' requires an external account binding (ask an administrator for an EAB key id and MAC key)"
+            )
         }
         let account = ACMEAccount(
             id: Self.newID(), directory: directory.name, thumbprint: key.thumbprint, jwk: Self.jsonText(key.json),
@@ -92,7 +107,8 @@ public final class ACMEService: Sendable {
     /// The key id an EAB JWS names, read before its MAC is checked (to find the MAC key).
     private static func bindingKeyID(_ object: [String: Any]) -> String? {
         guard let text = object["protected"] as? String, let data = Base64URL.decode(text),
-              let header = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
+            let header = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        else { return nil }
         return header["kid"] as? String
     }
 
@@ -102,11 +118,15 @@ public final class ACMEService: Sendable {
         guard list.count <= 10 else { throw ACMEError(.invalidContact, "at most 10 contacts") }
         for contact in list {
             guard contact.lowercased().hasPrefix("mailto:") else {
-                throw ACMEError(.unsupportedContact, "contact '\(contact)' is not a mailto: URI; only e-mail contacts are supported")
+                throw ACMEError(
+                    .unsupportedContact, "contact '\(contact)' is not a mailto: URI; only e-mail contacts are supported"
+                )
             }
             let address = contact.dropFirst("mailto:".count)
             let parts = address.split(separator: "@", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !address.contains(","), !address.contains("?"), address.count <= 254 else {
+            guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !address.contains(","),
+                !address.contains("?"), address.count <= 254
+            else {
                 throw ACMEError(.invalidContact, "contact '\(contact)' is not one e-mail address")
             }
         }
@@ -119,7 +139,9 @@ public final class ACMEService: Sendable {
         if payload["contact"] != nil { contact = try Self.contacts(payload["contact"]) }
         var status: AccountStatus?
         if let requested = payload["status"] {
-            guard requested as? String == "deactivated" else { throw ACMEError(.malformed, "an account's status may only be set to deactivated") }
+            guard requested as? String == "deactivated" else {
+                throw ACMEError(.malformed, "an account's status may only be set to deactivated")
+            }
             status = .deactivated
         }
         guard contact != nil || status != nil else { return account }
@@ -130,30 +152,43 @@ public final class ACMEService: Sendable {
     }
 
     /// keyChange (§7.3.5): the inner JWS, signed by the new key, names the account and its old key.
-    func changeKey(_ account: ACMEAccount, oldKey: JSONWebKey, accountURL: String, payload: Data, url: String) async throws -> String? {
+    func changeKey(_ account: ACMEAccount, oldKey: JSONWebKey, accountURL: String, payload: Data, url: String)
+        async throws -> String?
+    {
         let inner = try FlattenedJWS(body: payload)
-        guard let newKey = inner.jwk else { throw ACMEError(.malformed, "the inner JWS of keyChange must carry the new key as jwk") }
-        guard inner.nonce == nil else { throw ACMEError(.malformed, "the inner JWS of keyChange must not have a nonce") }
+        guard let newKey = inner.jwk else {
+            throw ACMEError(.malformed, "the inner JWS of keyChange must carry the new key as jwk")
+        }
+        guard inner.nonce == nil else {
+            throw ACMEError(.malformed, "the inner JWS of keyChange must not have a nonce")
+        }
         guard inner.url == url else { throw ACMEError(.malformed, "the inner JWS's url is not the keyChange URL") }
         try inner.verify(with: newKey)
         let object = try inner.payloadObject()
-        guard object["account"] as? String == accountURL else { throw ACMEError(.malformed, "keyChange names another account than the one signing") }
+        guard object["account"] as? String == accountURL else {
+            throw ACMEError(.malformed, "keyChange names another account than the one signing")
+        }
         guard let old = object["oldKey"] as? [String: Any], (try? JSONWebKey(json: old)) == oldKey else {
             throw ACMEError(.malformed, "keyChange's oldKey is not the account's current key")
         }
         guard newKey != oldKey else { throw ACMEError(.malformed, "the new key is the current key") }
-        return try await store.changeAccountKey(id: account.id, jwk: Self.jsonText(newKey.json), thumbprint: newKey.thumbprint)
+        return try await store.changeAccountKey(
+            id: account.id, jwk: Self.jsonText(newKey.json), thumbprint: newKey.thumbprint)
     }
 
     // MARK: Orders
 
-    func newOrder(directory: ACMEDirectoryPolicy, account: ACMEAccount, payload: [String: Any]) async throws -> (ACMEOrder, [ACMEAuthorization]) {
+    func newOrder(directory: ACMEDirectoryPolicy, account: ACMEAccount, payload: [String: Any]) async throws -> (
+        ACMEOrder, [ACMEAuthorization]
+    ) {
         try Self.checkMayOrder(account)
         guard let list = payload["identifiers"] as? [[String: Any]], !list.isEmpty else {
             throw ACMEError(.malformed, "identifiers must be a non-empty list of {type, value}")
         }
         guard list.count <= IssuanceRules.maximumNames else {
-            throw ACMEError(.rejectedIdentifier, "an order may have at most \(IssuanceRules.maximumNames) identifiers, this one has \(list.count)")
+            throw ACMEError(
+                .rejectedIdentifier,
+                "an order may have at most \(IssuanceRules.maximumNames) identifiers, this one has \(list.count)")
         }
         var identifiers: [ACMEIdentifier] = []
         var problems: [ACMEError] = []
@@ -169,38 +204,57 @@ public final class ACMEService: Sendable {
             }
         }
         if problems.count == 1 { throw problems[0] }
-        if !problems.isEmpty { throw ACMEError(problems[0].kind, "\(problems.count) identifiers are invalid", subproblems: problems) }
+        if !problems.isEmpty {
+            throw ACMEError(problems[0].kind, "\(problems.count) identifiers are invalid", subproblems: problems)
+        }
         let issuedAt = now()
         if let text = payload["notBefore"] {
             // Certificates start when they are signed; a start in the past or now is what they get anyway.
-            guard let text = text as? String, let date = RFC3339.parse(text) else { throw ACMEError(.malformed, "notBefore must be an RFC 3339 date-time") }
+            guard let text = text as? String, let date = RFC3339.parse(text) else {
+                throw ACMEError(.malformed, "notBefore must be an RFC 3339 date-time")
+            }
             guard date <= issuedAt.addingTimeInterval(60) else {
-                throw ACMEError(.malformed, "notBefore in the future is not supported: certificates start when they are issued")
+                throw ACMEError(
+                    .malformed, "notBefore in the future is not supported: certificates start when they are issued")
             }
         }
         var notAfter: Date?
         if let text = payload["notAfter"] {
-            guard let text = text as? String, let date = RFC3339.parse(text) else { throw ACMEError(.malformed, "notAfter must be an RFC 3339 date-time") }
+            guard let text = text as? String, let date = RFC3339.parse(text) else {
+                throw ACMEError(.malformed, "notAfter must be an RFC 3339 date-time")
+            }
             let lifetime = Duration.seconds(date.timeIntervalSince(issuedAt))
             guard lifetime >= IssuancePolicy.minimumLifetime, lifetime <= directory.maximumLifetime else {
-                throw ACMEError(.malformed, "notAfter must be between \(Lifetime.format(IssuancePolicy.minimumLifetime)) and \(Lifetime.format(directory.maximumLifetime)) from now")
+                throw ACMEError(
+                    .malformed,
+                    "notAfter must be between \(Lifetime.format(IssuancePolicy.minimumLifetime)) and \(Lifetime.format(directory.maximumLifetime)) from now"
+                )
             }
             notAfter = date
         }
         var profile = directory.profiles[0]
         if let name = payload["profile"] {
-            guard let name = name as? String, let chosen = CertificateProfile(requested: name), directory.profiles.contains(chosen) else {
-                throw ACMEError(.invalidProfile, "profile '\(payload["profile"] ?? "")' is not offered; this directory offers \(directory.profiles.map(\.rawValue).joined(separator: ", "))")
+            guard let name = name as? String, let chosen = CertificateProfile(requested: name),
+                directory.profiles.contains(chosen)
+            else {
+                throw ACMEError(
+                    .invalidProfile,
+                    "profile '\(payload["profile"] ?? "")' is not offered; this directory offers \(directory.profiles.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             profile = chosen
         }
         let accountNames = try account.allowedNames.map { text throws(ACMEError) in
-            do { return try NamePattern(text) } catch { throw ACMEError(.serverInternal, "the account's EAB key holds a bad pattern: \(error)") }
+            do { return try NamePattern(text) } catch {
+                throw ACMEError(.serverInternal, "the account's EAB key holds a bad pattern: \(error)")
+            }
         }
         try directory.check(identifiers, accountNames: accountNames)
         var replaces: String?
         if let certificateID = payload["replaces"] {
-            guard let certificateID = certificateID as? String else { throw ACMEError(.malformed, "replaces must be a certificate identifier string") }
+            guard let certificateID = certificateID as? String else {
+                throw ACMEError(.malformed, "replaces must be a certificate identifier string")
+            }
             try await checkReplacement(certificateID, account: account, identifiers: identifiers)
             replaces = certificateID
         }
@@ -212,8 +266,11 @@ public final class ACMEService: Sendable {
         var seen = Set<ACMEIdentifier>()
         for identifier in identifiers {
             let target = identifier.authorizationIdentifier, wildcard = identifier.isWildcard
-            guard seen.insert(wildcard ? ACMEIdentifier(type: .dns, value: "*." + target.value) : target).inserted else { continue }
-            if let reused = try await store.reusableAuthorization(accountID: account.id, identifier: target, wildcard: wildcard, now: issuedAt) {
+            guard seen.insert(wildcard ? ACMEIdentifier(type: .dns, value: "*." + target.value) : target).inserted
+            else { continue }
+            if let reused = try await store.reusableAuthorization(
+                accountID: account.id, identifier: target, wildcard: wildcard, now: issuedAt)
+            {
                 authorizations.append(reused)
                 continue
             }
@@ -225,17 +282,23 @@ public final class ACMEService: Sendable {
                 authorization.status = .valid
                 authorization.trusted = true
                 authorization.expires = issuedAt.addingTimeInterval(Self.validAuthorizationLifetime)
-                events.append(AuditEvent(at: issuedAt, actor: account.requester, action: "acme.authorization.trusted", outcome: .success,
-                                         subject: authorization.id, names: [identifier.value], reason: "directory '\(directory.name)' trusts this name without a challenge"))
+                events.append(
+                    AuditEvent(
+                        at: issuedAt, actor: account.requester, action: "acme.authorization.trusted", outcome: .success,
+                        subject: authorization.id, names: [identifier.value],
+                        reason: "directory '\(directory.name)' trusts this name without a challenge"))
             } else {
                 let token = ChallengeType.newToken()
-                authorization.challenges = directory.challengeTypes(for: target, wildcard: wildcard).map { ACMEChallenge(type: $0, token: token) }
+                authorization.challenges = directory.challengeTypes(for: target, wildcard: wildcard).map {
+                    ACMEChallenge(type: $0, token: token)
+                }
             }
             authorizations.append(authorization)
             created.append(authorization)
         }
         var order = ACMEOrder(
-            id: orderID, accountID: account.id, status: .pending, identifiers: identifiers, authorizationIDs: authorizations.map(\.id),
+            id: orderID, accountID: account.id, status: .pending, identifiers: identifiers,
+            authorizationIDs: authorizations.map(\.id),
             notBefore: nil, notAfter: notAfter, profile: profile.rawValue, replaces: replaces,
             expires: issuedAt.addingTimeInterval(Self.pendingLifetime), createdAt: issuedAt
         )
@@ -245,22 +308,31 @@ public final class ACMEService: Sendable {
     }
 
     static func checkMayOrder(_ account: ACMEAccount) throws(ACMEError) {
-        guard account.status == .valid else { throw ACMEError(.unauthorized, "the account is \(account.status.rawValue)") }
+        guard account.status == .valid else {
+            throw ACMEError(.unauthorized, "the account is \(account.status.rawValue)")
+        }
         guard !account.externalKeyRevoked else {
-            throw ACMEError(.unauthorized, "the account's external account key \(account.externalKeyID ?? "") was revoked")
+            throw ACMEError(
+                .unauthorized, "the account's external account key \(account.externalKeyID ?? "") was revoked")
         }
     }
 
     /// RFC 9773 §5: the replaced certificate is this CA's, was issued to this account, shares an identifier with the
     /// order, and no other live order replaces it.
-    private func checkReplacement(_ certificateID: String, account: ACMEAccount, identifiers: [ACMEIdentifier]) async throws {
+    private func checkReplacement(_ certificateID: String, account: ACMEAccount, identifiers: [ACMEIdentifier])
+        async throws
+    {
         guard let (keyID, serial) = RenewalInfo.parse(certificateID) else {
-            throw ACMEError(.malformed, "replaces '\(certificateID)' is not a certificate identifier (base64url AKI '.' base64url serial)")
+            throw ACMEError(
+                .malformed,
+                "replaces '\(certificateID)' is not a certificate identifier (base64url AKI '.' base64url serial)")
         }
         guard keyID == issuance.ca.keyIdentifier, let entry = try await issuance.certificate(serial: serial) else {
             throw ACMEError(.malformed, "replaces names a certificate this CA did not issue")
         }
-        guard entry.requester == account.requester else { throw ACMEError(.unauthorized, "replaces names a certificate issued to another account") }
+        guard entry.requester == account.requester else {
+            throw ACMEError(.unauthorized, "replaces names a certificate issued to another account")
+        }
         let names = Set(entry.dnsNames + entry.ipAddresses)
         guard identifiers.contains(where: { names.contains($0.value) }) else {
             throw ACMEError(.malformed, "the order shares no identifier with the certificate it replaces")
@@ -271,8 +343,12 @@ public final class ACMEService: Sendable {
     }
 
     func order(id: String, account: ACMEAccount) async throws -> (ACMEOrder, [ACMEAuthorization]) {
-        guard let order = try await store.order(id: id) else { throw ACMEError(.malformed, "no order \(id)", status: 404) }
-        guard order.accountID == account.id else { throw ACMEError(.unauthorized, "order \(id) belongs to another account") }
+        guard let order = try await store.order(id: id) else {
+            throw ACMEError(.malformed, "no order \(id)", status: 404)
+        }
+        guard order.accountID == account.id else {
+            throw ACMEError(.unauthorized, "order \(id) belongs to another account")
+        }
         return (order, try await store.authorizations(ids: order.authorizationIDs))
     }
 
@@ -282,18 +358,25 @@ public final class ACMEService: Sendable {
 
     func status(of order: ACMEOrder, _ authorizations: [ACMEAuthorization]) -> OrderStatus {
         let date = now()
-        return ACMEStateMachine.orderStatus(stored: order.status, expires: order.expires, authorizations: authorizations.map { status(of: $0, at: date) }, now: date)
+        return ACMEStateMachine.orderStatus(
+            stored: order.status, expires: order.expires,
+            authorizations: authorizations.map { status(of: $0, at: date) }, now: date)
     }
 
     func status(of authorization: ACMEAuthorization, at date: Date? = nil) -> AuthorizationStatus {
-        ACMEStateMachine.authorizationStatus(stored: authorization.status, expires: authorization.expires, now: date ?? now())
+        ACMEStateMachine.authorizationStatus(
+            stored: authorization.status, expires: authorization.expires, now: date ?? now())
     }
 
     // MARK: Authorizations and challenges
 
     func authorization(id: String, account: ACMEAccount) async throws -> ACMEAuthorization {
-        guard let authorization = try await store.authorization(id: id) else { throw ACMEError(.malformed, "no authorization \(id)", status: 404) }
-        guard authorization.accountID == account.id else { throw ACMEError(.unauthorized, "authorization \(id) belongs to another account") }
+        guard let authorization = try await store.authorization(id: id) else {
+            throw ACMEError(.malformed, "no authorization \(id)", status: 404)
+        }
+        guard authorization.accountID == account.id else {
+            throw ACMEError(.unauthorized, "authorization \(id) belongs to another account")
+        }
         return authorization
     }
 
@@ -313,11 +396,14 @@ public final class ACMEService: Sendable {
 
     /// A client says a challenge is ready (§7.5.1): it moves to `processing` and is validated in the background,
     /// or, in an always-valid test directory, passes at once. Asking again returns the current state.
-    func respond(to type: ChallengeType, of authorizationID: String, account: ACMEAccount, directory: ACMEDirectoryPolicy) async throws -> (ACMEAuthorization, ACMEChallenge) {
+    func respond(
+        to type: ChallengeType, of authorizationID: String, account: ACMEAccount, directory: ACMEDirectoryPolicy
+    ) async throws -> (ACMEAuthorization, ACMEChallenge) {
         try Self.checkMayOrder(account)
         var authorization = try await authorization(id: authorizationID, account: account)
         guard let index = authorization.challenges.firstIndex(where: { $0.type == type }) else {
-            throw ACMEError(.malformed, "authorization \(authorizationID) has no \(type.rawValue) challenge", status: 404)
+            throw ACMEError(
+                .malformed, "authorization \(authorizationID) has no \(type.rawValue) challenge", status: 404)
         }
         guard status(of: authorization) == .pending, authorization.challenges[index].status == .pending else {
             return (authorization, authorization.challenges[index])
@@ -359,7 +445,8 @@ public final class ACMEService: Sendable {
         guard let index = authorization.challenges.firstIndex(where: { $0.type == type }) else { return }
         let challenge = authorization.challenges[index]
         let keyAuthorization = ChallengeType.keyAuthorization(token: challenge.token, accountThumbprint: thumbprint)
-        let failure = await validator.validate(type, identifier: authorization.identifier, token: challenge.token, keyAuthorization: keyAuthorization)
+        let failure = await validator.validate(
+            type, identifier: authorization.identifier, token: challenge.token, keyAuthorization: keyAuthorization)
         var result = authorization
         let date = now()
         if let failure {
@@ -374,12 +461,17 @@ public final class ACMEService: Sendable {
         }
         do {
             _ = try await store.updateAuthorization(result, expected: .pending)
-            logger.info("ACME challenge validated", metadata: [
-                "authorization": "\(authorization.id)", "identifier": "\(authorization.identifier.value)", "type": "\(type.rawValue)",
-                "result": "\(failure.map { "invalid: \($0)" } ?? "valid")",
-            ])
+            logger.info(
+                "ACME challenge validated",
+                metadata: [
+                    "authorization": "\(authorization.id)", "identifier": "\(authorization.identifier.value)",
+                    "type": "\(type.rawValue)",
+                    "result": "\(failure.map { "invalid: \($0)" } ?? "valid")",
+                ])
         } catch {
-            logger.error("could not record a challenge's result; it stays processing until the next start", metadata: ["authorization": "\(authorization.id)", "error": "\(error)"])
+            logger.error(
+                "could not record a challenge's result; it stays processing until the next start",
+                metadata: ["authorization": "\(authorization.id)", "error": "\(error)"])
         }
     }
 
@@ -388,7 +480,8 @@ public final class ACMEService: Sendable {
         do {
             for authorization in try await store.challengesInProgress() {
                 guard let challenge = authorization.challenges.first(where: { $0.status == .processing }),
-                      let account = try await store.account(id: authorization.accountID) else { continue }
+                    let account = try await store.account(id: authorization.accountID)
+                else { continue }
                 startValidation(authorization, type: challenge.type, thumbprint: account.thumbprint)
             }
         } catch {
@@ -401,14 +494,22 @@ public final class ACMEService: Sendable {
     /// finalize (§7.4): the CSR must name exactly the order's identifiers (CN and subjectAltNames together) with a
     /// key that is not the account's; then the issuance pipeline signs it and records the certificate and the
     /// order's completion in one transaction.
-    func finalize(orderID: String, account: ACMEAccount, accountKey: JSONWebKey, directory: ACMEDirectoryPolicy, payload: [String: Any]) async throws -> (ACMEOrder, [ACMEAuthorization]) {
+    func finalize(
+        orderID: String, account: ACMEAccount, accountKey: JSONWebKey, directory: ACMEDirectoryPolicy,
+        payload: [String: Any]
+    ) async throws -> (ACMEOrder, [ACMEAuthorization]) {
         try Self.checkMayOrder(account)
         let (order, authorizations) = try await self.order(id: orderID, account: account)
         let current = status(of: order, authorizations)
         guard current == .ready else {
-            throw ACMEError(.orderNotReady, "order \(orderID) is \(current.rawValue), not ready" + (current == .pending ? ": complete its authorizations first" : ""))
+            throw ACMEError(
+                .orderNotReady,
+                "order \(orderID) is \(current.rawValue), not ready"
+                    + (current == .pending ? ": complete its authorizations first" : ""))
         }
-        guard let text = payload["csr"] as? String, let der = Base64URL.decode(text) else { throw ACMEError(.malformed, "csr must be a base64url-encoded DER PKCS#10 request") }
+        guard let text = payload["csr"] as? String, let der = Base64URL.decode(text) else {
+            throw ACMEError(.malformed, "csr must be a base64url-encoded DER PKCS#10 request")
+        }
         let csr: InspectedRequest
         do {
             csr = try InspectedRequest(der: Array(der))
@@ -416,10 +517,15 @@ public final class ACMEService: Sendable {
             throw ACMEError(.badCSR, "the CSR is refused: \(error)")
         }
         var named = Set(csr.requestedDNSNames.map { $0.lowercased() } + csr.requestedIPAddresses.map(\.description))
-        if let commonName = csr.commonName { named.insert(IPAddress(commonName)?.description ?? commonName.lowercased()) }
+        if let commonName = csr.commonName {
+            named.insert(IPAddress(commonName)?.description ?? commonName.lowercased())
+        }
         let expected = Set(order.identifiers.map(\.value))
         guard named == expected else {
-            throw ACMEError(.badCSR, "the CSR names \(named.sorted().joined(separator: ", ")); the order is for \(expected.sorted().joined(separator: ", "))")
+            throw ACMEError(
+                .badCSR,
+                "the CSR names \(named.sorted().joined(separator: ", ")); the order is for \(expected.sorted().joined(separator: ", "))"
+            )
         }
         var spki = DER.Serializer()
         try spki.serialize(csr.publicKey)
@@ -427,7 +533,10 @@ public final class ACMEService: Sendable {
             throw ACMEError(.badCSR, "the CSR's key is the account key; certificates need a key of their own")
         }
         if let wait = issuanceLimiter.take(account.requester) {
-            throw ACMEError(.rateLimited, "too many certificates for this account; try again in \(Int(wait.timeInterval.rounded(.up))) s", retryAfter: max(1, Int(wait.timeInterval.rounded(.up))))
+            throw ACMEError(
+                .rateLimited,
+                "too many certificates for this account; try again in \(Int(wait.timeInterval.rounded(.up))) s",
+                retryAfter: max(1, Int(wait.timeInterval.rounded(.up))))
         }
         guard try await store.beginFinalization(orderID: orderID) else {
             throw ACMEError(.orderNotReady, "order \(orderID) is already being finalized")
@@ -451,8 +560,12 @@ public final class ACMEService: Sendable {
             throw ACMEError(.badCSR, refusal.description)
         } catch {
             try? await store.failOrder(orderID: orderID, error: nil, invalid: false)
-            logger.error("ACME finalization failed; the order is ready again", metadata: ["order": "\(orderID)", "error": "\(error)"])
-            throw ACMEError(.serverInternal, "the certificate could not be issued now (\(error)); finalize again shortly", status: 503, retryAfter: 5)
+            logger.error(
+                "ACME finalization failed; the order is ready again",
+                metadata: ["order": "\(orderID)", "error": "\(error)"])
+            throw ACMEError(
+                .serverInternal, "the certificate could not be issued now (\(error)); finalize again shortly",
+                status: 503, retryAfter: 5)
         }
         return try await self.order(id: orderID, account: account)
     }
@@ -460,16 +573,24 @@ public final class ACMEService: Sendable {
     /// Who the issuance pipeline sees: the account as requester, under the directory's policy narrowed to the
     /// account's EAB key's names.
     func caller(for account: ACMEAccount, directory: ACMEDirectoryPolicy) throws -> Caller {
-        let names = account.allowedNames.isEmpty ? directory.allowedNames : try account.allowedNames.map { try NamePattern($0) }
-        return Caller(identity: account.requester, policy: IssuancePolicy(
-            allowedNames: names, allowedProfiles: Set(directory.profiles), maximumLifetime: directory.maximumLifetime, defaultLifetime: directory.defaultLifetime
-        ))
+        let names =
+            account.allowedNames.isEmpty ? directory.allowedNames : try account.allowedNames.map { try NamePattern($0) }
+        return Caller(
+            identity: account.requester,
+            policy: IssuancePolicy(
+                allowedNames: names, allowedProfiles: Set(directory.profiles),
+                maximumLifetime: directory.maximumLifetime, defaultLifetime: directory.defaultLifetime
+            ))
     }
 
     /// The chain of a certificate this account was issued: leaf and intermediates (§7.4.2).
     func chain(serial: String, account: ACMEAccount) async throws -> String {
-        guard let entry = try await issuance.certificate(serial: serial) else { throw ACMEError(.malformed, "no certificate \(serial)", status: 404) }
-        guard entry.requester == account.requester else { throw ACMEError(.unauthorized, "certificate \(serial) was issued to another account") }
+        guard let entry = try await issuance.certificate(serial: serial) else {
+            throw ACMEError(.malformed, "no certificate \(serial)", status: 404)
+        }
+        guard entry.requester == account.requester else {
+            throw ACMEError(.unauthorized, "certificate \(serial) was issued to another account")
+        }
         return issuance.chainPEM(of: entry)
     }
 
@@ -484,12 +605,16 @@ public final class ACMEService: Sendable {
     /// all its names, or the certificate's own key.
     func revoke(payload: [String: Any], signer: RevocationSigner) async throws {
         guard let text = payload["certificate"] as? String, let der = Base64URL.decode(text),
-              let certificate = try? Certificate(derEncoded: Array(der)) else {
+            let certificate = try? Certificate(derEncoded: Array(der))
+        else {
             throw ACMEError(.malformed, "certificate must be a base64url-encoded DER certificate")
         }
         let code = payload["reason"] == nil ? 0 : (payload["reason"] as? Int ?? -1)
         guard let reason = RevocationReason(code: code), reason.mayBeRequested else {
-            throw ACMEError(.badRevocationReason, "reason \(code) is not accepted; use 0 (unspecified), 1 (keyCompromise), 3 (affiliationChanged), 4 (superseded), 5 (cessationOfOperation) or 9 (privilegeWithdrawn)")
+            throw ACMEError(
+                .badRevocationReason,
+                "reason \(code) is not accepted; use 0 (unspecified), 1 (keyCompromise), 3 (affiliationChanged), 4 (superseded), 5 (cessationOfOperation) or 9 (privilegeWithdrawn)"
+            )
         }
         let serial = SerialNumbers.hex(certificate.serialNumber)
         guard let entry = try await issuance.certificate(serial: serial), entry.der == Array(der) else {
@@ -503,18 +628,27 @@ public final class ACMEService: Sendable {
                 allowed = true
                 for name in entry.dnsNames + entry.ipAddresses {
                     let identifier = ACMEIdentifier(type: IPAddress(name) == nil ? .dns : .ip, value: name)
-                    if try await store.reusableAuthorization(accountID: account.id, identifier: identifier.authorizationIdentifier, wildcard: identifier.isWildcard, now: now().addingTimeInterval(-3600)) == nil {
+                    if try await store.reusableAuthorization(
+                        accountID: account.id, identifier: identifier.authorizationIdentifier,
+                        wildcard: identifier.isWildcard, now: now().addingTimeInterval(-3600)) == nil
+                    {
                         allowed = false
                         break
                     }
                 }
             }
-            guard allowed else { throw ACMEError(.unauthorized, "this account neither was issued the certificate nor holds authorizations for all its names") }
+            guard allowed else {
+                throw ACMEError(
+                    .unauthorized,
+                    "this account neither was issued the certificate nor holds authorizations for all its names")
+            }
             actor = account.requester
         case .certificateKey(let key):
             var spki = DER.Serializer()
             try spki.serialize(certificate.publicKey)
-            guard spki.serializedBytes == key.subjectPublicKeyInfo else { throw ACMEError(.unauthorized, "the request is not signed by the certificate's key") }
+            guard spki.serializedBytes == key.subjectPublicKeyInfo else {
+                throw ACMEError(.unauthorized, "the request is not signed by the certificate's key")
+            }
             actor = "acme:certificate-key:\(key.thumbprint)"
         }
         switch try await issuance.revoke(serial: serial, reason: reason, by: actor) {
@@ -528,12 +662,14 @@ public final class ACMEService: Sendable {
     /// renewalInfo (RFC 9773 §4.2) for a certificate this CA issued.
     func renewalWindow(certificateID: String) async throws -> (start: Date, end: Date) {
         guard let (keyID, serial) = RenewalInfo.parse(certificateID) else {
-            throw ACMEError(.malformed, "'\(certificateID)' is not a certificate identifier (base64url AKI '.' base64url serial)")
+            throw ACMEError(
+                .malformed, "'\(certificateID)' is not a certificate identifier (base64url AKI '.' base64url serial)")
         }
         guard keyID == issuance.ca.keyIdentifier, let entry = try await issuance.certificate(serial: serial) else {
             throw ACMEError(.malformed, "this CA issued no certificate \(certificateID)", status: 404)
         }
-        let advanced = entry.storedStatus == .revoked ? entry.revokedAt : try await store.renewalAdvancedAt(serial: serial)
+        let advanced =
+            entry.storedStatus == .revoked ? entry.revokedAt : try await store.renewalAdvancedAt(serial: serial)
         return RenewalInfo.window(notBefore: entry.notBefore, notAfter: entry.notAfter, advancedAt: advanced)
     }
 

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -9,8 +10,6 @@ import SignetACME
 import SignetAuthority
 import SwiftASN1
 import X509
-
-import Foundation
 
 /// The validation authority: proves, by contacting the identifier, that an account controls it. http-01 (RFC 8555
 /// §8.3) with Boulder's redirect rules, dns-01 (§8.4) through the configured resolver, tls-alpn-01 (RFC 8737).
@@ -34,7 +33,8 @@ struct ACMEValidator: Sendable {
         tls.certificateVerification = .none
         let timeout = Self.timeAmount(settings.validationTimeout)
         var configuration = HTTPClient.Configuration(
-            tlsConfiguration: tls, redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout), decompression: .disabled
+            tlsConfiguration: tls, redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout),
+            decompression: .disabled
         )
         configuration.connectionPool = .init(idleTimeout: .seconds(1))
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
@@ -52,7 +52,9 @@ struct ACMEValidator: Sendable {
         .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
-    func validate(_ type: ChallengeType, identifier: ACMEIdentifier, token: String, keyAuthorization: String) async -> ACMEError? {
+    func validate(_ type: ChallengeType, identifier: ACMEIdentifier, token: String, keyAuthorization: String) async
+        -> ACMEError?
+    {
         do {
             switch type {
             case .http01: try await http01(identifier, token: token, keyAuthorization: keyAuthorization)
@@ -75,10 +77,14 @@ struct ACMEValidator: Sendable {
         let first = Self.hostInURL(identifier.value) + (settings.httpPort == 80 ? "" : ":\(settings.httpPort)")
         var url = "http://\(first)/.well-known/acme-challenge/\(token)"
         for _ in 0...Self.maximumRedirects {
-            guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(), let host = components.host, !host.isEmpty else {
+            guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+                let host = components.host, !host.isEmpty
+            else {
                 throw ACMEError(.connection, "cannot follow \(url)")
             }
-            guard scheme == "http" || scheme == "https" else { throw ACMEError(.connection, "redirect to \(url): only http and https are followed") }
+            guard scheme == "http" || scheme == "https" else {
+                throw ACMEError(.connection, "redirect to \(url): only http and https are followed")
+            }
             let port = components.port ?? (scheme == "https" ? 443 : 80)
             let allowed = scheme == "http" ? settings.httpPort : settings.tlsPort
             guard port == allowed else {
@@ -86,9 +92,13 @@ struct ACMEValidator: Sendable {
             }
             let bareHost = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
             let address = try await connectAddress(bareHost)
-            let path = (components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath) + (components.percentEncodedQuery.map { "?" + $0 } ?? "")
+            let path =
+                (components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath)
+                + (components.percentEncodedQuery.map { "?" + $0 } ?? "")
             var request = HTTPClientRequest(url: "\(scheme)://\(Self.hostInURL(address)):\(port)\(path)")
-            request.headers.add(name: "Host", value: Self.hostInURL(bareHost) + (port == (scheme == "https" ? 443 : 80) ? "" : ":\(port)"))
+            request.headers.add(
+                name: "Host",
+                value: Self.hostInURL(bareHost) + (port == (scheme == "https" ? 443 : 80) ? "" : ":\(port)"))
             request.headers.add(name: "User-Agent", value: "Signet-ACME-validator")
             request.headers.add(name: "Accept", value: "*/*")
             let response: HTTPClientResponse
@@ -98,14 +108,18 @@ struct ACMEValidator: Sendable {
                 throw ACMEError(.connection, "GET \(url): \(error)")
             }
             if (300...399).contains(Int(response.status.code)) {
-                guard let location = response.headers.first(name: "Location"), let next = URL(string: location, relativeTo: URL(string: url))?.absoluteString else {
-                    throw ACMEError(.connection, "GET \(url) answered \(response.status.code) without a usable Location")
+                guard let location = response.headers.first(name: "Location"),
+                    let next = URL(string: location, relativeTo: URL(string: url))?.absoluteString
+                else {
+                    throw ACMEError(
+                        .connection, "GET \(url) answered \(response.status.code) without a usable Location")
                 }
                 url = next
                 continue
             }
             guard response.status.code == 200 else {
-                throw ACMEError(.unauthorized, "GET \(url) answered \(response.status.code), not 200 with the key authorization")
+                throw ACMEError(
+                    .unauthorized, "GET \(url) answered \(response.status.code), not 200 with the key authorization")
             }
             let body: ByteBuffer
             do {
@@ -117,7 +131,10 @@ struct ACMEValidator: Sendable {
             // The answer itself is not echoed: a redirect may lead anywhere the validator can reach, and what an
             // internal service says is not the requester's to read.
             guard text == keyAuthorization else {
-                throw ACMEError(.incorrectResponse, "GET \(url) answered \(text.utf8.count) bytes that are not the key authorization '\(keyAuthorization)'")
+                throw ACMEError(
+                    .incorrectResponse,
+                    "GET \(url) answered \(text.utf8.count) bytes that are not the key authorization '\(keyAuthorization)'"
+                )
             }
             return
         }
@@ -142,7 +159,10 @@ struct ACMEValidator: Sendable {
         let expected = ChallengeType.dnsDigest(of: keyAuthorization)
         let found = try await dns.txt(name)
         guard found.contains(expected) else {
-            throw ACMEError(.incorrectResponse, "no TXT record at \(name) holds '\(expected)' (found \(found.count): \(found.prefix(5).map { "'\($0)'" }.joined(separator: ", ")))")
+            throw ACMEError(
+                .incorrectResponse,
+                "no TXT record at \(name) holds '\(expected)' (found \(found.count): \(found.prefix(5).map { "'\($0)'" }.joined(separator: ", ")))"
+            )
         }
     }
 
@@ -170,7 +190,9 @@ struct ACMEValidator: Sendable {
     }
 
     /// The certificate a server presents for `serverName` after negotiating `acme-tls/1`.
-    private func validationCertificate(_ configuration: TLSConfiguration, address: String, serverName: String) async throws -> Certificate {
+    private func validationCertificate(_ configuration: TLSConfiguration, address: String, serverName: String)
+        async throws -> Certificate
+    {
         let context = try NIOSSLContext(configuration: configuration)
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let handshake = loop.makePromise(of: Handshake.self)
@@ -181,7 +203,8 @@ struct ACMEValidator: Sendable {
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: context, serverHostname: serverName))
                         try channel.pipeline.syncOperations.addHandler(HandshakeObserver(promise: handshake))
                     }
                 }
@@ -190,7 +213,9 @@ struct ACMEValidator: Sendable {
             handshake.fail(error)
             throw ACMEError(.connection, "connecting to \(address):\(settings.tlsPort): \(error)")
         }
-        let deadline = loop.scheduleTask(in: timeout) { handshake.fail(ACMEError(.connection, "no TLS handshake within the timeout")) }
+        let deadline = loop.scheduleTask(in: timeout) {
+            handshake.fail(ACMEError(.connection, "no TLS handshake within the timeout"))
+        }
         defer {
             deadline.cancel()
             channel.close(promise: nil)
@@ -204,7 +229,10 @@ struct ACMEValidator: Sendable {
             throw ACMEError(.tls, "TLS handshake with \(address):\(settings.tlsPort) (SNI \(serverName)): \(error)")
         }
         guard result.negotiated == TLSALPNChallenge.protocolName else {
-            throw ACMEError(.tls, "the server negotiated ALPN \(result.negotiated.map { "'\($0)'" } ?? "nothing"), not '\(TLSALPNChallenge.protocolName)'")
+            throw ACMEError(
+                .tls,
+                "the server negotiated ALPN \(result.negotiated.map { "'\($0)'" } ?? "nothing"), not '\(TLSALPNChallenge.protocolName)'"
+            )
         }
         guard let peer = result.certificate else { throw ACMEError(.tls, "the server presented no certificate") }
         return try Certificate(derEncoded: peer)
@@ -213,21 +241,33 @@ struct ACMEValidator: Sendable {
     /// RFC 8737 §3: exactly one subjectAltName, the identifier; a critical acmeIdentifier extension holding the key
     /// authorization's digest.
     static func check(_ certificate: Certificate, for identifier: ACMEIdentifier, keyAuthorization: String) throws {
-        let names: [GeneralName] = ((try? certificate.extensions.subjectAlternativeNames) ?? nil).map { Array($0) } ?? []
+        let names: [GeneralName] =
+            ((try? certificate.extensions.subjectAlternativeNames) ?? nil).map { Array($0) } ?? []
         let matches: Bool
         switch names.first {
-        case .dnsName(let name)? where names.count == 1: matches = identifier.type == .dns && name.lowercased() == identifier.value
-        case .ipAddress(let bytes)? where names.count == 1: matches = identifier.type == .ip && IPAddress(bytes: bytes.bytes) == IPAddress(identifier.value)
+        case .dnsName(let name)? where names.count == 1:
+            matches = identifier.type == .dns && name.lowercased() == identifier.value
+        case .ipAddress(let bytes)? where names.count == 1:
+            matches = identifier.type == .ip && IPAddress(bytes: bytes.bytes) == IPAddress(identifier.value)
         default: matches = false
         }
         guard matches else {
-            throw ACMEError(.unauthorized, "the validation certificate must name exactly \(identifier.value) in its subjectAltName; it names \(names)")
+            throw ACMEError(
+                .unauthorized,
+                "the validation certificate must name exactly \(identifier.value) in its subjectAltName; it names \(names)"
+            )
         }
         let oid = try ASN1ObjectIdentifier(elements: TLSALPNChallenge.extensionOID)
-        guard let found = certificate.extensions[oid: oid] else { throw ACMEError(.unauthorized, "the validation certificate has no acmeIdentifier extension") }
-        guard found.critical else { throw ACMEError(.unauthorized, "the validation certificate's acmeIdentifier extension is not critical") }
+        guard let found = certificate.extensions[oid: oid] else {
+            throw ACMEError(.unauthorized, "the validation certificate has no acmeIdentifier extension")
+        }
+        guard found.critical else {
+            throw ACMEError(.unauthorized, "the validation certificate's acmeIdentifier extension is not critical")
+        }
         guard Array(found.value) == TLSALPNChallenge.expectedExtensionValue(keyAuthorization: keyAuthorization) else {
-            throw ACMEError(.incorrectResponse, "the validation certificate's acmeIdentifier does not hold this challenge's key authorization digest")
+            throw ACMEError(
+                .incorrectResponse,
+                "the validation certificate's acmeIdentifier does not hold this challenge's key authorization digest")
         }
     }
 }

@@ -46,7 +46,9 @@ struct DNSLookup: Sendable {
         var found: [String] = []
         for (type, typeName) in [(Self.typeA, "A"), (Self.typeAAAA, "AAAA")] {
             do {
-                found += try await records(name, type: type, typeName: typeName).compactMap { IPAddress(bytes: $0)?.description }
+                found += try await records(name, type: type, typeName: typeName).compactMap {
+                    IPAddress(bytes: $0)?.description
+                }
             } catch Failure.noRecords {
                 continue
             }
@@ -63,7 +65,9 @@ struct DNSLookup: Sendable {
             let answer = try await query(current, type: type, typeName: typeName)
             let matching = answer.filter { $0.type == type }.map(\.data)
             if !matching.isEmpty { return matching }
-            guard let alias = answer.first(where: { $0.type == Self.typeCNAME }) else { throw Failure.noRecords(current, typeName) }
+            guard let alias = answer.first(where: { $0.type == Self.typeCNAME }) else {
+                throw Failure.noRecords(current, typeName)
+            }
             current = String(decoding: alias.data, as: UTF8.self)
         }
         throw Failure.cnameLoop(name)
@@ -75,7 +79,8 @@ struct DNSLookup: Sendable {
             var buffer = [UInt8](repeating: 0, count: 32 * 1024)
             let count = buffer.withUnsafeMutableBufferPointer { out in
                 if let server {
-                    return signet_dns_query(server.host, Int32(server.port), name, type, timeout, out.baseAddress, Int32(out.count))
+                    return signet_dns_query(
+                        server.host, Int32(server.port), name, type, timeout, out.baseAddress, Int32(out.count))
                 }
                 return signet_dns_query(nil, 0, name, type, timeout, out.baseAddress, Int32(out.count))
             }
