@@ -1,5 +1,4 @@
 import SignetAuthority
-import X509
 
 /// Keys due for reconciliation: each at most once in the queue, never two workers on the same one.
 actor WorkQueue<Key: Hashable & Sendable> {
@@ -58,21 +57,5 @@ actor WorkQueue<Key: Hashable & Sendable> {
                 }
             }
         }
-    }
-}
-
-/// Signet's CA chain, fetched once an hour (it changes only when the CA is rotated).
-actor RootCache {
-    private var chain: [Certificate]?
-    private var fetched = ContinuousClock.now
-
-    func current() -> [Certificate]? {
-        guard let chain, ContinuousClock.now - fetched < .seconds(3600) else { return nil }
-        return chain
-    }
-
-    func store(_ chain: [Certificate]) {
-        self.chain = chain
-        fetched = ContinuousClock.now
     }
 }

@@ -49,6 +49,16 @@ struct OCSPTests {
                 ] + arguments)
         }
 
+        /// The DER request openssl makes about `name`'s certificate (SHA-1 CertID, no nonce), written to a file.
+        func request(for name: String) throws -> String {
+            let path = work + "/\(name)-request.der"
+            let made = try Tool.run(
+                "openssl",
+                ["ocsp", "-issuer", server.intermediateCertificate, "-cert", work + "/\(name)/tls.crt", "-no_nonce", "-reqout", path])
+            guard made.succeeded else { throw ServerProcess.ServerFailed(log: made.error) }
+            return path
+        }
+
         func stop() { server.stop() }
     }
 
@@ -148,16 +158,7 @@ struct OCSPTests {
         let rig = try Rig()
         defer { rig.stop() }
         _ = try rig.issue("web")
-        let request = rig.work + "/request.der"
-        #expect(
-            try Tool.run(
-                "openssl",
-                [
-                    "ocsp", "-issuer", rig.server.intermediateCertificate, "-cert", rig.work + "/web/tls.crt",
-                    "-no_nonce",
-                    "-reqout", request,
-                ]
-            ).succeeded)
+        let request = try rig.request(for: "web")
         let base64 = Data(try Data(contentsOf: URL(fileURLWithPath: request))).base64EncodedString()
         let escaped = base64.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? base64
         var bodies: [Data] = []
@@ -232,16 +233,7 @@ struct OCSPTests {
                 ])
             return (result.output, try status(of: answer), (try? String(contentsOfFile: answer, encoding: .utf8)) ?? "")
         }
-        let request = rig.work + "/request.der"
-        #expect(
-            try Tool.run(
-                "openssl",
-                [
-                    "ocsp", "-issuer", rig.server.intermediateCertificate, "-cert", rig.work + "/web/tls.crt",
-                    "-no_nonce",
-                    "-reqout", request,
-                ]
-            ).succeeded)
+        let request = try rig.request(for: "web")
         let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: request)))
 
         #expect(try post(Array("not an OCSP request".utf8)).status == "malformedRequest")
