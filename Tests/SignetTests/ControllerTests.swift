@@ -473,10 +473,14 @@ struct ControllerTests {
         if refused == nil {
             // What each part saw: Signet's CRLs as published, the Secret's ca.crl, the sync's pushes, the controller.
             let inSecret = try secretFile("gateway-tls", "ca.crl", to: "diagnosis.crl")
-            let listed = try Tool.run("openssl", ["crl", "-in", work + "/diagnosis.crl", "-noout", "-text"]).output.uppercased()
+            let listed = try Tool.run("openssl", ["crl", "-in", work + "/diagnosis.crl", "-noout", "-text"]).output
+                .uppercased()
                 .contains(alice.uppercased())
-            let published = rig.server.logText.split(separator: "\n").filter { $0.contains("CRL") || $0.contains("revoked") }.suffix(10)
-            Issue.record("""
+            let published = rig.server.logText.split(separator: "\n").filter {
+                $0.contains("CRL") || $0.contains("revoked")
+            }.suffix(10)
+            Issue.record(
+                """
                 haproxy accepted alice for 30 s after the revocation; the Secret's ca.crl lists alice: \(listed) (\(inSecret.count) bytes)
                 server: \(published.joined(separator: "\n"))
                 sync log: \((try? String(contentsOfFile: syncLog, encoding: .utf8)) ?? "")

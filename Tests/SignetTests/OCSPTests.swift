@@ -54,7 +54,10 @@ struct OCSPTests {
             let path = work + "/\(name)-request.der"
             let made = try Tool.run(
                 "openssl",
-                ["ocsp", "-issuer", server.intermediateCertificate, "-cert", work + "/\(name)/tls.crt", "-no_nonce", "-reqout", path])
+                [
+                    "ocsp", "-issuer", server.intermediateCertificate, "-cert", work + "/\(name)/tls.crt", "-no_nonce",
+                    "-reqout", path,
+                ])
             guard made.succeeded else { throw ServerProcess.ServerFailed(log: made.error) }
             return path
         }
