@@ -10,8 +10,8 @@ public struct ManagedCertificateSpec: Codable, Hashable, Sendable {
     public var dnsNames: [String]
     public var ipAddresses: [String]
     public var profile: CertificateProfile
-    /// A `KeyAlgorithm` raw value (`ecdsa-p256`, `rsa-2048`, …): a fresh key of this kind for every certificate.
-    public var keyAlgorithm: String
+    /// A fresh key of this kind for every certificate (stored by its raw value: `ecdsa-p256`, `rsa-2048`, …).
+    public var keyAlgorithm: KeyAlgorithm
     public var durationSeconds: Int64
     /// At most one of the two; neither means the default, a third of the lifetime.
     public var renewBeforeSeconds: Int64?
@@ -33,7 +33,7 @@ public struct ManagedCertificateSpec: Codable, Hashable, Sendable {
 
     public init(
         dnsNames: [String], ipAddresses: [String] = [], profile: CertificateProfile = .server,
-        keyAlgorithm: String = "ecdsa-p256",
+        keyAlgorithm: KeyAlgorithm = .ecdsaP256,
         durationSeconds: Int64, renewBeforeSeconds: Int64? = nil, renewBeforePercentage: Int? = nil,
         target: DeliveryTarget,
         secretLabels: [String: String] = [:], secretAnnotations: [String: String] = [:], adopt: Bool = false

@@ -197,9 +197,6 @@ public final class ManagedCertificates: Sendable {
         async throws -> ManagedCertificateSpec
     {
         do {
-            guard KeyAlgorithm(rawValue: spec.keyAlgorithm) != nil else {
-                throw ManagedCertificateRefusal.invalid("unknown key algorithm '\(spec.keyAlgorithm)'")
-            }
             let accepted = try ManagedCertificateRules.validate(
                 name: name, spec, policy: caller.policy, clusters: clusters.names, now: at,
                 issuerNotAfter: issuance.ca.certificate.notValidAfter
@@ -383,9 +380,7 @@ public final class ManagedCertificates: Sendable {
         guard let cluster = clusters[spec.target.cluster] else {
             throw RenewalFailure("cluster '\(spec.target.cluster)' is no longer configured")
         }
-        guard let algorithm = KeyAlgorithm(rawValue: spec.keyAlgorithm) else {
-            throw RenewalFailure("unknown key algorithm '\(spec.keyAlgorithm)'")
-        }
+        let algorithm = spec.keyAlgorithm
         let owner = ManagedCertificateRecord.secretOwner(for: record.name)
         try await authorize(record)
 

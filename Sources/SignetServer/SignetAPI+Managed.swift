@@ -23,7 +23,7 @@ extension SignetAPI {
         var spec = ManagedCertificateSpec(
             dnsNames: body.dnsNames ?? [], ipAddresses: body.ipAddresses ?? [],
             profile: body.profile.flatMap { CertificateProfile(rawValue: $0.rawValue) } ?? .server,
-            keyAlgorithm: try Self.keyAlgorithm(body.privateKey).rawValue,
+            keyAlgorithm: try Self.keyAlgorithm(body.privateKey),
             durationSeconds: try body.duration.map { try Self.seconds($0, "duration") }
                 ?? caller.policy.defaultLifetime.components.seconds,
             renewBeforeSeconds: try body.renewBefore.map { try Self.seconds($0, "renewBefore") },
@@ -92,7 +92,7 @@ extension SignetAPI {
         // An unknown name is 404 whatever the body; then every value is parsed before the record is touched, so a
         // malformed value changes nothing.
         _ = try await managed.record(named: input.path.name)
-        let algorithm = try patch.privateKey.map { try Self.keyAlgorithm($0).rawValue }
+        let algorithm = try patch.privateKey.map { try Self.keyAlgorithm($0) }
         let duration = try patch.duration.map { try Self.seconds($0, "duration") }
         let renewBefore = try patch.renewBefore.map { try Self.seconds($0, "renewBefore") }
         let record = try await managed.update(name: input.path.name, by: caller) { spec in
@@ -162,8 +162,8 @@ extension SignetAPI {
         keystores?.pkcs12.map { SecretKeyReference(name: $0.passwordSecretRef.name, key: $0.passwordSecretRef.key) }
     }
 
-    static func privateKeySpec(_ raw: String) -> Components.Schemas.PrivateKeySpec {
-        let form = (KeyAlgorithm(rawValue: raw) ?? .ecdsaP256).algorithmAndSize
+    static func privateKeySpec(_ algorithm: KeyAlgorithm) -> Components.Schemas.PrivateKeySpec {
+        let form = algorithm.algorithmAndSize
         return .init(
             algorithm: .init(rawValue: form.algorithm),
             size: form.size.flatMap(Components.Schemas.PrivateKeySpec.SizePayload.init(rawValue:)))

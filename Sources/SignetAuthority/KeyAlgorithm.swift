@@ -4,7 +4,7 @@ import X509
 import _CryptoExtras
 
 /// Key types Signet generates, for CA keys (`signet ca init`) and for client-side keys (`signet issue --generate-key`).
-public enum KeyAlgorithm: String, CaseIterable, Sendable {
+public enum KeyAlgorithm: String, CaseIterable, Codable, Sendable {
     case ecdsaP256 = "ecdsa-p256"
     case ecdsaP384 = "ecdsa-p384"
     case rsa2048 = "rsa-2048"
