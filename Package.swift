@@ -148,6 +148,20 @@ let package = Package(
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             ]
         ),
+        // Delivery of certificates into Kubernetes: the Istio-shaped TLS Secret (its contents, checks and extra outputs,
+        // PKCS#12 included) and its owner-checked, conflict-safe write through the Kubernetes client.
+        .target(
+            name: "SignetDelivery",
+            dependencies: [
+                "SignetAuthority", "SignetKeys", "SignetKubernetes",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictness
+        ),
         // The one client of Signet's own API (the generated client over AsyncHTTPClient), for the controller and the CLI:
         // they differ only in how they authenticate.
         .target(
@@ -170,7 +184,7 @@ let package = Package(
         .target(
             name: "SignetServer",
             dependencies: [
-                "SignetAuthority", "SignetACME", "CResolv", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetOpenAPI",
+                "SignetAuthority", "SignetACME", "CResolv", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetDelivery", "SignetLedger", "SignetOpenAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -211,7 +225,7 @@ let package = Package(
         .target(
             name: "SignetController",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKubernetes", "SignetOpenAPI", "SignetClient",
+                "SignetAuthority", "SignetKeys", "SignetKubernetes", "SignetDelivery", "SignetOpenAPI", "SignetClient",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -231,7 +245,7 @@ let package = Package(
         .executableTarget(
             name: "signet",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetDelivery", "SignetLedger", "SignetServer", "SignetOpenAPI",
                 "SignetController", "SignetACME", "SignetClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -266,7 +280,7 @@ let package = Package(
         .testTarget(
             name: "SignetTests",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetDelivery", "SignetLedger", "SignetServer", "SignetOpenAPI",
                 "SignetController", "SignetACME",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),

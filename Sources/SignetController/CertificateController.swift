@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SignetAuthority
 import SignetClient
+import SignetDelivery
 import SignetKeys
 import SignetKubernetes
 import SignetOpenAPI

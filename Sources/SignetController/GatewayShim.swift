@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SignetAuthority
+import SignetDelivery
 import SignetKubernetes
 
 /// Istio Gateways annotated `signet.dev/issue: "true"` get a Certificate per `tls.credentialName`, covering the hosts

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import SignetAuthority
+import SignetDelivery
 import SignetKeys
 import SignetKubernetes
 import SwiftASN1

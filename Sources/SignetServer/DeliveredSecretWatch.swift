@@ -1,6 +1,7 @@
 import Logging
 import ServiceLifecycle
 import SignetAuthority
+import SignetDelivery
 import SignetKubernetes
 import SignetLedger
 

@@ -1,5 +1,6 @@
 import Logging
 import SignetAuthority
+import SignetDelivery
 import SignetKeys
 import SignetKubernetes
 import SignetLedger

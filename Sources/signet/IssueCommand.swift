@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SignetAuthority
 import SignetClient
+import SignetDelivery
 import SignetKeys
 import SignetKubernetes
 import SignetOpenAPI

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SignetAuthority
+import SignetDelivery
 import SignetKeys
 import SignetKubernetes
 import Testing

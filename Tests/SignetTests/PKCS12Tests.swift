@@ -1,5 +1,6 @@
 import Foundation
 import SignetAuthority
+import SignetDelivery
 import SignetKeys
 import SignetKubernetes
 import Testing

@@ -1,6 +1,7 @@
 import Foundation
 import SignetAuthority
 import SignetController
+import SignetDelivery
 import SignetKeys
 import SignetKubernetes
 import Testing

@@ -1,4 +1,5 @@
 import Logging
+import SignetKubernetes
 import X509
 
 /// Writes a TLS Secret into a cluster: read, compute, create or replace with the resourceVersion just read; on a

@@ -1,6 +1,7 @@
 import Foundation
 import SignetAuthority
 import SignetKeys
+import SignetKubernetes
 import SwiftASN1
 import X509
 
