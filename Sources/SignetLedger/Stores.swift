@@ -23,6 +23,13 @@ public protocol IssuedCertificateStore: Sendable {
         -> RevocationOutcome
 }
 
+/// What readiness and the metrics ask of the store: that it can be written, and how many certificates it holds.
+public protocol StoreHealth: Sendable {
+    /// Throws when the store cannot be written.
+    func checkHealth() async throws
+    func summary(now: Date) async throws -> (counts: [CertificateStatus: Int], earliestExpiry: Date?)
+}
+
 /// API tokens, stored by the digest of their secret.
 public protocol TokenStore: Sendable {
     func createToken(_ token: TokenEntry) async throws
@@ -60,7 +67,7 @@ extension AuditLog {
     public func auditEvents() async throws -> [AuditEvent] { try await auditEvents(limit: 100) }
 }
 
-extension CertificateLedger: IssuedCertificateStore, TokenStore, AuditLog, RevocationListStore {}
+extension CertificateLedger: IssuedCertificateStore, TokenStore, AuditLog, RevocationListStore, StoreHealth {}
 
 /// Managed certificates: their specs, owners and targets, and the state of each renewal (pending key, delivery,
 /// failures, probes) that makes a renewal resumable after a crash.

@@ -11,11 +11,12 @@ import SignetOpenAPI
     import Foundation
 #endif
 
-/// The REST handlers: each decodes its generated input, calls the issuer or the ledger, and encodes the answer.
+/// The REST handlers: each decodes its generated input, calls a service, and encodes the answer; the store is read
+/// directly only for readiness and the metrics.
 /// Errors are thrown as values and turned into problems once, by `APIEdgeMiddleware`.
 public struct SignetAPI: APIProtocol {
     let issuance: IssuanceService
-    let ledger: CertificateLedger
+    let ledger: any StoreHealth & ManagedCertificateStore & RevocationListStore
     let authenticator: CallerAuthenticator
     let metrics: SignetMetrics
     let signer: any CASigner
@@ -28,7 +29,8 @@ public struct SignetAPI: APIProtocol {
     let exposition: RecentResult<Result<String, any Error>>
 
     public init(
-        issuance: IssuanceService, ledger: CertificateLedger, authenticator: CallerAuthenticator,
+        issuance: IssuanceService, ledger: any StoreHealth & ManagedCertificateStore & RevocationListStore,
+        authenticator: CallerAuthenticator,
         metrics: SignetMetrics, signer: any CASigner,
         managed: ManagedCertificates, limits: RequestLimits = .init(), signerDescription: String = "the CA key",
         crl: CRLPublisher? = nil, crlReadinessMargin: Duration = .seconds(86_400), ocsp: OCSPResponder? = nil,

@@ -208,7 +208,10 @@ public final class SignetMetrics: Sendable {
 
     /// Refreshes the ledger gauges and renders the exposition text, with the managed-certificate families
     /// computed from the ledger at this moment (so a deleted one disappears at once).
-    public func render(from ledger: CertificateLedger, crlIssuer: String? = nil, now: Date = Date()) async throws
+    public func render(
+        from ledger: any StoreHealth & ManagedCertificateStore & RevocationListStore, crlIssuer: String? = nil,
+        now: Date = Date()
+    ) async throws
         -> String
     {
         let summary = try await ledger.summary(now: now)

@@ -9,6 +9,7 @@ import Testing
 @Suite("store conformance: the contract of the storage protocols")
 struct StoreConformanceTests {
     typealias Stores = IssuedCertificateStore & TokenStore & AuditLog & RevocationListStore & ManagedCertificateStore
+        & StoreHealth
 
     /// A store implementation under test, fresh and empty for each test.
     struct StoreBackend: Sendable, CustomStringConvertible {
@@ -78,6 +79,12 @@ struct StoreConformanceTests {
         #expect(try await serials { $0.publicKeySHA256 = "other" } == ["02"])
         #expect(try await store.certificate(serial: "02")?.dnsNames == ["*.example.com"])
         #expect(try await store.certificate(serial: "ff") == nil)
+        try await store.checkHealth()
+        let summary = try await store.summary(now: now)
+        #expect(summary.counts[.valid] == 2 && summary.counts[.expired] == 1)
+        #expect(
+            summary.earliestExpiry.map { abs($0.timeIntervalSince(now.addingTimeInterval(86_400))) < 2 } == true,
+            "the first valid one to expire")
         #expect(try await store.certificate(requester: "token:other", publicKeySHA256: "other")?.serial == "02")
         #expect(try await store.certificate(requester: "token:ci", publicKeySHA256: "other") == nil)
         #expect(
