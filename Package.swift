@@ -281,7 +281,7 @@ let package = Package(
             name: "SignetTests",
             dependencies: [
                 "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetDelivery", "SignetLedger", "SignetServer", "SignetOpenAPI",
-                "SignetController", "SignetACME",
+                "SignetController", "SignetACME", "SignetHTTP",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),

@@ -25,31 +25,20 @@ public struct KeyVaultClient: Sendable {
     }
     public typealias Observer = @Sendable (Event) -> Void
 
-    public struct RetryPolicy: Sendable {
-        public var attempts = 5
-        public var baseDelay: Duration = .milliseconds(200)
-        public var maximumDelay: Duration = .seconds(5)
-        public var timeout: TimeAmount = .seconds(10)
-        public init() {}
-
-        var transport: HTTPTransport.RetryPolicy {
-            var policy = HTTPTransport.RetryPolicy(attempts: attempts)
-            (policy.baseDelay, policy.maximumDelay, policy.timeout) = (baseDelay, maximumDelay, timeout)
-            return policy
-        }
-    }
+    /// Key Vault's retries: five attempts, the transport's backoff and `Retry-After` rules.
+    public static let defaultRetry = HTTPTransport.RetryPolicy(attempts: 5)
 
     public let vaultURL: String
     public let apiVersion: String
     public let credential: EntraCredential
     let http: HTTPClient
-    let retry: RetryPolicy
+    let retry: HTTPTransport.RetryPolicy
     let observer: Observer?
     let logger: Logger
 
     public init(
         vaultURL: String, apiVersion: String = "7.6", credential: EntraCredential, http: HTTPClient,
-        retry: RetryPolicy = .init(), observer: Observer? = nil, logger: Logger
+        retry: HTTPTransport.RetryPolicy = KeyVaultClient.defaultRetry, observer: Observer? = nil, logger: Logger
     ) {
         self.vaultURL = vaultURL.hasSuffix("/") ? String(vaultURL.dropLast()) : vaultURL
         self.apiVersion = apiVersion
@@ -61,7 +50,7 @@ public struct KeyVaultClient: Sendable {
     }
 
     /// The same client with another retry policy (readiness probes want one quick attempt).
-    public func with(retry: RetryPolicy) -> KeyVaultClient {
+    public func with(retry: HTTPTransport.RetryPolicy) -> KeyVaultClient {
         KeyVaultClient(
             vaultURL: vaultURL, apiVersion: apiVersion, credential: credential, http: http, retry: retry,
             observer: observer, logger: logger)
@@ -82,7 +71,7 @@ public struct KeyVaultClient: Sendable {
 
     private func call(_ method: HTTPMethod, _ path: String, body: [String: any Sendable]?) async throws -> Answer {
         let payload = try body.map { try JSONSerialization.data(withJSONObject: $0) }
-        let transport = HTTPTransport(http: http, retry: retry.transport, logger: logger)
+        let transport = HTTPTransport(http: http, retry: retry, logger: logger)
         let answer: HTTPTransport.Answer
         do {
             answer = try await transport.send(

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import NIOCore
 import SignetAuthority
+import SignetHTTP
 import SignetKeys
 import SwiftASN1
 import X509
@@ -31,7 +32,7 @@ public struct KeyVaultSigner: CASigner {
 
     /// One quick attempt: /readyz must answer promptly while the vault is away.
     public func checkHealth() async throws {
-        var quick = KeyVaultClient.RetryPolicy()
+        var quick = KeyVaultClient.defaultRetry
         quick.attempts = 1
         quick.timeout = .seconds(3)
         _ = try await key.client.with(retry: quick).getKey(name: key.name, version: key.version)

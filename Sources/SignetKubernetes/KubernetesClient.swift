@@ -38,24 +38,16 @@ public enum KubernetesError: Error, Equatable, CustomStringConvertible {
 /// Transient failures (429 with its Retry-After, 5xx, timeouts, refused connections) are retried a bounded number
 /// of times with exponential backoff and jitter; a 401 re-reads a rotating token file once.
 public final class KubernetesClient: Sendable {
-    public struct RetryPolicy: Sendable {
-        public var attempts = 4
-        public var baseDelay: Duration = .milliseconds(200)
-        public var maximumDelay: Duration = .seconds(5)
-        public var timeout: TimeAmount = .seconds(10)
-        public init() {}
-
-        var transport: HTTPTransport.RetryPolicy {
-            var policy = HTTPTransport.RetryPolicy(attempts: attempts)
-            (policy.baseDelay, policy.maximumDelay, policy.timeout) = (baseDelay, maximumDelay, timeout)
-            policy.maximumRetryAfter = .seconds(30)
-            return policy
-        }
+    /// The API server's retries: four attempts, a `Retry-After` of at most 30 s.
+    public static var defaultRetry: HTTPTransport.RetryPolicy {
+        var policy = HTTPTransport.RetryPolicy(attempts: 4)
+        policy.maximumRetryAfter = .seconds(30)
+        return policy
     }
 
     public let configuration: KubernetesConfiguration
     let http: HTTPClient
-    let retry: RetryPolicy
+    let retry: HTTPTransport.RetryPolicy
     /// Every call but watches goes through it (a watch is one long request, resumed by the informer instead).
     let transport: HTTPTransport
     let logger: Logger
@@ -66,7 +58,10 @@ public final class KubernetesClient: Sendable {
     /// goes to the configured host (AsyncHTTPClient's DNS override), so the certificate is verified for that name.
     let base: String
 
-    public init(configuration: KubernetesConfiguration, retry: RetryPolicy = .init(), logger: Logger) throws {
+    public init(
+        configuration: KubernetesConfiguration, retry: HTTPTransport.RetryPolicy = KubernetesClient.defaultRetry,
+        logger: Logger
+    ) throws {
         guard let url = URL(string: configuration.server), let scheme = url.scheme, let host = url.host else {
             throw KubernetesError.configuration("the API server '\(configuration.server)' is not a URL")
         }
@@ -116,7 +111,7 @@ public final class KubernetesClient: Sendable {
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
         self.retry = retry
         self.logger = logger
-        self.transport = HTTPTransport(http: self.http, retry: retry.transport, logger: logger)
+        self.transport = HTTPTransport(http: self.http, retry: retry, logger: logger)
     }
 
     public func shutdown() async throws {

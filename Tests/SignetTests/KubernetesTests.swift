@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SignetAuthority
 import SignetDelivery
+import SignetHTTP
 import SignetKeys
 import SignetKubernetes
 import Testing
@@ -436,7 +437,7 @@ struct KubernetesTests {
         // private cluster is, through an address its certificate does not name).
         let cluster = try KubernetesDoubleProcess(certificateNames: ["api.cluster.internal"])
         defer { cluster.stop() }
-        var retry = KubernetesClient.RetryPolicy()
+        var retry = KubernetesClient.defaultRetry
         retry.attempts = 1
         func list(serverName: String?) async throws {
             var configuration = try KubernetesConfiguration.kubeconfig(path: cluster.kubeconfig())
