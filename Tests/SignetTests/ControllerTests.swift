@@ -412,11 +412,7 @@ struct ControllerTests {
                 }
                 """
         ).write(to: work + "/nginx/nginx.conf")
-        let nginxArguments = ["-p", work + "/nginx", "-c", work + "/nginx/nginx.conf", "-e", work + "/nginx/error.log"]
-        let nginx = Process()
-        nginx.executableURL = URL(fileURLWithPath: try Tool.which("nginx"))
-        nginx.arguments = nginxArguments + ["-g", "daemon off;"]
-        try nginx.run()
+        let nginx = try Fixtures.startNginx(work: work + "/nginx")
         defer {
             nginx.terminate()
             nginx.waitUntilExit()
@@ -501,7 +497,7 @@ struct ControllerTests {
         #expect(
             try secretFile("bob-tls", "ca.crl", to: "bob.crl") == crl, "every Secret carrying ca.crl got the new CRLs")
 
-        #expect(try Tool.run("nginx", nginxArguments + ["-s", "reload"]).succeeded)
+        #expect(try Tool.run("nginx", Fixtures.nginxArguments(work: work + "/nginx") + ["-s", "reload"]).succeeded)
         var status = ""
         let reloaded = Date().addingTimeInterval(10)
         repeat {

@@ -97,10 +97,7 @@ struct InteropTests {
                 \(server("mtls.example.com", "ssl_verify_client on; ssl_client_certificate \(work)/mtls.example.com/ca.crt;"))
                 """)
         try configuration.write(to: work + "/nginx.conf")
-        let nginx = Process()
-        nginx.executableURL = URL(fileURLWithPath: try Tool.which("nginx"))
-        nginx.arguments = ["-p", work, "-c", work + "/nginx.conf", "-e", work + "/error.log", "-g", "daemon off;"]
-        try nginx.run()
+        let nginx = try Fixtures.startNginx(work: work)
         defer {
             nginx.terminate()
             nginx.waitUntilExit()

@@ -320,10 +320,7 @@ struct RevocationTests {
                 }
                 """
         ).write(to: work + "/nginx.conf")
-        let nginx = Process()
-        nginx.executableURL = URL(fileURLWithPath: try Tool.which("nginx"))
-        nginx.arguments = ["-p", work, "-c", work + "/nginx.conf", "-e", work + "/error.log", "-g", "daemon off;"]
-        try nginx.run()
+        let nginx = try Fixtures.startNginx(work: work)
         defer {
             nginx.terminate()
             nginx.waitUntilExit()
@@ -363,7 +360,7 @@ struct RevocationTests {
         #expect(listed)
         // nginx reads ssl_crl when its configuration is loaded (Istio's SDS pushes a changed ca.crl to Envoy the same way).
         #expect(
-            try Tool.run("nginx", ["-p", work, "-c", work + "/nginx.conf", "-e", work + "/error.log", "-s", "reload"])
+            try Tool.run("nginx", Fixtures.nginxArguments(work: work) + ["-s", "reload"])
                 .succeeded)
         var refused = ""
         let reloaded = Date().addingTimeInterval(10)

@@ -205,6 +205,20 @@ extension Fixtures {
             } ?? ""
     }
 
+    /// nginx's arguments for the configuration `work/nginx.conf`, its files kept in `work` (add `-s reload` to reload).
+    static func nginxArguments(work: String) -> [String] {
+        ["-p", work, "-c", work + "/nginx.conf", "-e", work + "/error.log"]
+    }
+
+    /// Starts nginx in the foreground with `work/nginx.conf`; the caller terminates it.
+    static func startNginx(work: String) throws -> Process {
+        let nginx = Process()
+        nginx.executableURL = URL(fileURLWithPath: try Tool.which("nginx"))
+        nginx.arguments = nginxArguments(work: work) + ["-g", "daemon off;"]
+        try nginx.run()
+        return nginx
+    }
+
     /// An nginx configuration for tests: one worker, everything it writes kept in `work`, then `servers` inside `http`.
     static func nginxConfiguration(work: String, servers: String) -> String {
         """
