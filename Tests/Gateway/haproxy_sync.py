@@ -27,6 +27,20 @@ def runtime_api(sock_path, command):
     return answer.decode()
 
 
+def describe_crls(pem):
+    """Each CRL's number and revoked serials, for the log."""
+    try:
+        from cryptography import x509
+    except ImportError:
+        return "?"
+    parts = []
+    for block in pem.split("-----END X509 CRL-----")[:-1]:
+        crl = x509.load_pem_x509_crl((block + "-----END X509 CRL-----\n").strip().encode() + b"\n")
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        parts.append(f"#{number} revoking [{', '.join(format(r.serial_number, 'x') for r in crl)}]")
+    return "; ".join(parts)
+
+
 def push_crl(sock_path, crl_file, pem):
     """Replaces haproxy's CRLs for crl_file in memory; True when committed."""
     began = runtime_api(sock_path, f"set ssl crl-file {crl_file} <<\n{pem.strip()}\n\n")
@@ -85,7 +99,7 @@ def main():
                 with open(options.crl_file, "w") as file:
                     file.write(pem)
                 served_crl = crl
-                print("pushed ca.crl", flush=True)
+                print(f"{time.strftime('%H:%M:%S')} pushed ca.crl: {describe_crls(pem)}", flush=True)
         time.sleep(0.5)
 
 
