@@ -75,11 +75,17 @@ public final class SignetClient: Sendable {
     public func issueOnce(
         csrPEM: String, profile: CertificateProfile, durationSeconds: Int64?, namespace: String, requestedAt: Date?
     ) async throws -> String {
-        let csr = try CertificateSigningRequest(pemEncoded: csrPEM)
+        let csr = try InspectedRequest(pem: csrPEM)
+        // Only a certificate for exactly this request's names is this request's; another request for the same key
+        // (a renewal that keeps its key, with other names) gets its own.
+        let asked = Set(
+            csr.requestedDNSNames.map { $0.lowercased() } + csr.requestedIPAddresses.map(\.description)
+                + csr.requestedURIs.compactMap { try? URIRules.validate($0) })
         if let requestedAt,
             let earlier = try await issued(
                 publicKeySHA256: csr.publicKey.sha256Fingerprint, namespace: namespace,
-                issuedAfter: requestedAt.addingTimeInterval(-1))
+                issuedAfter: requestedAt.addingTimeInterval(-1)),
+            Set(earlier.record.dnsNames + earlier.record.ipAddresses + (earlier.record.uris ?? [])) == asked
         {
             return earlier.chainPEM
         }

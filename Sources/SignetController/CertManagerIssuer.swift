@@ -269,9 +269,9 @@ public final class CertManagerIssuer: Sendable {
             try await client.updateStatus(.certificateRequests, namespace: key.namespace, name: key.name) { status, _ in
                 status["certificate"] = .string(Data(chainPEM.utf8).base64EncodedString())
                 status["ca"] = .string(Data(rootPEM.utf8).base64EncodedString())
-                Self.condition(
+                Conditions.set(
                     &status, type: "Ready", status: "True", reason: "Issued",
-                    message: "Certificate fetched from issuer successfully", now: self.now())
+                    message: "Certificate fetched from issuer successfully", generation: nil, now: self.now())
             }
             failures.withLock { $0[Self.uid(request)] = nil }
             metrics.recordIssuance(succeeded: true)
@@ -305,8 +305,9 @@ public final class CertManagerIssuer: Sendable {
         }
         do {
             try await client.updateStatus(.certificateRequests, namespace: key.namespace, name: key.name) { status, _ in
-                Self.condition(
-                    &status, type: "Ready", status: "False", reason: "Pending", message: message, now: self.now())
+                Conditions.set(
+                    &status, type: "Ready", status: "False", reason: "Pending", message: message, generation: nil,
+                    now: self.now())
             }
         } catch {
             logger.warning(
@@ -323,7 +324,8 @@ public final class CertManagerIssuer: Sendable {
         do {
             try await client.updateStatus(.certificateRequests, namespace: key.namespace, name: key.name) { status, _ in
                 let at = self.now()
-                Self.condition(&status, type: "Ready", status: "False", reason: reason, message: message, now: at)
+                Conditions.set(
+                    &status, type: "Ready", status: "False", reason: reason, message: message, generation: nil, now: at)
                 status["failureTime"] = .string(Conditions.timestamp(at))
             }
             failures.withLock { $0[Self.uid(request)] = nil }
@@ -333,19 +335,6 @@ public final class CertManagerIssuer: Sendable {
         } catch {
             logger.warning(
                 "cannot update a CertificateRequest's status", metadata: ["request": "\(key)", "error": "\(error)"])
-        }
-    }
-
-    /// cert-manager's CertificateRequest conditions carry no observedGeneration.
-    static func condition(
-        _ status: inout JSONValue, type: String, status value: String, reason: String, message: String, now: Date
-    ) {
-        Conditions.set(&status, type: type, status: value, reason: reason, message: message, generation: 0, now: now)
-        if case .array(var items)? = status["conditions"],
-            let index = items.firstIndex(where: { $0["type"]?.string == type })
-        {
-            items[index]["observedGeneration"] = nil
-            status["conditions"] = .array(items)
         }
     }
 

@@ -8,8 +8,11 @@ enum Conditions {
         return items.first { $0["type"]?.string == type }
     }
 
+    /// Sets condition `type`. `generation` is its observedGeneration; nil for kinds whose conditions carry none
+    /// (cert-manager's CertificateRequest, Kubernetes' CSR, which has lastUpdateTime instead).
     static func set(
-        _ status: inout JSONValue, type: String, status value: String, reason: String, message: String, generation: Int,
+        _ status: inout JSONValue, type: String, status value: String, reason: String, message: String,
+        generation: Int?,
         now: Date
     ) {
         var items: [JSONValue] = []
@@ -17,13 +20,13 @@ enum Conditions {
         let index = items.firstIndex { $0["type"]?.string == type }
         let previous = index.map { items[$0] }
         let changed = previous?["status"]?.string != value
-        let condition: JSONValue = .object([
+        var condition: JSONValue = .object([
             "type": .string(type), "status": .string(value), "reason": .string(reason),
             "message": .string(String(message.prefix(1024))),
-            "observedGeneration": .number(Double(generation)),
             "lastTransitionTime": changed
                 ? .string(timestamp(now)) : (previous?["lastTransitionTime"] ?? .string(timestamp(now))),
         ])
+        if let generation { condition["observedGeneration"] = .number(Double(generation)) }
         if let index { items[index] = condition } else { items.append(condition) }
         status["conditions"] = .array(items)
     }

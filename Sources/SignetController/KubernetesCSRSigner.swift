@@ -165,6 +165,7 @@ public final class KubernetesCSRSigner: Sendable {
             } catch {
                 metrics.recordIssuance(succeeded: false)
                 let attempts = failures.withLock { failures in
+                    if failures.count > 10_000 { failures.removeAll() }
                     failures[name, default: 0] += 1
                     return failures[name] ?? 1
                 }
@@ -180,14 +181,14 @@ public final class KubernetesCSRSigner: Sendable {
     private func fail(_ csr: KubernetesObject, _ message: String) async {
         do {
             try await client.updateStatus(.certificateSigningRequests, namespace: nil, name: csr.name) { status, _ in
+                let at = Date()
                 Conditions.set(
-                    &status, type: "Failed", status: "True", reason: "SignetRefused", message: message, generation: 0,
-                    now: Date())
+                    &status, type: "Failed", status: "True", reason: "SignetRefused", message: message, generation: nil,
+                    now: at)
                 if case .array(var items)? = status["conditions"],
                     let index = items.firstIndex(where: { $0["type"]?.string == "Failed" })
                 {
-                    items[index]["observedGeneration"] = nil
-                    items[index]["lastUpdateTime"] = items[index]["lastTransitionTime"]
+                    items[index]["lastUpdateTime"] = .string(Conditions.timestamp(at))
                     status["conditions"] = .array(items)
                 }
             }
