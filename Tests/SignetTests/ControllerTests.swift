@@ -161,6 +161,10 @@ struct ControllerTests {
         }
     }
 
+    /// Waits without giving up the thread: an async test that suspends in a polling loop can wait many seconds for
+    /// the concurrency pool when the parallel suites' synchronous tests hold both threads of this machine.
+    static func pause(_ seconds: Double) { Thread.sleep(forTimeInterval: seconds) }
+
     static func certificateYAML(
         _ name: String, secret: String, names: [String], duration: String = "2m", renewBefore: String = "100s",
         extra: String = ""
@@ -469,7 +473,7 @@ struct ControllerTests {
             delivered = log.split(separator: "\n").contains {
                 $0.contains("pushed ca.crl") && $0.contains(ManagedDeliveryTests.normalized(alice))
             }
-            if !delivered { try await Task.sleep(for: .milliseconds(200)) }
+            if !delivered { Self.pause(0.2) }
         }
         let feedSeconds = Date().timeIntervalSince(revokedAt)
         #expect(delivered, "the gateway's feed got a ca.crl listing alice within 30 s")
@@ -480,7 +484,7 @@ struct ControllerTests {
         let deadline = Date().addingTimeInterval(60)
         while refused == nil, Date() < deadline {
             let answer = try haproxyAnswer("alice")
-            if !answer.succeeded { refused = answer } else { try await Task.sleep(for: .milliseconds(300)) }
+            if !answer.succeeded { refused = answer } else { Self.pause(0.3) }
         }
         let seconds = Date().timeIntervalSince(revokedAt)
         if refused == nil {
@@ -526,7 +530,7 @@ struct ControllerTests {
         var status = ""
         let reloaded = Date().addingTimeInterval(10)
         repeat {
-            try await Task.sleep(for: .milliseconds(300))
+            Self.pause(0.3)
             status = try nginxStatus("alice")
         } while status == "200" && Date() < reloaded
         #expect(status == "400", "nginx refuses alice once its ssl_crl is the Secret's ca.crl: \(status)")
@@ -580,7 +584,7 @@ struct ControllerTests {
         var recovered = false
         let recovery = Date().addingTimeInterval(45)
         while !recovered, Date() < recovery {
-            try await Task.sleep(for: .milliseconds(500))
+            Self.pause(0.5)
             recovered = try haproxyAnswer("bob").succeeded
         }
         #expect(
@@ -588,7 +592,7 @@ struct ControllerTests {
             "Signet's next CRL reaches the gateway through the Secret; sync log: \((try? String(contentsOfFile: syncLog, encoding: .utf8)) ?? "")"
         )
         #expect(try secretFile("gateway-tls", "ca.crl", to: "next.crl") != current, "a newer CRL in the Secret")
-        while Date() < currentNextUpdate.addingTimeInterval(2) { try await Task.sleep(for: .milliseconds(500)) }
+        while Date() < currentNextUpdate.addingTimeInterval(2) { Self.pause(0.5) }
         let later = try haproxyAnswer("bob")
         #expect(
             later.succeeded && later.output == "200",
