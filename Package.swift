@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
         .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird.git", from: "2.1.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-openapi-async-http-client.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
@@ -44,6 +45,13 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
+            swiftSettings: strictness
+        ),
+        // Managed certificates' pure model: the spec (names, key, lifetime, the Secret it is delivered to and what
+        // goes into it) and its rules against a caller's policy. No I/O; the ledger stores it, the server renews it.
+        .target(
+            name: "SignetManaged",
+            dependencies: ["SignetAuthority"],
             swiftSettings: strictness
         ),
         // Key custody: reading CA keys (PKCS#8, SEC1, PKCS#1, encrypted PKCS#8), the signer seam, CA material on disk.
@@ -135,17 +143,37 @@ let package = Package(
         .target(
             name: "SignetLedger",
             dependencies: [
-                "SignetAuthority", "SignetACME",
+                "SignetAuthority", "SignetACME", "SignetManaged",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
+            swiftSettings: strictness
+        ),
+        // The ledger's stores on PostgreSQL (PostgresNIO): the same protocols as the SQLite ledger, for several
+        // replicas on one database.
+        .target(
+            name: "SignetPostgres",
+            dependencies: [
+                "SignetAuthority", "SignetACME", "SignetLedger", "SignetManaged",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictness
+        ),
+        // How the server and the controller log: text or one JSON object per line, each line with its request id.
+        .target(
+            name: "SignetLogging",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
             swiftSettings: strictness
         ),
         // Types and server stubs generated from api/openapi.yaml by swift-openapi-generator (committed, not a plugin).
         .target(
             name: "SignetOpenAPI",
             dependencies: [
-                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")
             ]
         ),
         // Delivery of certificates into Kubernetes: the Istio-shaped TLS Secret (its contents, checks and extra outputs,
@@ -153,11 +181,22 @@ let package = Package(
         .target(
             name: "SignetDelivery",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKubernetes",
+                "SignetAuthority", "SignetManaged", "SignetKeys", "SignetKubernetes",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictness
+        ),
+        // The one renewal engine: key, find-or-issue, Secret, record, over a state store (the ledger for managed
+        // certificates, a pending-key Secret and the resource's status for the controller) and a certificate source.
+        .target(
+            name: "SignetRenewal",
+            dependencies: [
+                "SignetAuthority", "SignetManaged", "SignetKeys", "SignetKubernetes", "SignetDelivery",
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictness
@@ -184,7 +223,10 @@ let package = Package(
         .target(
             name: "SignetServer",
             dependencies: [
-                "SignetAuthority", "SignetACME", "CResolv", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetDelivery", "SignetLedger", "SignetOpenAPI",
+                "SignetAuthority", "SignetACME", "CResolv", "SignetKeys", "SignetKeyVault", "SignetPKCS11",
+                "SignetKubernetes", "SignetDelivery", "SignetRenewal", "SignetManaged", "SignetLedger",
+                "SignetPostgres",
+                "SignetOpenAPI", "SignetLogging",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -225,7 +267,8 @@ let package = Package(
         .target(
             name: "SignetController",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKubernetes", "SignetDelivery", "SignetOpenAPI", "SignetClient",
+                "SignetAuthority", "SignetKeys", "SignetKubernetes", "SignetDelivery", "SignetRenewal", "SignetOpenAPI",
+                "SignetClient",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -245,8 +288,9 @@ let package = Package(
         .executableTarget(
             name: "signet",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetDelivery", "SignetLedger", "SignetServer", "SignetOpenAPI",
-                "SignetController", "SignetACME", "SignetClient",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetDelivery",
+                "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetController", "SignetACME", "SignetClient", "SignetLogging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -264,8 +308,9 @@ let package = Package(
         .executableTarget(
             name: "signet-bench",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetLedger", "SignetACME",
+                "SignetAuthority", "SignetKeys", "SignetLedger", "SignetPostgres", "SignetACME",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -280,8 +325,10 @@ let package = Package(
         .testTarget(
             name: "SignetTests",
             dependencies: [
-                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetDelivery", "SignetLedger", "SignetServer", "SignetOpenAPI",
-                "SignetController", "SignetACME", "SignetHTTP",
+                "SignetAuthority", "SignetKeys", "SignetKeyVault", "SignetPKCS11", "SignetKubernetes", "SignetDelivery",
+                "SignetLedger", "SignetServer", "SignetOpenAPI",
+                "SignetController", "SignetACME", "SignetHTTP", "SignetManaged", "SignetRenewal", "SignetPostgres",
+                "SignetLogging",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),

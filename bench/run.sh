@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Signet against cfssl on loopback, same machine, same P-256 CA, same pre-generated P-256 CSRs; then Signet with
 # its CA key in (the double of) Azure Key Vault and on a SoftHSM2 token, against the key file.
-# Usage: bash bench/run.sh [seconds per point, default 10] [all|cfssl|signers|vault|hsm|acme|ocsp, default all]
+# Usage: bash bench/run.sh [seconds per point, default 10] [all|cfssl|signers|vault|hsm|acme|ocsp|replicas, default all]
 # Prints issuances/s, p50, p99 and peak RSS for each concurrency, the in-process crypto ceiling, the 1M-row
 # ledger query times, the remote-signer table, and the ACME order flow against Pebble. Everything it starts is stopped when it exits.
 set -euo pipefail
@@ -332,6 +332,107 @@ print("{:.0f} {:.2f} {:.2f} {}".format(rate, int(f["p50_us"]) / 1000, int(f["p99
     kill "$peer_pid" "$signet_pid" 2>/dev/null || true
 }
 
+# Several replicas on PostgreSQL against one on SQLite: the same CSRs through the same haproxy hop (round robin over
+# the replicas of each point), all replicas running throughout; then the 1,000,000-row ledger queries on PostgreSQL.
+# On this machine the replicas, PostgreSQL, haproxy and wrk share two cores: the table shows the cost per issuance
+# and that every replica count stays correct under load, not scaling.
+bench_replicas() {
+    bash scripts/ensure-packages.sh postgresql haproxy
+    local version pg_bin pg_dir pg_port as_owner=() database ledger_key
+    version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+    pg_bin=/usr/lib/postgresql/$version/bin
+    pg_dir=$(mktemp -d /tmp/signet-bench-pg.XXXXXX)
+    pg_port=$(free_port)
+    # initdb and postgres refuse root: as root, the cluster belongs to Debian's postgres user.
+    if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$pg_dir"; as_owner=(runuser -u postgres --); fi
+    "${as_owner[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U signet -A trust -E UTF8 >/dev/null
+    # PostgreSQL's defaults (fsync on, synchronous_commit on), more connections for three replicas' pools.
+    "${as_owner[@]}" "$pg_bin/postgres" -D "$pg_dir/data" -p "$pg_port" -k "$pg_dir" -c listen_addresses=127.0.0.1 \
+        -c max_connections=200 -c shared_buffers=256MB >"$work/postgres.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 100); do "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break; sleep 0.2; done
+    "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U signet -d postgres -c "CREATE DATABASE signet" -c "CREATE DATABASE ledger1m"
+    database="postgres://signet@127.0.0.1:$pg_port/signet?sslmode=disable&pool_max_conns=32"
+    ledger_key=$(openssl rand -base64 32)
+
+    start_signet sqlite SIGNET_CA_DIR="$work/ca"
+    local sqlite_port=${signet_url#http://127.0.0.1:}; sqlite_port=${sqlite_port%%/*}
+    local sqlite_token=$token sqlite_pid=$signet_pid
+    local replica_ports=() replica_pids=()
+    for replica in 1 2 3; do
+        start_signet "pg-$replica" SIGNET_CA_DIR="$work/ca" SIGNET_DATABASE="$database" SIGNET_LEDGER_KEY="$ledger_key"
+        local port=${signet_url#http://127.0.0.1:}; replica_ports+=("${port%%/*}"); replica_pids+=("$signet_pid")
+    done
+    local pg_token
+    pg_token=$("$bin/signet" token create --name bench-pg --allow '*.example.com' --database "$database")
+
+    # One haproxy, one frontend per point: sqlite (1 replica), pg1, pg2, pg3 (the first N replicas).
+    local front=() cfg="$work/haproxy.cfg"
+    printf 'global\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n' >"$cfg"
+    for name in sqlite pg1 pg2 pg3; do
+        local port; port=$(free_port); front+=("$port")
+        printf 'frontend %s\n  bind 127.0.0.1:%s\n  default_backend %s\nbackend %s\n  balance roundrobin\n' "$name" "$port" "$name" "$name" >>"$cfg"
+        case $name in
+            sqlite) printf '  server s0 127.0.0.1:%s\n' "$sqlite_port" >>"$cfg" ;;
+            *) for index in $(seq 0 $(( ${name#pg} - 1 ))); do printf '  server r%s 127.0.0.1:%s\n' "$index" "${replica_ports[$index]}" >>"$cfg"; done ;;
+        esac
+    done
+    haproxy -f "$cfg" -db >"$work/haproxy.log" 2>&1 &
+    local haproxy_pid=$!; pids+=("$haproxy_pid")
+    for port in "${front[@]}"; do wait_http "http://127.0.0.1:$port/healthz"; done
+    local urls=("http://127.0.0.1:${front[0]}/v1/certificates" "http://127.0.0.1:${front[1]}/v1/certificates"
+                "http://127.0.0.1:${front[2]}/v1/certificates" "http://127.0.0.1:${front[3]}/v1/certificates")
+    local tokens=("$sqlite_token" "$pg_token" "$pg_token" "$pg_token")
+    for index in 0 1 2 3; do run_point warm "${urls[$index]}" "$work/signet-bodies.txt" "${tokens[$index]}" 8 >/dev/null; done
+
+    printf '\nissuance through haproxy, %s s a point: issued/s, p50 and p99 ms, errors\n' "$seconds"
+    printf '%-6s | %-31s | %-31s | %-31s | %-31s\n' "conc." "SQLite, 1 replica" "PostgreSQL, 1 replica" "PostgreSQL, 2 replicas" "PostgreSQL, 3 replicas"
+    for concurrency in 8 64; do
+        local cells=()
+        for index in 0 1 2 3; do
+            read -r rate p50 p99 errors < <(run_point point "${urls[$index]}" "$work/signet-bodies.txt" "${tokens[$index]}" "$concurrency")
+            cells+=("$(printf '%6s %7s %7s %6s' "$rate" "$p50" "$p99" "$errors")")
+        done
+        printf '%-6s | %-31s | %-31s | %-31s | %-31s\n' "$concurrency" "${cells[@]}"
+    done
+    echo "$(printf '/healthz\n')" >"$work/healthz-path.txt"
+    read -r h_rate h_p50 h_p99 h_err < <(wrk -t 2 -c 8 -d "${seconds}s" --timeout 5s -s bench/get.lua "http://127.0.0.1:${front[1]}" -- "$work/healthz-path.txt" | grep '^RESULT' | python3 -c '
+import sys
+fields = dict(item.split("=") for item in sys.stdin.read().split()[1:])
+rate = int(fields["requests"]) / (int(fields["duration_us"]) / 1e6)
+print("{:.0f} {:.2f} {:.2f} 0".format(rate, int(fields["p50_us"]) / 1000, int(fields["p99_us"]) / 1000))')
+    printf 'floor: GET /healthz through haproxy to one replica at concurrency 8: %s/s, p50 %s ms, p99 %s ms\n' "$h_rate" "$h_p50" "$h_p99"
+    local recorded answered_rows
+    recorded=$("$pg_bin/psql" -At -h 127.0.0.1 -p "$pg_port" -U signet -d signet -c "SELECT count(*), count(DISTINCT serial) FROM certificates WHERE requester = 'token:bench-pg'")
+    printf 'PostgreSQL ledger: %s certificates recorded by the replicas, serials distinct: %s\n' "${recorded%%|*}" "${recorded##*|}"
+    printf 'peak RSS: SQLite replica %s MB; PostgreSQL replicas %s, %s, %s MB\n' "$(peak_rss_mb "$sqlite_pid")" \
+        "$(peak_rss_mb "${replica_pids[0]}")" "$(peak_rss_mb "${replica_pids[1]}")" "$(peak_rss_mb "${replica_pids[2]}")"
+    kill "$haproxy_pid" "$sqlite_pid" "${replica_pids[@]}" 2>/dev/null || true
+
+    # 1,000,000 certificates on PostgreSQL, shaped as the SQLite benchmark's (a year of issuance, 90-day lifetimes,
+    # 200 requesters, 1000 domains), written by SQL (the schema by Signet's own migrations), then the same queries.
+    echo
+    echo "PostgreSQL ledger queries with $rows rows:"
+    local ledger_url="postgres://signet@127.0.0.1:$pg_port/ledger1m?sslmode=disable"
+    "$bin/signet" token list --database "$ledger_url" >/dev/null   # migrates the empty database
+    local started=$SECONDS
+    "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U signet -d ledger1m <<SQL
+INSERT INTO certificates (serial, issuer_key_id, subject, dns_names, ip_addresses, uris, public_key_sha256, csr_sha256,
+    profile, not_before, not_after, requester, issued_at, der)
+SELECT lpad(to_hex(i), 40, '0'), 'bench', 'CN=host-' || i || '.team-' || (i % 1000) || '.example.com',
+    ARRAY['host-' || i || '.team-' || (i % 1000) || '.example.com'], '{}', '{}', 'pk', 'csr', 'server',
+    t, t + 90 * 86400, 'token:team-' || (i % 200), t * 1000, decode(repeat('30', 600), 'hex')
+FROM (SELECT i, extract(epoch FROM now())::bigint - 365 * 86400 + i * 365 * 86400 / $rows AS t
+      FROM generate_series(0::bigint, $rows - 1) AS i) AS s;
+INSERT INTO certificate_names (certificate_id, name) SELECT id, dns_names[1] FROM certificates;
+INSERT INTO audit_events (at_ms, actor, action, outcome, subject)
+    SELECT issued_at, requester, 'certificate.issue', 'success', serial FROM certificates;
+VACUUM ANALYZE;
+SQL
+    printf '  filled %s rows in %s s\n' "$rows" "$(( SECONDS - started ))"
+    "$bin/signet-bench" ledger "$rows" "$ledger_url" | sed 's/^QUERY /  /'
+}
+
 case "$mode" in
     cfssl) bench_cfssl; bench_ceiling_and_ledger ;;
     signers) bench_vault; bench_hsm ;;
@@ -339,6 +440,7 @@ case "$mode" in
     hsm) bench_hsm ;;
     acme) bench_acme ;;
     ocsp) bench_ocsp ;;
-    all) bench_cfssl; bench_ceiling_and_ledger; bench_vault; bench_hsm; bench_acme; bench_ocsp ;;
-    *) echo "mode must be all, cfssl, signers, vault, hsm, acme or ocsp" >&2; exit 2 ;;
+    replicas) bench_replicas ;;
+    all) bench_cfssl; bench_ceiling_and_ledger; bench_vault; bench_hsm; bench_acme; bench_ocsp; bench_replicas ;;
+    *) echo "mode must be all, cfssl, signers, vault, hsm, acme, ocsp or replicas" >&2; exit 2 ;;
 esac

@@ -5,8 +5,10 @@ cd "$(dirname "$0")/.."
 
 # Build: SQLite headers (GRDB), the PKCS#11 header (p11-kit). Tests: openssl (chain checks, weak-key CSRs), nginx
 # and haproxy (TLS gateway stand-ins; haproxy's runtime API swaps certificates like Istio's SDS), curl (the client
-# the Istio tutorial uses), SoftHSM2 and pkcs11-tool (a PKCS#11 token).
-bash scripts/ensure-packages.sh libsqlite3-dev libp11-kit-dev pkg-config openssl nginx haproxy curl python3-pip softhsm2 opensc
+# the Istio tutorial uses), SoftHSM2 and pkcs11-tool (a PKCS#11 token), PostgreSQL (the tests make and start a
+# throwaway cluster of their own on a loopback port, and stop it when they end).
+bash scripts/ensure-packages.sh libsqlite3-dev libp11-kit-dev pkg-config openssl nginx haproxy curl python3-pip softhsm2 opensc \
+    postgresql
 # kubectl drives the Kubernetes API double (this image has gcloud's kubectl; Debian's kubernetes-client otherwise).
 command -v kubectl >/dev/null || bash scripts/ensure-packages.sh kubernetes-client
 # The Key Vault and Kubernetes doubles are Python (cryptography); Microsoft's SDK proves the vault double's fidelity;
@@ -29,6 +31,8 @@ started=$SECONDS
 swift build --build-tests
 built=$SECONDS
 status=0
-swift test --skip-build "$@" || status=$?
+# The suite is bounded: a test that hangs ends the run with its output so far, well inside CI's 90 minutes.
+timeout --kill-after=30 "${SIGNET_TEST_TIMEOUT:-2700}" swift test --skip-build "$@" || status=$?
+[ $status -eq 124 ] && echo "the tests did not finish within ${SIGNET_TEST_TIMEOUT:-2700} s and were stopped" >&2
 echo "suite duration: build $((built - started)) s, tests $((SECONDS - built)) s, in all $((SECONDS - started)) s"
 exit $status

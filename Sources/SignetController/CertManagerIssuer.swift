@@ -5,7 +5,6 @@ import SignetClient
 import SignetKeys
 import SignetKubernetes
 import SignetOpenAPI
-import Synchronization
 import X509
 
 /// Signet as a cert-manager external issuer. `SignetIssuer` (namespaced) and `SignetClusterIssuer` resources get a
@@ -13,11 +12,7 @@ import X509
 /// them are signed once approved, under the policy of the request's own namespace (the controller acts on its behalf),
 /// through the same API, ledger and audit as every other path into Signet.
 public final class CertManagerIssuer: Sendable {
-    struct Key: Hashable, Sendable, CustomStringConvertible {
-        let namespace: String
-        let name: String
-        var description: String { "\(namespace)/\(name)" }
-    }
+    typealias Key = ObjectKey
 
     let client: KubernetesClient
     let signet: SignetClient
@@ -27,7 +22,7 @@ public final class CertManagerIssuer: Sendable {
     let now: @Sendable () -> Date
     let queue = WorkQueue<Key>()
     /// Transient failures per request (by uid), for the backoff before the next attempt.
-    let failures = Mutex<[String: Int]>([:])
+    let backoff = FailureBackoff()
 
     public init(
         client: KubernetesClient, signet: SignetClient, settings: ControllerSettings, metrics: ControllerMetrics,
@@ -273,7 +268,7 @@ public final class CertManagerIssuer: Sendable {
                     &status, type: "Ready", status: "True", reason: "Issued",
                     message: "Certificate fetched from issuer successfully", generation: nil, now: self.now())
             }
-            failures.withLock { $0[Self.uid(request)] = nil }
+            backoff.forget(Self.uid(request))
             metrics.recordIssuance(succeeded: true)
             logger.info(
                 "CertificateRequest signed",
@@ -298,11 +293,7 @@ public final class CertManagerIssuer: Sendable {
 
     /// `Ready=False` reason `Pending`, and when to try again (5 s, doubling, at most five minutes).
     private func pending(_ key: Key, _ request: KubernetesObject, _ message: String) async -> Duration {
-        let attempts = failures.withLock { failures in
-            failures[Self.uid(request), default: 0] += 1
-            if failures.count > 10_000 { failures.removeAll() }
-            return failures[Self.uid(request)] ?? 1
-        }
+        let (attempts, delay) = backoff.failed(Self.uid(request))
         do {
             try await client.updateStatus(.certificateRequests, namespace: key.namespace, name: key.name) { status, _ in
                 Conditions.set(
@@ -316,7 +307,7 @@ public final class CertManagerIssuer: Sendable {
         logger.warning(
             "CertificateRequest pending",
             metadata: ["request": "\(key)", "attempts": "\(attempts)", "why": "\(message)"])
-        return .seconds(min(300, 5 << min(attempts - 1, 6)))
+        return delay
     }
 
     /// `Ready=False` with a final reason (`Failed`, `Denied`) and `failureTime`: cert-manager does not retry it.
@@ -328,7 +319,7 @@ public final class CertManagerIssuer: Sendable {
                     &status, type: "Ready", status: "False", reason: reason, message: message, generation: nil, now: at)
                 status["failureTime"] = .string(Conditions.timestamp(at))
             }
-            failures.withLock { $0[Self.uid(request)] = nil }
+            backoff.forget(Self.uid(request))
             try? await client.recordEvent(
                 regarding: request, type: "Warning", reason: reason, action: "Sign", note: message,
                 controller: "signet.dev/controller")

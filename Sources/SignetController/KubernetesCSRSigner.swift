@@ -4,7 +4,6 @@ import SignetAuthority
 import SignetClient
 import SignetKubernetes
 import SignetOpenAPI
-import Synchronization
 
 /// Kubernetes' own certificate API (`certificates.k8s.io/v1` CertificateSigningRequests), as pure decisions. A CSR is
 /// Signet's when its `signerName` is one the controller was configured with; it is signed only once approved.
@@ -85,7 +84,7 @@ public final class KubernetesCSRSigner: Sendable {
     let metrics: ControllerMetrics
     let logger: Logger
     let queue = WorkQueue<String>()
-    let failures = Mutex<[String: Int]>([:])
+    let backoff = FailureBackoff()
 
     public init(
         client: KubernetesClient, signet: SignetClient, signers: [String: String], settings: ControllerSettings,
@@ -152,7 +151,7 @@ public final class KubernetesCSRSigner: Sendable {
                 try await client.updateStatus(.certificateSigningRequests, namespace: nil, name: name) { status, _ in
                     status["certificate"] = .string(Data(chain.utf8).base64EncodedString())
                 }
-                failures.withLock { $0[name] = nil }
+                backoff.forget(name)
                 metrics.recordIssuance(succeeded: true)
                 logger.info(
                     "CertificateSigningRequest signed",
@@ -164,15 +163,11 @@ public final class KubernetesCSRSigner: Sendable {
                 return nil
             } catch {
                 metrics.recordIssuance(succeeded: false)
-                let attempts = failures.withLock { failures in
-                    if failures.count > 10_000 { failures.removeAll() }
-                    failures[name, default: 0] += 1
-                    return failures[name] ?? 1
-                }
+                let (attempts, delay) = backoff.failed(name)
                 logger.warning(
                     "CertificateSigningRequest not signed yet",
                     metadata: ["csr": "\(name)", "attempts": "\(attempts)", "error": "\(error)"])
-                return .seconds(min(300, 5 << min(attempts - 1, 6)))
+                return delay
             }
         }
     }
@@ -181,18 +176,11 @@ public final class KubernetesCSRSigner: Sendable {
     private func fail(_ csr: KubernetesObject, _ message: String) async {
         do {
             try await client.updateStatus(.certificateSigningRequests, namespace: nil, name: csr.name) { status, _ in
-                let at = Date()
                 Conditions.set(
                     &status, type: "Failed", status: "True", reason: "SignetRefused", message: message, generation: nil,
-                    now: at)
-                if case .array(var items)? = status["conditions"],
-                    let index = items.firstIndex(where: { $0["type"]?.string == "Failed" })
-                {
-                    items[index]["lastUpdateTime"] = .string(Conditions.timestamp(at))
-                    status["conditions"] = .array(items)
-                }
+                    now: Date(), updateTime: true)
             }
-            failures.withLock { $0[csr.name] = nil }
+            backoff.forget(csr.name)
             logger.warning("CertificateSigningRequest refused", metadata: ["csr": "\(csr.name)", "why": "\(message)"])
         } catch {
             logger.warning(

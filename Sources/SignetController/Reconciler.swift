@@ -4,6 +4,7 @@ import SignetAuthority
 import SignetDelivery
 import SignetKeys
 import SignetKubernetes
+import SignetRenewal
 import SwiftASN1
 import X509
 
@@ -15,11 +16,6 @@ public struct IssuanceRecord: Sendable, Equatable {
     public init(failedAttempts: Int = 0, lastFailure: Date? = nil) {
         self.failedAttempts = failedAttempts
         self.lastFailure = lastFailure
-    }
-
-    public init(status: JSONValue?) {
-        failedAttempts = Int(status?["failedIssuanceAttempts"]?.number ?? 0)
-        lastFailure = status?["lastFailureTime"]?.string.flatMap { ISO8601DateFormatter().date(from: $0) }
     }
 }
 
@@ -135,7 +131,7 @@ public enum Reconciler {
 
     /// Canonical as Signet makes them; names Signet would refuse match nothing (and Signet says why on issuance).
     static func names(of spec: CertificateSpec) -> Set<String> {
-        (try? IssuanceRules.names(dnsNames: spec.dnsNames, ipAddresses: spec.ipAddresses)).map { Set($0.all) } ?? []
+        RenewalJob.canonicalNames(dnsNames: spec.dnsNames, ipAddresses: spec.ipAddresses)
     }
 
     /// The renewal time for a held certificate. The jitter comes from the serial, so every replica and every restart

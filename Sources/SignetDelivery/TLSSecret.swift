@@ -2,6 +2,7 @@ import Foundation
 import SignetAuthority
 import SignetKeys
 import SignetKubernetes
+import SignetManaged
 import SwiftASN1
 import X509
 

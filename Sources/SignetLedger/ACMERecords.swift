@@ -163,7 +163,26 @@ public struct ACMEOrder: Sendable, Equatable {
 }
 
 /// Writes a front end asks the ledger to make in the same transaction as an issuance (the order that the certificate
-/// completes), so that neither is ever recorded without the other.
-public struct LedgerWrite: Sendable {
-    let apply: @Sendable (Database) throws -> Void
+/// completes), so that neither is ever recorded without the other. A value, not a closure over one database's
+/// connection: each backend applies it in its own transaction.
+public enum LedgerWrite: Sendable, Equatable {
+    /// The ACME order whose certificate this is goes from `processing` to `valid`, naming the certificate; recording
+    /// fails if the order is not processing.
+    case completeOrder(orderID: String, serial: String)
+}
+
+/// The JSON inside the ACME tables (challenges, identifiers, stored problems), spelled once for every backend: times
+/// as Unix milliseconds, like the ledger's integer columns, so a row moves between backends unchanged.
+public enum ACMEJSON {
+    public static func encode(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    public static func decode<Value: Decodable>(_ type: Value.Type, from text: String) throws -> Value {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        return try decoder.decode(type, from: Data(text.utf8))
+    }
 }

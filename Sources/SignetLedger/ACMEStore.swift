@@ -36,15 +36,13 @@ public protocol ACMEStore: Sendable {
     func createOrder(_ order: ACMEOrder, authorizations: [ACMEAuthorization], events: [AuditEvent]) async throws
     func order(id: String) async throws -> ACMEOrder?
     func orders(accountID: String, limit: Int) async throws -> [String]
+    /// In the order of `ids`; unknown ids are left out.
     func authorizations(ids: [String]) async throws -> [ACMEAuthorization]
-    func authorization(id: String) async throws -> ACMEAuthorization?
     /// Replaces an authorization's stored status and challenges, if it still has `expected` status.
     func updateAuthorization(_ authorization: ACMEAuthorization, expected: AuthorizationStatus) async throws -> Bool
     func challengesInProgress() async throws -> [ACMEAuthorization]
     /// Moves an order from `pending`/`ready` to `processing`; false if another finalize got there first.
     func beginFinalization(orderID: String) async throws -> Bool
-    /// The write that completes an order with its certificate, for the issuance's own transaction.
-    func completeOrder(orderID: String, serial: String) -> LedgerWrite
     func failOrder(orderID: String, error: ACMEStoredProblem?, invalid: Bool) async throws
     /// Orders that replace `certificateID` and are not invalid.
     func replacingOrders(certificateID: String) async throws -> [String]
@@ -56,30 +54,34 @@ public protocol ACMEStore: Sendable {
     func pruneACME(now: Date, retention: Duration) async throws -> Int
 }
 
+extension ACMEStore {
+    public func authorization(id: String) async throws -> ACMEAuthorization? {
+        try await authorizations(ids: [id]).first
+    }
+}
+
+extension [ACMEAuthorization] {
+    /// The authorizations a query found, in the order of `ids` (an order's), unknown ids left out.
+    public func ordered(as ids: [String]) -> [ACMEAuthorization] {
+        let byID = Dictionary(map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        return ids.compactMap { byID[$0] }
+    }
+}
+
 extension CertificateLedger: ACMEStore {
     // MARK: Nonces
 
-    /// Nonces are 8 bytes of expiry, 8 random bytes and a 16-byte HMAC of both under the ledger's nonce key:
-    /// issuing one writes nothing, and any process on this database can check it. Using one inserts it into the
-    /// spent set (until it expires), so each is accepted once.
+    /// Nonces are stamped by the ledger's nonce key (`ACMENonce`): issuing one writes nothing. Using one inserts it
+    /// into the spent set (until it expires), so each is accepted once.
     public func issueNonce(now: Date = Date()) async throws -> String {
-        let key = try await nonceKey()
-        var bytes = withUnsafeBytes(of: (Self.milliseconds(now) + Self.nonceLifetimeMilliseconds).bigEndian) {
-            Array($0)
-        }
-        bytes += withUnsafeBytes(of: UInt64.random(in: 0...UInt64.max)) { Array($0) }
-        bytes += HMAC<SHA256>.authenticationCode(for: bytes, using: key).prefix(16)
-        return Base64URL.encode(bytes)
+        ACMENonce.make(key: try await nonceKey(), nowMilliseconds: Self.milliseconds(now))
     }
 
     public func consumeNonce(_ value: String, now: Date = Date()) async throws -> Bool {
-        guard let bytes = Base64URL.decode(value).map(Array.init), bytes.count == 32 else { return false }
-        let key = try await nonceKey()
-        let stamped = Array(bytes[0..<16])
-        let expected = Array(HMAC<SHA256>.authenticationCode(for: stamped, using: key).prefix(16))
-        guard zip(expected, bytes[16...]).reduce(UInt8(0), { $0 | ($1.0 ^ $1.1) }) == 0 else { return false }
-        let expires = stamped[0..<8].reduce(Int64(0)) { $0 << 8 | Int64($1) }
-        guard expires > Self.milliseconds(now) else { return false }
+        guard
+            let expires = ACMENonce.expiry(
+                of: value, key: try await nonceKey(), nowMilliseconds: Self.milliseconds(now))
+        else { return false }
         return try await commitReturning { db in
             try db.cachedStatement(
                 sql: "INSERT INTO acme_nonces (value, expires_ms) VALUES (?, ?) ON CONFLICT DO NOTHING"
@@ -88,8 +90,6 @@ extension CertificateLedger: ACMEStore {
             return db.changesCount == 1
         }
     }
-
-    static let nonceLifetimeMilliseconds: Int64 = 3_600_000
 
     /// The nonce key: created once per ledger, shared by every process that opens it.
     private func nonceKey() async throws -> SymmetricKey {
@@ -349,9 +349,9 @@ extension CertificateLedger: ACMEStore {
     public func createOrder(_ order: ACMEOrder, authorizations: [ACMEAuthorization], events: [AuditEvent] = [])
         async throws
     {
-        let identifiers = try Self.json(order.identifiers)
+        let identifiers = try ACMEJSON.encode(order.identifiers)
         let authorizationIDs = JSONList.encode(order.authorizationIDs)
-        let rows = try authorizations.map { ($0, try Self.json($0.challenges)) }
+        let rows = try authorizations.map { ($0, try ACMEJSON.encode($0.challenges)) }
         try await committer.commit { db in
             for (authorization, challenges) in rows {
                 try db.cachedStatement(
@@ -408,18 +408,13 @@ extension CertificateLedger: ACMEStore {
             )
             .map(Self.authorization(from:))
         }
-        let byID = Dictionary(found.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        return ids.compactMap { byID[$0] }
-    }
-
-    public func authorization(id: String) async throws -> ACMEAuthorization? {
-        try await authorizations(ids: [id]).first
+        return found.ordered(as: ids)
     }
 
     public func updateAuthorization(_ authorization: ACMEAuthorization, expected: AuthorizationStatus) async throws
         -> Bool
     {
-        let challenges = try Self.json(authorization.challenges)
+        let challenges = try ACMEJSON.encode(authorization.challenges)
         return try await commitReturning { db in
             try db.cachedStatement(
                 sql:
@@ -454,8 +449,10 @@ extension CertificateLedger: ACMEStore {
         }
     }
 
-    public func completeOrder(orderID: String, serial: String) -> LedgerWrite {
-        LedgerWrite { db in
+    /// Applies a front end's write inside the issuance's transaction (`record(_:event:alongside:)`).
+    static func apply(_ write: LedgerWrite, in db: Database) throws {
+        switch write {
+        case let .completeOrder(orderID, serial):
             try db.cachedStatement(
                 sql:
                     "UPDATE acme_orders SET status = 'valid', certificate_serial = ? WHERE id = ? AND status = 'processing'"
@@ -468,7 +465,7 @@ extension CertificateLedger: ACMEStore {
     }
 
     public func failOrder(orderID: String, error: ACMEStoredProblem?, invalid: Bool) async throws {
-        let problem = try error.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        let problem = try error.map(ACMEJSON.encode)
         try await committer.commit { db in
             try db.cachedStatement(
                 sql: "UPDATE acme_orders SET status = ?, error = ? WHERE id = ? AND status = 'processing'"
@@ -497,7 +494,7 @@ extension CertificateLedger: ACMEStore {
             identifier: ACMEIdentifier(type: type, value: row["identifier_value"]),
             wildcard: row["wildcard"], status: status, expires: date(milliseconds: row["expires_ms"]),
             trusted: row["trusted"],
-            challenges: try decoder.decode([ACMEChallenge].self, from: Data((row["challenges"] as String).utf8))
+            challenges: try ACMEJSON.decode([ACMEChallenge].self, from: row["challenges"])
         )
     }
 
@@ -507,8 +504,7 @@ extension CertificateLedger: ACMEStore {
         }
         var order = ACMEOrder(
             id: row["id"], accountID: row["account_id"], status: status,
-            identifiers: try JSONDecoder().decode(
-                [ACMEIdentifier].self, from: Data((row["identifiers"] as String).utf8)),
+            identifiers: try ACMEJSON.decode([ACMEIdentifier].self, from: row["identifiers"]),
             authorizationIDs: try JSONList.decode(row["authorizations"]),
             notBefore: (row["not_before_ms"] as Int64?).map(date(milliseconds:)),
             notAfter: (row["not_after_ms"] as Int64?).map(date(milliseconds:)),
@@ -516,23 +512,8 @@ extension CertificateLedger: ACMEStore {
             createdAt: date(milliseconds: row["created_at_ms"])
         )
         order.certificateSerial = row["certificate_serial"]
-        order.error = try (row["error"] as String?).map {
-            try JSONDecoder().decode(ACMEStoredProblem.self, from: Data($0.utf8))
-        }
+        order.error = try (row["error"] as String?).map { try ACMEJSON.decode(ACMEStoredProblem.self, from: $0) }
         return order
-    }
-
-    /// Times inside JSON columns are Unix milliseconds, like the ledger's integer columns.
-    private static var decoder: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .millisecondsSince1970
-        return decoder
-    }
-
-    private static func json(_ value: some Encodable) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .millisecondsSince1970
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
     // MARK: Renewal information

@@ -31,6 +31,12 @@ public struct RevokedCertificate: Sendable, Equatable {
     public var serial: String
     public var revokedAt: Date
     public var reason: RevocationReason
+
+    public init(serial: String, revokedAt: Date, reason: RevocationReason) {
+        self.serial = serial
+        self.revokedAt = revokedAt
+        self.reason = reason
+    }
 }
 
 extension CertificateLedger {
@@ -51,6 +57,14 @@ extension CertificateLedger {
                     reason: (row["revocation_reason"] as String?).flatMap(RevocationReason.init(name:)) ?? .unspecified
                 )
             }
+        }
+    }
+
+    public func latestCRLNumber(issuerKeyID: String) async throws -> Int64? {
+        try await pool.read { db in
+            try Int64.fetchOne(
+                try db.cachedStatement(sql: "SELECT number FROM crls WHERE issuer_key_id = ?"), arguments: [issuerKeyID]
+            )
         }
     }
 

@@ -20,7 +20,8 @@ public final class CertificateLedger: Sendable {
     public let path: String
     public let durability: Durability
     let pool: DatabasePool
-    let committer: GroupCommitter
+    /// Concurrent writes share a transaction (and its fsync); each piece is a statement list on the write connection.
+    let committer: GroupCommitter<@Sendable (Database) throws -> Void>
     /// The ACME nonce key, read from the ledger once (ACMEStore).
     let nonceKeyCache = Mutex<SymmetricKey?>(nil)
     /// Seals the private keys the ledger holds; nil for callers that never touch them (the CLI's token commands).
@@ -46,7 +47,11 @@ public final class CertificateLedger: Sendable {
         LedgerFiles.prepare(path)
         self.pool = try DatabasePool(path: path, configuration: configuration)
         try LedgerSchema.migrator.migrate(pool)
-        self.committer = GroupCommitter(writer: pool)
+        self.committer = GroupCommitter { [pool] batch in
+            try await pool.write { db in
+                for work in batch { try work(db) }
+            }
+        }
         if key != nil { try sealPlaintextPendingKeys() }
     }
 
@@ -71,19 +76,21 @@ public final class CertificateLedger: Sendable {
         let dnsJSON = JSONList.encode(entry.dnsNames)
         let ipJSON = JSONList.encode(entry.ipAddresses)
         try await committer.commit { db in
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO certificates (serial, issuer_key_id, subject, dns_names, ip_addresses, uris, public_key_sha256,
-                        csr_sha256, profile, not_before, not_after, requester, issued_at, der, signer_key_version, signer_request_id)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT max(issued_at) FROM certificates), 0)), ?, ?, ?)
-                    """
-            ).execute(arguments: [
-                entry.serial, entry.issuerKeyID, entry.subject, dnsJSON, ipJSON, JSONList.encode(entry.uris),
-                entry.publicKeySHA256,
-                entry.csrSHA256, entry.profile.rawValue, Int64(entry.notBefore.timeIntervalSince1970),
-                Int64(entry.notAfter.timeIntervalSince1970), entry.requester, Self.milliseconds(entry.issuedAt),
-                Data(entry.der), entry.signerKeyVersion, entry.signerRequestID,
-            ])
+            try Self.refusingTakenSerial(entry.serial) {
+                try db.cachedStatement(
+                    sql: """
+                            INSERT INTO certificates (serial, issuer_key_id, subject, dns_names, ip_addresses, uris, public_key_sha256,
+                            csr_sha256, profile, not_before, not_after, requester, issued_at, der, signer_key_version, signer_request_id)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, coalesce((SELECT max(issued_at) FROM certificates), 0)), ?, ?, ?)
+                        """
+                ).execute(arguments: [
+                    entry.serial, entry.issuerKeyID, entry.subject, dnsJSON, ipJSON, JSONList.encode(entry.uris),
+                    entry.publicKeySHA256,
+                    entry.csrSHA256, entry.profile.rawValue, Int64(entry.notBefore.timeIntervalSince1970),
+                    Int64(entry.notAfter.timeIntervalSince1970), entry.requester, Self.milliseconds(entry.issuedAt),
+                    Data(entry.der), entry.signerKeyVersion, entry.signerRequestID,
+                ])
+            }
             let id = db.lastInsertedRowID
             let insertName = try db.cachedStatement(
                 sql: "INSERT OR IGNORE INTO certificate_names (certificate_id, name) VALUES (?, ?)")
@@ -91,7 +98,20 @@ public final class CertificateLedger: Sendable {
                 try insertName.execute(arguments: [id, name])
             }
             try Self.insert(event, into: db)
-            try alongside?.apply(db)
+            if let alongside { try Self.apply(alongside, in: db) }
+        }
+    }
+
+    /// A serial already in the ledger is refused by its unique index: said as `serialTaken`, which the issuance
+    /// service answers by signing again with a new serial.
+    static func refusingTakenSerial(_ serial: String, _ insert: () throws -> Void) throws {
+        do {
+            try insert()
+        } catch let error as DatabaseError
+            where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE
+            && (error.message ?? "").contains("certificates.serial")
+        {
+            throw LedgerError.serialTaken(serial)
         }
     }
 
@@ -124,12 +144,7 @@ public final class CertificateLedger: Sendable {
     public func certificates(matching query: CertificateQuery, now: Date = Date()) async throws -> CertificatePage {
         var clauses: [String] = []
         var arguments: StatementArguments = []
-        if let cursor = query.cursor {
-            // Exactly the form handed out (a positive decimal id, no sign or leading zero), as api/openapi.yaml states.
-            guard (1...18).contains(cursor.utf8.count), cursor.first != "0",
-                cursor.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
-                let position = Int64(cursor)
-            else { throw LedgerError.invalidCursor(cursor) }
+        if let position = try query.cursorPosition() {
             clauses.append("id < ?")
             arguments += [position]
         }
@@ -183,7 +198,7 @@ public final class CertificateLedger: Sendable {
             clauses.append("public_key_sha256 = ?")
             arguments += [fingerprint.lowercased()]
         }
-        let limit = max(1, min(query.limit, CertificateQuery.maximumLimit))
+        let limit = query.boundedLimit
         let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         let sql = "SELECT * FROM certificates \(whereClause) ORDER BY id DESC LIMIT \(limit + 1)"
         let finalArguments = arguments
@@ -371,6 +386,10 @@ public enum LedgerError: Error, Equatable, CustomStringConvertible {
     /// Another managed certificate already delivers into this Secret (`cluster/namespace/secretName`).
     case secretTaken(target: String, by: String)
     case noSuchManagedCertificate(String)
+    /// A certificate with this serial is already recorded (by this replica or another): never a second one.
+    case serialTaken(String)
+    /// The database cannot be reached now (a server down or restarting); nothing was written. Retry later.
+    case unavailable(String)
 
     public var description: String {
         switch self {
@@ -384,6 +403,8 @@ public enum LedgerError: Error, Equatable, CustomStringConvertible {
         case let .secretTaken(target, name):
             "the managed certificate '\(name)' already delivers into Secret \(target); one Secret has one owner (delete '\(name)' first, or pick another secretName)"
         case .noSuchManagedCertificate(let name): "no managed certificate named '\(name)'"
+        case .serialTaken(let serial): "a certificate with serial \(serial) is already recorded"
+        case .unavailable(let why): "the ledger's database is unavailable: \(why)"
         }
     }
 }

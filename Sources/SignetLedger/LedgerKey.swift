@@ -41,13 +41,13 @@ public struct LedgerKey: Sendable {
 
     public static func isSealed(_ text: String) -> Bool { text.hasPrefix(prefix) }
 
-    func seal(_ plaintext: String, binding: String) throws -> String {
+    public func seal(_ plaintext: String, binding: String) throws -> String {
         let box = try AES.GCM.seal(Data(plaintext.utf8), using: key, authenticating: Data(binding.utf8))
         guard let combined = box.combined else { throw LedgerKeyError.malformed("AES-GCM produced no combined form") }
         return Self.prefix + combined.base64EncodedString()
     }
 
-    func open(_ sealed: String, binding: String) throws -> String {
+    public func open(_ sealed: String, binding: String) throws -> String {
         guard Self.isSealed(sealed), let combined = Data(base64Encoded: String(sealed.dropFirst(Self.prefix.count)))
         else {
             throw LedgerKeyError.malformed("a sealed value is not in the sealed:v1 form")

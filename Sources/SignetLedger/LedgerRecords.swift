@@ -147,9 +147,28 @@ public struct CertificateQuery: Sendable, Equatable {
     public static let maximumLimit = 1000
 
     public init() {}
+
+    /// The id below which the page starts, from `cursor`: exactly the form handed out (a positive decimal id, no
+    /// sign or leading zero), as api/openapi.yaml states; anything else is `invalidCursor`.
+    public func cursorPosition() throws(LedgerError) -> Int64? {
+        guard let cursor else { return nil }
+        guard (1...18).contains(cursor.utf8.count), cursor.first != "0",
+            cursor.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+            let position = Int64(cursor)
+        else { throw .invalidCursor(cursor) }
+        return position
+    }
+
+    /// The page size asked for, within 1 and `maximumLimit`.
+    public var boundedLimit: Int { max(1, min(limit, Self.maximumLimit)) }
 }
 
 public struct CertificatePage: Sendable {
     public var entries: [CertificateEntry]
     public var nextCursor: String?
+
+    public init(entries: [CertificateEntry], nextCursor: String?) {
+        self.entries = entries
+        self.nextCursor = nextCursor
+    }
 }

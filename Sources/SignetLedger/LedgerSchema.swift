@@ -273,6 +273,22 @@ enum LedgerSchema {
             // so a lookup by URI finds them.
             try db.execute(sql: "ALTER TABLE certificates ADD COLUMN uris TEXT NOT NULL DEFAULT '[]'")
         }
+        migrator.registerMigration("v12: renewal claims") { db in
+            // Until when a replica holds a due renewal (claimDueManagedCertificates): one process per SQLite file, but
+            // the same contract as the PostgreSQL ledger, where several replicas claim from one table.
+            try db.execute(sql: "ALTER TABLE managed_certificates ADD COLUMN claimed_until_ms INTEGER")
+        }
+        migrator.registerMigration("v13: leases") { db in
+            // Named leases between replicas (LeaseStore): who holds each, and until when.
+            try db.execute(
+                sql: """
+                    CREATE TABLE leases (
+                        name TEXT PRIMARY KEY,
+                        holder TEXT NOT NULL,
+                        expires_ms INTEGER NOT NULL
+                    ) STRICT, WITHOUT ROWID
+                    """)
+        }
         return migrator
     }
 }

@@ -1,5 +1,6 @@
 import GRDB
 import SignetAuthority
+import SignetManaged
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -95,11 +96,22 @@ public struct ManagedCertificateRecord: Sendable, Equatable {
 
     /// The owner it writes into its Secret's `signet.dev/owner` annotation.
     public static func secretOwner(for name: String) -> String { "managed/\(name)" }
+
+    /// The associated data a pending key is sealed with: the row it belongs to. Every backend seals with it, so a
+    /// sealed key moves between backends as it is and cannot be moved to another row.
+    public static func pendingKeyBinding(_ name: String) -> String { "managed_certificates/\(name)/pending_key" }
+
+    /// The spec as every backend stores it: JSON with sorted keys.
+    public static func encode(_ spec: ManagedCertificateSpec) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(spec), as: UTF8.self)
+    }
 }
 
 extension CertificateLedger {
     public func createManagedCertificate(_ record: ManagedCertificateRecord, event: AuditEvent) async throws {
-        let spec = try Self.encode(record.spec)
+        let spec = try ManagedCertificateRecord.encode(record.spec)
         try await pool.write { db in
             guard
                 try Row.fetchOne(db, sql: "SELECT 1 FROM managed_certificates WHERE name = ?", arguments: [record.name])
@@ -172,14 +184,34 @@ extension CertificateLedger {
     }
 
     /// Those whose next attempt is due, earliest first.
-    public func dueManagedCertificates(at now: Date, limit: Int) async throws -> [ManagedCertificateRecord] {
-        try await pool.read { db in
-            try Row.fetchAll(
+    public func claimDueManagedCertificates(at now: Date, until: Date, limit: Int) async throws
+        -> [ManagedCertificateRecord]
+    {
+        try await pool.write { db in
+            let rows = try Row.fetchAll(
                 db,
-                sql: "SELECT * FROM managed_certificates WHERE next_attempt_ms <= ? ORDER BY next_attempt_ms LIMIT ?",
+                sql: """
+                    SELECT * FROM managed_certificates
+                    WHERE next_attempt_ms <= ?1 AND (claimed_until_ms IS NULL OR claimed_until_ms <= ?1)
+                    ORDER BY next_attempt_ms LIMIT ?2
+                    """,
                 arguments: [Self.milliseconds(now), limit]
             )
-            .map { try self.managed(from: $0) }
+            for row in rows {
+                try db.execute(
+                    sql: "UPDATE managed_certificates SET claimed_until_ms = ? WHERE name = ?",
+                    arguments: [Self.milliseconds(until), row["name"] as String])
+            }
+            return try rows.map { try self.managed(from: $0) }
+        }
+    }
+
+    public func extendClaim(name: String, until: Date) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql:
+                    "UPDATE managed_certificates SET claimed_until_ms = ? WHERE name = ? AND claimed_until_ms IS NOT NULL",
+                arguments: [Self.milliseconds(until), name])
         }
     }
 
@@ -187,7 +219,7 @@ extension CertificateLedger {
     public func updateManagedCertificate(name: String, spec: ManagedCertificateSpec, at now: Date, event: AuditEvent)
         async throws -> ManagedCertificateRecord
     {
-        let encoded = try Self.encode(spec)
+        let encoded = try ManagedCertificateRecord.encode(spec)
         return try await pool.write { db in
             try Self.ensureTargetFree(spec.target, for: name, in: db)
             try db.execute(
@@ -230,7 +262,7 @@ extension CertificateLedger {
     public func beginRenewal(name: String, key pending: ManagedCertificateRecord.PendingKey, at now: Date) async throws
     {
         guard let key else { throw LedgerKeyError.noKey }
-        let sealed = try key.seal(pending.pem, binding: Self.pendingKeyBinding(name))
+        let sealed = try key.seal(pending.pem, binding: ManagedCertificateRecord.pendingKeyBinding(name))
         try await pool.write { db in
             try db.execute(
                 sql: """
@@ -240,13 +272,10 @@ extension CertificateLedger {
         }
     }
 
-    /// The associated data a pending key is sealed with: the row it belongs to.
-    private static func pendingKeyBinding(_ name: String) -> String { "managed_certificates/\(name)/pending_key" }
-
     private func openPendingKey(_ stored: String, name: String) throws -> String {
         guard LedgerKey.isSealed(stored) else { return stored }
         guard let key else { throw LedgerKeyError.noKey }
-        return try key.open(stored, binding: Self.pendingKeyBinding(name))
+        return try key.open(stored, binding: ManagedCertificateRecord.pendingKeyBinding(name))
     }
 
     /// Pending keys written in plaintext by an older Signet are sealed (and, with `secure_delete`, their plaintext
@@ -261,7 +290,7 @@ extension CertificateLedger {
                 guard !LedgerKey.isSealed(stored) else { continue }
                 try db.execute(
                     sql: "UPDATE managed_certificates SET pending_key = ? WHERE name = ?",
-                    arguments: [try key.seal(stored, binding: Self.pendingKeyBinding(name)), name])
+                    arguments: [try key.seal(stored, binding: ManagedCertificateRecord.pendingKeyBinding(name)), name])
             }
         }
     }
@@ -277,7 +306,7 @@ extension CertificateLedger {
                     UPDATE managed_certificates SET serial = ?, not_before = ?, not_after = ?, renewal_ms = ?, issued_generation = ?,
                         delivered_ms = ?, secret_resource_version = ?, attempts = 0, last_error = NULL, last_error_reason = NULL,
                         pending_key = NULL, pending_key_sha256 = NULL, pending_generation = NULL,
-                        probe_ms = NULL, probe_serial = NULL, probe_error = NULL,
+                        probe_ms = NULL, probe_serial = NULL, probe_error = NULL, claimed_until_ms = NULL,
                         next_attempt_ms = CASE WHEN generation = ? THEN ? ELSE ? END
                     WHERE name = ?
                     """,
@@ -300,7 +329,8 @@ extension CertificateLedger {
         try await pool.write { db in
             try db.execute(
                 sql: """
-                    UPDATE managed_certificates SET attempts = attempts + 1, last_error = ?, last_error_reason = ?, last_attempt_ms = ?, next_attempt_ms = ?
+                    UPDATE managed_certificates SET attempts = attempts + 1, last_error = ?, last_error_reason = ?, last_attempt_ms = ?, next_attempt_ms = ?,
+                        claimed_until_ms = NULL
                     WHERE name = ?
                     """, arguments: [error, reason, Self.milliseconds(now), Self.milliseconds(retryAt), name])
             if let event { try Self.insert(event, into: db) }
@@ -342,12 +372,6 @@ extension CertificateLedger {
                     AND \(ManagedTargetColumns.secretName) = ? AND name <> ?
                 """, arguments: [target.cluster, target.namespace, target.secretName, name])
         if let holder { throw LedgerError.secretTaken(target: "\(target)", by: holder) }
-    }
-
-    private static func encode(_ spec: ManagedCertificateSpec) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(spec), as: UTF8.self)
     }
 
     private static func date(_ milliseconds: Int64?) -> Date? {

@@ -1,4 +1,5 @@
 import SignetAuthority
+import SignetManaged
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -49,6 +50,8 @@ public protocol AuditLog: Sendable {
 public protocol RevocationListStore: Sendable {
     func revokedCertificates(issuerKeyID: String, expiredAfter: Date) async throws -> [RevokedCertificate]
     func latestCRL(issuerKeyID: String) async throws -> StoredCRL?
+    /// The latest CRL's number alone: how a replica learns cheaply that another one published a newer CRL.
+    func latestCRLNumber(issuerKeyID: String) async throws -> Int64?
     /// Keeps `crl` if its number is above the stored one; returns whether it was kept.
     func storeCRL(_ crl: StoredCRL) async throws -> Bool
 }
@@ -78,7 +81,13 @@ public protocol ManagedCertificateStore: Sendable {
     func managedCertificates(cluster: String, namespace: String, secretName: String?) async throws
         -> [ManagedCertificateRecord]
     func managedTargetNamespaces() async throws -> [(cluster: String, namespace: String)]
-    func dueManagedCertificates(at now: Date, limit: Int) async throws -> [ManagedCertificateRecord]
+    /// Claims up to `limit` managed certificates due at `now` that no replica holds a live claim on, each until
+    /// `until`, and returns them: with several replicas on one database, exactly one renews each. A claim ends when
+    /// the renewal completes or fails, or lapses at `until` if its replica died, and another replica then finishes
+    /// the renewal from the state the ledger holds (never a second certificate).
+    func claimDueManagedCertificates(at now: Date, until: Date, limit: Int) async throws -> [ManagedCertificateRecord]
+    /// Keeps the claim of a renewal still running (its replica's heartbeat).
+    func extendClaim(name: String, until: Date) async throws
     func updateManagedCertificate(name: String, spec: ManagedCertificateSpec, at now: Date, event: AuditEvent)
         async throws -> ManagedCertificateRecord
     func deleteManagedCertificate(name: String, event: AuditEvent) async throws
@@ -91,6 +100,16 @@ public protocol ManagedCertificateStore: Sendable {
 }
 
 extension CertificateLedger: ManagedCertificateStore {}
+
+/// Named leases between replicas: one holder at a time (the watch of a cluster's Secrets), taken over by another
+/// replica once the holder stops renewing it.
+public protocol LeaseStore: Sendable {
+    /// Takes `name` for `holder` until `until` if it is free, lapsed at `now` or already `holder`'s; returns whether
+    /// `holder` now holds it.
+    func acquireLease(_ name: String, holder: String, until: Date, now: Date) async throws -> Bool
+    /// Gives the lease up, if `holder` holds it, so that another replica takes it without waiting for it to lapse.
+    func releaseLease(_ name: String, holder: String) async throws
+}
 
 extension ManagedCertificateStore {
     public func managedCertificates() async throws -> [ManagedCertificateRecord] {
@@ -105,3 +124,16 @@ extension ManagedCertificateStore {
         try await failRenewal(name: name, error: error, reason: nil, at: now, retryAt: retryAt, event: nil)
     }
 }
+
+/// Everything a Signet server keeps, as one backend provides it: what `signet serve` opens, composes into its services
+/// (each of which sees only the narrow protocol it needs), and closes when it stops.
+public protocol Ledger: IssuedCertificateStore, StoreHealth, TokenStore, AuditLog, RevocationListStore,
+    ManagedCertificateStore, ACMEStore, LeaseStore, LedgerTransfer
+{
+    /// Finishes or fails what is in flight and releases the database.
+    func close() async throws
+    /// Write transactions group commit has made so far: fewer than the writes when concurrent ones shared them.
+    var groupCommitTransactions: Int { get async }
+}
+
+extension CertificateLedger: Ledger {}

@@ -32,32 +32,9 @@ public struct ACMESettings: Sendable, Equatable {
         directories.first { $0.name == name }
     }
 
-    init(_ file: ConfigurationFile.ACME) throws {
-        baseURL = file.baseURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
-        if let baseURL, !(baseURL.hasPrefix("https://") || baseURL.hasPrefix("http://")) {
-            throw ConfigurationError("acme.baseURL must be an http(s) URL, not '\(baseURL)'")
-        }
-        for (key, port) in [("httpPort", file.httpPort), ("tlsPort", file.tlsPort)] {
-            if let port, !(1...65_535).contains(port) {
-                throw ConfigurationError("acme.\(key) must be a port number, not \(port)")
-            }
-        }
-        httpPort = file.httpPort ?? httpPort
-        tlsPort = file.tlsPort ?? tlsPort
-        if let resolver = file.resolver {
-            guard let (host, _) = HostPort.split(resolver), IPAddress(host)?.bytes.count == 4 else {
-                throw ConfigurationError(
-                    "acme.resolver must be an IPv4 address and port (10.0.0.10:53), not '\(resolver)'")
-            }
-            self.resolver = resolver
-        }
-        if let seconds = file.validationTimeoutSeconds {
-            guard seconds > 0, seconds <= 120 else {
-                throw ConfigurationError("acme.validationTimeoutSeconds must be in (0, 120]")
-            }
-            validationTimeout = .milliseconds(Int64(seconds * 1000))
-        }
-        for (index, entry) in (file.directories ?? []).enumerated() {
+    /// The directories of `acme.directories`, each checked.
+    mutating func addDirectories(_ entries: [ConfigurationFile.ACME.Directory]) throws {
+        for (index, entry) in entries.enumerated() {
             let key = "acme.directories[\(index)]"
             guard !entry.name.isEmpty,
                 entry.name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") })

@@ -17,6 +17,13 @@ public struct Caller: Sendable, Equatable {
     public var isAdministrator = false
 
     public var mayIssue: Bool { !policy.allowedNames.isEmpty }
+
+    public init(identity: String, policy: IssuancePolicy, isAuditor: Bool = false, isAdministrator: Bool = false) {
+        self.identity = identity
+        self.policy = policy
+        self.isAuditor = isAuditor
+        self.isAdministrator = isAdministrator
+    }
 }
 
 /// What a request presented, captured by the HTTP layer before the OpenAPI handlers run (they cannot see headers

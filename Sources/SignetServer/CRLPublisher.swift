@@ -26,10 +26,12 @@ public final class CRLPublisher: Sendable {
     private let latest = Mutex<StoredCRL?>(nil)
     /// Set by a revocation; the publishing loop re-signs when it sees it.
     private let stale = Mutex(false)
-    /// Told after each CRL is published (the Secrets that carry `ca.crl` are brought up to date).
-    private let published = Mutex<(@Sendable () async -> Void)?>(nil)
+    /// Told after each new CRL, published here or by another replica on the same ledger (`adopted` true): the
+    /// Secrets that carry `ca.crl` are brought up to date, and OCSP answers cached before a revocation another
+    /// replica made are forgotten.
+    private let published = Mutex<(@Sendable (_ adopted: Bool) async -> Void)?>(nil)
 
-    public func onPublish(_ action: @escaping @Sendable () async -> Void) {
+    public func onPublish(_ action: @escaping @Sendable (_ adopted: Bool) async -> Void) {
         published.withLock { $0 = action }
     }
 
@@ -118,7 +120,7 @@ public final class CRLPublisher: Sendable {
         let kept = try await ledger.storeCRL(crl)
         let served = kept ? crl : (try await ledger.latestCRL(issuerKeyID: issuerKeyID) ?? crl)
         latest.withLock { $0 = served }
-        if let action = published.withLock({ $0 }) { Task { await action() } }
+        if let action = published.withLock({ $0 }) { Task { await action(false) } }
         logger.info(
             "CRL published",
             metadata: [
@@ -147,6 +149,19 @@ public final class CRLPublisher: Sendable {
         return nil
     }
 
+    /// Takes up a newer CRL another replica published (its revocations included); returns whether there was one.
+    @discardableResult
+    public func adoptNewer() async throws -> Bool {
+        guard let known = latest.withLock({ $0 }),
+            let number = try await ledger.latestCRLNumber(issuerKeyID: issuerKeyID), number > known.number,
+            let stored = try await ledger.latestCRL(issuerKeyID: issuerKeyID)
+        else { return false }
+        latest.withLock { $0 = stored }
+        logger.info("CRL published by another replica taken up", metadata: ["number": "\(stored.number)"])
+        if let action = published.withLock({ $0 }) { await action(true) }
+        return true
+    }
+
     /// When the current CRL should be replaced: half its validity after thisUpdate.
     func due(_ crl: StoredCRL) -> Date {
         crl.thisUpdate.addingTimeInterval(crl.nextUpdate.timeIntervalSince(crl.thisUpdate) / 2)
@@ -161,6 +176,8 @@ public final class CRLPublisher: Sendable {
             while !Task.isShuttingDownGracefully, !Task.isCancelled {
                 var pause = Duration.seconds(1)
                 do {
+                    // Another replica's revocation reaches this one's CRL (and OCSP answers) within a tick.
+                    try await publisher.adoptNewer()
                     let crl = try await publisher.current()
                     if publisher.stale.withLock({ $0 }) || publisher.now() >= publisher.due(crl) {
                         try await publisher.publish()

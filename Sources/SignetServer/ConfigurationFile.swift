@@ -16,48 +16,9 @@ public struct ConfigurationError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// The YAML shape, all keys optional.
+/// A configuration file as read: each setting's value by key (raw text, as written), and the sections that are
+/// lists of entries (or an entry with a list), decoded whole.
 struct ConfigurationFile: Decodable {
-    struct CA: Decodable {
-        var directory: String?
-        var passphraseFile: String?
-        var keyVault: KeyVault?
-        var pkcs11: PKCS11?
-    }
-    struct PKCS11: Decodable {
-        var module: String
-        var tokenLabel: String
-        var keyLabel: String?
-        var keyId: String?
-        var pinFile: String?
-        var pinEnv: String?
-        var maxSignsPerSecond: Double?
-        var maxConcurrentSigns: Int?
-        var maxQueuedSigns: Int?
-    }
-    struct KeyVault: Decodable {
-        var url: String
-        var keyName: String
-        var keyVersion: String?
-        var apiVersion: String?
-        var caFile: String?
-        var maxSignsPerSecond: Double?
-        var maxConcurrentSigns: Int?
-        var maxQueuedSigns: Int?
-    }
-    struct TLS: Decodable {
-        var mode: ServerConfiguration.Transport?
-        var certificate: String?
-        var key: String?
-        var hostnames: [String]?
-        var clientAuth: ServerConfiguration.ClientAuthentication?
-        var clientCA: String?
-        var allowSelfIssuedClients: Bool?
-    }
-    struct Issuance: Decodable {
-        var defaultDuration: String?
-        var maxDuration: String?
-    }
     struct ClientCertificate: Decodable {
         var commonName: String?
         var subject: String?
@@ -76,41 +37,6 @@ struct ConfigurationFile: Decodable {
         var gateway: String?
         var allowPlainHTTP: Bool?
     }
-
-    var listen: String?
-    var dataDirectory: String?
-    var database: String?
-    var ledgerKeyFile: String?
-    var durability: String?
-    var ca: CA?
-    var tls: TLS?
-    var issuance: Issuance?
-    var tokenCacheSeconds: Double?
-    var clientCertificates: [ClientCertificate]?
-    var clusters: [Cluster]?
-    var renewalConcurrency: Int?
-    var limits: Limits?
-    struct Limits: Decodable {
-        var issuancesPerSecond: Double?
-        var issuanceBurst: Double?
-        var failedAuthenticationsPerMinute: Double?
-        var forcedRenewalsPerHour: Double?
-        var probeCacheSeconds: Double?
-    }
-    var crl: CRL?
-    struct CRL: Decodable {
-        var validity: String?
-        var baseURL: String?
-        var readinessMargin: String?
-        var rootCRL: String?
-    }
-    var ocsp: OCSP?
-    struct OCSP: Decodable {
-        var validity: String?
-        var responderLifetime: String?
-        var baseURL: String?
-    }
-    var acme: ACME?
     struct ACME: Decodable {
         struct Directory: Decodable {
             var name: String
@@ -126,14 +52,8 @@ struct ConfigurationFile: Decodable {
             var termsOfService: String?
             var caaIdentities: [String]?
         }
-        var baseURL: String?
-        var httpPort: Int?
-        var tlsPort: Int?
-        var resolver: String?
-        var validationTimeoutSeconds: Double?
         var directories: [Directory]?
     }
-    var serviceAccounts: ServiceAccounts?
     struct ServiceAccounts: Decodable {
         struct Namespace: Decodable {
             var namespace: String
@@ -150,9 +70,42 @@ struct ConfigurationFile: Decodable {
         var namespaces: [Namespace]?
     }
 
-    /// The keys each section may have. Decoding ignores unknown keys, so they are checked here: a misspelt
-    /// setting is an error, never silently the default.
-    /// The keys a file may have, from the one table of settings.
+    var clientCertificates: [ClientCertificate]?
+    var clusters: [Cluster]?
+    var acme: ACME?
+    var serviceAccounts: ServiceAccounts?
+
+    /// Every other setting's value, by its key in `ConfigurationReference.settings`.
+    var values: [String: ConfigurationValue] = [:]
+
+    enum CodingKeys: String, CodingKey {
+        case clientCertificates, clusters, acme, serviceAccounts
+    }
+
+    /// Reads a file's text: unknown keys are errors, every setting the table applies is taken as written.
+    static func read(_ text: String) throws -> ConfigurationFile {
+        try rejectUnknownKeys(in: text)
+        var file = try YAMLDecoder().decode(ConfigurationFile.self, from: text)
+        guard let root = try Yams.compose(yaml: text) else { return file }
+        for setting in ConfigurationReference.settings where setting.apply != nil {
+            var node: Node? = root
+            for part in setting.key.split(separator: ".") { node = node?.mapping?[Node(String(part))] }
+            guard let node else { continue }
+            switch node {
+            case .scalar(let scalar):
+                file.values[setting.key] = ConfigurationValue(shape: .scalar(scalar.string), source: setting.key)
+            case .sequence(let items):
+                file.values[setting.key] = ConfigurationValue(
+                    shape: .list(items.compactMap(\.scalar?.string)), source: setting.key)
+            default:
+                throw ConfigurationError("\(setting.key) takes a value, not a mapping")
+            }
+        }
+        return file
+    }
+
+    /// The keys a file may have, from the one table of settings. Decoding ignores unknown keys, so they are checked
+    /// here: a misspelt setting is an error, never silently the default.
     static var knownKeys: [String: Set<String>] { ConfigurationReference.knownKeys }
 
     static func rejectUnknownKeys(in yaml: String) throws {

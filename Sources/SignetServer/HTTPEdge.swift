@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import SignetAuthority
+import SignetLogging
 import SwiftASN1
 import X509
 
@@ -43,6 +44,17 @@ public struct APIEdgeMiddleware: RouterMiddleware {
         async throws -> Response
     {
         let requestID = Self.requestID()
+        // Every log line written while this request is served carries its id (the logging system's metadata
+        // provider reads it), whichever logger writes it.
+        return try await RequestIdentity.$current.withValue(requestID) {
+            try await handle(request, context: context, requestID: requestID, next: next)
+        }
+    }
+
+    private func handle(
+        _ request: Request, context: Context, requestID: String,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         if request.uri.path.hasPrefix("/acme/") || request.uri.path == "/ocsp" || request.uri.path.hasPrefix("/ocsp/") {
             // ACME and OCSP answer in their own formats, with their own body limits (ACMEEdge, OCSPFrontEnd); only
             // paths outside every ACME directory fall through to the problems below.

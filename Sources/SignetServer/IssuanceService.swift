@@ -41,14 +41,18 @@ public final class IssuanceService: Sendable {
     public let signerDescription: String
     /// Told of every revocation, by serial (the CRL publisher re-signs within seconds, the OCSP responder at once).
     private let onRevocation: @Sendable (String) -> Void
+    /// Where serials come from: `SerialNumbers.random` (159 random bits), a test's sequence otherwise.
+    private let serialNumbers: @Sendable () -> Certificate.SerialNumber
 
     public init(
         ca: IssuingCA, ledger: any IssuedCertificateStore & AuditLog, metrics: SignetMetrics, logger: Logger,
         reservedSubjects: Set<String> = [],
         signerDescription: String = "the CA key", onRevocation: @escaping @Sendable (String) -> Void = { _ in },
-        now: @escaping @Sendable () -> Date = Date.init
+        now: @escaping @Sendable () -> Date = Date.init,
+        serialNumbers: @escaping @Sendable () -> Certificate.SerialNumber = SerialNumbers.random
     ) throws {
         self.onRevocation = onRevocation
+        self.serialNumbers = serialNumbers
         self.ca = ca
         self.signerDescription = signerDescription
         self.reservedSubjects = reservedSubjects
@@ -83,7 +87,36 @@ public final class IssuanceService: Sendable {
             throw error
         }
 
-        let serial = SerialNumbers.random()
+        // A serial already recorded (160 random bits make it all but impossible; a second replica on one database
+        // is where it would show) is refused by the ledger's unique key, and the certificate is signed again with a
+        // new one: the caller never sees the collision, and no serial is ever recorded twice.
+        var attempt = 1
+        while true {
+            do {
+                let issued = try await signAndRecord(plan, for: caller, issuedAt: issuedAt, alongside: alongside)
+                metrics.recordIssued(after: ContinuousClock.now - started)
+                logger.info(
+                    "certificate issued",
+                    metadata: [
+                        "serial": "\(issued.entry.serial)", "requester": "\(caller.identity)",
+                        "names": .array(plan.names.all.map { .string($0) }),
+                        "notAfter": "\(issued.entry.notAfter.timeIntervalSince1970)",
+                    ])
+                return issued
+            } catch LedgerError.serialTaken(let serial) where attempt < 3 {
+                logger.warning(
+                    "a new certificate's serial was already recorded; signing again with another",
+                    metadata: ["serial": "\(serial)", "attempt": "\(attempt)"])
+                attempt += 1
+            }
+        }
+    }
+
+    /// Signs the planned certificate with a fresh serial and records it; returns it once the record is durable.
+    private func signAndRecord(
+        _ plan: IssuancePlan, for caller: Caller, issuedAt: Date, alongside: (@Sendable (String) -> LedgerWrite)?
+    ) async throws -> IssuedCertificate {
+        let serial = serialNumbers()
         let validity = LeafCertificateFactory.validity(for: plan.lifetime, now: issuedAt)
         let certificate: Certificate
         let receipt = SignatureReceipt()
@@ -133,6 +166,8 @@ public final class IssuanceService: Sendable {
                     subject: serialHex, names: plan.names.all),
                 alongside: alongside?(serialHex)
             )
+        } catch LedgerError.serialTaken(let serial) {
+            throw LedgerError.serialTaken(serial)  // signed again by `issue`, not a failure
         } catch {
             metrics.recordFailed()
             logger.error(
@@ -140,7 +175,6 @@ public final class IssuanceService: Sendable {
                 metadata: ["error": "\(error)", "serial": "\(serialHex)"])
             throw error
         }
-        metrics.recordIssued(after: ContinuousClock.now - started)
 
         let leafPEM = leafPEM(of: entry)
         return IssuedCertificate(

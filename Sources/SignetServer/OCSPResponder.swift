@@ -123,6 +123,12 @@ public final class OCSPResponder: Sendable {
         }
     }
 
+    /// Another replica revoked a certificate (its CRL says so): any cached answer may be about it, so all are
+    /// forgotten and signed afresh on their next request.
+    public func forgetCachedAnswers() {
+        cache.withLock { $0.removeAll() }
+    }
+
     /// What puts OCSP answers at risk, for /readyz: a responder certificate that could not be replaced and is past
     /// half its life (nil when all is well, or before the first request made one).
     public func risk() async -> String? {

@@ -3,6 +3,7 @@ import OpenAPIRuntime
 import SignetAuthority
 import SignetKeys
 import SignetLedger
+import SignetManaged
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -83,6 +84,11 @@ extension Problem {
                     "secret-owned-elsewhere", "The Secret has another owner", status: 409, detail: error.description)
             case .noSuchManagedCertificate:
                 problem = Problem("not-found", "No such managed certificate", status: 404, detail: error.description)
+            case .unavailable:
+                problem = Problem(
+                    "ledger-unavailable", "The ledger cannot be reached", status: 503,
+                    detail: "\(error.description); nothing was recorded or issued; try again shortly",
+                    headers: ["Retry-After": "5"])
             default: problem = Problem("ledger-error", "Ledger error", status: 500, detail: error.description)
             }
         case let error as SigningFailure:

@@ -33,8 +33,12 @@ public struct RenewalScheduler: Service {
             while !Task.isShuttingDownGracefully, !Task.isCancelled {
                 if inFlight.count < concurrency {
                     do {
-                        let due = try await managed.due(limit: concurrency * 2).filter { !inFlight.contains($0.name) }
-                        for record in due.prefix(concurrency - inFlight.count) {
+                        for record in try await managed.claimDue(limit: concurrency - inFlight.count) {
+                            guard !inFlight.contains(record.name) else {
+                                // Due again while its previous renewal's probe still runs here: claimed after that.
+                                await managed.releaseClaim(record.name)
+                                continue
+                            }
                             inFlight.insert(record.name)
                             group.addTask {
                                 await managed.renew(record)

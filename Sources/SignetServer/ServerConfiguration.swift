@@ -3,6 +3,7 @@ import SignetAuthority
 import SignetKeys
 import SignetKubernetes
 import SignetLedger
+import SignetLogging
 import Yams
 
 #if canImport(FoundationEssentials)
@@ -21,12 +22,19 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var host = "127.0.0.1"
     public var port = 8443
     public var dataDirectory = "./signet-data"
+    /// The `database` setting: a SQLite file, or a `postgres://` URL (see `LedgerDatabase`).
     public var databasePath: String?
+    /// PostgreSQL's password: read from this file (`databasePasswordFile`), or given itself (SIGNET_DATABASE_PASSWORD,
+    /// environment only, e.g. from a Kubernetes Secret). Never part of the URL.
+    public var databasePasswordFile: String?
+    public var databasePassword: String?
     /// The key that seals private keys in the ledger (`ledgerKeyFile` / SIGNET_LEDGER_KEY_FILE), or the key itself
     /// (SIGNET_LEDGER_KEY, base64, e.g. from a Kubernetes Secret). Default: `<dataDirectory>/ledger.key`, created 0600.
     public var ledgerKeyFile: String?
     public var ledgerKey: String?
     public var durability: CertificateLedger.Durability = .full
+    /// How the log is written: text, or one JSON object per line for log pipelines.
+    public var logFormat: LogFormat = .text
     public var caDirectory: String?
     public var caPassphraseFile: String?
     public var caPassphrase: String?
@@ -51,6 +59,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var clusters: [ClusterSettings] = []
     /// How many managed certificates are renewed at the same time.
     public var renewalConcurrency = 8
+    /// How long a claim on a due renewal lasts without its replica's heartbeat (a third of it); see
+    /// `ManagedCertificateStore.claimDueManagedCertificates`.
+    public var renewalClaim: Duration = .seconds(60)
     /// What one caller, one address or one managed certificate may ask of the server in a while.
     public var limits = RequestLimits()
     /// Kubernetes service-account tokens as API credentials (the in-cluster controller's, workloads').
@@ -86,6 +97,27 @@ public struct ServerConfiguration: Sendable, Equatable {
     }
 
     public var resolvedDatabasePath: String { databasePath ?? dataDirectory + "/ledger.sqlite" }
+
+    /// The ledger's backend and location, with PostgreSQL's password read.
+    public func ledgerDatabase() throws -> LedgerDatabase {
+        var password = databasePassword
+        if password == nil, let file = databasePasswordFile {
+            do {
+                // One line, as `kubectl create secret --from-file` and editors leave it: a final newline is not part of it.
+                var text = try String(contentsOfFile: file, encoding: .utf8)
+                while text.last?.isNewline == true { text.removeLast() }
+                password = text
+            } catch {
+                throw ConfigurationError("databasePasswordFile \(file) cannot be read: \(error)")
+            }
+        }
+        return try LedgerDatabase(resolvedDatabasePath, password: password, durability: durability)
+    }
+
+    /// Whether the ledger is a file of this machine's (backups, file modes and the data directory apply).
+    public var ledgerIsFile: Bool {
+        !LedgerDatabase.isPostgresURL(resolvedDatabasePath)
+    }
     public var resolvedLedgerKeyFile: String { ledgerKeyFile ?? dataDirectory + "/ledger.key" }
 
     /// The ledger's data-encryption key: given, or read from (created in) its file.
@@ -117,19 +149,13 @@ public struct ServerConfiguration: Sendable, Equatable {
         keyVault?.limits ?? pkcs11?.limits
     }
 
-    static func nonNegative(_ value: Double, _ name: String) throws -> Double {
-        guard value >= 0, value.isFinite else {
-            throw ConfigurationError("\(name) must be a number ≥ 0 (0 turns the limit off)")
-        }
-        return value
-    }
-
-    /// Reads `path` (if given) and applies the environment.
+    /// Reads `path` (if given), lays the environment over it, and applies every setting in the table's order; then
+    /// the sections read whole (clusters, ACME directories, service accounts, client certificates), whose policies
+    /// inherit the final lifetimes; then the checks that span settings.
     public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws
         -> ServerConfiguration
     {
-        var configuration = ServerConfiguration()
-        var file: ConfigurationFile?
+        var file = ConfigurationFile()
         if let path {
             let text: String
             do {
@@ -137,63 +163,77 @@ public struct ServerConfiguration: Sendable, Equatable {
             } catch {
                 throw ConfigurationError("cannot read \(path): \(error)")
             }
-            file = try configuration.apply(yaml: text, source: path)
+            do {
+                file = try ConfigurationFile.read(text)
+            } catch {
+                throw ConfigurationError("\(path): \(error)")
+            }
         }
-        try configuration.apply(environment: environment)
-        try configuration.resolvePolicies(file)
+        var values = file.values
+        for setting in ConfigurationReference.settings {
+            guard let variable = setting.environment, let text = environment[variable] else { continue }
+            values[setting.key] = ConfigurationValue(shape: .scalar(text), source: variable)
+            for displaced in setting.displaces where values[displaced]?.source == displaced { values[displaced] = nil }
+        }
+        var configuration = ServerConfiguration()
+        for setting in ConfigurationReference.settings {
+            guard let apply = setting.apply, let value = values[setting.key] else { continue }
+            try apply(&configuration, value)
+        }
+        try configuration.resolveSections(file)
+        try configuration.validate()
         return configuration
     }
 
-    /// Applies a configuration file; returns it decoded, for `resolvePolicies`.
-    @discardableResult
-    mutating func apply(yaml text: String, source: String) throws -> ConfigurationFile {
-        let file: ConfigurationFile
-        do {
-            try ConfigurationFile.rejectUnknownKeys(in: text)
-            file = try YAMLDecoder().decode(ConfigurationFile.self, from: text)
-        } catch let error as ConfigurationError {
-            throw ConfigurationError("\(source): \(error)")
-        } catch {
-            throw ConfigurationError("\(source): \(error)")
+    /// The checks that span settings, once every one is applied.
+    func validate() throws {
+        guard keyVault == nil || pkcs11 == nil else {
+            throw ConfigurationError("the CA key is either in Key Vault or on a PKCS#11 token, not both")
         }
-        if let listen = file.listen { try setListen(listen) }
-        if let value = file.dataDirectory { dataDirectory = value }
-        if let value = file.database { databasePath = value }
-        if let value = file.ledgerKeyFile { ledgerKeyFile = value }
-        if let value = file.durability { durability = try parse(value, "durability") }
-        if let ca = file.ca {
-            caDirectory = ca.directory ?? caDirectory
-            caPassphraseFile = ca.passphraseFile ?? caPassphraseFile
-            if let vault = ca.keyVault {
-                keyVault = KeyVaultSettings(
-                    url: vault.url, keyName: vault.keyName, keyVersion: vault.keyVersion,
-                    apiVersion: vault.apiVersion ?? "7.6", caFile: vault.caFile)
-                keyVault?.limits.apply(vault.maxSignsPerSecond, vault.maxConcurrentSigns, vault.maxQueuedSigns)
-            }
-            if let token = ca.pkcs11 {
-                pkcs11 = PKCS11Settings(
-                    module: token.module, tokenLabel: token.tokenLabel, keyLabel: token.keyLabel, keyID: token.keyId)
-                pkcs11?.pinFile = token.pinFile
-                pkcs11?.pinEnvironmentVariable = token.pinEnv
-                pkcs11?.limits.apply(token.maxSignsPerSecond, token.maxConcurrentSigns, token.maxQueuedSigns)
-            }
+        if let keyVault, keyVault.keyName.isEmpty {
+            throw ConfigurationError(
+                "the Key Vault CA key needs its name: ca.keyVault.keyName or SIGNET_KEYVAULT_KEY")
         }
-        if let tls = file.tls {
-            if let value = tls.mode { transport = value }
-            tlsCertificate = tls.certificate ?? tlsCertificate
-            tlsKey = tls.key ?? tlsKey
-            tlsHostnames = tls.hostnames ?? tlsHostnames
-            if let value = tls.clientAuth { clientAuthentication = value }
-            clientCA = tls.clientCA ?? clientCA
-            allowSelfIssuedClients = tls.allowSelfIssuedClients ?? allowSelfIssuedClients
+        try pkcs11?.validate()
+        guard ocspResponderLifetime >= ocspValidity * 2 else {
+            throw ConfigurationError(
+                "ocsp.responderLifetime (\(Lifetime.format(ocspResponderLifetime))) must be at least twice ocsp.validity (\(Lifetime.format(ocspValidity))): it is replaced at half its life and must outlive every answer it signed"
+            )
         }
-        if let issuance = file.issuance {
-            if let value = issuance.defaultDuration {
-                defaultLifetime = try lifetime(value, "issuance.defaultDuration")
-            }
-            if let value = issuance.maxDuration { maximumLifetime = try lifetime(value, "issuance.maxDuration") }
+        guard crlReadinessMargin < crlValidity / 2 else {
+            throw ConfigurationError(
+                "crl.readinessMargin (\(Lifetime.format(crlReadinessMargin))) must be under half of crl.validity (\(Lifetime.format(crlValidity))): a CRL is re-signed when half its validity has passed"
+            )
         }
-        if let value = file.tokenCacheSeconds { tokenCacheLifetime = .milliseconds(Int64(value * 1000)) }
+        guard defaultLifetime <= maximumLifetime else {
+            throw ConfigurationError(
+                "the default duration \(Lifetime.format(defaultLifetime)) exceeds the maximum \(Lifetime.format(maximumLifetime))"
+            )
+        }
+    }
+
+    /// A Key Vault setting needs the vault (`ca.keyVault.url`, applied first).
+    mutating func keyVault(_ value: ConfigurationValue, _ change: (inout KeyVaultSettings) throws -> Void) throws {
+        guard var settings = keyVault else {
+            throw ConfigurationError("\(value.source) needs the vault: ca.keyVault.url or SIGNET_KEYVAULT_URL")
+        }
+        try change(&settings)
+        keyVault = settings
+    }
+
+    /// A PKCS#11 setting needs the module (`ca.pkcs11.module`, applied first).
+    mutating func pkcs11(_ value: ConfigurationValue, _ change: (inout PKCS11Settings) throws -> Void) throws {
+        guard var settings = pkcs11 else {
+            throw ConfigurationError("\(value.source) needs the module: ca.pkcs11.module or SIGNET_PKCS11_MODULE")
+        }
+        try change(&settings)
+        pkcs11 = settings
+    }
+
+    /// The sections read whole: clusters first (service accounts name one), then ACME directories, then the
+    /// policies of service accounts and client certificates, built with the final `issuance.maxDuration` (or
+    /// `SIGNET_MAX_DURATION`) for those without their own, and the final default duration for all.
+    mutating func resolveSections(_ file: ConfigurationFile) throws {
         for entry in file.clusters ?? [] {
             guard KubernetesNames.isLabel(entry.name) else {
                 throw ConfigurationError(
@@ -212,78 +252,12 @@ public struct ServerConfiguration: Sendable, Equatable {
             cluster.allowPlainHTTP = entry.allowPlainHTTP ?? false
             clusters.append(cluster)
         }
-        if let section = file.acme { acme = try ACMESettings(section) }
-        if let base = file.crl?.baseURL {
-            guard base.hasPrefix("http://") || base.hasPrefix("https://") else {
-                throw ConfigurationError("crl.baseURL must be an http(s) URL, not '\(base)'")
-            }
-            crlBaseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
-        }
-        if let path = file.crl?.rootCRL { rootCRLFile = path }
-        if let margin = file.crl?.readinessMargin { crlReadinessMargin = try lifetime(margin, "crl.readinessMargin") }
-        if let validity = file.crl?.validity {
-            let parsed = try lifetime(validity, "crl.validity")
-            guard parsed >= .seconds(60) else {
-                throw ConfigurationError(
-                    "crl.validity must be at least a minute; a CRL is re-signed when half of it has passed")
-            }
-            crlValidity = parsed
-        }
-        if let base = file.ocsp?.baseURL {
-            guard base.hasPrefix("http://") || base.hasPrefix("https://") else {
-                throw ConfigurationError("ocsp.baseURL must be an http(s) URL, not '\(base)'")
-            }
-            ocspBaseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
-        }
-        if let validity = file.ocsp?.validity {
-            ocspValidity = try lifetime(validity, "ocsp.validity")
-            guard ocspValidity >= .seconds(60) else {
-                throw ConfigurationError("ocsp.validity must be at least a minute")
-            }
-        }
-        if let responderLifetime = file.ocsp?.responderLifetime {
-            ocspResponderLifetime = try lifetime(responderLifetime, "ocsp.responderLifetime")
-        }
-        guard ocspResponderLifetime >= ocspValidity * 2 else {
-            throw ConfigurationError(
-                "ocsp.responderLifetime (\(Lifetime.format(ocspResponderLifetime))) must be at least twice ocsp.validity (\(Lifetime.format(ocspValidity))): it is replaced at half its life and must outlive every answer it signed"
-            )
-        }
-        guard crlReadinessMargin < crlValidity / 2 else {
-            throw ConfigurationError(
-                "crl.readinessMargin (\(Lifetime.format(crlReadinessMargin))) must be under half of crl.validity (\(Lifetime.format(crlValidity))): a CRL is re-signed when half its validity has passed"
-            )
-        }
-        if let section = file.limits {
-            if let value = section.issuancesPerSecond {
-                limits.issuancesPerSecond = try Self.nonNegative(value, "limits.issuancesPerSecond")
-            }
-            if let value = section.issuanceBurst {
-                limits.issuanceBurst = try Self.nonNegative(value, "limits.issuanceBurst")
-            }
-            if let value = section.failedAuthenticationsPerMinute {
-                limits.failedAuthenticationsPerMinute = try Self.nonNegative(
-                    value, "limits.failedAuthenticationsPerMinute")
-            }
-            if let value = section.forcedRenewalsPerHour {
-                limits.forcedRenewalsPerHour = try Self.nonNegative(value, "limits.forcedRenewalsPerHour")
-            }
-            if let value = section.probeCacheSeconds {
-                limits.probeCacheSeconds = try Self.nonNegative(value, "limits.probeCacheSeconds")
-            }
-        }
-        if let value = file.renewalConcurrency {
-            guard value >= 1 else { throw ConfigurationError("renewalConcurrency must be at least 1") }
-            renewalConcurrency = value
-        }
-        return file
+        try acme.addDirectories(file.acme?.directories ?? [])
+        try resolvePolicies(file)
     }
 
-    /// Builds the policies of service accounts and client certificates from the file's sections, once the file and
-    /// the environment are both applied: a policy without its own maxDuration gets the final `issuance.maxDuration`
-    /// (or `SIGNET_MAX_DURATION`), and every policy the final default duration.
-    mutating func resolvePolicies(_ file: ConfigurationFile?) throws {
-        guard let file else { return }
+    /// The policies of service accounts and client certificates.
+    mutating func resolvePolicies(_ file: ConfigurationFile) throws {
         if let accounts = file.serviceAccounts {
             guard clusters.contains(where: { $0.name == accounts.cluster }) else {
                 throw ConfigurationError("serviceAccounts.cluster: '\(accounts.cluster)' is not among clusters")
@@ -291,7 +265,9 @@ public struct ServerConfiguration: Sendable, Equatable {
             var settings = ServiceAccountSettings(cluster: accounts.cluster)
             settings.audience = accounts.audience ?? settings.audience
             if let validation = accounts.validation {
-                settings.validation = try parse(validation, "serviceAccounts.validation")
+                settings.validation = try ConfigurationValue(
+                    shape: .scalar(validation), source: "serviceAccounts.validation"
+                ).choice()
             }
             settings.issuer = accounts.issuer ?? settings.issuer
             func identities(_ entries: [String]?, _ key: String) throws -> Set<ServiceAccountIdentity> {
@@ -363,105 +339,6 @@ public struct ServerConfiguration: Sendable, Equatable {
             clientCertificatePolicies.append(
                 ClientCertificatePolicy(match: match, issuer: DistinguishedNames.normalized(issuer), policy: policy))
         }
-    }
-
-    mutating func apply(environment: [String: String]) throws {
-        for (variable, path) in [
-            ("SIGNET_LIMIT_ISSUANCES_PER_SECOND", \RequestLimits.issuancesPerSecond),
-            ("SIGNET_LIMIT_ISSUANCE_BURST", \.issuanceBurst),
-            ("SIGNET_LIMIT_FAILED_AUTHENTICATIONS_PER_MINUTE", \.failedAuthenticationsPerMinute),
-            ("SIGNET_LIMIT_FORCED_RENEWALS_PER_HOUR", \.forcedRenewalsPerHour),
-            ("SIGNET_LIMIT_PROBE_CACHE_SECONDS", \.probeCacheSeconds),
-        ] as [(String, WritableKeyPath<RequestLimits, Double>)] {
-            guard let text = environment[variable] else { continue }
-            guard let value = Double(text) else { throw ConfigurationError("\(variable): '\(text)' is not a number") }
-            limits[keyPath: path] = try Self.nonNegative(value, variable)
-        }
-        if let value = environment["SIGNET_LISTEN"] { try setListen(value) }
-        if let value = environment["SIGNET_DATA_DIR"] { dataDirectory = value }
-        if let value = environment["SIGNET_DATABASE"] { databasePath = value }
-        if let value = environment["SIGNET_LEDGER_KEY_FILE"] { ledgerKeyFile = value }
-        if let value = environment["SIGNET_LEDGER_KEY"] { ledgerKey = value }
-        if let value = environment["SIGNET_DURABILITY"] { durability = try parse(value, "SIGNET_DURABILITY") }
-        if let value = environment["SIGNET_CA_DIR"] { caDirectory = value }
-        if let value = environment["SIGNET_CA_PASSPHRASE_FILE"] { caPassphraseFile = value }
-        if let value = environment["SIGNET_CA_PASSPHRASE"] { caPassphrase = value }
-        if let url = environment["SIGNET_KEYVAULT_URL"] {
-            guard let name = environment["SIGNET_KEYVAULT_KEY"] ?? keyVault?.keyName else {
-                throw ConfigurationError("SIGNET_KEYVAULT_URL needs SIGNET_KEYVAULT_KEY (the key's name)")
-            }
-            keyVault = KeyVaultSettings(
-                url: url, keyName: name, keyVersion: environment["SIGNET_KEYVAULT_KEY_VERSION"] ?? keyVault?.keyVersion,
-                apiVersion: environment["SIGNET_KEYVAULT_API_VERSION"] ?? keyVault?.apiVersion ?? "7.6",
-                caFile: environment["SIGNET_KEYVAULT_CA_FILE"] ?? keyVault?.caFile)
-        }
-        keyVault?.limits.apply(
-            try Self.number(environment, "SIGNET_KEYVAULT_MAX_SIGNS_PER_SECOND"),
-            try Self.number(environment, "SIGNET_KEYVAULT_MAX_CONCURRENT_SIGNS"),
-            try Self.number(environment, "SIGNET_KEYVAULT_MAX_QUEUED_SIGNS")
-        )
-        if let module = environment["SIGNET_PKCS11_MODULE"] {
-            pkcs11 = pkcs11 ?? PKCS11Settings(module: module, tokenLabel: "", keyLabel: nil, keyID: nil)
-            pkcs11?.module = module
-        }
-        if let value = environment["SIGNET_PKCS11_TOKEN"] { pkcs11?.tokenLabel = value }
-        if let value = environment["SIGNET_PKCS11_KEY_LABEL"] {
-            pkcs11?.keyLabel = value
-            pkcs11?.keyID = nil
-        }
-        if let value = environment["SIGNET_PKCS11_KEY_ID"] {
-            pkcs11?.keyID = value
-            pkcs11?.keyLabel = nil
-        }
-        if let value = environment["SIGNET_PKCS11_PIN_FILE"] { pkcs11?.pinFile = value }
-        if let value = environment["SIGNET_PKCS11_PIN_ENV"] { pkcs11?.pinEnvironmentVariable = value }
-        pkcs11?.limits.apply(
-            try Self.number(environment, "SIGNET_PKCS11_MAX_SIGNS_PER_SECOND"),
-            try Self.number(environment, "SIGNET_PKCS11_MAX_CONCURRENT_SIGNS"),
-            try Self.number(environment, "SIGNET_PKCS11_MAX_QUEUED_SIGNS")
-        )
-        guard keyVault == nil || pkcs11 == nil else {
-            throw ConfigurationError("the CA key is either in Key Vault or on a PKCS#11 token, not both")
-        }
-        try pkcs11?.validate()
-        if let value = environment["SIGNET_TLS"] { transport = try parse(value, "SIGNET_TLS") }
-        if let value = environment["SIGNET_TLS_HOSTNAMES"] {
-            tlsHostnames = value.split(separator: ",").map(String.init)
-        }
-        if let value = environment["SIGNET_DEFAULT_DURATION"] {
-            defaultLifetime = try lifetime(value, "SIGNET_DEFAULT_DURATION")
-        }
-        if let value = environment["SIGNET_MAX_DURATION"] {
-            maximumLifetime = try lifetime(value, "SIGNET_MAX_DURATION")
-        }
-        guard defaultLifetime <= maximumLifetime else {
-            throw ConfigurationError(
-                "the default duration \(Lifetime.format(defaultLifetime)) exceeds the maximum \(Lifetime.format(maximumLifetime))"
-            )
-        }
-    }
-
-    private mutating func setListen(_ value: String) throws {
-        // Port 0 asks for any free port (tests read the one bound).
-        guard let address = HostPort.split(value, wildcardHost: "0.0.0.0", allowingPortZero: true) else {
-            throw ConfigurationError("listen '\(value)' is not host:port")
-        }
-        (host, port) = address
-    }
-
-    private static func number<T: LosslessStringConvertible>(_ environment: [String: String], _ key: String) throws
-        -> T?
-    {
-        guard let text = environment[key] else { return nil }
-        guard let value = T(text) else { throw ConfigurationError("\(key): '\(text)' is not a number") }
-        return value
-    }
-
-    private func parse<T: RawRepresentable>(_ value: String, _ key: String) throws -> T where T.RawValue == String {
-        guard let parsed = T(rawValue: value.lowercased()) else {
-            throw ConfigurationError("\(key): '\(value)' is not a valid value")
-        }
-        return parsed
     }
 
     /// A profile a policy may allow: server, client or server-client (never Signet's own ocsp-signing).

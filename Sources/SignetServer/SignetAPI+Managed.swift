@@ -2,6 +2,7 @@ import OpenAPIRuntime
 import SignetAuthority
 import SignetKeys
 import SignetLedger
+import SignetManaged
 import SignetOpenAPI
 
 #if canImport(FoundationEssentials)

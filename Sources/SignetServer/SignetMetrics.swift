@@ -2,6 +2,7 @@ import Prometheus
 import SignetAuthority
 import SignetKeys
 import SignetLedger
+import SignetManaged
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials

@@ -29,7 +29,7 @@ import X509
 /// where parts are wired together.
 public struct SignetServer: Sendable {
     public let configuration: ServerConfiguration
-    public let ledger: CertificateLedger
+    public let ledger: any Ledger
     public let issuance: IssuanceService
     public let metrics: SignetMetrics
     public let authenticator: CallerAuthenticator
@@ -90,26 +90,27 @@ public struct SignetServer: Sendable {
                 ca.crlDistributionPoint = base + "/crl/\(ca.keyIdentifier.hexString).crl"
             }
             if let base = configuration.ocspBaseURL { ca.ocspResponderURL = base + "/ocsp" }
-            let ledger = try CertificateLedger(
-                path: configuration.resolvedDatabasePath, durability: configuration.durability,
-                key: try configuration.loadLedgerKey()
-            )
-            let database = configuration.resolvedDatabasePath
-            let files =
-                [configuration.dataDirectory, database, database + "-wal", database + "-shm"]
-                + (configuration.ledgerKey == nil ? [configuration.resolvedLedgerKeyFile] : [])
-            for (path, mode) in LedgerFiles.widerThanOwner(files) {
-                logger.warning(
-                    "readable by others than Signet's user: make it 0600 (files) or 0700 (directories)",
-                    metadata: [
-                        "path": "\(path)", "mode": "\(String(mode, radix: 8))",
-                    ])
+            let database = try configuration.ledgerDatabase()
+            let ledger = try await database.open(
+                key: try configuration.loadLedgerKey(), serving: true, logger: logger)
+            if configuration.ledgerIsFile {
+                let path = configuration.resolvedDatabasePath
+                let files =
+                    [configuration.dataDirectory, path, path + "-wal", path + "-shm"]
+                    + (configuration.ledgerKey == nil ? [configuration.resolvedLedgerKeyFile] : [])
+                for (path, mode) in LedgerFiles.widerThanOwner(files) {
+                    logger.warning(
+                        "readable by others than Signet's user: make it 0600 (files) or 0700 (directories)",
+                        metadata: [
+                            "path": "\(path)", "mode": "\(String(mode, radix: 8))",
+                        ])
+                }
             }
             logger.info(
                 "CA loaded",
                 metadata: [
                     "subject": "\(ca.certificate.subject)", "keyID": "\(ca.keyIdentifier.hexString)",
-                    "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(configuration.resolvedDatabasePath)",
+                    "notAfter": "\(ca.certificate.notValidAfter)", "ledger": "\(database)",
                     "durability": "\(configuration.durability.rawValue)",
                 ])
             let crl = CRLPublisher(
@@ -161,9 +162,14 @@ public struct SignetServer: Sendable {
             let managed = ManagedCertificates(
                 ledger: ledger, issuance: issuance, clusters: clusters, authenticator: authenticator, metrics: metrics,
                 logger: logger,
-                forcedRenewalsPerHour: configuration.limits.forcedRenewalsPerHour, crlBundle: { await crl.bundle() }
+                forcedRenewalsPerHour: configuration.limits.forcedRenewalsPerHour,
+                claimLease: configuration.renewalClaim,
+                crlBundle: { await crl.bundle() }
             )
-            crl.onPublish { await managed.refreshCRLs() }
+            crl.onPublish { adopted in
+                if adopted { ocsp.forgetCachedAnswers() }
+                await managed.refreshCRLs()
+            }
             var acme: ACMEService?
             if !configuration.acme.directories.isEmpty {
                 acme = ACMEService(
@@ -328,7 +334,7 @@ public struct SignetServer: Sendable {
         await clusters.shutdown()
         await acme?.shutdown()
         try await http?.shutdown()
-        try ledger.close()
+        try await ledger.close()
         logger.info("stopped; ledger closed")
     }
 

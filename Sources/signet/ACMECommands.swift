@@ -55,7 +55,7 @@ struct ACMECommand: AsyncParsableCommand {
                 }
                 let keyID = "kid-" + Base64URL.encode((0..<12).map { _ in UInt8.random(in: 0...255) })
                 let mac = (0..<32).map { _ in UInt8.random(in: 0...255) }
-                let ledger = try location.open(sealing: true)
+                let ledger = try await location.open(sealing: true)
                 try await ledger.createExternalKey(
                     ACMEExternalKey(
                         keyID: keyID, directory: policy.name, label: name ?? keyID, allowedNames: allow,
@@ -97,7 +97,7 @@ struct ACMECommand: AsyncParsableCommand {
             var keyID: String
 
             func run() async throws {
-                let ledger = try location.open()
+                let ledger = try await location.open()
                 guard try await ledger.revokeExternalKey(id: keyID, at: Date(), actor: "cli") else {
                     throw ValidationError("no active EAB key '\(keyID)'")
                 }
@@ -141,7 +141,7 @@ struct ACMECommand: AsyncParsableCommand {
             var account: String
 
             func run() async throws {
-                let ledger = try location.open()
+                let ledger = try await location.open()
                 guard let found = try await ledger.account(id: account) else {
                     throw ValidationError("no account '\(account)'")
                 }
@@ -176,7 +176,7 @@ struct ACMECommand: AsyncParsableCommand {
                 guard !serial.isEmpty || requester != nil else {
                     throw ValidationError("name certificates with --serial or --requester")
                 }
-                let ledger = try location.open()
+                let ledger = try await location.open()
                 var serials = serial
                 if let requester {
                     var query = CertificateQuery()

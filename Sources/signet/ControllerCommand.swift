@@ -4,6 +4,7 @@ import Logging
 import SignetClient
 import SignetController
 import SignetKubernetes
+import SignetLogging
 import SignetServer
 
 struct ControllerCommand: AsyncParsableCommand {
@@ -103,8 +104,11 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "Log format: text, or json (one object per line, for log pipelines).")
+    var logFormat: LogFormat = .text
+
     func run() async throws {
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        logFormat.bootstrap()
         var logger = Logger(label: "signet-controller")
         logger.logLevel = logLevel
         let environment = ProcessInfo.processInfo.environment
@@ -181,3 +185,5 @@ struct ControllerCommand: AsyncParsableCommand {
         try await client.shutdown()
     }
 }
+
+extension LogFormat: ExpressibleByArgument {}

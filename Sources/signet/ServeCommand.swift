@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import SignetLogging
 import SignetServer
 
 struct ServeCommand: AsyncParsableCommand {
@@ -20,10 +21,10 @@ struct ServeCommand: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func run() async throws {
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        let configuration = try ServerConfiguration.load(path: configPath)
+        configuration.logFormat.bootstrap()
         var logger = Logger(label: "signet")
         logger.logLevel = logLevel
-        let configuration = try ServerConfiguration.load(path: configPath)
         let server = try await SignetServer.prepare(configuration, logger: logger)
         try await server.run()
     }

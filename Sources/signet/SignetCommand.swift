@@ -7,7 +7,7 @@ struct SignetCommand: AsyncParsableCommand {
         abstract: "A private certificate authority for Kubernetes and Istio gateways.",
         subcommands: [
             ServeCommand.self, CACommand.self, TokenCommand.self, IssueCommand.self, CertsCommand.self,
-            ACMECommand.self, ControllerCommand.self,
+            ACMECommand.self, ControllerCommand.self, LedgerCommand.self,
         ]
     )
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import SignetAuthority
 import SignetLedger
 import SignetServer
@@ -79,7 +80,7 @@ struct TokenCommand: AsyncParsableCommand {
                 }
                 chosen.append(profile)
             }
-            let ledger = try location.open()
+            let ledger = try await location.open()
             let (token, digest) = APITokens.mint()
             try await ledger.createToken(
                 TokenEntry(
@@ -141,7 +142,7 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                try await location.open().revokeToken(name: name)
+                try await location.open().revokeToken(name: name, at: Date())
             } catch let error as LedgerError {
                 throw CommandFailure(error.description)
             }
@@ -151,17 +152,13 @@ struct TokenCommand: AsyncParsableCommand {
 }
 
 extension LedgerLocation {
-    /// The ledger; `sealing` also loads the ledger key, for commands that write or read sealed secrets.
-    func open(sealing: Bool = false) throws -> CertificateLedger {
-        let configuration = try ServerConfiguration.load(path: configPath)
-        let path = database ?? configuration.resolvedDatabasePath
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        }
-        return try CertificateLedger(
-            path: path, durability: configuration.durability, key: sealing ? try configuration.loadLedgerKey() : nil)
+    /// The ledger (SQLite or PostgreSQL, as `--database` or the configuration says); `sealing` also loads the ledger
+    /// key, for commands that write or read sealed secrets.
+    func open(sealing: Bool = false) async throws -> any Ledger {
+        var configuration = try ServerConfiguration.load(path: configPath)
+        if let database { configuration.databasePath = database }
+        return try await configuration.ledgerDatabase().open(
+            key: sealing ? try configuration.loadLedgerKey() : nil, logger: Logger(label: "signet.ledger"))
     }
 
     func configuration() throws -> ServerConfiguration {

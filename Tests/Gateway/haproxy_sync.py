@@ -18,13 +18,19 @@ import urllib.request
 
 
 def runtime_api(sock_path, command):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(sock_path)
-        sock.sendall(command.encode())
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer.decode()
+    """One command on haproxy's runtime API; an unreachable socket answers with the error, so the caller's push fails
+    and is tried again on the next poll instead of ending the feed."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(sock_path)
+            sock.sendall(command.encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return answer.decode()
+    except OSError as error:
+        return f"runtime API unreachable: {error}"
 
 
 def describe_crls(pem):

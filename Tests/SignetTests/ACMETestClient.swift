@@ -160,4 +160,5 @@ final class LockedValue<T: Sendable>: @unchecked Sendable {
     init(_ value: T) { stored = value }
     var value: T { lock.withLock { stored } }
     func set(_ value: T) { lock.withLock { stored = value } }
+    func update(_ change: (inout T) -> Void) { lock.withLock { change(&stored) } }
 }

@@ -170,7 +170,7 @@ struct APITests {
         case .none: tokenToUse = nil
         case .unknown: tokenToUse = "sgt_not-a-real-token"
         case .revoked:
-            try await service.server.ledger.revokeToken(name: "ci")
+            try await service.server.ledger.revokeToken(name: "ci", at: Date())
             tokenToUse = service.token
         case .auditor: tokenToUse = service.auditorToken
         }
@@ -300,7 +300,8 @@ struct APITests {
     @Test("a caller issuing past its limit gets 429 with Retry-After; others are unaffected; the metrics count it")
     func issuanceRateLimit() async throws {
         let service = try await TestService.make {
-            $0.limits.issuancesPerSecond = 0.01
+            // One token every ~3 hours: however slow the machine, the third issuance finds the bucket empty.
+            $0.limits.issuancesPerSecond = 0.0001
             $0.limits.issuanceBurst = 2
         }
         let (other, digest) = APITokens.mint()
@@ -526,7 +527,7 @@ struct APITests {
     @Test("readiness fails when the ledger cannot be written")
     func notReady() async throws {
         let service = try await TestService.make()
-        try service.server.ledger.close()
+        try await service.server.ledger.close()
         try await service.withClient { client in
             let ready = try await client.call(.get, "/readyz")
             #expect(ready.status == 503)
@@ -718,5 +719,12 @@ enum Broken {
             signatureAlgorithm: .ecdsaWithSHA256, extensions: Certificate.Extensions(), issuerPrivateKey: .init(key)
         )
         return try certificate.serializeAsPEM().pemString
+    }
+}
+
+extension Ledger {
+    /// Every certificate the ledger holds, whatever its status.
+    func certificateCount() async throws -> Int {
+        try await summary(now: Date()).counts.values.reduce(0, +)
     }
 }

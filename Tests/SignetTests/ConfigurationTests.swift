@@ -173,14 +173,57 @@ struct ConfigurationTests {
         #expect(
             documented == ConfigurationReference.markdown,
             "the README's settings block is stale; the table is in \(NSTemporaryDirectory())settings-reference.md")
-        let source = try String(
-            contentsOfFile: Fixtures.packageRoot + "/Sources/SignetServer/ServerConfiguration.swift", encoding: .utf8)
-        let read = Set(source.matches(of: /"(SIGNET_[A-Z0-9_]+)"/).map { String($0.1) })
-        let listed = Set(ConfigurationReference.settings.compactMap(\.environment))
+        // The table is the only place a setting is read from the environment.
+        let directory = Fixtures.packageRoot + "/Sources/SignetServer"
+        for file in try FileManager.default.contentsOfDirectory(atPath: directory)
+        where file.hasSuffix(".swift") && file != "ConfigurationReference.swift" {
+            let source = try String(contentsOfFile: directory + "/" + file, encoding: .utf8)
+            #expect(
+                source.matches(of: /environment\["SIGNET_/).isEmpty,
+                "\(file) reads a SIGNET_ variable; settings are read through ConfigurationReference.settings")
+        }
+    }
+
+    @Test(
+        "one table of settings: each documented default, applied, is the default; each environment variable sets its setting over the file's value"
+    )
+    func tableDefaultsAndEnvironment() throws {
+        let defaults = ServerConfiguration()
+        var checked = 0
+        for setting in ConfigurationReference.settings
+        where !setting.defaultValue.isEmpty && !setting.defaultValue.contains("<") {
+            // Defaults that describe rather than state (`<dataDirectory>/ca`, `unlimited`, `the system roots`) do not
+            // parse, or need another setting first; those that parse must be exactly the default.
+            guard
+                let applied = try? ServerConfiguration.load(
+                    path: nil, environment: setting.environment.map { [$0: setting.defaultValue] } ?? [:]),
+                setting.environment != nil
+            else { continue }
+            #expect(
+                applied == defaults,
+                "\(setting.key): the documented default '\(setting.defaultValue)' is not the default")
+            checked += 1
+        }
+        #expect(checked >= 12, "only \(checked) documented defaults were checked")
+
+        let path = try Fixtures.temporaryDirectory() + "/signet.yaml"
+        try "durability: normal\nissuance:\n  maxDuration: 30d\n  defaultDuration: 7d\n".write(to: path)
+        let overlaid = try ServerConfiguration.load(
+            path: path, environment: ["SIGNET_DURABILITY": "full", "SIGNET_DEFAULT_DURATION": "1d"])
+        #expect(overlaid.durability == .full, "the environment wins")
+        #expect(overlaid.defaultLifetime == .seconds(86_400))
         #expect(
-            read == listed,
-            "read but not in the table: \(read.subtracting(listed)); in the table but not read: \(listed.subtracting(read))"
-        )
+            overlaid.maximumLifetime == .seconds(30 * 86_400), "the file's value stays where the environment is silent")
+        #expect {
+            try ServerConfiguration.load(path: nil, environment: ["SIGNET_MAX_DURATION": "soon"])
+        } throws: { error in
+            String(describing: error).contains("SIGNET_MAX_DURATION")
+        }
+        #expect {
+            try ServerConfiguration.load(path: nil, environment: ["SIGNET_KEYVAULT_KEY": "k"])
+        } throws: { error in
+            String(describing: error).contains("SIGNET_KEYVAULT_KEY needs the vault")
+        }
     }
 
     @Test(

@@ -682,7 +682,7 @@ struct ControllerTests {
         let resumed = try rig.waitFor("flaky", seconds: 40) { Rig.status($0)["revision"] as? Int == 4 }
         #expect(signed.contains(Rig.status(resumed)["serial"] as? String ?? "?"))
         #expect(try rig.issuedSerials().count == before + 1, "no second certificate for the interrupted issuance")
-        #expect(rig.controllerLog("one").contains("resuming an interrupted issuance"))
+        #expect(rig.controllerLog("one").contains("resuming an interrupted renewal"))
     }
 
     @Test(

@@ -1,6 +1,7 @@
 import Foundation
 import SignetACME
 import SignetKubernetes
+import SignetPostgres
 import SignetServer
 import Testing
 
@@ -9,7 +10,7 @@ import Testing
 /// there is configuration Signet accepts.
 @Suite("deploy/: kustomize overlays, validated offline")
 struct DeployTests {
-    static let overlays = ["file-ca", "keyvault"]
+    static let overlays = ["file-ca", "keyvault", "ha"]
 
     func validate(_ rendered: String) throws -> Tool.Result {
         try Tool.run(
@@ -29,9 +30,11 @@ struct DeployTests {
         #expect(
             checked.succeeded && checked.output.contains(", 0 failing") && !checked.output.contains("UNCHECKED"),
             "\(checked.output)\(checked.error)")
+        // The ha overlay keeps its ledger in PostgreSQL (no volume claim) and bounds disruptions instead.
+        let storage = overlay == "ha" ? "PodDisruptionBudget" : "PersistentVolumeClaim"
         for kind in [
-            "CustomResourceDefinition", "Deployment", "ClusterRole", "Role", "Service", "PersistentVolumeClaim",
-            "ConfigMap", "Gateway", "Certificate",
+            "CustomResourceDefinition", "Deployment", "ClusterRole", "Role", "Service", storage, "ConfigMap", "Gateway",
+            "Certificate",
         ] {
             #expect(checked.output.contains("ok      \(kind) "), "\(kind) missing from \(overlay)")
         }
@@ -197,9 +200,39 @@ struct DeployTests {
             text.contains("url: https://signet.signet-system.svc:8443"), "the issuer names the controller's own server")
     }
 
+    @Test(
+        "the ha overlay: three replicas rolled one at a time, spread over nodes, at least two through a drain, the database password and ledger key from Secrets, ready only with the database, no volume claim"
+    )
+    func highAvailability() throws {
+        let rendered = try Tool.run("kubectl", ["kustomize", Fixtures.packageRoot + "/deploy/overlays/ha"]).output
+        let documents = rendered.components(separatedBy: "\n---\n")
+        let server = try #require(
+            documents.first { $0.contains("kind: Deployment") && $0.contains("name: signet-server\n") })
+        for expected in [
+            "replicas: 3", "type: RollingUpdate", "maxUnavailable: 0", "topologyKey: kubernetes.io/hostname",
+            "whenUnsatisfiable: DoNotSchedule", "name: SIGNET_DATABASE_PASSWORD", "name: signet-database",
+            "name: SIGNET_LEDGER_KEY", "name: signet-ledger-key", "path: /readyz", "emptyDir: {}",
+        ] {
+            #expect(server.contains(expected), "\(expected) in the server's Deployment")
+        }
+        #expect(!rendered.contains("kind: PersistentVolumeClaim") && !server.contains("claimName"))
+        let budget = try #require(documents.first { $0.contains("kind: PodDisruptionBudget") })
+        #expect(budget.contains("minAvailable: 2") && budget.contains("namespace: signet-system"))
+        let configuration = try ServerConfiguration.load(
+            path: Fixtures.packageRoot + "/deploy/overlays/ha/signet.yaml",
+            environment: ["SIGNET_DATABASE_PASSWORD": "from-the-secret"])
+        guard case .postgres(let settings) = try configuration.ledgerDatabase() else {
+            Issue.record("the ha overlay's ledger is PostgreSQL")
+            return
+        }
+        #expect(settings.tlsMode == .verifyFull && settings.password == "from-the-secret")
+    }
+
     @Test("the signet.yaml of each overlay is a configuration signet serve accepts")
     func configurationsLoad() throws {
-        for path in ["deploy/base/signet.yaml", "deploy/overlays/keyvault/signet.yaml"] {
+        for path in [
+            "deploy/base/signet.yaml", "deploy/overlays/keyvault/signet.yaml", "deploy/overlays/ha/signet.yaml",
+        ] {
             let configuration = try ServerConfiguration.load(path: Fixtures.packageRoot + "/" + path, environment: [:])
             #expect(
                 configuration.serviceAccounts?.controllers.map(\.description) == ["signet-system/signet-controller"],

@@ -4,6 +4,7 @@ import SignetACME
 import SignetAuthority
 import SignetKeys
 import SignetLedger
+import SignetManaged
 import Testing
 
 /// What only the SQLite ledger does (group commit, WAL and durability, migrations, keys at rest, the ACME store); what
@@ -78,61 +79,6 @@ struct LedgerTests {
         }
     }
 
-    @Test("concurrent records are grouped into few transactions and every one is durable")
-    func groupCommit() async throws {
-        let path = try Fixtures.temporaryDirectory() + "/ledger.sqlite"
-        let ledger = try CertificateLedger(path: path)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for index in 0..<400 {
-                group.addTask {
-                    try await ledger.record(
-                        self.entry(
-                            serial: String(format: "%04x", index), names: ["a.example.com"],
-                            notAfter: Date().addingTimeInterval(3600)), event: self.event("x"))
-                }
-            }
-            try await group.waitForAll()
-        }
-        // 400 records arriving together share transactions (each one fsync under durability full).
-        let transactions = await ledger.groupCommitTransactions
-        #expect(transactions >= 2 && transactions <= 200, "\(transactions) transactions for 400 concurrent records")
-        try ledger.close()
-        // A fresh connection, as after a restart, sees every row and its audit event.
-        let reopened = try CertificateLedger(path: path)
-        #expect(try await reopened.certificateCount() == 400)
-        #expect(try await reopened.auditEvents(limit: 1000).count == 400)
-    }
-
-    @Test("a failing write in a batch fails only its own caller and leaves nothing half-written")
-    func isolatedFailure() async throws {
-        let ledger = try CertificateLedger(path: try Fixtures.temporaryDirectory() + "/ledger.sqlite")
-        try await ledger.record(
-            entry(serial: "dup", names: ["a.example.com"], notAfter: Date().addingTimeInterval(3600)),
-            event: event("dup"))
-        let outcomes = await withTaskGroup(of: Bool.self, returning: [Bool].self) { group in
-            for index in 0..<50 {
-                group.addTask {
-                    // One of them reuses a serial: the UNIQUE constraint must refuse it, and only it.
-                    let serial = index == 25 ? "dup" : "s\(index)"
-                    do {
-                        try await ledger.record(
-                            self.entry(
-                                serial: serial, names: ["a.example.com"], notAfter: Date().addingTimeInterval(3600)),
-                            event: self.event(serial))
-                        return true
-                    } catch {
-                        return false
-                    }
-                }
-            }
-            return await group.reduce(into: []) { $0.append($1) }
-        }
-        #expect(outcomes.filter { !$0 }.count == 1)
-        #expect(try await ledger.certificateCount() == 50)
-        // The refused write's audit event went with it: 1 + 49 events, no orphan.
-        #expect(try await ledger.auditEvents(limit: 1000).count == 50)
-    }
-
     @Test("ACME nonces: each is good once, not after it expires, not if forged, and still good after a restart")
     func nonces() async throws {
         let path = try Fixtures.temporaryDirectory() + "/ledger.sqlite"
@@ -201,7 +147,7 @@ struct LedgerTests {
             entry,
             event: AuditEvent(
                 at: now, actor: "acme:d/acct", action: "certificate.issue", outcome: .success, subject: "01"),
-            alongside: ledger.completeOrder(orderID: "done", serial: "01"))
+            alongside: .completeOrder(orderID: "done", serial: "01"))
         #expect(
             try await ledger.pruneACME(now: now, retention: .seconds(86_400)) == 2,
             "the stale order and its authorization")

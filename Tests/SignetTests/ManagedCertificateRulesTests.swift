@@ -1,5 +1,6 @@
 import Foundation
 import SignetAuthority
+import SignetManaged
 import Testing
 
 /// The pure rules of managed certificates: when to renew, how failures back off, who may deliver where.

@@ -3,6 +3,7 @@ import SignetAuthority
 import SignetDelivery
 import SignetKeys
 import SignetKubernetes
+import SignetManaged
 import Testing
 import X509
 

@@ -189,8 +189,7 @@ struct ServeProcessTests {
             "--generate-key", "ecdsa-p256", "--dns", "a.example.com", "--out", server.dataDirectory + "/one",
         ])
         #expect(first.succeeded)
-        server.kill(signal: SIGTERM)
-        server.process.waitUntilExit()
+        #expect(server.process.terminate(within: 20), "ends within 20 s of SIGTERM")
         #expect(server.process.terminationStatus == 0, "\(server.logText)")
         #expect(server.logText.contains("ledger closed"))
 
@@ -258,6 +257,106 @@ struct ServeProcessTests {
             #expect(orphans == 0)
         }
     }
+}
+
+extension ServeProcessTests {
+    @Test(
+        "signet ledger backup under load: the copy is consistent, 0600, and holds every certificate answered before the backup began; an existing file is never overwritten; served from the restored copy, Signet answers for them"
+    )
+    func backupUnderLoad() async throws {
+        let server = try ServerProcess()
+        defer { server.stop() }
+        let token = try server.createToken(name: "load", allow: ["*.example.com"])
+        let csr = try Fixtures.csr(dnsNames: ["load.example.com"])
+        try JSONSerialization.data(withJSONObject: ["csr": csr])
+            .write(to: URL(fileURLWithPath: server.dataDirectory + "/body.json"))
+        let received = LockedSerials()
+        let beforeBackup = LockedSerials()
+        let backupDone = LockedFlag()
+        let copy = server.dataDirectory + "/backup.sqlite"
+        // Two clients issue in a loop (as many as this machine runs at once); a second into their burst, the backup
+        // is taken from another thread, and they go on until a second after it is done.
+        Thread {
+            Thread.sleep(forTimeInterval: 1)
+            for serial in received.all { beforeBackup.add(serial) }
+            let started = Date()
+            let result = try? server.signet(["ledger", "backup", "--to", copy])
+            #expect(result?.succeeded == true, "\(result?.error ?? "")")
+            print(
+                "ledger backup: \(String(format: "%.2f", Date().timeIntervalSince(started))) s: \(result?.output ?? "")"
+            )
+            backupDone.set()
+        }.start()
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in
+            // Until the backup is done and a second more, so that the backup runs in the middle of the burst.
+            var deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                if backupDone.isSet { deadline = min(deadline, Date().addingTimeInterval(1)) }
+                guard
+                    let result = try? Tool.run(
+                        "curl",
+                        [
+                            "-s", "--max-time", "5", "--cacert", server.rootCertificate, "-H",
+                            "Authorization: Bearer \(token)", "-H", "Content-Type: application/json",
+                            "--data-binary", "@" + server.dataDirectory + "/body.json", "-w", "\n%{http_code}",
+                            server.url + "/v1/certificates",
+                        ]),
+                    result.output.hasSuffix("\n201"),
+                    let object = try? JSONSerialization.jsonObject(
+                        with: Data(result.output.dropLast(4).utf8)) as? [String: Any],
+                    let serial = object["serial"] as? String
+                else { continue }
+                received.add(serial)
+            }
+        }
+        #expect(beforeBackup.count > 0, "certificates were answered before the backup began")
+        let attributes = try FileManager.default.attributesOfItem(atPath: copy)
+        #expect(attributes[.posixPermissions] as? Int == 0o600)
+        let queue = try DatabaseQueue(path: copy)
+        try await queue.read { db in
+            #expect(try String.fetchOne(db, sql: "PRAGMA integrity_check") == "ok")
+            let stored = Set(try String.fetchAll(db, sql: "SELECT serial FROM certificates"))
+            let missing = beforeBackup.all.subtracting(stored)
+            #expect(missing.isEmpty, "answered before the backup began but not in it: \(missing)")
+            print(
+                "ledger backup under load: \(beforeBackup.count) certificates answered before it began, \(stored.count) in the copy, \(received.count) answered in all"
+            )
+            let orphans = try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT count(*) FROM certificates c WHERE NOT EXISTS (
+                        SELECT 1 FROM audit_events e WHERE e.subject = c.serial AND e.outcome = 'success')
+                    """)
+            #expect(orphans == 0, "every certificate in the copy has its audit event")
+        }
+        try queue.close()
+        let again = try server.signet(["ledger", "backup", "--to", copy])
+        #expect(!again.succeeded && again.error.contains("already exists"), "\(again.error)")
+        #expect(server.process.isRunning, "the server served throughout")
+
+        // Restored: Signet serving from the copy answers for the certificates of before the backup.
+        server.stop()
+        let restored = try ServerProcess(dataDirectory: server.dataDirectory, environment: ["SIGNET_DATABASE": copy])
+        defer { restored.stop() }
+        for serial in beforeBackup.all {
+            let found = try Tool.run(
+                "curl",
+                [
+                    "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert",
+                    restored.rootCertificate, "-H", "Authorization: Bearer \(token)",
+                    restored.url + "/v1/certificates/\(serial)",
+                ])
+            #expect(found.output == "200", "\(serial) from the restored ledger")
+        }
+    }
+}
+
+final class LockedFlag: @unchecked Sendable {
+    // @unchecked: every access goes through `lock`.
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
 }
 
 final class LockedSerials: @unchecked Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// `signet serve` as a separate process on a free loopback port: what a user runs, HTTPS included.
 final class ServerProcess: @unchecked Sendable {
@@ -77,10 +78,12 @@ final class ServerProcess: @unchecked Sendable {
         Foundation.kill(process.processIdentifier, signal)
     }
 
+    /// Stops the server as Kubernetes would (SIGTERM) and waits for it to end; one that is still running after 20 s
+    /// is killed, and that hang is a test failure, not a wait without end.
     func stop() {
-        if process.isRunning {
-            kill(signal: SIGTERM)
-            process.waitUntilExit()
+        if !process.terminate(within: 20) {
+            Issue.record(
+                "signet serve did not end within 20 s of SIGTERM; killed. Its log ends:\n\(logText.suffix(4000))")
         }
     }
 

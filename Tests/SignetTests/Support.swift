@@ -152,6 +152,22 @@ func freePort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
+extension Process {
+    /// Sends SIGTERM and waits up to `grace` seconds for the process to end, then SIGKILL: a test's cleanup never
+    /// waits forever on a program that does not shut down. Returns whether it ended by itself within `grace`.
+    @discardableResult
+    func terminate(within grace: TimeInterval) -> Bool {
+        guard isRunning else { return true }
+        terminate()
+        let deadline = Date().addingTimeInterval(grace)
+        while isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        let ended = !isRunning
+        if !ended { kill(processIdentifier, SIGKILL) }
+        waitUntilExit()
+        return ended
+    }
+}
+
 /// Child processes that serve a whole suite (a shared `signet serve`, BIND): a static fixture is never deinitialized,
 /// so they are terminated when the test process exits instead of outliving it.
 enum SuiteProcesses {
@@ -238,6 +254,12 @@ extension Fixtures {
     }
 }
 
+/// haproxy exited, or did not open its runtime API within 20 s.
+struct HAProxyNotStarted: Error, CustomStringConvertible {
+    let socket: String
+    var description: String { "haproxy did not open its runtime API at \(socket) within 20 s" }
+}
+
 /// haproxy as a test's gateway (its runtime API on `work/admin.sock`), and Tests/Gateway/haproxy_sync.py feeding it
 /// from a Secret of the Kubernetes API double, as Istio's SDS feeds Envoy.
 enum HAProxyGateway {
@@ -262,7 +284,15 @@ enum HAProxyGateway {
         haproxy.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         haproxy.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try haproxy.run()
-        return haproxy
+        // The runtime API is what the feed and the tests talk to: haproxy counts as started once its socket exists (a
+        // loaded machine has been seen to take seconds), so no caller races its start.
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, haproxy.isRunning {
+            if FileManager.default.fileExists(atPath: work + "/admin.sock") { return haproxy }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        haproxy.terminate()
+        throw HAProxyNotStarted(socket: work + "/admin.sock")
     }
 
     /// Follows Secret `namespace/secret`, pushing its certificate (and with `crlFile`, its `ca.crl`) into haproxy;
@@ -281,7 +311,9 @@ enum HAProxyGateway {
             ]
             + (crlFile.map { ["--crl-file", $0] } ?? [])
         _ = FileManager.default.createFile(atPath: work + "/sync.log", contents: nil)
-        sync.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: work + "/sync.log"))
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: work + "/sync.log"))
+        sync.standardOutput = log
+        sync.standardError = log
         try sync.run()
         return sync
     }

@@ -1,13 +1,16 @@
 // signet-bench: the in-process parts of the benchmark (bench/run.sh drives the rest).
 //   signet-bench csrs COUNT DIR        pre-generate P-256 CSRs as request bodies for Signet and for cfssl
 //   signet-bench ceiling SECONDS       CSR verification + certificate signing per second on all cores
-//   signet-bench ledger ROWS PATH      fill a ledger with ROWS certificates and time the auditor's queries
+//   signet-bench ledger ROWS PATH      fill a ledger with ROWS certificates and time the auditor's queries; a
+//                                      postgres:// URL instead of PATH times them on a ledger bench/run.sh filled
 //   signet-bench acme DIRECTORY_URL CA_FILE CLIENTS SECONDS LABEL   the ACME order flow, CLIENTS at once
 import Crypto
 import Foundation
+import Logging
 import SignetAuthority
 import SignetKeys
 import SignetLedger
+import SignetPostgres
 import SwiftASN1
 import X509
 
@@ -19,9 +22,16 @@ case "csrs":
 case "ceiling":
     try await measureCeiling(seconds: Double(arguments.dropFirst().first ?? "5") ?? 5)
 case "ledger":
-    try await measureLedger(
-        rows: Int(arguments.dropFirst().first ?? "1000000") ?? 1_000_000,
-        path: arguments.dropFirst(2).first ?? "bench-ledger.sqlite")
+    let location = arguments.dropFirst(2).first ?? "bench-ledger.sqlite"
+    let rows = Int(arguments.dropFirst().first ?? "1000000") ?? 1_000_000
+    if location.hasPrefix("postgres://") {
+        let ledger = try await PostgresLedger(
+            PostgresConnectionSettings(url: location), logger: Logger(label: "signet-bench"))
+        try await measureQueries(ledger, expecting: rows)
+        await ledger.close()
+    } else {
+        try await measureLedger(rows: rows, path: location)
+    }
 case "acme":
     let values = Array(arguments.dropFirst())
     guard values.count == 5, let clients = Int(values[2]), let seconds = Double(values[3]) else {
@@ -131,6 +141,16 @@ func measureLedger(rows: Int, path: String) async throws {
             try await group.waitForAll()
         }
         print(String(format: "LEDGER filled rows=%d seconds=%.1f", rows, Date().timeIntervalSince(start)))
+    }
+    try await measureQueries(ledger, expecting: rows)
+}
+
+/// The auditor's queries and the metrics gauges' query on a filled ledger, each the median of seven.
+func measureQueries(_ ledger: any IssuedCertificateStore & StoreHealth, expecting rows: Int) async throws {
+    let held = try await ledger.summary(now: Date()).counts.values.reduce(0, +)
+    guard held >= rows else {
+        print("the ledger holds \(held) certificates, not \(rows): fill it first (bench/run.sh does)")
+        exit(1)
     }
     let now = Date()
     func time(_ label: String, _ configure: (inout CertificateQuery) -> Void) async throws {

@@ -549,10 +549,9 @@ public final class ACMEService: Sendable {
             duration: order.notAfter.map { "\(max(1, Int($0.timeIntervalSince(now()).rounded())))s" },
             profile: profile
         )
-        let store = self.store
         do {
             _ = try await issuance.issue(request, for: try caller(for: account, directory: directory)) { serial in
-                store.completeOrder(orderID: orderID, serial: serial)
+                .completeOrder(orderID: orderID, serial: serial)
             }
         } catch let refusal as IssuanceRefusal {
             try? await store.failOrder(orderID: orderID, error: nil, invalid: false)
