@@ -25,7 +25,7 @@ extension PostgresLedger: ACMEStore {
             let expires = ACMENonce.expiry(
                 of: value, key: try await nonceKey(), nowMilliseconds: Self.milliseconds(now))
         else { return false }
-        return try await transaction { connection in
+        return try await transaction { [self] connection in
             try await Self.exists(
                 """
                 INSERT INTO acme_nonces (value, expires_ms) VALUES (\(value), \(expires)) ON CONFLICT DO NOTHING
@@ -38,7 +38,7 @@ extension PostgresLedger: ACMEStore {
     private func nonceKey() async throws -> SymmetricKey {
         if let key = nonceKeyCache.withLock({ $0 }) { return key }
         let fresh = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
-        let stored = try await transaction { connection in
+        let stored = try await transaction { [self] connection in
             try await connection.query(
                 "INSERT INTO acme_settings (name, value) VALUES ('nonce-key', \(fresh)) ON CONFLICT DO NOTHING",
                 logger: logger)
@@ -56,7 +56,7 @@ extension PostgresLedger: ACMEStore {
     public func createExternalKey(_ externalKey: ACMEExternalKey, macKey: [UInt8], actor: String) async throws {
         guard let key else { throw LedgerError.corrupt("EAB keys need the ledger key to be sealed") }
         let sealed = try key.seal(Base64URL.encode(macKey), binding: "acme-eab:" + externalKey.keyID)
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await connection.query(
                 """
                 INSERT INTO acme_eab_keys (key_id, directory, label, allowed_names, sealed_mac_key, created_at_ms)
@@ -93,7 +93,7 @@ extension PostgresLedger: ACMEStore {
     }
 
     public func revokeExternalKey(id: String, at date: Date, actor: String) async throws -> Bool {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             guard
                 try await Self.exists(
                     """
@@ -131,7 +131,7 @@ extension PostgresLedger: ACMEStore {
     /// account instead, the unique key deciding races.
     public func createAccount(_ account: ACMEAccount) async throws -> (account: ACMEAccount, created: Bool) {
         do {
-            return try await transaction { connection in
+            return try await transaction { [self] connection in
                 try await connection.query(
                     """
                     INSERT INTO acme_accounts (id, directory, thumbprint, jwk, status, contact, eab_key_id,
@@ -173,7 +173,7 @@ extension PostgresLedger: ACMEStore {
     }
 
     public func updateAccount(id: String, contact: [String]?, status: AccountStatus?) async throws -> ACMEAccount? {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             if let contact {
                 try await connection.query(
                     "UPDATE acme_accounts SET contact = \(contact) WHERE id = \(id) AND status = 'valid'",
@@ -204,7 +204,7 @@ extension PostgresLedger: ACMEStore {
 
     public func changeAccountKey(id: String, jwk: String, thumbprint: String) async throws -> String? {
         do {
-            return try await transaction { connection in
+            return try await transaction { [self] connection in
                 if let other = try await connection.allRows(
                     """
                     SELECT b.id FROM acme_accounts a JOIN acme_accounts b
@@ -284,7 +284,7 @@ extension PostgresLedger: ACMEStore {
     {
         let identifiers = try ACMEJSON.encode(order.identifiers)
         let rows = try authorizations.map { ($0, try ACMEJSON.encode($0.challenges)) }
-        try await transaction { connection in
+        try await transaction { [self] connection in
             for (authorization, challenges) in rows {
                 try await connection.query(
                     """
@@ -333,7 +333,7 @@ extension PostgresLedger: ACMEStore {
         -> Bool
     {
         let challenges = try ACMEJSON.encode(authorization.challenges)
-        return try await transaction { connection in
+        return try await transaction { [self] connection in
             try await Self.exists(
                 """
                 UPDATE acme_authorizations SET status = \(authorization.status.rawValue),
@@ -353,7 +353,7 @@ extension PostgresLedger: ACMEStore {
     }
 
     public func beginFinalization(orderID: String) async throws -> Bool {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await Self.exists(
                 """
                 UPDATE acme_orders SET status = 'processing' WHERE id = \(orderID) AND status IN ('pending', 'ready')
@@ -380,7 +380,7 @@ extension PostgresLedger: ACMEStore {
 
     public func failOrder(orderID: String, error: ACMEStoredProblem?, invalid: Bool) async throws {
         let problem = try error.map(ACMEJSON.encode)
-        try await transaction { connection in
+        try await transaction { [self] connection in
             _ = try await connection.query(
                 """
                 UPDATE acme_orders SET status = \(invalid ? "invalid" : "ready"), error = \(problem)::jsonb
@@ -438,7 +438,7 @@ extension PostgresLedger: ACMEStore {
 
     public func advanceRenewal(serials: [String], at date: Date) async throws -> Int {
         let lowered = serials.map { $0.lowercased() }
-        return try await transaction { connection in
+        return try await transaction { [self] connection in
             let advanced = try await connection.allRows(
                 """
                 INSERT INTO acme_renewal_advances (serial, advanced_at_ms)
@@ -462,7 +462,7 @@ extension PostgresLedger: ACMEStore {
 
     public func pruneACME(now: Date, retention: Duration) async throws -> Int {
         let cutoff = Self.milliseconds(now) - Int64(retention.components.seconds) * 1000
-        return try await transaction { connection in
+        return try await transaction { [self] connection in
             var removed = 0
             removed += try await connection.allRows(
                 "DELETE FROM acme_nonces WHERE expires_ms <= \(Self.milliseconds(now)) RETURNING 1"

@@ -131,7 +131,7 @@ extension PostgresLedger: IssuedCertificateStore, StoreHealth {
         -> RevocationOutcome
     {
         let serial = serial.lowercased()
-        return try await transaction { connection in
+        return try await transaction { [self] connection in
             guard
                 let entry = try await connection.allRows(
                     "SELECT * FROM certificates WHERE serial = \(serial) FOR UPDATE"
@@ -167,7 +167,7 @@ extension PostgresLedger: IssuedCertificateStore, StoreHealth {
 
     public func checkHealth() async throws {
         // A write, as SQLite's check is: a replica whose database is read-only (a standby) is not ready.
-        _ = try await transaction { connection in
+        _ = try await transaction { [self] connection in
             try await connection.query(
                 "CREATE TEMPORARY TABLE signet_health (x int) ON COMMIT DROP", logger: connection.logger)
         }

@@ -12,7 +12,7 @@ import SignetManaged
 extension PostgresLedger: ManagedCertificateStore {
     public func createManagedCertificate(_ record: ManagedCertificateRecord, event: AuditEvent) async throws {
         let spec = try ManagedCertificateRecord.encode(record.spec)
-        try await transaction { connection in
+        try await transaction { [self] connection in
             // The name's key and the target's unique index decide races; these reads name the holder in the error.
             if try await Self.exists("SELECT 1 FROM managed_certificates WHERE name = \(record.name)", on: connection) {
                 throw LedgerError.managedCertificateExists(record.name)
@@ -69,7 +69,7 @@ extension PostgresLedger: ManagedCertificateStore {
         -> [ManagedCertificateRecord]
     {
         let nowMilliseconds = Self.milliseconds(now)
-        return try await transaction { connection in
+        return try await transaction { [self] connection in
             try await connection.allRows(
                 """
                 UPDATE managed_certificates m SET claimed_until_ms = \(Self.milliseconds(until))
@@ -88,7 +88,7 @@ extension PostgresLedger: ManagedCertificateStore {
     }
 
     public func extendClaim(name: String, until: Date) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             _ = try await connection.query(
                 """
                 UPDATE managed_certificates SET claimed_until_ms = \(Self.milliseconds(until))
@@ -101,7 +101,7 @@ extension PostgresLedger: ManagedCertificateStore {
         async throws -> ManagedCertificateRecord
     {
         let encoded = try ManagedCertificateRecord.encode(spec)
-        return try await transaction { connection in
+        return try await transaction { [self] connection in
             try await Self.ensureTargetFree(spec.target, for: name, on: connection)
             var updated: ManagedCertificateRecord?
             try await Self.writingTarget(spec.target, name: name) {
@@ -121,7 +121,7 @@ extension PostgresLedger: ManagedCertificateStore {
     }
 
     public func deleteManagedCertificate(name: String, event: AuditEvent) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             guard
                 try await Self.exists(
                     "DELETE FROM managed_certificates WHERE name = \(name) RETURNING name", on: connection)
@@ -131,7 +131,7 @@ extension PostgresLedger: ManagedCertificateStore {
     }
 
     public func scheduleManagedCertificate(name: String, at date: Date, event: AuditEvent) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             guard
                 try await Self.exists(
                     """
@@ -148,7 +148,7 @@ extension PostgresLedger: ManagedCertificateStore {
     {
         guard let key else { throw LedgerKeyError.noKey }
         let sealed = try key.seal(pending.pem, binding: ManagedCertificateRecord.pendingKeyBinding(name))
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await connection.query(
                 """
                 UPDATE managed_certificates SET pending_key = \(sealed), pending_key_sha256 = \(pending.publicKeySHA256),
@@ -165,7 +165,7 @@ extension PostgresLedger: ManagedCertificateStore {
     {
         let renewal = Self.milliseconds(delivered.renewalTime)
         let deliveredAt = Self.milliseconds(delivered.deliveredAt)
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await connection.query(
                 """
                 UPDATE managed_certificates SET serial = \(delivered.serial),
@@ -185,7 +185,7 @@ extension PostgresLedger: ManagedCertificateStore {
     public func failRenewal(
         name: String, error: String, reason: String?, at now: Date, retryAt: Date, event: AuditEvent?
     ) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await connection.query(
                 """
                 UPDATE managed_certificates SET attempts = attempts + 1, last_error = \(error),
@@ -200,7 +200,7 @@ extension PostgresLedger: ManagedCertificateStore {
     public func recordProbe(name: String, deliveredSerial serial: String, probe: ManagedCertificateRecord.Probe)
         async throws
     {
-        _ = try await transaction { connection in
+        _ = try await transaction { [self] connection in
             try await connection.query(
                 """
                 UPDATE managed_certificates SET probe_ms = \(Self.milliseconds(probe.at)), probe_serial = \(probe.servedSerial),

@@ -15,7 +15,7 @@ extension PostgresLedger: TokenStore, AuditLog, RevocationListStore {
     /// A token and its audit event; a name already taken (by any replica, revoked or not) is refused by the key.
     public func createToken(_ token: TokenEntry) async throws {
         do {
-            try await transaction { connection in
+            try await transaction { [self] connection in
                 try await connection.query(
                     """
                     INSERT INTO tokens (name, secret_sha256, allowed_names, allowed_profiles, max_lifetime_seconds,
@@ -50,7 +50,7 @@ extension PostgresLedger: TokenStore, AuditLog, RevocationListStore {
 
     /// Marks a token revoked; its row stays, so its name is never reused.
     public func revokeToken(name: String, at date: Date) async throws {
-        let revoked = try await transaction { connection in
+        let revoked = try await transaction { [self] connection in
             var changed = false
             for try await _ in try await connection.query(
                 """
@@ -148,7 +148,7 @@ extension PostgresLedger: TokenStore, AuditLog, RevocationListStore {
     /// Keeps `crl` if its number is above the stored one, whichever replica stored that: the comparison is in the
     /// upsert itself, so two replicas publishing at once keep the higher number.
     public func storeCRL(_ crl: StoredCRL) async throws -> Bool {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             var kept = false
             for try await _ in try await connection.query(
                 """

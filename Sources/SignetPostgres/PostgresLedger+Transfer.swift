@@ -37,7 +37,7 @@ extension PostgresLedger: LedgerTransfer {
             }
             return query
         }
-        try await transaction { connection in
+        try await transaction { [self] connection in
             for (row, statement) in zip(rows, statements) {
                 try await connection.query(statement, logger: connection.logger)
                 if table.name == "certificates", case .integer(let id) = row[0] {
@@ -58,7 +58,7 @@ extension PostgresLedger: LedgerTransfer {
 
     /// Identity columns continue after the largest imported key.
     public func finishImport() async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             for table in LedgerTables.all where table.generatedKey {
                 try await connection.query(
                     PostgresQuery(

@@ -88,14 +88,14 @@ public final class PostgresLedger: Sendable {
     /// One transaction; it returns only once PostgreSQL has flushed the commit to its WAL (`synchronous_commit` is
     /// on for every session of the pool).
     func transaction<Result: Sendable>(
-        _ body: @Sendable (PostgresConnection) async throws -> Result
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await Self.transaction(client: client, logger: logger, deadline: deadline, body)
     }
 
     static func transaction<Result: Sendable>(
         client: PostgresClient, logger: Logger, deadline: Duration,
-        _ body: @Sendable (PostgresConnection) async throws -> Result
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await reachable(deadline: deadline) {
             try await client.withConnection { connection in
@@ -125,30 +125,36 @@ public final class PostgresLedger: Sendable {
     }
 
     /// Runs `body` against the database; a database that cannot be reached (no connection, a connection lost, the
-    /// server shutting down or starting, the deadline passed) is `LedgerError.unavailable`, and whatever the
-    /// transaction wrote was rolled back or never committed.
-    func reachable<Result: Sendable>(_ body: @Sendable () async throws -> Result) async throws -> Result {
+    /// server shutting down or starting, the deadline passed) is `LedgerError.unavailable`.
+    func reachable<Result: Sendable>(_ body: @escaping @Sendable () async throws -> Result) async throws -> Result {
         try await Self.reachable(deadline: deadline, body)
     }
 
-    static func reachable<Result: Sendable>(deadline: Duration, _ body: @Sendable () async throws -> Result)
-        async throws -> Result
-    {
+    /// The deadline holds whatever `body` does: when it passes, the caller gets `unavailable` at once and `body` is
+    /// cancelled and left to end on its own. Waiting for it instead would let a connection that ignores
+    /// cancellation (seen with PostgreSQL restarting under load: a lease that never came back) hold a request,
+    /// and with it a graceful shutdown, for as long as the server is away. A transaction left behind either commits
+    /// or rolls back; a certificate it commits was never handed out, which the ledger allows (the reverse it never
+    /// does).
+    static func reachable<Result: Sendable>(
+        deadline: Duration, _ body: @escaping @Sendable () async throws -> Result
+    ) async throws -> Result {
+        let outcome = FirstOutcome<Result>()
+        let work = Task {
+            do { outcome.settle(.success(try await body())) } catch { outcome.settle(.failure(error)) }
+        }
+        let timer = Task {
+            try await Task.sleep(for: deadline)
+            outcome.settle(.failure(LedgerError.unavailable("PostgreSQL did not answer within \(deadline)")))
+            work.cancel()
+        }
+        defer { timer.cancel() }
         do {
-            // The group awaits both children before it returns, so `body` never outlives this call.
-            return try await withoutActuallyEscaping(body) { body in
-                try await withThrowingTaskGroup(of: Result?.self) { group in
-                    group.addTask { try await body() }
-                    group.addTask {
-                        try await Task.sleep(for: deadline)
-                        return nil
-                    }
-                    defer { group.cancelAll() }
-                    guard let first = try await group.next(), let result = first else {
-                        throw LedgerError.unavailable("PostgreSQL did not answer within \(deadline)")
-                    }
-                    return result
-                }
+            return try await withTaskCancellationHandler {
+                try await outcome.value
+            } onCancel: {
+                work.cancel()
+                outcome.settle(.failure(CancellationError()))
             }
         } catch let error as PSQLError where Self.isUnreachable(error) {
             throw LedgerError.unavailable("PostgreSQL cannot be reached: \(Self.describe(error))")
@@ -199,3 +205,39 @@ extension PostgresConnection {
 }
 
 extension PostgresLedger: Ledger {}
+
+/// The first of several outcomes racing to settle one wait (`reachable`'s work, its deadline, its caller giving up);
+/// later ones are dropped.
+final class FirstOutcome<Value: Sendable>: Sendable {
+    private enum State {
+        case pending([CheckedContinuation<Value, any Error>])
+        case settled(Result<Value, any Error>)
+    }
+
+    private let state = Mutex(State.pending([]))
+
+    func settle(_ result: Result<Value, any Error>) {
+        let waiting: [CheckedContinuation<Value, any Error>] = state.withLock { state in
+            guard case .pending(let waiting) = state else { return [] }
+            state = .settled(result)
+            return waiting
+        }
+        for continuation in waiting { continuation.resume(with: result) }
+    }
+
+    var value: Value {
+        get async throws {
+            try await withCheckedThrowingContinuation { continuation in
+                let settled: Result<Value, any Error>? = state.withLock { state in
+                    switch state {
+                    case .pending(let waiting):
+                        state = .pending(waiting + [continuation])
+                        return nil
+                    case .settled(let result): return result
+                    }
+                }
+                if let settled { continuation.resume(with: settled) }
+            }
+        }
+    }
+}
