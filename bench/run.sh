@@ -88,36 +88,75 @@ JSON
     cfssl_pid=$!; pids+=("$cfssl_pid")
     wait_http "http://127.0.0.1:$cfssl_port/api/v1/cfssl/info" || { cat "$work/cfssl.log"; exit 1; }
 
-    # Signet: plain HTTP like cfssl, ledger synchronous=FULL (stronger than cfssl's NORMAL).
+    # Signet: plain HTTP like cfssl, ledger synchronous=FULL (stronger than cfssl's NORMAL), and a second one with
+    # durability normal (synchronous=NORMAL, cfssl's own setting) on the same CA.
     start_signet signet SIGNET_CA_DIR="$work/ca"
+    local full_url=$signet_url full_token=$token full_pid=$signet_pid
+    start_signet signet-normal SIGNET_CA_DIR="$work/ca" SIGNET_DURABILITY=normal
+    local normal_url=$signet_url normal_token=$token normal_pid=$signet_pid
 
-    # Warm both up (JIT-free, but page cache, connection pools and SQLite caches).
+    # Warm them up (JIT-free, but page cache, connection pools and SQLite caches).
     run_point cfssl "http://127.0.0.1:$cfssl_port/api/v1/cfssl/sign" "$work/cfssl-bodies.txt" "" 8 >/dev/null
-    run_point signet "$signet_url" "$work/signet-bodies.txt" "$token" 8 >/dev/null
+    run_point signet "$full_url" "$work/signet-bodies.txt" "$full_token" 8 >/dev/null
+    run_point signet "$normal_url" "$work/signet-bodies.txt" "$normal_token" 8 >/dev/null
 
-    printf '\n%-6s | %-34s | %-34s | %s\n' "conc." "cfssl 1.2 (SQLite WAL, sync=NORMAL)" "Signet (SQLite WAL, sync=FULL)" "Signet/cfssl"
-    printf '%-6s | %-34s | %-34s | %s\n' "" "issued/s   p50 ms   p99 ms  errors" "issued/s   p50 ms   p99 ms  errors" "issued/s"
-    signet_rows() { sqlite3 "$work/signet/ledger.sqlite" "select count(*) from certificates where requester = 'token:bench'"; }
-    for concurrency in 1 8 64; do
-        read -r c_rate c_p50 c_p99 c_err < <(run_point cfssl "http://127.0.0.1:$cfssl_port/api/v1/cfssl/sign" "$work/cfssl-bodies.txt" "" "$concurrency")
-        rows_before=$(signet_rows)
-        read -r s_rate s_p50 s_p99 s_err < <(run_point signet "$signet_url" "$work/signet-bodies.txt" "$token" "$concurrency")
-        # Every 201 wrk counted must be a committed row; beyond them, at most the requests still in flight when wrk
-        # stopped (answered after it stopped counting) may have been recorded.
-        rows_added=$(( $(signet_rows) - rows_before ))
+    # Each cell: issued/s, p50 and p99 ms, errors, and the server's own CPU time (user + system, from procfs) per
+    # issuance in µs: what the stack spends on one certificate, whatever the cores.
+    printf '\n%-6s | %-40s | %-40s | %-40s | %s\n' "conc." "cfssl 1.2 (SQLite WAL, sync=NORMAL)" \
+        "Signet, durability full (sync=FULL)" "Signet, durability normal (sync=NORMAL)" "Signet full/cfssl"
+    printf '%-6s | %-40s | %-40s | %-40s | %s\n' "" "issued/s  p50 ms  p99 ms  err  CPU µs" \
+        "issued/s  p50 ms  p99 ms  err  CPU µs" "issued/s  p50 ms  p99 ms  err  CPU µs" "issued/s"
+    signet_rows() { sqlite3 "$work/$1/ledger.sqlite" "select count(*) from certificates where requester = 'token:bench'"; }
+    # measure NAME URL BODIES TOKEN PID CONCURRENCY -> the cell; Signet's points also check every 201 is a row.
+    measure() {
+        local rows_before cpu_before rate p50 p99 errors ok rows_added
+        [ "$1" = cfssl ] || rows_before=$(signet_rows "$1")
+        cpu_before=$(cpu_seconds "$5")
+        read -r rate p50 p99 errors < <(run_point "$1" "$2" "$3" "$4" "$6")
         ok=$(cat "$work/last-ok")
-        if (( rows_added < ok || rows_added > ok + concurrency )); then
-            echo "MISMATCH at concurrency $concurrency: wrk counted $ok 2xx, the ledger gained $rows_added rows" >&2
+        local cpu_us
+        cpu_us=$(python3 -c "print(round(($(cpu_seconds "$5")) - $cpu_before) * 1e6 / max($ok, 1)))")
+        if [ "$1" != cfssl ]; then
+            # Every 201 wrk counted must be a committed row; beyond them, at most the requests still in flight when
+            # wrk stopped (answered after it stopped counting) may have been recorded.
+            rows_added=$(( $(signet_rows "$1") - rows_before ))
+            if (( rows_added < ok || rows_added > ok + $6 )); then
+                echo "MISMATCH at concurrency $6: wrk counted $ok 2xx, the ledger of $1 gained $rows_added rows" >&2
+            fi
         fi
-        printf '%-6s   Signet: %s answered 201, %s rows committed\n' "" "$ok" "$rows_added" >&2
+        printf '%8s %7s %7s %4s %7s' "$rate" "$p50" "$p99" "$errors" "$cpu_us"
+        echo "$rate" >"$work/last-rate"
+    }
+    for concurrency in 1 8 64; do
+        local c_cell s_cell n_cell c_rate s_rate
+        c_cell=$(measure cfssl "http://127.0.0.1:$cfssl_port/api/v1/cfssl/sign" "$work/cfssl-bodies.txt" "" "$cfssl_pid" "$concurrency")
+        c_rate=$(cat "$work/last-rate")
+        s_cell=$(measure signet "$full_url" "$work/signet-bodies.txt" "$full_token" "$full_pid" "$concurrency")
+        s_rate=$(cat "$work/last-rate")
+        n_cell=$(measure signet-normal "$normal_url" "$work/signet-bodies.txt" "$normal_token" "$normal_pid" "$concurrency")
         ratio=$(python3 -c "print(f'{$s_rate / max($c_rate, 1):.2f}x')")
-        printf '%-6s | %8s %8s %8s %7s | %8s %8s %8s %7s | %s\n' "$concurrency" "$c_rate" "$c_p50" "$c_p99" "$c_err" "$s_rate" "$s_p50" "$s_p99" "$s_err" "$ratio"
+        printf '%-6s | %-40s | %-40s | %-40s | %s\n' "$concurrency" "$c_cell" "$s_cell" "$n_cell" "$ratio"
     done
-    printf 'peak RSS: cfssl %s MB, Signet %s MB\n' "$(peak_rss_mb "$cfssl_pid")" "$(peak_rss_mb "$signet_pid")"
-    printf 'rows recorded: cfssl %s, Signet %s (every 201 is a committed row)\n' \
-        "$(sqlite3 "$work/cfssl.db" 'select count(*) from certificates')" \
-        "$(sqlite3 "$work/signet/ledger.sqlite" "select count(*) from certificates where requester = 'token:bench'")"
-    kill "$cfssl_pid" "$signet_pid"
+
+    # The floors of the same run: Signet's /healthz (the HTTP stack, routing, middleware) with its CPU per request.
+    local healthz_port=${full_url#http://127.0.0.1:}; healthz_port=${healthz_port%%/*}
+    printf '/healthz\n' >"$work/healthz-path.txt"
+    local cpu_before h_line
+    cpu_before=$(cpu_seconds "$full_pid")
+    h_line=$(wrk -t 2 -c 8 -d "${seconds}s" --timeout 5s -s bench/get.lua "http://127.0.0.1:$healthz_port" -- "$work/healthz-path.txt" | grep '^RESULT')
+    python3 - "$h_line" "$cpu_before" "$(cpu_seconds "$full_pid")" <<'PY'
+import sys
+fields = dict(item.split("=") for item in sys.argv[1].split()[1:])
+requests = int(fields["requests"])
+rate = requests / (int(fields["duration_us"]) / 1e6)
+cpu = (float(sys.argv[3]) - float(sys.argv[2])) * 1e6 / max(requests, 1)
+print(f'floor: Signet GET /healthz at concurrency 8: {rate:.0f}/s, p50 {int(fields["p50_us"])/1000:.2f} ms, p99 {int(fields["p99_us"])/1000:.2f} ms, {cpu:.0f} µs of server CPU a request')
+PY
+    printf 'peak RSS: cfssl %s MB, Signet %s MB (full), %s MB (normal)\n' "$(peak_rss_mb "$cfssl_pid")" \
+        "$(peak_rss_mb "$full_pid")" "$(peak_rss_mb "$normal_pid")"
+    printf 'rows recorded: cfssl %s, Signet %s + %s (every 201 is a committed row)\n' \
+        "$(sqlite3 "$work/cfssl.db" 'select count(*) from certificates')" "$(signet_rows signet)" "$(signet_rows signet-normal)"
+    kill "$cfssl_pid" "$full_pid" "$normal_pid"
 }
 
 bench_ceiling_and_ledger() {
