@@ -1,4 +1,5 @@
 import Foundation
+import SignetOpenAPI
 import SignetServer
 import Testing
 
@@ -6,6 +7,30 @@ import Testing
 /// document alone with a valid token (as a new user would try the API), against a live `signet serve`.
 @Suite("the API contract", .serialized)
 struct ContractTests {
+    @Test("date-times: answers in UTC with whole seconds; queries read with Z or an offset, with or without a fraction")
+    func dateTimes() throws {
+        let transcoder = RFC3339DateTranscoder()
+        #expect(try transcoder.encode(Date(timeIntervalSince1970: 1_796_119_200.999)) == "2026-12-01T10:00:00Z")
+        #expect(try transcoder.encode(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00Z")
+        for (text, seconds) in [
+            ("2026-12-01T10:00:00Z", 1_796_119_200.0), ("2026-12-01T10:00:00.5+01:00", 1_796_115_600.5),
+            ("2026-12-01T10:00:00-05:30", 1_796_139_000.0), ("2026-12-01T10:00:00.123456Z", 1_796_119_200.123456),
+            // RFC 3339 allows any offset up to ±23:59 (Schemathesis sends such); Foundation's style stops at ±18:00.
+            ("2026-12-01T10:00:00+23:43", 1_796_119_200.0 - 85_380), ("2026-12-01T10:00:00.25-23:59", 1_796_205_540.25),
+            ("2026-12-01t10:00:00z", 1_796_119_200.0),
+        ] {
+            let decoded = try transcoder.decode(text).timeIntervalSince1970
+            #expect(abs(decoded - seconds) < 0.000_001, "\(text): \(decoded)")
+        }
+        for text in [
+            "2026-12-01T10:00:00", "2026-12-01", "garbage", "", "2026-13-01T10:00:00Z", "2026-12-01T10:00:00+24:00",
+            "2026-12-01T10:00:00+01:60", "2026-12-01T10:00:00+0a:00", "2026-12-01T10:00:00ZZ", "+01:00",
+            "2026-12-01T10:00:00.Z", "2026-12-01T10:00:00junkZ", "2026-12-01x10:00:00Z",
+        ] {
+            #expect(throws: (any Error).self, "\(text)") { try transcoder.decode(text) }
+        }
+    }
+
     @Test("every path's methods in the document are the ones the server answers; any other method is 405 with Allow")
     func declaredMethods() throws {
         let script = """
