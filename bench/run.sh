@@ -115,7 +115,7 @@ JSON
         read -r rate p50 p99 errors < <(run_point "$1" "$2" "$3" "$4" "$6")
         ok=$(cat "$work/last-ok")
         local cpu_us
-        cpu_us=$(python3 -c "print(round(($(cpu_seconds "$5")) - $cpu_before) * 1e6 / max($ok, 1)))")
+        cpu_us=$(python3 -c "print(round(($(cpu_seconds "$5") - $cpu_before) * 1e6 / max($ok, 1)))")
         if [ "$1" != cfssl ]; then
             # Every 201 wrk counted must be a committed row; beyond them, at most the requests still in flight when
             # wrk stopped (answered after it stopped counting) may have been recorded.
