@@ -310,6 +310,7 @@ let package = Package(
             dependencies: [
                 "SignetAuthority", "SignetKeys", "SignetLedger", "SignetPostgres", "SignetACME",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -4,8 +4,11 @@
 //   signet-bench ledger ROWS PATH      fill a ledger with ROWS certificates and time the auditor's queries; a
 //                                      postgres:// URL instead of PATH times them on a ledger bench/run.sh filled
 //   signet-bench acme DIRECTORY_URL CA_FILE CLIENTS SECONDS LABEL   the ACME order flow, CLIENTS at once
+//   signet-bench floor PORT            a bare Hummingbird 2 server on loopback (GET /healthz answers "ok"): the HTTP
+//                                      stack's own cost per request, the floor under every Signet figure
 import Crypto
 import Foundation
+import Hummingbird
 import Logging
 import SignetAuthority
 import SignetKeys
@@ -40,9 +43,17 @@ case "acme":
     }
     try await runACMELoad(
         directoryURL: values[0], caFile: values[1], clients: clients, seconds: seconds, label: values[4])
+case "floor":
+    let port = Int(arguments.dropFirst().first ?? "") ?? 8080
+    let router = Router()
+    router.get("/healthz") { _, _ in "ok" }
+    let floor = Application(
+        router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
+        logger: Logger(label: "signet-bench-floor"))
+    try await floor.runService()
 default:
     print(
-        "usage: signet-bench csrs COUNT DIR | ceiling SECONDS | ledger ROWS PATH | acme DIRECTORY_URL CA_FILE CLIENTS SECONDS LABEL"
+        "usage: signet-bench csrs COUNT DIR | ceiling SECONDS | ledger ROWS PATH | acme DIRECTORY_URL CA_FILE CLIENTS SECONDS LABEL | floor PORT"
     )
     exit(2)
 }
