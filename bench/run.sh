@@ -138,36 +138,29 @@ JSON
         printf '%-6s | %-40s | %-40s | %-40s | %s\n' "$concurrency" "$c_cell" "$s_cell" "$n_cell" "$ratio"
     done
 
-    # The floors of the same run: Signet's /healthz (the HTTP stack, routing, middleware) with its CPU per request.
-    local healthz_port=${full_url#http://127.0.0.1:}; healthz_port=${healthz_port%%/*}
+    # The floors of the same run, each with its CPU per request: Signet's /healthz (the HTTP stack, routing,
+    # middleware), and the bare stack, a Hummingbird 2 server with one constant GET route (signet-bench floor).
     printf '/healthz\n' >"$work/healthz-path.txt"
-    local cpu_before h_line
-    cpu_before=$(cpu_seconds "$full_pid")
-    h_line=$(wrk -t 2 -c 8 -d "${seconds}s" --timeout 5s -s bench/get.lua "http://127.0.0.1:$healthz_port" -- "$work/healthz-path.txt" | grep '^RESULT')
-    python3 - "$h_line" "$cpu_before" "$(cpu_seconds "$full_pid")" <<'PY'
+    floor_point() { # LABEL BASE_URL PID -> one line
+        local cpu_before line
+        cpu_before=$(cpu_seconds "$3")
+        line=$(wrk -t 2 -c 8 -d "${seconds}s" --timeout 5s -s bench/get.lua "$2" -- "$work/healthz-path.txt" | grep '^RESULT')
+        python3 - "$1" "$line" "$cpu_before" "$(cpu_seconds "$3")" <<'PY'
 import sys
-fields = dict(item.split("=") for item in sys.argv[1].split()[1:])
+fields = dict(item.split("=") for item in sys.argv[2].split()[1:])
 requests = int(fields["requests"])
 rate = requests / (int(fields["duration_us"]) / 1e6)
-cpu = (float(sys.argv[3]) - float(sys.argv[2])) * 1e6 / max(requests, 1)
-print(f'floor: Signet GET /healthz at concurrency 8: {rate:.0f}/s, p50 {int(fields["p50_us"])/1000:.2f} ms, p99 {int(fields["p99_us"])/1000:.2f} ms, {cpu:.0f} µs of server CPU a request')
+cpu = (float(sys.argv[4]) - float(sys.argv[3])) * 1e6 / max(requests, 1)
+print(f'floor: {sys.argv[1]} at concurrency 8: {rate:.0f}/s, p50 {int(fields["p50_us"])/1000:.2f} ms, p99 {int(fields["p99_us"])/1000:.2f} ms, {cpu:.0f} µs of server CPU a request')
 PY
-    # And the bare stack: a Hummingbird 2 server with one constant GET route (signet-bench floor), same load.
+    }
+    floor_point "Signet GET /healthz" "${full_url%/v1/certificates}" "$full_pid"
     local floor_port floor_pid
     floor_port=$(free_port)
     "$bin/signet-bench" floor "$floor_port" >"$work/floor.log" 2>&1 &
     floor_pid=$!; pids+=("$floor_pid")
     wait_http "http://127.0.0.1:$floor_port/healthz"
-    cpu_before=$(cpu_seconds "$floor_pid")
-    h_line=$(wrk -t 2 -c 8 -d "${seconds}s" --timeout 5s -s bench/get.lua "http://127.0.0.1:$floor_port" -- "$work/healthz-path.txt" | grep '^RESULT')
-    python3 - "$h_line" "$cpu_before" "$(cpu_seconds "$floor_pid")" <<'PY'
-import sys
-fields = dict(item.split("=") for item in sys.argv[1].split()[1:])
-requests = int(fields["requests"])
-rate = requests / (int(fields["duration_us"]) / 1e6)
-cpu = (float(sys.argv[3]) - float(sys.argv[2])) * 1e6 / max(requests, 1)
-print(f'floor: bare Hummingbird 2 GET at concurrency 8: {rate:.0f}/s, p50 {int(fields["p50_us"])/1000:.2f} ms, p99 {int(fields["p99_us"])/1000:.2f} ms, {cpu:.0f} µs of server CPU a request')
-PY
+    floor_point "bare Hummingbird 2 GET" "http://127.0.0.1:$floor_port" "$floor_pid"
     kill "$floor_pid"
     printf 'peak RSS: cfssl %s MB, Signet %s MB (full), %s MB (normal)\n' "$(peak_rss_mb "$cfssl_pid")" \
         "$(peak_rss_mb "$full_pid")" "$(peak_rss_mb "$normal_pid")"
