@@ -20,38 +20,43 @@ public struct RFC3339DateTranscoder: DateTranscoder {
     }
 
     public func decode(_ text: String) throws -> Date {
-        // The style reads fractional seconds and `Z`; a numeric offset is applied here, because the style refuses
-        // offsets beyond ±18:00 (a time zone's limit) while RFC 3339 allows any up to ±23:59.
-        // RFC 3339 allows "t" and "z" in lower case; the style reads them in upper case only.
+        // RFC 3339 allows "t" and "z" in lower case; the style reads them in upper case only. A numeric offset is
+        // applied here, because the style refuses offsets beyond ±18:00 (a time zone's limit) while RFC 3339 allows
+        // any up to ±23:59.
         var bytes = Array(text.utf8)
         if bytes.count > 10, bytes[10] == UInt8(ascii: "t") { bytes[10] = UInt8(ascii: "T") }
-        if bytes.last == UInt8(ascii: "z") { bytes[bytes.count - 1] = UInt8(ascii: "Z") }
-        var local = Substring(String(decoding: bytes, as: UTF8.self))
-        var offset = 0
-        let utf8 = Array(text.utf8.suffix(6))
-        if utf8.count == 6, utf8[0] == UInt8(ascii: "+") || utf8[0] == UInt8(ascii: "-"), utf8[3] == UInt8(ascii: ":") {
-            let digits = [utf8[1], utf8[2], utf8[4], utf8[5]].map { Int($0) - Int(UInt8(ascii: "0")) }
-            guard digits.allSatisfy((0...9).contains) else { throw NotADateTime(text: text) }
-            let hours = digits[0] * 10 + digits[1]
-            let minutes = digits[2] * 10 + digits[3]
-            guard hours <= 23, minutes <= 59 else { throw NotADateTime(text: text) }
-            offset = (utf8[0] == UInt8(ascii: "-") ? -1 : 1) * (hours * 3600 + minutes * 60)
-            local = local.dropLast(6)
-        } else if local.last == "Z" {
-            local = local.dropLast()
+        let offset: Int
+        if bytes.last == UInt8(ascii: "Z") || bytes.last == UInt8(ascii: "z") {
+            bytes.removeLast()
+            offset = 0
+        } else if let numeric = Self.offsetSeconds(bytes.suffix(6)) {
+            bytes.removeLast(6)
+            offset = numeric
         } else {
             throw NotADateTime(text: text)
         }
-        guard Self.isDateTime(local.utf8), let date = try? Self.style.parse(local + "Z") else {
-            throw NotADateTime(text: text)
-        }
+        guard Self.isDateTime(bytes), let date = try? Self.style.parse(String(decoding: bytes, as: UTF8.self) + "Z")
+        else { throw NotADateTime(text: text) }
         return date.addingTimeInterval(TimeInterval(-offset))
+    }
+
+    /// `+HH:MM` or `-HH:MM` (hours to 23, minutes to 59) in seconds east of UTC; nil for anything else.
+    private static func offsetSeconds(_ zone: ArraySlice<UInt8>) -> Int? {
+        let zone = Array(zone)
+        guard zone.count == 6, zone[0] == UInt8(ascii: "+") || zone[0] == UInt8(ascii: "-"),
+            zone[3] == UInt8(ascii: ":")
+        else { return nil }
+        let digits = [zone[1], zone[2], zone[4], zone[5]].map { Int($0) - Int(UInt8(ascii: "0")) }
+        guard digits.allSatisfy((0...9).contains) else { return nil }
+        let hours = digits[0] * 10 + digits[1]
+        let minutes = digits[2] * 10 + digits[3]
+        guard hours <= 23, minutes <= 59 else { return nil }
+        return (zone[0] == UInt8(ascii: "-") ? -1 : 1) * (hours * 3600 + minutes * 60)
     }
 
     /// `YYYY-MM-DDTHH:MM:SS` with an optional `.` and digits, nothing else: the style itself ignores what follows a
     /// date-time it has read, which would let `…Zjunk` through.
-    private static func isDateTime(_ text: Substring.UTF8View) -> Bool {
-        let bytes = Array(text)
+    private static func isDateTime(_ bytes: [UInt8]) -> Bool {
         guard bytes.count >= 19 else { return false }
         let separators: [Int: UInt8] = [
             4: UInt8(ascii: "-"), 7: UInt8(ascii: "-"), 10: UInt8(ascii: "T"), 13: UInt8(ascii: ":"),
